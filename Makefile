@@ -1,0 +1,36 @@
+# Vigil: two commands do everything on a fresh machine.
+#   make run    create .venv if needed, install, start Vigil on the simulated monitor
+#   make test   same environment, every test headless
+#   make bench  benchmarks: prints figures, writes bench/results.json
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SCENARIO ?= normal
+SPEED ?= 1
+DB ?= var/vigil-dev.sqlite
+PYTEST_ARGS ?=
+
+.PHONY: run test bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Vigil needs Python 3.11 or newer: run make PYTHON=python3.12 ...")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	@mkdir -p $(dir $(DB))
+	$(BIN)/vigil run --device 'sim://?scenario=$(SCENARIO)&speed=$(SPEED)' --db $(DB)
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .hypothesis build *.egg-info

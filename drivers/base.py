@@ -1,0 +1,226 @@
+"""The decoder contract every device protocol implements, and helpers shared by all of them.
+
+A decoder is the *host side* of one wire protocol: it turns the bytes a monitor sends into
+:mod:`drivers.model` items and, for protocols that need it, says which bytes Vigil must send
+(association, confirmations, polls, release). It is incremental (bytes may arrive split at any
+point), pure (no I/O, no threads, no Qt) and never raises on bad bytes: it skips them, counts them
+in :class:`DecoderStats`, and resynchronises.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import ClassVar
+
+from drivers.model import DeviceAttribute, DeviceCondition, Item, utc_now
+
+#: Short human texts for every condition code a decoder or the acquisition worker reports.
+CONDITION_TEXTS: dict[str, str] = {
+    "no_sensor": "No sensor connected",
+    "sensor_off": "Sensor off patient",
+    "defective_sensor": "Defective sensor",
+    "unrecognised_sensor": "Unrecognised sensor",
+    "incompatible_sensor": "Incompatible sensor",
+    "sensor_expired": "Sensor expired",
+    "low_perfusion": "Low perfusion",
+    "marginal_perfusion": "Marginal perfusion",
+    "pulse_search": "Pulse search",
+    "interference": "Interference detected",
+    "artifact": "Motion artifact",
+    "out_of_track": "Pulse out of track",
+    "ambient_light": "Too much ambient light",
+    "low_signal_quality": "Low signal quality",
+    "no_cable": "No patient cable",
+    "cable_expired": "Patient cable expired",
+    "incompatible_cable": "Incompatible patient cable",
+    "unrecognised_cable": "Unrecognised patient cable",
+    "defective_cable": "Defective patient cable",
+    "calibrating": "Calibrating",
+    "emitter_temperature": "Sensor emitter temperature fault",
+    "current_limit": "Sensor current limit",
+    "low_battery": "Device battery low",
+    "demo_data": "Device is sending demo data",
+    "device_alarm": "Alarm active on the device",
+    "device_alarm_silenced": "Alarm silenced on the device",
+    "device_spo2_high": "Device alarm: SpO2 high",
+    "device_spo2_low": "Device alarm: SpO2 low",
+    "device_pulse_high": "Device alarm: pulse high",
+    "device_pulse_low": "Device alarm: pulse low",
+    "cuff_error": "NIBP cuff error",
+    "command_rejected": "Device rejected a command",
+    "association_refused": "Monitor refused the data-export association",
+    "association_released": "Monitor ended the data-export association",
+    "stale_data": "No valid data from the device",
+    "connection_lost": "Device connection lost",
+}
+
+
+def condition_text(code: str) -> str:
+    """The human text for ``code`` (the code itself, spaced, when unknown)."""
+    return CONDITION_TEXTS.get(code) or code.replace("_", " ").capitalize()
+
+
+@dataclass(frozen=True, slots=True)
+class SerialSettings:
+    """Line settings a protocol needs on a serial port (passed to ``serial.serial_for_url``)."""
+
+    baudrate: int = 9600
+    bytesize: int = 8
+    parity: str = "N"
+    stopbits: float = 1
+    rtscts: bool = False
+    xonxoff: bool = False
+
+    def as_kwargs(self) -> dict[str, object]:
+        """Keyword arguments for ``serial.serial_for_url``."""
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class DecoderStats:
+    """Running counts of what a decoder did with its input."""
+
+    bytes_in: int = 0
+    frames_decoded: int = 0
+    frames_rejected: int = 0
+    bytes_skipped: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts as a plain dict."""
+        return asdict(self)
+
+
+class ConditionTracker:
+    """Turns "which conditions are active now" into on/off change items.
+
+    ``update(active, time, managed)`` compares ``active`` with the previous state for the codes
+    in ``managed`` (all codes seen by this tracker when ``managed`` is None) and returns one
+    :class:`DeviceCondition` per change. Codes outside ``managed`` keep their state, so one
+    decoder can track several independent status words.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._active: set[str] = set()
+
+    @property
+    def active(self) -> frozenset[str]:
+        """Codes active now."""
+        return frozenset(self._active)
+
+    def update(
+        self, active: Iterable[str], time: datetime, managed: Iterable[str] | None = None
+    ) -> list[DeviceCondition]:
+        """Record the new state; return the changes (activations first, in sorted order)."""
+        now_active = set(active)
+        scope = set(managed) if managed is not None else (self._active | now_active)
+        now_active &= scope
+        before = self._active & scope
+        changes = [
+            DeviceCondition(code=code, active=True, text=condition_text(code), source=self.source, time=time)
+            for code in sorted(now_active - before)
+        ] + [
+            DeviceCondition(code=code, active=False, text=condition_text(code), source=self.source, time=time)
+            for code in sorted(before - now_active)
+        ]
+        self._active = (self._active - scope) | now_active
+        return changes
+
+    def clear(self, time: datetime) -> list[DeviceCondition]:
+        """End every active condition (e.g. when the link goes down)."""
+        return self.update((), time)
+
+
+class AttributeTracker:
+    """Emits a :class:`DeviceAttribute` when a named value first appears or changes."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.values: dict[str, str] = {}
+
+    def update(self, name: str, value: str, time: datetime) -> DeviceAttribute | None:
+        """Return an attribute item if ``value`` is new for ``name``, else None."""
+        if self.values.get(name) == value:
+            return None
+        self.values[name] = value
+        return DeviceAttribute(name=name, value=value, source=self.source, time=time)
+
+
+class Decoder(ABC):
+    """Host side of one device protocol. Subclasses set the class attributes and ``feed``.
+
+    ``source`` names the device in every item (e.g. ``"masimo:/dev/ttyUSB0"``). ``clock``
+    returns the aware UTC time stamped on items as their ``sample_time``; it is called once per
+    :meth:`feed`, so every frame completed by one read carries that read's time.
+    """
+
+    #: Registry name, e.g. "masimo".
+    protocol: ClassVar[str]
+    #: Human name for menus and the README.
+    title: ClassVar[str]
+    #: Line settings the device uses by default.
+    serial_defaults: ClassVar[SerialSettings] = SerialSettings()
+    #: Seconds between fresh numerics when all is well; 2x this without valid data is stale.
+    expected_interval: ClassVar[float] = 1.0
+
+    def __init__(self, source: str = "", clock: Callable[[], datetime] = utc_now) -> None:
+        self.source = source or self.protocol
+        self.clock = clock
+        self.stats = DecoderStats()
+        self.conditions = ConditionTracker(self.source)
+        self.attributes = AttributeTracker(self.source)
+        self._outbox = bytearray()
+
+    @abstractmethod
+    def feed(self, data: bytes) -> list[Item]:
+        """Consume ``data`` (any length, any split) and return the items it completed.
+
+        Never raises on bad bytes: malformed frames count as ``frames_rejected``, bytes that
+        belong to no frame as ``bytes_skipped``.
+        """
+
+    def start(self) -> bytes:
+        """Bytes to send right after the port opens (association, format selection)."""
+        return b""
+
+    def poll(self, monotonic: float) -> bytes:
+        """Bytes due at monotonic time ``monotonic`` seconds (keep-alive polls); called often."""
+        return b""
+
+    def stop(self) -> bytes:
+        """Bytes to send before the port closes (release request)."""
+        return b""
+
+    def take_output(self) -> bytes:
+        """Bytes ``feed`` decided must be sent (confirmations, replies); empties the queue."""
+        out = bytes(self._outbox)
+        self._outbox.clear()
+        return out
+
+    def queue_output(self, data: bytes) -> None:
+        """For subclasses: queue bytes for :meth:`take_output`."""
+        self._outbox += data
+
+    @property
+    def has_valid_data(self) -> bool:
+        """True once at least one frame was decoded."""
+        return self.stats.frames_decoded > 0
+
+
+@dataclass(slots=True)
+class DecodeResult:
+    """Everything decoded from a complete capture (see :func:`decode_all`)."""
+
+    items: list[Item] = field(default_factory=list)
+    stats: DecoderStats = field(default_factory=DecoderStats)
+
+
+def decode_all(decoder: Decoder, data: bytes, chunk: int = 65536) -> DecodeResult:
+    """Feed ``data`` to ``decoder`` in ``chunk``-sized reads and collect every item."""
+    result = DecodeResult(stats=decoder.stats)
+    for offset in range(0, len(data), chunk):
+        result.items.extend(decoder.feed(data[offset:offset + chunk]))
+    return result

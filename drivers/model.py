@@ -1,0 +1,245 @@
+"""What a device says, as data: numeric observations, waveform chunks, conditions and attributes.
+
+These models sit at the bottom of Vigil: drivers produce them, ``monitor/`` consumes them.
+They never import Qt or anything from ``monitor/``.
+
+Times: ``sample_time`` is always timezone-aware UTC and is when Vigil received (or, for the
+simulated monitor, generated) the data. ``device_time`` is what the device's own clock said, kept
+as sent (usually naive local time) and never trusted for ordering.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from datetime import datetime, timezone
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+import numpy as np
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from drivers.catalogue import CATALOGUE, VITAL_KEYS
+
+
+class Quality(str, enum.Enum):
+    """Flags qualifying one numeric observation."""
+
+    IMPLAUSIBLE = "implausible"      # outside the catalogue's plausible range
+    INVALID = "invalid"              # the device marks the value invalid
+    QUESTIONABLE = "questionable"    # the device marks the value questionable
+    UNAVAILABLE = "unavailable"      # the device says the measurement is unavailable
+    DEMO = "demo"                    # the device is in demo mode
+    ARTIFACT = "artifact"            # motion / interference at the time of the reading
+    LOW_PERFUSION = "low_perfusion"  # perfusion too low for a reliable reading
+    OUT_OF_TRACK = "out_of_track"    # oximeter lost the pulse
+    SENSOR_OFF = "sensor_off"        # sensor off the patient or disconnected
+    SIMULATED = "simulated"          # produced by Vigil's simulated monitor
+    MANUAL = "manual"                # entered by hand, not measured by a device
+
+
+_SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def utc_now() -> datetime:
+    """The current time as an aware UTC datetime."""
+    return datetime.now(timezone.utc)
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("sample times must be timezone-aware (UTC)")
+    if value.utcoffset():
+        return value.astimezone(timezone.utc)
+    return value
+
+
+VitalKey = Literal[VITAL_KEYS]  # type: ignore[valid-type]
+
+
+class NumericObservation(BaseModel):
+    """One value of one vital sign at one time.
+
+    ``value`` is None when the device reports the parameter but marks it missing (dashes, NaN,
+    "no data"). A value outside the catalogue's plausible range is kept and flagged
+    ``Quality.IMPLAUSIBLE`` automatically; it is never dropped. ``unit`` is the catalogue unit
+    (use :func:`numeric` to fill it in). Bad input (unknown vital, naive sample time, NaN value)
+    raises ``pydantic.ValidationError``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    vital: VitalKey
+    value: float | None
+    unit: str
+    source: str
+    sample_time: AwareDatetime
+    device_time: datetime | None = None
+    quality: frozenset[Quality] = Field(default=frozenset(), validate_default=True)
+
+    kind: ClassVar[str] = "numeric"
+
+    @field_validator("value")
+    @classmethod
+    def _not_nan(cls, value: float | None) -> float | None:
+        if value is not None and value != value:
+            raise ValueError("value is NaN: report a missing value as None")
+        return value
+
+    @field_validator("quality")
+    @classmethod
+    def _flag_implausible(cls, quality: frozenset[Quality], info: ValidationInfo) -> frozenset[Quality]:
+        value = info.data.get("value")
+        vital = info.data.get("vital")
+        if value is not None and vital is not None:
+            low, high = CATALOGUE[vital].plausible
+            if not low <= value <= high:
+                return quality | {Quality.IMPLAUSIBLE}
+        return quality
+
+    @property
+    def flagged(self) -> bool:
+        """True when any quality flag other than SIMULATED/MANUAL is set."""
+        return bool(self.quality - {Quality.SIMULATED, Quality.MANUAL})
+
+    def as_record(self) -> dict[str, Any]:
+        """A JSON-ready dict (the `vigil decode` line format)."""
+        return {
+            "kind": "numeric",
+            "vital": self.vital,
+            "value": self.value,
+            "unit": self.unit,
+            "device_time": self.device_time.isoformat() if self.device_time else None,
+            "quality": sorted(q.value for q in self.quality),
+        }
+
+
+def numeric(
+    vital: str,
+    value: float | None,
+    source: str,
+    sample_time: datetime,
+    device_time: datetime | None = None,
+    quality: frozenset[Quality] | set[Quality] = frozenset(),
+) -> NumericObservation:
+    """Build a :class:`NumericObservation` with the catalogue unit for ``vital``."""
+    return NumericObservation(
+        vital=vital, value=value, unit=CATALOGUE[vital].unit, source=source,
+        sample_time=sample_time, device_time=device_time, quality=quality,
+    )
+
+
+#: Waveform channels Vigil knows: key -> (label, unit, nominal rate in Hz).
+WAVE_CHANNELS: dict[str, tuple[str, str, float]] = {
+    "ecg": ("ECG II", "mV", 250.0),
+    "pleth": ("Pleth", "", 100.0),
+    "co2": ("CO2", "mmHg", 25.0),
+    "resp": ("Resp", "", 62.5),
+}
+
+
+class WaveformChunk(BaseModel):
+    """Consecutive samples of one waveform channel at a fixed rate.
+
+    ``samples`` is a 1-D float32 array; NaN marks a gap (probe off), which plots as a gap.
+    ``start_time`` is the UTC time of the first sample; sample *i* is at
+    ``start_time + i / rate`` seconds.
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    kind: ClassVar[str] = "wave"
+    channel: str
+    rate: Annotated[float, Field(gt=0, le=10_000)]
+    start_time: datetime
+    samples: np.ndarray
+    unit: str = ""
+    source: str
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str) -> str:
+        if value not in WAVE_CHANNELS:
+            raise ValueError(f"unknown waveform channel {value!r}; known: {', '.join(WAVE_CHANNELS)}")
+        return value
+
+    @field_validator("start_time")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return _as_utc(value)
+
+    @field_validator("samples", mode="before")
+    @classmethod
+    def _array(cls, value: Any) -> np.ndarray:
+        array = np.asarray(value, dtype=np.float32)
+        if array.ndim != 1:
+            raise ValueError("samples must be one-dimensional")
+        return array
+
+    @property
+    def duration(self) -> float:
+        """Seconds covered by the chunk."""
+        return len(self.samples) / self.rate
+
+    def as_record(self) -> dict[str, Any]:
+        """A JSON-ready dict; NaN gaps become null."""
+        return {
+            "kind": "wave",
+            "channel": self.channel,
+            "rate": self.rate,
+            "samples": [None if math.isnan(s) else round(float(s), 4) for s in self.samples],
+        }
+
+
+class DeviceCondition(BaseModel):
+    """A device condition turning on or off (``no_sensor``, ``sensor_off``, ``stale_data`` …).
+
+    Decoders emit one when the condition *changes*, not on every frame. ``code`` is a snake_case
+    word; ``text`` is a short human description.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: ClassVar[str] = "condition"
+    code: str
+    active: bool
+    text: str = ""
+    source: str
+    time: datetime
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, value: str) -> str:
+        if not _SNAKE.match(value):
+            raise ValueError(f"condition code {value!r} is not a snake_case word")
+        return value
+
+    @field_validator("time")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return _as_utc(value)
+
+    def as_record(self) -> dict[str, Any]:
+        """A JSON-ready dict (the `vigil decode` line format)."""
+        return {"kind": "condition", "code": self.code, "active": self.active}
+
+
+class DeviceAttribute(BaseModel):
+    """A descriptive value from the device that is not a vital sign: serial number, firmware,
+    model, or a field Vigil does not interpret. Emitted when it first appears or changes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: ClassVar[str] = "attribute"
+    name: str
+    value: str
+    source: str
+    time: datetime
+
+    def as_record(self) -> dict[str, Any]:
+        """A JSON-ready dict (the `vigil decode` line format)."""
+        return {"kind": "attribute", "name": self.name, "value": self.value}
+
+
+#: Anything a decoder or device produces.
+Item = Union[NumericObservation, WaveformChunk, DeviceCondition, DeviceAttribute]
