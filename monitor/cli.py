@@ -1,0 +1,185 @@
+"""The ``vigil`` command line. Other tools rely on its output formats: change them only additively.
+
+Commands::
+
+    vigil [run] [--device URL] [--db PATH]          the monitoring window (default command)
+    vigil decode --protocol P FILE|- [--waves] [--attributes]
+    vigil simulate --protocol masimo|nonin|intellivue [--scenario S] [--speed X] [--link PATH]
+    vigil devices [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import IO
+
+from drivers.registry import UnknownProtocolError, decoder_class, protocol_names
+from drivers.simulator.scenarios import SCENARIOS
+
+DEFAULT_DEVICE = "sim://?scenario=normal"
+_COMMANDS = ("run", "decode", "simulate", "devices")
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one line, exit status 2 (or ``status``)."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vigil", description="Vigil: session monitor for ketamine infusion clinics.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="open the monitoring window (the default command)")
+    run.add_argument("--device", default=DEFAULT_DEVICE,
+                     help=f"device URL (default {DEFAULT_DEVICE}); e.g. /dev/ttyUSB0?protocol=masimo")
+    run.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
+
+    dec = sub.add_parser("decode", help="decode a raw capture of what a monitor sent; JSON lines")
+    dec.add_argument("--protocol", required=True, help=f"one of: {', '.join(protocol_names())}")
+    dec.add_argument("file", help="capture file, or - for standard input")
+    dec.add_argument("--waves", action="store_true", help="also print waveform samples")
+    dec.add_argument("--attributes", action="store_true",
+                     help="also print device attributes (serial number, firmware, unknown fields)")
+
+    sim = sub.add_parser("simulate", help="serve the simulated monitor on a pseudo-terminal")
+    sim.add_argument("--protocol", required=True, help="masimo, nonin or intellivue")
+    sim.add_argument("--scenario", default="normal", help=f"one of: {', '.join(SCENARIOS)}")
+    sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
+    sim.add_argument("--seed", type=int, default=0, help="random seed of the simulated patient")
+    sim.add_argument("--variant", help="masimo: rad8|radical5|radical7|root; nonin: 2|7|8|ascii")
+    sim.add_argument("--link", help="keep a symlink at this path pointing at the current device")
+
+    dev = sub.add_parser("devices", help="list serial ports on this computer")
+    dev.add_argument("--json", action="store_true", help="one JSON object per port")
+    return parser
+
+
+# ---------------------------------------------------------------------------------- decode
+def _open_input(path: str) -> IO[bytes]:
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        return open(path, "rb")  # noqa: SIM115 (closed by the caller)
+    except OSError as exc:
+        raise CliError(f"vigil decode: cannot read {path}: {exc.strerror or exc}", status=1) from None
+
+
+def cmd_decode(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """Decode a capture: one JSON object per line on ``out``, a summary on ``err``."""
+    try:
+        cls = decoder_class(args.protocol)
+    except UnknownProtocolError as exc:
+        raise CliError(f"vigil decode: {exc}") from None
+    decoder = cls(source=f"{cls.protocol}:{args.file}")
+    stream = _open_input(args.file)
+    try:
+        while True:
+            try:
+                chunk = stream.read(65536)
+            except OSError as exc:
+                raise CliError(f"vigil decode: cannot read {args.file}: {exc.strerror or exc}", status=1) from None
+            if not chunk:
+                break
+            for item in decoder.feed(chunk):
+                if item.kind == "wave" and not args.waves:
+                    continue
+                if item.kind == "attribute" and not args.attributes:
+                    continue
+                record = item.as_record()
+                if record.get("quality") == []:
+                    del record["quality"]
+                out.write(json.dumps(record) + "\n")
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    s = decoder.stats
+    err.write(f"{cls.protocol}: {s.frames_decoded} frames decoded, {s.frames_rejected} frames rejected, "
+              f"{s.bytes_skipped} bytes skipped (of {s.bytes_in} bytes)\n")
+    return 0
+
+
+# ---------------------------------------------------------------------------------- simulate
+def cmd_simulate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """Serve the simulated monitor until SIGINT/SIGTERM; first stdout line = device path."""
+    from drivers.simulator.serve import PtyServer  # noqa: PLC0415
+
+    if args.scenario not in SCENARIOS:
+        raise CliError(f"vigil simulate: unknown scenario {args.scenario!r}; choose one of: {', '.join(SCENARIOS)}")
+    try:
+        server = PtyServer(args.protocol, scenario=args.scenario, speed=args.speed, seed=args.seed,
+                           variant=args.variant, link=args.link)
+    except ValueError as exc:
+        raise CliError(f"vigil simulate: {exc}") from None
+    path = server.open()
+    out.write(path + "\n")
+    out.flush()
+    stop = threading.Event()
+    _on_signals(lambda: stop.set())
+    try:
+        server.serve(stop, on_event=lambda line: (err.write(line + "\n"), err.flush()))
+    finally:
+        server.close()
+    return 0
+
+
+def _on_signals(handler: Callable[[], None]) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: handler())
+
+
+# ---------------------------------------------------------------------------------- devices
+def cmd_devices(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """List serial ports with a hint for known USB-serial adapters."""
+    from drivers.transport import list_ports  # noqa: PLC0415
+
+    ports = list_ports()
+    for port in ports:
+        if args.json:
+            out.write(json.dumps({"device": port.device, "description": port.description,
+                                  "hwid": port.hwid, "hint": port.hint}) + "\n")
+        else:
+            out.write(f"{port.device}\t{port.description}\t{port.hint or port.hwid}\n")
+    if not ports and not args.json:
+        err.write("no serial ports found (is the USB-serial adapter plugged in?)\n")
+    return 0
+
+
+# ---------------------------------------------------------------------------------- entry
+def run_cli(argv: Sequence[str], window: Callable[[argparse.Namespace], int] | None = None,
+            out: IO[str] | None = None, err: IO[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; returns the exit status."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    argv = list(argv)
+    if not argv or (argv[0] not in _COMMANDS and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "run")
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            if window is None:
+                raise CliError("vigil run: the window is not available in this entry point")
+            from drivers.transport import DeviceUrlError, parse_device_url  # noqa: PLC0415
+
+            try:
+                parse_device_url(args.device)
+            except DeviceUrlError as exc:
+                raise CliError(f"vigil run: {exc}") from None
+            return window(args)
+        handler = {"decode": cmd_decode, "simulate": cmd_simulate, "devices": cmd_devices}[args.command]
+        return handler(args, out, err)
+    except CliError as exc:
+        err.write(str(exc) + "\n")
+        return exc.status
+    except BrokenPipeError:
+        return 0
