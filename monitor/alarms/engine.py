@@ -1,0 +1,580 @@
+"""The alarm engine: observations in, alarm conditions and their signals out (IEC 60601-1-8).
+
+Pure and deterministic: it never reads a clock. Physiological conditions are judged at the
+times of the observations that carry them; :meth:`AlarmEngine.tick` advances time for what
+happens between observations (escalation of sustained alarms, technical escalation, the end
+of an audio pause, a vital that stopped giving valid values). Every change is returned as an
+:class:`AlarmEvent`, for the alarm log, the screen and the command line.
+
+Behaviour (disclosed to users in docs/alarms.md):
+
+* A condition must hold for its *condition delay* before its alarm starts; the delay is
+  measured between observation times, so with 1 Hz data an alarm starts within one second of
+  the delay. Levels without delay (SpO2 < 88 %, single NIBP readings) start on the observation.
+* The alarm of a limit rule takes the priority of the highest level that qualifies; it moves up
+  (escalated) and down (de-escalated) with the value and ends when no level is violated.
+* A vital with no valid value (sensor off, value marked missing) for 10 s ends its
+  physiological alarms: the technical alarm for the sensor takes over.
+* Non-latching (default): the alarm signal ends with its condition. Latching (clinic setting):
+  the visual signal stays, marked latched, until someone acknowledges it.
+* Acknowledge silences the alarms active now, and clears latched ones; an alarm that starts
+  later, or escalates, sounds again.
+* Audio pause silences every alarm present now for a limited time (default 2 min, at most the
+  clinic's maximum); an alarm that starts during the pause sounds; the visual signal never
+  pauses; the inactivation state is always available from :meth:`AlarmEngine.state`.
+* An alarm that ends at once still sounds its minimum: one full MEDIUM burst, half a HIGH burst.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from drivers.base import condition_text
+from drivers.model import DeviceCondition, NumericObservation
+from monitor.alarms.audio import minimum_sound_s
+from monitor.alarms.profile import (
+    AlarmProfile, AssessmentRule, Level, LimitRule, NibpRule, NoBreathRule, Priority, TechnicalRule,
+)
+
+
+@dataclass
+class Alarm:
+    """One alarm condition and its signal, from start until it ends (and, if latched, is reset)."""
+
+    id: int
+    condition: str
+    label: str
+    kind: str                      # "physiological" | "technical"
+    priority: Priority             # now
+    max_priority: Priority
+    started_at: datetime
+    value: float | None            # the observation that started it (or now triggers it)
+    limit: float | None            # the limit in force
+    message: str = ""
+    ended_at: datetime | None = None
+    acknowledged: bool = False
+    latched: bool = False
+
+    @property
+    def active(self) -> bool:
+        """True while the alarm condition is present."""
+        return self.ended_at is None
+
+
+@dataclass(frozen=True)
+class AlarmEvent:
+    """Something that happened to an alarm, or to alarm signals as a whole (pause)."""
+
+    event: str          # started ended escalated deescalated acknowledged reset audio_paused audio_resumed
+    t: datetime
+    condition: str = ""
+    priority: Priority | None = None
+    value: float | None = None
+    limit: float | None = None
+    alarm_id: int | None = None
+    label: str = ""
+    kind: str = ""
+    message: str = ""
+    user: str | None = None
+    detail: str = ""
+
+    def as_record(self) -> dict[str, Any]:
+        """JSON-ready form (the `vigil record` line format)."""
+        record: dict[str, Any] = {"event": f"alarm_{self.event}" if self.event in ("started", "ended", "escalated", "deescalated") else self.event}
+        if self.condition:
+            record.update(condition=self.condition, priority=self.priority.name if self.priority else None,
+                          value=self.value, limit=self.limit)
+        record["t"] = self.t.isoformat()
+        if self.user:
+            record["user"] = self.user
+        if self.detail:
+            record["detail"] = self.detail
+        return record
+
+
+@dataclass
+class Inactivation:
+    """The alarm-signal inactivation state, for the always-visible indicator."""
+
+    audio_paused: bool
+    pause_remaining_s: float
+    paused_by: str | None
+    acknowledged: tuple[int, ...]
+
+    @property
+    def text(self) -> str:
+        """Short indicator text ("AUDIO PAUSED 1:45", "ACKNOWLEDGED", "")."""
+        if self.audio_paused:
+            seconds = max(0, int(round(self.pause_remaining_s)))
+            return f"AUDIO PAUSED {seconds // 60}:{seconds % 60:02d}"
+        if self.acknowledged:
+            return "ACKNOWLEDGED"
+        return ""
+
+
+@dataclass
+class AlarmState:
+    """Everything the screen and the speaker need at one moment."""
+
+    alarms: list[Alarm]                 # active and latched, highest priority first
+    visual_priority: Priority | None    # highest priority shown
+    audio_priority: Priority | None     # highest priority that should sound now
+    inactivation: Inactivation
+
+
+# --------------------------------------------------------------------------- per-rule state
+@dataclass
+class _LevelState:
+    pending_since: datetime | None = None
+    last_t: datetime | None = None
+    sat: float = 0.0
+    episodes: deque = field(default_factory=deque)
+
+
+class _Tracker:
+    """Common alarm bookkeeping for one physiological condition."""
+
+    def __init__(self, engine: "AlarmEngine", condition: str, label: str) -> None:
+        self.engine = engine
+        self.condition = condition
+        self.label = label
+        self.alarm: Alarm | None = None
+        self.level_priority: Priority | None = None
+        self.level_since: datetime | None = None
+        self.escalation: Level | None = None
+
+    def apply(self, t: datetime, priority: Priority | None, value: float | None, limit: float | None,
+              message: str = "", escalation: Level | None = None) -> None:
+        """Move the alarm to ``priority`` (None: the condition is over) at ``t``."""
+        engine = self.engine
+        if priority is None:
+            if self.alarm is not None:
+                engine._end(self.alarm, t, value)
+                self.alarm = None
+            self.level_priority = self.level_since = self.escalation = None
+            return
+        if self.alarm is None:
+            self.alarm = engine._start(self.condition, self.label, "physiological", priority, t, value, limit, message)
+            self.level_priority, self.level_since, self.escalation = priority, t, escalation
+            return
+        if priority != self.level_priority:
+            self.level_priority, self.level_since, self.escalation = priority, t, escalation
+        self.alarm.limit, self.alarm.message = limit, message or self.alarm.message
+        self.alarm.value = value
+        target = priority
+        if self.escalation is not None and self.level_since is not None and \
+                (t - self.level_since).total_seconds() >= (self.escalation.escalate_after_s or 0):
+            target = max(target, self.escalation.escalate_to)
+        engine._set_priority(self.alarm, target, t)
+
+    def tick(self, now: datetime) -> None:
+        """Escalate a sustained alarm between observations."""
+        if self.alarm is not None and self.escalation is not None and self.level_since is not None and \
+                (now - self.level_since).total_seconds() >= (self.escalation.escalate_after_s or 0):
+            self.engine._set_priority(self.alarm, max(self.alarm.priority, self.escalation.escalate_to), now)
+
+
+class _LimitTracker(_Tracker):
+    def __init__(self, engine: "AlarmEngine", rule: LimitRule) -> None:
+        super().__init__(engine, rule.id, rule.label)
+        self.rule = rule
+        self.levels = [_LevelState() for _ in rule.levels]
+        self.last_valid: dict[str, datetime] = {}
+        self.invalid_since: datetime | None = None
+
+    def _limit(self, level: Level, vital: str) -> float | None:
+        limits = []
+        if level.threshold is not None:
+            limits.append(level.threshold)
+        if level.relative is not None:
+            base = self.engine.baseline.get(vital, self.engine.baseline.get(self.rule.vitals[0]))
+            if base is not None:
+                limits.append(level.relative.threshold(base, self.rule.direction))
+        if not limits:
+            return None
+        return min(limits) if self.rule.direction == "high" else max(limits)
+
+    def _violates(self, level: Level, limit: float, value: float) -> bool:
+        if self.rule.direction == "high":
+            return value >= limit if level.inclusive else value > limit
+        return value <= limit if level.inclusive else value < limit
+
+    def preferred(self, vital: str, t: datetime) -> bool:
+        """False when an earlier source in ``vitals`` gave a valid value recently."""
+        window = timedelta(seconds=self.rule.prefer_window_s)
+        for earlier in self.rule.vitals[: self.rule.vitals.index(vital)]:
+            seen = self.last_valid.get(earlier)
+            if seen is not None and t - seen <= window:
+                return False
+        return True
+
+    def observe(self, vital: str, value: float | None, t: datetime) -> None:
+        if not self.preferred(vital, t):
+            return
+        if value is None:
+            for st in self.levels:
+                st.pending_since, st.sat, st.last_t = None, 0.0, None
+            self.invalid_since = self.invalid_since or t
+            self._expire_invalid(t)
+            return
+        self.last_valid[vital] = t
+        self.invalid_since = None
+        best: tuple[Level, float] | None = None
+        any_violated = False
+        for level, st in zip(self.rule.levels, self.levels):
+            limit = self._limit(level, vital)
+            if limit is None or not self._violates(level, limit, value):
+                st.pending_since, st.sat, st.last_t = None, 0.0, None
+                continue
+            any_violated = True
+            if st.pending_since is None:
+                st.pending_since = t
+                st.episodes.append(t)
+            elif level.satseconds is not None and st.last_t is not None:
+                dt = min(5.0, max(0.0, (t - st.last_t).total_seconds()))
+                st.sat += abs(limit - value) * dt
+            st.last_t = t
+            if self._qualifies(level, st, t) and (best is None or level.priority > best[0].priority):
+                best = (level, limit)
+        if best is not None:
+            level, limit = best
+            self.apply(t, level.priority, value, limit, level.message, level if level.escalate_to else None)
+        elif not any_violated:
+            self.apply(t, None, value, None)
+        elif self.alarm is not None:
+            # Still beyond a limit whose delay has not elapsed (e.g. it just moved from a
+            # qualified level to a pending one): keep the alarm at its present level.
+            self.alarm.value = value
+
+    def _qualifies(self, level: Level, st: _LevelState, t: datetime) -> bool:
+        if level.satseconds is not None:
+            if st.sat >= level.satseconds:
+                return True
+            net = level.safety_net
+            if net is not None:
+                while st.episodes and (t - st.episodes[0]).total_seconds() > net.window_s:
+                    st.episodes.popleft()
+                return len(st.episodes) >= net.violations
+            return False
+        return (t - st.pending_since).total_seconds() >= level.delay_s
+
+    def _expire_invalid(self, now: datetime) -> None:
+        if self.alarm is not None and self.invalid_since is not None and \
+                (now - self.invalid_since).total_seconds() >= self.rule.invalid_end_s:
+            self.apply(now, None, None, None)
+
+    def tick(self, now: datetime) -> None:
+        self._expire_invalid(now)
+        super().tick(now)
+
+
+class _NibpTracker(_Tracker):
+    def __init__(self, engine: "AlarmEngine", rule: NibpRule) -> None:
+        super().__init__(engine, rule.id, rule.label)
+        self.rule = rule
+        self.last_hit: list[datetime | None] = [None] * len(rule.levels)
+
+    def _meets(self, threshold: float | None, value: float | None, inclusive: bool) -> bool:
+        if threshold is None or value is None:
+            return False
+        if self.rule.direction == "high":
+            return value >= threshold if inclusive else value > threshold
+        return value <= threshold if inclusive else value < threshold
+
+    def measurement(self, t: datetime, sys_: float | None, dia: float | None) -> None:
+        best: tuple[Priority, float | None, float | None, str] | None = None
+        for i, level in enumerate(self.rule.levels):
+            by_sys = self._meets(level.sys, sys_, level.inclusive)
+            by_dia = self._meets(level.dia, dia, level.inclusive)
+            if not (by_sys or by_dia):
+                continue
+            priority, message = level.priority, level.message
+            previous = self.last_hit[i]
+            if level.confirm_within_s is not None and previous is not None and \
+                    0 < (t - previous).total_seconds() <= level.confirm_within_s:
+                priority, message = level.confirm_priority, level.confirm_message or message
+            self.last_hit[i] = t
+            value, limit = (sys_, level.sys) if by_sys else (dia, level.dia)
+            if best is None or priority > best[0]:
+                best = (priority, value, limit, message)
+        if best is None:
+            self.apply(t, None, sys_, None)
+        else:
+            self.apply(t, best[0], best[1], best[2], best[3])
+
+
+class _NoBreathTracker(_Tracker):
+    def __init__(self, engine: "AlarmEngine", rule: NoBreathRule) -> None:
+        super().__init__(engine, rule.id, rule.label)
+        self.rule = rule
+        self.since: datetime | None = None
+
+    def observe(self, value: float | None, t: datetime) -> None:
+        if value is None:
+            return
+        if value > 0:
+            self.since = None
+            self.apply(t, None, value, None)
+            return
+        self.since = self.since or t
+        self.tick(t)
+
+    def tick(self, now: datetime) -> None:
+        if self.since is not None and self.alarm is None and \
+                (now - self.since).total_seconds() >= self.rule.seconds:
+            self.apply(now, self.rule.priority, 0.0, self.rule.seconds,
+                       f"No breath for {self.rule.seconds:g} s")
+
+
+# --------------------------------------------------------------------------- the engine
+class AlarmEngine:
+    """Evaluates an :class:`AlarmProfile` against observations, charted scores and conditions.
+
+    ``latching``, ``audio_pause_s`` and ``audio_pause_max_s`` are clinic settings. ``baseline``
+    maps vital keys to pre-dose values for relative rules (set later with :meth:`set_baseline`).
+    """
+
+    def __init__(self, profile: AlarmProfile, *, latching: bool = False, audio_pause_s: float = 120.0,
+                 audio_pause_max_s: float = 300.0, baseline: dict[str, float] | None = None) -> None:
+        if not 0 < audio_pause_s <= audio_pause_max_s:
+            raise ValueError("the default audio pause must be positive and within the clinic's maximum")
+        self.profile = profile
+        self.latching = latching
+        self.audio_pause_s = audio_pause_s
+        self.audio_pause_max_s = audio_pause_max_s
+        self.baseline: dict[str, float] = dict(baseline or {})
+        self._ids = itertools.count(1)
+        self._events: list[AlarmEvent] = []
+        self.alarms: dict[int, Alarm] = {}          # active or latched
+        self._owed: dict[int, tuple[Priority, datetime]] = {}
+        self._paused_until: datetime | None = None
+        self._paused_by: str | None = None
+        self._paused_ids: set[int] = set()
+        self._now: datetime | None = None
+        self._by_vital: dict[str, list[Any]] = {}
+        self._nibp: list[_NibpTracker] = []
+        self._assessment: dict[str, list[tuple[AssessmentRule, _Tracker]]] = {}
+        self._technical: dict[str, TechnicalRule] = {}
+        self._tech_alarms: dict[str, Alarm] = {}
+        self._trackers: list[_Tracker] = []
+        self._pending_nibp: dict[datetime, dict[str, float | None]] = {}
+        for rule in profile.rules:
+            if isinstance(rule, LimitRule):
+                tracker = _LimitTracker(self, rule)
+                for vital in rule.vitals:
+                    self._by_vital.setdefault(vital, []).append(tracker)
+            elif isinstance(rule, NibpRule):
+                tracker = _NibpTracker(self, rule)
+                self._nibp.append(tracker)
+            elif isinstance(rule, NoBreathRule):
+                tracker = _NoBreathTracker(self, rule)
+                self._by_vital.setdefault("rr", []).append(tracker)
+            elif isinstance(rule, AssessmentRule):
+                tracker = _Tracker(self, rule.id, rule.label)
+                self._assessment.setdefault(rule.assessment, []).append((rule, tracker))
+            else:
+                for code in rule.codes:
+                    self._technical[code] = rule
+                continue
+            self._trackers.append(tracker)
+
+    # ------------------------------------------------------------------ internals
+    def _emit(self, event: str, alarm: Alarm | None, t: datetime, **extra: Any) -> None:
+        if alarm is None:
+            self._events.append(AlarmEvent(event=event, t=t, **extra))
+            return
+        self._events.append(AlarmEvent(
+            event=event, t=t, condition=alarm.condition, priority=alarm.priority, value=alarm.value,
+            limit=alarm.limit, alarm_id=alarm.id, label=alarm.label, kind=alarm.kind, message=alarm.message, **extra))
+
+    def _start(self, condition: str, label: str, kind: str, priority: Priority, t: datetime,
+               value: float | None, limit: float | None, message: str) -> Alarm:
+        alarm = Alarm(next(self._ids), condition, label, kind, priority, priority, t, value, limit, message)
+        self.alarms[alarm.id] = alarm
+        self._owed[alarm.id] = (priority, t + timedelta(seconds=minimum_sound_s(priority)))
+        self._emit("started", alarm, t)
+        return alarm
+
+    def _set_priority(self, alarm: Alarm, priority: Priority, t: datetime) -> None:
+        if priority == alarm.priority:
+            return
+        rising = priority > alarm.priority
+        alarm.priority = priority
+        alarm.max_priority = max(alarm.max_priority, priority)
+        if rising:
+            alarm.acknowledged = False          # an escalated alarm sounds again
+            self._paused_ids.discard(alarm.id)
+            self._owed[alarm.id] = (priority, t + timedelta(seconds=minimum_sound_s(priority)))
+        self._emit("escalated" if rising else "deescalated", alarm, t)
+
+    def _end(self, alarm: Alarm, t: datetime, value: float | None) -> None:
+        alarm.ended_at = t
+        if value is not None:
+            alarm.value = value
+        self._emit("ended", alarm, t)
+        if self.latching and not alarm.acknowledged:
+            alarm.latched = True
+        else:
+            self.alarms.pop(alarm.id, None)
+
+    def _advance(self, t: datetime) -> None:
+        if self._now is None or t > self._now:
+            self._now = t
+
+    def _drain(self) -> list[AlarmEvent]:
+        events, self._events = self._events, []
+        return events
+
+    # ------------------------------------------------------------------ inputs
+    def set_baseline(self, baseline: dict[str, float]) -> None:
+        """Pre-dose values for relative rules (vital key → value)."""
+        self.baseline = {k: float(v) for k, v in baseline.items() if v is not None}
+
+    def process(self, items: Iterable[Any]) -> list[AlarmEvent]:
+        """Evaluate a batch of observations and device conditions (other items are ignored)."""
+        for item in items:
+            if isinstance(item, NumericObservation):
+                self._observe(item)
+            elif isinstance(item, DeviceCondition):
+                self._advance(item.time)
+                self._technical_change(item.code, item.active, item.time, item.text)
+        self._flush_nibp()
+        if self._now is not None:
+            self._tick(self._now)
+        return self._drain()
+
+    def _observe(self, obs: NumericObservation) -> None:
+        t = obs.sample_time
+        self._advance(t)
+        if obs.vital in ("nibp_sys", "nibp_dia"):
+            self._pending_nibp.setdefault(t, {})[obs.vital] = obs.value
+        for tracker in self._by_vital.get(obs.vital, ()):
+            if isinstance(tracker, _NoBreathTracker):
+                tracker.observe(obs.value, t)
+            else:
+                tracker.observe(obs.vital, obs.value, t)
+
+    def _flush_nibp(self) -> None:
+        for t in sorted(self._pending_nibp):
+            reading = self._pending_nibp[t]
+            if reading.get("nibp_sys") is None and reading.get("nibp_dia") is None:
+                continue
+            for tracker in self._nibp:
+                tracker.measurement(t, reading.get("nibp_sys"), reading.get("nibp_dia"))
+        self._pending_nibp.clear()
+
+    def chart(self, assessment: str, score: float, t: datetime) -> list[AlarmEvent]:
+        """A charted assessment (e.g. ``"moaas"``, 2) at time ``t``."""
+        self._advance(t)
+        for rule, tracker in self._assessment.get(assessment, ()):
+            if score <= rule.at_or_below:
+                tracker.apply(t, rule.priority, float(score), rule.at_or_below, rule.message)
+            else:
+                tracker.apply(t, None, float(score), None)
+        return self._drain()
+
+    def set_technical(self, code: str, active: bool, t: datetime, text: str = "") -> list[AlarmEvent]:
+        """Raise or clear a technical condition Vigil itself detects (``audio_unavailable``,
+        ``recording_failed``)."""
+        self._advance(t)
+        self._technical_change(code, active, t, text)
+        return self._drain()
+
+    def _technical_change(self, code: str, active: bool, t: datetime, text: str) -> None:
+        rule = self._technical.get(code)
+        if rule is None:
+            return
+        alarm = self._tech_alarms.get(code)
+        if active and alarm is None:
+            self._tech_alarms[code] = self._start(code, text or condition_text(code), "technical",
+                                                  rule.priority, t, None, None, text or condition_text(code))
+        elif not active and alarm is not None:
+            del self._tech_alarms[code]
+            self._end(alarm, t, None)
+
+    # ------------------------------------------------------------------ time
+    def tick(self, now: datetime) -> list[AlarmEvent]:
+        """Advance to ``now`` for what happens between observations."""
+        self._advance(now)
+        self._tick(self._now)
+        return self._drain()
+
+    def _tick(self, now: datetime) -> None:
+        for tracker in self._trackers:
+            tracker.tick(now)
+        for code, alarm in self._tech_alarms.items():
+            rule = self._technical[code]
+            if rule.escalate_after_s is not None and rule.escalate_to is not None and \
+                    (now - alarm.started_at).total_seconds() >= rule.escalate_after_s:
+                self._set_priority(alarm, max(alarm.priority, rule.escalate_to), now)
+        if self._paused_until is not None and now >= self._paused_until:
+            self._paused_until, self._paused_by = None, None
+            self._paused_ids.clear()
+            self._emit("audio_resumed", None, now, detail="audio pause expired")
+        for alarm_id, (_, until) in list(self._owed.items()):
+            if now >= until:
+                del self._owed[alarm_id]
+
+    # ------------------------------------------------------------------ staff actions
+    def acknowledge(self, user: str, now: datetime) -> list[AlarmEvent]:
+        """Acknowledge: silence the alarms active now; clear latched alarms."""
+        self._advance(now)
+        for alarm in sorted(self.alarms.values(), key=lambda a: a.id):
+            if alarm.latched:
+                del self.alarms[alarm.id]
+                self._owed.pop(alarm.id, None)
+                self._emit("reset", alarm, now, user=user)
+            elif not alarm.acknowledged:
+                alarm.acknowledged = True
+                self._owed.pop(alarm.id, None)
+                self._emit("acknowledged", alarm, now, user=user)
+        return self._drain()
+
+    def pause_audio(self, user: str, now: datetime, seconds: float | None = None) -> list[AlarmEvent]:
+        """Pause alarm audio for ``seconds`` (default: the clinic default) for the alarms present now."""
+        seconds = self.audio_pause_s if seconds is None else float(seconds)
+        if not 0 < seconds <= self.audio_pause_max_s:
+            raise ValueError(f"audio pause must be between 1 s and the clinic's maximum of "
+                             f"{self.audio_pause_max_s:g} s")
+        self._advance(now)
+        self._paused_until = now + timedelta(seconds=seconds)
+        self._paused_by = user
+        self._paused_ids = set(self.alarms)
+        for alarm_id in self._paused_ids:
+            self._owed.pop(alarm_id, None)
+        self._emit("audio_paused", None, now, user=user, detail=f"{seconds:g} s")
+        return self._drain()
+
+    def cancel_audio_pause(self, user: str, now: datetime) -> list[AlarmEvent]:
+        """End an audio pause early."""
+        self._advance(now)
+        if self._paused_until is not None:
+            self._paused_until, self._paused_by = None, None
+            self._paused_ids.clear()
+            self._emit("audio_resumed", None, now, user=user, detail="audio pause cancelled")
+        return self._drain()
+
+    # ------------------------------------------------------------------ queries
+    def state(self, now: datetime | None = None) -> AlarmState:
+        """The alarm state at ``now`` (default: the latest time seen)."""
+        now = now or self._now
+        alarms = sorted(self.alarms.values(), key=lambda a: (-a.priority, a.started_at, a.id))
+        visual = alarms[0].priority if alarms else None
+        paused = self._paused_until is not None and now is not None and now < self._paused_until
+        sounding = [a.priority for a in alarms
+                    if not a.acknowledged and a.priority > Priority.LOW and not (paused and a.id in self._paused_ids)]
+        sounding += [p for a_id, (p, until) in self._owed.items() if now is not None and now < until
+                     and not (paused and a_id in self._paused_ids)]
+        remaining = (self._paused_until - now).total_seconds() if paused else 0.0
+        inactivation = Inactivation(paused, remaining, self._paused_by if paused else None,
+                                    tuple(a.id for a in alarms if a.acknowledged))
+        return AlarmState(alarms, visual, max(sounding) if sounding else None, inactivation)
+
+    def active_conditions(self) -> set[str]:
+        """Conditions whose alarms are active now (not counting latched ones)."""
+        return {a.condition for a in self.alarms.values() if a.active}

@@ -1,0 +1,337 @@
+"""Alarm profiles: which conditions are alarms, at what limits, priorities and delays.
+
+A profile is data (pydantic, JSON on disk). The clinic default shipped in
+``resources/alarm_profile_default.json`` is the clinic's table of default limits for an adult
+ketamine session. A session may adjust a limit, but only inside the bounds the clinic set for
+it (:meth:`AlarmProfile.adjusted`); anything else is refused with a message that says which limit
+and which bounds.
+
+Rule kinds:
+
+* ``limit`` — a continuous vital above/below a threshold, with levels of rising priority.
+  Each level has its own *condition delay* (the condition must hold that long before the alarm
+  starts) or, for SpO2, *SatSeconds* (points below the limit × seconds) with a safety net of
+  N separate violations within a window; a level may *escalate* to a higher priority when the
+  alarm has been sustained; a level may be *relative to baseline* (percent or points above).
+* ``nibp`` — systolic-or-diastolic thresholds on each cuff reading; a level may be *confirmed*
+  by a second qualifying reading within a window, which raises its priority.
+* ``no_breath`` — respiratory rate reported as 0 for a duration.
+* ``assessment`` — a charted score at or below a value (MOAA/S ≤ 2).
+* ``technical`` — device conditions and link state (sensor off, stale data, connection lost,
+  recording failed, alarm audio unavailable), optionally escalating after a time.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PROFILE_SCHEMA_VERSION = 1
+
+
+class Priority(enum.IntEnum):
+    """IEC 60601-1-8 alarm priorities, comparable (HIGH > MEDIUM > LOW)."""
+
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+
+    @classmethod
+    def parse(cls, value: "str | int | Priority") -> "Priority":
+        """Accept a Priority, its name (any case) or its number."""
+        if isinstance(value, Priority):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls[value.strip().upper()]
+            except KeyError:
+                raise ValueError(f"priority must be LOW, MEDIUM or HIGH, not {value!r}") from None
+        return cls(value)
+
+
+PriorityField = Annotated[Priority, Field(json_schema_extra={"enum": ["LOW", "MEDIUM", "HIGH"]})]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _priorities(cls, data):  # accept "HIGH" etc. in JSON for every *priority* field
+        if isinstance(data, dict):
+            data = {k: (Priority.parse(v) if (k.endswith("priority") or k == "escalate_to") and v is not None else v)
+                    for k, v in data.items()}
+        return data
+
+
+class Relative(_Model):
+    """A limit relative to the session's baseline value of the same vital."""
+
+    percent: float | None = Field(default=None, gt=0, le=200)
+    points: float | None = Field(default=None, gt=0, le=200)
+
+    @model_validator(mode="after")
+    def _one(self) -> "Relative":
+        if (self.percent is None) == (self.points is None):
+            raise ValueError("a relative limit needs exactly one of percent or points")
+        return self
+
+    def threshold(self, baseline: float, direction: str) -> float:
+        """The absolute threshold for ``baseline``."""
+        sign = 1.0 if direction == "high" else -1.0
+        if self.percent is not None:
+            return round(baseline * (1.0 + sign * self.percent / 100.0), 2)
+        return round(baseline + sign * float(self.points or 0.0), 2)
+
+
+class SafetyNet(_Model):
+    """SatSeconds safety net: this many separate violations within the window alarm at once."""
+
+    violations: int = Field(default=3, ge=2, le=10)
+    window_s: float = Field(default=60.0, gt=0, le=600)
+
+
+class Level(_Model):
+    """One level of a limit rule. ``threshold`` and/or ``relative``; the alarm starts when the
+    value has been beyond it for ``delay_s`` seconds (or has accumulated ``satseconds``)."""
+
+    priority: Priority
+    threshold: float | None = None
+    inclusive: bool = False
+    relative: Relative | None = None
+    delay_s: float = Field(default=0.0, ge=0, le=600)
+    satseconds: float | None = Field(default=None, gt=0, le=1000)
+    safety_net: SafetyNet | None = None
+    escalate_after_s: float | None = Field(default=None, gt=0, le=3600)
+    escalate_to: Priority | None = None
+    bounds: tuple[float, float] | None = None
+    message: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> "Level":
+        if self.threshold is None and self.relative is None:
+            raise ValueError("a level needs a threshold or a relative limit")
+        if (self.escalate_after_s is None) != (self.escalate_to is None):
+            raise ValueError("escalate_after_s and escalate_to go together")
+        if self.escalate_to is not None and self.escalate_to <= self.priority:
+            raise ValueError("escalate_to must be a higher priority")
+        if self.bounds is not None:
+            low, high = self.bounds
+            if low > high:
+                raise ValueError(f"bounds {self.bounds} are reversed")
+            if self.threshold is not None and not low <= self.threshold <= high:
+                raise ValueError(f"threshold {self.threshold:g} lies outside its bounds {low:g}–{high:g}")
+        return self
+
+
+class LimitRule(_Model):
+    """A continuous vital against levels (see the module docstring). ``vitals`` lists the
+    sources in order of preference: a later one is used only while no earlier one has given a
+    valid value for ``prefer_window_s`` (e.g. ECG heart rate before oximeter pulse rate)."""
+
+    kind: Literal["limit"] = "limit"
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    label: str
+    vitals: tuple[str, ...] = Field(min_length=1)
+    direction: Literal["high", "low"]
+    levels: tuple[Level, ...] = Field(min_length=1)
+    prefer_window_s: float = 10.0
+    invalid_end_s: float = Field(default=10.0, gt=0, le=600)
+
+
+class NibpLevel(_Model):
+    """One NIBP level: systolic and/or diastolic thresholds (either one qualifies)."""
+
+    priority: Priority
+    sys: float | None = None
+    dia: float | None = None
+    inclusive: bool = True
+    confirm_within_s: float | None = Field(default=None, gt=0, le=3600)
+    confirm_priority: Priority | None = None
+    message: str = ""
+    confirm_message: str = ""
+    bounds_sys: tuple[float, float] | None = None
+    bounds_dia: tuple[float, float] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "NibpLevel":
+        if self.sys is None and self.dia is None:
+            raise ValueError("an NIBP level needs a systolic or a diastolic threshold")
+        if (self.confirm_within_s is None) != (self.confirm_priority is None):
+            raise ValueError("confirm_within_s and confirm_priority go together")
+        return self
+
+
+class NibpRule(_Model):
+    """Cuff readings against levels; ``direction`` high: ≥ (or >) thresholds, low: ≤ (or <)."""
+
+    kind: Literal["nibp"] = "nibp"
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    label: str
+    direction: Literal["high", "low"]
+    levels: tuple[NibpLevel, ...] = Field(min_length=1)
+
+
+class NoBreathRule(_Model):
+    """No breath detected (respiratory rate reported as 0) for ``seconds``."""
+
+    kind: Literal["no_breath"] = "no_breath"
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    label: str
+    priority: Priority
+    seconds: float = Field(default=30.0, ge=5, le=120)
+
+
+class AssessmentRule(_Model):
+    """A charted assessment score at or below ``at_or_below``."""
+
+    kind: Literal["assessment"] = "assessment"
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    label: str
+    assessment: str
+    at_or_below: float
+    priority: Priority
+    message: str = ""
+
+
+class TechnicalRule(_Model):
+    """Device conditions (by code) that are technical alarms. Each code is its own condition."""
+
+    kind: Literal["technical"] = "technical"
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    codes: tuple[str, ...] = Field(min_length=1)
+    priority: Priority
+    escalate_after_s: float | None = Field(default=None, gt=0, le=3600)
+    escalate_to: Priority | None = None
+
+
+Rule = Annotated[Union[LimitRule, NibpRule, NoBreathRule, AssessmentRule, TechnicalRule], Field(discriminator="kind")]
+
+
+class AlarmProfile(_Model):
+    """A complete set of alarm rules (clinic default or a session's adjusted copy)."""
+
+    schema_version: int = PROFILE_SCHEMA_VERSION
+    name: str
+    rules: tuple[Rule, ...]
+
+    @model_validator(mode="after")
+    def _unique(self) -> "AlarmProfile":
+        if self.schema_version > PROFILE_SCHEMA_VERSION:
+            raise ValueError(f"profile schema version {self.schema_version} is newer than this Vigil "
+                             f"understands ({PROFILE_SCHEMA_VERSION}); update Vigil")
+        ids = [r.id for r in self.rules]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate rule ids: {', '.join(dupes)}")
+        return self
+
+    def rule(self, rule_id: str) -> Rule:
+        """The rule with ``rule_id`` (KeyError naming the ids otherwise)."""
+        for r in self.rules:
+            if r.id == rule_id:
+                return r
+        raise KeyError(f"no alarm rule {rule_id!r}; rules: {', '.join(r.id for r in self.rules)}")
+
+    def adjusted(self, changes: dict[str, float]) -> "AlarmProfile":
+        """A copy with limits changed, each inside the clinic's bounds.
+
+        ``changes`` maps ``"RULE.PRIORITY"`` (limit rules; e.g. ``"spo2_low.MEDIUM"``) or
+        ``"RULE.PRIORITY.sys"`` / ``".dia"`` (NIBP rules) to a new threshold. A key that names
+        nothing, or a value outside the bounds (or a level without bounds), raises ValueError.
+        """
+        rules = list(self.rules)
+        for key, value in changes.items():
+            parts = key.split(".")
+            if len(parts) not in (2, 3):
+                raise ValueError(f"limit {key!r} must look like RULE.PRIORITY or RULE.PRIORITY.sys")
+            rule_id, prio_name = parts[0], parts[1]
+            priority = Priority.parse(prio_name)
+            index = next((i for i, r in enumerate(rules) if r.id == rule_id), None)
+            if index is None:
+                raise ValueError(f"no alarm rule {rule_id!r}")
+            rule = rules[index]
+            value = float(value)
+            if isinstance(rule, LimitRule) and len(parts) == 2:
+                levels = list(rule.levels)
+                li = next((i for i, lv in enumerate(levels) if lv.priority == priority), None)
+                if li is None:
+                    raise ValueError(f"{rule.label} has no {priority.name} level")
+                level = levels[li]
+                _in_bounds(f"{rule.label} {priority.name} limit", value, level.bounds)
+                levels[li] = level.model_copy(update={"threshold": value})
+                rules[index] = rule.model_copy(update={"levels": tuple(levels)})
+            elif isinstance(rule, NibpRule) and len(parts) == 3 and parts[2] in ("sys", "dia"):
+                levels = list(rule.levels)
+                li = next((i for i, lv in enumerate(levels) if lv.priority == priority), None)
+                if li is None:
+                    raise ValueError(f"{rule.label} has no {priority.name} level")
+                level = levels[li]
+                bounds = level.bounds_sys if parts[2] == "sys" else level.bounds_dia
+                _in_bounds(f"{rule.label} {priority.name} {parts[2]} limit", value, bounds)
+                levels[li] = level.model_copy(update={parts[2]: value})
+                rules[index] = rule.model_copy(update={"levels": tuple(levels)})
+            else:
+                raise ValueError(f"limit {key!r} cannot be adjusted")
+        return AlarmProfile(schema_version=self.schema_version, name=self.name + " (adjusted)",
+                            rules=tuple(rules))
+
+    def to_json(self) -> str:
+        """The profile as JSON (priorities by name)."""
+        return json.dumps(_named(self.model_dump(mode="python")), indent=2)
+
+
+def _named(value):
+    if isinstance(value, Priority):
+        return value.name
+    if isinstance(value, dict):
+        return {k: _named(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_named(v) for v in value]
+    return value
+
+
+def _in_bounds(what: str, value: float, bounds: tuple[float, float] | None) -> None:
+    if bounds is None:
+        raise ValueError(f"{what} is fixed by the clinic and cannot be changed for a session")
+    low, high = bounds
+    if not low <= value <= high:
+        raise ValueError(f"{what} {value:g} is outside the clinic's bounds {low:g}–{high:g}")
+
+
+class ProfileError(ValueError):
+    """A profile file that cannot be used; the message names the file and the problem."""
+
+
+def load_profile(path: str | Path | None = None) -> AlarmProfile:
+    """Load a profile from ``path`` (default: the clinic default shipped with Vigil)."""
+    if path is None:
+        text = resources.files("resources").joinpath("alarm_profile_default.json").read_text("utf-8")
+        where = "the shipped default alarm profile"
+    else:
+        where = str(path)
+        try:
+            text = Path(path).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ProfileError(f"cannot read alarm profile {where}: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProfileError(f"alarm profile {where} is not valid JSON: {exc}") from None
+    try:
+        return AlarmProfile.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        raise ProfileError(f"alarm profile {where} is invalid at {loc or 'top level'}: {first.get('msg')} "
+                           f"({exc.error_count()} problem(s))") from None
+
+
+def default_profile() -> AlarmProfile:
+    """The clinic default shipped with Vigil."""
+    return load_profile(None)
