@@ -37,6 +37,8 @@ MAX_WIRE_FRAME = 2 + 2 * (4 + MAX_USER_DATA + 2)
 # running binascii.crc_hqx (non-reflected, poly 0x1021) over bit-reversed bytes and reflecting
 # the 16-bit result gives the same value as the reflected algorithm, at C speed.
 _REVERSE = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
+# fcs16() over data followed by its own FCS (LSB first) always gives this value.
+_GOOD_RESIDUE = 0x0F47
 
 
 def fcs16(data: bytes) -> int:
@@ -66,6 +68,11 @@ def unescape(body: bytes) -> bytes | None:
     """
     if b"\x7d" not in body:
         return body
+    count = body.count(b"\x7d")
+    if count == body.count(b"\x7d\xe0") + body.count(b"\x7d\xe1") + body.count(b"\x7d\x5d"):
+        # Only the three escapes the protocol defines: undo them with C-level replaces.
+        # "7D 5D" goes last so that a restored 7D never pairs with the byte after it.
+        return body.replace(b"\x7d\xe0", b"\xc0").replace(b"\x7d\xe1", b"\xc1").replace(b"\x7d\x5d", b"\x7d")
     parts = body.split(_ESC)
     out = [parts[0]]
     append = out.append
@@ -98,7 +105,8 @@ class Unframer:
     short by a new ``C0`` count in :attr:`frames_rejected` (a run of several cut-short
     frames counts once); bytes outside any frame count in :attr:`bytes_skipped`. The
     buffer never holds more than one maximal frame: an unterminated frame that grows past
-    :data:`MAX_WIRE_FRAME` is dropped as rejected. Never raises on any input.
+    :data:`MAX_WIRE_FRAME` is dropped as rejected. A stray ``C1`` counts as a skipped byte.
+    Never raises on any input.
     """
 
     __slots__ = ("_buf", "frames_rejected", "bytes_skipped", "frames_ok")
@@ -121,62 +129,60 @@ class Unframer:
     def feed(self, data: bytes) -> list[bytes]:
         """Consume ``data``; return the user data of the frames it completed, in order."""
         buf = self._buf + bytes(data) if self._buf else bytes(data)
+        pieces = buf.split(_EOF)
+        tail = pieces.pop()
         frames: list[bytes] = []
-        pos = 0
-        size = len(buf)
-        find = buf.find
-        while pos < size:
-            start = find(_BOF, pos)
+        append = frames.append
+        rejected = skipped = 0
+        for piece in pieces:
+            # piece = [bytes outside frames][C0 ... cut-short frames ...] C0 body, its C1 removed.
+            start = piece.rfind(_BOF)
             if start < 0:
-                self.bytes_skipped += size - pos
-                pos = size
-                break
-            if start > pos:
-                self.bytes_skipped += start - pos
-            end = find(_EOF, start + 1)
-            if end < 0:
-                # Incomplete: keep from the last C0 (earlier C0s started frames cut short).
-                last = buf.rfind(_BOF, start + 1)
-                if last >= 0:
-                    self._count_cut(buf, start, last)
-                    start = last
-                if size - start > MAX_WIRE_FRAME:
-                    self.frames_rejected += 1
-                    pos = size
-                else:
-                    pos = start
-                break
-            last = buf.rfind(_BOF, start + 1, end)
-            if last >= 0:
-                self._count_cut(buf, start, last)
-                start = last
-            pos = end + 1
-            if buf[end - 1] == ESC:
-                self.frames_rejected += 1  # 7D C1: frame aborted by the sender
+                skipped += len(piece) + 1  # a stray C1 and whatever preceded it
                 continue
-            raw = unescape(buf[start + 1:end])
+            if start:
+                first = piece.find(_BOF)
+                skipped += first
+                if first < start:
+                    if piece.count(_BOF, first, start) == start - first:
+                        skipped += start - first  # repeated C0s carry no frame
+                    else:
+                        rejected += 1  # frame(s) cut short by a new C0
+            body = piece[start + 1:]
+            if not body:
+                skipped += 2  # "C0 C1": an empty frame, nothing lost
+                continue
+            if body[-1] == ESC:
+                rejected += 1  # "7D C1": frame aborted by the sender
+                continue
+            raw = unescape(body) if b"\x7d" in body else body
+            # Header 11 01 LEN, LEN bytes of user data, 2 bytes of FCS; the FCS over
+            # everything including the FCS leaves the CRC-16/X.25 residue.
             if (
                 raw is None
                 or len(raw) < 6
                 or raw[0] != 0x11
                 or raw[1] != 0x01
                 or len(raw) != ((raw[2] << 8) | raw[3]) + 6
+                or fcs16(raw) != _GOOD_RESIDUE
             ):
-                if raw is not None and len(raw) == 0:
-                    self.bytes_skipped += 2  # "C0 C1": an empty frame, nothing lost
-                else:
-                    self.frames_rejected += 1
+                rejected += 1
                 continue
-            if fcs16(raw[:-2]) != raw[-2] | (raw[-1] << 8):
-                self.frames_rejected += 1
-                continue
-            self.frames_ok += 1
-            frames.append(raw[4:-2])
-        self._buf = buf[pos:] if pos < size else b""
-        return frames
-
-    def _count_cut(self, buf: bytes, start: int, last: int) -> None:
-        if buf.count(_BOF, start, last) == last - start:
-            self.bytes_skipped += last - start  # repeated C0s carry no frame
+            append(raw[4:-2])
+        # Keep the unterminated frame (from its first C0) for the next read.
+        start = tail.find(_BOF)
+        if start < 0:
+            skipped += len(tail)
+            tail = b""
         else:
-            self.frames_rejected += 1
+            skipped += start
+            if len(tail) - start > MAX_WIRE_FRAME:
+                rejected += 1
+                tail = b""
+            elif start:
+                tail = tail[start:]
+        self._buf = tail
+        self.frames_rejected += rejected
+        self.bytes_skipped += skipped
+        self.frames_ok += len(frames)
+        return frames
