@@ -27,7 +27,7 @@ from typing import ClassVar
 from drivers.base import Decoder, SerialSettings
 from drivers.catalogue import CATALOGUE
 from drivers.emulation import DeviceEmulator, DeviceSnapshot
-from drivers.model import Item, NumericObservation, Quality, numeric, utc_now
+from drivers.model import Item, NumericEntry, Quality, numerics_into, utc_now
 
 # --------------------------------------------------------------------------------------------
 # Protocol facts
@@ -102,69 +102,14 @@ _EXC_SCOPE = frozenset(EXC_BITS.values())
 _ALARM_SCOPE = frozenset(ALARM_BITS.values())
 _EXC_KNOWN_MASK = sum(EXC_BITS) | EXC_INFORMATIONAL
 _ALARM_KNOWN_MASK = sum(ALARM_BITS)
+_EMPTY: frozenset[Quality] = frozenset()
+_INVALID = frozenset({Quality.INVALID})
+_IMPLAUSIBLE = frozenset({Quality.IMPLAUSIBLE})
 
-# --------------------------------------------------------------------------------------------
-# Fast construction of numeric observations
-# --------------------------------------------------------------------------------------------
-
-_new = object.__new__
-_set = object.__setattr__
-_FIELDS = frozenset(NumericObservation.model_fields)
-
-
-def _trusted_numeric(
-    vital: str, value: float | None, unit: str, source: str,
-    sample_time: datetime, device_time: datetime, quality: frozenset[Quality],
-) -> NumericObservation:
-    """A :class:`NumericObservation` built without re-validation, for inputs the decoder has
-    already made valid: a catalogue ``vital`` with its catalogue ``unit``, a finite float or
-    None, an aware ``sample_time`` and a ``quality`` that already includes
-    ``Quality.IMPLAUSIBLE`` where the catalogue says so. This is the state pickle restores a
-    model to (``BaseModel.__setstate__``), set directly: ~1 us instead of ~3.5 us, which is what
-    lets the decoder keep up with 10,000x the line rate. The result is checked field for field
-    against :func:`drivers.model.numeric` at import time (and by the tests); if a pydantic
-    release ever makes them differ, the decoder falls back to :func:`numeric`.
-    """
-    obs = _new(NumericObservation)
-    _set(obs, "__dict__", {
-        "vital": vital, "value": value, "unit": unit, "source": source,
-        "sample_time": sample_time, "device_time": device_time, "quality": quality,
-    })
-    _set(obs, "__pydantic_fields_set__", set(_FIELDS))
-    _set(obs, "__pydantic_extra__", None)
-    _set(obs, "__pydantic_private__", None)
-    return obs
-
-
-def _validated_numeric(
-    vital: str, value: float | None, unit: str, source: str,
-    sample_time: datetime, device_time: datetime, quality: frozenset[Quality],
-) -> NumericObservation:
-    """The same as :func:`_trusted_numeric`, through pydantic validation."""
-    return numeric(vital, value, source, sample_time, device_time, quality)
-
-
-def _trusted_path_matches() -> bool:
-    """True when :func:`_trusted_numeric` builds exactly what :func:`numeric` builds."""
-    try:
-        now = utc_now()
-        probes = [("spo2", 104.0, frozenset({Quality.SENSOR_OFF})), ("pi", None, frozenset())]
-        for vital, value, quality in probes:
-            flagged = quality | {Quality.IMPLAUSIBLE} if value is not None and not (
-                CATALOGUE[vital].is_plausible(value)) else quality
-            fast = _trusted_numeric(vital, value, CATALOGUE[vital].unit, "probe", now,
-                                    datetime(2026, 1, 2, 3, 4, 5), flagged)
-            slow = numeric(vital, value, "probe", now, datetime(2026, 1, 2, 3, 4, 5), quality)
-            if fast.__getstate__() != slow.__getstate__() or fast != slow or hash(fast) != hash(slow):
-                return False
-        return True
-    except Exception:  # any surprise from a future pydantic: use the validated path
-        return False
-
-
-_make_numeric: Callable[..., NumericObservation] = (
-    _trusted_numeric if _trusted_path_matches() else _validated_numeric
-)
+# A parsed vital token: (vital key, value or None, quality flags of the value itself: INVALID
+# for an unreadable value, IMPLAUSIBLE outside the catalogue range) — the entries that
+# drivers.model.numerics_into turns into observations without re-validating them.
+_VitalEntry = NumericEntry
 
 # --------------------------------------------------------------------------------------------
 # Decoder
@@ -174,41 +119,46 @@ _HEAD = re.compile(r"[0-9]{2}/[0-9]{2}/[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?= |$
 _KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _HEX_DIGITS = "0123456789abcdefABCDEF"
+_SECONDS = {f"{second:02d}": timedelta(seconds=second) for second in range(60)}
 
-# Parsed-token kinds (first element of a token-cache entry). _SILENT: a KEY=VALUE token with
-# nothing to report (all-dash SN, unreadable EXC/ALARM); _STRAY: not a KEY=VALUE token at all.
-_VITAL, _EXC, _ALARM, _ATTRIBUTE, _SILENT, _STRAY_KIND = range(6)
-_SILENCE = (_SILENT,)
-_STRAY = (_STRAY_KIND,)
-_TOKEN_CACHE_LIMIT = 8192
-_EMPTY: frozenset[Quality] = frozenset()
-_INVALID = frozenset({Quality.INVALID})
+# What a token is, the first element of what _parse_token returns:
+# _VITAL (kind, (vital, value, quality)), _EXC / _ALARM (kind, word), _ATTRIBUTE (kind,
+# name, value), _SILENT: a KEY=VALUE token with nothing to report (all-dash SN, unreadable
+# EXC/ALARM), _STRAY: not a KEY=VALUE token (ignored), _GARBAGE: a byte outside printable ASCII.
+_VITAL, _ATTRIBUTE, _EXC, _ALARM, _SILENT, _STRAY, _GARBAGE = range(7)
+#: Distinct tokens remembered before the decoder forgets them all and starts again.
+_TOKEN_MEMORY = 8192
+# Keys of MasimoDecoder._steady for the two status words (attribute names cannot contain "=").
+_EXC_KEY, _ALARM_KEY = "=EXC", "=ALARM"
 
 
 def _parse_token(token: str) -> tuple:
-    """Classify one ``KEY=VALUE`` token (see the ``_VITAL`` … ``_STRAY_KIND`` kinds)."""
+    """Classify one space-delimited token of a line (see the kinds above)."""
+    if not (token.isascii() and token.isprintable()):
+        return (_GARBAGE,)
     key, sep, value = token.partition("=")
     if not sep or not _KEY.fullmatch(key):
-        return _STRAY
+        return (_STRAY,)
     vital = VITAL_FIELDS.get(key)
     if vital is not None:
-        entry = CATALOGUE[vital]
         text = value[:-1] if value.endswith("%") else value
-        if text and "-" in text and not text.strip("-."):
-            return (_VITAL, vital, None, entry.unit, _EMPTY)
+        if "-" in text and not text.strip("-."):
+            return (_VITAL, (vital, None, _EMPTY))
         if not _NUMBER.fullmatch(text):
-            return (_VITAL, vital, None, entry.unit, _INVALID)
+            return (_VITAL, (vital, None, _INVALID))
         number = float(text)
-        quality = _EMPTY if entry.is_plausible(number) else frozenset({Quality.IMPLAUSIBLE})
-        return (_VITAL, vital, number, entry.unit, quality)
+        if not math.isfinite(number):  # hundreds of digits
+            return (_VITAL, (vital, None, _INVALID))
+        plausible = CATALOGUE[vital].is_plausible(number)
+        return (_VITAL, (vital, number, _EMPTY if plausible else _IMPLAUSIBLE))
     if key == "EXC" or key == "ALARM":
         if not value or value.strip(_HEX_DIGITS):
-            return _SILENCE
+            return (_SILENT,)
         return (_EXC if key == "EXC" else _ALARM, int(value, 16))
     if key == "SN":
         if any(ch.isdigit() for ch in value):
             return (_ATTRIBUTE, "serial_number", value)
-        return _SILENCE
+        return (_SILENT,)
     return (_ATTRIBUTE, key, value)
 
 
@@ -217,34 +167,41 @@ class MasimoDecoder(Decoder):
 
     Items per decoded line, in this order:
 
-    * :class:`DeviceCondition` changes from ``EXC`` (sensor and cable exceptions) and ``ALARM``
-      (the device's own alarm state), tracked as two separate scopes: a line without ``ALARM``
-      (or with an unreadable one) leaves the ALARM conditions as they were, and the same for
-      ``EXC``. EXC 0x800 ("Masimo SET") is informational and ignored. Set bits with no known
-      meaning become the attribute ``exc_unknown_bits`` / ``alarm_unknown_bits`` (hex, e.g.
-      ``"0x200"``) when they first appear or change.
+    * :class:`DeviceCondition` changes from ``EXC`` (sensor and cable exceptions,
+      :data:`EXC_BITS`) and ``ALARM`` (the device's own alarm state, :data:`ALARM_BITS`),
+      tracked as two separate scopes: a line without ``ALARM`` (or with an unreadable one)
+      leaves the ALARM conditions as they were, and the same for ``EXC``. EXC 0x800 ("Masimo
+      SET") is informational and ignored. Set bits with no known meaning become the attribute
+      ``exc_unknown_bits`` / ``alarm_unknown_bits`` (hex, e.g. ``"0x200"``) when they first
+      appear or change (back to ``"0x0"`` when they clear).
     * :class:`DeviceAttribute` for every other key when its value first appears or changes:
       ``SN`` as ``serial_number`` (only when it holds digits; an all-dash SN is no serial
       number), anything else (``DESAT``, ``PIDELTA``, ``SPOC``, ``RESVD``, ``EXC1``, keys Vigil
       does not know) under its key as printed.
     * :class:`NumericObservation` for each vital key present (``SPO2`` spo2 %, ``BPM`` pr bpm —
       the oximeter's pulse rate, not ECG heart rate —, ``PI`` pi %, ``SPCO`` spco %, ``SPMET``
-      spmet %, ``SPHB`` sphb g/dL, ``PVI`` pvi %), in line order, with ``device_time`` the line's
-      date-time (naive, year 20YY) and ``sample_time`` the decoder clock read once per
-      :meth:`feed`. A trailing ``%`` is optional. Dashes (``---%``, ``--.--%``) give value None.
-      A value that is neither a number nor dashes (``9X%``, ``-5``, empty) gives value None
-      flagged ``Quality.INVALID``: the device sent the field but what arrived is unreadable, and
-      the record says so rather than dropping it. Every numeric also carries the quality flags
-      of the exceptions active at that line (:data:`EXC_QUALITY`).
+      spmet %, ``SPHB`` sphb g/dL, ``PVI`` pvi %), in line order (a key given twice, which only
+      a corrupted line does, gives one observation per occurrence), with ``device_time`` the
+      line's date-time (naive, year 20YY) and ``sample_time`` the decoder clock, read once per
+      :meth:`feed`. A trailing ``%`` is
+      optional. Dashes (``---%``, ``--.--%``) give value None. A value that is neither a plain
+      decimal number nor dashes (``9X%``, ``-5``, ``1e3``, empty) gives value None flagged
+      ``Quality.INVALID``: the device sent the field but what arrived is unreadable, and the
+      record says so rather than dropping it. Every numeric also carries the quality flags of
+      the exceptions active at that line (:data:`EXC_QUALITY`).
 
     Framing: lines end in CR LF; a lone CR or LF also ends a line, and empty lines are ignored.
     A line with a valid date-time and at least one ``KEY=VALUE`` token counts as
-    ``frames_decoded``; tokens without ``=`` inside it are ignored. Any other line (no valid
-    date-time, no token, a byte outside printable ASCII) counts as ``frames_rejected`` and
-    yields nothing, except the very first line fragment after start, which is counted in
-    ``bytes_skipped`` when it does not decode (Vigil usually starts listening mid-line). A line
-    longer than :attr:`max_line` characters is discarded and counted in ``bytes_skipped``, and
-    the decoder resynchronises at the next line end. Never raises on any input bytes.
+    ``frames_decoded``; space-separated words without ``=`` inside it are ignored. Any other
+    line (no valid date-time, no token, a byte outside printable ASCII) counts as
+    ``frames_rejected`` and yields nothing, except the very first line fragment after start,
+    which is counted in ``bytes_skipped`` when it does not decode (Vigil usually starts
+    listening mid-line). A line longer than :attr:`max_line` bytes is discarded and counted in
+    ``bytes_skipped``, and the decoder resynchronises at the next line end. Never raises on any
+    input bytes.
+
+    If something else changes :attr:`conditions` (``conditions.clear(t)`` when the link
+    drops), the next line re-raises whatever its EXC and ALARM words say.
     """
 
     protocol: ClassVar[str] = "masimo"
@@ -259,13 +216,21 @@ class MasimoDecoder(Decoder):
         self._pending = ""          # start of an unterminated line
         self._discarding = False    # inside an over-long line: skip to the next line end
         self._synced = False        # a line end has been seen since start
-        self._tokens: dict[str, tuple] = {}
-        self._date_key = ""         # "MM/DD/YY" of the last line, and its (y, m, d)
-        self._date: tuple[int, int, int] | None = None
+        self._minute_key = ""       # "MM/DD/YY HH:MM" of the last line, and its datetime
+        self._minute: datetime | None = None
         self._exc: int | None = None    # EXC / ALARM words last applied to the tracker
         self._alarm: int | None = None
-        self._applied: frozenset[str] = frozenset()  # tracker state right after that
-        self._quality: frozenset[Quality] = _EMPTY
+        self._applied: frozenset[str] = frozenset()  # the tracker's state right after that
+        self._flags: frozenset[Quality] = _EMPTY     # quality flags of the active exceptions
+        # Most of a line repeats the line before. Tokens that need no work in the present state
+        # are in _settled: every vital token seen (its parse is in _vitals), tokens with nothing
+        # to report (_strays are those that are not KEY=VALUE), and, per attribute name or
+        # status word, the one token (_steady) that says what Vigil already knows. A line made
+        # only of settled tokens takes the fast path; the others go through _absorb.
+        self._settled: set[str] = set()
+        self._vitals: dict[str, _VitalEntry] = {}
+        self._strays: set[str] = set()
+        self._steady: dict[str, str] = {}
 
     def feed(self, data: bytes) -> list[Item]:
         """Consume ``data`` (any length, split anywhere) and return the items of the lines it
@@ -277,7 +242,9 @@ class MasimoDecoder(Decoder):
         limit = self.max_line
         text = bytes(data).decode("latin-1")  # one char per byte, never fails
         if "\r" in text:
-            text = text.replace("\r", "\n")
+            text = text.replace("\r\n", "\n")
+            if "\r" in text:
+                text = text.replace("\r", "\n")
         parts = text.split("\n")
         tail = parts.pop()
         out: list[Item] = []
@@ -290,25 +257,32 @@ class MasimoDecoder(Decoder):
                 parts[0] = self._pending + parts[0]
             self._pending = ""
             now = self.clock()
+            build = numerics_into
+            if self.conditions.active != self._applied:
+                self._forget_status()
+            decode = self._decode_line
             first = 0
             if not self._synced:
                 self._synced = True
                 first = 1
                 head = parts[0]
-                if len(head) > limit or (head and not self._decode_line(head, now, out)):
+                if len(head) > limit or (head and not decode(head, now, build, out)):
                     stats.bytes_skipped += len(head)
                 elif head:
                     stats.frames_decoded += 1
+            decoded = rejected = 0
             for index in range(first, len(parts)):
                 line = parts[index]
                 if not line:
                     continue
                 if len(line) > limit:
                     stats.bytes_skipped += len(line)
-                elif self._decode_line(line, now, out):
-                    stats.frames_decoded += 1
+                elif decode(line, now, build, out):
+                    decoded += 1
                 else:
-                    stats.frames_rejected += 1
+                    rejected += 1
+            stats.frames_decoded += decoded
+            stats.frames_rejected += rejected
         if self._discarding:
             stats.bytes_skipped += len(tail)
         else:
@@ -321,80 +295,103 @@ class MasimoDecoder(Decoder):
                 self._pending = tail
         return out
 
-    def _device_time(self, line: str) -> datetime | None:
-        """The naive datetime at the start of ``line`` (already matched by ``_HEAD``)."""
-        key = line[:8]
-        if key != self._date_key:
-            self._date_key = key
-            self._date = (2000 + int(line[6:8]), int(line[0:2]), int(line[3:5]))
-        year, month, day = self._date  # type: ignore[misc]
-        try:
-            return datetime(year, month, day, int(line[9:11]), int(line[12:14]), int(line[15:17]))
-        except ValueError:
-            return None
-
-    def _decode_line(self, line: str, now: datetime, out: list[Item]) -> bool:
+    def _decode_line(self, line: str, now: datetime, build: Callable[..., None],
+                     out: list[Item]) -> bool:
         """Append the items of one line to ``out``; False (nothing appended) if not a line."""
-        if not (line.isascii() and line.isprintable()) or _HEAD.match(line) is None:
+        if _HEAD.match(line) is None:
             return False
-        device_time = self._device_time(line)
-        if device_time is None:
+        minute = line[:14]
+        if minute != self._minute_key:
+            self._minute_key = minute
+            try:
+                self._minute = datetime(2000 + int(line[6:8]), int(line[0:2]), int(line[3:5]),
+                                        int(line[9:11]), int(line[12:14]))
+            except ValueError:
+                self._minute = None
+        second = _SECONDS.get(line[15:17])
+        if self._minute is None or second is None:
             return False
-        cache = self._tokens
-        vitals: dict[str, tuple] = {}
-        attributes: list[tuple] = []
-        exc = alarm = None
-        valid = False
-        for token in line[18:].split():
-            entry = cache.get(token)
-            if entry is None:
-                entry = _parse_token(token)
-                if len(cache) >= _TOKEN_CACHE_LIMIT:
-                    cache.clear()
-                cache[token] = entry
-            kind = entry[0]
-            if kind == _VITAL:
-                vitals[entry[1]] = entry
-            elif kind == _STRAY_KIND:
-                continue
-            elif kind == _EXC:
-                exc = entry[1]
-            elif kind == _ALARM:
-                alarm = entry[1]
-            elif kind == _ATTRIBUTE:
-                attributes.append(entry)
-            valid = True
-        if not valid:
+        tokens = line[18:].split(" ")
+        if not self._settled.issuperset(tokens) and not self._absorb(tokens, now, out):
             return False
-
-        if self.conditions.active != self._applied:  # someone else changed the tracker
-            self._exc = self._alarm = None
-            self._applied = self.conditions.active
-            self._quality = _quality_of(self._applied)
-        if exc is not None and exc != self._exc:
-            self._apply(exc, now, out, EXC_BITS, _EXC_SCOPE, _EXC_KNOWN_MASK, "exc_unknown_bits")
-            self._exc = exc
-            self._quality = _quality_of(self._applied)
-        if alarm is not None and alarm != self._alarm:
-            self._apply(alarm, now, out, ALARM_BITS, _ALARM_SCOPE, _ALARM_KNOWN_MASK,
-                        "alarm_unknown_bits")
-            self._alarm = alarm
-
-        if attributes:
-            tracker = self.attributes
-            for _, name, value in attributes:
-                item = tracker.update(name, value, now)
-                if item is not None:
-                    out.append(item)
-
+        vitals = list(filter(None, map(self._vitals.get, tokens)))
         if vitals:
-            source = self.source
-            flags = self._quality
-            make = _make_numeric if now.utcoffset() is not None else _validated_numeric
-            for _, vital, value, unit, quality in vitals.values():
-                out.append(make(vital, value, unit, source, now, device_time,
-                                quality | flags if flags else quality))
+            build(vitals, self.source, now, self._minute + second, self._flags, out)
+        elif self._strays.issuperset(tokens):
+            return False  # not one KEY=VALUE token
         return True
+
+    def _absorb(self, tokens: list[str], now: datetime, out: list[Item]) -> bool:
+        """Parse the tokens of a line that are not settled and act on them: status words,
+        attributes. False, with nothing done, when one of them is garbage."""
+        if len(self._settled) > _TOKEN_MEMORY:
+            self._settled.clear()
+            self._vitals.clear()
+            self._strays.clear()
+            self._steady.clear()
+        settled = self._settled
+        fresh = []
+        for token in tokens:
+            if token not in settled:
+                parsed = _parse_token(token)
+                if parsed[0] == _GARBAGE:
+                    return False
+                fresh.append((token, parsed))
+        exc = alarm = None
+        attributes = []
+        for token, parsed in fresh:
+            kind = parsed[0]
+            if kind == _VITAL:
+                self._vitals[token] = parsed[1]
+                settled.add(token)
+            elif kind == _EXC:
+                exc = (token, parsed[1])
+            elif kind == _ALARM:
+                alarm = (token, parsed[1])
+            elif kind == _ATTRIBUTE:
+                attributes.append((token, parsed[1], parsed[2]))
+            else:
+                settled.add(token)
+                if kind == _STRAY:
+                    self._strays.add(token)
+        if exc is not None:
+            if exc[1] != self._exc:
+                self._apply(exc[1], now, out, EXC_BITS, _EXC_SCOPE, _EXC_KNOWN_MASK,
+                            "exc_unknown_bits")
+                self._exc = exc[1]
+                self._flags = _flags_of(self._applied)
+            self._make_steady(_EXC_KEY, exc[0])
+        if alarm is not None:
+            if alarm[1] != self._alarm:
+                self._apply(alarm[1], now, out, ALARM_BITS, _ALARM_SCOPE, _ALARM_KNOWN_MASK,
+                            "alarm_unknown_bits")
+                self._alarm = alarm[1]
+            self._make_steady(_ALARM_KEY, alarm[0])
+        for token, name, value in attributes:
+            item = self.attributes.update(name, value, now)
+            if item is not None:
+                out.append(item)
+            self._make_steady(name, token)
+        return True
+
+    def _make_steady(self, key: str, token: str) -> None:
+        """Make ``token`` the settled one for ``key`` (a status word or an attribute name)."""
+        before = self._steady.get(key)
+        if before != token:
+            if before is not None:
+                self._settled.discard(before)
+            self._steady[key] = token
+            self._settled.add(token)
+
+    def _forget_status(self) -> None:
+        """The tracker changed from outside: take its state, re-apply the next status words."""
+        self._exc = self._alarm = None
+        for key in (_EXC_KEY, _ALARM_KEY):
+            token = self._steady.pop(key, None)
+            if token is not None:
+                self._settled.discard(token)
+        self._applied = self.conditions.active
+        self._flags = _flags_of(self._applied)
 
     def _apply(self, word: int, now: datetime, out: list[Item], bits: Mapping[int, str],
                scope: frozenset[str], known: int, unknown_name: str) -> None:
@@ -409,8 +406,8 @@ class MasimoDecoder(Decoder):
                 out.append(item)
 
 
-def _quality_of(active: Iterable[str]) -> frozenset[Quality]:
-    """The quality flags implied by the active condition codes."""
+def _flags_of(active: Iterable[str]) -> frozenset[Quality]:
+    """The quality flags implied by the active condition codes (:data:`EXC_QUALITY`)."""
     return frozenset(EXC_QUALITY[code] for code in active if code in EXC_QUALITY)
 
 

@@ -86,3 +86,19 @@ def test_condition_tracker_reports_changes_only_within_scope():
     assert [(c.code, c.active) for c in changes] == [("sensor_off", False)]
     assert tracker.active == {"low_battery"}
     assert [(c.code, c.active) for c in tracker.clear(T0)] == [("low_battery", False)]
+
+
+def test_fast_construction_equals_validated_construction():
+    from drivers.model import TRUSTED_CONSTRUCTION, numerics_into, plausibility
+
+    assert TRUSTED_CONSTRUCTION
+    entries = [("spo2", 104.0, plausibility("spo2", 104.0)), ("pi", None, frozenset()),
+               ("hr", 72.0, frozenset({Quality.ARTIFACT}))]
+    out: list = []
+    numerics_into(entries, "dev", T0, datetime(2026, 1, 1, 9), frozenset({Quality.SENSOR_OFF}), out)
+    for fast, (vital, value, quality) in zip(out, entries, strict=True):
+        slow = numeric(vital, value, "dev", T0, datetime(2026, 1, 1, 9), quality | {Quality.SENSOR_OFF})
+        assert fast == slow and hash(fast) == hash(slow) and fast.model_dump() == slow.model_dump()
+    assert Quality.IMPLAUSIBLE in out[0].quality and out[0].unit == "%"
+    with pytest.raises(ValueError, match="timezone-aware"):
+        numerics_into(entries, "dev", datetime(2026, 1, 1), None, frozenset(), [])
