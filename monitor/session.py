@@ -1,0 +1,1085 @@
+"""The session aggregate: one patient's monitored treatment from baseline to discharge.
+
+:class:`SessionState` is built incrementally by the nurse's actions (each method returns the new
+entries, plain JSON-ready dicts, for the store to append) and is rebuilt after a crash by replaying
+those entries (:meth:`SessionState.from_entries`), which runs the same checks as the original
+actions. The record is append-only: a mistake is corrected by a new ``correction`` entry that
+refers to the old one with a reason (21 CFR 11.10(e) style); closed sessions are read-only.
+
+Phases (:class:`Phase`)::
+
+    baseline ──▶ infusion ──▶ recovery ──▶ discharged
+        └────────────┴────────────┴──────▶ aborted
+
+"infusion" is the dosing phase of either protocol (IV infusion running or paused; esketamine
+devices being taken). The phase follows the record: starting the infusion or logging the first
+nasal device enters *infusion*; stopping the infusion, logging the last planned device or ending
+dosing early enters *recovery*; closing with sign-off enters *discharged*; :meth:`SessionState.abort`
+enters *aborted*.
+
+Entry envelope: ``{"seq": 1, "type": "...", "t": ISO-8601 UTC, "by": actor dict or null, ...}``;
+``by`` is null only for readings taken by a device. Types: ``session_opened``, ``nibp``,
+``baseline``, ``bp_decision``, ``infusion_step``, ``nasal_device``, ``clinically_stable``,
+``dosing_ended``, ``assessment``, ``event``, ``correction``, ``escort``, ``session_aborted``,
+``session_closed``.
+
+Continuous vitals are not entries (the store keeps numerics); :meth:`SessionState.observe` uses them
+for the pre-dose baseline window and turns device NIBP readings into ``nibp`` entries. After a
+crash in the baseline phase, re-feed the last 2 minutes of stored numerics to ``observe``.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import statistics
+from collections import deque
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Iterable, Literal, Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, field_validator, model_validator
+
+from drivers.catalogue import CATALOGUE, VITAL_KEYS
+from drivers.model import NumericObservation
+from monitor.assessments import Assessment, Event, parse_assessment, parse_event
+from monitor.patient import Patient
+from monitor.protocols import (
+    CLINICALLY_STABLE_MEANING, EsketaminePlan, InfusionLog, InfusionStep, KetamineIVPlan, NasalDeviceLog,
+    ProtocolKind,
+)
+from monitor.settings import ClinicSettings
+from monitor.staff import Actor, RefusedAction, Role, Signature, UtcDatetime, clock, ensure_utc, refuse, require_role
+
+__all__ = [
+    "Phase", "ALLOWED_TRANSITIONS", "check_transition", "SessionError", "PhaseError",
+    "NibpReading", "Baseline", "compute_baseline", "pre_dose_bp", "BpAdvisory", "BpDecision",
+    "Charted", "ChartedEvent", "DischargeCriterion", "DischargeCheck", "discharge_check",
+    "SessionState", "CLOSE_MEANING", "BASELINE_WINDOW_S", "NIBP_PAIR_WITHIN_MIN",
+]
+
+#: The meaning recorded with the closing signature.
+CLOSE_MEANING = "reviewed and closed"
+#: Continuous vitals: the baseline is the median of this many seconds before dosing.
+BASELINE_WINDOW_S = 120.0
+#: Two pre-dose NIBP readings this close together are averaged for the baseline, minutes.
+NIBP_PAIR_WITHIN_MIN = 10.0
+_KEEP_WINDOW = timedelta(minutes=10)
+_SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_UTC = TypeAdapter(UtcDatetime)
+
+
+class SessionError(RefusedAction):
+    """A session action the rules refuse (wrong phase, missing pre-dose BP, closed session …)."""
+
+
+class PhaseError(SessionError):
+    """A phase transition that is not allowed."""
+
+
+class Phase(str, enum.Enum):
+    """Session phase (see the module docstring for the transitions)."""
+
+    BASELINE = "baseline"
+    INFUSION = "infusion"
+    RECOVERY = "recovery"
+    DISCHARGED = "discharged"
+    ABORTED = "aborted"
+
+    @property
+    def terminal(self) -> bool:
+        """True for discharged and aborted (the session is read-only)."""
+        return self in (Phase.DISCHARGED, Phase.ABORTED)
+
+    @property
+    def label(self) -> str:
+        """Human name of the phase."""
+        return {"baseline": "baseline", "infusion": "dosing", "recovery": "recovery",
+                "discharged": "discharged", "aborted": "ended without discharge"}[self.value]
+
+
+#: Allowed phase transitions.
+ALLOWED_TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    Phase.BASELINE: frozenset({Phase.INFUSION, Phase.ABORTED}),
+    Phase.INFUSION: frozenset({Phase.RECOVERY, Phase.ABORTED}),
+    Phase.RECOVERY: frozenset({Phase.DISCHARGED, Phase.ABORTED}),
+    Phase.DISCHARGED: frozenset(),
+    Phase.ABORTED: frozenset(),
+}
+
+
+def check_transition(current: Phase, target: Phase) -> None:
+    """Raise :class:`PhaseError` unless ``current`` → ``target`` is allowed."""
+    if target not in ALLOWED_TRANSITIONS[current]:
+        if current.terminal:
+            raise PhaseError(f"The session is {current.label}: it is read-only")
+        allowed = " or ".join(sorted(p.label for p in ALLOWED_TRANSITIONS[current]))
+        raise PhaseError(f"A session in {current.label} cannot go to {target.label} (only to {allowed})")
+
+
+# =========================================================================== readings and baseline
+
+
+class NibpReading(BaseModel):
+    """One blood-pressure reading: systolic/diastolic/mean mmHg at ``t`` (UTC), from the device or
+    entered by hand (``by`` required for manual). Systolic 30–300, diastolic 10–250, systolic above
+    diastolic; otherwise ``ValidationError``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    t: UtcDatetime
+    sys: float
+    dia: float
+    mean: float | None = None
+    source: Literal["device", "manual"] = "device"
+    by: Actor | None = None
+    seq: int | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "NibpReading":
+        if not 30 <= self.sys <= 300:
+            raise refuse(f"Systolic BP {self.sys:g} mmHg is outside 30–300 mmHg")
+        if not 10 <= self.dia <= 250:
+            raise refuse(f"Diastolic BP {self.dia:g} mmHg is outside 10–250 mmHg")
+        if self.sys <= self.dia:
+            raise refuse(f"BP {self.sys:g}/{self.dia:g}: systolic must be above diastolic")
+        if self.mean is not None and not 15 <= self.mean <= 270:
+            raise refuse(f"Mean BP {self.mean:g} mmHg is outside 15–270 mmHg")
+        if self.source == "manual" and self.by is None:
+            raise refuse("A manual BP must record who measured it")
+        return self
+
+    def text(self) -> str:
+        """"128/82 at 10:05"."""
+        return f"{self.sys:.0f}/{self.dia:.0f} at {clock(self.t)}"
+
+
+def pre_dose_bp(readings: Sequence[NibpReading], before: datetime | None = None) -> tuple[float, float, datetime, str] | None:
+    """The pre-dose BP from NIBP readings at or before ``before`` (all if None): the last reading,
+    or the mean of the last two when they are within 10 minutes of each other.
+
+    Returns ``(systolic, diastolic, time of the last reading, how)`` or None without readings.
+    """
+    usable = [r for r in readings if before is None or r.t <= before]
+    if not usable:
+        return None
+    last = usable[-1]
+    if len(usable) >= 2 and (last.t - usable[-2].t) <= timedelta(minutes=NIBP_PAIR_WITHIN_MIN):
+        prev = usable[-2]
+        return ((prev.sys + last.sys) / 2, (prev.dia + last.dia) / 2, last.t,
+                f"mean of the readings at {clock(prev.t)} and {clock(last.t)}")
+    return last.sys, last.dia, last.t, f"reading at {clock(last.t)}"
+
+
+class Baseline(BaseModel):
+    """Pre-dose baseline values, by vital key (``nibp_sys``, ``nibp_dia``, ``hr``, ``spo2`` …), with
+    how each was obtained (``methods``) and when (``t``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    values: dict[str, float]
+    methods: dict[str, str]
+    t: UtcDatetime
+
+    @property
+    def sys(self) -> float | None:
+        """Baseline systolic BP, mmHg."""
+        return self.values.get("nibp_sys")
+
+    @property
+    def dia(self) -> float | None:
+        """Baseline diastolic BP, mmHg."""
+        return self.values.get("nibp_dia")
+
+
+def compute_baseline(samples: Mapping[str, Iterable[tuple[datetime, float]]], nibp: Sequence[NibpReading],
+                     dosing_at: datetime, *, window_s: float = BASELINE_WINDOW_S) -> Baseline:
+    """Baseline at ``dosing_at``: for each continuous vital, the median of its samples in the
+    ``window_s`` seconds (default 120) up to dosing; for NIBP, :func:`pre_dose_bp`. Vitals without
+    samples in the window are left out (and named in ``methods`` as missing)."""
+    dosing_at = ensure_utc(dosing_at, "dosing time")
+    start = dosing_at - timedelta(seconds=window_s)
+    values: dict[str, float] = {}
+    methods: dict[str, str] = {}
+    for vital, series in samples.items():
+        window = [v for t, v in series if start <= t <= dosing_at]
+        if window:
+            values[vital] = float(statistics.median(window))
+            methods[vital] = f"median of {len(window)} readings in the {window_s / 60:g} min before dosing"
+        else:
+            methods[vital] = f"no readings in the {window_s / 60:g} min before dosing"
+    bp = pre_dose_bp(nibp, dosing_at)
+    if bp is not None:
+        values["nibp_sys"], values["nibp_dia"] = bp[0], bp[1]
+        methods["nibp_sys"] = methods["nibp_dia"] = bp[3]
+    return Baseline(values=values, methods=methods, t=dosing_at)
+
+
+class BpAdvisory(BaseModel):
+    """A pre-dose BP above the clinic's advisory threshold (default 140/90) that needs a decision."""
+
+    model_config = ConfigDict(frozen=True)
+
+    t: datetime
+    sys: float
+    dia: float
+    limit_sys: int
+    limit_dia: int
+
+    def text(self) -> str:
+        """The advisory line for the nurse."""
+        return (f"Pre-dose BP {self.sys:.0f}/{self.dia:.0f} is above {self.limit_sys}/{self.limit_dia}: "
+                "record a decision to proceed or defer")
+
+
+class BpDecision(BaseModel):
+    """The recorded decision on a pre-dose BP advisory: proceed or defer, by whom, when, on which BP."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    decision: Literal["proceed", "defer"]
+    t: UtcDatetime
+    by: Actor
+    sys: float
+    dia: float
+    note: str | None = None
+
+    @field_validator("note")
+    @classmethod
+    def _note(cls, value: str | None) -> str | None:
+        if value is not None and len(value.strip()) > 500:
+            raise refuse("A decision note may have at most 500 characters")
+        return value.strip() or None if value is not None else None
+
+
+@dataclass(frozen=True)
+class Charted:
+    """An assessment on the chart: entry ``seq``, clinical time ``t`` (UTC), who, and the assessment."""
+
+    seq: int
+    t: datetime
+    by: Actor
+    assessment: Assessment
+
+
+@dataclass(frozen=True)
+class ChartedEvent:
+    """An event on the chart: entry ``seq``, clinical time ``t`` (UTC), who, and the event."""
+
+    seq: int
+    t: datetime
+    by: Actor
+    event: Event
+
+
+# =========================================================================== discharge
+
+
+class DischargeCriterion(BaseModel):
+    """One discharge criterion: ``key``, ``label``, ``met`` and ``detail`` (why)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    label: str
+    met: bool
+    detail: str
+
+
+class DischargeCheck(BaseModel):
+    """Every discharge criterion at ``at``; :attr:`ok` when all are met."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    criteria: tuple[DischargeCriterion, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when every criterion is met."""
+        return all(c.met for c in self.criteria)
+
+    @property
+    def unmet(self) -> tuple[DischargeCriterion, ...]:
+        """The criteria not met."""
+        return tuple(c for c in self.criteria if not c.met)
+
+    def criterion(self, key: str) -> DischargeCriterion:
+        """The criterion with ``key`` (KeyError if absent)."""
+        for c in self.criteria:
+            if c.key == key:
+                return c
+        raise KeyError(key)
+
+    def text(self) -> str:
+        """One line per criterion, "✓ label: detail" / "✗ label: detail"."""
+        return "\n".join(f"{'✓' if c.met else '✗'} {c.label}: {c.detail}" for c in self.criteria)
+
+    def to_payload(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return self.model_dump(mode="json")
+
+
+def _latest_bp(state: "SessionState", now: datetime,
+               latest_vitals: Mapping[str, Any] | None) -> tuple[float, float, datetime] | None:
+    best: tuple[float, float, datetime] | None = None
+    readings = [r for r in state.nibp_readings if r.t <= now]
+    if readings:
+        best = (readings[-1].sys, readings[-1].dia, readings[-1].t)
+    if latest_vitals:
+        sys_v, dia_v = latest_vitals.get("nibp_sys"), latest_vitals.get("nibp_dia")
+        if sys_v is not None and dia_v is not None:
+            if isinstance(sys_v, NumericObservation) and isinstance(dia_v, NumericObservation):
+                if sys_v.value is not None and dia_v.value is not None and sys_v.sample_time <= now:
+                    if best is None or sys_v.sample_time >= best[2]:
+                        best = (sys_v.value, dia_v.value, sys_v.sample_time)
+            elif isinstance(sys_v, (int, float)) and isinstance(dia_v, (int, float)):
+                best = (float(sys_v), float(dia_v), now)
+    return best
+
+
+def discharge_check(state: "SessionState", now: datetime,
+                    latest_vitals: Mapping[str, Any] | None = None) -> DischargeCheck:
+    """Check every discharge criterion of ``state`` at ``now``.
+
+    Criteria: modified Aldrete (latest charted after dosing ended) ≥ the clinic minimum (9); latest
+    BP within ±20 % of baseline, systolic and diastolic, taken within the last 30 min; IV: at least
+    60 min (clinic setting) since the infusion ended; esketamine: 120 min since the first device or
+    a clinically-stable sign-off; escort confirmed. ``latest_vitals`` maps vital keys to
+    ``NumericObservation`` (or plain numbers, taken as measured ``now``); a newer NIBP there is used
+    instead of the last recorded reading.
+    """
+    now = ensure_utc(now)
+    s = state.settings
+    criteria: list[DischargeCriterion] = []
+    ended = state.dosing_ended_at if state.dosing_ended_at and state.dosing_ended_at <= now else None
+
+    # modified Aldrete
+    label = f"Modified Aldrete ≥ {s.discharge_aldrete_min}"
+    if ended is None:
+        criteria.append(DischargeCriterion(key="aldrete", label=label, met=False, detail="dosing has not ended"))
+    else:
+        charted = [c for c in state.charted("aldrete") if ended <= c.t <= now]
+        if not charted:
+            criteria.append(DischargeCriterion(key="aldrete", label=label, met=False,
+                                               detail="no modified Aldrete charted since dosing ended"))
+        else:
+            last = charted[-1]
+            ok = last.assessment.score >= s.discharge_aldrete_min
+            criteria.append(DischargeCriterion(
+                key="aldrete", label=label, met=ok,
+                detail=f"{last.assessment.score} at {clock(last.t)}" + ("" if ok else f", below {s.discharge_aldrete_min}")))
+
+    # BP against baseline
+    pct = s.discharge_bp_tolerance_pct
+    label = f"BP within {pct} % of baseline"
+    base = state.baseline
+    latest = _latest_bp(state, now, latest_vitals)
+    if base is None or base.sys is None or base.dia is None:
+        criteria.append(DischargeCriterion(key="bp", label=label, met=False, detail="no baseline BP"))
+    elif latest is None:
+        criteria.append(DischargeCriterion(key="bp", label=label, met=False, detail="no BP reading"))
+    else:
+        sys_v, dia_v, t = latest
+        age = (now - t).total_seconds() / 60
+        d_sys = (sys_v - base.sys) / base.sys * 100
+        d_dia = (dia_v - base.dia) / base.dia * 100
+        within = abs(d_sys) <= pct and abs(d_dia) <= pct
+        detail = (f"{sys_v:.0f}/{dia_v:.0f} at {clock(t)} vs baseline {base.sys:.0f}/{base.dia:.0f} "
+                  f"({d_sys:+.0f} % / {d_dia:+.0f} %)")
+        if age > s.discharge_bp_max_age_min:
+            criteria.append(DischargeCriterion(key="bp", label=label, met=False,
+                                               detail=f"{detail}; older than {s.discharge_bp_max_age_min} min: measure again"))
+        else:
+            criteria.append(DischargeCriterion(key="bp", label=label, met=within,
+                                               detail=detail + ("" if within else f"; outside {pct} %")))
+
+    # time
+    if state.protocol is ProtocolKind.KETAMINE_IV:
+        need = s.discharge_min_after_infusion_min
+        label = f"≥ {need} min after the infusion ended"
+        end = state.infusion.ended_at if state.infusion else None
+        if end is None or end > now:
+            criteria.append(DischargeCriterion(key="time", label=label, met=False, detail="the infusion has not been stopped"))
+        else:
+            since = (now - end).total_seconds() / 60
+            ok = since >= need
+            detail = f"{int(since)} min since {clock(end)}" + ("" if ok else f"; not before {clock(end + timedelta(minutes=need))}")
+            criteria.append(DischargeCriterion(key="time", label=label, met=ok, detail=detail))
+    else:
+        devices = state.devices
+        need = state.plan.monitoring_min  # type: ignore[union-attr]
+        label = f"≥ {need} min from the first device, or clinically stable"
+        first = devices.first_device_at if devices else None
+        if first is None or first > now:
+            criteria.append(DischargeCriterion(key="time", label=label, met=False, detail="no nasal device logged"))
+        else:
+            since = (now - first).total_seconds() / 60
+            sig = devices.signoff  # type: ignore[union-attr]
+            if since >= need:
+                criteria.append(DischargeCriterion(key="time", label=label, met=True, detail=f"{int(since)} min since {clock(first)}"))
+            elif sig is not None and sig.t <= now:
+                criteria.append(DischargeCriterion(key="time", label=label, met=True,
+                                                   detail=f"{int(since)} min; clinically stable, signed by {sig.printed_name} at {clock(sig.t)}"))
+            else:
+                criteria.append(DischargeCriterion(
+                    key="time", label=label, met=False,
+                    detail=f"{int(since)} min since {clock(first)}; not before {clock(first + timedelta(minutes=need))} "
+                           "without a clinician's clinically-stable sign-off"))
+
+    # escort
+    escort = state.escort
+    if escort is not None and escort[0] <= now:
+        who = f" ({escort[2]})" if escort[2] else ""
+        criteria.append(DischargeCriterion(key="escort", label="Escort confirmed", met=True,
+                                           detail=f"confirmed by {escort[1].display_name} at {clock(escort[0])}{who}"))
+    else:
+        criteria.append(DischargeCriterion(key="escort", label="Escort confirmed", met=False, detail="not confirmed"))
+    return DischargeCheck(at=now, criteria=tuple(criteria))
+
+
+# =========================================================================== the aggregate
+
+
+def _text(value: Any, limit: int, what: str, required: bool) -> str | None:
+    text = " ".join(str(value).split()) if value is not None else ""
+    if not text:
+        if required:
+            raise SessionError(f"{what} is required")
+        return None
+    if len(text) > limit:
+        raise SessionError(f"{what} may have at most {limit} characters")
+    return text
+
+
+class SessionState:
+    """One session: patient, protocol, plan, dosing log, readings, baseline, chart, sign-offs, phase.
+
+    Create with :meth:`open`; rebuild with :meth:`from_entries`. Each action method validates,
+    appends its entries to :attr:`entries` and returns them (store them in order). A refused action
+    raises :class:`SessionError` (or another ``RefusedAction``/``ValidationError``) and changes
+    nothing. All times are aware UTC datetimes passed in; entry times may not precede the opening.
+    """
+
+    def __init__(self) -> None:  # use open() / from_entries()
+        self.entries: list[dict[str, Any]] = []
+        self.session_id = ""
+        self.protocol = ProtocolKind.KETAMINE_IV
+        self.patient: Patient
+        self.plan: KetamineIVPlan | EsketaminePlan
+        self.settings: ClinicSettings
+        self.opened_at: datetime
+        self.opened_by: Actor
+        self.local_date: date
+        self.age_years = 0
+        self.infusion: InfusionLog | None = None
+        self.devices: NasalDeviceLog | None = None
+        self.phase = Phase.BASELINE
+        self.nibp_readings: list[NibpReading] = []
+        self.bp_decisions: list[BpDecision] = []
+        self._baseline_values: dict[str, float] = {}
+        self._baseline_methods: dict[str, str] = {}
+        self._baseline_t: datetime | None = None
+        self._baseline_manual_keys: set[str] = set()
+        self._manual_bp: tuple[float, float, datetime, str] | None = None
+        self._assessments: dict[int, Charted] = {}
+        self._events: dict[int, ChartedEvent] = {}
+        self._nibp_by_seq: dict[int, NibpReading] = {}
+        self._retracted: set[int] = set()
+        self.corrections: list[dict[str, Any]] = []
+        self.dosing_ended_early: tuple[datetime, Actor, str] | None = None
+        self.escort: tuple[datetime, Actor, str | None] | None = None
+        self.closed: Signature | None = None
+        self.closed_check: dict[str, Any] | None = None
+        self.override_reason: str | None = None
+        self.aborted: tuple[datetime, Actor, str] | None = None
+        self._window: dict[str, deque[tuple[datetime, float]]] = {}
+        self._pending_nibp: dict[tuple[str, datetime], dict[str, float]] = {}
+        self.latest: dict[str, NumericObservation] = {}
+
+    # ------------------------------------------------------------------ creation and replay
+
+    @classmethod
+    def open(cls, *, session_id: str, patient: Patient, plan: KetamineIVPlan | EsketaminePlan,
+             t: datetime, by: Actor, settings: ClinicSettings) -> "SessionState":
+        """Open a session at ``t``. The patient's age on the local date of ``t`` (recorded in the entry,
+        so a replay elsewhere gives the same answer) must be at least the clinic minimum; an IV plan's weight must equal the patient's; the plan must respect the
+        clinic's dose bounds / esketamine monitoring minimum. The opening entry (with a copy of the
+        settings in force) is ``state.entries[0]``."""
+        state = cls()
+        t = ensure_utc(t, "opening time")
+        entry = {"seq": 1, "type": "session_opened", "t": t.isoformat(), "by": by.to_payload(),
+                 "session_id": session_id, "local_date": t.astimezone().date().isoformat(),
+                 "protocol": plan.to_payload()["protocol"],
+                 "patient": patient.to_payload(), "plan": plan.to_payload(), "settings": settings.to_payload()}
+        state._commit(entry)
+        return state
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[Mapping[str, Any]]) -> "SessionState":
+        """Rebuild a session by replaying stored entries in order (the same checks apply; a damaged
+        or reordered record raises ``RefusedAction`` naming the entry)."""
+        state = cls()
+        for entry in entries:
+            try:
+                state._commit(dict(entry))
+            except RefusedAction as exc:
+                raise SessionError(f"Entry {entry.get('seq')} ({entry.get('type')}) cannot be replayed: {exc}") from exc
+            except (KeyError, TypeError, AttributeError) as exc:
+                raise SessionError(f"Entry {entry.get('seq')} ({entry.get('type')}) is damaged: "
+                                   f"{type(exc).__name__} {exc}") from exc
+        if not state.entries:
+            raise SessionError("No entries: a session starts with its session_opened entry")
+        return state
+
+    def _envelope(self, kind: str, t: datetime, by: Actor | None, **body: Any) -> dict[str, Any]:
+        return {"seq": len(self.entries) + 1, "type": kind, "t": ensure_utc(t).isoformat(),
+                "by": by.to_payload() if by is not None else None, **body}
+
+    def _commit(self, entry: dict[str, Any]) -> list[dict[str, Any]]:
+        expected = len(self.entries) + 1
+        if entry.get("seq") != expected:
+            raise SessionError(f"Entry number {entry.get('seq')} is out of order: expected {expected}")
+        kind = entry.get("type")
+        handler = getattr(self, f"_apply_{kind}", None)
+        if handler is None:
+            raise SessionError(f"Unknown entry type {kind!r}")
+        if kind != "session_opened":
+            if not self.entries:
+                raise SessionError("A session starts with its session_opened entry")
+            if self.phase.terminal:
+                raise SessionError(f"This session is {self.phase.label}: it is read-only")
+        t = _UTC.validate_python(entry.get("t"))
+        by = Actor.model_validate(entry["by"]) if entry.get("by") is not None else None
+        if kind != "session_opened" and t < self.opened_at:
+            raise SessionError(f"Time {clock(t)} is before the session was opened at {clock(self.opened_at)}")
+        handler(entry, t, by)
+        self.entries.append(entry)
+        return [entry]
+
+    def _need_by(self, by: Actor | None) -> Actor:
+        if by is None:
+            raise SessionError("This entry must record the acting user")
+        return by
+
+    # ------------------------------------------------------------------ derived views
+
+    @property
+    def baseline(self) -> Baseline | None:
+        """The baseline in force (computed at dosing, with manual entries overriding), or None."""
+        if not self._baseline_values or self._baseline_t is None:
+            return None
+        return Baseline(values=dict(self._baseline_values), methods=dict(self._baseline_methods), t=self._baseline_t)
+
+    @property
+    def baseline_bp_manual(self) -> tuple[float, float] | None:
+        """A manually entered baseline BP (systolic, diastolic), if any."""
+        return None if self._manual_bp is None else (self._manual_bp[0], self._manual_bp[1])
+
+    @property
+    def dosing_started_at(self) -> datetime | None:
+        """Infusion start or first nasal device."""
+        if self.infusion is not None:
+            return self.infusion.started_at
+        return self.devices.first_device_at if self.devices else None
+
+    @property
+    def dosing_ended_at(self) -> datetime | None:
+        """Infusion stop, last planned device, or the early end of esketamine dosing."""
+        if self.infusion is not None:
+            return self.infusion.ended_at
+        if self.devices is not None:
+            if self.devices.complete:
+                return self.devices.last_device_at
+            if self.dosing_ended_early:
+                return self.dosing_ended_early[0]
+        return None
+
+    @property
+    def discharge_earliest(self) -> datetime | None:
+        """Earliest discharge time by the time rule: IV infusion end + the clinic minimum (60 min);
+        esketamine first device + monitoring minutes (120), or the clinically-stable sign-off."""
+        if self.infusion is not None:
+            end = self.infusion.ended_at
+            return None if end is None else end + timedelta(minutes=self.settings.discharge_min_after_infusion_min)
+        if self.devices is not None:
+            end = self.devices.monitoring_end_earliest
+            sig = self.devices.signoff
+            if end is not None and sig is not None:
+                return min(end, sig.t)
+            return end
+        return None
+
+    @property
+    def closed_at(self) -> datetime | None:
+        """When the session was closed or aborted."""
+        if self.closed is not None:
+            return self.closed.t
+        return self.aborted[0] if self.aborted else None
+
+    def charted(self, kind: str | None = None) -> list[Charted]:
+        """Assessments in force (corrections applied), in clinical-time order; ``kind`` filters."""
+        items = [c for seq, c in self._assessments.items() if seq not in self._retracted]
+        if kind is not None:
+            items = [c for c in items if c.assessment.kind == kind]
+        return sorted(items, key=lambda c: (c.t, c.seq))
+
+    def events(self, kind: str | None = None) -> list[ChartedEvent]:
+        """Events in force (corrections applied), in clinical-time order; ``kind`` filters."""
+        items = [e for seq, e in self._events.items() if seq not in self._retracted]
+        if kind is not None:
+            items = [e for e in items if e.event.kind == kind]
+        return sorted(items, key=lambda e: (e.t, e.seq))
+
+    def pre_dose_bp(self, before: datetime | None = None) -> tuple[float, float, datetime, str] | None:
+        """The pre-dose BP ``(systolic, diastolic, time, how)``: a manual baseline BP, else
+        :func:`pre_dose_bp` of the readings before dosing (or before ``before`` while in baseline)."""
+        if self._manual_bp is not None:
+            return self._manual_bp
+        return pre_dose_bp(self.nibp_readings, self.dosing_started_at or before)
+
+    def bp_advisory_pending(self) -> BpAdvisory | None:
+        """In baseline: the advisory when the pre-dose BP is above the clinic threshold (140/90) and no
+        decision has been recorded since that BP was taken; else None."""
+        if self.phase is not Phase.BASELINE:
+            return None
+        advisory = self._advisory()
+        if advisory is None:
+            return None
+        if any(d.t >= advisory.t for d in self.bp_decisions):
+            return None
+        return advisory
+
+    def _advisory(self, before: datetime | None = None) -> BpAdvisory | None:
+        bp = self.pre_dose_bp(before)
+        s = self.settings
+        if bp is None or not (bp[0] > s.pre_dose_bp_advisory_sys_mmhg or bp[1] > s.pre_dose_bp_advisory_dia_mmhg):
+            return None
+        return BpAdvisory(t=bp[2], sys=bp[0], dia=bp[1], limit_sys=s.pre_dose_bp_advisory_sys_mmhg,
+                          limit_dia=s.pre_dose_bp_advisory_dia_mmhg)
+
+    def _check_can_dose(self, t: datetime) -> None:
+        check_transition(self.phase, Phase.INFUSION)
+        bp = self.pre_dose_bp(t)
+        if bp is None:
+            raise SessionError("Record a pre-dose blood pressure before dosing")
+        advisory = self._advisory(t)
+        if advisory is not None:
+            decisions = [d for d in self.bp_decisions if d.t >= advisory.t and d.t <= t]
+            if not decisions:
+                raise SessionError(advisory.text() + " before dosing")
+            if decisions[-1].decision == "defer":
+                raise SessionError(f"The decision on pre-dose BP {advisory.sys:.0f}/{advisory.dia:.0f} was to defer: "
+                                   "measure again, record a decision to proceed, or end the session")
+
+    # ------------------------------------------------------------------ vitals
+
+    def observe(self, observations: Iterable[Any]) -> list[dict[str, Any]]:
+        """Take a batch of device items (anything else than ``NumericObservation`` is ignored).
+
+        Keeps the latest value of each vital, keeps the pre-dose window of continuous vitals while in
+        baseline, and pairs ``nibp_sys``/``nibp_dia`` (plus ``nibp_mean``) with the same sample time
+        and source into ``nibp`` entries, which are returned for the store. Missing values and
+        flagged observations (artifact, implausible, sensor off …) are ignored. Nothing happens
+        once the session is closed.
+        """
+        if self.phase.terminal:
+            return []
+        new: list[dict[str, Any]] = []
+        for obs in observations:
+            if not isinstance(obs, NumericObservation) or obs.value is None or obs.flagged:
+                continue
+            self.latest[obs.vital] = obs
+            if obs.vital.startswith("nibp_"):
+                self._pending_nibp.setdefault((obs.source, obs.sample_time), {})[obs.vital] = obs.value
+                continue
+            if self.phase is Phase.BASELINE:
+                window = self._window.setdefault(obs.vital, deque())
+                window.append((obs.sample_time, obs.value))
+                while window and window[0][0] < obs.sample_time - _KEEP_WINDOW:
+                    window.popleft()
+        for key in sorted(self._pending_nibp, key=lambda k: k[1]):
+            parts = self._pending_nibp[key]
+            if "nibp_sys" in parts and "nibp_dia" in parts:
+                del self._pending_nibp[key]
+                try:
+                    new += self.record_nibp(key[1], parts["nibp_sys"], parts["nibp_dia"],
+                                            mean=parts.get("nibp_mean"), source="device")
+                except RefusedAction:
+                    continue  # e.g. before the session opened or inconsistent values: not a reading
+        return new
+
+    def record_nibp(self, t: datetime, sys: float, dia: float, *, mean: float | None = None,
+                    source: Literal["device", "manual"] = "manual", by: Actor | None = None) -> list[dict[str, Any]]:
+        """Record a NIBP reading (mmHg). Manual readings need ``by``. Refused values raise
+        ``ValidationError`` ("Systolic BP 320 mmHg is outside 30–300 mmHg")."""
+        NibpReading(t=ensure_utc(t), sys=sys, dia=dia, mean=mean, source=source, by=by)  # validate first
+        entry = self._envelope("nibp", t, by, sys=float(sys), dia=float(dia),
+                               mean=None if mean is None else float(mean), source=source)
+        return self._commit(entry)
+
+    def set_baseline(self, t: datetime, by: Actor, values: Mapping[str, float], note: str | None = None) -> list[dict[str, Any]]:
+        """Enter baseline values by hand (vital key → value in catalogue units); they override the
+        computed ones and record the user. Unknown keys and implausible values are refused."""
+        entry = self._envelope("baseline", t, by, values={k: v for k, v in values.items()}, manual=True,
+                               note=_text(note, 200, "Note", required=False))
+        return self._commit(entry)
+
+    def decide_bp(self, decision: Literal["proceed", "defer"], t: datetime, by: Actor,
+                  note: str | None = None) -> list[dict[str, Any]]:
+        """Record the decision on a pre-dose BP advisory (proceed or defer) with the user."""
+        entry = self._envelope("bp_decision", t, by, decision=decision, note=_text(note, 500, "Note", required=False))
+        return self._commit(entry)
+
+    # ------------------------------------------------------------------ dosing
+
+    def _baseline_entries(self, t: datetime, by: Actor) -> list[dict[str, Any]]:
+        computed = compute_baseline({k: list(v) for k, v in self._window.items()}, self.nibp_readings, t)
+        values = {k: v for k, v in computed.values.items() if k not in self._baseline_manual_keys}
+        methods = {k: v for k, v in computed.methods.items() if k not in self._baseline_manual_keys}
+        entry = self._envelope("baseline", t, by, values=values, methods=methods, manual=False)
+        return self._commit(entry)
+
+    def start_infusion(self, t: datetime, by: Actor, rate_mg_per_h: float | None = None) -> list[dict[str, Any]]:
+        """Start the IV infusion (plan rate unless given): needs a pre-dose BP and, when it is above
+        the advisory threshold, a decision to proceed. Records the computed baseline first."""
+        log = self._need_infusion()
+        t = ensure_utc(t, "start time")
+        self._check_can_dose(t)
+        rate = log.plan.rate_mg_per_h if rate_mg_per_h is None else rate_mg_per_h
+        step = log.make_step("start", t, by, rate=rate)  # checked before the baseline is written
+        new = self._baseline_entries(t, by)
+        return new + self._commit({"seq": len(self.entries) + 1, **step.to_payload()})
+
+    def pause_infusion(self, t: datetime, by: Actor, reason: str) -> list[dict[str, Any]]:
+        """Pause the infusion (reason required)."""
+        return self._infusion_step("pause", t, by, reason=reason)
+
+    def resume_infusion(self, t: datetime, by: Actor) -> list[dict[str, Any]]:
+        """Resume the paused infusion."""
+        return self._infusion_step("resume", t, by)
+
+    def change_rate(self, t: datetime, by: Actor, new_rate_mg_per_h: float, reason: str) -> list[dict[str, Any]]:
+        """Change the infusion rate, mg/h (reason required)."""
+        return self._infusion_step("rate_change", t, by, rate=new_rate_mg_per_h, reason=reason)
+
+    def stop_infusion(self, t: datetime, by: Actor, reason: str | None = None) -> list[dict[str, Any]]:
+        """Stop the infusion; the session enters recovery."""
+        return self._infusion_step("stop", t, by, reason=reason)
+
+    def _infusion_step(self, action: str, t: datetime, by: Actor, *, rate: float | None = None,
+                       reason: str | None = None) -> list[dict[str, Any]]:
+        log = self._need_infusion()
+        self._check_infusion_phase()
+        step = log.make_step(action, t, by, rate=rate, reason=reason)
+        return self._commit({"seq": len(self.entries) + 1, **step.to_payload()})
+
+    def _check_infusion_phase(self) -> None:
+        if self.phase is Phase.BASELINE:
+            raise SessionError("The infusion has not been started yet")
+        if self.phase is not Phase.INFUSION:
+            raise SessionError(f"The infusion was stopped: the session is in {self.phase.label}")
+
+    def _need_infusion(self) -> InfusionLog:
+        if self.infusion is None:
+            raise SessionError("This is an esketamine session: there is no infusion")
+        return self.infusion
+
+    def _need_devices(self) -> NasalDeviceLog:
+        if self.devices is None:
+            raise SessionError("This is an IV ketamine session: there are no nasal devices")
+        return self.devices
+
+    def log_nasal_device(self, t: datetime, by: Actor) -> list[dict[str, Any]]:
+        """Log the next esketamine device. The first needs a pre-dose BP (and a proceed decision when it
+        is above the threshold) and records the baseline; the last planned one enters recovery."""
+        devices = self._need_devices()
+        t = ensure_utc(t, "device time")
+        new: list[dict[str, Any]] = []
+        if devices.devices_logged == 0:
+            self._check_can_dose(t)
+        elif self.phase is not Phase.INFUSION:
+            raise SessionError(f"The session is in {self.phase.label}: no more devices can be logged")
+        entry = devices.next_entry(t, by)  # checked before the baseline is written
+        if devices.devices_logged == 0:
+            new = self._baseline_entries(t, by)
+        return new + self._commit({"seq": len(self.entries) + 1, **entry.to_payload()})
+
+    def end_dosing(self, t: datetime, by: Actor, reason: str) -> list[dict[str, Any]]:
+        """End esketamine dosing before all planned devices were taken (reason required); recovery follows."""
+        entry = self._envelope("dosing_ended", t, by, reason=_text(reason, 200, "Reason", required=True))
+        return self._commit(entry)
+
+    def sign_clinically_stable(self, t: datetime, by: Actor, note: str | None = None) -> list[dict[str, Any]]:
+        """Record a clinician's clinically-stable sign-off (esketamine: discharge before 120 min)."""
+        self._need_devices()
+        sig = Signature(by=by, t=ensure_utc(t, "sign-off time"), meaning=CLINICALLY_STABLE_MEANING, note=note)
+        return self._commit({"seq": len(self.entries) + 1, **NasalDeviceLog.signoff_payload(sig)})
+
+    # ------------------------------------------------------------------ chart
+
+    def chart(self, assessment: Assessment | Mapping[str, Any], t: datetime, by: Actor) -> list[dict[str, Any]]:
+        """Chart an assessment (model or payload) at clinical time ``t``."""
+        payload = assessment.to_payload() if isinstance(assessment, Assessment) else parse_assessment(assessment).to_payload()
+        return self._commit(self._envelope("assessment", t, by, assessment=payload))
+
+    def record_event(self, event: Event | Mapping[str, Any], t: datetime, by: Actor) -> list[dict[str, Any]]:
+        """Record a structured event (model or payload) at clinical time ``t``."""
+        payload = event.to_payload() if isinstance(event, Event) else parse_event(event).to_payload()
+        return self._commit(self._envelope("event", t, by, event=payload))
+
+    def correct(self, seq: int, reason: str, t: datetime, by: Actor,
+                replacement: Assessment | Event | Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Correct an earlier assessment, event or BP reading (device or manual, e.g. a movement
+        artefact): the old entry stays in the record and is marked entered-in-error by a
+        ``correction`` entry with ``reason``; ``replacement`` (same kind of record; for a BP a dict
+        with ``sys``/``dia`` recorded as a manual reading by the corrector) takes its place at the
+        original clinical time. ``t`` is when the correction is made."""
+        body: dict[str, Any] = {"refers_to": seq, "reason": _text(reason, 200, "Reason", required=True)}
+        if replacement is not None:
+            if isinstance(replacement, (Assessment, Event)):
+                body["replacement"] = replacement.to_payload()
+            else:
+                body["replacement"] = dict(replacement)
+        return self._commit(self._envelope("correction", t, by, **body))
+
+    def confirm_escort(self, t: datetime, by: Actor, escort_name: str | None = None) -> list[dict[str, Any]]:
+        """Record that an adult escort is present to take the patient home."""
+        return self._commit(self._envelope("escort", t, by, escort_name=_text(escort_name, 80, "Escort name", required=False)))
+
+    # ------------------------------------------------------------------ ending
+
+    def discharge_check(self, now: datetime, latest_vitals: Mapping[str, Any] | None = None) -> DischargeCheck:
+        """:func:`discharge_check` for this session (``latest_vitals`` defaults to :attr:`latest`)."""
+        return discharge_check(self, now, self.latest if latest_vitals is None else latest_vitals)
+
+    def close(self, t: datetime, by: Actor, *, latest_vitals: Mapping[str, Any] | None = None,
+              meaning: str = CLOSE_MEANING, override_reason: str | None = None) -> list[dict[str, Any]]:
+        """Discharge and close with a signature (printed name from ``by``, time ``t``, ``meaning``).
+
+        Refused unless in recovery and every discharge criterion is met; a charge nurse may close
+        with unmet criteria by giving ``override_reason`` (recorded). The session becomes read-only.
+        """
+        check_transition(self.phase, Phase.DISCHARGED)
+        check = self.discharge_check(ensure_utc(t), latest_vitals)
+        entry = self._envelope("session_closed", t, by, meaning=meaning, printed_name=by.display_name,
+                               discharge=check.to_payload(),
+                               override_reason=_text(override_reason, 300, "Override reason", required=False))
+        return self._commit(entry)
+
+    def abort(self, t: datetime, by: Actor, reason: str) -> list[dict[str, Any]]:
+        """End the session without discharge (deferred treatment, transfer of care …; reason required).
+        Refused while the infusion is running or paused: stop it first."""
+        entry = self._envelope("session_aborted", t, by, reason=_text(reason, 300, "Reason", required=True))
+        return self._commit(entry)
+
+    # ------------------------------------------------------------------ entry handlers (also replay)
+
+    def _apply_session_opened(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+        if self.entries:
+            raise SessionError("The session is already open")
+        by = self._need_by(by)
+        session_id = str(entry.get("session_id", ""))
+        if not _SESSION_ID.match(session_id):
+            raise SessionError(f"Session id {session_id!r} should be 1–64 letters, digits, '-' or '_'")
+        settings = ClinicSettings.from_payload(entry["settings"])
+        patient = Patient.from_payload(entry["patient"])
+        local_date = date.fromisoformat(entry["local_date"]) if entry.get("local_date") else t.astimezone().date()
+        if abs((local_date - t.date()).days) > 1:
+            raise SessionError(f"Local date {local_date.isoformat()} does not match the opening time {t.isoformat()}")
+        self.age_years = patient.check_age(local_date, settings.min_patient_age_years)
+        self.local_date = local_date
+        protocol = ProtocolKind(entry.get("protocol"))
+        if protocol is ProtocolKind.KETAMINE_IV:
+            plan: KetamineIVPlan | EsketaminePlan = KetamineIVPlan.from_payload(entry["plan"])
+            low, high = settings.ketamine_dose_bounds_mg_per_kg
+            if not low <= plan.dose_mg_per_kg <= high:
+                raise SessionError(f"Dose {plan.dose_mg_per_kg:g} mg/kg is outside this clinic's {low:g}–{high:g} mg/kg")
+            if abs(plan.weight_kg - patient.weight_kg) > 1e-9:
+                raise SessionError(f"The plan's weight {plan.weight_kg:g} kg differs from the patient's "
+                                   f"{patient.weight_kg:g} kg")
+            self.infusion = InfusionLog(plan)
+        else:
+            plan = EsketaminePlan.from_payload(entry["plan"])
+            if plan.monitoring_min < settings.esketamine_monitoring_min:
+                raise SessionError(f"Monitoring of {plan.monitoring_min} min is shorter than this clinic's "
+                                   f"{settings.esketamine_monitoring_min} min")
+            self.devices = NasalDeviceLog(plan)
+        self.session_id, self.protocol, self.patient, self.plan, self.settings = session_id, protocol, patient, plan, settings
+        self.opened_at, self.opened_by, self.phase = t, by, Phase.BASELINE
+
+    def _apply_nibp(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+        reading = NibpReading(t=t, sys=entry["sys"], dia=entry["dia"], mean=entry.get("mean"),
+                              source=entry.get("source", "manual"), by=by, seq=entry["seq"])
+        self.nibp_readings.append(reading)
+        self.nibp_readings.sort(key=lambda r: (r.t, r.seq or 0))
+        self._nibp_by_seq[entry["seq"]] = reading
+
+    def _apply_baseline(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+        by = self._need_by(by)
+        values = entry.get("values") or {}
+        if not isinstance(values, Mapping):
+            raise SessionError("Baseline values must map vital keys to numbers")
+        clean: dict[str, float] = {}
+        for key, value in values.items():
+            if key not in VITAL_KEYS:
+                raise SessionError(f"Unknown vital {key!r} in the baseline; known: {', '.join(VITAL_KEYS)}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SessionError(f"Baseline {CATALOGUE[key].label} {value!r} is not a number")
+            spec = CATALOGUE[key]
+            if not spec.is_plausible(float(value)):
+                low, high = spec.plausible
+                raise SessionError(f"Baseline {spec.label} {value:g} {spec.unit} is outside {low:g}–{high:g} {spec.unit}")
+            clean[key] = float(value)
+        if "nibp_sys" in clean and "nibp_dia" in clean and clean["nibp_sys"] <= clean["nibp_dia"]:
+            raise SessionError("Baseline systolic BP must be above diastolic")
+        manual = bool(entry.get("manual"))
+        if manual:
+            if not clean:
+                raise SessionError("Enter at least one baseline value")
+            if ("nibp_sys" in clean) != ("nibp_dia" in clean):
+                raise SessionError("Enter both systolic and diastolic for a baseline BP")
+            for key in clean:
+                self._baseline_methods[key] = f"entered by {by.display_name} at {clock(t)}"
+            self._baseline_manual_keys |= set(clean)
+            if "nibp_sys" in clean and self.phase is Phase.BASELINE:
+                self._manual_bp = (clean["nibp_sys"], clean["nibp_dia"], t, self._baseline_methods["nibp_sys"])
+        else:
+            if self.phase is not Phase.BASELINE:
+                raise SessionError("The computed baseline is recorded when dosing starts")
+            methods = entry.get("methods") or {}
+            for key in clean:
+                self._baseline_methods[key] = str(methods.get(key, "computed"))
+        self._baseline_values.update(clean)
+        if self._baseline_t is None or not manual:
+            self._baseline_t = t
+
+    def _apply_bp_decision(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+        by = self._need_by(by)
+        if self.phase is not Phase.BASELINE:
+            raise SessionError("A pre-dose BP decision can only be recorded before dosing")
+        advisory = self._advisory()
+        if advisory is None:
+            bp = self.pre_dose_bp()
+            if bp is None:
+                raise SessionError("There is no pre-dose BP to decide on")
+            raise SessionError(f"Pre-dose BP {bp[0]:.0f}/{bp[1]:.0f} is within "
+                               f"{self.settings.pre_dose_bp_advisory_sys_mmhg}/{self.settings.pre_dose_bp_advisory_dia_mmhg}: "
+                               "no decision is needed")
+        if t < advisory.t:
+            raise SessionError(f"The decision at {clock(t)} is before the BP it concerns ({clock(advisory.t)})")
+        decision = entry.get("decision")
+        if decision not in ("proceed", "defer"):
+            raise SessionError(f"Decision {decision!r} must be 'proceed' or 'defer'")
+        self.bp_decisions.append(BpDecision(decision=decision, t=t, by=by, sys=advisory.sys, dia=advisory.dia,
+                                            note=entry.get("note")))
+
+    def _apply_infusion_step(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+        log = self._need_infusion()
+        step = InfusionStep.from_payload(entry)
+        if step.action.value == "start":
+            self._check_can_dose(step.t)
+        else:
+            self._check_infusion_phase()
+        log.apply(step)
+        if step.action.value == "start":
+            self.phase = Phase.INFUSION
+        elif step.action.value == "stop":
+            self.phase = Phase.RECOVERY
+
+    def _apply_nasal_device(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+        devices = self._need_devices()
+        if devices.devices_logged == 0:
+            self._check_can_dose(t)
+        elif self.phase is not Phase.INFUSION:
+            raise SessionError(f"The session is in {self.phase.label}: no more devices can be logged")
+        devices.apply(entry)
+        self.phase = Phase.RECOVERY if devices.complete else Phase.INFUSION
+
+    def _apply_clinically_stable(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+        self._need_devices().apply(entry)
+
+    def _apply_dosing_ended(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+        by = self._need_by(by)
+        devices = self._need_devices()
+        if self.phase is not Phase.INFUSION:
+            raise SessionError("Dosing can only be ended early while devices are being taken")
+        if t < (devices.last_device_at or t):
+            raise SessionError(f"Time {clock(t)} is before the last device at {clock(devices.last_device_at)}")  # type: ignore[arg-type]
+        reason = _text(entry.get("reason"), 200, "Reason", required=True)
+        self.dosing_ended_early = (t, by, reason)  # type: ignore[assignment]
+        self.phase = Phase.RECOVERY
+
+    def _apply_assessment(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+        assessment = parse_assessment(entry["assessment"])
+        self._assessments[entry["seq"]] = Charted(seq=entry["seq"], t=t, by=self._need_by(by), assessment=assessment)
+
+    def _apply_event(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+        event = parse_event(entry["event"])
+        self._events[entry["seq"]] = ChartedEvent(seq=entry["seq"], t=t, by=self._need_by(by), event=event)
+
+    def _apply_correction(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+        by = self._need_by(by)
+        target = entry.get("refers_to")
+        reason = _text(entry.get("reason"), 200, "Reason", required=True)
+        if target in self._retracted:
+            raise SessionError(f"Entry {target} was already corrected")
+        replacement = entry.get("replacement")
+        if replacement is not None and not isinstance(replacement, Mapping):
+            raise SessionError("A replacement must be an assessment, event or BP record")
+        seq = entry["seq"]
+        if target in self._assessments:
+            old = self._assessments[target]
+            new = Charted(seq=seq, t=old.t, by=by, assessment=parse_assessment(replacement)) if replacement else None
+            if new is not None:
+                self._assessments[seq] = new
+        elif target in self._events:
+            old_e = self._events[target]
+            new_e = ChartedEvent(seq=seq, t=old_e.t, by=by, event=parse_event(replacement)) if replacement else None
+            if new_e is not None:
+                self._events[seq] = new_e
+        elif target in self._nibp_by_seq:
+            old_r = self._nibp_by_seq[target]
+            reading = None
+            if replacement:
+                if not {"sys", "dia"} <= set(replacement):
+                    raise SessionError("A replacement BP needs sys and dia (mmHg)")
+                reading = NibpReading(t=old_r.t, sys=replacement["sys"], dia=replacement["dia"],
+                                      mean=replacement.get("mean"), source="manual", by=by, seq=seq)
+            self.nibp_readings = [r for r in self.nibp_readings if r.seq != target]
+            if reading is not None:
+                self._nibp_by_seq[seq] = reading
+                self.nibp_readings.append(reading)
+                self.nibp_readings.sort(key=lambda r: (r.t, r.seq or 0))
+        else:
+            raise SessionError(f"Entry {target} is not an assessment, event or BP reading that can be corrected")
+        self._retracted.add(target)  # type: ignore[arg-type]
+        self.corrections.append({"seq": seq, "refers_to": target, "reason": reason, "t": t, "by": by})
+
+    def _apply_escort(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+        self.escort = (t, self._need_by(by), _text(entry.get("escort_name"), 80, "Escort name", required=False))
+
+    def _apply_session_aborted(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+        by = self._need_by(by)
+        check_transition(self.phase, Phase.ABORTED)
+        if self.infusion is not None and self.infusion.status.value in ("running", "paused"):
+            raise SessionError("Stop the infusion before ending the session")
+        reason = _text(entry.get("reason"), 300, "Reason", required=True)
+        self.aborted = (t, by, reason)  # type: ignore[assignment]
+        self.phase = Phase.ABORTED
+
+    def _apply_session_closed(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+        by = self._need_by(by)
+        check_transition(self.phase, Phase.DISCHARGED)
+        if entry.get("printed_name") != by.display_name:
+            raise SessionError("The printed name must be the signing user's")
+        sig = Signature(by=by, t=t, meaning=str(entry.get("meaning", "")))
+        check = DischargeCheck.model_validate(entry.get("discharge") or {"at": t, "criteria": ()})
+        override = _text(entry.get("override_reason"), 300, "Override reason", required=False)
+        if not check.ok:
+            if override is None:
+                unmet = "; ".join(f"{c.label} ({c.detail})" for c in check.unmet)
+                raise SessionError(f"Discharge criteria not met: {unmet}")
+            require_role(by, Role.CHARGE_NURSE, "close a session with unmet discharge criteria")
+        self.closed, self.closed_check, self.override_reason = sig, check.to_payload(), override
+        self.phase = Phase.DISCHARGED
