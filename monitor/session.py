@@ -496,6 +496,8 @@ class SessionState:
         self._window: dict[str, deque[tuple[datetime, float]]] = {}
         self._pending_nibp: dict[tuple[str, datetime], dict[str, float]] = {}
         self.latest: dict[str, NumericObservation] = {}
+        self.pre_dose_waiver: tuple[datetime, Actor, str] | None = None
+        self._baseline_pending = False
 
     # ------------------------------------------------------------------ creation and replay
 
@@ -658,8 +660,13 @@ class SessionState:
         return BpAdvisory(t=bp[2], sys=bp[0], dia=bp[1], limit_sys=s.pre_dose_bp_advisory_sys_mmhg,
                           limit_dia=s.pre_dose_bp_advisory_dia_mmhg)
 
+    def _waived(self, t: datetime) -> bool:
+        return self.pre_dose_waiver is not None and self.pre_dose_waiver[0] <= t
+
     def _check_can_dose(self, t: datetime) -> None:
         check_transition(self.phase, Phase.INFUSION)
+        if self._waived(t):
+            return
         bp = self.pre_dose_bp(t)
         if bp is None:
             raise SessionError("Record a pre-dose blood pressure before dosing")
@@ -693,7 +700,7 @@ class SessionState:
             if obs.vital.startswith("nibp_"):
                 self._pending_nibp.setdefault((obs.source, obs.sample_time), {})[obs.vital] = obs.value
                 continue
-            if self.phase is Phase.BASELINE:
+            if self.phase is Phase.BASELINE or self._baseline_pending:
                 window = self._window.setdefault(obs.vital, deque())
                 window.append((obs.sample_time, obs.value))
                 while window and window[0][0] < obs.sample_time - _KEEP_WINDOW:
@@ -748,7 +755,7 @@ class SessionState:
         self._check_can_dose(t)
         rate = log.plan.rate_mg_per_h if rate_mg_per_h is None else rate_mg_per_h
         step = log.make_step("start", t, by, rate=rate)  # checked before the baseline is written
-        new = self._baseline_entries(t, by)
+        new = [] if self._waived(t) else self._baseline_entries(t, by)
         return new + self._commit({"seq": len(self.entries) + 1, **step.to_payload()})
 
     def pause_infusion(self, t: datetime, by: Actor, reason: str) -> list[dict[str, Any]]:
@@ -802,12 +809,31 @@ class SessionState:
             raise SessionError(f"The session is in {self.phase.label}: no more devices can be logged")
         entry = devices.next_entry(t, by)  # checked before the baseline is written
         if devices.devices_logged == 0:
-            new = self._baseline_entries(t, by)
+            new = [] if self._waived(t) else self._baseline_entries(t, by)
         return new + self._commit({"seq": len(self.entries) + 1, **entry.to_payload()})
 
     def end_dosing(self, t: datetime, by: Actor, reason: str) -> list[dict[str, Any]]:
         """End esketamine dosing before all planned devices were taken (reason required); recovery follows."""
         entry = self._envelope("dosing_ended", t, by, reason=_text(reason, 200, "Reason", required=True))
+        return self._commit(entry)
+
+    def waive_pre_dose_check(self, t: datetime, by: Actor, reason: str) -> list[dict[str, Any]]:
+        """Record that dosing starts without the pre-dose checks (no pre-dose BP, no advisory
+        decision), with the reason and the user — for unattended recording (``vigil record``), where
+        the baseline is then taken from the first minute after the start
+        (:meth:`record_baseline_from_start`). Only before dosing."""
+        entry = self._envelope("pre_dose_waiver", t, by, reason=_text(reason, 300, "Reason", required=True))
+        return self._commit(entry)
+
+    def record_baseline_from_start(self, t: datetime, by: Actor, window_s: float = 60.0) -> list[dict[str, Any]]:
+        """After a waived start: the computed baseline from the readings of the ``window_s`` seconds
+        up to ``t`` (the median of each continuous vital; the latest NIBP reading)."""
+        if not self._baseline_pending:
+            raise SessionError("A baseline from the start is only recorded after a waived pre-dose check")
+        computed = compute_baseline({k: list(v) for k, v in self._window.items()}, self.nibp_readings, t,
+                                    window_s=window_s)
+        methods = {k: v.replace("before dosing", "after the start of recording") for k, v in computed.methods.items()}
+        entry = self._envelope("baseline", t, by, values=dict(computed.values), methods=methods, manual=False)
         return self._commit(entry)
 
     def sign_clinically_stable(self, t: datetime, by: Actor, note: str | None = None) -> list[dict[str, Any]]:
@@ -945,8 +971,11 @@ class SessionState:
             if "nibp_sys" in clean and self.phase is Phase.BASELINE:
                 self._manual_bp = (clean["nibp_sys"], clean["nibp_dia"], t, self._baseline_methods["nibp_sys"])
         else:
-            if self.phase is not Phase.BASELINE:
+            if self.phase is not Phase.BASELINE and not self._baseline_pending:
                 raise SessionError("The computed baseline is recorded when dosing starts")
+            if self.phase is not Phase.BASELINE:
+                self._baseline_pending = False
+                self._window.clear()
             methods = entry.get("methods") or {}
             for key in clean:
                 self._baseline_methods[key] = str(methods.get(key, "computed"))
@@ -974,6 +1003,15 @@ class SessionState:
         self.bp_decisions.append(BpDecision(decision=decision, t=t, by=by, sys=advisory.sys, dia=advisory.dia,
                                             note=entry.get("note")))
 
+    def _apply_pre_dose_waiver(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+        by = self._need_by(by)
+        if self.phase is not Phase.BASELINE:
+            raise SessionError("The pre-dose check can only be waived before dosing")
+        reason = entry.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise SessionError("Give a reason for waiving the pre-dose check")
+        self.pre_dose_waiver = (t, by, reason)
+
     def _apply_infusion_step(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
         log = self._need_infusion()
         step = InfusionStep.from_payload(entry)
@@ -984,6 +1022,7 @@ class SessionState:
         log.apply(step)
         if step.action.value == "start":
             self.phase = Phase.INFUSION
+            self._baseline_pending = self._waived(t)
         elif step.action.value == "stop":
             self.phase = Phase.RECOVERY
 
@@ -993,8 +1032,11 @@ class SessionState:
             self._check_can_dose(t)
         elif self.phase is not Phase.INFUSION:
             raise SessionError(f"The session is in {self.phase.label}: no more devices can be logged")
+        first = devices.devices_logged == 0
         devices.apply(entry)
         self.phase = Phase.RECOVERY if devices.complete else Phase.INFUSION
+        if first:
+            self._baseline_pending = self._waived(t)
 
     def _apply_clinically_stable(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
         self._need_devices().apply(entry)

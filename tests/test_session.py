@@ -780,3 +780,28 @@ def test_bp_artefact_correction_and_latest_vitals_in_the_discharge_check():
     assert state.discharge_check(at(60), {"nibp_sys": 126.0, "nibp_dia": 79.0}).criterion("bp").met
     again = SessionState.from_entries(json.loads(json.dumps(state.entries)))
     assert again.nibp_readings == state.nibp_readings
+
+
+def test_waived_start_takes_its_baseline_from_the_first_minute():
+    state = open_iv()
+    with pytest.raises(SessionError, match="pre-dose blood pressure"):
+        state.start_infusion(T0, ANN)
+    with pytest.raises(SessionError, match="Reason is required"):
+        state.waive_pre_dose_check(T0, ANN, "  ")
+    with pytest.raises(SessionError, match="only recorded after a waived"):
+        state.record_baseline_from_start(at(1), ANN)
+    entries = state.waive_pre_dose_check(T0, ANN, "unattended recording")
+    entries += state.start_infusion(T0, ANN)
+    assert [e["type"] for e in entries] == ["pre_dose_waiver", "infusion_step"]
+    assert state.phase is Phase.INFUSION and state.baseline is None
+    batch = [numeric("hr", 70 + s % 3, "sim", T0 + timedelta(seconds=s)) for s in range(0, 61)]
+    batch += [numeric("nibp_sys", 128, "sim", at(0.6)), numeric("nibp_dia", 80, "sim", at(0.6))]
+    state.observe(batch)
+    [entry] = state.record_baseline_from_start(at(1), ANN)
+    assert entry["values"] == {"hr": 71.0, "nibp_sys": 128.0, "nibp_dia": 80.0}
+    assert "after the start of recording" in entry["methods"]["hr"]
+    assert state.baseline.values["nibp_sys"] == 128.0
+    with pytest.raises(SessionError):
+        state.record_baseline_from_start(at(2), ANN)  # only once
+    again = SessionState.from_entries(state.entries)
+    assert again.baseline.values == state.baseline.values and again.pre_dose_waiver[2] == "unattended recording"
