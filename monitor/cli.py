@@ -6,6 +6,9 @@ Commands::
     vigil decode --protocol P FILE|- [--waves] [--attributes]
     vigil simulate --protocol masimo|nonin|intellivue [--scenario S] [--speed X] [--link PATH]
     vigil devices [--json]
+    vigil record --device URL --duration SECONDS [--patient NAME] [--weight KG]
+                 [--protocol ketamine-iv|esketamine] [--db PATH] [--resume]
+    vigil sessions [--db PATH] [--json]
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from drivers.registry import UnknownProtocolError, decoder_class, protocol_names
 from drivers.simulator.scenarios import SCENARIOS
 
 DEFAULT_DEVICE = "sim://?scenario=normal"
-_COMMANDS = ("run", "decode", "simulate", "devices")
+_COMMANDS = ("run", "decode", "simulate", "devices", "record", "sessions")
 
 
 class CliError(Exception):
@@ -60,6 +63,21 @@ def _parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("devices", help="list serial ports on this computer")
     dev.add_argument("--json", action="store_true", help="one JSON object per port")
+
+    rec = sub.add_parser("record", help="record a session with no window; alarms as JSON lines")
+    rec.add_argument("--device", required=True, help="device URL, e.g. sim://?scenario=desaturation&speed=60")
+    rec.add_argument("--duration", required=True, help="seconds to record (device time: simulated seconds for sim://)")
+    rec.add_argument("--patient", default="Unattended recording", help="patient display name")
+    rec.add_argument("--weight", default="70", help="patient weight, kg (30-250)")
+    rec.add_argument("--protocol", default="ketamine-iv", help="ketamine-iv (default) or esketamine")
+    rec.add_argument("--dose", help="ketamine mg/kg (default: the clinic's typical dose) or esketamine mg (56|84)")
+    rec.add_argument("--lot", default="UNRECORDED", help="esketamine lot number")
+    rec.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
+    rec.add_argument("--resume", action="store_true", help="resume a session a crash left open")
+
+    ses = sub.add_parser("sessions", help="list recorded sessions")
+    ses.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
+    ses.add_argument("--json", action="store_true", help="one JSON object per session")
     return parser
 
 
@@ -176,7 +194,10 @@ def run_cli(argv: Sequence[str], window: Callable[[argparse.Namespace], int] | N
             except DeviceUrlError as exc:
                 raise CliError(f"vigil run: {exc}") from None
             return window(args)
-        handler = {"decode": cmd_decode, "simulate": cmd_simulate, "devices": cmd_devices}[args.command]
+        from monitor.record_cli import cmd_record, cmd_sessions  # noqa: PLC0415
+
+        handler = {"decode": cmd_decode, "simulate": cmd_simulate, "devices": cmd_devices,
+                   "record": cmd_record, "sessions": cmd_sessions}[args.command]
         return handler(args, out, err)
     except CliError as exc:
         err.write(str(exc) + "\n")

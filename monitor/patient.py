@@ -52,7 +52,9 @@ class Patient(BaseModel):
     * ``display_name``: the name shown at the chair (1–100 characters; it is removed on
       de-identified export).
     * ``mrn``: medical record number, optional, 1–30 letters, digits, '-' or '/'.
-    * ``date_of_birth``: not before 1900 (the future is refused by :meth:`check_age`).
+    * ``date_of_birth``: not before 1900 (the future is refused by :meth:`check_age`); None when
+      not recorded (unattended ``vigil record``): the age check is then not made. The start dialog
+      always asks for it.
     * ``sex``: :class:`Sex`.
     * ``weight_kg``: 30–250 kg.
     * ``known_hypertension``: known hypertension (NIBP every 5 min during an infusion).
@@ -66,7 +68,7 @@ class Patient(BaseModel):
 
     display_name: str
     mrn: str | None = None
-    date_of_birth: date
+    date_of_birth: date | None = None
     sex: Sex = Sex.UNKNOWN
     weight_kg: float
     known_hypertension: bool = False
@@ -92,8 +94,8 @@ class Patient(BaseModel):
 
     @field_validator("date_of_birth")
     @classmethod
-    def _dob(cls, value: date) -> date:
-        if value.year < 1900:
+    def _dob(cls, value: date | None) -> date | None:
+        if value is not None and value.year < 1900:
             raise refuse(f"Date of birth {value.isoformat()} is before 1900: check the year")
         return value
 
@@ -112,19 +114,22 @@ class Patient(BaseModel):
             raise refuse(f"Prior sessions {value} must be 0 or more")
         return value
 
-    def age_on(self, on: date) -> int:
-        """Completed years of age on ``on`` (see :func:`age_on`)."""
-        return age_on(self.date_of_birth, on)
+    def age_on(self, on: date) -> int | None:
+        """Completed years of age on ``on`` (see :func:`age_on`); None without a date of birth."""
+        return None if self.date_of_birth is None else age_on(self.date_of_birth, on)
 
-    def check_age(self, on: date, min_age_years: int = 18) -> int:
-        """Return the age on ``on``; refuse a birth date after ``on`` or an age below ``min_age_years``.
+    def check_age(self, on: date, min_age_years: int = 18) -> int | None:
+        """Return the age on ``on`` (None without a date of birth); refuse a birth date after
+        ``on`` or an age below ``min_age_years``.
 
         Raises :class:`RefusedAction`: "Date of birth 2031-01-01 is in the future" or "Patient is 17
         years old; this clinic treats patients aged 18 or over".
         """
+        if self.date_of_birth is None:
+            return None
         if self.date_of_birth > on:
             raise RefusedAction(f"Date of birth {self.date_of_birth.isoformat()} is in the future")
-        age = self.age_on(on)
+        age = age_on(self.date_of_birth, on)
         if age < min_age_years:
             raise RefusedAction(f"Patient is {age} years old; this clinic treats patients aged "
                                 f"{min_age_years} or over")

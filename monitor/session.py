@@ -471,7 +471,7 @@ class SessionState:
         self.opened_at: datetime
         self.opened_by: Actor
         self.local_date: date
-        self.age_years = 0
+        self.age_years: int | None = None
         self.infusion: InfusionLog | None = None
         self.devices: NasalDeviceLog | None = None
         self.phase = Phase.BASELINE

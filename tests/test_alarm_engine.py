@@ -412,3 +412,15 @@ def test_an_audio_pause_always_expires(seconds, later):
         engine.tick(at(2 + later))
         assert not engine.state(at(2 + later)).inactivation.audio_paused
         assert engine.state(at(2 + later)).audio_priority == Priority.HIGH
+
+
+def test_values_the_device_marks_unreliable_do_not_alarm():
+    from drivers.model import Quality
+
+    engine = AlarmEngine(PROFILE)
+    events = []
+    for i in range(30):
+        events += engine.process([numeric("spo2", 84, "dev", at(i), quality={Quality.ARTIFACT})])
+    assert events == []
+    events = feed(engine, "spo2", [84], start=30)
+    assert started(events) == [(30.0, "HIGH", 84.0, 88.0)]

@@ -13,7 +13,8 @@ Behaviour (disclosed to users in docs/alarms.md):
   the delay. Levels without delay (SpO2 < 88 %, single NIBP readings) start on the observation.
 * The alarm of a limit rule takes the priority of the highest level that qualifies; it moves up
   (escalated) and down (de-escalated) with the value and ends when no level is violated.
-* A vital with no valid value (sensor off, value marked missing) for 10 s ends its
+* A value the device marks unreliable (artifact, out of track, sensor off, invalid,
+  unavailable) is treated as no value. A vital with no valid value for 10 s ends its
   physiological alarms: the technical alarm for the sensor takes over.
 * Non-latching (default): the alarm signal ends with its condition. Latching (clinic setting):
   the visual signal stays, marked latched, until someone acknowledges it.
@@ -35,7 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from drivers.base import condition_text
-from drivers.model import DeviceCondition, NumericObservation
+from drivers.model import DeviceCondition, NumericObservation, Quality
 from monitor.alarms.audio import minimum_sound_s
 from monitor.alarms.profile import (
     AlarmProfile, AssessmentRule, Level, LimitRule, NibpRule, NoBreathRule, Priority, TechnicalRule,
@@ -125,6 +126,11 @@ class AlarmState:
     visual_priority: Priority | None    # highest priority shown
     audio_priority: Priority | None     # highest priority that should sound now
     inactivation: Inactivation
+
+
+#: Values the device itself marks as unreliable are not used to judge physiological conditions.
+UNRELIABLE = frozenset({Quality.ARTIFACT, Quality.OUT_OF_TRACK, Quality.SENSOR_OFF, Quality.INVALID,
+                        Quality.UNAVAILABLE})
 
 
 # --------------------------------------------------------------------------- per-rule state
@@ -451,13 +457,14 @@ class AlarmEngine:
     def _observe(self, obs: NumericObservation) -> None:
         t = obs.sample_time
         self._advance(t)
+        value = None if obs.quality & UNRELIABLE else obs.value
         if obs.vital in ("nibp_sys", "nibp_dia"):
-            self._pending_nibp.setdefault(t, {})[obs.vital] = obs.value
+            self._pending_nibp.setdefault(t, {})[obs.vital] = value
         for tracker in self._by_vital.get(obs.vital, ()):
             if isinstance(tracker, _NoBreathTracker):
-                tracker.observe(obs.value, t)
+                tracker.observe(value, t)
             else:
-                tracker.observe(obs.vital, obs.value, t)
+                tracker.observe(obs.vital, value, t)
 
     def _flush_nibp(self) -> None:
         for t in sorted(self._pending_nibp):

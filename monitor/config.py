@@ -1,0 +1,65 @@
+"""Where Vigil keeps things, and loading of the clinic's settings and alarm profile.
+
+Precedence (python-can's): command line > environment > file. The database is ``--db`` >
+``VIGIL_DB`` > the platform's user data folder. The clinic's settings and alarm profile are the
+shipped defaults (``resources/``) with the clinic's own files in the platform's config folder
+laid over them (``clinic_settings.json``, ``alarm_profile.json``), which only a charge nurse
+changes through Vigil (:func:`save_clinic_settings`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import platformdirs
+
+from monitor.alarms.profile import AlarmProfile, default_profile, load_profile
+from monitor.settings import ClinicSettings, load_settings, override_payload
+from monitor.store import default_db_path
+
+APP = "Vigil"
+
+
+def db_path(cli_value: str | None = None) -> Path:
+    """The database file: ``--db`` > ``VIGIL_DB`` > the user data folder."""
+    if cli_value:
+        path = Path(cli_value).expanduser()
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return path
+    return default_db_path()
+
+
+def config_dir() -> Path:
+    """The clinic's configuration folder (``VIGIL_CONFIG_DIR`` overrides, for tests and kiosks)."""
+    env = os.environ.get("VIGIL_CONFIG_DIR")
+    return Path(env).expanduser() if env else Path(platformdirs.user_config_dir(APP, appauthor=False))
+
+
+def shipped_settings_path() -> Path:
+    """The defaults shipped with Vigil."""
+    return Path(__file__).resolve().parent.parent / "resources" / "clinic_settings_default.json"
+
+
+def load_clinic_settings(cli: list[str] | None = None) -> ClinicSettings:
+    """Shipped defaults < clinic file < ``VIGIL_SETTING_*`` environment < ``cli`` overrides."""
+    return load_settings(shipped_settings_path(), config_dir() / "clinic_settings.json", cli=cli or None)
+
+
+def save_clinic_settings(settings: ClinicSettings) -> Path:
+    """Write the clinic's overrides (what differs from the shipped defaults) atomically.
+    The caller has checked the role (:func:`monitor.settings.update_settings`)."""
+    defaults = load_settings(shipped_settings_path(), None, environ={})
+    path = config_dir() / "clinic_settings.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(override_payload(settings, defaults), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def load_clinic_profile() -> AlarmProfile:
+    """The clinic's alarm profile file if there is one, else the shipped default."""
+    path = config_dir() / "alarm_profile.json"
+    return load_profile(path) if path.exists() else default_profile()

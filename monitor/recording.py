@@ -1,0 +1,286 @@
+"""Recording a session: device items → session, alarm engine and store, in one place.
+
+:class:`SessionRecorder` is the plain-Python core, used by the window's Qt service
+(:mod:`monitor.recording_service`) and by ``vigil record``. It is driven from one thread: call
+:meth:`~SessionRecorder.on_items` with each batch from the device and :meth:`~SessionRecorder.tick`
+a few times a second. Alarms are evaluated as each batch arrives. Every write goes through the
+:class:`~monitor.store.StoreWriter` (its own thread, committing at least once a second), so the
+caller's thread never waits for the disk.
+
+Staff actions (start/pause/resume/stop the infusion, nasal devices, charting, acknowledging,
+pausing audio, closing) go through the recorder too, so that each one is validated by the
+session, recorded with its user, and seen by the alarm engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from drivers.model import DeviceCondition, Item, NumericObservation, WaveformChunk
+from monitor.alarms.engine import AlarmEngine, AlarmEvent, AlarmState
+from monitor.alarms.profile import AlarmProfile
+from monitor.patient import Patient
+from monitor.protocols import EsketaminePlan, KetamineIVPlan
+from monitor.session import Phase, SessionState
+from monitor.settings import ClinicSettings
+from monitor.staff import Actor
+from monitor.store import SessionStore, StoreWriter
+
+log = logging.getLogger(__name__)
+
+#: Which store table each kind of session entry goes to.
+_TABLE_KIND = {
+    "infusion_step": "infusion_step", "nasal_device": "device_log", "assessment": "assessment",
+    "event": "event", "clinically_stable": "signoff", "session_closed": "signoff",
+    "session_aborted": "signoff", "escort": "signoff",
+}
+_HEARTBEAT = timedelta(seconds=5)
+
+
+def _entry_kind(entry: dict[str, Any]) -> str:
+    """A specific kind for the store row: the assessment or event name, the infusion action…"""
+    for key in ("action", "assessment", "event"):
+        value = entry.get(key)
+        if isinstance(value, dict):
+            value = value.get("kind") or value.get("name")
+        if isinstance(value, str) and value:
+            return value
+    return str(entry.get("type", "note"))
+
+
+class SessionRecorder:
+    """One session being recorded: see the module docstring.
+
+    ``on_alarm_event`` (optional) is called with every :class:`AlarmEvent` as it happens (on the
+    caller's thread), e.g. to print it or to update the screen.
+    """
+
+    def __init__(self, store: SessionStore, writer: StoreWriter, session_id: int, state: SessionState,
+                 engine: AlarmEngine, actor: Actor,
+                 on_alarm_event: Callable[[AlarmEvent], None] | None = None) -> None:
+        self.store = store
+        self.writer = writer
+        self.session_id = session_id
+        self.state = state
+        self.engine = engine
+        self.actor = actor
+        self.on_alarm_event = on_alarm_event
+        self._alarm_rows: dict[int, int] = {}      # engine alarm id → store alarm id (writer thread)
+        self._last_heartbeat: datetime | None = None
+        self._phase = state.phase
+        self._recording_failed = False
+        self.now: datetime | None = None
+        if state.baseline is not None:
+            engine.set_baseline(state.baseline.values)
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def start(cls, store: SessionStore, writer: StoreWriter, *, patient: Patient,
+              plan: KetamineIVPlan | EsketaminePlan, device: str, actor: Actor, t: datetime,
+              settings: ClinicSettings, profile: AlarmProfile,
+              on_alarm_event: Callable[[AlarmEvent], None] | None = None) -> "SessionRecorder":
+        """Open a new session at ``t`` (validated by the session before anything is stored)."""
+        probe = SessionState.open(session_id="S-0", patient=patient, plan=plan, t=t, by=actor, settings=settings)
+        session_id = store.create_session(patient=patient.to_payload(), protocol=probe.protocol.value,
+                                          plan=plan.to_payload(), device=device, user=actor.username,
+                                          started_at=t)
+        state = SessionState.open(session_id=f"S-{session_id}", patient=patient, plan=plan, t=t, by=actor,
+                                  settings=settings)
+        recorder = cls(store, writer, session_id, state, _engine(profile, settings), actor, on_alarm_event)
+        recorder._store_entries(state.entries)
+        return recorder
+
+    @classmethod
+    def resume(cls, store: SessionStore, writer: StoreWriter, session_id: int, *, actor: Actor, now: datetime,
+               settings: ClinicSettings, profile: AlarmProfile,
+               on_alarm_event: Callable[[AlarmEvent], None] | None = None) -> "SessionRecorder":
+        """Resume an open session left by a crash: replay its entries, mark the gap from the last
+        recorded data to ``now``, and close alarm log rows that were open at the crash."""
+        record = store.get_session(session_id)
+        if not record.is_open:
+            raise ValueError(f"session {session_id} is {record.status}: it cannot be resumed")
+        entries = [e.payload for e in store.entries(session_id, order="recorded") if e.amends is None]
+        state = SessionState.from_entries(entries)
+        last = store.last_data_time(session_id) or record.started_at
+        with store.transaction():
+            if now > last:
+                store.add_gap(session_id, last, now, "Vigil was not recording (restarted after it stopped)")
+            for row in store.alarms(session_id):
+                if row.ended_at is None:
+                    store.alarm_ended(row.id, max(last, row.started_at))
+            store.audit(actor.username, "session_resumed", session_id,
+                        {"gap_start": last.isoformat(), "gap_end": now.isoformat()})
+        if state.phase is Phase.BASELINE:
+            state.observe(store.observations(session_id, start=last - timedelta(minutes=2)))
+        recorder = cls(store, writer, session_id, state, _engine(profile, settings), actor, on_alarm_event)
+        recorder.now = now
+        return recorder
+
+    # ------------------------------------------------------------------ the data path
+    def on_items(self, items: Sequence[Item]) -> list[AlarmEvent]:
+        """Take one batch from the device: store it, update the session, evaluate alarms."""
+        numerics = [i for i in items if isinstance(i, NumericObservation)]
+        waves = [i for i in items if isinstance(i, WaveformChunk)]
+        conditions = [i for i in items if isinstance(i, DeviceCondition)]
+        sid = self.session_id
+        if numerics:
+            self.writer.put_observations(sid, numerics)
+            self._store_entries(self.state.observe(numerics))
+        if waves:
+            self.writer.put_waveforms(sid, waves)
+        if conditions:
+            self.writer.put_conditions(sid, conditions)
+        events = self.engine.process(items)
+        if items:
+            latest = max(_time(i) for i in items)
+            self.now = latest if self.now is None else max(self.now, latest)
+        self._handle(events)
+        return events + self._housekeeping()
+
+    def tick(self, now: datetime) -> list[AlarmEvent]:
+        """Advance to ``now`` (device time base) between batches."""
+        self.now = now if self.now is None else max(self.now, now)
+        events = self.engine.tick(self.now)
+        self._handle(events)
+        return events + self._housekeeping()
+
+    def _housekeeping(self) -> list[AlarmEvent]:
+        now = self.now
+        if now is None:
+            return []
+        events: list[AlarmEvent] = []
+        failing = self.writer.failing
+        if failing != self._recording_failed:
+            self._recording_failed = failing
+            error = self.writer.last_error
+            events = self.engine.set_technical("recording_failed", failing, now,
+                                               f"Recording failed: {error}" if failing else "")
+            self._handle(events)
+        if self._last_heartbeat is None or now - self._last_heartbeat >= _HEARTBEAT:
+            self._last_heartbeat = now
+            self.writer.put_call(self.store.heartbeat, self.session_id, now)
+        return events
+
+    # ------------------------------------------------------------------ alarms
+    def _handle(self, events: Iterable[AlarmEvent]) -> None:
+        for event in events:
+            self.writer.put_call(self._log_alarm, event)
+            if self.on_alarm_event is not None:
+                self.on_alarm_event(event)
+
+    def _log_alarm(self, event: AlarmEvent) -> None:
+        """Runs on the writer thread, in order with every other write."""
+        store, sid = self.store, self.session_id
+        row = self._alarm_rows.get(event.alarm_id) if event.alarm_id is not None else None
+        if event.event == "started":
+            self._alarm_rows[event.alarm_id] = store.alarm_started(
+                sid, condition=event.condition, kind=event.kind or "physiological", priority=event.priority.name,
+                started_at=event.t, limit=event.limit, value=event.value, message=event.message or event.label)
+        elif row is None and event.alarm_id is not None:
+            log.warning("alarm event %s for an alarm not in the log", event.event)
+        elif event.event == "escalated":
+            store.alarm_escalated(row, event.priority.name, event.t)  # also logs the 'escalate' action
+        elif event.event == "deescalated":
+            store.alarm_action(sid, alarm_id=row, at=event.t, action="deescalate", user=event.user,
+                               detail=event.priority.name)
+        elif event.event == "ended":
+            store.alarm_ended(row, event.t)
+        elif event.event in ("acknowledged", "reset"):
+            store.alarm_action(sid, alarm_id=row, at=event.t, action="acknowledge" if event.event == "acknowledged"
+                               else "reset", user=event.user, detail=event.condition)
+        elif event.event == "audio_paused":
+            store.alarm_action(sid, alarm_id=None, at=event.t, action="audio_pause", user=event.user,
+                               detail=event.detail)
+        elif event.event == "audio_resumed":
+            store.alarm_action(sid, alarm_id=None, at=event.t, action="audio_pause_cancel", user=event.user,
+                               detail=event.detail)
+
+    def alarm_state(self) -> AlarmState:
+        """The alarm state now."""
+        return self.engine.state(self.now)
+
+    def acknowledge(self, actor: Actor, now: datetime) -> list[AlarmEvent]:
+        """Acknowledge the alarms active now."""
+        events = self.engine.acknowledge(actor.username, max(now, self.now or now))
+        self._handle(events)
+        return events
+
+    def pause_audio(self, actor: Actor, now: datetime, seconds: float | None = None) -> list[AlarmEvent]:
+        """Pause alarm audio (ValueError beyond the clinic's maximum)."""
+        events = self.engine.pause_audio(actor.username, max(now, self.now or now), seconds)
+        self._handle(events)
+        return events
+
+    def cancel_audio_pause(self, actor: Actor, now: datetime) -> list[AlarmEvent]:
+        """End an audio pause early."""
+        events = self.engine.cancel_audio_pause(actor.username, max(now, self.now or now))
+        self._handle(events)
+        return events
+
+    def set_technical(self, code: str, active: bool, now: datetime, text: str = "") -> list[AlarmEvent]:
+        """Raise or clear a technical condition Vigil detects itself (``audio_unavailable``)."""
+        events = self.engine.set_technical(code, active, max(now, self.now or now), text)
+        self._handle(events)
+        return events
+
+    # ------------------------------------------------------------------ staff actions
+    def act(self, action: str, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        """Run a :class:`SessionState` action (``"start_infusion"``, ``"chart"``, …) and record its
+        entries. A refused action raises (the session's message) and records nothing."""
+        method = getattr(self.state, action, None)
+        if method is None or action.startswith("_") or action in ("open", "from_entries", "observe"):
+            raise AttributeError(f"no session action {action!r}")
+        entries = method(*args, **kwargs)
+        self._store_entries(entries)
+        return entries
+
+    def _store_entries(self, entries: Iterable[dict[str, Any]]) -> None:
+        for entry in entries:
+            kind = entry.get("type", "note")
+            by = entry.get("by") or {}
+            t = datetime.fromisoformat(entry["t"])
+            self.writer.put_call(self.store.add_entry, self.session_id, _TABLE_KIND.get(kind, "note"), t,
+                                 _entry_kind(entry), entry, by.get("username") or self.actor.username)
+            if kind == "assessment":
+                score = self._moaas_score(entry)
+                if score is not None:
+                    self._handle(self.engine.chart("moaas", score, t))
+            if kind == "baseline" and self.state.baseline is not None:
+                self.engine.set_baseline(self.state.baseline.values)
+                self.writer.put_call(self.store.set_baseline, self.session_id, dict(self.state.baseline.values),
+                                     by.get("username") or self.actor.username, t)
+        if self.state.phase != self._phase:
+            self._phase = self.state.phase
+            if not self._phase.terminal:
+                self.writer.put_call(self.store.set_phase, self.session_id, self._phase.value,
+                                     self.actor.username, self.now or self.state.opened_at)
+
+    @staticmethod
+    def _moaas_score(entry: dict[str, Any]) -> float | None:
+        assessment = entry.get("assessment")
+        if isinstance(assessment, dict) and assessment.get("kind") == "moaas":
+            for key in ("level", "score"):
+                if isinstance(assessment.get(key), (int, float)):
+                    return float(assessment[key])
+        return None
+
+    def finish(self, t: datetime, *, signed_name: str, meaning: str, status: str = "closed") -> None:
+        """Close the session in the store (the signature) after everything queued is written."""
+        self.writer.put_call(self.store.close_session, self.session_id, user=self.actor.username,
+                             signed_name=signed_name, meaning=meaning, at=t, status=status).result(timeout=30)
+
+
+def _engine(profile: AlarmProfile, settings: ClinicSettings) -> AlarmEngine:
+    return AlarmEngine(profile, latching=settings.alarm_latching, audio_pause_s=settings.audio_pause_s,
+                       audio_pause_max_s=settings.audio_pause_max_s)
+
+
+def _time(item: Item) -> datetime:
+    if isinstance(item, NumericObservation):
+        return item.sample_time
+    if isinstance(item, WaveformChunk):
+        return item.start_time + timedelta(seconds=item.duration)
+    return item.time
