@@ -81,22 +81,25 @@ class SessionRecorder:
     def start(cls, store: SessionStore, writer: StoreWriter, *, patient: Patient,
               plan: KetamineIVPlan | EsketaminePlan, device: str, actor: Actor, t: datetime,
               settings: ClinicSettings, profile: AlarmProfile,
-              on_alarm_event: Callable[[AlarmEvent], None] | None = None) -> "SessionRecorder":
-        """Open a new session at ``t`` (validated by the session before anything is stored)."""
+              on_alarm_event: Callable[[AlarmEvent], None] | None = None,
+              engine: AlarmEngine | None = None) -> "SessionRecorder":
+        """Open a new session at ``t`` (validated by the session before anything is stored).
+        ``engine``: an alarm engine already watching the device (the window's), else a new one."""
         probe = SessionState.open(session_id="S-0", patient=patient, plan=plan, t=t, by=actor, settings=settings)
         session_id = store.create_session(patient=patient.to_payload(), protocol=probe.protocol.value,
                                           plan=plan.to_payload(), device=device, user=actor.username,
                                           started_at=t)
         state = SessionState.open(session_id=f"S-{session_id}", patient=patient, plan=plan, t=t, by=actor,
                                   settings=settings)
-        recorder = cls(store, writer, session_id, state, _engine(profile, settings), actor, on_alarm_event)
+        recorder = cls(store, writer, session_id, state, engine or make_engine(profile, settings), actor, on_alarm_event)
         recorder._store_entries(state.entries)
         return recorder
 
     @classmethod
     def resume(cls, store: SessionStore, writer: StoreWriter, session_id: int, *, actor: Actor, now: datetime,
                settings: ClinicSettings, profile: AlarmProfile,
-               on_alarm_event: Callable[[AlarmEvent], None] | None = None) -> "SessionRecorder":
+               on_alarm_event: Callable[[AlarmEvent], None] | None = None,
+               engine: AlarmEngine | None = None) -> "SessionRecorder":
         """Resume an open session left by a crash: replay its entries, mark the gap from the last
         recorded data to ``now``, and close alarm log rows that were open at the crash."""
         record = store.get_session(session_id)
@@ -115,7 +118,7 @@ class SessionRecorder:
                         {"gap_start": last.isoformat(), "gap_end": now.isoformat()})
         if state.phase is Phase.BASELINE:
             state.observe(store.observations(session_id, start=last - timedelta(minutes=2)))
-        recorder = cls(store, writer, session_id, state, _engine(profile, settings), actor, on_alarm_event)
+        recorder = cls(store, writer, session_id, state, engine or make_engine(profile, settings), actor, on_alarm_event)
         recorder.now = now
         return recorder
 
@@ -273,7 +276,8 @@ class SessionRecorder:
                              signed_name=signed_name, meaning=meaning, at=t, status=status).result(timeout=30)
 
 
-def _engine(profile: AlarmProfile, settings: ClinicSettings) -> AlarmEngine:
+def make_engine(profile: AlarmProfile, settings: ClinicSettings) -> AlarmEngine:
+    """An alarm engine with the clinic's latching and audio-pause settings."""
     return AlarmEngine(profile, latching=settings.alarm_latching, audio_pause_s=settings.audio_pause_s,
                        audio_pause_max_s=settings.audio_pause_max_s)
 
