@@ -1,0 +1,1 @@
+"""Vigil benchmarks (``make bench``): each module's ``run()`` prints and returns its figures."""
