@@ -109,3 +109,19 @@ def test_run_refuses_a_bad_device_url():
     out, err = io.StringIO(), io.StringIO()
     status = run_cli(["run", "--device", "/dev/ttyUSB0"], window=lambda args: 0, out=out, err=err)
     assert status == 2 and "say which protocol" in err.getvalue()
+
+
+def test_decode_nonin_waves_only_when_asked(tmp_path):
+    from drivers.nonin import encode_format2_packet
+
+    capture = tmp_path / "xpod.bin"
+    capture.write_bytes(b"\x55\xaa" + b"".join(encode_format2_packet(97, 72, [0.2 + 0.02 * i for i in range(25)])
+                                               for _ in range(3)))
+    status, lines, err = cli("decode", "--protocol", "nonin", str(capture))
+    assert status == 0 and not any(line["kind"] == "wave" for line in lines)
+    spo2 = [line for line in lines if line.get("vital") == "spo2"]
+    assert spo2 and spo2[0]["value"] == 97.0 and spo2[0]["device_time"] is None
+    _, lines, _ = cli("decode", "--protocol", "nonin", "--waves", str(capture))
+    waves = [line for line in lines if line["kind"] == "wave"]
+    assert waves and waves[0]["channel"] == "pleth" and waves[0]["rate"] == 75.0 and len(waves[0]["samples"]) == 25
+    assert "bytes skipped" in err

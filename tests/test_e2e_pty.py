@@ -186,3 +186,29 @@ def test_simulated_pty_is_raw(tmp_path):
     finally:
         server.close()
     assert b"\r\n" in data and b"\n\n" not in data  # CR LF kept, not turned into LF LF
+
+
+@pytest.mark.parametrize("variant,protocol", [("2", "nonin"), ("7", "nonin7"), ("8", "nonin8"), ("ascii", "nonin-ascii")])
+def test_nonin_formats_served_and_read(variant, protocol):
+    proc, path = simulate("--protocol", "nonin", "--variant", variant, "--scenario", "sensor_off", "--speed", "150")
+    col = Collector()
+    worker = acquire(f"{path}?protocol={protocol}", col)
+
+    def sensor_came_off() -> bool:  # the binary formats say so; ASCII can only print dashes
+        if variant == "ascii":
+            return any(o.value is None for o in col.numerics("spo2"))
+        return bool({("sensor_off", True), ("no_sensor", True)} & set(col.conditions()))
+
+    try:
+        assert col.wait(lambda: any(o.value is not None for o in col.numerics("spo2")) and sensor_came_off(), 40)
+    finally:
+        assert worker.stop(1.0)
+        stop(proc)
+    spo2 = [o.value for o in col.numerics("spo2") if o.value is not None]
+    pr = [o.value for o in col.numerics("pr") if o.value is not None]
+    assert spo2 and all(93 <= v <= 100 for v in spo2)
+    assert pr and all(50 <= v <= 110 for v in pr)
+    waves = [i for i in col.items if isinstance(i, WaveformChunk)]
+    if variant in ("2", "7"):  # these formats carry the pleth at 75 Hz
+        assert waves and waves[0].channel == "pleth" and waves[0].rate == 75
+    assert worker.link.stats.frames_decoded > 10
