@@ -131,9 +131,13 @@ class SerialLink(Link):
         port, decoder = self._port, self._decoder
         if port is None or decoder is None:
             raise LinkError("link is not open")
+        wanted, expected_s = decoder.read_hint()
+        if wanted > 1:  # read a whole update at once; the read returns as soon as it is complete
+            timeout = min(0.5, max(timeout, expected_s * 1.5 + 0.02))
         try:
-            port.timeout = timeout
-            data = port.read(port.in_waiting or 1)
+            if port.timeout != timeout:  # pyserial reconfigures the port on every assignment
+                port.timeout = timeout
+            data = port.read(max(wanted, port.in_waiting, 1))
             if data and port.in_waiting:
                 data += port.read(port.in_waiting)
         except (serial.SerialException, OSError, TypeError, AttributeError) as exc:

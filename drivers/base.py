@@ -194,6 +194,13 @@ class Decoder(ABC):
         """Bytes to send before the port closes (release request)."""
         return b""
 
+    def read_hint(self) -> tuple[int, float]:
+        """How many more bytes this decoder needs before it can complete its next update, and
+        about how long the device takes to send them (seconds). The link reads that many at
+        once, waking once per update instead of once per byte; the update is delivered the moment
+        its last byte arrives. Default ``(1, 0.0)``: read whatever is there."""
+        return 1, 0.0
+
     def take_output(self) -> bytes:
         """Bytes ``feed`` decided must be sent (confirmations, replies); empties the queue."""
         out = bytes(self._outbox)

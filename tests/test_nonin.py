@@ -753,3 +753,16 @@ def test_emulator_receive_never_raises_and_answers_only_ack_or_nak(chunks, fmt):
     assert emu.fmt in (2, 7, 8, "ascii")
     emu.produce(snapshot(0.5))
     assert emu.registry_name in ("nonin", "nonin7", "nonin8", "nonin-ascii")
+
+
+def test_read_hint_asks_for_the_rest_of_the_packet():
+    from drivers.nonin import Nonin2Decoder, encode_format2_packet
+
+    dec = Nonin2Decoder()
+    assert dec.read_hint() == (1, 0.0)                 # not yet in step: byte by byte
+    packet = encode_format2_packet(97, 72, [0.5] * 25)
+    dec.feed(packet + packet[:12])                     # one packet and 2 frames + 2 bytes of the next
+    wanted, seconds = dec.read_hint()
+    assert wanted == 125 - 12 and seconds == pytest.approx(wanted / 375)
+    dec.feed(packet[12:])
+    assert dec.read_hint()[0] == 125                   # in step at a packet boundary
