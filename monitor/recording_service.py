@@ -51,6 +51,8 @@ class RecordingService(QObject):
         self.settings = settings
         self.profile = profile
         self.engine: AlarmEngine = make_engine(profile, settings)
+        #: The limits in force: the clinic's profile, adjusted for the current session.
+        self.session_profile: AlarmProfile = profile
         self.writer = StoreWriter(store)
         self.writer.start()
         self.recorder: SessionRecorder | None = None
@@ -149,11 +151,27 @@ class RecordingService(QObject):
         self.recorder.finish(now, signed_name=actor.display_name, meaning=meaning,
                              status="aborted" if action == "abort" else "closed")
         self.recorder = None
+        if self.session_profile is not self.profile:
+            self.engine.update_profile(self.profile)
+            self.session_profile = self.profile
         self.session_changed.emit()
         return entries
 
     def _latest_vitals(self) -> dict:
         return dict(self.recorder.state.latest) if self.recorder is not None else {}
+
+    def set_alarm_limits(self, changes: dict[str, float], actor: Actor) -> AlarmProfile:
+        """Adjust alarm limits for this session, within the clinic's bounds (ValueError naming the
+        limit otherwise). Recorded in the audit trail with the user."""
+        if self.recorder is None:
+            raise ValueError("alarm limits are adjusted for a session: start one first")
+        adjusted = self.session_profile.adjusted(changes)
+        self.engine.update_profile(adjusted)
+        self.session_profile = adjusted
+        self.writer.put_call(self.store.audit, actor.username, "alarm_limits_changed", self.recorder.session_id,
+                             {"changes": {k: float(v) for k, v in changes.items()}})
+        self.alarm_state_changed.emit(self.alarm_state())
+        return adjusted
 
     # ------------------------------------------------------------------ alarm signals
     def acknowledge(self, actor: Actor) -> None:

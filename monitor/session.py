@@ -62,6 +62,8 @@ __all__ = [
 CLOSE_MEANING = "reviewed and closed"
 #: Continuous vitals: the baseline is the median of this many seconds before dosing.
 BASELINE_WINDOW_S = 120.0
+#: The concomitant-medication questions of the esketamine REMS monitoring form.
+CONCOMITANT_KEYS = ("benzodiazepines", "non_benzodiazepine_hypnotics", "psychostimulants", "maois")
 #: Two pre-dose NIBP readings this close together are averaged for the baseline, minutes.
 NIBP_PAIR_WITHIN_MIN = 10.0
 _KEEP_WINDOW = timedelta(minutes=10)
@@ -497,6 +499,8 @@ class SessionState:
         self._pending_nibp: dict[tuple[str, datetime], dict[str, float]] = {}
         self.latest: dict[str, NumericObservation] = {}
         self.pre_dose_waiver: tuple[datetime, Actor, str] | None = None
+        self.concomitant: dict[str, bool] | None = None
+        self.concomitant_other: str | None = None
         self._baseline_pending = False
 
     # ------------------------------------------------------------------ creation and replay
@@ -854,6 +858,23 @@ class SessionState:
         payload = event.to_payload() if isinstance(event, Event) else parse_event(event).to_payload()
         return self._commit(self._envelope("event", t, by, event=payload))
 
+    def record_concomitant(self, t: datetime, by: Actor, medications: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Record the patient's concomitant medications (the REMS form's questions):
+        ``benzodiazepines``, ``non_benzodiazepine_hypnotics``, ``psychostimulants``, ``maois`` as
+        booleans, and optional ``other`` free text (≤ 300 characters). A later entry replaces it."""
+        flags = {}
+        for key in CONCOMITANT_KEYS:
+            value = medications.get(key, False)
+            if not isinstance(value, bool):
+                raise SessionError(f"Concomitant {key.replace('_', ' ')} must be yes or no")
+            flags[key] = value
+        unknown = set(medications) - set(CONCOMITANT_KEYS) - {"other"}
+        if unknown:
+            raise SessionError(f"Unknown concomitant medication field {sorted(unknown)[0]!r}")
+        entry = self._envelope("concomitant_medications", t, by, medications=flags,
+                               other=_text(medications.get("other"), 300, "Other medications", required=False))
+        return self._commit(entry)
+
     def correct(self, seq: int, reason: str, t: datetime, by: Actor,
                 replacement: Assessment | Event | Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Correct an earlier assessment, event or BP reading (device or manual, e.g. a movement
@@ -1097,6 +1118,12 @@ class SessionState:
             raise SessionError(f"Entry {target} is not an assessment, event or BP reading that can be corrected")
         self._retracted.add(target)  # type: ignore[arg-type]
         self.corrections.append({"seq": seq, "refers_to": target, "reason": reason, "t": t, "by": by})
+
+    def _apply_concomitant_medications(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+        self._need_by(by)
+        meds = entry.get("medications") or {}
+        self.concomitant = {key: bool(meds.get(key, False)) for key in CONCOMITANT_KEYS}
+        self.concomitant_other = entry.get("other")
 
     def _apply_escort(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
         self.escort = (t, self._need_by(by), _text(entry.get("escort_name"), 80, "Escort name", required=False))

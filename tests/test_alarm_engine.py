@@ -424,3 +424,15 @@ def test_values_the_device_marks_unreliable_do_not_alarm():
     assert events == []
     events = feed(engine, "spo2", [84], start=30)
     assert started(events) == [(30.0, "HIGH", 84.0, 88.0)]
+
+
+def test_changed_limits_apply_without_losing_the_alarm_in_progress():
+    engine = AlarmEngine(PROFILE)
+    feed(engine, "spo2", [90] * 16)
+    [alarm] = engine.state().alarms
+    engine.update_profile(PROFILE.adjusted({"spo2_low.MEDIUM": 89}))
+    assert [a.id for a in engine.state().alarms] == [alarm.id]
+    events = feed(engine, "spo2", [90], start=16)       # 90 is now above the adjusted limit
+    assert [e.event for _, e in events] == ["ended"]
+    with pytest.raises(ValueError, match="same rules"):
+        engine.update_profile(AlarmProfile(name="x", rules=PROFILE.rules[:2]))

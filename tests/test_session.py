@@ -805,3 +805,16 @@ def test_waived_start_takes_its_baseline_from_the_first_minute():
         state.record_baseline_from_start(at(2), ANN)  # only once
     again = SessionState.from_entries(state.entries)
     assert again.baseline.values == state.baseline.values and again.pre_dose_waiver[2] == "unattended recording"
+
+
+def test_concomitant_medications_are_recorded_and_replayed():
+    state = open_iv()
+    with pytest.raises(SessionError, match="must be yes or no"):
+        state.record_concomitant(at(1), ANN, {"benzodiazepines": "maybe"})
+    with pytest.raises(SessionError, match="Unknown concomitant"):
+        state.record_concomitant(at(1), ANN, {"opioids": True})
+    state.record_concomitant(at(1), ANN, {"benzodiazepines": True, "other": "sertraline 50 mg"})
+    again = SessionState.from_entries(state.entries)
+    assert again.concomitant == {"benzodiazepines": True, "non_benzodiazepine_hypnotics": False,
+                                 "psychostimulants": False, "maois": False}
+    assert again.concomitant_other == "sertraline 50 mg"

@@ -437,6 +437,26 @@ class AlarmEngine:
         return events
 
     # ------------------------------------------------------------------ inputs
+    def update_profile(self, profile: AlarmProfile) -> None:
+        """Apply changed limits (e.g. a session's adjustment) without losing the alarms in progress:
+        each condition keeps its state and is judged against the new limits from the next
+        observation. ``profile`` must have the same rules (ids and kinds) as the current one."""
+        old = {r.id: type(r) for r in self.profile.rules}
+        new = {r.id: type(r) for r in profile.rules}
+        if old != new:
+            raise ValueError("the new alarm profile must have the same rules as the current one")
+        by_id = {r.id: r for r in profile.rules}
+        for tracker in self._trackers:
+            rule = getattr(tracker, "rule", None)
+            if rule is not None:
+                tracker.rule = by_id[rule.id]
+                if isinstance(tracker, _LimitTracker) and len(tracker.levels) != len(tracker.rule.levels):
+                    tracker.levels = [_LevelState() for _ in tracker.rule.levels]
+        for assessment, pairs in self._assessment.items():
+            self._assessment[assessment] = [(by_id[r.id], t) for r, t in pairs]
+        self._technical = {code: by_id[r.id] for code, r in self._technical.items()}
+        self.profile = profile
+
     def set_baseline(self, baseline: dict[str, float]) -> None:
         """Pre-dose values for relative rules (vital key → value)."""
         self.baseline = {k: float(v) for k, v in baseline.items() if v is not None}

@@ -1,0 +1,39 @@
+"""What every part of the window shares: the recording service, the store, the clinic's settings
+and profile, and who is signed in."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal
+
+from monitor.alarms.profile import AlarmProfile
+from monitor.recording_service import RecordingService
+from monitor.settings import ClinicSettings
+from monitor.staff import Actor
+from monitor.store import SessionStore
+
+
+class UiContext(QObject):
+    """Shared handles. ``user`` is the signed-in staff member (None while the screen is locked);
+    ``user_changed(object)`` fires on sign-in, sign-out and lock."""
+
+    user_changed = Signal(object)
+    settings_changed = Signal()
+
+    def __init__(self, service: RecordingService, store: SessionStore, settings: ClinicSettings,
+                 profile: AlarmProfile, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.service = service
+        self.store = store
+        self.settings = settings
+        self.profile = profile
+        self._user: Actor | None = None
+
+    @property
+    def user(self) -> Actor | None:
+        """The signed-in staff member, or None."""
+        return self._user
+
+    def set_user(self, user: Actor | None) -> None:
+        """Sign in (a user) or out / lock (None)."""
+        self._user = user
+        self.user_changed.emit(user)

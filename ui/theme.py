@@ -1,0 +1,70 @@
+"""Colours and type for the chairside screen: a dark background, bedside-monitor parameter colours,
+IEC 60601-1-8 priority colours, and font sizes that scale with the screen so that numerics read
+from 3 m on a 1366x768 panel as on a 1920x1080 one."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QColor, QFont, QGuiApplication
+
+BACKGROUND = "#000000"
+PANEL = "#101418"
+PANEL_EDGE = "#2a3138"
+TEXT = "#e8e8e8"
+TEXT_DIM = "#8a939b"
+
+#: Conventional parameter colours of bedside monitors.
+PARAMETER_COLOURS: dict[str, str] = {
+    "hr": "#00e060", "ecg": "#00e060",
+    "spo2": "#00d8ff", "pr": "#00d8ff", "pi": "#00d8ff", "pleth": "#00d8ff",
+    "nibp_sys": "#ffffff", "nibp_dia": "#ffffff", "nibp_mean": "#ffffff", "nibp": "#ffffff",
+    "rr": "#ffe000", "etco2": "#ffe000", "co2": "#ffe000",
+    "temp": "#ff9ad5", "spco": "#ff9a40", "spmet": "#ff9a40", "sphb": "#ff9a40", "pvi": "#ff9a40",
+}
+
+#: IEC 60601-1-8 alarm colours by priority name; text colour to use on top of each.
+PRIORITY_COLOURS: dict[str, str] = {"HIGH": "#e00000", "MEDIUM": "#ffd000", "LOW": "#00c8ff"}
+PRIORITY_TEXT: dict[str, str] = {"HIGH": "#ffffff", "MEDIUM": "#000000", "LOW": "#000000"}
+#: Flash rates: HIGH 2 Hz (1.4–2.8 Hz), MEDIUM 0.6 Hz (0.4–0.8 Hz) at 50 % duty; LOW steady.
+FLASH_HZ: dict[str, float] = {"HIGH": 2.0, "MEDIUM": 0.6, "LOW": 0.0}
+
+
+def colour(key: str) -> QColor:
+    """The parameter colour of a vital or waveform key (light grey if none)."""
+    return QColor(PARAMETER_COLOURS.get(key, TEXT))
+
+
+def flash_on(priority: str | None, t: float) -> bool:
+    """Whether a flashing indicator of ``priority`` is lit at monotonic time ``t`` (seconds)."""
+    if priority is None:
+        return False
+    hz = FLASH_HZ.get(priority, 0.0)
+    return True if hz == 0 else (t * hz) % 1.0 < 0.5
+
+
+def scale() -> float:
+    """Font scale for the primary screen: 1.0 at 768 px high, larger on taller screens."""
+    screen = QGuiApplication.primaryScreen()
+    height = screen.availableGeometry().height() if screen is not None else 768
+    return max(0.8, min(2.0, height / 768))
+
+
+def font(points: float, bold: bool = False) -> QFont:
+    """A sans-serif font of ``points`` (before screen scaling)."""
+    f = QFont("DejaVu Sans")
+    f.setPointSizeF(points * scale())
+    f.setBold(bold)
+    return f
+
+
+STYLE = f"""
+QWidget {{ background: {BACKGROUND}; color: {TEXT}; }}
+QFrame#panel {{ background: {PANEL}; border: 1px solid {PANEL_EDGE}; border-radius: 4px; }}
+QPushButton {{ background: #1f2830; color: {TEXT}; border: 1px solid #3a4650; border-radius: 4px; padding: 6px 12px; }}
+QPushButton:hover {{ background: #2a3640; }}
+QPushButton:pressed {{ background: #34424e; }}
+QPushButton:disabled {{ color: #56606a; border-color: #2a3138; }}
+QLineEdit, QSpinBox, QDoubleSpinBox, QComboBox, QDateEdit, QTimeEdit, QPlainTextEdit, QTextEdit {{
+    background: #161c22; color: {TEXT}; border: 1px solid #3a4650; border-radius: 3px; padding: 3px; }}
+QLabel#error {{ color: #ff6a6a; }}
+QToolTip {{ background: #20282f; color: {TEXT}; border: 1px solid #3a4650; }}
+"""
