@@ -107,3 +107,51 @@ def signal_quality(active_conditions: Iterable[str]) -> str:
         if code in active:
             return condition_text(code)
     return "Good"
+
+
+def alarm_unit(profile: AlarmProfile, condition: str) -> str:
+    """The unit of the value an alarm reports ("%", "bpm", "mmHg"…; "" for technical alarms)."""
+    from drivers.catalogue import CATALOGUE
+    from monitor.alarms.profile import AssessmentRule, NoBreathRule
+
+    for rule in profile.rules:
+        if rule.id != condition:
+            continue
+        if isinstance(rule, LimitRule):
+            return CATALOGUE[rule.vitals[0]].unit
+        if isinstance(rule, NibpRule):
+            return "mmHg"
+        if isinstance(rule, NoBreathRule):
+            return "s"
+        if isinstance(rule, AssessmentRule):
+            return ""
+    return ""
+
+
+def alarm_text(alarm, profile: AlarmProfile) -> str:
+    """One line for an alarm: "SpO2 low 85 % (limit 88)", "Device connection lost"."""
+    if alarm.kind == "technical" or alarm.value is None:
+        return alarm.label
+    unit = alarm_unit(profile, alarm.condition)
+    value = f"{alarm.value:g}{'' if unit in ('', '%') else ' '}{unit}"
+    limit = "" if alarm.limit is None else f" (limit {alarm.limit:g})"
+    if alarm.condition == "no_breath":
+        return alarm.label + f" ≥ {alarm.limit:g} s" if alarm.limit is not None else alarm.label
+    return f"{alarm.label} {value}{limit}"
+
+
+def alarm_vitals(profile: AlarmProfile, condition: str) -> set[str]:
+    """The vitals whose tiles show an alarm of ``condition`` (empty for technical alarms)."""
+    from monitor.alarms.profile import NoBreathRule
+
+    for rule in profile.rules:
+        if rule.id != condition:
+            continue
+        if isinstance(rule, LimitRule):
+            return {v for v in rule.vitals if not v.startswith("nibp_")} | (
+                {"nibp_sys"} if any(v.startswith("nibp_") for v in rule.vitals) else set())
+        if isinstance(rule, NibpRule):
+            return {"nibp_sys"}
+        if isinstance(rule, NoBreathRule):
+            return {"rr", "etco2"}
+    return set()

@@ -42,6 +42,7 @@ class RecordingService(QObject):
     alarm_state_changed = Signal(object)
     entries_recorded = Signal(list)
     session_changed = Signal()
+    device_changed = Signal()
 
     def __init__(self, channel: DeviceChannel, store: SessionStore, settings: ClinicSettings,
                  profile: AlarmProfile, parent: QObject | None = None, tick_ms: int = 200) -> None:
@@ -60,6 +61,22 @@ class RecordingService(QObject):
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.tick)
         self._timer.start(tick_ms)
+
+    def switch_device(self, device: str) -> None:
+        """Read another device (a different simulator scenario, another port). Refused while a
+        session is being recorded; a bad URL raises DeviceUrlError and keeps the current device."""
+        if self.recorder is not None:
+            raise ValueError("the device cannot be changed while a session is being recorded")
+        new = DeviceChannel(device)
+        old = self.channel
+        old.batch_received.disconnect(self._on_batch)
+        old.stop(1.0)
+        self.channel = new
+        new.batch_received.connect(self._on_batch)
+        self.engine = make_engine(self.profile, self.settings)
+        new.start()
+        self.device_changed.emit()
+        self.alarm_state_changed.emit(self.alarm_state())
 
     # ------------------------------------------------------------------ time
     def now(self) -> datetime:

@@ -1,0 +1,136 @@
+"""The alarm area (IEC 60601-1-8): one indicator of the highest active priority, readable from
+across the room; the list of active conditions with priority and time; acknowledge and audio
+pause with a visible count-down; the inactivation state always on screen.
+
+It shows an :class:`~monitor.alarms.engine.AlarmState` it is given; every decision is the engine's.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+
+from monitor.alarms.engine import AlarmState
+from monitor.alarms.profile import AlarmProfile
+from monitor.display import alarm_text
+from ui import theme
+
+_STEP_SECONDS = 2.5  # several alarms of the top priority are stepped through in the indicator
+
+
+class AlarmArea(QFrame):
+    """Indicator + list + buttons. Signals ``acknowledge_requested`` and ``pause_requested``."""
+
+    acknowledge_requested = Signal()
+    pause_requested = Signal()
+    cancel_pause_requested = Signal()
+
+    def __init__(self, profile: AlarmProfile, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.profile = profile
+        self.state: AlarmState | None = None
+        self.audio_note = ""
+        self.setObjectName("alarmArea")
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(6)
+
+        self.indicator = QLabel("No active alarms")
+        self.indicator.setObjectName("alarmIndicator")
+        self.indicator.setFont(theme.font(20, bold=True))
+        self.indicator.setAlignment(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
+        self.indicator.setMinimumWidth(420)
+        self.indicator.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.indicator.setContentsMargins(14, 0, 14, 0)
+        layout.addWidget(self.indicator, stretch=5)
+
+        self.listing = QLabel("")
+        self.listing.setObjectName("alarmList")
+        self.listing.setFont(theme.font(10))
+        self.listing.setTextFormat(Qt.TextFormat.RichText)
+        self.listing.setAlignment(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
+        self.listing.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        layout.addWidget(self.listing, stretch=4)
+
+        side = QVBoxLayout()
+        side.setSpacing(3)
+        self.inactivation = QLabel("")
+        self.inactivation.setObjectName("inactivation")
+        self.inactivation.setFont(theme.font(11, bold=True))
+        self.inactivation.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        side.addWidget(self.inactivation)
+        buttons = QHBoxLayout()
+        self.ack_button = QPushButton("Acknowledge (F1)")
+        self.ack_button.setFont(theme.font(11, bold=True))
+        self.ack_button.clicked.connect(self.acknowledge_requested)
+        self.pause_button = QPushButton("Audio pause (F2)")
+        self.pause_button.setFont(theme.font(11, bold=True))
+        self.pause_button.clicked.connect(self._pause_clicked)
+        for button in (self.ack_button, self.pause_button):
+            button.setMinimumHeight(int(34 * theme.scale()))
+            buttons.addWidget(button)
+        side.addLayout(buttons)
+        layout.addLayout(side, stretch=3)
+        self._shown: tuple = ()
+
+    def _pause_clicked(self) -> None:
+        if self.state is not None and self.state.inactivation.audio_paused:
+            self.cancel_pause_requested.emit()
+        else:
+            self.pause_requested.emit()
+
+    def set_state(self, state: AlarmState) -> None:
+        """Take a new alarm state (repainted by :meth:`animate`)."""
+        self.state = state
+        self.animate(time.monotonic())
+
+    def animate(self, t: float) -> None:
+        """Repaint the indicator at monotonic time ``t`` (flashing, stepping, count-down)."""
+        state = self.state
+        if state is None:
+            return
+        alarms = state.alarms
+        top = state.visual_priority.name if state.visual_priority else None
+        if top is None:
+            text, background, foreground = "No active alarms", theme.PANEL, theme.TEXT_DIM
+        else:
+            highest = [a for a in alarms if a.priority == state.visual_priority]
+            shown = highest[int(t / _STEP_SECONDS) % len(highest)]
+            more = f"   (+{len(alarms) - 1})" if len(alarms) > 1 else ""
+            latched = "  [latched]" if shown.latched else ""
+            text = f"{top}  {alarm_text(shown, self.profile)}{latched}{more}"
+            lit = theme.flash_on(top, t)
+            background = theme.PRIORITY_COLOURS[top] if lit else "#3a0000" if top == "HIGH" else "#3a3000"
+            foreground = theme.PRIORITY_TEXT[top] if lit else theme.PRIORITY_COLOURS[top]
+        inactivation = state.inactivation.text
+        if self.audio_note:
+            inactivation = (inactivation + "  " if inactivation else "") + self.audio_note
+        rows = []
+        for alarm in alarms[:6]:
+            name = alarm.priority.name
+            rows.append(f'<span style="color:{theme.PRIORITY_COLOURS[name]}; font-weight:bold">{name:<6}</span> '
+                        f'{_clock(alarm.started_at)}  {alarm_text(alarm, self.profile)}'
+                        f'{"  (ack)" if alarm.acknowledged else ""}{"  (latched)" if alarm.latched else ""}')
+        if len(alarms) > 6:
+            rows.append(f"… {len(alarms) - 6} more")
+        key = (text, background, foreground, inactivation, tuple(rows))
+        if key == self._shown:
+            return
+        self._shown = key
+        self.indicator.setText(text)
+        self.indicator.setStyleSheet(f"background: {background}; color: {foreground}; border-radius: 4px;")
+        self.listing.setText("<br>".join(rows) if rows else "")
+        self.inactivation.setText(inactivation or "Alarm audio on")
+        paused = state.inactivation.audio_paused
+        self.inactivation.setStyleSheet(
+            f"color: {'#000' if paused else theme.TEXT_DIM}; background: {'#ffd000' if paused else 'transparent'};"
+            " border-radius: 3px; padding: 2px;")
+        self.pause_button.setText("Resume audio (F2)" if paused else "Audio pause (F2)")
+
+
+def _clock(t: datetime) -> str:
+    return t.astimezone().strftime("%H:%M:%S")
