@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default=DEFAULT_DEVICE,
                      help=f"device URL (default {DEFAULT_DEVICE}); e.g. /dev/ttyUSB0?protocol=masimo")
     run.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
+    run.add_argument("--full-screen", action="store_true", help="start full screen, as a bedside monitor (F11 toggles)")
 
     dec = sub.add_parser("decode", help="decode a raw capture of what a monitor sent; JSON lines")
     dec.add_argument("--protocol", required=True, help=f"one of: {', '.join(protocol_names())}")

@@ -43,8 +43,7 @@ class AlarmArea(QFrame):
         self.indicator.setObjectName("alarmIndicator")
         self.indicator.setFont(theme.font(20, bold=True))
         self.indicator.setAlignment(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
-        self.indicator.setMinimumWidth(420)
-        self.indicator.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.indicator.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Expanding)
         self.indicator.setContentsMargins(14, 0, 14, 0)
         layout.addWidget(self.indicator, stretch=5)
 
@@ -53,7 +52,7 @@ class AlarmArea(QFrame):
         self.listing.setFont(theme.font(10))
         self.listing.setTextFormat(Qt.TextFormat.RichText)
         self.listing.setAlignment(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
-        self.listing.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.listing.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Expanding)
         layout.addWidget(self.listing, stretch=4)
 
         side = QVBoxLayout()
@@ -104,8 +103,12 @@ class AlarmArea(QFrame):
             latched = "  [latched]" if shown.latched else ""
             text = f"{top}  {alarm_text(shown, self.profile)}{latched}{more}"
             lit = theme.flash_on(top, t)
-            background = theme.PRIORITY_COLOURS[top] if lit else "#3a0000" if top == "HIGH" else "#3a3000"
-            foreground = theme.PRIORITY_TEXT[top] if lit else theme.PRIORITY_COLOURS[top]
+            if top == "LOW":  # constant: cyan, framed rather than filled so it does not shout
+                background = theme.PANEL
+                foreground = theme.PRIORITY_COLOURS["LOW"]
+            else:
+                background = theme.PRIORITY_COLOURS[top] if lit else "#3a0000" if top == "HIGH" else "#3a3000"
+                foreground = theme.PRIORITY_TEXT[top] if lit else theme.PRIORITY_COLOURS[top]
         inactivation = state.inactivation.text
         if self.audio_note:
             inactivation = (inactivation + "  " if inactivation else "") + self.audio_note
@@ -122,7 +125,9 @@ class AlarmArea(QFrame):
             return
         self._shown = key
         self.indicator.setText(text)
-        self.indicator.setStyleSheet(f"background: {background}; color: {foreground}; border-radius: 4px;")
+        border = theme.PRIORITY_COLOURS[top] if top else theme.PANEL_EDGE
+        self.indicator.setStyleSheet(f"background: {background}; color: {foreground}; border-radius: 4px;"
+                                     f" border: 3px solid {border};")
         self.listing.setText("<br>".join(rows) if rows else "")
         self.inactivation.setText(inactivation or "Alarm audio on")
         paused = state.inactivation.audio_paused

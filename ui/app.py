@@ -1,4 +1,5 @@
-"""Start the Vigil window."""
+"""Start the Vigil window: store, clinic settings, device, recording service, window; then the
+start-up questions (first account, resuming a session a crash left open)."""
 
 from __future__ import annotations
 
@@ -7,25 +8,79 @@ import logging
 import sys
 
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 log = logging.getLogger("vigil")
 
 
+def _fail(title: str, text: str) -> int:
+    log.error("%s: %s", title, text)
+    QMessageBox.critical(None, title, text)
+    return 1
+
+
 def run_window(args: argparse.Namespace) -> int:
-    """Open the monitoring window on ``args.device``; returns the exit status."""
+    """Open the monitoring window on ``args.device`` with the database ``args.db``."""
+    from monitor.alarms.profile import ProfileError  # noqa: PLC0415
+    from monitor.config import db_path, load_clinic_profile, load_clinic_settings  # noqa: PLC0415
     from monitor.device_channel import DeviceChannel  # noqa: PLC0415
-    from ui.live_window import LiveWindow  # noqa: PLC0415
+    from monitor.recording_service import RecordingService  # noqa: PLC0415
+    from monitor.settings import SettingsError  # noqa: PLC0415
+    from monitor.store import SessionStore, StoreError  # noqa: PLC0415
+    from ui.context import UiContext  # noqa: PLC0415
+    from ui.main_window import MainWindow  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Vigil")
+    try:
+        store = SessionStore(db_path(args.db))
+    except (StoreError, OSError) as exc:
+        return _fail("Vigil cannot open its database", str(exc))
+    try:
+        settings = load_clinic_settings()
+        profile = load_clinic_profile()
+    except (SettingsError, ProfileError) as exc:
+        store.close()
+        return _fail("Vigil cannot load the clinic's settings", str(exc))
     channel = DeviceChannel(args.device)
-    window = LiveWindow(channel)
+    service = RecordingService(channel, store, settings, profile)
+    context = UiContext(service, store, settings, profile)
+    window = MainWindow(context)
     window.resize(1366, 768)
-    window.show()
+    window.first_painted.connect(lambda: log.info("window ready: %s", channel.label))
+    window.first_painted.connect(lambda: QTimer.singleShot(0, lambda: startup_questions(window)))
+    window.showFullScreen() if getattr(args, "full_screen", False) else window.show()
     channel.start()
-    QTimer.singleShot(0, lambda: log.info("window ready: %s", channel.label))
-    status = app.exec()
-    channel.stop()
+    try:
+        status = app.exec()
+    finally:
+        service.shutdown()
+        store.close()
     return status
+
+
+def startup_questions(window) -> None:
+    """After the first frame: create the first account if there is none, offer to resume a
+    session a crash left open."""
+    from ui.dialogs import ResumeDialog, SignInDialog  # noqa: PLC0415
+
+    context = window.context
+    if not context.store.list_users():
+        SignInDialog(context, window).exec()
+    open_sessions = context.store.open_sessions()
+    if not open_sessions or context.service.recorder is not None:
+        return
+    dialog = ResumeDialog(open_sessions, context.store, window)
+    if not dialog.exec() or dialog.session_id is None:
+        return
+    if context.user is None:
+        SignInDialog(context, window).exec()
+        if context.user is None:
+            return
+    try:
+        context.service.resume_session(dialog.session_id, context.user)
+    except Exception as exc:  # the message goes to the nurse; the window keeps monitoring
+        from monitor.staff import nurse_message  # noqa: PLC0415
+
+        QMessageBox.warning(window, "Resume session", nurse_message(exc) if isinstance(exc, ValueError) else str(exc))

@@ -30,7 +30,7 @@ class DevicePanel(QFrame):
         self.detail = ""
         self.attempt = 0
         layout = QHBoxLayout(self)
-        layout.setContentsMargins(8, 2, 8, 2)
+        layout.setContentsMargins(6, 0, 6, 0)
         self.label = QLabel()
         self.label.setFont(theme.font(10))
         self.label.setTextFormat(Qt.TextFormat.RichText)

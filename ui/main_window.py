@@ -1,0 +1,483 @@
+"""The live monitoring window: what the nurse keeps in view for two hours from across the room.
+
+Layout (1366×768 and up): the alarm area across the top; waveforms (sweep) on the left and the
+numeric tiles on the right; the session trends and the session panel below; the event bar and
+the device/user line at the bottom. Two timers drive the screen: a ~25 Hz frame (waveforms,
+flashing, audio) and a 1 Hz refresh (numerics, trends, count-downs). Alarms are evaluated by the
+recording service as each batch arrives, never on these timers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from datetime import datetime, timedelta
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QFrame, QGridLayout, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPushButton, QSizePolicy, QVBoxLayout,
+    QWidget,
+)
+
+from drivers.catalogue import CATALOGUE
+from drivers.model import DeviceCondition, Item, NumericObservation, WaveformChunk
+from monitor.alarms.engine import AlarmEvent, AlarmState
+from monitor.alarms.profile import Priority
+from monitor.display import Freshness, alarm_vitals, nibp_freshness, tile_limits, trend_direction
+from monitor.schedule import nibp_interval_min
+from monitor.staff import Actor, Role, nurse_message
+from ui import theme
+from ui.alarm_area import AlarmArea
+from ui.audio import AlarmAudio
+from ui.context import UiContext
+from ui.device_panel import DevicePanel
+from ui.tiles import NibpTile, NumericTile
+from ui.trends import SessionTrends
+from ui.waves import SweepWave
+
+log = logging.getLogger("vigil")
+
+#: Acknowledge and audio pause are always possible; without a signed-in user they are recorded as
+#: done at the bedside with the screen locked.
+BEDSIDE = Actor(username="bedside", display_name="Bedside (screen locked)", role=Role.NURSE)
+
+#: (vital key, tile label) in screen order; NIBP has its own tile.
+_TILES = (("hr", "HR"), ("spo2", "SpO2"), ("nibp_sys", "NIBP"), ("rr", "RR"), ("etco2", "EtCO2"),
+          ("pr", "PR"), ("temp", "Temp"), ("pi", "PI"))
+_WAVES = (("ecg", "ECG II", 250.0, (-0.6, 1.4)), ("pleth", "Pleth", 100.0, (0.0, 1.0)),
+          ("co2", "CO2", 25.0, (0.0, 60.0)))
+_SENSOR_CODES = {"sensor_off", "no_sensor", "defective_sensor"}
+_TRACKED = ("hr", "pr", "spo2", "rr", "etco2", "temp", "pi")
+
+
+class MainWindow(QMainWindow):
+    """The monitoring window. ``first_painted`` fires once, after the first frame is on screen."""
+
+    first_painted = Signal()
+
+    def __init__(self, context: UiContext, audio: AlarmAudio | None = None) -> None:
+        super().__init__()
+        self.context = context
+        self.service = context.service
+        self.setWindowTitle("Vigil")
+        self.setStyleSheet(theme.STYLE)
+        self.audio = audio if audio is not None else AlarmAudio(self)
+        self.latest: dict[str, NumericObservation] = {}
+        self.history: dict[str, deque] = {v: deque() for v in _TRACKED}
+        self.nibp_history: deque = deque(maxlen=4)
+        self.active_conditions: set[str] = set()
+        self.alarm_state: AlarmState | None = None
+        self._painted = False
+        self._limits_shown = None
+        self._build()
+        self._wire()
+        if not self.audio.available:
+            self.service.set_technical("audio_unavailable", True, "Alarm audio unavailable")
+            self.setToolTip(f"Alarm audio unavailable: {self.audio.reason}")
+            log.warning("alarm audio unavailable: %s", self.audio.reason)
+            self.alarm_area.audio_note = "NO ALARM SOUND"
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        from ui.event_bar import EventBar  # noqa: PLC0415 (import order: panels need the dialogs)
+        from ui.session_panel import SessionPanel  # noqa: PLC0415
+
+        central = QWidget()
+        root = QVBoxLayout(central)
+        root.setContentsMargins(4, 4, 4, 2)
+        root.setSpacing(4)
+
+        self.alarm_area = AlarmArea(self.service.session_profile)
+        self.alarm_area.setFixedHeight(int(56 * theme.scale()))
+        root.addWidget(self.alarm_area)
+
+        middle = QHBoxLayout()
+        middle.setSpacing(4)
+        wave_box = QVBoxLayout()
+        wave_box.setSpacing(2)
+        self.waves: dict[str, SweepWave] = {}
+        for key, label, rate, y_range in _WAVES:
+            wave = SweepWave(key, label, rate, seconds=6.0, y_range=y_range)
+            self.waves[key] = wave
+            wave_box.addWidget(wave)
+        middle.addLayout(wave_box, stretch=11)
+        grid = QGridLayout()
+        grid.setSpacing(4)
+        self.tiles: dict[str, NumericTile] = {}
+        profile = self.service.session_profile
+        for index, (key, label) in enumerate(_TILES):
+            spec = CATALOGUE[key]
+            if key == "nibp_sys":
+                tile = NibpTile("nibp_sys", label, spec.unit)
+            else:
+                tile = NumericTile(key, label, spec.unit, decimals=spec.decimals)
+            tile.set_limits(*tile_limits(profile, key))
+            self.tiles[key] = tile
+            row, column = divmod(index, 2)
+            grid.addWidget(tile, row, column)
+        tiles_box = QWidget()
+        tiles_box.setLayout(grid)
+        middle.addWidget(tiles_box, stretch=9)
+        root.addLayout(middle, stretch=11)
+
+        bottom = QHBoxLayout()
+        bottom.setSpacing(4)
+        self.trends = SessionTrends()
+        bottom.addWidget(self.trends, stretch=11)
+        self.session_panel = SessionPanel(self.context)
+        bottom.addWidget(self.session_panel, stretch=9)
+        root.addLayout(bottom, stretch=8)
+
+        footer = QHBoxLayout()
+        footer.setSpacing(6)
+        self.event_bar = EventBar(self.context)
+        footer.addWidget(self.event_bar, stretch=1)
+        root.addLayout(footer)
+
+        status = QHBoxLayout()
+        status.setSpacing(6)
+        self.device_panel = DevicePanel(self.context)
+        status.addWidget(self.device_panel, stretch=3)
+        self.message = QLabel("")
+        self.message.setFont(theme.font(10))
+        self.message.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        status.addWidget(self.message, stretch=4)
+        self.user_label = QLabel()
+        self.user_label.setFont(theme.font(10))
+        status.addWidget(self.user_label)
+        self.sign_button = QPushButton()
+        self.sign_button.clicked.connect(self.toggle_sign_in)
+        status.addWidget(self.sign_button)
+        self.admin_button = QPushButton("Clinic…")
+        self.admin_button.setToolTip("Clinic settings, default alarm limits and staff accounts (charge nurse)")
+        self.admin_button.clicked.connect(self.open_admin)
+        status.addWidget(self.admin_button)
+        root.addLayout(status)
+        self.setCentralWidget(central)
+        self._show_user(self.context.user)
+
+    def _wire(self) -> None:
+        service = self.service
+        service.batch_received.connect(self.on_batch)
+        service.alarm_state_changed.connect(self.on_alarm_state)
+        service.alarm_event.connect(self.on_alarm_event)
+        service.entries_recorded.connect(self.on_entries)
+        service.session_changed.connect(self.on_session_changed)
+        service.device_changed.connect(self.on_device_changed)
+        self.context.user_changed.connect(self._show_user)
+        self.context.settings_changed.connect(self.on_settings_changed)
+        self.alarm_area.acknowledge_requested.connect(self.acknowledge)
+        self.alarm_area.pause_requested.connect(self.pause_audio)
+        self.alarm_area.cancel_pause_requested.connect(self.cancel_pause)
+        self.device_panel.message.connect(self.show_refusal)
+        self.event_bar.recorded.connect(self.show_message)
+        self.event_bar.refused.connect(self.show_refusal)
+        self.session_panel.refused.connect(self.show_refusal)
+        self.session_panel.action_done.connect(lambda name: self.show_message(f"Recorded: {name.replace('_', ' ')}"))
+        self._message_timer = QTimer(self)
+        self._message_timer.setSingleShot(True)
+        self._message_timer.timeout.connect(lambda: self.message.setText(""))
+        for keys, slot in (("F1", self.acknowledge), ("F2", self.toggle_pause), ("F3", self.event_bar_focus),
+                           ("F11", self.toggle_full_screen), ("F12", self.lock)):
+            QShortcut(QKeySequence(keys), self, activated=slot)
+        self.frame_timer = QTimer(self)
+        self.frame_timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.frame_timer.timeout.connect(self.frame)
+        self.frame_timer.start(40)
+        self.second_timer = QTimer(self)
+        self.second_timer.timeout.connect(self.refresh)
+        self.second_timer.start(1000)
+
+    # ------------------------------------------------------------------ data in
+    def on_batch(self, items: list[Item]) -> None:
+        """Device items: buffer them for the next frame / refresh (cheap)."""
+        for item in items:
+            if isinstance(item, WaveformChunk):
+                wave = self.waves.get(item.channel)
+                if wave is not None:
+                    if wave.rate != item.rate:
+                        wave.set_rate(item.rate)
+                    wave.append(item.samples)
+            elif isinstance(item, NumericObservation):
+                self.latest[item.vital] = item
+                if item.value is None:
+                    continue
+                if item.vital in self.history:
+                    series = self.history[item.vital]
+                    series.append((item.sample_time, item.value))
+                    while series and item.sample_time - series[0][0] > timedelta(minutes=7):
+                        series.popleft()
+                if item.vital == "nibp_sys":
+                    self.nibp_history.append((item.sample_time, item.value))
+                if item.vital in ("hr", "pr", "spo2", "rr", "etco2"):
+                    self.trends.add_numeric(item.vital, item.sample_time, item.value)
+                elif item.vital == "nibp_mean":
+                    sys_ = self.latest.get("nibp_sys")
+                    dia = self.latest.get("nibp_dia")
+                    if sys_ and dia and sys_.sample_time == item.sample_time and sys_.value and dia.value:
+                        self.trends.add_nibp(item.sample_time, sys_.value, dia.value, item.value)
+            elif isinstance(item, DeviceCondition):
+                (self.active_conditions.add if item.active else self.active_conditions.discard)(item.code)
+                self._wave_messages()
+
+    def _wave_messages(self) -> None:
+        sensor = self.active_conditions & _SENSOR_CODES
+        lost = self.active_conditions & {"connection_lost", "stale_data"}
+        message = "DEVICE DISCONNECTED" if "connection_lost" in lost else "NO DATA" if lost else None
+        self.waves["ecg"].set_message(message)
+        self.waves["co2"].set_message(message)
+        self.waves["pleth"].set_message(message or ("SENSOR OFF" if sensor else None))
+
+    def on_alarm_state(self, state: AlarmState) -> None:
+        """New alarm state: alarm area and tile colours."""
+        self.alarm_state = state
+        self.alarm_area.set_state(state)
+        in_alarm: dict[str, Priority] = {}
+        profile = self.service.session_profile
+        for alarm in state.alarms:
+            for vital in alarm_vitals(profile, alarm.condition):
+                in_alarm[vital] = max(in_alarm.get(vital, alarm.priority), alarm.priority)
+        for key, tile in self.tiles.items():
+            tile.set_alarm(in_alarm[key].name if key in in_alarm else None)
+
+    def on_alarm_event(self, event: AlarmEvent) -> None:
+        """Mark alarm starts on the trends."""
+        if event.event in ("started", "escalated") and event.priority is not None:
+            self.trends.add_marker(event.t, "alarm", f"{event.priority.name} {event.label}", event.priority.name)
+
+    def on_entries(self, entries: list[dict]) -> None:
+        """Mark charted events, assessments and infusion steps on the trends."""
+        for entry in entries:
+            kind = entry.get("type")
+            t = datetime.fromisoformat(entry["t"])
+            if kind == "event":
+                self.trends.add_marker(t, "event", str(entry["event"].get("kind", "event")).replace("_", " "))
+            elif kind == "assessment":
+                a = entry["assessment"]
+                score = a.get("level", a.get("total", a.get("rating", "")))
+                self.trends.add_marker(t, "assessment", f"{a.get('kind', '').upper()} {score}")
+            elif kind in ("infusion_step", "nasal_device"):
+                self.trends.add_marker(t, "infusion", str(entry.get("action", "device")).replace("_", " "))
+        self._phases()
+
+    def on_session_changed(self) -> None:
+        """A session started, resumed or ended: reset the trends' frame of reference."""
+        recorder = self.service.recorder
+        if recorder is None:
+            return
+        self.trends.set_origin(recorder.state.dosing_started_at or recorder.state.opened_at)
+        self._phases()
+
+    def on_settings_changed(self) -> None:
+        """The charge nurse saved clinic settings: they apply from the next session (limits) and
+        at once for latching and the audio pause."""
+        service = self.service
+        service.settings = self.context.settings
+        service.profile = self.context.profile
+        engine = service.engine
+        engine.latching = service.settings.alarm_latching
+        engine.audio_pause_max_s = service.settings.audio_pause_max_s
+        engine.audio_pause_s = min(service.settings.audio_pause_s, engine.audio_pause_max_s)
+        if service.recorder is None:
+            engine.update_profile(service.profile)
+            service.session_profile = service.profile
+            self.alarm_area.profile = service.profile
+            for key, tile in self.tiles.items():
+                tile.set_limits(*tile_limits(service.profile, key))
+
+    def on_device_changed(self) -> None:
+        """Another device: forget the old one's values."""
+        self.latest.clear()
+        for series in self.history.values():
+            series.clear()
+        self.active_conditions.clear()
+        for wave in self.waves.values():
+            wave.clear()
+        self._wave_messages()
+
+    def _phases(self) -> None:
+        recorder = self.service.recorder
+        if recorder is None:
+            return
+        state = recorder.state
+        dosing, ended = state.dosing_started_at, state.dosing_ended_at
+        phases = []
+        if dosing is None or (dosing - state.opened_at).total_seconds() >= 1:
+            phases.append((state.opened_at, dosing, "baseline"))
+        if dosing is not None:
+            phases.append((dosing, ended, "infusion"))
+        if ended is not None:
+            phases.append((ended, None, "recovery"))
+        self.trends.set_phases(phases)
+        self.trends.set_origin(dosing or state.opened_at)
+
+    # ------------------------------------------------------------------ timers
+    def frame(self) -> None:
+        """~25 Hz: waveforms, flashing, alarm sound."""
+        t = time.monotonic()
+        for wave in self.waves.values():
+            wave.refresh()
+        for tile in self.tiles.values():
+            tile.set_flash_phase(t)
+        self.alarm_area.animate(t)
+        if self.alarm_state is not None:
+            state = self.service.alarm_state()
+            self.audio.update(state.audio_priority, t)
+
+    def refresh(self) -> None:
+        """1 Hz: numerics, trend arrows, NIBP age, trends, device line."""
+        now = self.service.now()
+        profile = self.service.session_profile
+        if profile is not self._limits_shown:
+            self._limits_shown = profile
+            self.alarm_area.profile = profile
+            for key, tile in self.tiles.items():
+                tile.set_limits(*tile_limits(profile, key))
+        for key, tile in self.tiles.items():
+            obs = self.latest.get(key)
+            if key == "nibp_sys":
+                self._refresh_nibp(tile, now)
+                continue
+            stale = obs is None or (now - obs.sample_time).total_seconds() > 10
+            value = None if obs is None or stale else obs.value
+            tile.set_value(value)
+            tile.set_dimmed(obs is not None and obs.flagged and value is not None)
+            tile.set_trend(trend_direction(key, list(self.history.get(key, ())), now) if key in self.history else 0)
+        self.trends.refresh(now)
+        self.device_panel.refresh()
+
+    def _refresh_nibp(self, tile: NumericTile, now: datetime) -> None:
+        sys_, dia, mean = (self.latest.get(k) for k in ("nibp_sys", "nibp_dia", "nibp_mean"))
+        if sys_ is None or sys_.value is None or dia is None or dia.value is None:
+            tile.set_value(None)
+            tile.set_subtext("no reading yet")
+            return
+        recorder = self.service.recorder
+        interval = nibp_interval_min(recorder.state.patient, recorder.state.settings.schedules) if recorder else None
+        freshness = nibp_freshness(sys_.sample_time, now, interval)
+        minutes = int((now - sys_.sample_time).total_seconds() // 60)
+        age = "just now" if minutes < 1 else f"{minutes} min ago"
+        tile.set_value(f"{sys_.value:.0f}/{dia.value:.0f}")
+        map_text = f"MAP {mean.value:.0f} · " if mean is not None and mean.value is not None else ""
+        tile.set_subtext(f"{map_text}{age} ({sys_.sample_time.astimezone():%H:%M})")
+        tile.set_dimmed(freshness is Freshness.STALE)
+        tile.set_trend(trend_direction("nibp_sys", list(self.nibp_history), now))
+
+    # ------------------------------------------------------------------ messages
+    def show_message(self, text: str) -> None:
+        """What was just recorded, for a few seconds."""
+        self.message.setStyleSheet(f"color: {theme.TEXT};")
+        self.message.setText(text)
+        self.message.setToolTip(text)
+        self._message_timer.start(10000)
+
+    def show_refusal(self, text: str) -> None:
+        """Why something was refused, until the next message."""
+        self.message.setStyleSheet("color: #ff6a6a; font-weight: bold;")
+        self.message.setText(text)
+        self.message.setToolTip(text)
+        self._message_timer.start(30000)
+
+    # ------------------------------------------------------------------ staff
+    def _actor(self) -> Actor:
+        return self.context.user or BEDSIDE
+
+    def acknowledge(self) -> None:
+        """F1: acknowledge the alarms active now."""
+        self.service.acknowledge(self._actor())
+
+    def pause_audio(self) -> None:
+        """F2: pause alarm audio for the clinic's default time."""
+        try:
+            self.service.pause_audio(self._actor())
+        except ValueError as exc:
+            QMessageBox.warning(self, "Audio pause", nurse_message(exc))
+
+    def cancel_pause(self) -> None:
+        """Resume alarm audio before the pause ends."""
+        self.service.cancel_audio_pause(self._actor())
+
+    def toggle_pause(self) -> None:
+        """F2 toggles: pause, or resume if paused."""
+        state = self.service.alarm_state()
+        if state.inactivation.audio_paused:
+            self.cancel_pause()
+        else:
+            self.pause_audio()
+
+    def event_bar_focus(self) -> None:
+        """F3: go to the event bar's note field."""
+        focus = getattr(self.event_bar, "focus_note", None)
+        if callable(focus):
+            focus()
+
+    def toggle_full_screen(self) -> None:
+        """F11: full screen (as a bedside monitor), or back to a window."""
+        self.showNormal() if self.isFullScreen() else self.showFullScreen()
+
+    def lock(self) -> None:
+        """F12: lock the screen (sign out). Monitoring, recording and alarms carry on."""
+        self.context.set_user(None)
+
+    def toggle_sign_in(self) -> None:
+        """Sign in, or lock when someone is signed in."""
+        if self.context.user is not None:
+            self.lock()
+            return
+        from ui.dialogs import SignInDialog  # noqa: PLC0415
+
+        SignInDialog(self.context, self).exec()
+
+    def open_admin(self) -> None:
+        """Clinic settings and staff accounts (charge nurse only)."""
+        from ui.dialogs import ClinicSettingsDialog, SignInDialog, UsersDialog  # noqa: PLC0415
+
+        if self.context.user is None:
+            SignInDialog(self.context, self).exec()
+            if self.context.user is None:
+                return
+        box = QMessageBox(self)
+        box.setWindowTitle("Clinic")
+        box.setText("Clinic administration (charge nurse)")
+        settings_button = box.addButton("Settings and default alarm limits…", QMessageBox.ButtonRole.ActionRole)
+        users_button = box.addButton("Staff accounts…", QMessageBox.ButtonRole.ActionRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        if box.clickedButton() is settings_button:
+            ClinicSettingsDialog(self.context, self).exec()
+        elif box.clickedButton() is users_button:
+            UsersDialog(self.context, self).exec()
+
+    def _show_user(self, user: Actor | None) -> None:
+        if user is None:
+            self.user_label.setText("<span style='color:#ffd000'>Screen locked</span> — monitoring continues")
+            self.sign_button.setText("Sign in (F12)")
+        else:
+            self.user_label.setText(f"Signed in: <b>{user.display_name}</b> ({user.role.value.replace('_', ' ')})")
+            self.sign_button.setText("Lock (F12)")
+
+    # ------------------------------------------------------------------ Qt
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        super().paintEvent(event)
+        if not self._painted:
+            self._painted = True
+            QTimer.singleShot(0, self.first_painted.emit)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt override)
+        """Closing during a session asks first; the session stays open to be resumed."""
+        if self.service.recorder is not None and not getattr(self, "force_close", False):
+            answer = QMessageBox.question(
+                self, "Close Vigil?",
+                "A session is being recorded. If you close Vigil, monitoring, recording and alarms stop "
+                "for this patient. The session stays open and can be resumed when Vigil starts again.\n\n"
+                "Close Vigil anyway?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+        self.frame_timer.stop()
+        self.second_timer.stop()
+        self.audio.stop()
+        super().closeEvent(event)
