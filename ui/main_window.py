@@ -181,7 +181,8 @@ class MainWindow(QMainWindow):
         self._message_timer.timeout.connect(lambda: self.message.setText(""))
         for keys, slot in (("F1", self.acknowledge), ("F2", self.toggle_pause), ("F3", self.event_bar_focus),
                            ("F11", self.toggle_full_screen), ("F12", self.lock)):
-            QShortcut(QKeySequence(keys), self, activated=slot)
+            # Application-wide: F1/F2 must silence alarms even while a dialog is open.
+            QShortcut(QKeySequence(keys), self, activated=slot, context=Qt.ShortcutContext.ApplicationShortcut)
         self.frame_timer = QTimer(self)
         self.frame_timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.frame_timer.timeout.connect(self.frame)

@@ -1,0 +1,135 @@
+"""Session exports: CSV, PDF report, FHIR R4, HL7 v2.6 (IHE PCD-01), EDF+, JSON archive, REMS form.
+
+Public API::
+
+    export_session(store, session_id, fmt, out_path, *, deidentify=False, interval_s=60, paper="A4",
+                   edf_gaps="fill") -> Path
+    import_archive(store, path, *, user=None, max_bytes=MAX_ARCHIVE_BYTES) -> int
+    FORMATS, ExportError, build_long_session (monitor.export.synthetic)
+
+``fmt`` is one of :data:`FORMATS`:
+
+========  ==================================================================================
+csv       a zip of CSV tables: numerics (long form), a wide table resampled at ``interval_s``,
+          NIBP readings, events, assessments, infusion steps / nasal devices, alarms, gaps
+pdf       the clinical session report (``paper`` "A4" or "Letter")
+fhir      a FHIR R4 transaction Bundle (JSON): Patient, Encounter, Device, vital-signs
+          Observations at ``interval_s`` (median) plus every NIBP reading, MedicationAdministration
+hl7       an HL7 v2.6 ORU^R01 message, IHE PCD-01 style (MDC codes), one OBR per observation time
+edf       EDF+C (gaps filled with the no-data value, which every EDF reader opens; ``edf_gaps="drop"``
+          writes EDF+D without the records inside gaps): waveforms, 1 Hz numerics
+          and an "EDF Annotations" signal with events, assessments, infusion steps and alarms
+json      the full-fidelity session archive, re-importable with :func:`import_archive`
+rems      esketamine sessions only: the REMS Patient Monitoring Form data on one PDF page
+========  ==================================================================================
+
+Every export is written to a temporary file in the destination folder and renamed into place, so
+a failure leaves no partial file. ``deidentify=True`` applies HIPAA Safe Harbor to every format
+through one de-identifying view of the session (:mod:`monitor.export.privacy`). Bad arguments
+raise :class:`ExportError` with a message saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from monitor.export.archive import MAX_ARCHIVE_BYTES, import_archive
+from monitor.export.atomic import atomic_output, check_destination
+from monitor.export.errors import ExportError
+from monitor.export.view import load_session
+from monitor.store import SessionStore
+
+__all__ = ["FORMATS", "PAPERS", "ExportError", "export_session", "import_archive", "MAX_ARCHIVE_BYTES",
+           "build_long_session"]
+
+#: Export formats and the usual file suffix of each.
+FORMATS: dict[str, str] = {"csv": ".zip", "pdf": ".pdf", "fhir": ".json", "hl7": ".hl7", "edf": ".edf",
+                           "json": ".json", "rems": ".pdf"}
+#: Paper sizes of the PDF exports.
+PAPERS = ("A4", "Letter")
+
+
+def _writer(fmt: str) -> Callable[..., None]:
+    if fmt == "csv":
+        from monitor.export.csv_export import write_csv
+        return write_csv
+    if fmt == "pdf":
+        from monitor.export.pdf import write_pdf
+        return write_pdf
+    if fmt == "fhir":
+        from monitor.export.fhir import write_fhir
+        return write_fhir
+    if fmt == "hl7":
+        from monitor.export.hl7 import write_hl7
+        return write_hl7
+    if fmt == "edf":
+        from monitor.export.edf import write_edf
+        return write_edf
+    if fmt == "json":
+        from monitor.export.archive import write_archive
+        return lambda view, path, **_: write_archive(view, path)
+    if fmt == "rems":
+        from monitor.export.rems import write_rems
+        return write_rems
+    raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def export_session(store: SessionStore, session_id: int, fmt: str, out_path: str | os.PathLike[str], *,
+                   deidentify: bool = False, interval_s: float = 60, paper: str = "A4",
+                   edf_gaps: str = "fill") -> Path:
+    """Export session ``session_id`` of ``store`` as ``fmt`` to ``out_path`` and return the path.
+
+    ``deidentify``: HIPAA Safe Harbor de-identification (names, record numbers, device identifiers and
+    free text removed; dates reduced to the year; every time shifted by one random offset for this
+    export; ages over 89 as "90+"). ``interval_s``: resampling interval of the CSV wide table, FHIR
+    and HL7 numerics, seconds (1–3600). ``paper``: "A4" or "Letter" (PDF and REMS). ``edf_gaps``
+    (EDF of a session with recording gaps): "fill" = EDF+C with the gaps filled with the no-data
+    value (the default: edflib, pyedflib and most clinical tools read no EDF+D), "drop" = EDF+D
+    without the records inside gaps.
+
+    Raises :class:`ExportError` for an unknown session or format, a REMS form for a session that is
+    not esketamine, bad ``interval_s``/``paper``, or a destination that cannot be written; a writer
+    failing for any other reason raises :class:`ExportError` too (chained), and leaves no file.
+    An open session can be exported: the export is a snapshot and says so.
+    """
+    fmt_key = str(fmt).strip().lower() if isinstance(fmt, str) else None
+    if fmt_key not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if isinstance(interval_s, bool) or not isinstance(interval_s, (int, float)) or not math.isfinite(interval_s) \
+            or not 1 <= interval_s <= 3600:
+        raise ExportError(f"interval_s must be a number of seconds from 1 to 3600, not {interval_s!r}")
+    if edf_gaps not in ("drop", "fill"):
+        raise ExportError(f"edf_gaps must be 'drop' or 'fill', not {edf_gaps!r}")
+    paper_key = {p.lower(): p for p in PAPERS}.get(str(paper).strip().lower())
+    if paper_key is None:
+        raise ExportError(f"paper must be one of {', '.join(PAPERS)}, not {paper!r}")
+    if not isinstance(store, SessionStore):
+        raise ExportError("export needs a SessionStore")
+    out = check_destination(out_path)
+    view = load_session(store, session_id, deidentify=bool(deidentify))
+    if fmt_key == "rems":
+        from monitor.protocols import ProtocolKind
+        if view.protocol is not ProtocolKind.ESKETAMINE:
+            raise ExportError(f"the REMS Patient Monitoring Form is for esketamine sessions; session {session_id} "
+                              f"is {view.protocol_label}")
+    writer = _writer(fmt_key)
+    options: dict[str, Any] = {"interval_s": float(interval_s), "paper": paper_key, "edf_gaps": edf_gaps}
+    with atomic_output(out) as tmp:
+        try:
+            writer(view, tmp, **options)
+        except ExportError:
+            raise
+        except Exception as exc:
+            raise ExportError(f"the {fmt_key} export of session {session_id} failed: {exc}") from exc
+    return out
+
+
+def __getattr__(name: str) -> Any:  # lazy: the synthetic builder pulls in the simulator's dependencies
+    if name == "build_long_session":
+        from monitor.export.synthetic import build_long_session
+        return build_long_session
+    raise AttributeError(name)
+

@@ -1,0 +1,669 @@
+"""The JSON session archive: everything the store holds for one session, and its import into another store.
+
+Format (``"format": "vigil-session-archive"``, ``"version": 1``), one JSON object, UTF-8, keys
+sorted, no spaces, one final newline:
+
+* ``session`` — the session row: ``original_id`` (its id in the store it came from), times as
+  epoch seconds (``created_at``, ``started_at``, ``ended_at``, ``last_seen``), status, phase,
+  protocol, patient, plan, baseline, device, author and signature fields, counters;
+* ``staff`` — login → printed name and role, for every login the record mentions (never PINs);
+* ``observations`` — ``columns`` and ``rows`` ([t, vital, value, quality bits, device time, unit
+  (null = the catalogue's), source]) in stored order;
+* ``waveforms`` — the stored blocks bit for bit: channel, t0, rate, n, encoding and ``data``, the
+  base64 of the compressed block (byte-shuffled float32 + zlib, see :mod:`monitor.store`);
+* ``conditions``, ``entries`` (with ``amends`` and ``reason`` of amendments; ids numbered from 1 in
+  recorded order), ``alarms`` (ids from 1) and ``alarm_actions``, ``gaps``;
+* ``audit`` — the session's rows of the hash-chained audit trail as they were in the original store.
+
+Determinism: no wall-clock field, fixed orders, canonical JSON, so exporting, importing and exporting
+again gives the same bytes. An imported session keeps its times, status and signature and is as
+read-only as the original; the import itself is recorded in the audit trail (action
+``session_imported``, with the original audit rows and staff in its payload), and an export of the
+imported session reproduces the archive it came from.
+
+:func:`import_archive` refuses anything that is not such an archive (size, encoding, JSON, format and
+version, types, ranges, references between rows, audit hashes, a record that does not replay as a
+session, a session already in the store) with :class:`ExportError`, inside one transaction: a
+refused archive changes nothing. A de-identified archive (``"deidentified": true``) is for research
+and cannot be imported.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from drivers.catalogue import CATALOGUE
+from monitor.export import _storeio
+from monitor.export.errors import ExportError
+from monitor.export.privacy import DEID_NOTICE, DEIDENTIFIED
+from monitor.export.view import IMPORT_ACTION, SessionView, import_marker
+from monitor.store import (
+    ALARM_ACTIONS, ALARM_KINDS, ENC_F32_SHUFFLE_ZLIB, ENC_F32_ZLIB, MAX_BLOCK_SECONDS, PRIORITIES, TABLE_KINDS,
+    ReadOnlyError, SessionStore, StoreError,
+)
+
+__all__ = ["FORMAT", "VERSION", "MAX_ARCHIVE_BYTES", "write_archive", "archive_document", "import_archive",
+           "canonical_bytes"]
+
+FORMAT = "vigil-session-archive"
+VERSION = 1
+#: Largest archive :func:`import_archive` reads by default, bytes.
+MAX_ARCHIVE_BYTES = 2 * 1024 ** 3
+OBS_COLUMNS = ["t", "vital", "value", "quality", "device_time", "unit", "source"]
+
+_MAX_ROWS = 50_000_000
+_MAX_ITEMS = 2_000_000
+_T_MIN, _T_MAX = 0.0, 4_102_444_800.0  # 1970 … 2100
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
+_CHANNEL = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+def canonical_bytes(doc: Any) -> bytes:
+    """The archive's canonical encoding: sorted keys, no spaces, UTF-8, a final newline."""
+    return (json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            + "\n").encode("utf-8")
+
+
+def _canonical_text(obj: Any) -> str:
+    """The store's canonical JSON (how it keeps payloads and computes audit hashes)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+# ========================================================================================= export
+def archive_document(view: SessionView) -> dict[str, Any]:
+    """The archive of the session in ``view`` as a JSON-ready dict (see the module docstring). Reads
+    the stored rows as they are (exact floats); de-identified archives pass them through the view's
+    privacy filter."""
+    store, sid, p = view.store, view.session_id, view.privacy
+    deid = p.deidentified
+    raw = _storeio.raw_tables(store, sid)
+    (created_at, started_at, ended_at, last_seen, status, phase, protocol, patient_json, patient_name, patient_ref,
+     plan_json, baseline_json, device, created_by, closed_by, close_meaning, signed_name, n_obs,
+     n_alarms) = raw["session"][0]
+    marker = import_marker(store, sid)
+    audit = [{"seq": r[0], "t": r[1], "user": r[2], "session": r[3], "action": r[4], "payload": json.loads(r[5]),
+              "prev_hash": r[6], "hash": r[7]} for r in raw["audit"]]
+    original_id = sid
+    if marker is not None and isinstance(marker.payload.get("audit"), list):
+        audit = list(marker.payload["audit"]) + [r for r in audit if r["seq"] > marker.seq]
+        original_id = marker.payload.get("origin_session_id", sid)
+
+    def user(login: str | None) -> str | None:
+        return view.user(login) if deid else login
+
+    def t(value: float | None) -> float | None:
+        return p.time(value)
+
+    entry_ids = {r[0]: i for i, r in enumerate(raw["entries"], start=1)}
+    alarm_ids = {r[0]: i for i, r in enumerate(raw["alarms"], start=1)}
+    entries = [(r, json.loads(r[4])) for r in raw["entries"]]
+
+    logins = {created_by, closed_by} | {r[5] for r in raw["entries"]} | {r[4] for r in raw["alarm_actions"]}
+    logins |= {r.get("user") for r in audit}
+    for _, payload in entries:
+        by = payload.get("by")
+        if isinstance(by, dict) and by.get("username"):
+            logins.add(str(by["username"]))
+    staff = {} if deid else {login: {"display_name": view.staff[login][0], "role": view.staff[login][1]}
+                             for login in sorted(x for x in logins if x) if login in view.staff}
+
+    patient = json.loads(patient_json)
+    plan = json.loads(plan_json)
+    session = {
+        "original_id": None if deid else original_id,
+        "created_at": t(created_at), "started_at": t(started_at), "ended_at": t(ended_at), "last_seen": t(last_seen),
+        "status": status, "phase": phase, "protocol": protocol,
+        "patient": {**p.patient_payload(patient), "age": view.patient.age} if deid else patient,
+        "patient_name": DEIDENTIFIED if deid else patient_name,
+        "patient_ref": None if deid else patient_ref,
+        "plan": p.payload(plan) if deid else plan,
+        "baseline": None if baseline_json is None else json.loads(baseline_json),
+        "device": p.device(device) if deid else device,
+        "created_by": user(created_by), "closed_by": user(closed_by),
+        "close_meaning": p.meaning(close_meaning) if deid else close_meaning,
+        "signed_name": (view.signature.name if view.signature else None) if deid else signed_name,
+        "n_observations": n_obs, "n_alarms": n_alarms,
+    }
+
+    rows = view.observation_rows()
+    obs_rows = [list(r) for r in zip(rows.t.tolist(), rows.vital, rows.value, rows.quality, rows.device_time,
+                                     rows.unit, rows.source)]
+    waveforms = [{"channel": b.channel, "t0": b.t0, "rate": b.rate, "n": b.n, "enc": b.enc, "source": b.source,
+                  "data": base64.b64encode(b.data).decode("ascii")} for b in view.waveform_blocks()]
+    conditions = [{"t": t(r[0]), "code": r[1], "active": bool(r[2]), "text": "" if deid else r[3],
+                   "source": (p.source(r[4]) if deid else r[4]) or ""} for r in raw["conditions"]]
+    doc_entries = [{
+        "id": entry_ids[r[0]], "t": t(r[1]), "table_kind": r[2], "kind": r[3],
+        "payload": p.payload(payload), "user": user(r[5]),
+        "amends": entry_ids.get(r[6]) if r[6] is not None else None,
+        "reason": p.text(r[7]) if deid else r[7], "recorded_at": t(r[8]),
+    } for r, payload in entries]
+    doc_alarms = [{
+        "id": alarm_ids[r[0]], "condition": r[1], "kind": r[2], "priority": r[3], "max_priority": r[4],
+        "started_at": t(r[5]), "ended_at": t(r[6]), "limit": r[7], "value": r[8],
+        "message": r[1].replace("_", " ") if deid else r[9],
+    } for r in raw["alarms"]]
+    doc_actions = [{
+        "alarm": alarm_ids.get(r[1]) if r[1] is not None else None, "t": t(r[2]), "action": r[3],
+        "user": user(r[4]), "detail": (r[5] if r[3] in ("escalate", "deescalate") else "") if deid else r[5],
+    } for r in raw["alarm_actions"]]
+    gaps = [{"start": t(r[0]), "end": t(r[1]), "reason": "not recording" if deid else r[2]} for r in raw["gaps"]]
+
+    doc: dict[str, Any] = {
+        "format": FORMAT, "version": VERSION, "deidentified": deid,
+        "session": session, "staff": staff,
+        "observations": {"columns": OBS_COLUMNS, "rows": obs_rows},
+        "waveforms": waveforms, "conditions": conditions, "entries": doc_entries,
+        "alarms": doc_alarms, "alarm_actions": doc_actions, "gaps": gaps,
+        "audit": [] if deid else audit,
+    }
+    if deid:
+        doc["notice"] = DEID_NOTICE
+    return doc
+
+
+def write_archive(view: SessionView, path: Path) -> None:
+    """Write the archive of ``view`` to ``path`` (canonical bytes)."""
+    data = canonical_bytes(archive_document(view))
+    with open(path, "wb") as fh:
+        fh.write(data)
+
+
+# ========================================================================================= import
+class _Bad(Exception):
+    """A reason to refuse the archive (message names the place)."""
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > 18:
+        raise _Bad(f"the number {text[:24]}… is too large")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    if len(text) > 40:
+        raise _Bad(f"the number {text[:24]}… is too long")
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Bad(f"the number {text[:24]} is out of range")
+    return value
+
+
+def _parse_constant(text: str) -> Any:
+    raise _Bad(f"{text} is not allowed in an archive")
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Bad(f"the key {key[:40]!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
+def _read(path: str | os.PathLike[str], max_bytes: int) -> bytes:
+    try:
+        name = os.fspath(path)
+    except TypeError:
+        raise ExportError(f"the archive must be a file path, not {type(path).__name__}") from None
+    if "\x00" in name:
+        raise ExportError("the archive path contains a NUL character")
+    try:
+        info = os.stat(name)
+    except FileNotFoundError:
+        raise ExportError(f"there is no file {name}") from None
+    except OSError as exc:
+        raise ExportError(f"cannot read {name}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ExportError(f"{name} is not a regular file (a folder, device or pipe): refused")
+    if info.st_size > max_bytes:
+        raise ExportError(f"{name} is {info.st_size} bytes, larger than the {max_bytes} bytes an archive may have")
+    try:
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ExportError(f"cannot read {name}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):  # swapped between stat and open
+            raise ExportError(f"{name} is not a regular file: refused")
+        data = _read_bounded(fh, max_bytes)
+    return data
+
+
+def _read_bounded(fh: BinaryIO, max_bytes: int) -> bytes:
+    data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ExportError(f"the archive is larger than the {max_bytes} bytes an archive may have")
+    return data
+
+
+def _parse(data: bytes) -> dict[str, Any]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ExportError(f"the file is not a Vigil archive: not UTF-8 text (byte {exc.start})") from None
+    try:
+        doc = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant,
+                         object_pairs_hook=_pairs)
+    except _Bad as exc:
+        raise ExportError(f"the file is not a valid Vigil archive: {exc}") from None
+    except RecursionError:
+        raise ExportError("the file is not a valid Vigil archive: it is nested too deeply") from None
+    except ValueError as exc:
+        raise ExportError(f"the file is not a Vigil archive: not JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ExportError("the file is not a Vigil archive: its top level is not a JSON object")
+    if doc.get("format") != FORMAT:
+        raise ExportError(f"the file is not a Vigil archive (format {str(doc.get('format'))[:60]!r}, "
+                          f"expected {FORMAT!r})")
+    version = doc.get("version")
+    if version != VERSION or isinstance(version, bool):
+        raise ExportError(f"archive version {str(version)[:20]} is not supported: this Vigil reads version {VERSION}")
+    if doc.get("deidentified") is not False:
+        raise ExportError("this is a de-identified archive: it is for research and cannot be imported as a session")
+    return doc
+
+
+class _Check:
+    """Type and range checks with the place named in the message."""
+
+    @staticmethod
+    def obj(value: Any, where: str, keys: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise _Bad(f"{where} must be an object")
+        missing = [k for k in keys if k not in value]
+        if missing:
+            raise _Bad(f"{where} lacks {', '.join(missing)}")
+        extra = sorted(set(value) - set(keys))
+        if extra:
+            raise _Bad(f"{where} has unknown field {extra[0][:40]!r}")
+        return value
+
+    @staticmethod
+    def lst(value: Any, where: str, limit: int = _MAX_ITEMS) -> list[Any]:
+        if not isinstance(value, list):
+            raise _Bad(f"{where} must be a list")
+        if len(value) > limit:
+            raise _Bad(f"{where} has {len(value)} items, more than the {limit} allowed")
+        return value
+
+    @staticmethod
+    def num(value: Any, where: str, low: float = -1e12, high: float = 1e12, *, none: bool = False) -> float | None:
+        if value is None and none:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Bad(f"{where} must be a number")
+        if not low <= value <= high:
+            raise _Bad(f"{where} = {value!r} is outside {low:g}…{high:g}")
+        return float(value)
+
+    @classmethod
+    def time(cls, value: Any, where: str, *, none: bool = False) -> float | None:
+        if value is None and none:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise _Bad(f"{where} must be a time in epoch seconds written as a decimal number")
+        return cls.num(value, where, _T_MIN, _T_MAX)
+
+    @staticmethod
+    def int_(value: Any, where: str, low: int, high: int, *, none: bool = False) -> int | None:
+        if value is None and none:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Bad(f"{where} must be a whole number")
+        if not low <= value <= high:
+            raise _Bad(f"{where} = {value} is outside {low}…{high}")
+        return value
+
+    @staticmethod
+    def text(value: Any, where: str, limit: int, *, none: bool = False, empty: bool = True) -> str | None:
+        if value is None and none:
+            return None
+        if not isinstance(value, str):
+            raise _Bad(f"{where} must be text")
+        if len(value) > limit:
+            raise _Bad(f"{where} is longer than {limit} characters")
+        if not empty and not value.strip():
+            raise _Bad(f"{where} must not be empty")
+        if "\x00" in value:
+            raise _Bad(f"{where} contains a NUL character")
+        return value
+
+    @staticmethod
+    def choice(value: Any, where: str, allowed: tuple[str, ...]) -> str:
+        if value not in allowed:
+            raise _Bad(f"{where} must be one of {', '.join(allowed)}")
+        return value
+
+    @staticmethod
+    def dict_(value: Any, where: str, *, none: bool = False) -> dict[str, Any] | None:
+        if value is None and none:
+            return None
+        if not isinstance(value, dict):
+            raise _Bad(f"{where} must be an object")
+        return value
+
+
+_SESSION_KEYS = ("original_id", "created_at", "started_at", "ended_at", "last_seen", "status", "phase", "protocol",
+                 "patient", "patient_name", "patient_ref", "plan", "baseline", "device", "created_by", "closed_by",
+                 "close_meaning", "signed_name", "n_observations", "n_alarms")
+_TOP_KEYS = ("format", "version", "deidentified", "session", "staff", "observations", "waveforms", "conditions",
+             "entries", "alarms", "alarm_actions", "gaps", "audit")
+
+
+def _validate(doc: dict[str, Any]) -> dict[str, Any]:
+    """Check every part of the archive; returns the blocks decoded from base64. Raises _Bad."""
+    c = _Check
+    c.obj(doc, "the archive", _TOP_KEYS)
+    s = c.obj(doc["session"], "session", _SESSION_KEYS)
+    c.int_(s["original_id"], "session.original_id", 1, 2 ** 62)
+    for key in ("created_at", "started_at"):
+        c.time(s[key], f"session.{key}")
+    c.time(s["last_seen"], "session.last_seen", none=True)
+    status = c.choice(s["status"], "session.status", ("open", "closed", "aborted"))
+    if status == "open":
+        raise _Bad("the session is still open in the archive: only closed or ended sessions can be imported")
+    ended = c.time(s["ended_at"], "session.ended_at")
+    if ended < s["started_at"]:  # type: ignore[operator]
+        raise _Bad("session.ended_at is before session.started_at")
+    for key, limit in (("phase", 40), ("protocol", 40), ("patient_name", 200), ("device", 2000),
+                       ("created_by", 100), ("closed_by", 100), ("close_meaning", 300), ("signed_name", 200)):
+        c.text(s[key], f"session.{key}", limit, empty=False)
+    c.text(s["patient_ref"], "session.patient_ref", 200, none=True)
+    c.dict_(s["patient"], "session.patient")
+    c.dict_(s["plan"], "session.plan")
+    c.dict_(s["baseline"], "session.baseline", none=True)
+
+    staff = c.dict_(doc["staff"], "staff")
+    for login, info in staff.items():  # type: ignore[union-attr]
+        c.text(login, "a staff login", 100, empty=False)
+        info = c.obj(info, f"staff[{login[:40]!r}]", ("display_name", "role"))
+        c.text(info["display_name"], f"staff[{login[:40]!r}].display_name", 200)
+        c.text(info["role"], f"staff[{login[:40]!r}].role", 40)
+
+    obs = c.obj(doc["observations"], "observations", ("columns", "rows"))
+    if obs["columns"] != OBS_COLUMNS:
+        raise _Bad(f"observations.columns must be {OBS_COLUMNS}")
+    rows = c.lst(obs["rows"], "observations.rows", _MAX_ROWS)
+    if s["n_observations"] != len(rows) or isinstance(s["n_observations"], bool):
+        raise _Bad("session.n_observations does not match the number of observation rows")
+    last_t = -1.0
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != 7:
+            raise _Bad(f"observations.rows[{i}] must be a list of 7 values")
+        t, vital, value, quality, device_time, unit, source = row
+        if isinstance(t, bool) or not isinstance(t, float) or not _T_MIN <= t <= _T_MAX:
+            raise _Bad(f"observations.rows[{i}] time must be epoch seconds (1970–2100)")
+        if t < last_t:
+            raise _Bad(f"observations.rows[{i}] is out of time order")
+        last_t = t
+        if vital not in CATALOGUE:
+            raise _Bad(f"observations.rows[{i}] has an unknown vital {str(vital)[:40]!r}")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not -1e9 <= value <= 1e9):
+            raise _Bad(f"observations.rows[{i}] value must be a number or null")
+        if isinstance(quality, bool) or not isinstance(quality, int) or not 0 <= quality < 2 ** 31:
+            raise _Bad(f"observations.rows[{i}] quality must be a bitmask 0…2^31")
+        if device_time is not None:
+            c.text(device_time, f"observations.rows[{i}] device time", 64)
+            try:
+                from datetime import datetime
+                datetime.fromisoformat(device_time)
+            except ValueError:
+                raise _Bad(f"observations.rows[{i}] device time is not an ISO time") from None
+        c.text(unit, f"observations.rows[{i}] unit", 32, none=True)
+        c.text(source, f"observations.rows[{i}] source", 200, empty=False)
+
+    blocks = []
+    for i, b in enumerate(c.lst(doc["waveforms"], "waveforms")):
+        where = f"waveforms[{i}]"
+        b = c.obj(b, where, ("channel", "t0", "rate", "n", "enc", "source", "data"))
+        if not isinstance(b["channel"], str) or not _CHANNEL.match(b["channel"]):
+            raise _Bad(f"{where}.channel must be a channel key")
+        c.time(b["t0"], f"{where}.t0")
+        rate = c.num(b["rate"], f"{where}.rate", 1e-3, 10_000)
+        if rate <= 0:  # type: ignore[operator]
+            raise _Bad(f"{where}.rate must be positive")
+        n = c.int_(b["n"], f"{where}.n", 1, int(math.ceil(MAX_BLOCK_SECONDS * rate)) + 1)  # type: ignore[operator]
+        c.choice(b["enc"], f"{where}.enc", (ENC_F32_ZLIB, ENC_F32_SHUFFLE_ZLIB))  # type: ignore[arg-type]
+        c.text(b["source"], f"{where}.source", 200, none=True)
+        data = c.text(b["data"], f"{where}.data", 4 * (n * 4 + 1024))  # type: ignore[operator]
+        try:
+            raw = base64.b64decode(data, validate=True)  # type: ignore[arg-type]
+        except (binascii.Error, ValueError):
+            raise _Bad(f"{where}.data is not base64") from None
+        try:
+            samples = _storeio.decode_block(raw, n, b["enc"], max_bytes=n * 4)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise _Bad(f"{where}: {exc}") from None
+        del samples
+        blocks.append(raw)
+
+    for i, cond in enumerate(c.lst(doc["conditions"], "conditions")):
+        where = f"conditions[{i}]"
+        cond = c.obj(cond, where, ("t", "code", "active", "text", "source"))
+        c.time(cond["t"], f"{where}.t")
+        if not isinstance(cond["code"], str) or not _SNAKE.match(cond["code"]) or len(cond["code"]) > 80:
+            raise _Bad(f"{where}.code must be a snake_case word")
+        if not isinstance(cond["active"], bool):
+            raise _Bad(f"{where}.active must be true or false")
+        c.text(cond["text"], f"{where}.text", 2000)
+        c.text(cond["source"], f"{where}.source", 200)
+
+    entries = c.lst(doc["entries"], "entries")
+    kinds: dict[int, str] = {}
+    amended: set[int] = set()
+    for i, e in enumerate(entries):
+        where = f"entries[{i}]"
+        e = c.obj(e, where, ("id", "t", "table_kind", "kind", "payload", "user", "amends", "reason", "recorded_at"))
+        if e["id"] != i + 1 or isinstance(e["id"], bool):
+            raise _Bad(f"{where}.id must be {i + 1} (entries are numbered from 1 in order)")
+        c.time(e["t"], f"{where}.t")
+        c.time(e["recorded_at"], f"{where}.recorded_at")
+        c.choice(e["table_kind"], f"{where}.table_kind", TABLE_KINDS)
+        c.text(e["kind"], f"{where}.kind", 100, empty=False)
+        c.dict_(e["payload"], f"{where}.payload")
+        c.text(e["user"], f"{where}.user", 100, empty=False)
+        if e["amends"] is None:
+            if e["reason"] is not None:
+                raise _Bad(f"{where} has a reason but amends nothing")
+        else:
+            target = c.int_(e["amends"], f"{where}.amends", 1, i)
+            if kinds.get(target) != e["table_kind"]:  # type: ignore[arg-type]
+                raise _Bad(f"{where} amends an entry of another table")
+            if target in amended:
+                raise _Bad(f"{where} amends entry {target}, which was already amended")
+            amended.add(target)  # type: ignore[arg-type]
+            c.text(e["reason"], f"{where}.reason", 2000, empty=False)
+        kinds[i + 1] = e["table_kind"]
+
+    alarms = c.lst(doc["alarms"], "alarms")
+    if s["n_alarms"] != len(alarms) or isinstance(s["n_alarms"], bool):
+        raise _Bad("session.n_alarms does not match the number of alarms")
+    for i, a in enumerate(alarms):
+        where = f"alarms[{i}]"
+        a = c.obj(a, where, ("id", "condition", "kind", "priority", "max_priority", "started_at", "ended_at",
+                             "limit", "value", "message"))
+        if a["id"] != i + 1 or isinstance(a["id"], bool):
+            raise _Bad(f"{where}.id must be {i + 1}")
+        c.text(a["condition"], f"{where}.condition", 100, empty=False)
+        c.choice(a["kind"], f"{where}.kind", ALARM_KINDS)
+        c.choice(a["priority"], f"{where}.priority", PRIORITIES)
+        c.choice(a["max_priority"], f"{where}.max_priority", PRIORITIES)
+        if PRIORITIES.index(a["max_priority"]) < PRIORITIES.index(a["priority"]):
+            raise _Bad(f"{where}.max_priority is below its priority")
+        start = c.time(a["started_at"], f"{where}.started_at")
+        end = c.time(a["ended_at"], f"{where}.ended_at", none=True)
+        if end is not None and end < start:  # type: ignore[operator]
+            raise _Bad(f"{where} ends before it starts")
+        c.num(a["limit"], f"{where}.limit", none=True)
+        c.num(a["value"], f"{where}.value", none=True)
+        c.text(a["message"], f"{where}.message", 2000)
+    for i, a in enumerate(c.lst(doc["alarm_actions"], "alarm_actions")):
+        where = f"alarm_actions[{i}]"
+        a = c.obj(a, where, ("alarm", "t", "action", "user", "detail"))
+        c.int_(a["alarm"], f"{where}.alarm", 1, len(alarms), none=True)
+        c.time(a["t"], f"{where}.t")
+        c.choice(a["action"], f"{where}.action", ALARM_ACTIONS)
+        c.text(a["user"], f"{where}.user", 100, none=True)
+        c.text(a["detail"], f"{where}.detail", 2000)
+    for i, g in enumerate(c.lst(doc["gaps"], "gaps")):
+        where = f"gaps[{i}]"
+        g = c.obj(g, where, ("start", "end", "reason"))
+        start = c.time(g["start"], f"{where}.start")
+        end = c.time(g["end"], f"{where}.end")
+        if end < start:  # type: ignore[operator]
+            raise _Bad(f"{where} ends before it starts")
+        c.text(g["reason"], f"{where}.reason", 2000, empty=False)
+
+    for i, r in enumerate(c.lst(doc["audit"], "audit")):
+        where = f"audit[{i}]"
+        r = c.obj(r, where, ("seq", "t", "user", "session", "action", "payload", "prev_hash", "hash"))
+        c.int_(r["seq"], f"{where}.seq", 1, 2 ** 62)
+        c.time(r["t"], f"{where}.t")
+        c.text(r["user"], f"{where}.user", 100, none=True)
+        c.int_(r["session"], f"{where}.session", 1, 2 ** 62)  # the original id, or the id in a store it passed through
+        c.text(r["action"], f"{where}.action", 100, empty=False)
+        c.dict_(r["payload"], f"{where}.payload")
+        for key in ("prev_hash", "hash"):
+            if not isinstance(r[key], str) or not _HEX64.match(r[key]):
+                raise _Bad(f"{where}.{key} must be 64 hexadecimal digits")
+        body = _canonical_text({"seq": r["seq"], "t": r["t"], "user": r["user"], "session": r["session"],
+                                "action": r["action"], "payload": r["payload"]})
+        if hashlib.sha256((r["prev_hash"] + body).encode("utf-8")).hexdigest() != r["hash"]:
+            raise _Bad(f"{where} (audit row {r['seq']}) does not match its hash: the archive was altered")
+    return {"blocks": blocks}
+
+
+def _replays(doc: dict[str, Any]) -> None:
+    entries = [e["payload"] for e in doc["entries"] if e["amends"] is None]
+    if not entries:
+        return
+    from monitor.session import SessionState
+    try:
+        SessionState.from_entries(entries)
+    except Exception as exc:
+        raise _Bad(f"its charted record does not replay as a valid session: {exc}") from None
+
+
+def import_archive(store: SessionStore, path: str | os.PathLike[str], *, user: str | None = None,
+                   max_bytes: int = MAX_ARCHIVE_BYTES) -> int:
+    """Restore a session archive into ``store`` and return the new session's id.
+
+    ``user``: login recorded in the audit row of the import (None = Vigil itself). ``max_bytes``:
+    the largest file read. The session keeps its original times, status, signature, data, charted
+    entries (with amendments), alarms with their actions, gaps and audit rows; it is closed and
+    read-only as it was. Anything wrong with the file raises :class:`ExportError` naming the
+    problem, and the store is left unchanged (one transaction). A read-only store, or a session that
+    is already in the store (same creation and start times, patient, author and device), is refused.
+    """
+    if not isinstance(store, SessionStore):
+        raise ExportError("import needs a SessionStore")
+    data = _read(path, max_bytes)
+    digest = hashlib.sha256(data).hexdigest()
+    doc = _parse(data)
+    del data
+    try:
+        decoded = _validate(doc)
+        _replays(doc)
+    except _Bad as exc:
+        raise ExportError(f"the archive is refused: {exc}") from None
+    s = doc["session"]
+    try:
+        with store._read() as conn:
+            clash = conn.execute(
+                "SELECT id FROM sessions WHERE created_at = ? AND started_at = ? AND patient_name = ? "
+                "AND created_by = ? AND device = ? AND protocol = ?",
+                (s["created_at"], s["started_at"], s["patient_name"], s["created_by"], s["device"],
+                 s["protocol"])).fetchone()
+    except StoreError as exc:
+        raise ExportError(f"cannot read the store: {exc}") from None
+    if clash is not None:
+        raise ExportError(f"this session is already in the store as session {clash[0]}: the archive was not imported")
+    try:
+        return _insert(store, doc, decoded["blocks"], digest, user)
+    except ReadOnlyError as exc:
+        raise ExportError(f"the store is read-only: {exc}") from None
+    except (StoreError, ValueError, TypeError) as exc:
+        raise ExportError(f"the archive could not be imported (nothing was changed): {exc}") from None
+    except Exception as exc:
+        import sqlite3
+        if isinstance(exc, sqlite3.Error):
+            raise ExportError(f"the archive could not be imported (nothing was changed): {exc}") from None
+        raise
+
+
+def _insert(store: SessionStore, doc: dict[str, Any], blocks: list[bytes], digest: str, user: str | None) -> int:
+    s = doc["session"]
+    with store._tx() as conn:
+        cur = conn.execute(
+            "INSERT INTO sessions (created_at, started_at, status, phase, protocol, patient_name, patient_ref, "
+            "patient_json, plan_json, baseline_json, device, created_by, last_seen, n_observations, n_alarms) "
+            "VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (s["created_at"], s["started_at"], s["phase"], s["protocol"], s["patient_name"], s["patient_ref"],
+             _canonical_text(s["patient"]), _canonical_text(s["plan"]),
+             None if s["baseline"] is None else _canonical_text(s["baseline"]), s["device"], s["created_by"],
+             s["last_seen"], s["n_observations"], s["n_alarms"]))
+        sid = int(cur.lastrowid)
+        sources: dict[str | None, int | None] = {None: None}
+
+        def source(name: str | None) -> int | None:
+            if name not in sources:
+                sources[name] = store._source_id(conn, name)  # type: ignore[arg-type]
+            return sources[name]
+
+        conn.executemany(
+            "INSERT INTO observations (session_id, t, vital, value, quality, device_time, unit, source_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            ((sid, t, vital, value, quality, device_time, unit, source(src))
+             for t, vital, value, quality, device_time, unit, src in doc["observations"]["rows"]))
+        conn.executemany(
+            "INSERT INTO waveforms (session_id, channel, t0, rate, n, enc, source_id, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            ((sid, b["channel"], b["t0"], b["rate"], b["n"], b["enc"], source(b["source"]), raw)
+             for b, raw in zip(doc["waveforms"], blocks)))
+        conn.executemany(
+            "INSERT INTO conditions (session_id, t, code, active, text, source_id) VALUES (?, ?, ?, ?, ?, ?)",
+            ((sid, x["t"], x["code"], int(x["active"]), x["text"], source(x["source"]) if x["source"] else None)
+             for x in doc["conditions"]))
+        entry_ids: dict[int, int] = {}
+        for e in doc["entries"]:
+            cur = conn.execute(
+                "INSERT INTO entries (session_id, t, table_kind, kind, payload_json, user_login, amends_id, reason, "
+                "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (sid, e["t"], e["table_kind"], e["kind"], _canonical_text(e["payload"]), e["user"],
+                 entry_ids.get(e["amends"]) if e["amends"] is not None else None, e["reason"], e["recorded_at"]))
+            entry_ids[e["id"]] = int(cur.lastrowid)
+        alarm_ids: dict[int, int] = {}
+        for a in doc["alarms"]:
+            cur = conn.execute(
+                "INSERT INTO alarms (session_id, condition, kind, priority, max_priority, started_at, ended_at, "
+                "limit_value, trigger_value, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (sid, a["condition"], a["kind"], a["priority"], a["max_priority"], a["started_at"], a["ended_at"],
+                 a["limit"], a["value"], a["message"]))
+            alarm_ids[a["id"]] = int(cur.lastrowid)
+        conn.executemany(
+            "INSERT INTO alarm_actions (session_id, alarm_id, t, action, user_login, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            ((sid, alarm_ids.get(x["alarm"]) if x["alarm"] is not None else None, x["t"], x["action"], x["user"],
+              x["detail"]) for x in doc["alarm_actions"]))
+        conn.executemany("INSERT INTO gaps (session_id, start_t, end_t, reason) VALUES (?, ?, ?, ?)",
+                         ((sid, g["start"], g["end"], g["reason"]) for g in doc["gaps"]))
+        conn.execute("UPDATE sessions SET status = ?, ended_at = ?, closed_by = ?, signed_name = ?, close_meaning = ? "
+                     "WHERE id = ?", (s["status"], s["ended_at"], s["closed_by"], s["signed_name"],
+                                      s["close_meaning"], sid))
+        store._audit(conn, user, IMPORT_ACTION, sid, {
+            "format": FORMAT, "version": VERSION, "archive_sha256": digest, "origin_session_id": s["original_id"],
+            "staff": doc["staff"], "audit": doc["audit"],
+            "counts": {"observations": len(doc["observations"]["rows"]), "waveform_blocks": len(blocks),
+                       "entries": len(doc["entries"]), "alarms": len(doc["alarms"])},
+        })
+    return sid

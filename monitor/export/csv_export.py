@@ -1,0 +1,244 @@
+"""CSV export: a zip of plain CSV tables (UTF-8, comma-separated, one header row, RFC 4180 quoting).
+
+Members:
+
+* ``session.csv`` — key, value: format, session, patient, protocol, plan, times, staff, signature,
+  units of every vital, the resampling interval, and whether the export is de-identified;
+* ``numerics_long.csv`` — every stored observation: time (ISO 8601 with UTC offset), elapsed_s (from
+  the session start), vital, value (as stored; empty when the device sent none), unit, quality flags
+  ("|"-separated), source;
+* ``numerics_wide.csv`` — one row per ``interval_s`` interval from the session start (interval start
+  time, elapsed_s), one column per vital: the median of the interval's usable values (flagged values
+  — artifact, sensor off… — left out); NIBP columns hold the reading taken in that interval (the
+  last one if there were several); empty where there was nothing;
+* ``nibp.csv``, ``events.csv``, ``assessments.csv``, ``infusion_steps.csv`` (IV) or
+  ``nasal_devices.csv`` (esketamine), ``other_entries.csv``, ``alarms.csv`` (start, end, condition,
+  priority, max priority, limit, value, acknowledged by/at, every action), ``conditions.csv``,
+  ``gaps.csv``.
+
+Times are UTC. Numbers are written as Python writes floats (round-trip exact).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from drivers.catalogue import CATALOGUE
+from monitor.export.privacy import DEID_NOTICE
+from monitor.export.stats import NIBP_KEYS, interval_last, interval_medians
+from monitor.export.view import SessionView
+from monitor.store import bits_to_quality
+
+__all__ = ["write_csv", "iso", "MEMBERS"]
+
+MEMBERS = ("session.csv", "numerics_long.csv", "numerics_wide.csv", "nibp.csv", "events.csv", "assessments.csv",
+           "infusion_steps.csv", "nasal_devices.csv", "other_entries.csv", "alarms.csv", "conditions.csv", "gaps.csv")
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def iso(t: datetime | float | None) -> str:
+    """ISO 8601 with the UTC offset ("2026-11-28T09:00:35.792265+00:00"); "" for None."""
+    if t is None:
+        return ""
+    if not isinstance(t, datetime):
+        t = datetime.fromtimestamp(float(t), timezone.utc)
+    return t.astimezone(timezone.utc).isoformat()
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value != value:
+        return ""
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def _elapsed(view: SessionView, t: datetime | None) -> str:
+    return "" if t is None else repr(round(view.elapsed(t), 6))
+
+
+class _Zip:
+    def __init__(self, path: Path) -> None:
+        self.zf = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1)
+
+    def table(self, name: str, header: list[str], rows: Iterable[list[Any]]) -> None:
+        info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.external_attr = 0o600 << 16
+        with self.zf.open(info, "w", force_zip64=True) as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+            writer = csv.writer(text, lineterminator="\r\n")
+            writer.writerow(header)
+            writer.writerows(rows)
+            text.flush()
+            text.detach()
+
+    def lines(self, name: str, header: list[str], lines: list[str]) -> None:
+        """A member from pre-formatted CSV lines (each ending in CRLF)."""
+        info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.external_attr = 0o600 << 16
+        with self.zf.open(info, "w", force_zip64=True) as raw:
+            raw.write((",".join(_quote(h) for h in header) + "\r\n").encode("utf-8"))
+            step = 50_000
+            for i in range(0, len(lines), step):
+                raw.write("".join(lines[i:i + step]).encode("utf-8"))
+
+    def close(self, comment: str) -> None:
+        self.zf.comment = comment.encode("utf-8")[:65535]
+        self.zf.close()
+
+
+def write_csv(view: SessionView, path: Path, *, interval_s: float = 60, **_: Any) -> None:
+    """Write the CSV zip of ``view`` to ``path``."""
+    z = _Zip(path)
+    try:
+        z.table("session.csv", ["key", "value"], _session_rows(view, interval_s))
+        z.lines("numerics_long.csv", ["time", "elapsed_s", "vital", "value", "unit", "quality", "source"],
+                _long_lines(view))
+        header, rows = _wide(view, interval_s)
+        z.table("numerics_wide.csv", header, rows)
+        z.table("nibp.csv", ["time", "elapsed_s", "sys_mmHg", "dia_mmHg", "mean_mmHg", "source", "by", "status"],
+                ([iso(r.t), _elapsed(view, r.t), _num(r.sys), _num(r.dia), _num(r.mean), r.source, r.by, r.status]
+                 for r in view.nibp))
+        z.table("events.csv", ["time", "elapsed_s", "kind", "title", "summary", "detail", "by", "status", "correction"],
+                ([iso(r.t), _elapsed(view, r.t), r.kind, r.title, r.summary, r.detail or "", r.by, r.status,
+                  r.correction or ""] for r in view.events))
+        z.table("assessments.csv", ["time", "elapsed_s", "kind", "title", "score", "summary", "fields", "by",
+                                    "status", "correction"],
+                ([iso(r.t), _elapsed(view, r.t), r.kind, r.title, _num(r.score), r.summary,
+                  json.dumps(r.fields, sort_keys=True, ensure_ascii=False), r.by, r.status, r.correction or ""]
+                 for r in view.assessments))
+        if view.devices or view.protocol_key == "esketamine":
+            z.table("nasal_devices.csv", ["time", "elapsed_s", "device", "dose_mg", "lot_number", "by"],
+                    ([iso(r.t), _elapsed(view, r.t), r.number, _num(r.dose_mg), view.lot_number or "", r.by]
+                     for r in view.devices))
+        else:
+            z.table("infusion_steps.csv", ["time", "elapsed_s", "action", "rate_mg_per_h", "reason", "by",
+                                           "delivered_mg"],
+                    ([iso(r.t), _elapsed(view, r.t), r.action, _num(r.rate_mg_per_h), r.reason or "", r.by,
+                      _num(r.delivered_mg)] for r in view.infusion))
+        z.table("other_entries.csv", ["time", "elapsed_s", "kind", "title", "summary", "detail", "by"],
+                ([iso(r.t), _elapsed(view, r.t), r.kind, r.title, r.summary, r.detail or "", r.by] for r in view.notes))
+        z.table("alarms.csv", ["number", "start", "end", "condition", "label", "kind", "priority", "max_priority",
+                               "limit", "value", "message", "acknowledged_by", "acknowledged_at", "actions"],
+                (_alarm_row(view, a) for a in view.alarms))
+        z.table("conditions.csv", ["time", "code", "active", "text", "source"],
+                ([iso(t), code, "1" if active else "0", text or "", source]
+                 for t, code, active, text, source in view.conditions()))
+        z.table("gaps.csv", ["start", "end", "reason"], ([iso(s), iso(e), r] for s, e, r in view.gaps))
+        z.close(DEID_NOTICE if view.deidentified else f"Vigil session export: {view.label}")
+    except BaseException:
+        z.zf.close()
+        raise
+
+
+def _alarm_row(view: SessionView, a: Any) -> list[str]:
+    ack = a.acknowledged
+    actions = "; ".join(f"{iso(x.t)} {x.action}" + (f" {x.detail}" if x.detail else "") + (f" by {x.user}" if x.user else "")
+                        for x in a.actions)
+    message = a.message if not view.deidentified else a.label
+    return [str(a.number), iso(a.start), iso(a.end), a.condition, a.label, a.kind, a.priority, a.max_priority,
+            _num(a.limit), _num(a.value), message, (ack.user or "") if ack else "", iso(ack.t) if ack else "", actions]
+
+
+def _session_rows(view: SessionView, interval_s: float) -> list[list[str]]:
+    p = view.patient
+    rows = [
+        ["format", "vigil-session-csv 1"],
+        ["deidentified", "yes" if view.deidentified else "no"],
+    ]
+    if view.deidentified:
+        rows.append(["notice", DEID_NOTICE])
+    rows += [
+        ["session", view.label],
+        ["status", view.status + (" (snapshot of a session still being recorded)" if view.is_open else "")],
+        ["clinic", view.clinic_name],
+        ["patient", p.display],
+        ["mrn", p.mrn or ""],
+        ["date_of_birth", p.date_of_birth.isoformat() if p.date_of_birth else ""],
+        ["age_years", p.age or ""],
+        ["sex", p.sex],
+        ["weight_kg", _num(p.weight_kg)],
+        ["protocol", view.protocol_label],
+        ["plan", view.plan_text],
+        ["lot_number", view.lot_number or ""],
+        ["dose_delivered_mg", _num(view.delivered_mg)],
+        ["date", view.privacy.date_text(view.start)],
+        ["start", iso(view.start)],
+        ["end", iso(view.end)],
+        ["device", view.device],
+        ["opened_by", view.opened_by],
+        ["signed_by", view.signature.name if view.signature else ""],
+        ["signed_at", iso(view.signature.t) if view.signature else ""],
+        ["signature_meaning", view.signature.meaning if view.signature else ""],
+        ["interval_s", _num(float(interval_s))],
+        ["time_zone", "UTC"],
+    ]
+    for key in view.vitals:
+        rows.append([f"unit:{key}", CATALOGUE[key].unit])
+    return rows
+
+
+def _quote(text: str) -> str:
+    """One CSV field, quoted as the csv module would (minimal quoting)."""
+    if any(ch in text for ch in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _long_lines(view: SessionView) -> list[str]:
+    """numerics_long.csv lines, formatted in one pass (the long table of a 12-hour session has
+    ~300 000 rows: the csv module and per-row lists would cost more than everything else)."""
+    rows = view.observation_rows()
+    if not len(rows.t):
+        return []
+    uniq, inverse = np.unique(rows.t, return_inverse=True)
+    start = view.start_epoch
+    prefix = [f"{iso(float(t))},{round(float(t) - start, 6)!r}," for t in uniq]
+    flags: dict[int, str] = {}
+    for q in set(rows.quality):
+        flags[q] = _quote("|".join(sorted(x.value for x in bits_to_quality(q))))
+    units = {k: _quote(s.unit) for k, s in CATALOGUE.items()}
+    quoted: dict[str | None, str] = {}
+    for u in set(rows.unit):
+        if u is not None:
+            quoted[u] = _quote(u)
+    sources = {s: _quote(s) for s in set(rows.source)}
+    return [f"{prefix[i]}{vital},{'' if value is None else repr(value)},{units[vital] if unit is None else quoted[unit]},"
+            f"{flags[q]},{sources[src]}\r\n"
+            for i, vital, value, unit, q, src in zip(inverse.tolist(), rows.vital, rows.value, rows.unit, rows.quality,
+                                                     rows.source)]
+
+
+def _wide(view: SessionView, interval_s: float) -> tuple[list[str], list[list[str]]]:
+    start, end = view.start_epoch, view.end_epoch
+    vitals = view.vitals
+    n = max(1, int(np.floor((end - start) / interval_s)) + 1)
+    columns: dict[str, np.ndarray] = {}
+    for key in vitals:
+        t, v = view.valid(key)
+        col = np.full(n, np.nan)
+        if key in NIBP_KEYS:
+            starts, values = interval_last(t, v, start, interval_s)
+        else:
+            starts, values, _ = interval_medians(t, v, start, interval_s)
+        idx = np.round((starts - start) / interval_s).astype(np.int64)
+        ok = (idx >= 0) & (idx < n)
+        col[idx[ok]] = np.round(values[ok], 6)
+        columns[key] = col
+    header = ["time", "elapsed_s"] + list(vitals)
+    rows = []
+    texts = {k: [("" if x != x else repr(float(x))) for x in columns[k].tolist()] for k in vitals}
+    for i in range(n):
+        t = start + i * interval_s
+        rows.append([iso(t), repr(float(i * interval_s))] + [texts[k][i] for k in vitals])
+    return header, rows

@@ -1,0 +1,12 @@
+"""The one exception every export and import raises for a request it cannot carry out."""
+
+from __future__ import annotations
+
+__all__ = ["ExportError"]
+
+
+class ExportError(Exception):
+    """An export or import that cannot be done: unknown session or format, a REMS form for an IV
+    session, a destination that cannot be written, an archive that is not a valid Vigil archive.
+    The message says what is wrong and, where it can, what to do. Nothing was written (exports)
+    and nothing was changed in the store (imports)."""

@@ -1,0 +1,150 @@
+"""HL7 v2.6 export: one ORU^R01 message in the style of IHE PCD-01 (Communicate PCD Data).
+
+Segments (separated and terminated by CR; UTF-8, declared in MSH-18):
+
+* ``MSH`` — v2.6, ``ORU^R01^ORU_R01``, accept-acknowledgement NE / application AL, profile
+  ``IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO`` (MSH-21); MSH-7 is the session end (no
+  wall-clock time: the same session exports the same message), MSH-10 derived from the session;
+* ``PID`` — MRN (or the session as a visit identifier), name, birth date, sex; when de-identified
+  an anonymous identifier (type ANON) and the name "De-identified" (type S, pseudonym);
+* ``NTE`` — what the values are (medians per interval, single NIBP readings, UTC) and the
+  de-identification notice when it applies;
+* ``PV1`` — outpatient, visit number, admit/discharge times;
+* one ``OBR`` per observation time (OBR-4 ``182777000^monitoring of patient^SCT``, OBR-7 the time,
+  OBR-8 the interval end), each followed by one ``OBX`` per vital: OBX-2 NM, OBX-3 the MDC code
+  (``150456^MDC_PULS_OXIM_SAT_O2^MDC``; a local ``99VGL`` code where MDC has none), OBX-4 the
+  containment sub-id (1.1.1.n), OBX-5 the value, OBX-6 the MDC unit (``262688^MDC_DIM_PERCENT^MDC``),
+  OBX-11 R, OBX-14 the observation time, OBX-18 the equipment identifier (EUI-64 form; a random one
+  when de-identified).
+
+Continuous vitals are the medians of each ``interval_s`` interval; every NIBP reading has its own OBR
+with systolic, diastolic and mean.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from drivers.catalogue import CATALOGUE, VITAL_KEYS
+from monitor.export.privacy import DEID_NOTICE
+from monitor.export.stats import CONTINUOUS, interval_medians
+from monitor.export.view import SessionView
+
+__all__ = ["write_hl7", "message", "escape", "PCD01_PROFILE", "OBR4"]
+
+PCD01_PROFILE = "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO"
+OBR4 = "182777000^monitoring of patient^SCT"
+_SEX = {"female": "F", "male": "M", "other": "O"}
+_SUB_ID = {key: i for i, key in enumerate(VITAL_KEYS, start=1)}
+
+
+def escape(text: str) -> str:
+    """Escape HL7 delimiters (``| ^ ~ \\ &``) and line breaks in a text value."""
+    out = (text.replace("\\", "\\E\\").replace("|", "\\F\\").replace("^", "\\S\\").replace("~", "\\R\\")
+           .replace("&", "\\T\\"))
+    return " ".join(out.split())
+
+
+def _ts(t: datetime | float) -> str:
+    if not isinstance(t, datetime):
+        t = datetime.fromtimestamp(float(t), timezone.utc)
+    return t.astimezone(timezone.utc).strftime("%Y%m%d%H%M%S+0000")
+
+
+def _value(value: float, vital: str) -> str:
+    decimals = max(CATALOGUE[vital].decimals, 1)
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _obx3(vital: str) -> str:
+    spec = CATALOGUE[vital]
+    if spec.mdc_code is not None:
+        return f"{spec.mdc_code}^{spec.mdc_ref}^MDC"
+    return f"VGL_{vital.upper()}^{escape(spec.label)}^99VGL"
+
+
+def _obx6(vital: str) -> str:
+    spec = CATALOGUE[vital]
+    if spec.mdc_unit_code is not None:
+        return f"{spec.mdc_unit_code}^{spec.mdc_unit}^MDC"
+    return f"{escape(spec.ucum)}^{escape(spec.unit)}^UCUM"
+
+
+def message(view: SessionView, interval_s: float = 60) -> str:
+    """The ORU^R01 message of ``view`` (segments joined and terminated by CR)."""
+    deid = view.deidentified
+    if deid:
+        eui = secrets.token_hex(8).upper()
+        control = "VGL" + secrets.token_hex(8).upper()
+    else:
+        eui = hashlib.sha256(view.device.encode("utf-8")).hexdigest()[:16].upper()
+        control = f"VGL{view.session_id}-{int(view.start_epoch)}"
+    equipment = f"{eui}^^{eui}^EUI-64"
+    # MSH-4 (HD namespace id) allows 20 characters: the clinic name without delimiters, cut to fit
+    facility = "" if deid else " ".join(re.sub(r"[|^~\\&]", " ", view.clinic_name).split())[:20].strip()
+    segs = [
+        "MSH|^~\\&|VIGIL^" + eui + "^EUI-64|" + facility + "|||" + _ts(view.end) + "||ORU^R01^ORU_R01|" + control
+        + "|P|2.6|||NE|AL||UNICODE UTF-8|||" + PCD01_PROFILE,
+    ]
+    p = view.patient
+    if deid:
+        pid3 = f"ANON{secrets.token_hex(6).upper()}^^^VIGIL^ANON"
+        pid5 = "De-identified^^^^^^S"
+        dob = ""
+    else:
+        pid3 = f"{escape(p.mrn)}^^^VIGIL^MR" if p.mrn else f"S{view.session_id}^^^VIGIL^VN"
+        pid5 = f"{escape(p.name or '')}^^^^^^D"
+        dob = p.date_of_birth.strftime("%Y%m%d") if p.date_of_birth else ""
+    segs.append(f"PID|||{pid3}||{pid5}||{dob}|{_SEX.get(p.sex, 'U')}")
+    notes = [f"Vigil {escape(view.protocol_label)} session. Numerics are medians over {interval_s:g} s intervals "
+             "(OBR-7 interval start, OBR-8 end); NIBP values are single cuff readings. Times are UTC."]
+    if view.is_open:
+        notes.append("The session was still being recorded: this message is a snapshot.")
+    if deid:
+        notes.append(escape(DEID_NOTICE))
+    segs += [f"NTE|{i}|L|{text}" for i, text in enumerate(notes, start=1)]
+    visit = "" if deid else f"{view.session_id}^^^VIGIL^VN"
+    segs.append("PV1|1|O" + "|" * 17 + visit + "|" * 25 + _ts(view.start) + "|" + ("" if view.is_open else _ts(view.end)))
+
+    groups: list[tuple[float, int, str, list[tuple[str, str, str]]]] = []
+    start = view.start_epoch
+    by_time: dict[float, list[tuple[str, float]]] = {}
+    for vital in CONTINUOUS:
+        if vital not in view.vitals:
+            continue
+        t, v = view.valid(vital)
+        starts, medians, _ = interval_medians(t, v, start, interval_s)
+        for t0, value in zip(starts.tolist(), medians.tolist()):
+            by_time.setdefault(t0, []).append((vital, value))
+    for t0, values in by_time.items():
+        end = min(t0 + interval_s, max(view.end_epoch, t0))
+        groups.append((t0, 0, _ts(end), [(vital, _value(value, vital), _ts(t0)) for vital, value in values]))
+    for r in view.nibp:
+        if r.status == "entered in error":
+            continue
+        values = [("nibp_sys", _value(r.sys, "nibp_sys")), ("nibp_dia", _value(r.dia, "nibp_dia"))]
+        if r.mean is not None:
+            values.append(("nibp_mean", _value(r.mean, "nibp_mean")))
+        t = r.t.timestamp()
+        groups.append((t, 1, "", [(vital, value, _ts(t)) for vital, value in values]))
+    groups.sort(key=lambda g: (g[0], g[1]))
+
+    for n, (t0, _, end, obxs) in enumerate(groups, start=1):
+        filler = f"{control}-{n}^VIGIL^{eui}^EUI-64"
+        segs.append(f"OBR|{n}||{filler}|{OBR4}|||{_ts(t0)}|{end}")
+        for i, (vital, value, when) in enumerate(obxs, start=1):
+            segs.append(f"OBX|{i}|NM|{_obx3(vital)}|1.1.1.{_SUB_ID[vital]}|{value}|{_obx6(vital)}|||||R|||{when}"
+                        f"||||{equipment}")
+    return "\r".join(segs) + "\r"
+
+
+def write_hl7(view: SessionView, path: Path, *, interval_s: float = 60, **_: Any) -> None:
+    """Write the ORU^R01 message of ``view`` to ``path`` (UTF-8, CR-separated segments)."""
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(message(view, interval_s))

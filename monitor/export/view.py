@@ -1,0 +1,855 @@
+"""The session as every exporter sees it: one read of the store, shaped into rows, through a privacy filter.
+
+:func:`load_session` reads a session once (record, charted entries, alarms, gaps, conditions) and
+builds a :class:`SessionView`: the patient, plan, staff and signature, and lists of rows
+(assessments, events, infusion steps, nasal devices, NIBP readings, other charted facts, alarms with
+who acknowledged them, phases, discharge criteria). Bulk data (numerics, waveforms, raw
+observation rows) is read lazily, once, on first use.
+
+Every time, person, free-text field and device name in the view has passed through the view's
+:class:`~monitor.export.privacy.Privacy`, so a writer that reads only the view cannot leak what a
+de-identified export must not show. The view never writes anything.
+
+Rows are built from the stored entry payloads (the session domain's envelopes: see
+:mod:`monitor.session`), with corrections applied: a corrected assessment, event or BP reading is
+kept and marked "entered in error", its replacement follows at the original clinical time. The
+session is also replayed (:meth:`SessionState.from_entries`) for what only the domain computes
+(discharge check, baseline, age); a record that does not replay still exports, without those.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from drivers.catalogue import CATALOGUE, VITAL_KEYS
+from drivers.model import Quality
+from monitor.assessments import parse_assessment, parse_event
+from monitor.export import _storeio
+from monitor.export.errors import ExportError
+from monitor.export.privacy import DEIDENTIFIED, Privacy, SafeHarbor
+from monitor.patient import age_on
+from monitor.protocols import MG_PER_DEVICE, ProtocolKind
+from monitor.settings import ClinicSettings
+from monitor.store import QUALITY_BITS, NotFoundError, SessionStore
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "FLAGGED_BITS", "PatientView", "ChartRow", "InfusionRow", "DeviceRow", "NibpRow", "NoteRow",
+    "AlarmActionRow", "AlarmView", "PhaseSpan", "Criterion", "SignatureView", "SessionView", "load_session",
+    "IMPORT_ACTION", "condition_label",
+]
+
+#: Quality bits that make a value unusable for statistics and trends (all but SIMULATED and MANUAL).
+FLAGGED_BITS = sum(bit for flag, bit in QUALITY_BITS.items() if flag not in (Quality.SIMULATED, Quality.MANUAL))
+#: The audit action recorded when a session is imported from an archive.
+IMPORT_ACTION = "session_imported"
+_SEX = {"female": "female", "male": "male", "other": "other"}
+
+
+# ----------------------------------------------------------------------------------------- rows
+@dataclass(frozen=True)
+class PatientView:
+    """The patient as exported. ``name``/``mrn``/``date_of_birth`` are None when de-identified;
+    ``display`` is the name or "De-identified"; ``age`` is text ("90+" above 89 when de-identified)."""
+
+    name: str | None
+    display: str
+    mrn: str | None
+    date_of_birth: date | None
+    age: str | None
+    sex: str
+    weight_kg: float | None
+    known_hypertension: bool
+    prior_sessions: int | None
+
+
+@dataclass(frozen=True)
+class ChartRow:
+    """An assessment or event on the chart. ``summary`` is built from coded fields only; ``detail``
+    is the free text (comment, note; None when de-identified). ``status``: "current", "entered in
+    error" (corrected later) or "correction" (a replacement at the original time)."""
+
+    t: datetime
+    category: str
+    kind: str
+    title: str
+    score: float | None
+    summary: str
+    detail: str | None
+    by: str
+    seq: int | None
+    status: str = "current"
+    fields: dict[str, Any] = field(default_factory=dict)
+    correction: str | None = None
+
+
+@dataclass(frozen=True)
+class InfusionRow:
+    """An IV infusion step with the dose delivered up to it (mg)."""
+
+    t: datetime
+    action: str
+    rate_mg_per_h: float | None
+    reason: str | None
+    by: str
+    delivered_mg: float
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    """An esketamine nasal device taken."""
+
+    t: datetime
+    number: int
+    dose_mg: float
+    by: str
+
+
+@dataclass(frozen=True)
+class NibpRow:
+    """A blood-pressure reading (mmHg). ``source`` "device" or "manual"."""
+
+    t: datetime
+    sys: float
+    dia: float
+    mean: float | None
+    source: str
+    by: str
+    status: str = "current"
+
+
+@dataclass(frozen=True)
+class NoteRow:
+    """Any other charted fact (BP decision, waiver, escort, sign-off, concomitant medications…)."""
+
+    t: datetime
+    kind: str
+    title: str
+    summary: str
+    detail: str | None
+    by: str
+
+
+@dataclass(frozen=True)
+class AlarmActionRow:
+    """An action on an alarm: acknowledge, audio pause, escalate…; ``user`` as exported."""
+
+    t: datetime
+    action: str
+    user: str | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class AlarmView:
+    """An alarm of the log with the actions taken on it; ``number`` counts from 1 in start order."""
+
+    number: int
+    condition: str
+    label: str
+    kind: str
+    priority: str
+    max_priority: str
+    start: datetime
+    end: datetime | None
+    limit: float | None
+    value: float | None
+    message: str
+    actions: tuple[AlarmActionRow, ...]
+
+    @property
+    def acknowledged(self) -> AlarmActionRow | None:
+        """The first acknowledgement, if any."""
+        return next((a for a in self.actions if a.action == "acknowledge"), None)
+
+
+@dataclass(frozen=True)
+class PhaseSpan:
+    """A phase of the session (baseline, dosing, recovery) from ``start`` to ``end``."""
+
+    key: str
+    label: str
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """A discharge criterion: label, met, detail (None when de-identified: details name times and staff)."""
+
+    label: str
+    met: bool
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class SignatureView:
+    """The closing signature: printed name (a role when de-identified), time, meaning."""
+
+    name: str
+    t: datetime
+    meaning: str
+    status: str
+
+
+# ----------------------------------------------------------------------------------------- view
+@dataclass
+class SessionView:
+    """One session, ready to export (see the module docstring). Times are aware UTC datetimes, shifted
+    when de-identified; ``epoch`` arrays are float64 seconds, shifted likewise."""
+
+    store: SessionStore
+    session_id: int
+    privacy: Privacy
+    label: str
+    protocol: ProtocolKind | None
+    protocol_key: str
+    protocol_label: str
+    status: str
+    start: datetime
+    end: datetime
+    closed_at: datetime | None
+    patient: PatientView
+    plan: dict[str, Any]
+    plan_text: str
+    planned_dose_mg: float | None
+    lot_number: str | None
+    settings: ClinicSettings
+    clinic_name: str
+    clinic_address: str
+    device: str
+    opened_by: str
+    signature: SignatureView | None
+    assessments: list[ChartRow]
+    events: list[ChartRow]
+    infusion: list[InfusionRow]
+    devices: list[DeviceRow]
+    nibp: list[NibpRow]
+    notes: list[NoteRow]
+    alarms: list[AlarmView]
+    system_actions: list[AlarmActionRow]
+    gaps: list[tuple[datetime, datetime, str]]
+    phases: list[PhaseSpan]
+    discharge: list[Criterion]
+    discharge_source: str
+    concomitant: dict[str, bool] | None
+    concomitant_other: str | None
+    baseline: dict[str, float]
+    dosing_start: datetime | None
+    dosing_end: datetime | None
+    delivered_mg: float | None
+    state: Any = None
+    replay_error: str | None = None
+    staff: dict[str, tuple[str, str]] = field(default_factory=dict)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------ small helpers
+    @property
+    def deidentified(self) -> bool:
+        """True when the export is de-identified."""
+        return self.privacy.deidentified
+
+    @property
+    def is_open(self) -> bool:
+        """True while the session is still being recorded (the export is a snapshot)."""
+        return self.status == "open"
+
+    def user(self, login: str | None) -> str | None:
+        """A login as exported: the person's printed name, or their role when de-identified."""
+        if login is None:
+            return None
+        name, role = self.staff.get(login, (login, ""))
+        return self.privacy.person(name, role)
+
+    def elapsed(self, t: datetime) -> float:
+        """Seconds from the session start to ``t``."""
+        return (t - self.start).total_seconds()
+
+    @property
+    def start_epoch(self) -> float:
+        """Session start, epoch s (as exported)."""
+        return self.start.timestamp()
+
+    @property
+    def end_epoch(self) -> float:
+        """Session end, epoch s (as exported)."""
+        return self.end.timestamp()
+
+    # ------------------------------------------------------------------ bulk data
+    @property
+    def vitals(self) -> list[str]:
+        """Vitals with at least one stored observation, in catalogue order."""
+        return [k for k in VITAL_KEYS if k in self._index()]
+
+    def observation_rows(self) -> _storeio.ObservationRows:
+        """Every observation row in time order (times shifted, sources and device times through the
+        privacy filter). Read once, in one sequential pass; the per-vital series come from it too."""
+        if "rows" not in self._cache:
+            raw = _storeio.observation_rows(self.store, self.session_id)
+            p = self.privacy
+            if p.deidentified:
+                names = {s: p.source(s) for s in dict.fromkeys(raw.source)}
+                raw = raw._replace(t=p.times(raw.t), source=[names[s] for s in raw.source],
+                                   device_time=[None] * len(raw.t))
+            self._cache["rows"] = raw
+        return self._cache["rows"]
+
+    def _index(self) -> dict[str, np.ndarray]:
+        """vital → indices of its rows (time order)."""
+        if "index" not in self._cache:
+            rows = self.observation_rows()
+            codes = {k: i for i, k in enumerate(dict.fromkeys(rows.vital))}
+            keys = list(codes)
+            arr = np.fromiter((codes[v] for v in rows.vital), dtype=np.int64, count=len(rows.vital))
+            order = np.argsort(arr, kind="stable")
+            bounds = np.searchsorted(arr[order], np.arange(len(keys) + 1))
+            self._cache["index"] = {k: order[bounds[i]:bounds[i + 1]] for i, k in enumerate(keys)}
+            self._cache["quality"] = np.asarray(rows.quality, dtype=np.int64)
+        return self._cache["index"]
+
+    def numeric(self, vital: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(t, value, quality bits)`` of one vital in time order (t exported epoch s, value NaN where
+        the device sent none)."""
+        idx = self._index().get(vital)
+        if idx is None:
+            empty = np.empty(0)
+            return empty, empty.copy(), np.empty(0, dtype=np.int64)
+        rows = self.observation_rows()
+        return rows.t[idx], rows.values[idx], self._cache["quality"][idx]
+
+    def valid(self, vital: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(t, value)`` of one vital without missing or flagged values (artifact, sensor off…)."""
+        key = f"valid:{vital}"
+        if key not in self._cache:
+            t, v, q = self.numeric(vital)
+            ok = ~np.isnan(v) & ((q & FLAGGED_BITS) == 0)
+            self._cache[key] = (t[ok], v[ok])
+        return self._cache[key]
+
+    def waveform_blocks(self) -> list[_storeio.Block]:
+        """The stored waveform blocks (``t0`` shifted, source through the privacy filter)."""
+        if "blocks" not in self._cache:
+            p = self.privacy
+            self._cache["blocks"] = [b._replace(t0=p.time(b.t0), source=p.source(b.source) if p.deidentified else b.source)
+                                     for b in _storeio.waveform_blocks(self.store, self.session_id)]
+        return self._cache["blocks"]
+
+    @property
+    def waveform_channels(self) -> list[str]:
+        """Channels with stored samples, in catalogue order."""
+        return list(dict.fromkeys(b.channel for b in self.waveform_blocks()))
+
+    def waveform(self, channel: str) -> list[tuple[float, float, np.ndarray]]:
+        """The channel's blocks decoded: ``(t0 exported epoch s, rate Hz, float32 samples)`` in time order."""
+        return [(b.t0, b.rate, _storeio.decode_block(b.data, b.n, b.enc))
+                for b in self.waveform_blocks() if b.channel == channel]
+
+    def conditions(self) -> list[tuple[datetime, str, bool, str | None, str]]:
+        """Device condition changes: ``(t, code, active, text, source)``."""
+        if "conditions" not in self._cache:
+            p = self.privacy
+            self._cache["conditions"] = [(p.dt(c.time), c.code, c.active, p.text(c.text), p.source(c.source))
+                                         for c in self.store.conditions(self.session_id)]
+        return self._cache["conditions"]
+
+    def chart(self) -> list[ChartRow]:
+        """Assessments and events together, in time order."""
+        return sorted(self.assessments + self.events, key=lambda r: (r.t, r.seq or 0))
+
+
+# ----------------------------------------------------------------------------------------- loading
+def load_session(store: SessionStore, session_id: int, *, deidentify: bool = False,
+                 privacy: Privacy | None = None) -> SessionView:
+    """Read session ``session_id`` from ``store`` into a :class:`SessionView`.
+
+    ``deidentify=True`` uses a fresh :class:`SafeHarbor` (one random offset for this view);
+    ``privacy`` gives one explicitly. An unknown session raises :class:`ExportError`.
+    """
+    if isinstance(session_id, bool) or not isinstance(session_id, int):
+        raise ExportError(f"the session id must be a whole number, not {session_id!r}")
+    try:
+        record = store.get_session(session_id)
+    except NotFoundError:
+        raise ExportError(f"there is no session {session_id} in {store.path}") from None
+    entries = store.entries(session_id, order="recorded")
+    end = record.ended_at or store.last_data_time(session_id) or record.started_at
+    end = max(end, record.started_at)
+    if privacy is None:
+        privacy = SafeHarbor(record.started_at, end) if deidentify else Privacy()
+    return _Builder(store, record, entries, privacy, end).build()
+
+
+class _Builder:
+    def __init__(self, store: SessionStore, record: Any, entries: list[Any], privacy: Privacy, end: datetime) -> None:
+        self.store, self.record, self.entries, self.p, self.raw_end = store, record, entries, privacy, end
+        self.staff = _staff(store, record, entries)
+
+    # people -----------------------------------------------------------------------------------
+    def actor(self, by: Any, login: str | None = None) -> str:
+        if isinstance(by, dict):
+            return self.p.person(by.get("display_name") or by.get("username"), by.get("role"))
+        if login:
+            name, role = self.staff.get(login, (login, ""))
+            return self.p.person(name, role)
+        return "device"
+
+    def login(self, login: str | None) -> str | None:
+        if login is None:
+            return None
+        name, role = self.staff.get(login, (login, ""))
+        return self.p.person(name, role)
+
+    # ------------------------------------------------------------------------------------------
+    def build(self) -> SessionView:
+        p, record = self.p, self.record
+        payloads = [e.payload for e in self.entries if e.amends is None]
+        opened = next((pl for pl in payloads if pl.get("type") == "session_opened"), None)
+        state, replay_error = _replay(payloads)
+        settings = _settings(opened)
+        try:
+            protocol: ProtocolKind | None = ProtocolKind(record.protocol)
+        except ValueError:
+            protocol = None
+        plan = dict(record.plan)
+        local_date = _local_date(opened, record.started_at)
+
+        assessments, events, nibp, notes = self.chart_rows()
+        infusion = self.infusion_rows(plan)
+        devices = [DeviceRow(p.dt(e.t), int(e.payload.get("number", i + 1)), float(MG_PER_DEVICE),
+                             self.actor(e.payload.get("by"), e.user))
+                   for i, e in enumerate(x for x in self.entries if x.payload.get("type") == "nasal_device"
+                                         and x.amends is None)]
+        if not nibp:
+            nibp = self.nibp_from_numerics()
+
+        dosing_start, dosing_end = _dosing_span(infusion, devices, self.entries, plan, p)
+        closed_at = p.dt(record.ended_at)
+        start, end = p.dt(record.started_at), p.dt(self.raw_end)
+        phases = _phases(start, end, dosing_start, dosing_end, closed_at)
+
+        delivered: float | None
+        if infusion:
+            delivered = infusion[-1].delivered_mg
+            if record.status == "open" and infusion[-1].action not in ("stop", "pause"):
+                delivered = _delivered(infusion, end)
+        elif devices:
+            delivered = float(sum(d.dose_mg for d in devices))
+        else:
+            delivered = 0.0 if protocol is not None else None
+
+        age = state.age_years if state is not None else None
+        if age is None and isinstance(record.patient.get("date_of_birth"), str):
+            try:
+                age = age_on(date.fromisoformat(record.patient["date_of_birth"]), local_date)
+            except ValueError:
+                age = None
+        patient = self.patient(record.patient, record.patient_name, age)
+
+        concomitant, concomitant_other = None, None
+        for e in self.entries:
+            if e.payload.get("type") == "concomitant_medications" and e.amends is None:
+                meds = e.payload.get("medications") or {}
+                concomitant = {k: bool(v) for k, v in meds.items()}
+                concomitant_other = p.text(e.payload.get("other"))
+
+        discharge, discharge_source = self.discharge(state, record)
+        signature = None
+        if record.status != "open" and record.signed_name:
+            _, role = self.staff.get(record.closed_by or "", (record.signed_name, ""))
+            signature = SignatureView(p.person(record.signed_name, role), p.dt(record.ended_at),
+                                      p.meaning(record.close_meaning), record.status)
+
+        baseline = dict(record.baseline or {})
+        if state is not None and state.baseline is not None:
+            baseline = dict(state.baseline.values)
+        baseline = {k: float(v) for k, v in baseline.items() if k in CATALOGUE and isinstance(v, (int, float))}
+
+        alarms, system_actions = self.alarms()
+        gaps = [(p.dt(g.start), p.dt(g.end), p.text(g.reason) or "not recording") for g in self.store.gaps(record.id)]
+
+        if protocol is ProtocolKind.ESKETAMINE:
+            planned = float(plan.get("dose_mg") or 0) or None
+            lot = str(plan.get("lot_number")) if plan.get("lot_number") else None
+            plan_text = f"{plan.get('dose_mg')} mg esketamine nasal spray ({int(plan.get('dose_mg') or 0) // MG_PER_DEVICE} devices)"
+            if lot:
+                plan_text += f", lot {lot}"
+        else:
+            try:
+                planned = float(plan["dose_mg_per_kg"]) * float(plan["weight_kg"])
+                rate = planned / (float(plan.get("duration_min", 40)) / 60.0)
+                plan_text = (f"{plan['dose_mg_per_kg']:g} mg/kg × {plan['weight_kg']:g} kg = {planned:.1f} mg IV ketamine "
+                             f"over {float(plan.get('duration_min', 40)):g} min ({rate:.1f} mg/h)")
+            except (KeyError, TypeError, ValueError):
+                planned, plan_text = None, "—"
+            lot = None
+
+        label = "De-identified session" if p.deidentified else f"Session {record.id}"
+        return SessionView(
+            store=self.store, session_id=record.id, privacy=p, label=label, protocol=protocol,
+            protocol_key=record.protocol, protocol_label=protocol.label if protocol else record.protocol,
+            status=record.status, start=start, end=end, closed_at=closed_at, patient=patient, plan=plan,
+            plan_text=plan_text, planned_dose_mg=planned, lot_number=lot, settings=settings,
+            clinic_name=DEIDENTIFIED if p.deidentified else settings.clinic_name,
+            clinic_address="" if p.deidentified else settings.clinic_address,
+            device=p.device(record.device), opened_by=self.login(record.created_by) or "",
+            signature=signature, assessments=assessments, events=events, infusion=infusion, devices=devices,
+            nibp=nibp, notes=notes, alarms=alarms, system_actions=system_actions, gaps=gaps, phases=phases,
+            discharge=discharge, discharge_source=discharge_source, concomitant=concomitant,
+            concomitant_other=concomitant_other, baseline=baseline, dosing_start=dosing_start,
+            dosing_end=dosing_end, delivered_mg=delivered, state=state, replay_error=replay_error, staff=self.staff)
+
+    # ------------------------------------------------------------------------------------------
+    def patient(self, payload: dict[str, Any], name: str, age: int | None) -> PatientView:
+        p = self.p
+        sex = _SEX.get(str(payload.get("sex", "")).lower(), "unknown")
+        weight = payload.get("weight_kg")
+        weight = float(weight) if isinstance(weight, (int, float)) and not isinstance(weight, bool) else None
+        prior = payload.get("prior_sessions")
+        prior = prior if isinstance(prior, int) and not isinstance(prior, bool) else None
+        if p.deidentified:
+            return PatientView(None, DEIDENTIFIED, None, None, p.age_text(age), sex, weight,
+                               bool(payload.get("known_hypertension")), prior)
+        dob = None
+        if isinstance(payload.get("date_of_birth"), str):
+            try:
+                dob = date.fromisoformat(payload["date_of_birth"])
+            except ValueError:
+                dob = None
+        mrn = payload.get("mrn") or self.record.patient_ref
+        return PatientView(name or None, name or "(no name)", str(mrn) if mrn else None, dob, p.age_text(age), sex,
+                           weight, bool(payload.get("known_hypertension")), prior)
+
+    def chart_rows(self) -> tuple[list[ChartRow], list[ChartRow], list[NibpRow], list[NoteRow]]:
+        p = self.p
+        rows: dict[int, ChartRow] = {}
+        nibp: dict[int, NibpRow] = {}
+        notes: list[NoteRow] = []
+        order: list[int] = []
+        for e in self.entries:
+            if e.amends is not None:
+                continue
+            pl = e.payload
+            kind = pl.get("type")
+            seq = pl.get("seq") if isinstance(pl.get("seq"), int) else -e.id
+            t = p.dt(e.t)
+            by = self.actor(pl.get("by"), e.user)
+            if kind == "assessment" and isinstance(pl.get("assessment"), dict):
+                rows[seq] = self.chart_row("assessment", pl["assessment"], t, by, seq)
+                order.append(seq)
+            elif kind == "event" and isinstance(pl.get("event"), dict):
+                rows[seq] = self.chart_row("event", pl["event"], t, by, seq)
+                order.append(seq)
+            elif kind == "nibp":
+                try:
+                    nibp[seq] = NibpRow(t, float(pl["sys"]), float(pl["dia"]),
+                                        None if pl.get("mean") is None else float(pl["mean"]),
+                                        str(pl.get("source", "manual")),
+                                        "device" if pl.get("by") is None else self.actor(pl.get("by")))
+                except (KeyError, TypeError, ValueError):
+                    continue
+            elif kind == "correction":
+                target = pl.get("refers_to")
+                reason = p.text(pl.get("reason"))
+                replacement = pl.get("replacement")
+                note = f"corrected by {by}" + (f": {reason}" if reason else "")
+                if target in rows:
+                    old = rows[target]
+                    rows[target] = _replace(old, status="entered in error", correction=note)
+                    if isinstance(replacement, dict):
+                        rows[seq] = _replace(self.chart_row(old.category, replacement, old.t, by, seq),
+                                             status="correction", correction=note)
+                        order.append(seq)
+                elif target in nibp:
+                    old_r = nibp[target]
+                    nibp[target] = _replace(old_r, status="entered in error")
+                    if isinstance(replacement, dict) and {"sys", "dia"} <= set(replacement):
+                        try:
+                            nibp[seq] = NibpRow(old_r.t, float(replacement["sys"]), float(replacement["dia"]),
+                                                None if replacement.get("mean") is None else float(replacement["mean"]),
+                                                "manual", by, "correction")
+                        except (TypeError, ValueError):
+                            pass
+                notes.append(NoteRow(t, "correction", "Correction", f"entry {target} corrected", reason, by))
+            elif kind in _NOTE_TITLES:
+                notes.append(NoteRow(t, kind, _NOTE_TITLES[kind], self.note_summary(kind, pl), self.note_detail(kind, pl), by))
+        for e in self.entries:  # store-level amendments (a corrected stored row, with its reason)
+            if e.amends is not None:
+                notes.append(NoteRow(p.dt(e.recorded_at), "amendment", "Amendment",
+                                     f"{e.table_kind} entry amended", p.text(e.reason), self.login(e.user) or ""))
+        chart = [rows[s] for s in order]
+        assessments = sorted((r for r in chart if r.category == "assessment"), key=lambda r: (r.t, r.seq or 0))
+        events = sorted((r for r in chart if r.category == "event"), key=lambda r: (r.t, r.seq or 0))
+        notes.sort(key=lambda n: n.t)
+        return assessments, events, sorted(nibp.values(), key=lambda r: r.t), notes
+
+    def chart_row(self, category: str, payload: dict[str, Any], t: datetime, by: str, seq: int) -> ChartRow:
+        p = self.p
+        kind = str(payload.get("kind", "?"))
+        try:
+            model = parse_assessment(payload) if category == "assessment" else parse_event(payload)
+        except (ValueError, TypeError):
+            return ChartRow(t, category, kind, kind, None, kind, None, by, seq)
+        title = type(model).title
+        if category == "assessment":
+            fields = model.model_dump(mode="json")
+            return ChartRow(t, category, kind, title, float(model.score), model.describe(), None, by, seq,
+                            fields=fields)
+        data = model.model_dump(mode="json")
+        detail = None
+        if kind == "note":
+            summary, detail = "Note", p.text(data.get("text"))
+            fields: dict[str, Any] = {}
+        elif kind == "rescue_medication":
+            given = p.person(data.get("given_by"), None) if not p.deidentified else "staff"
+            summary = f"{data['drug']} {data['dose']:g} {data['dose_unit']} {data['route']}, given by {given}"
+            detail = p.text(data.get("comment"))
+            fields = {k: data[k] for k in ("drug", "dose", "dose_unit", "route")}
+        else:
+            summary = title + (f" ({data['severity']})" if data.get("severity") else "")
+            detail = p.text(data.get("comment"))
+            fields = {"severity": data.get("severity")}
+        return ChartRow(t, category, kind, title, None, summary, detail, by, seq, fields=fields)
+
+    def note_summary(self, kind: str, pl: dict[str, Any]) -> str:
+        if kind == "bp_decision":
+            return f"decision: {pl.get('decision')}"
+        if kind == "baseline":
+            values = pl.get("values") or {}
+            parts = [f"{CATALOGUE[k].label} {v:g}" for k, v in values.items()
+                     if k in CATALOGUE and isinstance(v, (int, float))]
+            return ("manual: " if pl.get("manual") else "computed: ") + (", ".join(parts) or "no values")
+        if kind == "concomitant_medications":
+            meds = pl.get("medications") or {}
+            return ", ".join(f"{k.replace('_', ' ')} {'yes' if v else 'no'}" for k, v in meds.items())
+        if kind in ("session_closed", "clinically_stable"):
+            return self.p.meaning(str(pl.get("meaning", "")))
+        return ""
+
+    def note_detail(self, kind: str, pl: dict[str, Any]) -> str | None:
+        p = self.p
+        key = {"bp_decision": "note", "pre_dose_waiver": "reason", "dosing_ended": "reason", "escort": "escort_name",
+               "session_aborted": "reason", "clinically_stable": "note", "session_closed": "override_reason",
+               "baseline": "note"}.get(kind)
+        return p.text(pl.get(key)) if key else None
+
+    def infusion_rows(self, plan: dict[str, Any]) -> list[InfusionRow]:
+        p = self.p
+        out: list[InfusionRow] = []
+        delivered = 0.0
+        running_since: datetime | None = None
+        rate = None
+        for e in self.entries:
+            pl = e.payload
+            if pl.get("type") != "infusion_step" or e.amends is not None:
+                continue
+            t = p.dt(e.t)
+            action = str(pl.get("action"))
+            if running_since is not None and rate:
+                delivered += rate * (t - running_since).total_seconds() / 3600.0
+            new_rate = pl.get("rate_mg_per_h")
+            if action == "start":
+                rate, running_since = float(new_rate or 0), t
+            elif action == "resume":
+                running_since = t
+            elif action == "rate_change":
+                rate = float(new_rate or rate or 0)
+                running_since = t if running_since is not None else None
+            else:
+                running_since = None
+            out.append(InfusionRow(t, action, None if new_rate is None else float(new_rate), p.text(pl.get("reason")),
+                                   self.actor(pl.get("by"), e.user), round(delivered, 6)))
+        return out
+
+    def nibp_from_numerics(self) -> list[NibpRow]:
+        sys_t, sys_v, _ = self.store.numerics(self.record.id, "nibp_sys", with_quality=True)
+        if not len(sys_t):
+            return []
+        dia_t, dia_v = self.store.numerics(self.record.id, "nibp_dia")
+        mean_t, mean_v = self.store.numerics(self.record.id, "nibp_mean")
+        dia = dict(zip(dia_t.tolist(), dia_v.tolist()))
+        mean = dict(zip(mean_t.tolist(), mean_v.tolist()))
+        out = []
+        for t, s in zip(sys_t.tolist(), sys_v.tolist()):
+            d = dia.get(t)
+            if s != s or d is None or d != d:
+                continue
+            m = mean.get(t)
+            out.append(NibpRow(self.p.dt(datetime.fromtimestamp(t, timezone.utc)), s, d,
+                               None if m is None or m != m else m, "device", "device"))
+        return out
+
+    def alarms(self) -> tuple[list[AlarmView], list[AlarmActionRow]]:
+        p = self.p
+        out = []
+        for i, a in enumerate(self.store.alarms(self.record.id), start=1):
+            actions = tuple(AlarmActionRow(p.dt(x.t), x.action, self.login(x.user), x.detail if x.action in
+                                           ("escalate", "deescalate") else "") for x in a.actions)
+            out.append(AlarmView(i, a.condition, condition_label(a.condition), a.kind, a.priority, a.max_priority,
+                                 p.dt(a.started_at), p.dt(a.ended_at), a.limit, a.value, a.message, actions))
+        system = [AlarmActionRow(p.dt(x.t), x.action, self.login(x.user), "")
+                  for x in self.store.alarm_actions(self.record.id) if x.alarm_id is None]
+        return out, system
+
+    def discharge(self, state: Any, record: Any) -> tuple[list[Criterion], str]:
+        p = self.p
+        closed = next((e.payload for e in self.entries if e.payload.get("type") == "session_closed"
+                       and e.amends is None), None)
+        if closed is not None and isinstance(closed.get("discharge"), dict):
+            crit = [Criterion(str(c.get("label", c.get("key", ""))), bool(c.get("met")), p.text(c.get("detail")))
+                    for c in closed["discharge"].get("criteria", []) if isinstance(c, dict)]
+            src = "as checked when the session was closed"
+            if closed.get("override_reason") is not None or not all(c.met for c in crit):
+                src += " (closed with unmet criteria by a charge nurse" + (
+                    f": {p.text(closed.get('override_reason'))})" if p.text(closed.get("override_reason")) else ")")
+            return crit, src
+        if state is not None and state.dosing_ended_at is not None:
+            from monitor.session import discharge_check
+            at = record.ended_at or self.raw_end
+            try:
+                check = discharge_check(state, at, latest_vitals={})
+            except Exception as exc:  # a record the check cannot read: say so, do not fail the export
+                log.warning("discharge check of session %s failed: %s", record.id, exc)
+                return [], "not available"
+            return ([Criterion(c.label, c.met, p.text(c.detail)) for c in check.criteria],
+                    "evaluated from the record at the end of the session")
+        return [], "not evaluated (dosing did not end)"
+
+
+_NOTE_TITLES = {
+    "bp_decision": "Pre-dose BP decision", "pre_dose_waiver": "Pre-dose check waived", "baseline": "Baseline",
+    "escort": "Escort confirmed", "clinically_stable": "Clinically stable sign-off", "dosing_ended": "Dosing ended early",
+    "concomitant_medications": "Concomitant medications", "session_closed": "Session closed",
+    "session_aborted": "Session ended without discharge", "session_opened": "Session opened",
+}
+
+
+def _replace(row: Any, **changes: Any) -> Any:
+    from dataclasses import replace
+    return replace(row, **changes)
+
+
+def _replay(payloads: list[dict[str, Any]]) -> tuple[Any, str | None]:
+    from monitor.session import SessionState
+    try:
+        return SessionState.from_entries(payloads), None
+    except Exception as exc:  # the export still works without the domain's computations
+        return None, str(exc)
+
+
+def _settings(opened: dict[str, Any] | None) -> ClinicSettings:
+    if opened and isinstance(opened.get("settings"), dict):
+        try:
+            return ClinicSettings.from_payload(opened["settings"])
+        except Exception:
+            pass
+    return ClinicSettings()
+
+
+def _local_date(opened: dict[str, Any] | None, started: datetime) -> date:
+    if opened and isinstance(opened.get("local_date"), str):
+        try:
+            return date.fromisoformat(opened["local_date"])
+        except ValueError:
+            pass
+    return started.astimezone().date()
+
+
+def _staff(store: SessionStore, record: Any, entries: list[Any]) -> dict[str, tuple[str, str]]:
+    """login → (printed name, role) of everyone the session's record mentions (author, signer, whoever
+    charted, acted on an alarm or appears in its audit rows): from the archive an imported session
+    came from, else from the actors recorded in the entries, else from the store's accounts."""
+    marker = import_marker(store, record.id)
+    mentioned = {record.created_by, record.closed_by} | {e.user for e in entries}
+    mentioned |= {a.user for a in store.alarm_actions(record.id)} | {r.user for r in store.audit_rows(record.id)}
+    if marker is not None and isinstance(marker.payload.get("audit"), list):
+        mentioned |= {r.get("user") for r in marker.payload["audit"] if isinstance(r, dict)}
+    staff: dict[str, tuple[str, str]] = {}
+    for user in store.list_users():
+        staff[user.login] = (user.display_name, user.role)
+    for e in entries:
+        by = e.payload.get("by")
+        if isinstance(by, dict) and by.get("username"):
+            mentioned.add(str(by["username"]))
+            staff[str(by["username"])] = (str(by.get("display_name") or by["username"]), str(by.get("role") or ""))
+    if marker is not None and isinstance(marker.payload.get("staff"), dict):
+        for login, info in marker.payload["staff"].items():
+            if isinstance(info, dict):
+                staff[login] = (str(info.get("display_name") or login), str(info.get("role") or ""))
+    return {login: who for login, who in staff.items() if login in mentioned}
+
+
+def import_marker(store: SessionStore, session_id: int) -> Any:
+    """The audit row that recorded the import of this session from an archive, or None."""
+    return next((r for r in store.audit_rows(session_id) if r.action == IMPORT_ACTION), None)
+
+
+def _dosing_span(infusion: list[InfusionRow], devices: list[DeviceRow], entries: list[Any], plan: dict[str, Any],
+                 p: Privacy) -> tuple[datetime | None, datetime | None]:
+    if infusion:
+        start = next((r.t for r in infusion if r.action == "start"), None)
+        end = next((r.t for r in infusion if r.action == "stop"), None)
+        return start, end
+    if devices:
+        start = devices[0].t
+        planned = int(plan.get("dose_mg") or 0) // MG_PER_DEVICE
+        end = devices[-1].t if planned and len(devices) >= planned else None
+        if end is None:
+            early = next((e for e in entries if e.payload.get("type") == "dosing_ended" and e.amends is None), None)
+            end = p.dt(early.t) if early is not None else None
+        return start, end
+    return None, None
+
+
+def _phases(start: datetime, end: datetime, dosing_start: datetime | None, dosing_end: datetime | None,
+            closed: datetime | None) -> list[PhaseSpan]:
+    out = []
+    last = closed or end
+    if dosing_start is None:
+        return [PhaseSpan("baseline", "Baseline", start, last)]
+    out.append(PhaseSpan("baseline", "Baseline", start, dosing_start))
+    out.append(PhaseSpan("dosing", "Dosing", dosing_start, dosing_end or last))
+    if dosing_end is not None:
+        out.append(PhaseSpan("recovery", "Recovery", dosing_end, max(last, dosing_end)))
+    return [ph for ph in out if ph.end >= ph.start]
+
+
+def _delivered(rows: list[InfusionRow], at: datetime) -> float:
+    total, since, rate = 0.0, None, 0.0
+    for r in rows:
+        if since is not None:
+            total += rate * (r.t - since).total_seconds() / 3600.0
+        if r.action == "start":
+            rate, since = r.rate_mg_per_h or 0.0, r.t
+        elif r.action == "resume":
+            since = r.t
+        elif r.action == "rate_change":
+            rate = r.rate_mg_per_h or rate
+            since = r.t if since is not None else None
+        else:
+            since = None
+    if since is not None:
+        total += rate * max(0.0, (at - since).total_seconds()) / 3600.0
+    return round(total, 6)
+
+
+@functools.lru_cache(maxsize=1)
+def _labels() -> dict[str, str]:
+    from monitor.alarms.profile import default_profile
+    labels: dict[str, str] = {}
+    for rule in default_profile().rules:
+        if getattr(rule, "label", None):
+            labels[rule.id] = rule.label
+    return labels
+
+
+def condition_label(condition: str) -> str:
+    """A readable name for an alarm condition ("SpO2 low", "Connection lost")."""
+    label = _labels().get(condition)
+    return label or condition.replace("_", " ").capitalize()

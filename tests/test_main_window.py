@@ -1,0 +1,155 @@
+"""The monitoring window end to end on the simulated monitor (pytest-qt, offscreen)."""
+
+from __future__ import annotations
+
+import gc
+import sys
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
+
+from monitor.alarms.profile import Priority, default_profile
+from monitor.device_channel import DeviceChannel
+from monitor.patient import Patient
+from monitor.protocols import KetamineIVPlan
+from monitor.recording_service import RecordingService
+from monitor.settings import ClinicSettings
+from monitor.staff import Actor, Role
+from monitor.store import SessionStore
+from ui import theme
+from ui.audio import AlarmAudio
+from ui.context import UiContext
+from ui.main_window import MainWindow
+
+ANN = Actor(username="ann", display_name="Ann Lee", role=Role.NURSE)
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path):
+    made = []
+
+    def make(device: str = "sim://?scenario=normal&speed=30", audio: AlarmAudio | None = None) -> MainWindow:
+        store = SessionStore(tmp_path / f"w{len(made)}.sqlite")
+        service = RecordingService(DeviceChannel(device), store, ClinicSettings(), default_profile(), tick_ms=100)
+        context = UiContext(service, store, ClinicSettings(), default_profile())
+        window = MainWindow(context, audio=audio or AlarmAudio(enabled=False))
+        # not qtbot.addWidget: pytest-qt would close it before this fixture's teardown, and closing
+        # during a session asks a question (modal) first
+        window.resize(1366, 768)
+        window.show()
+        window.activateWindow()
+        qtbot.waitUntil(window.isActiveWindow, timeout=5000)  # key shortcuts go to the active window
+        service.channel.start()
+        made.append((window, service, store))
+        return window
+
+    yield make
+    for window, service, store in made:
+        window.force_close = True
+        window.close()
+        service.shutdown()
+        store.close()
+
+
+def start_session(window: MainWindow) -> None:
+    service = window.service
+    window.context.set_user(ANN)
+    service.start_session(Patient(display_name="Jo Doe", weight_kg=70), KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), ANN)
+    service.act("waive_pre_dose_check", service.now(), ANN, "test")
+    service.act("start_infusion", service.now(), ANN)
+
+
+def test_tiles_show_the_simulated_monitor(qtbot, make_window):
+    window = make_window()
+    qtbot.waitUntil(lambda: window.tiles["hr"].value_text not in ("--", ""), timeout=10000)
+    hr = float(window.tiles["hr"].value_text)
+    assert 55 <= hr <= 100
+    qtbot.waitUntil(lambda: "/" in window.tiles["nibp_sys"].value_text, timeout=15000)
+    assert window.tiles["spo2"].limits == ("91", "")
+    assert window.waves["ecg"].write_position > 0
+
+
+def test_audio_unavailable_is_a_low_alarm_that_stays(qtbot, make_window):
+    window = make_window()
+    qtbot.waitUntil(lambda: window.alarm_state is not None, timeout=5000)
+    state = window.service.alarm_state()
+    assert [a.condition for a in state.alarms] == ["audio_unavailable"]
+    assert state.visual_priority is Priority.LOW
+    assert "Alarm audio unavailable" in window.alarm_area.indicator.text()
+    qtbot.keyClick(window, Qt.Key.Key_F1)       # acknowledged, but still shown
+    assert window.service.alarm_state().alarms[0].acknowledged
+    assert "Alarm audio unavailable" in window.alarm_area.indicator.text()
+
+
+def test_high_alarm_shows_red_and_flashes_then_acknowledge_and_pause(qtbot, make_window):
+    window = make_window("sim://?scenario=desaturation&speed=120&waves=0")
+    start_session(window)
+    qtbot.waitUntil(lambda: window.service.alarm_state().visual_priority is Priority.HIGH, timeout=30000)
+    window.alarm_area.animate(0.1)            # flash phase: lit
+    assert window.alarm_area.indicator.text().startswith("HIGH")
+    assert theme.PRIORITY_COLOURS["HIGH"] in window.alarm_area.indicator.styleSheet()
+    window.alarm_area.animate(0.35)           # 2 Hz flashing: dark half of the cycle
+    assert not window.alarm_area.indicator.styleSheet().startswith(f"background: {theme.PRIORITY_COLOURS['HIGH']}")
+    assert window.tiles["spo2"].property("alarm") == "HIGH"
+    qtbot.keyClick(window, Qt.Key.Key_F2)     # audio pause
+    state = window.service.alarm_state()
+    assert state.inactivation.audio_paused and state.audio_priority is None
+    window.alarm_area.animate(1.0)
+    assert window.alarm_area.inactivation.text().startswith("AUDIO PAUSED")
+    assert state.visual_priority is Priority.HIGH  # the visual signal never pauses
+    qtbot.keyClick(window, Qt.Key.Key_F2)     # resume audio
+    assert not window.service.alarm_state().inactivation.audio_paused
+    qtbot.keyClick(window, Qt.Key.Key_F1)     # acknowledge
+    assert all(a.acknowledged for a in window.service.alarm_state().alarms if a.active)
+    window.service.writer.flush(10)
+    rows = window.service.store.alarms(window.service.recorder.session_id)
+    actions = [(x.action, x.user) for row in rows for x in row.actions]
+    assert ("acknowledge", "ann") in actions
+    pauses = window.service.store.alarm_actions(window.service.recorder.session_id)
+    assert [(x.action, x.user) for x in pauses if x.alarm_id is None][:2] == [("audio_pause", "ann"),
+                                                                             ("audio_pause_cancel", "ann")]
+
+
+def test_locking_keeps_monitoring_and_alarms(qtbot, make_window):
+    window = make_window("sim://?scenario=desaturation&speed=120&waves=0")
+    start_session(window)
+    qtbot.keyClick(window, Qt.Key.Key_F12)
+    assert window.context.user is None and "Screen locked" in window.user_label.text()
+    qtbot.waitUntil(lambda: window.service.alarm_state().visual_priority in (Priority.MEDIUM, Priority.HIGH),
+                    timeout=30000)
+    qtbot.keyClick(window, Qt.Key.Key_F1)     # acknowledge works while locked, recorded as the bedside
+    window.service.writer.flush(10)
+    rows = window.service.store.alarms(window.service.recorder.session_id)
+    assert any(x.user == "bedside" and x.action == "acknowledge" for row in rows for x in row.actions)
+
+
+def test_closing_during_a_session_asks_first(qtbot, make_window, monkeypatch):
+    window = make_window()
+    start_session(window)
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a) or QMessageBox.StandardButton.No)
+    window.close()
+    assert asked and window.isVisible()
+    assert "resumed" in asked[0][2]
+
+
+def test_many_ui_frames_do_not_drain_none(qtbot, make_window):
+    window = make_window("sim://?scenario=normal&speed=60")
+    start_session(window)
+    qtbot.wait(1500)
+    gc.collect()
+    gc.disable()
+    try:
+        before = sys.getrefcount(None)
+        lowest = before
+        for i in range(3000):
+            window.frame()
+            if i % 100 == 0:
+                window.refresh()
+                lowest = min(lowest, sys.getrefcount(None))
+                if lowest < before - 1000:
+                    break
+    finally:
+        gc.enable()
+    assert lowest >= before - 1000, f"sys.getrefcount(None) fell from {before} to {lowest}"
