@@ -247,6 +247,11 @@ class Entry:
         return self.amends is not None
 
     @property
+    def is_late(self) -> bool:
+        """True for a late entry: charted after the fact, with a reason, correcting nothing."""
+        return self.amends is None and self.reason is not None
+
+    @property
     def is_current(self) -> bool:
         """True when no later entry amends this one (it is part of the effective record)."""
         return self.amended_by is None
@@ -769,11 +774,33 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
+_LATE_ENTRY_TRIGGER = (
+    "CREATE TRIGGER IF NOT EXISTS entries_closed_session BEFORE INSERT ON entries "
+    "WHEN NEW.amends_id IS NULL AND (NEW.reason IS NULL OR trim(NEW.reason) = '') "
+    "AND (SELECT status FROM sessions WHERE id = NEW.session_id) IS NOT 'open' "
+    "BEGIN SELECT RAISE(ABORT, 'session is not open: only amendments and late entries (with a reason) "
+    "may be added'); END")
+
+
+def _v2_triggers() -> dict[str, str]:
+    """Triggers of schema version 2: as version 1, and a closed session also takes late entries
+    (an entry with a reason that amends nothing: something charted after the session closed)."""
+    trig = _v1_triggers()
+    trig["entries_closed_session"] = _LATE_ENTRY_TRIGGER
+    return trig
+
+
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Version 2: late entries on closed sessions."""
+    conn.execute("DROP TRIGGER IF EXISTS entries_closed_session")
+    conn.execute(_LATE_ENTRY_TRIGGER)
+
+
 #: Forward migrations: ``MIGRATIONS[i](conn)`` upgrades schema version ``i`` to ``i + 1`` inside
 #: one transaction. The current version is ``len(MIGRATIONS)``.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2]
 #: Trigger definitions of the current schema (used to restore triggers found missing).
-_CURRENT_TRIGGERS = _v1_triggers
+_CURRENT_TRIGGERS = _v2_triggers
 
 
 def _read_version(conn: sqlite3.Connection) -> int:
@@ -1672,8 +1699,10 @@ class SessionStore:
         A correction is a new entry with ``amends`` = the id of the entry it replaces and a
         non-empty ``reason``; it must be of the same session and ``table_kind``, and must amend
         the latest version (an entry already amended raises :class:`StoreError` naming the
-        amendment to amend instead). Amendments are accepted on closed sessions; a plain entry on
-        a closed session raises :class:`ReadOnlyError`.
+        amendment to amend instead). A *late entry* is an entry with a ``reason`` that amends
+        nothing: something charted after the fact (e.g. a note added at review). Amendments and
+        late entries are accepted on closed sessions; a plain entry on a closed session raises
+        :class:`ReadOnlyError`.
         """
         if table_kind not in TABLE_KINDS:
             raise ValueError(f"table_kind must be one of {', '.join(TABLE_KINDS)}, got {table_kind!r}")
@@ -1684,11 +1713,14 @@ class SessionStore:
         payload_json = _to_json(payload, "payload")
         if amends is not None and (reason is None or not str(reason).strip()):
             raise ValueError("an amendment needs a non-empty reason")
-        if amends is None and reason is not None:
-            raise ValueError("a reason is only recorded with an amendment (amends=entry id)")
+        if amends is None and reason is not None and not str(reason).strip():
+            raise ValueError("a late entry needs a non-empty reason")
+        late = amends is None and reason is not None
         with self._tx() as conn:
-            if amends is None:
+            if amends is None and not late:
                 self._require_open(conn, session_id)
+            elif late:
+                self._session_status(conn, session_id)
             else:
                 self._session_status(conn, session_id)
                 target = conn.execute("SELECT session_id, table_kind FROM entries WHERE id = ?",
@@ -1705,7 +1737,8 @@ class SessionStore:
                 "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (session_id, tt, table_kind, kind, payload_json, user, amends, reason, self._now()))
             entry_id = int(cur.lastrowid)
-            self._audit(conn, user, "entry_amended" if amends is not None else "entry_added", session_id,
+            action = "entry_amended" if amends is not None else "late_entry_added" if late else "entry_added"
+            self._audit(conn, user, action, session_id,
                         {"entry_id": entry_id, "table_kind": table_kind, "kind": kind, "t": tt,
                          "payload": payload, "amends": amends, "reason": reason})
             return entry_id

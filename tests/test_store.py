@@ -110,7 +110,8 @@ def test_files_owner_only_wal_and_pragmas(db):
             with raw(db) as c:
                 assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
                 assert c.execute("PRAGMA application_id").fetchone()[0] == store_mod.APPLICATION_ID
-                assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "1"
+                assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == \
+                    str(len(store_mod.MIGRATIONS))
     finally:
         os.umask(old)
 
@@ -149,23 +150,24 @@ def test_migrates_older_version_forward(db, monkeypatch):
     with SessionStore(db) as s:
         sid = new_session(s)
 
-    def to_v2(conn):
+    def to_next(conn):
         conn.execute("ALTER TABLE sessions ADD COLUMN room TEXT")
         conn.execute("UPDATE meta SET value = 'ok' WHERE key = 'application'")
 
-    monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, to_v2])
+    current = len(store_mod.MIGRATIONS)
+    monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, to_next])
     with pytest.raises(StoreError, match="needs upgrading"):
         SessionStore(db, readonly=True)
     with SessionStore(db) as s:
         assert s.get_session(sid).protocol == "iv_ketamine"
         assert s.verify_audit().ok
     with raw(db) as c:
-        assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+        assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(current + 1)
         assert "room" in [r[1] for r in c.execute("PRAGMA table_info(sessions)")]
-    backup = Path(f"{db}.v1.bak")
+    backup = Path(f"{db}.v{current}.bak")
     assert backup.exists() and stat.S_IMODE(backup.stat().st_mode) == 0o600
     with raw(backup) as c:
-        assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "1"
+        assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(current)
 
 
 def test_newer_version_refused_unchanged(db):
@@ -751,3 +753,28 @@ def test_writer_waits_out_a_locked_database(db):
         np.testing.assert_array_equal(s.numerics(sid, "hr")[1], [70, 71])
         assert w.stop(10)
         blocker.close()
+
+
+def test_version_1_file_migrates_and_takes_late_entries_on_closed_sessions(db, monkeypatch):
+    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:1])
+    monkeypatch.setattr(store_mod, "_CURRENT_TRIGGERS", store_mod._v1_triggers)
+    with SessionStore(db) as s:
+        sid = new_session(s)
+        s.close_session(sid, user="ann", signed_name="Ann Example", meaning="reviewed and closed", at=T0 + timedelta(hours=2))
+    with raw(db) as c:  # version 1's trigger refuses any non-amendment on a closed session
+        assert "only amendments (with a reason)" in c.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'entries_closed_session'").fetchone()[0]
+    monkeypatch.undo()
+    with SessionStore(db) as s:   # migrated to the current version on opening
+        entry_id = s.add_entry(sid, "note", T0 + timedelta(minutes=30), "note", {"text": "phoned the escort"},
+                               "ann", reason="charted at review")
+        [entry] = s.entries(sid)
+        assert entry.id == entry_id and entry.is_late and not entry.is_amendment
+        with pytest.raises(ReadOnlyError):
+            s.add_entry(sid, "note", T0, "note", {"text": "no reason"}, "ann")
+        with pytest.raises(ValueError, match="late entry needs a non-empty reason"):
+            s.add_entry(sid, "note", T0, "note", {"text": "x"}, "ann", reason="  ")
+        assert any(r.action == "late_entry_added" for r in s.audit_rows(sid)) and s.verify_audit().ok
+    with raw(db) as c:
+        assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == \
+            str(len(store_mod.MIGRATIONS))
