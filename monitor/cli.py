@@ -9,6 +9,9 @@ Commands::
     vigil record --device URL --duration SECONDS [--patient NAME] [--weight KG]
                  [--protocol ketamine-iv|esketamine] [--db PATH] [--resume]
     vigil sessions [--db PATH] [--json]
+    vigil export SESSION --format csv|pdf|fhir|hl7|edf|json|rems [--out PATH] [--deidentify]
+                 [--interval 60s] [--paper A4|Letter] [--db PATH]
+    vigil import FILE [--db PATH]
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from drivers.registry import UnknownProtocolError, decoder_class, protocol_names
 from drivers.simulator.scenarios import SCENARIOS
 
 DEFAULT_DEVICE = "sim://?scenario=normal"
-_COMMANDS = ("run", "decode", "simulate", "devices", "record", "sessions")
+_COMMANDS = ("run", "decode", "simulate", "devices", "record", "sessions", "export", "import")
 
 
 class CliError(Exception):
@@ -75,6 +78,19 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--lot", default="UNRECORDED", help="esketamine lot number")
     rec.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
     rec.add_argument("--resume", action="store_true", help="resume a session a crash left open")
+
+    exp = sub.add_parser("export", help="export a session (csv, pdf, fhir, hl7, edf, json, rems)")
+    exp.add_argument("session", help="session id (see vigil sessions)")
+    exp.add_argument("--format", required=True, help="csv, pdf, fhir, hl7, edf, json or rems")
+    exp.add_argument("--out", help="output file (default: session-ID.EXT in the current folder)")
+    exp.add_argument("--deidentify", action="store_true", help="HIPAA Safe Harbor de-identified export")
+    exp.add_argument("--interval", default="60s", help="resampling interval for csv/fhir/hl7: 60s, 5min, 1h")
+    exp.add_argument("--paper", default="A4", help="A4 or Letter (pdf, rems)")
+    exp.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
+
+    imp = sub.add_parser("import", help="restore a session from a json archive made by vigil export")
+    imp.add_argument("file", help="archive file")
+    imp.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
 
     ses = sub.add_parser("sessions", help="list recorded sessions")
     ses.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
@@ -195,10 +211,12 @@ def run_cli(argv: Sequence[str], window: Callable[[argparse.Namespace], int] | N
             except DeviceUrlError as exc:
                 raise CliError(f"vigil run: {exc}") from None
             return window(args)
+        from monitor.export_cli import cmd_export, cmd_import  # noqa: PLC0415
         from monitor.record_cli import cmd_record, cmd_sessions  # noqa: PLC0415
 
         handler = {"decode": cmd_decode, "simulate": cmd_simulate, "devices": cmd_devices,
-                   "record": cmd_record, "sessions": cmd_sessions}[args.command]
+                   "record": cmd_record, "sessions": cmd_sessions, "export": cmd_export,
+                   "import": cmd_import}[args.command]
         return handler(args, out, err)
     except CliError as exc:
         err.write(str(exc) + "\n")

@@ -60,13 +60,13 @@ def build_long_session(store: SessionStore, hours: float = 12, seed: int = 0, *,
     """Write a closed synthetic IV-ketamine session of ``hours`` hours into ``store``; return its id.
 
     ``waves``: include ECG (250 Hz), pleth (100 Hz) and capnogram (25 Hz). ``events``: how many
-    assessments/events to chart. ``hours`` must be at least 1.5 (dosing, recovery and discharge must
+    assessments/events to chart. ``hours`` must be at least 2 (dosing, recovery and discharge must
     fit). The patient is "Long Session Patient", MRN LS-0001; the nurse "bench" (Bench Nurse).
     """
     from monitor.session import SessionState
 
-    if hours < 1.5:
-        raise ValueError("a synthetic session lasts at least 1.5 hours")
+    if hours < 2:
+        raise ValueError("a synthetic session lasts at least 2 hours")
     rng = np.random.default_rng(seed)
     t0 = start or SYNTHETIC_START
     total = int(hours * 3600)
