@@ -2,6 +2,7 @@
 #   make run    create .venv if needed, install, start Vigil on the simulated monitor
 #   make test   same environment, every test headless
 #   make bench  benchmarks: prints figures, writes bench/results.json
+#   make screenshots  the README's screenshots (needs Debian's xvfb)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +13,7 @@ SPEED ?= 1
 DB ?= var/vigil-dev.sqlite
 PYTEST_ARGS ?=
 
-.PHONY: run test bench venv clean
+.PHONY: run test bench screenshots venv clean
 
 venv: $(STAMP)
 
@@ -31,6 +32,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m bench
+
+screenshots: $(STAMP)
+	xvfb-run -a -s "-screen 0 1366x768x24" $(BIN)/python docs/make_screenshots.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis build *.egg-info

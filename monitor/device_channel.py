@@ -23,10 +23,16 @@ class _Listener:
         self.channel = channel
 
     def items_received(self, items: list[Item]) -> None:
-        self.channel.batch_received.emit(items)
+        try:
+            self.channel.batch_received.emit(items)
+        except RuntimeError:  # the channel was deleted while its worker was finishing
+            pass
 
     def link_changed(self, state: LinkState, detail: str, attempt: int) -> None:
-        self.channel._on_link_changed(state, detail, attempt)
+        try:
+            self.channel._on_link_changed(state, detail, attempt)
+        except RuntimeError:
+            pass
 
 
 class DeviceChannel(QObject):

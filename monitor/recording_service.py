@@ -57,6 +57,7 @@ class RecordingService(QObject):
         self.writer = StoreWriter(store)
         self.writer.start()
         self.recorder: SessionRecorder | None = None
+        self._closed = False
         channel.batch_received.connect(self._on_batch)
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.tick)
@@ -85,6 +86,8 @@ class RecordingService(QObject):
 
     # ------------------------------------------------------------------ data path
     def _on_batch(self, items: list[Item]) -> None:
+        if self._closed:  # a batch queued before shutdown
+            return
         try:
             if self.recorder is not None:
                 events = self.recorder.on_items(items)
@@ -98,6 +101,8 @@ class RecordingService(QObject):
 
     def tick(self) -> None:
         """Advance alarms to now (escalations, pause expiry), and publish the state."""
+        if self._closed:
+            return
         now = self.now()
         events = self.recorder.tick(now) if self.recorder is not None else self.engine.tick(now)
         self._publish(events, always=True)
@@ -218,6 +223,11 @@ class RecordingService(QObject):
     # ------------------------------------------------------------------ shutdown
     def shutdown(self, timeout: float = 1.0) -> None:
         """Stop the device and flush the store (the session stays open for a resume)."""
+        self._closed = True
         self._timer.stop()
+        try:
+            self.channel.batch_received.disconnect(self._on_batch)
+        except (RuntimeError, TypeError):
+            pass  # already disconnected
         self.channel.stop(timeout)
         self.writer.stop(10)

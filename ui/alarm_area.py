@@ -45,7 +45,7 @@ class AlarmArea(QFrame):
         self.indicator.setAlignment(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
         self.indicator.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Expanding)
         self.indicator.setContentsMargins(14, 0, 14, 0)
-        layout.addWidget(self.indicator, stretch=5)
+        layout.addWidget(self.indicator, stretch=6)
 
         self.listing = QLabel("")
         self.listing.setObjectName("alarmList")
@@ -53,7 +53,7 @@ class AlarmArea(QFrame):
         self.listing.setTextFormat(Qt.TextFormat.RichText)
         self.listing.setAlignment(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
         self.listing.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Expanding)
-        layout.addWidget(self.listing, stretch=4)
+        layout.addWidget(self.listing, stretch=3)
 
         side = QVBoxLayout()
         side.setSpacing(3)
@@ -99,7 +99,7 @@ class AlarmArea(QFrame):
         else:
             highest = [a for a in alarms if a.priority == state.visual_priority]
             shown = highest[int(t / _STEP_SECONDS) % len(highest)]
-            more = f"   (+{len(alarms) - 1})" if len(alarms) > 1 else ""
+            more = f"  +{len(alarms) - 1}" if len(alarms) > 1 else ""
             latched = "  [latched]" if shown.latched else ""
             text = f"{top}  {alarm_text(shown, self.profile)}{latched}{more}"
             lit = theme.flash_on(top, t)

@@ -539,10 +539,14 @@ class SessionTrends(QWidget):
             label.setFont(theme.font(9))
             self.lane.addItem(label, ignoreBounds=True)
             self._phase_labels.append(label)
-        for label, (x0, _, name) in zip(self._phase_labels, self._phase_spans):
+        x_min, x_max = self.lane.getViewBox().viewRange()[0]
+        room = 0.08 * max(x_max - x_min, 1e-6)  # about a label's width
+        nexts = [span[0] for span in self._phase_spans[1:]] + [float("inf")]
+        for label, (x0, _, name), next_x0 in zip(self._phase_labels, self._phase_spans, nexts):
             if label.toPlainText() != name:
                 label.setText(name)
             label.setPos(x0, 1.0)
+            label.setVisible(next_x0 - x0 >= room)  # a phase too short to label stays shaded only
 
     def _draw_markers(self, origin: float) -> None:
         groups: dict[str, list[float]] = {}

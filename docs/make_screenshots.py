@@ -1,0 +1,142 @@
+"""Make the README's screenshots (run under a real X server, e.g. ``make screenshots`` with Xvfb).
+
+Each shot drives the real window on the simulated monitor at an accelerated speed, waits for the
+moment it shows, and saves ``docs/screenshots/NAME.png`` at 1366x768.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "docs" / "screenshots"
+
+from monitor.alarms.profile import Priority, default_profile  # noqa: E402
+from monitor.device_channel import DeviceChannel  # noqa: E402
+from monitor.patient import Patient  # noqa: E402
+from monitor.protocols import KetamineIVPlan  # noqa: E402
+from monitor.recording_service import RecordingService  # noqa: E402
+from monitor.settings import ClinicSettings  # noqa: E402
+from monitor.staff import Actor, Role  # noqa: E402
+from monitor.store import SessionStore  # noqa: E402
+from ui.audio import AlarmAudio  # noqa: E402
+from ui.context import UiContext  # noqa: E402
+from ui.main_window import MainWindow  # noqa: E402
+
+ANN = Actor(username="ann", display_name="Ann Lee", role=Role.NURSE)
+app = QApplication.instance() or QApplication(sys.argv[:1])
+
+
+def wait(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the screen never showed what was expected")
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def settle(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def window(scenario: str, speed: float, folder: str, session: bool = True, waived: bool = True) -> MainWindow:
+    store = SessionStore(Path(folder) / f"{scenario}.sqlite")
+    service = RecordingService(DeviceChannel(f"sim://?scenario={scenario}&speed={speed:g}"), store,
+                               ClinicSettings(), default_profile())
+    context = UiContext(service, store, ClinicSettings(), default_profile())
+    win = MainWindow(context, audio=AlarmAudio(enabled=False))
+    win.resize(1366, 768)
+    win.show()
+    service.channel.start()
+    context.set_user(ANN)
+    if session:
+        settle(1.0)
+        service.start_session(Patient(display_name="Jo Doe", mrn="MRN-20431", weight_kg=72),
+                              KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=72), ANN)
+        if waived:
+            service.act("waive_pre_dose_check", service.now(), ANN, "screenshot")
+        else:
+            service.act("record_nibp", service.now(), 124, 78, source="manual", by=ANN)
+        service.act("start_infusion", service.now(), ANN)
+    return win
+
+
+def save(widget, name: str) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    widget.grab().save(str(OUT / f"{name}.png"))
+    print(f"saved docs/screenshots/{name}.png")
+
+
+def close(win: MainWindow) -> None:
+    win.force_close = True
+    win.close()
+    win.service.shutdown()
+    win.context.store.close()
+
+
+def lit(win: MainWindow) -> bool:
+    """The flashing indicator is in its bright half right now."""
+    return win.alarm_area.indicator.styleSheet().startswith("background: #e00000")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        win = window("normal", 30, folder)
+        settle(14)  # seven minutes of trends
+        save(win, "normal_monitoring")
+        close(win)
+
+        win = window("desaturation", 40, folder)
+        wait(lambda: win.service.alarm_state().visual_priority is Priority.HIGH and lit(win))
+        save(win, "high_alarm")
+        win.pause_audio()
+        settle(0.6)
+        wait(lambda: lit(win), 5)
+        save(win, "audio_paused")
+        close(win)
+
+        from ui.dialogs import StartSessionDialog
+        win = window("normal", 1, folder, session=False)
+        dialog = StartSessionDialog(win.context, win)
+        dialog.name.setText("Jo Doe")
+        dialog.mrn.setText("MRN-20431")
+        dialog.dob.setText("1981-04-12")
+        dialog.weight.setText("72")
+        dialog.show()
+        settle(1.0)
+        save(dialog, "start_dialog")
+        dialog.close()
+        close(win)
+
+        from ui.dialogs import DischargeDialog
+        from monitor.assessments import ModifiedAldrete
+        win = window("normal", 240, folder, waived=False)
+        settle(10)  # 40 minutes of infusion at this speed
+        win.service.act("stop_infusion", win.service.now(), ANN, "planned dose given")
+        settle(16)  # over an hour of recovery
+        win.service.act("chart", ModifiedAldrete(activity=2, respiration=2, circulation=2, consciousness=2,
+                                                 oxygen_saturation=2), win.service.now(), ANN)
+        win.service.act("confirm_escort", win.service.now(), ANN, "Sam Doe")
+        settle(1)
+        dialog = DischargeDialog(win.context, win)
+        dialog.show()
+        settle(1.0)
+        save(dialog, "discharge")
+        dialog.close()
+        close(win)
+    app.quit()
+
+
+if __name__ == "__main__":
+    main()
