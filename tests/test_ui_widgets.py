@@ -226,7 +226,7 @@ def test_sweep_overwrites_left_to_right_with_an_erase_gap(wave):
     wave.append(np.arange(250, dtype=np.float32))  # more than a window
     assert wave.write_position == 50
     wave.refresh()
-    x, y = wave.curve.getOriginalDataset()
+    x, y = wave.sweep_data()
     assert len(x) == len(y) == size
     np.testing.assert_allclose(x[:3], [0.0, 0.01, 0.02], rtol=1e-5)
     np.testing.assert_array_equal(y[:50], np.arange(200, 250))        # the newest, at the left
@@ -238,24 +238,37 @@ def test_sweep_keeps_device_gaps_and_wraps_the_erase_gap(wave):
     wave.append(np.ones(190, dtype=np.float32))
     wave.append(np.array([0.5, np.nan, np.nan, 0.5], dtype=np.float32))  # probe off for two samples
     wave.refresh()
-    _, y = wave.curve.getOriginalDataset()
+    _, y = wave.sweep_data()
     assert wave.write_position == 194
     assert y[190] == 0.5 and np.isnan(y[191:193]).all() and y[193] == 0.5
     gap = round(100 * ERASE_GAP_S)
     assert np.isnan(y[194:]).all() and np.isnan(y[:gap - 6]).all()  # the gap wraps to the left edge
-    assert wave.curve.opts["connect"] == "finite"
 
 
-def test_sweep_refresh_skips_when_nothing_new(wave, monkeypatch):
-    calls = []
-    original = wave.curve.setData
-    monkeypatch.setattr(wave.curve, "setData", lambda *a, **k: (calls.append(1), original(*a, **k)))
+def test_sweep_draws_the_trace_and_leaves_gaps_dark(wave, qtbot):
+    wave.show()
+    qtbot.waitExposed(wave)
+    wave.append(np.full(100, 0.5, dtype=np.float32))        # a flat line at mid height
+    wave.append(np.full(60, np.nan, dtype=np.float32))      # then the probe is off
+    wave.refresh()
+    image = wave.grab().toImage()
+    middle = image.height() // 2
+    lit = lambda x: any(image.pixelColor(x, y).green() > 120 for y in range(middle - 3, middle + 4))  # noqa: E731
+    assert lit(int(wave._px(50))) and not lit(int(wave._px(130)))
+
+
+def test_sweep_refresh_draws_only_what_changed(wave, monkeypatch):
+    wave.refresh()                     # first frame: the whole strip
+    drawn = wave.frames_drawn
+    repaints = []
+    monkeypatch.setattr(wave, "update", lambda *rect: repaints.append(rect))
     wave.append(np.zeros(10))
     wave.refresh()
     wave.refresh()
     wave.append(np.zeros(0))
     wave.refresh()
-    assert len(calls) == 1
+    assert wave.frames_drawn == drawn + 1
+    assert repaints and all(r and r[0].width() < wave.width() / 4 for r in repaints)  # narrow strips only
 
 
 def test_sweep_rate_clear_and_message(wave):
@@ -266,9 +279,9 @@ def test_sweep_rate_clear_and_message(wave):
     wave.clear()
     assert np.isnan(wave.sweep_data()[1]).all()
     wave.set_message("SENSOR OFF")
-    assert wave._message.isVisible() and wave._message.text() == "SENSOR OFF"
+    assert wave.message == "SENSOR OFF"
     wave.set_message(None)
-    assert not wave._message.isVisible()
+    assert wave.message is None
 
 
 def test_sweep_auto_range_follows_the_signal(qtbot):
@@ -276,9 +289,9 @@ def test_sweep_auto_range_follows_the_signal(qtbot):
     qtbot.addWidget(wave)
     wave.append(np.tile(np.r_[np.zeros(50), np.full(50, 40.0)], 2))
     wave.refresh()
-    lo, hi = wave.view_box.viewRange()[1]
+    lo, hi = wave.y_range
     assert lo < 0 and 40 < hi < 60
-    assert wave._scale_text.text() == "20 mmHg"
+    assert wave.scale_text == "20 mmHg"
     assert nice_step(2.0) == 1.0 and nice_step(60) == 20 and nice_step(0) == 0
 
 

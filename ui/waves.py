@@ -1,13 +1,18 @@
-"""Bedside sweep waveform strips (pyqtgraph).
+"""Bedside sweep waveform strips.
 
 A :class:`SweepWave` shows a fixed window of one waveform channel the way a bedside monitor does
 in sweep (scan) mode: the trace is written left to right over the old one, with a short erased
 gap running ahead of the write position (pyacq's oscilloscope mode). Nothing scrolls, so the eye
 can rest on one beat. Samples that arrive as NaN (probe off) are drawn as gaps.
 
-Feeding and drawing are apart: :meth:`SweepWave.append` only writes into a preallocated array;
-the window's frame timer (~40 ms) calls :meth:`SweepWave.refresh`, which hands that same array to
-the curve once, and does nothing when no sample arrived since the last frame.
+Feeding and drawing are apart: :meth:`SweepWave.append` only writes into a preallocated array and
+notes which samples changed; the window's frame timer (~40 ms) calls :meth:`SweepWave.refresh`,
+which draws just those samples onto a kept pixmap and repaints only that narrow strip. A sweep
+changes a few pixels a frame, so redrawing the whole trace each frame (as a plotting library
+does) cost ~19 % of a core for three strips; drawing the strip costs a fraction of that. The
+session trends and the review plots use pyqtgraph.
+
+:class:`Badge` (text on a dark box for pyqtgraph scenes) is shared with the trends.
 """
 
 from __future__ import annotations
@@ -16,15 +21,13 @@ import math
 import time
 
 import numpy as np
-import pyqtgraph as pg
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QPen
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QGraphicsItem,
     QGraphicsRectItem,
     QGraphicsSimpleTextItem,
     QSizePolicy,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -90,6 +93,7 @@ class Badge(QGraphicsRectItem):
         self.setRect(0, 0, box.width() + 4, box.height() if self.text() else 0)
 
 
+
 class SweepWave(QWidget):
     """One waveform channel in sweep mode, on a black strip with its name and a scale bar.
 
@@ -114,40 +118,20 @@ class SweepWave(QWidget):
         self.colour = theme.colour(colour_key or key)
         self.fixed_range = tuple(y_range) if y_range is not None else None
         self.message: str | None = None
+        self.scale_text = ""
+        self._scale_bar: tuple[float, float] | None = None
         self.rate = float(rate)
         self._y_shown: tuple[float, float] | None = None
         self._next_auto_range = 0.0
-        self._dirty = True
-
-        self.plot_widget = pg.PlotWidget(background=theme.BACKGROUND)
-        self.plot_widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.plot_widget.setMinimumHeight(40)
-        item = self.plot_widget.getPlotItem()
-        item.hideAxis("left")
-        item.hideAxis("bottom")
-        item.hideButtons()
-        item.setMenuEnabled(False)
-        item.setMouseEnabled(x=False, y=False)
-        item.layout.setContentsMargins(0, 0, 0, 0)
-        self.view_box = item.getViewBox()
-        self.view_box.disableAutoRange()
-        self.view_box.setDefaultPadding(0.0)
-        self.curve = pg.PlotDataItem(pen=pg.mkPen(self.colour, width=2), connect="finite",
-                                     antialias=False, skipFiniteCheck=False)
-        item.addItem(self.curve)  # first: PlotItem.addItem resets the item's clip-to-view
-        self.curve.setClipToView(True)
-        self.scale_bar = pg.PlotDataItem(pen=pg.mkPen(theme.TEXT_DIM, width=2), antialias=False)
-        item.addItem(self.scale_bar, ignoreBounds=True)
-
-        self._name = self._overlay_text(label, self.colour, bold=True)
-        self._scale_text = self._overlay_text("", QColor(theme.TEXT_DIM), bold=False)
-        self._message = self._overlay_text("", QColor(theme.TEXT), bold=True)
-        self._message.setVisible(False)
-        self.view_box.sigResized.connect(self._place_overlays)
-
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.plot_widget)
+        self._pen = QPen(self.colour, 2)
+        self._background = QColor(theme.BACKGROUND)
+        self._pixmap: QPixmap | None = None
+        self._spans: list[tuple[int, int]] = []   # sample ranges changed since the last frame
+        self._full = True                          # the whole pixmap needs drawing
+        self.frames_drawn = 0
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMinimumHeight(40)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self._allocate()
         if self.fixed_range is not None:
             self._show_y_range(*self.fixed_range)
@@ -165,26 +149,28 @@ class SweepWave(QWidget):
         if count > size:  # keep the newest window, in the slots they would have reached
             start = (start + count - size) % size
             data = data[-size:]
+            self._full = True
         self._write(start, data)
         self._pos = (self._pos + count) % size
         self._write(self._pos, self._gap)
-        self._dirty = True
 
     def _write(self, start: int, data: np.ndarray) -> None:
         y = self._y
         end = start + len(data)
         if end <= len(y):
             y[start:end] = data
+            self._spans.append((start, end))
         else:
             split = len(y) - start
             y[start:] = data[:split]
             y[:end - len(y)] = data[split:]
+            self._spans += [(start, len(y)), (0, end - len(y))]
 
     def clear(self) -> None:
         """Blank the strip (a new device or a new session); the scale stays."""
         self._y.fill(np.nan)
         self._pos = 0
-        self._dirty = True
+        self._full = True
 
     def set_rate(self, rate: float) -> None:
         """Change the sample rate (a device may send 75 Hz pleth instead of 100 Hz); the strip is
@@ -202,22 +188,145 @@ class SweepWave(QWidget):
         self._y = np.full(size, np.nan, dtype=np.float32)
         self._gap = np.full(min(size - 1, max(1, round(self.rate * ERASE_GAP_S))), np.nan, dtype=np.float32)
         self._pos = 0
-        self._dirty = True
-        self.view_box.setXRange(-_LEFT_MARGIN * self.seconds, float(self._x[-1]), padding=0)
+        self._spans = []
+        self._full = True
+
+    # ------------------------------------------------------------------ geometry
+    def _plot_rect(self) -> QRectF:
+        left = self.width() * _LEFT_MARGIN
+        return QRectF(left, 2.0, max(1.0, self.width() - left - 2.0), max(1.0, self.height() - 4.0))
+
+    def _px(self, index: float) -> float:
+        r = self._plot_rect()
+        return r.left() + index * r.width() / (len(self._y) - 1)
+
+    def _points(self, first: int, last: int) -> list[list[QPointF]]:
+        """Polylines (runs of finite samples) for indices first..last (inclusive, clamped)."""
+        first, last = max(first, 0), min(last, len(self._y) - 1)
+        if last < first or self._y_shown is None:
+            return []
+        lo, hi = self._y_shown
+        r = self._plot_rect()
+        ys = self._y[first:last + 1].astype(np.float64)
+        py = r.top() + (hi - ys) * (r.height() / (hi - lo))
+        py = np.clip(py, r.top() - 2, r.bottom() + 2)
+        px = r.left() + np.arange(first, last + 1) * (r.width() / (len(self._y) - 1))
+        finite = np.isfinite(ys)
+        runs: list[list[QPointF]] = []
+        current: list[QPointF] = []
+        for x, y, ok in zip(px.tolist(), py.tolist(), finite.tolist()):
+            if ok:
+                current.append(QPointF(x, y))
+            elif current:
+                runs.append(current)
+                current = []
+        if current:
+            runs.append(current)
+        return runs
 
     # ------------------------------------------------------------------ drawing
     def refresh(self) -> None:
-        """Frame timer: hand the buffer to the curve if samples arrived since the last frame."""
-        if not self._dirty:
-            return
-        self._dirty = False
-        self.curve.setData(self._x, self._y)
+        """Frame timer: draw what changed since the last frame and repaint just that strip."""
         if self.fixed_range is None:
             now = time.monotonic()
-            if now >= self._next_auto_range:
+            if now >= self._next_auto_range and (self._spans or self._full):
                 self._next_auto_range = now + AUTO_RANGE_EVERY_S
                 self._auto_range()
+        if self._pixmap is None or self._pixmap.size() != self.size() * self.devicePixelRatioF():
+            self._full = True
+        if self._full:
+            self._full = False
+            self._spans = []
+            self._redraw_all()
+            self.update()
+            return
+        if not self._spans:
+            return
+        spans, self._spans = self._spans, []
+        painter = QPainter(self._pixmap)
+        painter.setPen(self._pen)
+        for start, end in spans:
+            x0 = math.floor(self._px(start - 1)) - 1
+            x1 = math.ceil(self._px(end)) + 2
+            strip = QRect(x0, 0, x1 - x0, self.height())
+            painter.setClipRect(strip)
+            painter.fillRect(strip, self._background)
+            for run in self._points(start - 2, end + 1):
+                painter.drawPolyline(run) if len(run) > 1 else painter.drawPoint(run[0])
+            self.update(strip)
+        painter.end()
+        self.frames_drawn += 1
 
+    def _redraw_all(self) -> None:
+        ratio = self.devicePixelRatioF()
+        self._pixmap = QPixmap(self.size() * ratio)
+        self._pixmap.setDevicePixelRatio(ratio)
+        self._pixmap.fill(self._background)
+        painter = QPainter(self._pixmap)
+        painter.setPen(self._pen)
+        for run in self._points(0, len(self._y) - 1):
+            painter.drawPolyline(run) if len(run) > 1 else painter.drawPoint(run[0])
+        painter.end()
+        self.frames_drawn += 1
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        """The kept trace, then the name, scale and message on top (clipped to the dirty area)."""
+        painter = QPainter(self)
+        if self._pixmap is None:
+            painter.fillRect(self.rect(), self._background)
+        else:
+            painter.drawPixmap(event.rect(), self._pixmap, QRectF(
+                event.rect().x() * self._pixmap.devicePixelRatio(), event.rect().y() * self._pixmap.devicePixelRatio(),
+                event.rect().width() * self._pixmap.devicePixelRatio(),
+                event.rect().height() * self._pixmap.devicePixelRatio()).toRect())
+        self._paint_overlays(painter)
+        painter.end()
+
+    def _paint_overlays(self, painter: QPainter) -> None:
+        height = max(self.height(), 1)
+        small = int(min(max(12, height * 0.16), 26))
+        font = theme.font(10, bold=True)
+        font.setPixelSize(small)
+        painter.setFont(font)
+        r = self._plot_rect()
+        self._badge(painter, QPointF(r.left() + 4, 2), self.label, self.colour)
+        font.setBold(False)
+        painter.setFont(font)
+        if self.scale_text:
+            width = painter.fontMetrics().horizontalAdvance(self.scale_text)
+            self._badge(painter, QPointF(self.width() - width - 10, 2), self.scale_text, QColor(theme.TEXT_DIM))
+            bar = self._scale_bar
+            if bar is not None and self._y_shown is not None:
+                lo, hi = self._y_shown
+                x = self.width() * _LEFT_MARGIN * 0.5
+                y0 = r.top() + (hi - bar[0]) * r.height() / (hi - lo)
+                y1 = r.top() + (hi - bar[1]) * r.height() / (hi - lo)
+                painter.setPen(QPen(QColor(theme.TEXT_DIM), 2))
+                painter.drawLine(QPointF(x, y0), QPointF(x, y1))
+        if self.message:
+            big = int(min(max(14, height * 0.32), 48))
+            font.setBold(True)
+            font.setPixelSize(big)
+            painter.setFont(font)
+            metrics = painter.fontMetrics()
+            width = metrics.horizontalAdvance(self.message)
+            self._badge(painter, QPointF((self.width() - width) / 2, (height - metrics.height()) / 2),
+                        self.message, QColor(theme.TEXT))
+
+    @staticmethod
+    def _badge(painter: QPainter, at: QPointF, text: str, colour: QColor) -> None:
+        metrics = painter.fontMetrics()
+        box = QRectF(at.x() - 2, at.y(), metrics.horizontalAdvance(text) + 4, metrics.height())
+        painter.fillRect(box, QColor(0, 0, 0, 170))
+        painter.setPen(colour)
+        painter.drawText(box.adjusted(2, 0, 0, 0), int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), text)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        """A new size: the next refresh redraws the whole trace."""
+        self._full = True
+        super().resizeEvent(event)
+
+    # ------------------------------------------------------------------ scale
     def _auto_range(self) -> None:
         finite = self._y[np.isfinite(self._y)]
         if len(finite) < 10:
@@ -234,55 +343,30 @@ class SweepWave(QWidget):
         if not hi > lo:
             hi = lo + 1.0
         self._y_shown = (lo, hi)
-        self.view_box.setYRange(lo, hi, padding=0)
         step = nice_step(hi - lo) if self.unit else 0.0
         if step:
-            x = -0.5 * _LEFT_MARGIN * self.seconds
             base = math.ceil(lo / step) * step
-            self.scale_bar.setData([x, x], [base, base + step])
-            self._scale_text.setText(f"{step:g} {self.unit}")
+            self._scale_bar = (base, base + step)
+            self.scale_text = f"{step:g} {self.unit}"
         else:
-            self.scale_bar.setData([], [])
-            self._scale_text.setText("")
-        self._place_overlays()
+            self._scale_bar = None
+            self.scale_text = ""
+        self._full = True
+
+    @property
+    def y_range(self) -> tuple[float, float] | None:
+        """The vertical range shown (the channel's unit)."""
+        return self._y_shown
 
     def set_message(self, text: str | None) -> None:
         """Show ``text`` ("SENSOR OFF", "NO SIGNAL" …) across the strip, or hide it (None)."""
         if text == self.message:
             return
         self.message = text
-        self._message.setText(text or "")
-        self._message.setVisible(bool(text))
-        self._place_overlays()
-
-    # ------------------------------------------------------------------ overlays
-    def _overlay_text(self, text: str, colour: QColor, bold: bool) -> Badge:
-        return Badge(self.view_box, text, colour, theme.font(10, bold=bold))  # view-box pixels
-
-    def _place_overlays(self, *_: object) -> None:
-        rect = self.view_box.boundingRect()
-        height = max(rect.height(), 1.0)
-        small = int(min(max(12, height * 0.16), 26))
-        for item, bold in ((self._name, True), (self._scale_text, False)):
-            font = item.font()
-            if font.pixelSize() != small:
-                font.setPixelSize(small)
-                font.setBold(bold)
-                item.setFont(font)
-        self._name.setPos(rect.width() * _LEFT_MARGIN + 4, 2)
-        scale_rect = self._scale_text.rect()
-        self._scale_text.setPos(rect.width() - scale_rect.width() - 6, 2)
-        if self.message:
-            font = self._message.font()
-            big = int(min(max(14, height * 0.32), 48))
-            if font.pixelSize() != big:
-                font.setPixelSize(big)
-                self._message.setFont(font)
-            box = self._message.rect()
-            self._message.setPos((rect.width() - box.width()) / 2, (height - box.height()) / 2)
+        self.update()
 
     def sweep_data(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(x seconds, y)`` as handed to the curve (views: for tests and review)."""
+        """``(x seconds, y)``: the sweep buffer as drawn (views: for tests and review)."""
         return self._x, self._y
 
     @property
