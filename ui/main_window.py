@@ -71,6 +71,8 @@ class MainWindow(QMainWindow):
         self.alarm_state: AlarmState | None = None
         self._painted = False
         self._limits_shown = None
+        self._was_flashing = False
+        self._frame = 0
         self._build()
         self._wire()
         if not self.audio.available:
@@ -316,16 +318,20 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ timers
     def frame(self) -> None:
-        """~25 Hz: waveforms, flashing, alarm sound."""
+        """~25 Hz: waveforms; flashing while a HIGH or MEDIUM alarm shows; alarm sound at ~8 Hz."""
         t = time.monotonic()
         for wave in self.waves.values():
             wave.refresh()
-        for tile in self.tiles.values():
-            tile.set_flash_phase(t)
-        self.alarm_area.animate(t)
-        if self.alarm_state is not None:
-            state = self.service.alarm_state()
-            self.audio.update(state.audio_priority, t)
+        state = self.alarm_state
+        flashing = state is not None and state.visual_priority is not None and state.visual_priority > Priority.LOW
+        if flashing or self._was_flashing:
+            for tile in self.tiles.values():
+                tile.set_flash_phase(t)
+            self.alarm_area.animate(t)
+        self._was_flashing = flashing
+        self._frame += 1
+        if state is not None and self._frame % 3 == 0:
+            self.audio.update(self.service.alarm_state().audio_priority, t)
 
     def refresh(self) -> None:
         """1 Hz: numerics, trend arrows, NIBP age, trends, device line."""
@@ -348,6 +354,7 @@ class MainWindow(QMainWindow):
             tile.set_trend(trend_direction(key, list(self.history.get(key, ())), now) if key in self.history else 0)
         self.trends.refresh(now)
         self.device_panel.refresh()
+        self.alarm_area.animate(time.monotonic())  # the audio-pause count-down
 
     def _refresh_nibp(self, tile: NumericTile, now: datetime) -> None:
         sys_, dia, mean = (self.latest.get(k) for k in ("nibp_sys", "nibp_dia", "nibp_mean"))

@@ -23,7 +23,7 @@ SIM_VITALS = ("hr", "pr", "spo2", "pi", "rr", "etco2", "temp")
 #: Condition codes the simulated monitor can raise.
 SIM_CONDITIONS = frozenset({"sensor_off", "artifact"})
 _CONDITION_QUALITY = {"sensor_off": Quality.SENSOR_OFF, "artifact": Quality.ARTIFACT}
-_STEP = 0.04  # real seconds between steps
+_STEP = 0.05  # real seconds between steps (20 chunks a second, as monitors stream)
 
 
 def step_items(step: SimStep, source: str, conditions: ConditionTracker) -> list[Item]:
