@@ -153,3 +153,44 @@ def test_many_ui_frames_do_not_drain_none(qtbot, make_window):
     finally:
         gc.enable()
     assert lowest >= before - 1000, f"sys.getrefcount(None) fell from {before} to {lowest}"
+
+
+def test_a_session_left_open_by_a_crash_is_offered_and_resumed(qtbot, make_window, tmp_path):
+    from monitor.recording import SessionRecorder
+    from monitor.store import StoreWriter
+    from ui.app import startup_questions
+    from ui.dialogs import ResumeDialog, SignInDialog, set_dialog_runner
+    from monitor.staff import hash_pin
+
+    window = make_window()
+    store = window.context.store
+    store.add_user("ann", "Ann Lee", "nurse", hash_pin("2580"), by=None)
+    writer = StoreWriter(store)
+    writer.start()
+    crashed = SessionRecorder.start(store, writer, patient=Patient(display_name="Jo Doe", weight_kg=70),
+                                    plan=KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), device="sim",
+                                    actor=ANN, t=window.service.now(), settings=ClinicSettings(),
+                                    profile=default_profile())
+    writer.stop(10)  # the "crash": the session stays open
+    shown = []
+
+    def runner(dialog):
+        shown.append(type(dialog).__name__)
+        if isinstance(dialog, ResumeDialog):
+            dialog.accept()
+            return dialog.result()
+        if isinstance(dialog, SignInDialog):
+            window.context.set_user(ANN)
+            return 1
+        return 0
+
+    set_dialog_runner(runner)
+    try:
+        window.context.set_user(None)
+        startup_questions(window)
+    finally:
+        set_dialog_runner(None)
+    assert shown == ["ResumeDialog", "SignInDialog"]
+    assert window.service.recorder is not None and window.service.recorder.session_id == crashed.session_id
+    window.service.writer.flush(10)
+    assert store.gaps(crashed.session_id)

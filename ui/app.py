@@ -63,19 +63,19 @@ def run_window(args: argparse.Namespace) -> int:
 def startup_questions(window) -> None:
     """After the first frame: create the first account if there is none, offer to resume a
     session a crash left open."""
-    from ui.dialogs import ResumeDialog, SignInDialog  # noqa: PLC0415
+    from ui.dialogs import ResumeDialog, SignInDialog, run_modal  # noqa: PLC0415
 
     context = window.context
     if not context.store.list_users():
-        SignInDialog(context, window).exec()
+        run_modal(SignInDialog(context, window))
     open_sessions = context.store.open_sessions()
     if not open_sessions or context.service.recorder is not None:
         return
     dialog = ResumeDialog(open_sessions, context.store, window)
-    if not dialog.exec() or dialog.session_id is None:
+    if not run_modal(dialog) or dialog.session_id is None:
         return
     if context.user is None:
-        SignInDialog(context, window).exec()
+        run_modal(SignInDialog(context, window))
         if context.user is None:
             return
     try:
