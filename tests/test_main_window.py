@@ -172,6 +172,7 @@ def test_a_session_left_open_by_a_crash_is_offered_and_resumed(qtbot, make_windo
                                     actor=ANN, t=window.service.now(), settings=ClinicSettings(),
                                     profile=default_profile())
     writer.stop(10)  # the "crash": the session stays open
+    qtbot.wait(300)  # Vigil is "down" for a while (simulated clock at 30x)
     shown = []
 
     def runner(dialog):
