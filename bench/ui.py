@@ -1,0 +1,275 @@
+"""Window benchmarks (issue 4), offscreen.
+
+* One refresh tick — a frame (three sweeps, tiles, alarm area) plus the 1 Hz refresh (numerics,
+  trends) and the repaint they cause — at 5 minutes and at 4 hours into an accelerated session:
+  median and p99 (target median ≤ 8 ms, half a 60 Hz frame).
+* CPU of the whole app (`vigil run`) live at real speed on the simulated monitor with three
+  waveforms, over 30 s after start-up (target ≤ 10 % of one core).
+* Byte at the pseudo-terminal → alarm banner painted (SpO2 < 88 %, no condition delay):
+  p50/p99 (target p99 ≤ 250 ms beyond the rule's delay).
+* Start-up to the first painted frame of `vigil run` (target ≤ 2 s).
+* Resident memory of a recording app over 12 accelerated hours (target ≤ 300 MB, flat after the
+  first hour).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tty
+from datetime import datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    samples = sorted(samples)
+    return {"n": len(samples), "median_ms": round(statistics.median(samples), 2),
+            "p99_ms": round(samples[int(0.99 * (len(samples) - 1))], 2)}
+
+
+def _window(device: str, folder: str):
+    from PySide6.QtWidgets import QApplication
+
+    from monitor.alarms.profile import default_profile
+    from monitor.device_channel import DeviceChannel
+    from monitor.recording_service import RecordingService
+    from monitor.settings import ClinicSettings
+    from monitor.store import SessionStore
+    from ui.audio import AlarmAudio
+    from ui.context import UiContext
+    from ui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication([])
+    store = SessionStore(Path(folder) / "ui.sqlite")
+    service = RecordingService(DeviceChannel(device), store, ClinicSettings(), default_profile())
+    context = UiContext(service, store, ClinicSettings(), default_profile())
+    window = MainWindow(context, audio=AlarmAudio(enabled=False))
+    window.resize(1366, 768)
+    window.show()
+    return app, store, service, window
+
+
+def refresh_tick() -> dict[str, dict[str, float]]:
+    """Frame + refresh + repaint, at 5 min and 4 h of session data."""
+    from drivers.base import ConditionTracker
+    from drivers.simulator.device import step_items
+    from drivers.simulator.physiology import PhysiologyModel
+
+    out = {}
+    with tempfile.TemporaryDirectory() as folder:
+        app, store, service, window = _window("sim://?scenario=normal&speed=1", folder)
+        window.frame_timer.stop()
+        window.second_timer.stop()
+        model = PhysiologyModel("hypertensive_surge", seed=3)
+        tracker = ConditionTracker("sim")
+        fed = 0.0
+        for label, until in (("5_min", 300.0), ("4_h", 4 * 3600.0)):
+            while fed < until:
+                items = step_items(model.advance(1.0), "sim", tracker)
+                window.on_batch(items)
+                fed = model.t
+                if int(fed) % 60 == 0:
+                    window.trends.refresh(model.now())
+            samples = []
+            step = 0.04
+            for i in range(300):
+                items = step_items(model.advance(step), "sim", tracker)
+                window.on_batch(items)
+                started = time.perf_counter()
+                window.frame()
+                if i % 25 == 0:
+                    window.refresh()
+                app.processEvents()
+                samples.append((time.perf_counter() - started) * 1000)
+            fed = model.t
+            out[label] = _percentiles(samples)
+            print(f"refresh tick at {label.replace('_', ' ')}: median {out[label]['median_ms']} ms, "
+                  f"p99 {out[label]['p99_ms']} ms (n={out[label]['n']})")
+        window.force_close = True
+        window.close()
+        service.shutdown()
+        store.close()
+    return out
+
+
+def _proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _start_app(device: str, db: Path, extra_env: dict | None = None) -> tuple[subprocess.Popen, float]:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "run", "--device", device, "--db", str(db)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    while True:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError("vigil run exited before its window was ready")
+        if "window ready" in line:
+            return proc, time.perf_counter() - started
+
+
+def startup_and_cpu(seconds: float = 30.0) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        startups = []
+        for _ in range(3):
+            proc, ready = _start_app("sim://?scenario=normal", Path(folder) / "s.sqlite")
+            startups.append(ready)
+            proc.terminate()
+            proc.wait(10)
+        proc, _ = _start_app("sim://?scenario=normal", Path(folder) / "c.sqlite")
+        try:
+            time.sleep(5)
+            c0, t0 = _proc_cpu(proc.pid), time.monotonic()
+            time.sleep(seconds)
+            cpu = (_proc_cpu(proc.pid) - c0) / (time.monotonic() - t0)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    figures = {"startup_to_first_frame_s": round(min(startups), 2), "startup_runs_s": [round(s, 2) for s in startups],
+               "live_cpu_percent_of_one_core": round(cpu * 100, 1)}
+    print(f"start-up to first painted frame: {figures['startup_to_first_frame_s']} s (runs {figures['startup_runs_s']}); "
+          f"whole app live at real speed with 3 waveforms: {figures['live_cpu_percent_of_one_core']} % of one core")
+    return figures
+
+
+def banner_latency(rounds: int = 60) -> dict[str, float]:
+    """Byte at the pty → the alarm area painted with the HIGH alarm."""
+    from drivers.masimo import encode_line
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    samples = []
+    with tempfile.TemporaryDirectory() as folder:
+        app, store, service, window = _window(f"{os.ttyname(slave)}?protocol=masimo", folder)
+        service.channel.start()
+        area = window.alarm_area
+        painted: list[float] = []
+        original = area.indicator.paintEvent
+
+        def paint(event, _orig=original):
+            _orig(event)
+            if area.indicator.text().startswith("HIGH"):
+                painted.append(time.perf_counter())
+
+        area.indicator.paintEvent = paint
+        second = 0
+        try:
+            for _ in range(rounds):
+                for spo2 in (97, 85):
+                    second += 1
+                    line = encode_line({"spo2": spo2, "pr": 72}, device_time=datetime(2026, 11, 28, 9) + timedelta(seconds=second))
+                    before = len(painted)
+                    written = time.perf_counter()
+                    os.write(master, line)
+                    deadline = written + 2.0
+                    while time.perf_counter() < deadline:
+                        app.processEvents()
+                        if spo2 == 97 or len(painted) > before:
+                            break
+                        time.sleep(0.001)
+                    if spo2 == 85 and len(painted) > before:
+                        samples.append((painted[before] - written) * 1000)
+                    end = time.perf_counter() + 0.15
+                    while time.perf_counter() < end:
+                        app.processEvents()
+                        time.sleep(0.005)
+        finally:
+            window.force_close = True
+            window.close()
+            service.shutdown()
+            store.close()
+            os.close(master)
+            os.close(slave)
+    figures = _percentiles(samples)
+    print(f"byte → alarm banner painted: median {figures['median_ms']} ms, p99 {figures['p99_ms']} ms (n={figures['n']})")
+    return figures
+
+
+_MEMORY = r"""
+import os, sys, time
+from pathlib import Path
+from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QTimer
+from monitor.alarms.profile import default_profile
+from monitor.device_channel import DeviceChannel
+from monitor.recording_service import RecordingService
+from monitor.settings import ClinicSettings
+from monitor.store import SessionStore
+from monitor.patient import Patient
+from monitor.protocols import KetamineIVPlan
+from monitor.staff import Actor, Role
+from ui.audio import AlarmAudio
+from ui.context import UiContext
+from ui.main_window import MainWindow
+
+speed, hours = float(sys.argv[2]), float(sys.argv[3])
+app = QApplication([])
+store = SessionStore(Path(sys.argv[1]))
+service = RecordingService(DeviceChannel(f"sim://?scenario=normal&speed={speed:g}"), store, ClinicSettings(), default_profile())
+context = UiContext(service, store, ClinicSettings(), default_profile())
+window = MainWindow(context, audio=AlarmAudio(enabled=False)); window.resize(1366, 768); window.show()
+service.channel.start()
+nurse = Actor(username="bench", display_name="Bench", role=Role.NURSE)
+def rss():
+    for line in open(f"/proc/{os.getpid()}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+start = None
+def begin():
+    global start
+    service.start_session(Patient(display_name="Bench", weight_kg=70), KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), nurse)
+    service.act("waive_pre_dose_check", service.now(), nurse, "benchmark")
+    service.act("start_infusion", service.now(), nurse)
+    start = service.now()
+def sample():
+    if start is None:
+        return
+    simulated = (service.now() - start).total_seconds() / 3600
+    print(f"{simulated:.3f} {rss():.1f}", flush=True)
+    if simulated >= hours:
+        window.force_close = True; window.close(); app.quit()
+QTimer.singleShot(500, begin)
+timer = QTimer(); timer.timeout.connect(sample); timer.start(2000)
+app.exec()
+service.shutdown(); store.close()
+"""
+
+
+def memory(hours: float = 12.0, speed: float = 360.0) -> dict[str, float]:
+    """RSS of a recording app over ``hours`` simulated hours at ``speed``."""
+    with tempfile.TemporaryDirectory() as folder:
+        result = subprocess.run([sys.executable, "-c", _MEMORY, str(Path(folder) / "m.sqlite"), str(speed), str(hours)],
+                                capture_output=True, text=True, cwd=ROOT, timeout=hours * 3600 / speed * 3 + 120,
+                                env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    points = [tuple(map(float, line.split())) for line in result.stdout.splitlines() if line.strip()]
+    if not points:
+        raise RuntimeError(result.stderr[-2000:])
+    after_first_hour = [rss for h, rss in points if h >= 1.0]
+    figures = {"rss_mb_at_1h": round(after_first_hour[0], 1) if after_first_hour else None,
+               "rss_mb_at_end": round(points[-1][1], 1), "simulated_hours": round(points[-1][0], 2),
+               "rss_mb_max": round(max(r for _, r in points), 1),
+               "growth_after_1h_mb": round(points[-1][1] - after_first_hour[0], 1) if after_first_hour else None}
+    print(f"resident memory over {figures['simulated_hours']} accelerated hours: {figures['rss_mb_at_1h']} MB at 1 h, "
+          f"{figures['rss_mb_at_end']} MB at the end (max {figures['rss_mb_max']} MB)")
+    return figures
+
+
+def run() -> dict:
+    """All window figures."""
+    return {"refresh_tick": refresh_tick(), "banner_latency": banner_latency(), **startup_and_cpu(),
+            "memory": memory()}
