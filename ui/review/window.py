@@ -1,0 +1,499 @@
+"""The review window: one recorded session, after the fact (or the live one, read-only).
+
+Left, the plots (:class:`~ui.review.plots.ReviewPlots`): the whole session's trends, waveforms read
+for the visible range, markers, phases, a cursor and an overview. Right, the cursor read-out, then
+the record (a table of events, assessments, dosing, notes and alarms in step with the plot) and the
+summary. The toolbar zooms, adds a late entry to a closed session, exports, and refreshes an open
+one.
+
+Opening reads the record once (:func:`monitor.export.view.load_session`: markers, table, summary)
+and the trend vitals once as numpy arrays; the other vitals (for the cursor and the summary) are
+read one per event-loop turn after the first frame; waveforms only ever for the visible range.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QSplitter,
+    QTableView,
+    QTabWidget,
+    QToolBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from monitor.export import FORMATS, ExportError, export_session
+from monitor.export.stats import NIBP_KEYS
+from monitor.export.view import SessionView, load_session
+from monitor.protocols import ProtocolKind
+from monitor.review import (
+    REVIEW_VITALS,
+    TREND_VITALS,
+    NumericsLoader,
+    Series,
+    duration_text,
+    load_numerics,
+    reading_before,
+    summarize,
+    timeline_rows,
+    value_at,
+)
+from monitor.store import StoreError
+from ui import theme
+from ui.context import UiContext
+from ui.dialogs.base import DIALOG_STYLE, describe_error, run_modal
+from ui.review.dialogs import LateEntryDialog
+from ui.review.panels import CursorPanel, SummaryPanel
+from ui.review.plots import ReviewPlots
+from ui.review.table import ROW_ROLE, CategoryFilter, TimelineModel
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ReviewWindow", "EXPORT_LABELS", "live_session_id"]
+
+#: Export formats as the menu names them.
+EXPORT_LABELS: dict[str, str] = {
+    "csv": "CSV tables (zip)…", "pdf": "PDF session report…", "fhir": "FHIR R4 bundle (JSON)…",
+    "hl7": "HL7 v2 message…", "edf": "EDF+ signals…", "json": "JSON archive…",
+    "rems": "REMS monitoring form (esketamine)…",
+}
+#: Bins of the min/max envelopes the first frame draws the trends from (about two per pixel).
+ENVELOPE_BINS = 2000
+#: How often an open session refreshes itself when auto-refresh is on (ms).
+AUTO_REFRESH_MS = 10_000
+_FILTERS = (("All", None), ("Alarms", "alarm"), ("Events", "event"), ("Assessments", "assessment"),
+            ("Dosing", "infusion"), ("Notes", "note"), ("Late / amended", "marked"))
+_STYLE = f"""
+QToolBar {{ background: {theme.PANEL}; border-bottom: 1px solid {theme.PANEL_EDGE}; spacing: 4px; padding: 2px; }}
+QToolButton {{ background: #1f2830; color: {theme.TEXT}; border: 1px solid #3a4650; border-radius: 4px;
+    padding: 4px 10px; }}
+QToolButton:hover {{ background: #2a3640; }}
+QToolButton:disabled {{ color: #56606a; border-color: #2a3138; }}
+QTableView {{ background: #11161b; alternate-background-color: #151b21; gridline-color: #222a31;
+    selection-background-color: #2f6fb0; }}
+QHeaderView::section {{ background: #1f2830; color: {theme.TEXT}; padding: 3px 6px; border: 0; }}
+QTabWidget::pane {{ border: 1px solid {theme.PANEL_EDGE}; }}
+QTabBar::tab {{ background: #1f2830; color: {theme.TEXT}; padding: 5px 14px; }}
+QTabBar::tab:selected {{ background: #34424e; }}
+QTextBrowser {{ background: #11161b; border: 0; }}
+QStatusBar {{ color: {theme.TEXT_DIM}; }}
+QLabel#error {{ color: #ff6a6a; font-weight: bold; }}
+QFrame#panel QLabel {{ background: transparent; }}
+QLabel#banner {{ color: #000000; background: #ffb000; border-radius: 3px; padding: 2px 8px; font-weight: bold; }}
+"""
+
+
+def live_session_id(context: UiContext) -> int | None:
+    """The id of the session being recorded now, or None."""
+    recorder = getattr(context.service, "recorder", None) if context.service is not None else None
+    return getattr(recorder, "session_id", None) if recorder is not None else None
+
+
+class ReviewWindow(QMainWindow):
+    """Review of session ``session_id`` of ``context.store`` (see the module docstring).
+
+    A session that is still open (the live one, or one a crash left open) is read-only here and
+    can be refreshed; a closed one can take late entries. ``closed_window(session_id)`` fires when
+    the window closes.
+    """
+
+    closed_window = Signal(int)
+
+    def __init__(self, context: UiContext, session_id: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.context = context
+        self.store = context.store
+        self.session_id = session_id
+        self.record = self.store.get_session(session_id)
+        start = self.record.started_at.timestamp()
+        end = max((self.record.ended_at or self.store.last_data_time(session_id) or self.record.started_at).timestamp(),
+                  start + 1.0)
+        # The vitals are read on a thread while the record is read and the widgets are built: first
+        # the NIBP readings and a min/max envelope of each continuous trend (what the first frame
+        # draws), then every vital in full (what the cursor, the summary and zooming in use).
+        self._loader = NumericsLoader(self.store, session_id, REVIEW_VITALS,
+                                      envelopes=[v for v in TREND_VITALS if v not in NIBP_KEYS], span=(start, end),
+                                      bins=ENVELOPE_BINS)
+        self.view: SessionView = load_session(self.store, session_id)
+        self.numerics: dict[str, Series] = {}
+        self._from_table = False
+        self.setWindowTitle(self._title())
+        self.setFont(theme.font(9))
+        self.setStyleSheet(theme.STYLE + DIALOG_STYLE + _STYLE)
+
+        self.plots = ReviewPlots(self.store, session_id, start, self.view.end.timestamp(),
+                                 self.store.waveform_channels(session_id))
+        self.cursor_panel = CursorPanel(self._present_vitals())
+        self.summary_panel = SummaryPanel()
+        self.model = TimelineModel()
+        self.filter = CategoryFilter(self)
+        self.filter.setSourceModel(self.model)
+        self.table = self._table()
+        self.filter_box = QComboBox()
+        for label, key in _FILTERS:
+            self.filter_box.addItem(label, key)
+        self.filter_box.currentIndexChanged.connect(
+            lambda _=0: self.filter.set_category(self.filter_box.currentData()))
+        self.header = QLabel()
+        self.header.setFont(theme.font(9.5))
+        self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.banner = QLabel()
+        self.banner.setObjectName("banner")
+        self.error = QLabel("")
+        self.error.setObjectName("error")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        self._build_toolbar()
+        self._build_layout()
+
+        self.plots.cursor_moved.connect(self._cursor_moved)
+        self.plots.range_changed.connect(self._range_changed)
+        self.table.clicked.connect(self._row_clicked)
+        self.auto_timer = QTimer(self)
+        self.auto_timer.setInterval(AUTO_REFRESH_MS)
+        self.auto_timer.timeout.connect(self.refresh)
+        self._load_timer = QTimer(self)
+        self._load_timer.setInterval(50)
+        self._load_timer.timeout.connect(self._collect_vitals)
+
+        self.numerics = {v: self._loader.get(v) for v in TREND_VITALS if v in NIBP_KEYS}
+        envelopes = {v: self._loader.envelope(v) for v in self._loader.envelopes}
+        self._show_record()
+        self.plots.set_numerics(self.numerics, envelopes)
+        drawn = {v for v, e in envelopes.items() if np.isfinite(e.hi).any()}
+        self.cursor_panel.set_vitals([v for v in TREND_VITALS if v in drawn] + self._present_vitals())
+        self.plots.set_cursor(start)
+        self._apply_state()
+        self._load_timer.start()
+        screen = QGuiApplication.primaryScreen()
+        if screen is not None:
+            area = screen.availableGeometry()
+            self.resize(min(1600, area.width()), min(1000, area.height()))
+
+    # ------------------------------------------------------------------ building
+    def _title(self) -> str:
+        state = "live, read-only" if self.is_live else self.record.status
+        return f"Vigil — review of session {self.session_id}: {self.record.patient_name} ({state})"
+
+    def _table(self) -> QTableView:
+        table = QTableView()
+        table.setModel(self.filter)
+        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        table.setAlternatingRowColors(True)
+        table.setWordWrap(False)
+        table.verticalHeader().hide()
+        table.verticalHeader().setDefaultSectionSize(22)
+        table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        header = table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(False)
+        for column, width in enumerate((62, 92, 200, 92, 64)):
+            table.setColumnWidth(column, width)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        return table
+
+    def _build_toolbar(self) -> None:
+        bar = QToolBar("Review")
+        bar.setMovable(False)
+        self.addToolBar(bar)
+        self.fit_action = QAction("Whole session", self)
+        self.fit_action.setShortcut(QKeySequence("Ctrl+0"))
+        self.fit_action.triggered.connect(self.plots.fit_all)
+        self.zoom_in_action = QAction("Zoom in", self)
+        self.zoom_in_action.setShortcut(QKeySequence.StandardKey.ZoomIn)
+        self.zoom_in_action.triggered.connect(lambda: self.plots.zoom(2.0))
+        self.zoom_out_action = QAction("Zoom out", self)
+        self.zoom_out_action.setShortcut(QKeySequence.StandardKey.ZoomOut)
+        self.zoom_out_action.triggered.connect(lambda: self.plots.zoom(0.5))
+        for action in (self.fit_action, self.zoom_in_action, self.zoom_out_action):
+            bar.addAction(action)
+        bar.addSeparator()
+        self.refresh_action = QAction("Refresh", self)
+        self.refresh_action.setShortcut(QKeySequence.StandardKey.Refresh)
+        self.refresh_action.triggered.connect(self.refresh)
+        bar.addAction(self.refresh_action)
+        self.auto_refresh = QCheckBox("Auto")
+        self.auto_refresh.setToolTip(f"Refresh every {AUTO_REFRESH_MS // 1000} s while the session is open")
+        self.auto_refresh.toggled.connect(self._auto_toggled)
+        self.auto_action = bar.addWidget(self.auto_refresh)
+        bar.addSeparator()
+        self.late_action = QAction("Add late entry…", self)
+        self.late_action.triggered.connect(self.add_late_entry)
+        bar.addAction(self.late_action)
+        bar.addSeparator()
+        self.export_menu = QMenu("Export", self)
+        self.export_actions: dict[str, QAction] = {}
+        for fmt in FORMATS:
+            action = self.export_menu.addAction(EXPORT_LABELS.get(fmt, fmt))
+            action.triggered.connect(lambda _=False, f=fmt: self.export(f))
+            self.export_actions[fmt] = action
+        self.export_actions["rems"].setEnabled(self.view.protocol is ProtocolKind.ESKETAMINE)
+        self.export_button = QToolButton()
+        self.export_button.setText("Export…")
+        self.export_button.setMenu(self.export_menu)
+        self.export_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        bar.addWidget(self.export_button)
+        self.deidentify = QCheckBox("De-identify")
+        self.deidentify.setToolTip("HIPAA Safe Harbor: no names, record numbers, dates (year only), free text")
+        bar.addWidget(self.deidentify)
+
+    def _build_layout(self) -> None:
+        right = QWidget()
+        column = QVBoxLayout(right)
+        column.setContentsMargins(4, 0, 4, 0)
+        column.setSpacing(4)
+        column.addWidget(self.cursor_panel)
+        tabs = QTabWidget()
+        record = QWidget()
+        record_layout = QVBoxLayout(record)
+        record_layout.setContentsMargins(2, 4, 2, 2)
+        record_layout.setSpacing(4)
+        filter_row = QHBoxLayout()
+        filter_row.addWidget(QLabel("Show"))
+        filter_row.addWidget(self.filter_box, 1)
+        record_layout.addLayout(filter_row)
+        record_layout.addWidget(self.table, 1)
+        tabs.addTab(record, "Record")
+        tabs.addTab(self.summary_panel, "Summary")
+        self.tabs = tabs
+        column.addWidget(tabs, 1)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.plots)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 0)
+        splitter.setSizes([880, 486])
+        splitter.setChildrenCollapsible(False)
+        right.setMinimumWidth(420)
+        self.splitter = splitter
+        central = QWidget()
+        outer = QVBoxLayout(central)
+        outer.setContentsMargins(4, 4, 4, 2)
+        outer.setSpacing(4)
+        top = QHBoxLayout()
+        top.addWidget(self.header, 1)
+        top.addWidget(self.banner)
+        outer.addLayout(top)
+        outer.addWidget(self.error)
+        outer.addWidget(splitter, 1)
+        self.setCentralWidget(central)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def is_live(self) -> bool:
+        """True when this is the session being recorded now."""
+        return live_session_id(self.context) == self.session_id
+
+    @property
+    def read_only(self) -> bool:
+        """True while the session is open (charting happens in the monitoring window)."""
+        return self.record.is_open
+
+    def _apply_state(self) -> None:
+        self.setWindowTitle(self._title())
+        open_ = self.record.is_open
+        self.refresh_action.setVisible(open_)
+        self.auto_action.setVisible(open_)
+        self.late_action.setVisible(not open_)
+        if open_:
+            self.banner.setText("LIVE — read-only" if self.is_live else "OPEN — read-only")
+            if self.is_live and not self.auto_refresh.isChecked():
+                self.auto_refresh.setChecked(True)
+        else:
+            self.banner.setText("")
+            self.auto_refresh.setChecked(False)
+        self.banner.setVisible(bool(self.banner.text()))
+        v = self.view
+        start = v.start.astimezone()
+        end = v.end.astimezone()
+        who = v.patient.display + (f" (MRN {v.patient.mrn})" if v.patient.mrn else "")
+        signed = (f" · signed by {v.signature.name} at {v.signature.t.astimezone().strftime('%H:%M')}: "
+                  f"{v.signature.meaning}") if v.signature is not None else ""
+        self.header.setText(f"<b>{who}</b> · {v.protocol_label} · {start.strftime('%Y-%m-%d %H:%M')}–"
+                            f"{end.strftime('%H:%M')} ({duration_text((v.end - v.start).total_seconds())}) · "
+                            f"{self.record.status}{signed}")
+
+    def _present_vitals(self) -> list[str]:
+        return [k for k, s in self.numerics.items() if len(s.t)]
+
+    def _show_record(self) -> None:
+        """Markers, phases, table and summary from :attr:`view` (after opening, a refresh or a late entry)."""
+        rows = timeline_rows(self.view, self.store.entries(self.session_id))
+        self.rows = rows
+        self.plots.set_phases(self.view.phases)
+        self.plots.set_markers(rows)
+        self.model.set_rows(rows)
+        start, end = self.plots.x_range()
+        self.model.set_visible(start, end)
+        self._show_summary()
+
+    def _show_summary(self) -> None:
+        self.summary_panel.show_summary(summarize(self.view, self.numerics), pending=self.loading)
+
+    @property
+    def loading(self) -> bool:
+        """True while vitals beyond the trends are still being read."""
+        return self._loader is not None
+
+    def _collect_vitals(self) -> None:
+        """Take the vitals the loader has read (the trend vitals came first, before the first
+        frame); when all are in, update the cursor read-out and the summary."""
+        if self._loader is None or not self._loader.done():
+            return
+        self._load_timer.stop()
+        self.numerics.update(self._loader.ready())
+        self._loader = None
+        self.plots.set_numerics(self.numerics)
+        self.cursor_panel.set_vitals(self._present_vitals())
+        self._cursor_moved(self.plots.cursor_t)
+        self._show_summary()
+
+    def load_all_vitals(self, timeout: float = 30.0) -> None:
+        """Wait for every vital to be read and show them (tests and benchmarks)."""
+        if self._loader is not None:
+            self._loader.join(timeout)
+            self._collect_vitals()
+
+    # ------------------------------------------------------------------ cursor and table
+    def _cursor_moved(self, t: float) -> None:
+        readings = {k: value_at(s, t) for k, s in self.numerics.items() if not k.startswith("nibp_")}
+        nibp = None
+        sys_ = self.numerics.get("nibp_sys")
+        if sys_ is not None:
+            reading = reading_before(sys_, t)
+            if reading is not None:
+                dia, mean = (value_at(self.numerics[k], reading.t, within=1.0) if k in self.numerics else None
+                             for k in ("nibp_dia", "nibp_mean"))
+                nibp = (reading, dia, mean)
+        self.cursor_readings = readings
+        self.cursor_panel.show_readings(t, self.plots.origin, readings, nibp)
+
+    def _range_changed(self, start: float, end: float) -> None:
+        first, last = self.model.set_visible(start, end)
+        if self._from_table:
+            self._from_table = False
+            return
+        if last > first:
+            index = self.filter.mapFromSource(self.model.index(first, 0))
+            if index.isValid():
+                self.table.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtTop)
+
+    def _row_clicked(self, index: QModelIndex) -> None:
+        row = index.data(ROW_ROLE)
+        if row is not None:
+            self.show_row(row)
+
+    def show_row(self, row) -> None:
+        """Centre the plots on a table row's time (keeping the span) and put the cursor there."""
+        self._from_table = True
+        self.plots.centre_on(row.epoch)
+        self.plots.set_cursor(row.epoch)
+
+    def click_row(self, source_row: int) -> None:
+        """Select and act on the table row with this index in the unfiltered table (for tests)."""
+        index = self.filter.mapFromSource(self.model.index(source_row, 0))
+        self.table.setCurrentIndex(index)
+        self._row_clicked(index)
+
+    # ------------------------------------------------------------------ actions
+    def refresh(self) -> None:
+        """Read what the open session recorded since the last read (numerics appended, record,
+        markers, table and summary re-read) and redraw."""
+        self.load_all_vitals()
+        try:
+            self.record = self.store.get_session(self.session_id)
+            self.view = load_session(self.store, self.session_id)
+            for vital, series in list(self.numerics.items()):
+                last = float(series.t[-1]) if len(series.t) else None
+                self.numerics[vital] = series.extended(load_numerics(self.store, self.session_id, vital, last))
+        except (StoreError, ExportError) as exc:
+            self.show_error(f"Refresh failed: {describe_error(exc)}")
+            return
+        self.plots.set_extent(self.view.end.timestamp())
+        self.plots.set_numerics(self.numerics)
+        self._show_record()
+        self.cursor_panel.set_vitals(self._present_vitals())
+        self._cursor_moved(self.plots.cursor_t)
+        self._apply_state()
+        self.plots.redraw()
+        self.statusBar().showMessage(f"Refreshed at {datetime.now().strftime('%H:%M:%S')}", 5000)
+
+    def _auto_toggled(self, on: bool) -> None:
+        if on and self.record.is_open:
+            self.auto_timer.start()
+        else:
+            self.auto_timer.stop()
+
+    def add_late_entry(self) -> int | None:
+        """Ask for a late entry (closed sessions) and show it; return its id, or None if cancelled."""
+        if self.record.is_open:
+            self.show_error("This session is still open: chart it from the monitoring window")
+            return None
+        at = datetime.fromtimestamp(self.plots.cursor_t, timezone.utc)
+        dialog = LateEntryDialog(self.context, self.session_id, self.view.start, self.view.end,
+                                 min(max(at, self.view.start), self.view.end), self)
+        run_modal(dialog)
+        if dialog.entry_id is None:
+            return None
+        self.view = load_session(self.store, self.session_id)
+        self._show_record()
+        self.show_error("")
+        self.statusBar().showMessage("Late entry added to the record", 8000)
+        return dialog.entry_id
+
+    def export(self, fmt: str, path: str | Path | None = None, deidentify: bool | None = None) -> Path | None:
+        """Export the session as ``fmt`` to ``path`` (None: ask with a file dialog); ``deidentify``
+        None takes the toolbar's check box. Return the file written, or None (cancelled or refused:
+        the reason is shown)."""
+        deid = self.deidentify.isChecked() if deidentify is None else deidentify
+        if path is None:
+            suffix = FORMATS.get(fmt, "")
+            default = Path.home() / f"vigil-session-{self.session_id}{'-deid' if deid else ''}-{fmt}{suffix}"
+            chosen, _ = QFileDialog.getSaveFileName(self, f"Export session {self.session_id} ({fmt})", str(default))
+            if not chosen:
+                return None
+            path = chosen
+        QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            written = export_session(self.store, self.session_id, fmt, path, deidentify=deid)
+        except ExportError as exc:
+            self.show_error(f"Export failed: {describe_error(exc)}")
+            return None
+        finally:
+            QGuiApplication.restoreOverrideCursor()
+        self.show_error("")
+        self.statusBar().showMessage(f"Exported {fmt.upper()} to {written}", 10000)
+        return written
+
+    def show_error(self, text: str) -> None:
+        """Show ``text`` in the window's error line (empty hides it)."""
+        self.error.setText(text)
+        self.error.setVisible(bool(text))
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.auto_timer.stop()
+        self._load_timer.stop()
+        if self._loader is not None:
+            self._loader.join(5.0)
+        self.plots.shutdown()
+        self.closed_window.emit(self.session_id)
+        super().closeEvent(event)
