@@ -10,9 +10,9 @@ import sys
 
 
 def _run_window(args: object) -> int:
-    from ui.app import run_window
+    from ui.app import run_review, run_window
 
-    return run_window(args)
+    return run_review(args) if getattr(args, "command", None) == "review" else run_window(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -104,6 +104,19 @@ def main() -> None:
         settle(0.6)
         wait(lambda: lit(win), 5)
         save(win, "audio_paused")
+        settle(8)  # more of the session to review
+        browser = win.open_review()
+        review = browser.open_session(win.service.recorder.session_id)
+        review.resize(1366, 768)
+        settle(1.5)
+        review.load_all_vitals()
+        save(browser, "review_browser")
+        alarm = next(r for r in review.model.rows() if r.category == "alarm")
+        review.plots.set_range(alarm.epoch - 150, alarm.epoch + 150)
+        review.plots.set_cursor(alarm.epoch + 20)
+        settle(1.5)
+        save(review, "review")
+        browser.close()
         close(win)
 
         from ui.dialogs import StartSessionDialog

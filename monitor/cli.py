@@ -28,7 +28,7 @@ from drivers.registry import UnknownProtocolError, decoder_class, protocol_names
 from drivers.simulator.scenarios import SCENARIOS
 
 DEFAULT_DEVICE = "sim://?scenario=normal"
-_COMMANDS = ("run", "decode", "simulate", "devices", "record", "sessions", "export", "import")
+_COMMANDS = ("run", "decode", "simulate", "devices", "record", "sessions", "export", "import", "review")
 
 
 class CliError(Exception):
@@ -91,6 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="restore a session from a json archive made by vigil export")
     imp.add_argument("file", help="archive file")
     imp.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
+
+    rev = sub.add_parser("review", help="review recorded sessions in a window, with no monitoring")
+    rev.add_argument("session", nargs="?", type=int, help="open this session at once (see vigil sessions)")
+    rev.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
 
     ses = sub.add_parser("sessions", help="list recorded sessions")
     ses.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
@@ -201,6 +205,10 @@ def run_cli(argv: Sequence[str], window: Callable[[argparse.Namespace], int] | N
         argv.insert(0, "run")
     args = _parser().parse_args(argv)
     try:
+        if args.command == "review":
+            if window is None:
+                raise CliError("vigil review: the window is not available in this entry point")
+            return window(args)
         if args.command == "run":
             if window is None:
                 raise CliError("vigil run: the window is not available in this entry point")

@@ -195,3 +195,28 @@ def test_a_session_left_open_by_a_crash_is_offered_and_resumed(qtbot, make_windo
     assert window.service.recorder is not None and window.service.recorder.session_id == crashed.session_id
     window.service.writer.flush(10)
     assert store.gaps(crashed.session_id)
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support raise")  # the offscreen platform, when a window is raised
+def test_review_opens_the_live_session_read_only_and_locking_closes_it(qtbot, make_window):
+    window = make_window("sim://?scenario=normal&speed=60&waves=0")
+    start_session(window)
+    window.service.writer.flush(10)
+    browser = window.open_review()
+    assert browser is not None and browser.isVisible()
+    live = window.service.recorder.session_id
+    assert live in browser.session_ids()
+    review = browser.open_session(live)
+    assert review is not None and review.is_live and review.read_only
+    qtbot.keyClick(window, Qt.Key.Key_F12)  # lock: patient records leave the screen
+    assert window.context.user is None
+    assert not browser.isVisible() and not browser.windows
+    assert window.service.recorder is not None  # monitoring and recording carry on
+
+
+def test_review_needs_someone_signed_in(qtbot, make_window, monkeypatch):
+    window = make_window()
+    asked = []
+    monkeypatch.setattr("ui.dialogs.run_modal", lambda dialog: asked.append(type(dialog).__name__) or False)
+    assert window.open_review() is None
+    assert asked == ["SignInDialog"] and window.browser is None

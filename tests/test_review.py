@@ -382,3 +382,35 @@ def test_browser_filters_and_opens_sessions_including_the_live_one(qtbot, desat,
     assert opened is not None and opened.late_action.isVisible()
     browser.close()
     store.close()
+
+
+# ------------------------------------------------------------------------------ vigil review
+@pytest.mark.qt_log_ignore("This plugin does not support raise")
+def test_vigil_review_opens_the_browser_after_sign_in(qtbot, desat, monkeypatch):
+    from PySide6.QtWidgets import QApplication
+
+    import main
+    store, sid = desat
+    seen = {}
+
+    def sign_in(dialog):
+        dialog.context.set_user(NURSE)
+        return True
+
+    def exec_(*_):
+        tops = QApplication.topLevelWidgets()
+        seen["browser"] = next(w for w in tops if isinstance(w, SessionBrowser) and w.isVisible())
+        seen["review"] = [w for w in tops if isinstance(w, ReviewWindow) and w.isVisible()]
+        seen["ids"] = seen["browser"].session_ids()
+        seen["browser"].close()
+        return 0
+
+    monkeypatch.setattr("ui.dialogs.run_modal", sign_in)
+    monkeypatch.setattr(QApplication, "exec", exec_)
+    assert main.main(["review", str(sid), "--db", str(store.path)]) == 0
+    assert sid in seen["ids"] and [w.session_id for w in seen["review"]] == [sid]
+    assert not seen["browser"].windows  # closing the browser closed its review windows
+    # the test's store holds the database for writing, as a recording Vigil would: read-only review
+    assert not seen["review"][0].late_action.isEnabled()
+    monkeypatch.setattr("ui.dialogs.run_modal", lambda dialog: False)  # nobody signs in
+    assert main.main(["review", "--db", str(store.path)]) == 1

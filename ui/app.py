@@ -60,6 +60,51 @@ def run_window(args: argparse.Namespace) -> int:
     return status
 
 
+def run_review(args: argparse.Namespace) -> int:
+    """``vigil review``: the session browser with no monitoring (a prescriber's or charge nurse's
+    desk), on the database ``args.db``, after staff sign-in; ``args.session`` opens one at once."""
+    from monitor.alarms.profile import ProfileError  # noqa: PLC0415
+    from monitor.config import db_path, load_clinic_profile, load_clinic_settings  # noqa: PLC0415
+    from monitor.settings import SettingsError  # noqa: PLC0415
+    from monitor.store import SessionStore, StoreError  # noqa: PLC0415
+    from ui.context import UiContext  # noqa: PLC0415
+    from ui.dialogs import SignInDialog, run_modal  # noqa: PLC0415
+    from ui.review import SessionBrowser  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Vigil")
+    path = db_path(args.db)
+    try:
+        store = SessionStore(path)
+    except StoreError as exc:
+        # Another Vigil is recording into this database: review it read-only (no late entries).
+        log.info("review: %s; opening it read-only", exc)
+        try:
+            store = SessionStore(path, readonly=True)
+        except (StoreError, OSError) as again:
+            return _fail("Vigil cannot open its database", str(again))
+    except OSError as exc:
+        return _fail("Vigil cannot open its database", str(exc))
+    try:
+        try:
+            settings, profile = load_clinic_settings(), load_clinic_profile()
+        except (SettingsError, ProfileError) as exc:
+            return _fail("Vigil cannot load the clinic's settings", str(exc))
+        context = UiContext(None, store, settings, profile)  # type: ignore[arg-type]  # no monitoring here
+        run_modal(SignInDialog(context, why="Sign in to review recorded sessions."))
+        if context.user is None:
+            log.info("review: nobody signed in")
+            return 1
+        browser = SessionBrowser(context)
+        browser.show()
+        if args.session is not None and browser.open_session(args.session) is None:
+            log.warning("review: session %s cannot be opened", args.session)
+        return app.exec()
+    finally:
+        store.close()
+
+
 def startup_questions(window) -> None:
     """After the first frame: create the first account if there is none, offer to resume a
     session a crash left open."""

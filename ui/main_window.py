@@ -70,6 +70,7 @@ class MainWindow(QMainWindow):
         self.active_conditions: set[str] = set()
         self.alarm_state: AlarmState | None = None
         self._painted = False
+        self.browser = None  # the session browser, made when first asked for (see open_review)
         self._limits_shown = None
         self._was_flashing = False
         self._frame = 0
@@ -152,6 +153,11 @@ class MainWindow(QMainWindow):
         self.sign_button = QPushButton()
         self.sign_button.clicked.connect(self.toggle_sign_in)
         status.addWidget(self.sign_button)
+        self.review_button = QPushButton("Review…")
+        self.review_button.setToolTip("Recorded sessions, this one included: review, late entries, reports and "
+                                      "exports (signed-in staff)")
+        self.review_button.clicked.connect(self.open_review)
+        status.addWidget(self.review_button)
         self.admin_button = QPushButton("Clinic…")
         self.admin_button.setToolTip("Clinic settings, default alarm limits and staff accounts (charge nurse)")
         self.admin_button.clicked.connect(self.open_admin)
@@ -458,8 +464,32 @@ class MainWindow(QMainWindow):
         elif box.clickedButton() is users_button:
             UsersDialog(self.context, self).exec()
 
+    def open_review(self):
+        """The session browser, to review and export recorded sessions (the one being recorded
+        opens read-only). Records hold patient data: someone must be signed in, and locking the
+        screen closes the browser and its review windows. Returns the browser (None: nobody signed in)."""
+        from ui.dialogs import SignInDialog, run_modal  # noqa: PLC0415
+        from ui.review import SessionBrowser  # noqa: PLC0415
+
+        if self.context.user is None:
+            run_modal(SignInDialog(self.context, self))
+            if self.context.user is None:
+                return None
+        if self.browser is None:
+            self.browser = SessionBrowser(self.context)
+        self.browser.search()
+        self.browser.show()
+        self.browser.raise_()
+        self.browser.activateWindow()
+        return self.browser
+
+    def _close_review(self) -> None:
+        if self.browser is not None:
+            self.browser.close()  # closes its review windows too
+
     def _show_user(self, user: Actor | None) -> None:
         if user is None:
+            self._close_review()
             self.user_label.setText("<span style='color:#ffd000'>Screen locked</span> — monitoring continues")
             self.sign_button.setText("Sign in (F12)")
         else:
@@ -488,4 +518,5 @@ class MainWindow(QMainWindow):
         self.frame_timer.stop()
         self.second_timer.stop()
         self.audio.stop()
+        self._close_review()
         super().closeEvent(event)

@@ -314,6 +314,11 @@ class ReviewWindow(QMainWindow):
         self.refresh_action.setVisible(open_)
         self.auto_action.setVisible(open_)
         self.late_action.setVisible(not open_)
+        readonly = bool(getattr(self.store, "readonly", False))
+        self.late_action.setEnabled(not readonly)
+        self.late_action.setToolTip("The database is open read-only here (another Vigil is recording into it): "
+                                    "add late entries from that Vigil" if readonly
+                                    else "Chart a note or event after the fact, with the reason")
         if open_:
             self.banner.setText("LIVE — read-only" if self.is_live else "OPEN — read-only")
             if self.is_live and not self.auto_refresh.isChecked():
