@@ -96,6 +96,19 @@ def _step(span: float, pixels: float, per_tick: float) -> float:
     return float(_STEPS_MIN[-1] * math.ceil(span / most / _STEPS_MIN[-1]))
 
 
+def phase_regions(plot: pg.PlotItem, regions: list[QGraphicsRectItem], count: int) -> None:
+    """Grow or shrink ``regions`` (phase shading rectangles behind everything in ``plot``) to
+    ``count`` items; the caller sets their brushes and rectangles."""
+    while len(regions) > count:
+        plot.removeItem(regions.pop())
+    while len(regions) < count:
+        region = QGraphicsRectItem()
+        region.setPen(QPen(Qt.PenStyle.NoPen))
+        region.setZValue(-20)
+        plot.addItem(region, ignoreBounds=True)
+        regions.append(region)
+
+
 class ValueAxis(pg.AxisItem):
     """A vertical axis with 1-2-5 steps and at least :data:`_VALUE_TICK_PX` pixels between labels;
     labels that would stick out of the strip are hidden."""
@@ -568,14 +581,7 @@ class SessionTrends(QWidget):
         items (painted by Qt, not by Python on every frame), one per phase and per marker group."""
         lo, hi = row.shown
         spans = self._phase_spans
-        while len(row.regions) > len(spans):
-            row.plot.removeItem(row.regions.pop())
-        while len(row.regions) < len(spans):
-            region = QGraphicsRectItem()
-            region.setPen(QPen(Qt.PenStyle.NoPen))
-            region.setZValue(-20)
-            row.plot.addItem(region, ignoreBounds=True)
-            row.regions.append(region)
+        phase_regions(row.plot, row.regions, len(spans))
         for region, (x0, x1, name) in zip(row.regions, spans):
             region.setBrush(QBrush(QColor(*PHASE_COLOURS.get(name, _PHASE_DEFAULT))))
             region.setRect(QRectF(x0, lo, max(0.0, x1 - x0), hi - lo))

@@ -44,7 +44,7 @@ from monitor.review import Envelope, Series, TimelineRow, with_gaps
 from monitor.store import SessionStore, StoreError, WaveformSlice
 from ui import theme
 from ui.review.axes import ClockAxis
-from ui.trends import MARKER_STYLE, PHASE_COLOURS, TREND_ROWS, ValueAxis
+from ui.trends import MARKER_STYLE, PHASE_COLOURS, TREND_ROWS, ValueAxis, phase_regions
 from ui.waves import Badge
 
 log = logging.getLogger(__name__)
@@ -659,14 +659,7 @@ class ReviewPlots(QWidget):
     def _shade(self, strip: _Strip, visible: tuple[float, float]) -> None:
         lo, hi = strip.shown
         phases = self._phases
-        while len(strip.regions) > len(phases):
-            strip.plot.removeItem(strip.regions.pop())
-        while len(strip.regions) < len(phases):
-            region = QGraphicsRectItem()
-            region.setPen(QPen(Qt.PenStyle.NoPen))
-            region.setZValue(-20)
-            strip.plot.addItem(region, ignoreBounds=True)
-            strip.regions.append(region)
+        phase_regions(strip.plot, strip.regions, len(phases))
         for region, (x0, x1, key, _) in zip(strip.regions, phases):
             colour = PHASE_COLOURS.get(_PHASE_KEYS.get(key, key), (120, 120, 120, 40))
             region.setBrush(QBrush(QColor(*colour)))
