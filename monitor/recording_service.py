@@ -126,6 +126,7 @@ class RecordingService(QObject):
         self.recorder = SessionRecorder.start(
             self.store, self.writer, patient=patient, plan=plan, device=self.channel.label, actor=actor,
             t=t or self.now(), settings=self.settings, profile=self.profile, engine=self.engine)
+        self.recorder.on_readings = self.batch_received.emit
         self.entries_recorded.emit(list(self.recorder.state.entries))
         self.session_changed.emit()
         return self.recorder
@@ -136,6 +137,7 @@ class RecordingService(QObject):
             raise ValueError("a session is already being recorded: close it first")
         self.recorder = SessionRecorder.resume(self.store, self.writer, session_id, actor=actor, now=self.now(),
                                                settings=self.settings, profile=self.profile, engine=self.engine)
+        self.recorder.on_readings = self.batch_received.emit
         self.session_changed.emit()
         return self.recorder
 
@@ -170,6 +172,7 @@ class RecordingService(QObject):
         else:
             entries = self.recorder.act("close", now, actor, **kwargs)
         self.entries_recorded.emit(entries)
+        events = self.recorder.end_patient(now, actor.username)   # logged in the closing session
         self.recorder.finish(now, signed_name=actor.display_name, meaning=meaning,
                              status="aborted" if action == "abort" else "closed")
         self.recorder = None
@@ -177,6 +180,7 @@ class RecordingService(QObject):
             self.engine.update_profile(self.profile)
             self.session_profile = self.profile
         self.session_changed.emit()
+        self._publish(events, always=True)
         return entries
 
     def _latest_vitals(self) -> dict:

@@ -53,6 +53,9 @@ def record_scenario(tmp_path: Path, scenario: str, seconds: float = 7200, dt: fl
     while model.t < seconds:
         step = model.advance(dt)
         now = model.now()
+        if model.t >= 40 * 60 and recorder.state.infusion.ended_at is None:
+            # the nurse stops the pump when the planned dose is in (no "dose reached" reminder)
+            recorder.act("stop_infusion", now, NURSE, "planned dose given")
         if step.disconnected != lost:
             lost = step.disconnected
             recorder.on_items([DeviceCondition(code="connection_lost", active=lost, source="sim", time=now)])
@@ -62,8 +65,6 @@ def record_scenario(tmp_path: Path, scenario: str, seconds: float = 7200, dt: fl
         if not baseline_done and model.t >= 60:
             baseline_done = True
             recorder.act("record_baseline_from_start", now, NURSE)
-        if model.t >= 40 * 60 and recorder.state.infusion.ended_at is None:
-            recorder.act("stop_infusion", now, NURSE, "planned dose given")
     recorder.finish(model.now(), signed_name="Ann Lee", meaning="reviewed and closed")
     assert writer.stop(30)
     alarms = store.alarms(recorder.session_id)
@@ -244,3 +245,28 @@ def test_sigkill_then_resume_keeps_everything_and_marks_a_gap(tmp_path):
         assert check.ok, check
         assert any(row.action == "session_resumed" for row in ro.audit_rows(session.id))
         assert max(ro.numerics(session.id, "hr")[0]) > gap.end.timestamp()
+
+
+def test_running_past_the_planned_dose_raises_dose_reached_until_the_pump_is_stopped(tmp_path):
+    store = SessionStore(tmp_path / "dose.sqlite")
+    writer = StoreWriter(store)
+    writer.start()
+    plan = KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70)       # 35 mg over 40 min
+    recorder = SessionRecorder.start(store, writer, patient=Patient(display_name="P", weight_kg=70), plan=plan,
+                                     device="test", actor=NURSE, t=T0, settings=ClinicSettings(),
+                                     profile=default_profile())
+    recorder.act("waive_pre_dose_check", T0, NURSE, "test")
+    recorder.act("start_infusion", T0, NURSE)
+    assert recorder.tick(T0 + timedelta(minutes=39)) == []
+    events = recorder.tick(T0 + timedelta(minutes=41))              # a tick after the dose was reached
+    [reached] = [e for e in events if e.condition == "dose_reached"]
+    assert (reached.event, reached.priority.name, reached.t) == ("started", "MEDIUM", T0 + timedelta(minutes=40))
+    assert "stop the infusion" in reached.message
+    recorder.act("pause_infusion", T0 + timedelta(minutes=42), NURSE, "dose in")
+    events = recorder.tick(T0 + timedelta(minutes=42))
+    assert [e.event for e in events if e.condition == "dose_reached"] == ["ended"]
+    recorder.finish(T0 + timedelta(minutes=43), signed_name="Ann Lee", meaning="test")
+    writer.stop(10)
+    [row] = [a for a in store.alarms(recorder.session_id) if a.condition == "dose_reached"]
+    assert row.priority == "MEDIUM" and row.started_at == T0 + timedelta(minutes=40)
+    store.close()
