@@ -187,6 +187,10 @@ def test_events_carry_the_instant_the_rules_say_even_when_ticks_are_sparse():
     engine.process([DeviceCondition(code="connection_lost", active=True, source="dev", time=at(0))])
     [escalated] = engine.tick(at(100))
     assert (escalated.event, escalated.priority.name, escalated.t) == ("escalated", "HIGH", at(60))
+    engine = AlarmEngine(PROFILE)          # a link restored before any tick noticed the escalation
+    engine.process([DeviceCondition(code="connection_lost", active=True, source="dev", time=at(0))])
+    events = engine.process([DeviceCondition(code="connection_lost", active=False, source="dev", time=at(95))])
+    assert [(e.event, e.t) for e in events] == [("escalated", at(60)), ("ended", at(95))]
     engine = AlarmEngine(PROFILE)
     engine.process([numeric("rr", 0, "dev", at(0))])
     [no_breath] = engine.tick(at(95))

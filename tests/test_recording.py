@@ -24,7 +24,7 @@ from monitor.protocols import KetamineIVPlan
 from monitor.recording import SessionRecorder
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
-from monitor.store import SessionStore, StoreWriter
+from monitor.store import SessionStore, StoreError, StoreWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
@@ -212,10 +212,13 @@ def test_sigkill_then_resume_keeps_everything_and_marks_a_gap(tmp_path):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if db.exists():
-                with SessionStore(db, readonly=True) as ro:
-                    sessions = ro.list_sessions()
-                    if sessions and sessions[0].n_observations > 60:
-                        break
+                try:
+                    with SessionStore(db, readonly=True) as ro:
+                        sessions = ro.list_sessions()
+                except StoreError:  # the recorder is still creating the file's schema
+                    sessions = []
+                if sessions and sessions[0].n_observations > 60:
+                    break
             time.sleep(0.3)
         time.sleep(2.3)
         killed_at = datetime.now(timezone.utc)

@@ -698,7 +698,14 @@ class AlarmEngine:
                                                   rule.priority, t, None, None, text or condition_text(code))
         elif not active and alarm is not None:
             del self._tech_alarms[code]
+            self._escalate_technical(alarm, rule, t)  # it may have become due before it ended
             self._end(alarm, t, None)
+
+    def _escalate_technical(self, alarm: Alarm, rule: TechnicalRule, now: datetime) -> None:
+        if rule.escalate_after_s is not None and rule.escalate_to is not None and alarm.priority < rule.escalate_to:
+            due = _after(alarm.started_at, rule.escalate_after_s)
+            if due <= now:
+                self._set_priority(alarm, rule.escalate_to, due)
 
     # ------------------------------------------------------------------ time
     def tick(self, now: datetime) -> list[AlarmEvent]:
@@ -713,12 +720,7 @@ class AlarmEngine:
         for loss in self._loss:
             loss.tick(now)
         for code, alarm in self._tech_alarms.items():
-            rule = self._technical[code]
-            if rule.escalate_after_s is not None and rule.escalate_to is not None and \
-                    alarm.priority < rule.escalate_to:
-                due = _after(alarm.started_at, rule.escalate_after_s)
-                if due <= now:
-                    self._set_priority(alarm, rule.escalate_to, due)
+            self._escalate_technical(alarm, self._technical[code], now)
         if self._paused_until is not None and now >= self._paused_until:
             self._paused_until, self._paused_by = None, None
             self._paused_ids.clear()
