@@ -120,10 +120,10 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             try:
                 batch = pending or listener.batches.get(timeout=0.2)
                 pending = None
-                recorder.on_items(batch)
+                recorder.on_items(recorder.rebase(batch))
             except queue.Empty:
                 pass
-            now = max(link.clock(), recorder.now or start)
+            now = max(link.clock() + recorder.time_offset, recorder.now or start)
             recorder.tick(now)
             if baseline_due is not None and now >= baseline_due:
                 baseline_due = None
@@ -133,14 +133,14 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             if now >= end:
                 break
         while not listener.batches.empty():
-            recorder.on_items(listener.batches.get_nowait())
-        end_time = max(link.clock(), recorder.now or start)
+            recorder.on_items(recorder.rebase(listener.batches.get_nowait()))
+        end_time = max(link.clock() + recorder.time_offset, recorder.now or start)
         _stop_dosing(recorder, end_time)
     finally:
         worker.stop(1.0)
         _restore_signals(previous)
         if recorder is not None:
-            end_time = max(link.clock(), recorder.now or start)
+            end_time = max(link.clock() + recorder.time_offset, recorder.now or start)
             recorder.finish(end_time, signed_name=RECORDER.display_name, meaning=CLOSE_MEANING)
         writer.stop(30)
         store.close()

@@ -90,6 +90,8 @@ class SessionRecorder:
         self._recording_failed = False
         self._dose_reached = False
         self.now: datetime | None = None
+        #: Added to device times (see :meth:`resume`).
+        self.time_offset = timedelta(0)
         if state.baseline is not None:
             engine.set_baseline(state.baseline.values)
 
@@ -119,27 +121,48 @@ class SessionRecorder:
                on_alarm_event: Callable[[AlarmEvent], None] | None = None,
                engine: AlarmEngine | None = None) -> "SessionRecorder":
         """Resume an open session left by a crash: replay its entries, mark the gap from the last
-        recorded data to ``now``, and close alarm log rows that were open at the crash."""
+        recorded data to ``now`` (the device's time now), and close alarm log rows that were open at
+        the crash.
+
+        The record's timeline never runs backwards: when the device's clock is *behind* the last
+        recorded data (a simulator run faster than real time, a monitor whose clock is wrong), the
+        session continues from its last data time — the gap is empty, never negative — and
+        everything the device sends from now on is re-based by that difference
+        (:attr:`time_offset`; see :meth:`rebase`), said in the gap's reason and in the audit trail,
+        instead of being interleaved with what was recorded."""
         record = store.get_session(session_id)
         if not record.is_open:
             raise ValueError(f"session {session_id} is {record.status}: it cannot be resumed")
         entries = [e.payload for e in store.entries(session_id, order="recorded") if e.amends is None]
         state = SessionState.from_entries(entries)
         last = store.last_data_time(session_id) or record.started_at
+        # (a millisecond more, so that no new sample shares the last recorded instant)
+        offset = last - now + timedelta(milliseconds=1) if now <= last else timedelta(0)
+        reason = "Vigil was not recording (restarted after it stopped)"
+        if offset:
+            reason += (f"; the device clock was {offset.total_seconds():.1f} s behind the record: its data "
+                       f"are re-based by +{offset.total_seconds():.1f} s")
         with store.transaction():
-            if now > last:
-                store.add_gap(session_id, last, now, "Vigil was not recording (restarted after it stopped)")
+            store.add_gap(session_id, last, now + offset, reason)
             for row in store.alarms(session_id):
                 if row.ended_at is None:
                     store.alarm_ended(row.id, max(last, row.started_at))
             store.audit(actor.username, "session_resumed", session_id,
-                        {"gap_start": last.isoformat(), "gap_end": now.isoformat()})
+                        {"gap_start": last.isoformat(), "gap_end": (now + offset).isoformat(),
+                         "device_time": now.isoformat(), "rebased_s": offset.total_seconds()})
         if state.phase is Phase.BASELINE:
             state.observe(store.observations(session_id, start=last - timedelta(minutes=2)))
         recorder = cls(store, writer, session_id, state, engine or make_engine(profile, settings), actor, on_alarm_event)
-        recorder.now = now
-        recorder._adopt_alarms(now)
+        recorder.time_offset = offset
+        recorder.now = now + offset
+        recorder._adopt_alarms(now + offset)
         return recorder
+
+    def rebase(self, items: Sequence[Item]) -> list[Item]:
+        """``items`` on the record's timeline: shifted by :attr:`time_offset` (zero, except after a
+        resume whose device clock was behind the record). Call before :meth:`on_items` and before
+        showing the items."""
+        return rebase_items(items, self.time_offset)
 
     # ------------------------------------------------------------------ the data path
     def on_items(self, items: Sequence[Item]) -> list[AlarmEvent]:
@@ -350,6 +373,18 @@ def make_engine(profile: AlarmProfile, settings: ClinicSettings) -> AlarmEngine:
     """An alarm engine with the clinic's latching and audio-pause settings."""
     return AlarmEngine(profile, latching=settings.alarm_latching, audio_pause_s=settings.audio_pause_s,
                        audio_pause_max_s=settings.audio_pause_max_s)
+
+
+def rebase_items(items: Sequence[Item], offset: timedelta) -> list[Item]:
+    """``items`` with every time moved by ``offset`` (the same list when it is zero)."""
+    if not offset:
+        return list(items)
+    field = {NumericObservation: "sample_time", WaveformChunk: "start_time", DeviceCondition: "time"}
+    out: list[Item] = []
+    for item in items:
+        name = field.get(type(item))
+        out.append(item.model_copy(update={name: getattr(item, name) + offset}) if name else item)
+    return out
 
 
 def _time(item: Item) -> datetime:

@@ -81,8 +81,10 @@ class RecordingService(QObject):
 
     # ------------------------------------------------------------------ time
     def now(self) -> datetime:
-        """Now, in the device's time base (the simulated clock for the simulated monitor)."""
-        return self.channel.link.clock()
+        """Now, in the record's time base: the device's clock (the simulated clock for the
+        simulated monitor), re-based like its data after a resume (see ``SessionRecorder.resume``)."""
+        now = self.channel.link.clock()
+        return now + self.recorder.time_offset if self.recorder is not None else now
 
     # ------------------------------------------------------------------ data path
     def _on_batch(self, items: list[Item]) -> None:
@@ -90,6 +92,7 @@ class RecordingService(QObject):
             return
         try:
             if self.recorder is not None:
+                items = self.recorder.rebase(items)
                 events = self.recorder.on_items(items)
             else:
                 events = self.engine.process(items)
@@ -135,8 +138,9 @@ class RecordingService(QObject):
         """Carry on recording a session a crash left open (a gap is marked)."""
         if self.recorder is not None:
             raise ValueError("a session is already being recorded: close it first")
-        self.recorder = SessionRecorder.resume(self.store, self.writer, session_id, actor=actor, now=self.now(),
-                                               settings=self.settings, profile=self.profile, engine=self.engine)
+        self.recorder = SessionRecorder.resume(self.store, self.writer, session_id, actor=actor,
+                                               now=self.channel.link.clock(), settings=self.settings,
+                                               profile=self.profile, engine=self.engine)
         self.recorder.on_readings = self.batch_received.emit
         self.session_changed.emit()
         return self.recorder
@@ -157,7 +161,8 @@ class RecordingService(QObject):
         """Discharge and sign: refused (the session's message) unless the criteria are met or a
         charge nurse gives an override reason. The record becomes read-only."""
         return self._end("close", actor, meaning, dict(meaning=meaning, override_reason=override_reason,
-                                                     latest_vitals=self._latest_vitals()))
+                                                     latest_vitals=self._latest_vitals(),
+                                                     active_alarms=self.active_alarms()))
 
     def abort_session(self, actor: Actor, reason: str) -> list[dict]:
         """End the session early with a reason (read-only afterwards)."""
@@ -182,6 +187,10 @@ class RecordingService(QObject):
         self.session_changed.emit()
         self._publish(events, always=True)
         return entries
+
+    def active_alarms(self) -> list[tuple[str, str, str]]:
+        """``(condition, priority, kind)`` of each alarm active now (what blocks discharge)."""
+        return [(a.condition, a.priority.name, a.kind) for a in self.alarm_state().alarms if a.active]
 
     def _latest_vitals(self) -> dict:
         return dict(self.recorder.state.latest) if self.recorder is not None else {}

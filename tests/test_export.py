@@ -165,6 +165,8 @@ def _record_esketamine(path: Path) -> tuple[SessionStore, int]:
                               "oxygen_saturation": 2}, now, NURSE)
         if once("escort", 75):
             rec.act("confirm_escort", now, NURSE, "Pat Zephyrine")
+        if once("stable", 125):
+            rec.act("sign_clinically_stable", now, NURSE)
     now = model.now()
     rec.act("close", now, NURSE)
     rec.finish(now, signed_name=NURSE.display_name, meaning="reviewed and closed")

@@ -12,6 +12,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from drivers.base import ConditionTracker
@@ -272,4 +273,44 @@ def test_running_past_the_planned_dose_raises_dose_reached_until_the_pump_is_sto
     writer.stop(10)
     [row] = [a for a in store.alarms(recorder.session_id) if a.condition == "dose_reached"]
     assert row.priority == "MEDIUM" and row.started_at == T0 + timedelta(minutes=40)
+    store.close()
+
+
+def test_resuming_with_a_device_clock_behind_the_record_rebases_instead_of_interleaving(tmp_path):
+    """Issue 9 §5: a session recorded from a simulator running 10x faster than real time, then resumed
+    on a clock behind its last data (a restarted simulator, a monitor with a wrong clock)."""
+    db = tmp_path / "ahead.sqlite"
+    store = SessionStore(db)
+    writer = StoreWriter(store)
+    writer.start()
+    model = PhysiologyModel("normal", seed=3, start=T0, waves=False)
+    recorder = SessionRecorder.start(store, writer, patient=Patient(display_name="P", weight_kg=70),
+                                     plan=KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), device="sim", actor=NURSE,
+                                     t=T0, settings=ClinicSettings(), profile=default_profile())
+    tracker = ConditionTracker("sim")
+    while model.t < 600:                                  # ten minutes of data, recorded in one
+        recorder.on_items(step_items(model.advance(5.0), "sim", tracker))
+    assert writer.stop(30)                                # Vigil stops without closing: a crash
+    store.close()
+
+    store = SessionStore(db)
+    writer = StoreWriter(store)
+    writer.start()
+    device_now = T0 + timedelta(seconds=60)               # the restarted device's clock is 9 min behind
+    resumed = SessionRecorder.resume(store, writer, recorder.session_id, actor=NURSE, now=device_now,
+                                     settings=ClinicSettings(), profile=default_profile())
+    assert resumed.time_offset == timedelta(seconds=540, milliseconds=1)
+    model2 = PhysiologyModel("normal", seed=4, start=device_now, waves=False)
+    while model2.t < 120:
+        resumed.on_items(resumed.rebase(step_items(model2.advance(5.0), "sim", ConditionTracker("sim"))))
+    resumed.finish(T0 + timedelta(seconds=730), signed_name="Ann Lee", meaning="test")
+    assert writer.stop(30)
+    times, _ = store.numerics(recorder.session_id, "hr")
+    assert (np.diff(times) > 0).all()                     # one timeline: never two streams interleaved
+    [gap] = store.gaps(recorder.session_id)
+    assert gap.start == T0 + timedelta(seconds=600) and gap.end == gap.start + timedelta(milliseconds=1)  # never negative
+    assert "re-based by +540.0 s" in gap.reason
+    assert times[-1] > (T0 + timedelta(seconds=600)).timestamp()
+    audit = [r for r in store.audit_rows(recorder.session_id) if r.action == "session_resumed"]
+    assert audit and audit[0].payload["rebased_s"] == 540.001
     store.close()

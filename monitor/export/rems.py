@@ -39,6 +39,8 @@ __all__ = ["rems_answers", "write_rems", "ready_without_two_hour_rule"]
 _CONCOMITANT = (("benzodiazepines", "Benzodiazepines"), ("non_benzodiazepine_hypnotics", "Non-benzodiazepine hypnotics"),
                 ("psychostimulants", "Psychostimulants"), ("maois", "Monoamine oxidase inhibitors (MAOIs)"))
 _RESPIRATORY_ALARMS = {"spo2_low", "rr_low", "no_breath", "etco2_high"}
+#: The 2-hour rule: the monitoring period and the sign-off that goes with discharge after it.
+_TWO_HOUR_RULE = {"time", "clinically_stable"}
 
 
 def _yn(value: bool) -> str:
@@ -57,11 +59,11 @@ def ready_without_two_hour_rule(state: Any, end: datetime) -> tuple[datetime | N
         times.add(state.escort[0])
     for t in sorted(x for x in times if dosing_end <= x <= end):
         check = discharge_check(state, t, latest_vitals={})
-        others = [c for c in check.criteria if c.key != "time"]
+        others = [c for c in check.criteria if c.key not in _TWO_HOUR_RULE]
         if others and all(c.met for c in others):
             return t, "earliest recorded time at which " + ", ".join(c.label for c in others) + " were all met"
     check = discharge_check(state, end, latest_vitals={})
-    unmet = [c.label for c in check.criteria if c.key != "time" and not c.met]
+    unmet = [c.label for c in check.criteria if c.key not in _TWO_HOUR_RULE and not c.met]
     return None, ("cannot be determined from the record: not met before the end of monitoring: "
                   + ", ".join(unmet)) if unmet else "cannot be determined from the record"
 
