@@ -151,6 +151,7 @@ def test_f1_f2_and_the_alarm_strip_in_the_browser_and_the_review_window(qtbot, m
     start_infusion(window)
     window.service.writer.flush(10)
     browser, review = open_review(window)
+    assert review.menuWidget() is review.alarm_strip  # at the top, above the tool bar
     for focused in (browser, review):
         focused.activateWindow()
         assert keys_reach_alarms(qtbot, window, focused) == []
@@ -183,6 +184,7 @@ def test_a_held_key_acts_once(qtbot, make_window):
 
 
 # ------------------------------------------------------------------------------ seen and heard
+@pytest.mark.slow  # the simulated desaturation, 12 min at 120x
 @RAISE_WINDOW
 def test_a_high_alarm_starting_during_review_is_seen_and_heard(qtbot, make_window):
     audio = HeardAudio()

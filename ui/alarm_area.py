@@ -79,7 +79,7 @@ class AlarmArea(QFrame):
             button.setMinimumHeight(int((26 if compact else 34) * theme.scale()))
             buttons.addWidget(button)
         side.addLayout(buttons)
-        layout.addLayout(side, stretch=3)
+        layout.addLayout(side, stretch=0 if compact else 3)  # compact: the buttons keep their text
         self._shown: tuple = ()
 
     def _pause_clicked(self) -> None:

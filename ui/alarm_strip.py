@@ -73,6 +73,9 @@ class AlarmStrip(AlarmArea):
         super().__init__(service.session_profile, parent, compact=True)
         self.setObjectName("alarmStrip")
         self.setFixedHeight(int(36 * theme.scale()))
+        self.setStyleSheet("QPushButton { min-height: 0px; min-width: 0px; padding: 2px 10px; }")  # not the forms'
+        for button in (self.ack_button, self.pause_button):
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # F1/F2 are the keys; Tab and Enter stay with the window
         self.setToolTip("The alarms of the monitoring window: F1 acknowledges, F2 pauses the alarm audio")
         self.service = service
         self.acknowledge_requested.connect(context.acknowledge_requested)

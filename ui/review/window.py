@@ -163,6 +163,8 @@ class ReviewWindow(QMainWindow):
         self.error.hide()
         #: The monitoring window's alarms, when this Vigil monitors (None for ``vigil review``).
         self.alarm_strip = AlarmStrip.for_context(context)
+        if self.alarm_strip is not None:
+            self.setMenuWidget(self.alarm_strip)  # above the tool bar, as the alarm area tops the monitoring window
         self._build_toolbar()
         self._build_layout()
 
@@ -292,8 +294,6 @@ class ReviewWindow(QMainWindow):
         outer = QVBoxLayout(central)
         outer.setContentsMargins(4, 4, 4, 2)
         outer.setSpacing(4)
-        if self.alarm_strip is not None:
-            outer.addWidget(self.alarm_strip)
         top = QHBoxLayout()
         top.addWidget(self.header, 1)
         top.addWidget(self.banner)
