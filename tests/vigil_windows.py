@@ -2,12 +2,14 @@
 session: shared by the alarm-reachability tests (tests/test_ui_alarms_reachable.py) and the
 geometry probe they run at several screen sizes (tests/geometry_probe.py).
 
-A new dialog class in ``ui.dialogs`` or ``ui.review.dialogs`` must be added to :data:`DIALOGS`
-(a test checks that none is missing).
+A new dialog class anywhere in ``ui`` must be added to :data:`DIALOGS` (a test checks that none
+is missing).
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +22,6 @@ from monitor.protocols import KetamineIVPlan
 from monitor.staff import Actor, Role
 
 ANN = Actor(username="ann", display_name="Ann Lee", role=Role.NURSE)
-CARA = Actor(username="cara", display_name="Cara Diaz", role=Role.CHARGE_NURSE)
 
 
 def start_infusion(window, user: Actor = ANN) -> int:
@@ -87,17 +88,20 @@ DIALOGS: dict[str, Callable[[QWidget], QDialog]] = _dialogs()
 
 
 def dialog_classes() -> set[str]:
-    """Names of the QDialog classes Vigil defines (ui.dialogs and ui.review.dialogs)."""
-    import ui.dialogs  # noqa: PLC0415
-    import ui.review.dialogs  # noqa: PLC0415
+    """Names of the QDialog classes defined anywhere in ``ui``, bases of other dialogs
+    (FormDialog, SessionDialog) left out."""
+    import ui  # noqa: PLC0415
 
-    names = set()
-    for module in (ui.dialogs, ui.review.dialogs):
-        for name in getattr(module, "__all__", dir(module)):
-            value = getattr(module, name)
-            if isinstance(value, type) and issubclass(value, QDialog) and not name.startswith("_"):
-                names.add(name)
-    return names
+    for module in pkgutil.walk_packages(ui.__path__, "ui."):
+        importlib.import_module(module.name)
+    classes, todo = set(), [QDialog]
+    while todo:
+        for cls in todo.pop().__subclasses__():
+            todo.append(cls)
+            if cls.__module__.startswith("ui."):
+                classes.add(cls)
+    bases = {base for cls in classes for base in cls.__mro__[1:]}
+    return {cls.__name__ for cls in classes - bases if not cls.__name__.startswith("_")}
 
 
 def open_review(window):
