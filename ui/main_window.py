@@ -30,9 +30,11 @@ from monitor.schedule import nibp_interval_min
 from monitor.staff import Actor, Role, nurse_message
 from ui import theme
 from ui.alarm_area import AlarmArea
+from ui.alarm_strip import AlarmKeys
 from ui.audio import AlarmAudio
 from ui.context import UiContext
 from ui.device_panel import DevicePanel
+from ui.placement import WindowPlacer
 from ui.tiles import NibpTile, NumericTile
 from ui.trends import SessionTrends
 from ui.waves import SweepWave
@@ -195,10 +197,14 @@ class MainWindow(QMainWindow):
         self._message_timer = QTimer(self)
         self._message_timer.setSingleShot(True)
         self._message_timer.timeout.connect(lambda: self.message.setText(""))
-        for keys, slot in (("F1", self.acknowledge), ("F2", self.toggle_pause), ("F3", self.event_bar_focus),
-                           ("F11", self.toggle_full_screen), ("F12", self.lock)):
-            # Application-wide: F1/F2 must silence alarms even while a dialog is open.
+        for keys, slot in (("F3", self.event_bar_focus), ("F11", self.toggle_full_screen), ("F12", self.lock)):
             QShortcut(QKeySequence(keys), self, activated=slot, context=Qt.ShortcutContext.ApplicationShortcut)
+        # Alarms within reach whatever is open: F1/F2 and the alarm strips of the other windows, in
+        # every window, modal dialogs included; every dialog and window opens below the alarm area.
+        self.context.acknowledge_requested.connect(self.acknowledge)
+        self.context.audio_pause_requested.connect(self.toggle_pause)
+        self.alarm_keys = AlarmKeys(self.context, self)
+        self.placer = WindowPlacer(self.alarm_area, self)
         self.frame_timer = QTimer(self)
         self.frame_timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.frame_timer.timeout.connect(self.frame)

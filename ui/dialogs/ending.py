@@ -52,7 +52,7 @@ class DischargeDialog(SessionDialog):
     """
 
     def __init__(self, context: UiContext, parent: QWidget | None = None) -> None:
-        super().__init__(context, "Discharge and close the session", parent, ok_text="Sign and close")
+        super().__init__(context, "Discharge and close the session", parent, ok_text="Sign and close", scroll=True)
         state = session_state(context)
         if state is None:
             raise ValueError("No session is being recorded")
