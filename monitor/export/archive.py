@@ -11,8 +11,9 @@ sorted, no spaces, one final newline:
   (null = the catalogue's), source]) in stored order;
 * ``waveforms`` — the stored blocks bit for bit: channel, t0, rate, n, encoding and ``data``, the
   base64 of the compressed block (byte-shuffled float32 + zlib, see :mod:`monitor.store`);
-* ``conditions``, ``entries`` (with ``amends`` and ``reason`` of amendments; ids numbered from 1 in
-  recorded order), ``alarms`` (ids from 1) and ``alarm_actions``, ``gaps``;
+* ``conditions``, ``entries`` (with ``amends`` and ``reason`` of amendments, and the ``reason`` of late
+  entries: entries charted after the session ended, whose payload says ``"late": true``; ids numbered
+  from 1 in recorded order), ``alarms`` (ids from 1) and ``alarm_actions``, ``gaps``;
 * ``audit`` — the session's rows of the hash-chained audit trail as they were in the original store.
 
 Determinism: no wall-clock field, fixed orders, canonical JSON, so exporting, importing and exporting
@@ -474,9 +475,14 @@ def _validate(doc: dict[str, Any]) -> dict[str, Any]:
         c.text(e["kind"], f"{where}.kind", 100, empty=False)
         c.dict_(e["payload"], f"{where}.payload")
         c.text(e["user"], f"{where}.user", 100, empty=False)
+        late = e["payload"].get("late") is True
         if e["amends"] is None:
-            if e["reason"] is not None:
-                raise _Bad(f"{where} has a reason but amends nothing")
+            if e["reason"] is not None:  # a late entry: charted after the session ended, with its reason
+                c.text(e["reason"], f"{where}.reason", 2000, empty=False)
+                if not late:
+                    raise _Bad(f"{where} has a reason but amends nothing and is not marked as a late entry")
+            elif late:
+                raise _Bad(f"{where} is marked as a late entry but gives no reason")
         else:
             target = c.int_(e["amends"], f"{where}.amends", 1, i)
             if kinds.get(target) != e["table_kind"]:  # type: ignore[arg-type]

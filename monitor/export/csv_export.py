@@ -11,7 +11,9 @@ Members:
   time, elapsed_s), one column per vital: the median of the interval's usable values (flagged values
   — artifact, sensor off… — left out); NIBP columns hold the reading taken in that interval (the
   last one if there were several); empty where there was nothing;
-* ``nibp.csv``, ``events.csv``, ``assessments.csv``, ``infusion_steps.csv`` (IV) or
+* ``events.csv`` — also ``late`` ("yes" for a late entry: charted after the session ended),
+  ``late_reason`` and ``recorded_at`` (when it was charted);
+* ``nibp.csv``, ``assessments.csv``, ``infusion_steps.csv`` (IV) or
   ``nasal_devices.csv`` (esketamine), ``other_entries.csv``, ``alarms.csv`` (start, end, condition,
   priority, max priority, limit, value, acknowledged by/at, every action), ``conditions.csv``,
   ``gaps.csv``.
@@ -109,9 +111,11 @@ def write_csv(view: SessionView, path: Path, *, interval_s: float = 60, **_: Any
         z.table("nibp.csv", ["time", "elapsed_s", "sys_mmHg", "dia_mmHg", "mean_mmHg", "source", "by", "status"],
                 ([iso(r.t), _elapsed(view, r.t), _num(r.sys), _num(r.dia), _num(r.mean), r.source, r.by, r.status]
                  for r in view.nibp))
-        z.table("events.csv", ["time", "elapsed_s", "kind", "title", "summary", "detail", "by", "status", "correction"],
+        z.table("events.csv", ["time", "elapsed_s", "kind", "title", "summary", "detail", "by", "status", "correction",
+                               "late", "late_reason", "recorded_at"],
                 ([iso(r.t), _elapsed(view, r.t), r.kind, r.title, r.summary, r.detail or "", r.by, r.status,
-                  r.correction or ""] for r in view.events))
+                  r.correction or "", "yes" if r.late else "", r.late_reason or "", iso(r.recorded_at) if r.late else ""]
+                 for r in view.events))
         z.table("assessments.csv", ["time", "elapsed_s", "kind", "title", "score", "summary", "fields", "by",
                                     "status", "correction"],
                 ([iso(r.t), _elapsed(view, r.t), r.kind, r.title, _num(r.score), r.summary,

@@ -158,6 +158,8 @@ def _annotations(view: SessionView) -> list[tuple[float, float | None, str]]:
         text = r.summary + (f" - {r.detail}" if r.detail else "") + f", {r.by}"
         if r.status != "current":
             text += f" [{r.status}]"
+        if r.late:
+            text += f" [{view.late_text(r)}]"
         add(r.t, text)
     for n in view.notes:
         if n.kind in ("session_opened",):

@@ -200,7 +200,7 @@ def rems_answers(view: SessionView) -> list[tuple[str, str, str]]:
           "No (no sedation charted; no MOAA/S or RASS was charted)")))
     events = [r for r in view.events if r.kind == "dissociation" and r.status != "entered in error"]
     cadss = [r for r in current if r.kind in ("cadss", "cadss6") and r.score]
-    basis = [f"dissociation event at {clock(r.t, False)}" for r in events[:3]]
+    basis = [f"dissociation event at {clock(r.t, False)}" + (" (late entry)" if r.late else "") for r in events[:3]]
     basis += [f"{r.title} {r.score:.0f} at {clock(r.t, False)}" for r in cadss[:3]]
     add(("Adverse effects", "Dissociation", f"Yes ({'; '.join(basis)})" if basis else
          "No (no dissociation event and no CADSS item above 0 charted)"))

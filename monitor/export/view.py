@@ -74,7 +74,9 @@ class PatientView:
 class ChartRow:
     """An assessment or event on the chart. ``summary`` is built from coded fields only; ``detail``
     is the free text (comment, note; None when de-identified). ``status``: "current", "entered in
-    error" (corrected later) or "correction" (a replacement at the original time)."""
+    error" (corrected later) or "correction" (a replacement at the original time). ``late``: charted
+    after the session ended (a late entry), at ``recorded_at``, for ``late_reason`` (None when
+    de-identified)."""
 
     t: datetime
     category: str
@@ -88,6 +90,9 @@ class ChartRow:
     status: str = "current"
     fields: dict[str, Any] = field(default_factory=dict)
     correction: str | None = None
+    late: bool = False
+    late_reason: str | None = None
+    recorded_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -363,6 +368,16 @@ class SessionView:
         """Assessments and events together, in time order."""
         return sorted(self.assessments + self.events, key=lambda r: (r.t, r.seq or 0))
 
+    def late_text(self, row: ChartRow) -> str:
+        """"late entry, charted 2026-11-29 10:05: reason" for a late entry (local clock; the date as
+        :meth:`Privacy.date_text` gives it, so only the year when de-identified), else ""."""
+        if not row.late:
+            return ""
+        when = ""
+        if row.recorded_at is not None:
+            when = f", charted {self.privacy.date_text(row.recorded_at)} {row.recorded_at.astimezone():%H:%M}"
+        return f"late entry{when}" + (f": {row.late_reason}" if row.late_reason else "")
+
 
 # ----------------------------------------------------------------------------------------- loading
 def load_session(store: SessionStore, session_id: int, *, deidentify: bool = False,
@@ -545,6 +560,9 @@ class _Builder:
                 order.append(seq)
             elif kind == "event" and isinstance(pl.get("event"), dict):
                 rows[seq] = self.chart_row("event", pl["event"], t, by, seq)
+                if e.is_late:
+                    rows[seq] = _replace(rows[seq], late=True, late_reason=p.text(e.reason),
+                                         recorded_at=p.dt(e.recorded_at))
                 order.append(seq)
             elif kind == "nibp":
                 try:
