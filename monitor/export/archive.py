@@ -45,7 +45,7 @@ from typing import Any, BinaryIO
 from drivers.catalogue import CATALOGUE
 from monitor.export import _storeio
 from monitor.export.errors import ExportError
-from monitor.export.privacy import DEID_NOTICE, DEIDENTIFIED
+from monitor.export.privacy import DEIDENTIFIED, deid_notice, is_coded
 from monitor.export.view import IMPORT_ACTION, SessionView, import_marker
 from monitor.store import (
     ALARM_ACTIONS, ALARM_KINDS, ENC_F32_SHUFFLE_ZLIB, ENC_F32_ZLIB, MAX_BLOCK_SECONDS, PRIORITIES, TABLE_KINDS,
@@ -128,7 +128,7 @@ def archive_document(view: SessionView) -> dict[str, Any]:
         "patient_name": DEIDENTIFIED if deid else patient_name,
         "patient_ref": None if deid else patient_ref,
         "plan": p.payload(plan) if deid else plan,
-        "baseline": None if baseline_json is None else json.loads(baseline_json),
+        "baseline": None if baseline_json is None else p.payload(json.loads(baseline_json)),
         "device": p.device(device) if deid else device,
         "created_by": user(created_by), "closed_by": user(closed_by),
         "close_meaning": p.meaning(close_meaning) if deid else close_meaning,
@@ -144,7 +144,7 @@ def archive_document(view: SessionView) -> dict[str, Any]:
     conditions = [{"t": t(r[0]), "code": r[1], "active": bool(r[2]), "text": "" if deid else r[3],
                    "source": (p.source(r[4]) if deid else r[4]) or ""} for r in raw["conditions"]]
     doc_entries = [{
-        "id": entry_ids[r[0]], "t": t(r[1]), "table_kind": r[2], "kind": r[3],
+        "id": entry_ids[r[0]], "t": t(r[1]), "table_kind": r[2], "kind": _kind(r[3]) if deid else r[3],
         "payload": p.payload(payload), "user": user(r[5]),
         "amends": entry_ids.get(r[6]) if r[6] is not None else None,
         "reason": p.text(r[7]) if deid else r[7], "recorded_at": t(r[8]),
@@ -169,8 +169,14 @@ def archive_document(view: SessionView) -> dict[str, Any]:
         "audit": [] if deid else audit,
     }
     if deid:
-        doc["notice"] = DEID_NOTICE
+        doc["notice"] = deid_notice(year_only_dates=False)
     return doc
+
+
+def _kind(kind: str) -> str:
+    """An entry's kind column when de-identified: a type, assessment or event kind or infusion action
+    is kept; anything else (a kind a caller made up) becomes "entry"."""
+    return kind if any(is_coded(key, kind) for key in ("type", "kind", "action")) else "entry"
 
 
 def write_archive(view: SessionView, path: Path) -> None:

@@ -34,7 +34,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from drivers.catalogue import CATALOGUE
-from monitor.export.privacy import DEID_NOTICE
+from monitor.export.privacy import deid_notice
 from monitor.export.stats import NIBP_KEYS, interval_last, interval_medians
 from monitor.export.view import SessionView
 from monitor.store import bits_to_quality
@@ -139,7 +139,7 @@ def write_csv(view: SessionView, path: Path, *, interval_s: float = 60, **_: Any
                 ([iso(t), code, "1" if active else "0", text or "", source]
                  for t, code, active, text, source in view.conditions()))
         z.table("gaps.csv", ["start", "end", "reason"], ([iso(s), iso(e), r] for s, e, r in view.gaps))
-        z.close(DEID_NOTICE if view.deidentified else f"Vigil session export: {view.label}")
+        z.close(deid_notice(year_only_dates=True) if view.deidentified else f"Vigil session export: {view.label}")
     except BaseException:
         z.zf.close()
         raise
@@ -149,9 +149,8 @@ def _alarm_row(view: SessionView, a: Any) -> list[str]:
     ack = a.acknowledged
     actions = "; ".join(f"{iso(x.t)} {x.action}" + (f" {x.detail}" if x.detail else "") + (f" by {x.user}" if x.user else "")
                         for x in a.actions)
-    message = a.message if not view.deidentified else a.label
     return [str(a.number), iso(a.start), iso(a.end), a.condition, a.label, a.kind, a.priority, a.max_priority,
-            _num(a.limit), _num(a.value), message, (ack.user or "") if ack else "", iso(ack.t) if ack else "", actions]
+            _num(a.limit), _num(a.value), a.message, (ack.user or "") if ack else "", iso(ack.t) if ack else "", actions]
 
 
 def _session_rows(view: SessionView, interval_s: float) -> list[list[str]]:
@@ -161,7 +160,7 @@ def _session_rows(view: SessionView, interval_s: float) -> list[list[str]]:
         ["deidentified", "yes" if view.deidentified else "no"],
     ]
     if view.deidentified:
-        rows.append(["notice", DEID_NOTICE])
+        rows.append(["notice", deid_notice(year_only_dates=True)])
     rows += [
         ["session", view.label],
         ["status", view.status + (" (snapshot of a session still being recorded)" if view.is_open else "")],

@@ -33,7 +33,7 @@ import numpy as np
 from drivers.catalogue import CATALOGUE
 from drivers.model import WAVE_CHANNELS
 from monitor.export.errors import ExportError
-from monitor.export.privacy import DEID_NOTICE
+from monitor.export.privacy import deid_notice
 from monitor.export.stats import CONTINUOUS
 from monitor.export.view import SessionView
 
@@ -143,7 +143,7 @@ def _annotations(view: SessionView) -> list[tuple[float, float | None, str]]:
         out.append((el(t), duration, text))
 
     if view.deidentified:
-        add(view.start, DEID_NOTICE)
+        add(view.start, deid_notice(year_only_dates=False))
     add(view.start, f"Session start ({view.protocol_label}); times are UTC")
     for r in view.infusion:
         text = f"Infusion {r.action.replace('_', ' ')}" + (f" {r.rate_mg_per_h:g} mg/h" if r.rate_mg_per_h else "")

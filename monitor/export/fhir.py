@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from drivers.catalogue import CATALOGUE
-from monitor.export.privacy import DEID_NOTICE
+from monitor.export.privacy import deid_notice
 from monitor.export.stats import CONTINUOUS, interval_medians
 from monitor.export.view import ChartRow, SessionView
 
@@ -111,7 +111,7 @@ def bundle(view: SessionView, interval_s: float = 60) -> dict[str, Any]:
     deid = view.deidentified
     entries: list[dict[str, Any]] = []
     meta: dict[str, Any] = {"security": _SECURITY, "tag": [{"system": "urn:vigil:export", "code": "deidentified",
-                                                            "display": DEID_NOTICE}]} if deid else {}
+                                                            "display": deid_notice(year_only_dates=False)}]} if deid else {}
 
     def add(kind: str, url: str, resource: dict[str, Any]) -> str:
         body = {"resourceType": kind, **({"meta": meta} if meta else {}), **resource}

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.catalogue import CATALOGUE, VITAL_KEYS
-from monitor.export.privacy import DEID_NOTICE
+from monitor.export.privacy import deid_notice
 from monitor.export.stats import CONTINUOUS, interval_medians
 from monitor.export.view import ChartRow, SessionView
 
@@ -110,7 +110,7 @@ def message(view: SessionView, interval_s: float = 60) -> str:
     if view.is_open:
         notes.append("The session was still being recorded: this message is a snapshot.")
     if deid:
-        notes.append(escape(DEID_NOTICE))
+        notes.append(escape(deid_notice(year_only_dates=False)))
     segs += [f"NTE|{i}|L|{text}" for i, text in enumerate(notes, start=1)]
     visit = "" if deid else f"{view.session_id}^^^VIGIL^VN"
     segs.append("PV1|1|O" + "|" * 17 + visit + "|" * 25 + _ts(view.start) + "|" + ("" if view.is_open else _ts(view.end)))

@@ -26,7 +26,7 @@ from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPen, QPolygon
 
 from drivers.catalogue import CATALOGUE
 from monitor.export.pdfdoc import Column, Document
-from monitor.export.privacy import DEID_NOTICE
+from monitor.export.privacy import deid_notice
 from monitor.export.stats import CONTINUOUS, NIBP_KEYS, interval_medians, vital_stats
 from monitor.export.view import SessionView
 
@@ -295,7 +295,7 @@ def build_report(view: SessionView, path: Path, paper: str = "A4") -> Document:
     doc.text(view.clinic_name + (f" · {view.clinic_address}" if view.clinic_address else ""), points=10)
     if view.deidentified:
         doc.space(1)
-        doc.text(DEID_NOTICE, points=8.5, bold=True, color="#8b0000")
+        doc.text(deid_notice(year_only_dates=True), points=8.5, bold=True, color="#8b0000")
     if view.is_open:
         doc.text("This session was still being recorded when the report was made: the record is incomplete.",
                  points=8.5, bold=True, color="#8b0000")
@@ -308,7 +308,7 @@ def build_report(view: SessionView, path: Path, paper: str = "A4") -> Document:
         ("Sex", p.sex), ("Weight", f"{p.weight_kg:g} kg" if p.weight_kg else "—"),
         ("Protocol", view.protocol_label), ("Plan", view.plan_text),
         ("Dose delivered", f"{view.delivered_mg:.1f} mg" if view.delivered_mg is not None else "—"),
-        ("Lot number", view.lot_number or "—"),
+        ("Lot number", view.lot_number or ("removed" if view.deidentified else "—")),
         ("Date", view.privacy.date_text(view.start)),
         ("Time", f"{clock(view.start, False)}–{clock(view.end, False)} ({tz}), {_minutes(duration)} min"),
         ("Status", {"closed": "closed (signed)", "aborted": "ended without discharge", "open": "open"}.get(view.status,

@@ -491,7 +491,7 @@ class _Builder:
 
         if protocol is ProtocolKind.ESKETAMINE:
             planned = float(plan.get("dose_mg") or 0) or None
-            lot = str(plan.get("lot_number")) if plan.get("lot_number") else None
+            lot = p.text(plan.get("lot_number"))  # typed from the carton: removed when de-identified
             plan_text = f"{plan.get('dose_mg')} mg esketamine nasal spray ({int(plan.get('dose_mg') or 0) // MG_PER_DEVICE} devices)"
             if lot:
                 plan_text += f", lot {lot}"
@@ -624,11 +624,14 @@ class _Builder:
         if kind == "note":
             summary, detail = "Note", p.text(data.get("text"))
             fields: dict[str, Any] = {}
-        elif kind == "rescue_medication":
+        elif kind == "rescue_medication":  # drug and "given by" are typed: free text
             given = p.person(data.get("given_by"), None) if not p.deidentified else "staff"
-            summary = f"{data['drug']} {data['dose']:g} {data['dose_unit']} {data['route']}, given by {given}"
+            drug = p.text(data["drug"])
+            summary = f"{drug or 'medication (name removed)'} {data['dose']:g} {data['dose_unit']} {data['route']}, given by {given}"
             detail = p.text(data.get("comment"))
-            fields = {k: data[k] for k in ("drug", "dose", "dose_unit", "route")}
+            fields = {k: data[k] for k in ("dose", "dose_unit", "route")}
+            if drug:
+                fields["drug"] = drug
         else:
             summary = title + (f" ({data['severity']})" if data.get("severity") else "")
             detail = p.text(data.get("comment"))
@@ -709,8 +712,10 @@ class _Builder:
         for i, a in enumerate(self.store.alarms(self.record.id), start=1):
             actions = tuple(AlarmActionRow(p.dt(x.t), x.action, self.login(x.user), x.detail if x.action in
                                            ("escalate", "deescalate") else "") for x in a.actions)
-            out.append(AlarmView(i, a.condition, condition_label(a.condition), a.kind, a.priority, a.max_priority,
-                                 p.dt(a.started_at), p.dt(a.ended_at), a.limit, a.value, a.message, actions))
+            label = condition_label(a.condition)
+            message = label if p.deidentified else a.message  # a message may quote an error text (a path…)
+            out.append(AlarmView(i, a.condition, label, a.kind, a.priority, a.max_priority,
+                                 p.dt(a.started_at), p.dt(a.ended_at), a.limit, a.value, message, actions))
         system = [AlarmActionRow(p.dt(x.t), x.action, self.login(x.user), "")
                   for x in self.store.alarm_actions(self.record.id) if x.alarm_id is None]
         return out, system
