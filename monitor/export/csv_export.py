@@ -16,7 +16,11 @@ Members:
 * ``nibp.csv``, ``assessments.csv``, ``infusion_steps.csv`` (IV) or
   ``nasal_devices.csv`` (esketamine), ``other_entries.csv``, ``alarms.csv`` (start, end, condition,
   priority, max priority, limit, value, acknowledged by/at, every action), ``conditions.csv``,
-  ``gaps.csv``.
+  ``gaps.csv``;
+* ``alarm_log.csv`` — the alarm log in time order: each alarm's start, escalations, acknowledgements
+  and end, and every audio pause (who, when, how long it was asked for) and its end ("audio pause
+  ended" at the pause's end when it ran its time, "audio pause cancelled" by whom when a user ended
+  it, with how long it lasted).
 
 Times are UTC. Numbers are written as Python writes floats (round-trip exact).
 """
@@ -42,7 +46,8 @@ from monitor.store import bits_to_quality
 __all__ = ["write_csv", "iso", "MEMBERS"]
 
 MEMBERS = ("session.csv", "numerics_long.csv", "numerics_wide.csv", "nibp.csv", "events.csv", "assessments.csv",
-           "infusion_steps.csv", "nasal_devices.csv", "other_entries.csv", "alarms.csv", "conditions.csv", "gaps.csv")
+           "infusion_steps.csv", "nasal_devices.csv", "other_entries.csv", "alarms.csv", "alarm_log.csv",
+           "conditions.csv", "gaps.csv")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
 
@@ -135,6 +140,8 @@ def write_csv(view: SessionView, path: Path, *, interval_s: float = 60, **_: Any
         z.table("alarms.csv", ["number", "start", "end", "condition", "label", "kind", "priority", "max_priority",
                                "limit", "value", "message", "acknowledged_by", "acknowledged_at", "actions"],
                 (_alarm_row(view, a) for a in view.alarms))
+        z.table("alarm_log.csv", ["time", "elapsed_s", "alarm", "condition", "priority", "action", "description", "by",
+                                  "pause_s", "paused_for_s"], _alarm_log(view))
         z.table("conditions.csv", ["time", "code", "active", "text", "source"],
                 ([iso(t), code, "1" if active else "0", text or "", source]
                  for t, code, active, text, source in view.conditions()))
@@ -151,6 +158,40 @@ def _alarm_row(view: SessionView, a: Any) -> list[str]:
                         for x in a.actions)
     return [str(a.number), iso(a.start), iso(a.end), a.condition, a.label, a.kind, a.priority, a.max_priority,
             _num(a.limit), _num(a.value), a.message, (ack.user or "") if ack else "", iso(ack.t) if ack else "", actions]
+
+
+def _alarm_log(view: SessionView) -> list[list[str]]:
+    """Every alarm start, action and end, and every audio pause and its end, in time order. An audio
+    pause gives how long it was asked for (``pause_s``); its end (``audio_pause_end`` when it ran its
+    time, ``audio_pause_cancel`` when a user ended it) how long it lasted (``paused_for_s``)."""
+    events: list[tuple[datetime, int, list[str]]] = []
+
+    def add(t: datetime, order: int, alarm: str, condition: str, priority: str, action: str, description: str,
+            by: str | None, pause_s: float | None = None, paused_for_s: float | None = None) -> None:
+        events.append((t, order, [iso(t), _elapsed(view, t), alarm, condition, priority, action, description,
+                                  by or "", _num(pause_s), _num(paused_for_s)]))
+
+    for a in view.alarms:
+        add(a.start, 0, str(a.number), a.condition, a.priority, "start", f"{a.label} started", None)
+        for x in a.actions:
+            add(x.t, 1, str(a.number), a.condition, x.detail if x.action in ("escalate", "deescalate") else "",
+                x.action, x.label, x.user)
+        if a.end is not None:
+            add(a.end, 2, str(a.number), a.condition, "", "end", f"{a.label} ended", None)
+    paused_at: datetime | None = None
+    for x in view.system_actions:
+        if x.action == "audio_pause":
+            paused_at = x.t
+            add(x.t, 1, "", "", "", x.action, x.label + (f" for {x.pause_s:g} s" if x.pause_s else ""), x.user,
+                pause_s=x.pause_s)
+        elif x.action in ("audio_pause_end", "audio_pause_cancel"):
+            lasted = (x.t - paused_at).total_seconds() if paused_at is not None else None
+            paused_at = None
+            add(x.t, 1, "", "", "", x.action, x.label, x.user, paused_for_s=lasted)
+        else:
+            add(x.t, 1, "", "", "", x.action, x.label, x.user)
+    events.sort(key=lambda e: (e[0], e[1]))
+    return [row for _, _, row in events]
 
 
 def _session_rows(view: SessionView, interval_s: float) -> list[list[str]]:

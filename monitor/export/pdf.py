@@ -390,7 +390,7 @@ def build_report(view: SessionView, path: Path, paper: str = "A4") -> Document:
     rows, shade = [], []
     for a in view.alarms:
         ack = a.acknowledged
-        others = "; ".join(f"{clock(x.t)} {x.action.replace('_', ' ')}" + (f" {x.detail}" if x.detail else "")
+        others = "; ".join(f"{clock(x.t)} {x.label}" + (f" {x.detail}" if x.detail else "")
                            + (f" by {x.user}" if x.user else "") for x in a.actions if x.action != "acknowledge")
         prio = a.priority if a.priority == a.max_priority else f"{a.priority} → {a.max_priority}"
         rows.append([str(a.number), clock(a.start), clock(a.end), a.label, prio, _num(a.limit, 1) if a.limit is not None else "—",
@@ -402,8 +402,9 @@ def build_report(view: SessionView, path: Path, paper: str = "A4") -> Document:
                Column("Acknowledged", 1.5), Column("Other actions", 2.0)], rows, shade=shade,
               empty="No alarm was raised.")
     if view.system_actions:
-        doc.text("Alarm system: " + "; ".join(f"{clock(x.t)} {x.action.replace('_', ' ')}" + (f" by {x.user}" if x.user else "")
-                                              for x in view.system_actions), points=7.5)
+        doc.text("Alarm audio: " + "; ".join(f"{clock(x.t)} {x.label}" + (f" for {x.pause_s:g} s" if x.pause_s else "")
+                                             + (f" by {x.user}" if x.user else "") for x in view.system_actions)
+                 + ". An audio pause that ran its time is shown ended at its end.", points=7.5)
 
     # ---------------------------------------------------------------- summary
     doc.heading("Summary")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "FLAGGED_BITS", "PatientView", "ChartRow", "InfusionRow", "DeviceRow", "NibpRow", "NoteRow",
-    "AlarmActionRow", "AlarmView", "PhaseSpan", "Criterion", "SignatureView", "SessionView", "load_session",
+    "AlarmActionRow", "ACTION_LABELS", "AlarmView", "PhaseSpan", "Criterion", "SignatureView", "SessionView", "load_session",
     "IMPORT_ACTION", "condition_label",
 ]
 
@@ -142,14 +143,35 @@ class NoteRow:
     by: str
 
 
+#: What each stored alarm action means, for people.
+ACTION_LABELS = {"acknowledge": "acknowledged", "reset": "reset (latched alarm cleared)", "escalate": "escalated",
+                 "deescalate": "de-escalated", "audio_pause": "audio paused",
+                 "audio_pause_cancel": "audio pause cancelled", "audio_pause_end": "audio pause ended"}
+_SECONDS = re.compile(r"^(\d{1,5}(?:\.\d+)?) s$")
+
+
 @dataclass(frozen=True)
 class AlarmActionRow:
-    """An action on an alarm: acknowledge, audio pause, escalate…; ``user`` as exported."""
+    """An action on an alarm, or on the alarm audio as a whole: acknowledge, audio pause (``detail``
+    its length, "120 s"), the end of a pause ("audio_pause_end" when it ran its time,
+    "audio_pause_cancel" when a user ended it), escalate (``detail`` the new priority)…; ``user``
+    as exported (None for what Vigil did itself)."""
 
     t: datetime
     action: str
     user: str | None
     detail: str
+
+    @property
+    def label(self) -> str:
+        """"audio paused", "audio pause ended", "acknowledged"…"""
+        return ACTION_LABELS.get(self.action, self.action.replace("_", " "))
+
+    @property
+    def pause_s(self) -> float | None:
+        """The length asked for by an audio pause, seconds (None for other actions)."""
+        match = _SECONDS.match(self.detail) if self.action == "audio_pause" else None
+        return float(match.group(1)) if match else None
 
 
 @dataclass(frozen=True)
@@ -716,7 +738,7 @@ class _Builder:
             message = label if p.deidentified else a.message  # a message may quote an error text (a path…)
             out.append(AlarmView(i, a.condition, label, a.kind, a.priority, a.max_priority,
                                  p.dt(a.started_at), p.dt(a.ended_at), a.limit, a.value, message, actions))
-        system = [AlarmActionRow(p.dt(x.t), x.action, self.login(x.user), "")
+        system = [AlarmActionRow(p.dt(x.t), x.action, self.login(x.user), _system_detail(x.action, x.detail))
                   for x in self.store.alarm_actions(self.record.id) if x.alarm_id is None]
         return out, system
 
@@ -743,6 +765,12 @@ class _Builder:
             return ([Criterion(c.label, c.met, p.text(c.detail)) for c in check.criteria],
                     "evaluated from the record at the end of the session")
         return [], "not evaluated (dosing did not end)"
+
+
+def _system_detail(action: str, detail: str) -> str:
+    """What an action on the whole alarm audio keeps of its stored detail: an audio pause's length
+    ("120 s", written by the alarm engine; anything else is dropped as text)."""
+    return detail if action == "audio_pause" and _SECONDS.match(detail or "") else ""
 
 
 _NOTE_TITLES = {
