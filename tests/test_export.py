@@ -288,11 +288,11 @@ def test_csv_tables_hold_the_stored_values(iv, out):
     for row in wide[3:6]:
         t0 = datetime.fromisoformat(row["time"]).timestamp()
         sel = (t >= t0) & (t < t0 + 60) & ~np.isnan(v) & (q & ~((1 << 9) | (1 << 10)) == 0)
-        assert float(row["hr"]) == pytest.approx(float(np.median(v[sel])))
+        assert float(row["hr_bpm"]) == pytest.approx(float(np.median(v[sel])))
     t_sys, v_sys = store.numerics(sid, "nibp_sys")
     for ts, value in zip(t_sys, v_sys):
         row = wide[int((ts - start) // 60)]
-        assert float(row["nibp_sys"]) == value
+        assert float(row["nibp_sys_mmhg"]) == value
 
     alarms = tables["alarms.csv"]
     assert alarms and alarms[0]["condition"] == "spo2_low"

@@ -384,3 +384,77 @@ def test_no_planted_identifier_survives_de_identification(fmt, populated, tmp_pa
         year_only = fmt in ("csv", "pdf", "rems")
         squeeze = lambda x: re.sub(r"\s+|\(\d+/\d+\)|\\", "", x)  # noqa: E731 (wrapped, split, escaped)
         assert squeeze(deid_notice(year_only_dates=year_only)) in squeeze(text), fmt
+
+
+# ================================================================================= units, statuses
+def test_the_wide_table_names_each_column_with_its_unit(late_iv, tmp_path):
+    from drivers.catalogue import CATALOGUE
+    store, sid = late_iv
+    path = export_session(store, sid, "csv", tmp_path / "s.zip")
+    wide = _zip_tables(path)["numerics_wide.csv"]
+    header = list(wide[0])
+    assert header[:2] == ["time", "elapsed_s"]
+    assert {"hr_bpm", "spo2_pct", "nibp_sys_mmhg", "nibp_dia_mmhg", "rr_br_per_min", "etco2_mmhg"} <= set(header)
+    units = {r["key"][len("unit:"):]: r["value"] for r in _zip_tables(path)["session.csv"] if r["key"].startswith("unit:")}
+    assert [h.startswith(k + "_") for h, k in zip(header[2:], units)] == [True] * len(units)
+    assert all(CATALOGUE[k].unit == u for k, u in units.items())
+
+
+def test_every_edf_signal_has_a_physical_dimension(late_iv, tmp_path):
+    store, sid = late_iv
+    path = export_session(store, sid, "edf", tmp_path / "s.edf")
+    with pyedflib.EdfReader(str(path)) as f:
+        dims = {f.getLabel(i): f.getPhysicalDimension(i) for i in range(f.signals_in_file)}
+    assert dims["Pleth"] == "a.u." and dims["ECG II"] == "mV" and dims["CO2"] == "mmHg" and dims["SpO2"] == "%"
+    assert all(d.strip() for d in dims.values()), dims
+
+
+def test_vigil_sessions_says_how_each_session_ended(tmp_path):
+    import io
+
+    from monitor.alarms.profile import default_profile
+    from monitor.cli import run_cli
+    from monitor.patient import Patient
+    from monitor.protocols import KetamineIVPlan
+    from monitor.recording import SessionRecorder
+    from monitor.settings import ClinicSettings
+    from monitor.store import StoreWriter
+    db = tmp_path / "s.sqlite"
+    store = SessionStore(db)
+    writer = StoreWriter(store)
+    writer.start()
+
+    def session(name: str, start, end: str | None) -> int:
+        rec = SessionRecorder.start(store, writer, patient=Patient(display_name=name, weight_kg=70),
+                                    plan=KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), device="sim://",
+                                    actor=NURSE, t=start, settings=ClinicSettings(), profile=default_profile())
+        rec.act("waive_pre_dose_check", start, NURSE, "test")
+        rec.act("start_infusion", start + timedelta(minutes=1), NURSE)
+        if end is None:
+            return rec.session_id
+        rec.act("stop_infusion", start + timedelta(minutes=40), NURSE)
+        done = start + timedelta(minutes=50)
+        if end == "discharge":
+            rec.act("close", done, CHARGE, override_reason="test")
+            rec.finish(done, signed_name=CHARGE.display_name, meaning="reviewed and closed")
+        elif end == "abort":
+            rec.act("abort", done, NURSE, "transferred")
+            rec.finish(done, signed_name=NURSE.display_name, meaning="ended without discharge", status="aborted")
+        else:  # as vigil record stops: no discharge sign-off
+            rec.finish(done, signed_name=NURSE.display_name, meaning="recording ended")
+        return rec.session_id
+
+    ids = {end: session(f"Patient {end}", T_IV + timedelta(hours=i), end)
+           for i, end in enumerate(("discharge", "abort", "stop", None))}
+    assert writer.stop(30)
+    store.close()
+    out, err = io.StringIO(), io.StringIO()
+    assert run_cli(["sessions", "--db", str(db), "--json"], out=out, err=err) == 0, err.getvalue()
+    rows = {r["id"]: r for r in map(json.loads, out.getvalue().splitlines())}
+    assert {end: (rows[i]["status"], rows[i]["phase"]) for end, i in ids.items()} == {
+        "discharge": ("discharged", "discharged"), "abort": ("aborted", "aborted"), "stop": ("closed", "recovery"),
+        None: ("open", "infusion")}
+    out = io.StringIO()
+    assert run_cli(["sessions", "--db", str(db)], out=out, err=err) == 0
+    line = next(x for x in out.getvalue().splitlines() if "Patient discharge" in x)
+    assert " discharged " in line

@@ -8,7 +8,8 @@ Members:
   the session start), vital, value (as stored; empty when the device sent none), unit, quality flags
   ("|"-separated), source;
 * ``numerics_wide.csv`` — one row per ``interval_s`` interval from the session start (interval start
-  time, elapsed_s), one column per vital: the median of the interval's usable values (flagged values
+  time, elapsed_s), one column per vital named with its unit (:func:`column_name`: ``hr_bpm``,
+  ``spo2_pct``, ``nibp_sys_mmhg``…): the median of the interval's usable values (flagged values
   — artifact, sensor off… — left out); NIBP columns hold the reading taken in that interval (the
   last one if there were several); empty where there was nothing;
 * ``events.csv`` — also ``late`` ("yes" for a late entry: charted after the session ended),
@@ -30,6 +31,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,7 +45,7 @@ from monitor.export.stats import NIBP_KEYS, interval_last, interval_medians
 from monitor.export.view import SessionView
 from monitor.store import bits_to_quality
 
-__all__ = ["write_csv", "iso", "MEMBERS"]
+__all__ = ["write_csv", "iso", "column_name", "MEMBERS"]
 
 MEMBERS = ("session.csv", "numerics_long.csv", "numerics_wide.csv", "nibp.csv", "events.csv", "assessments.csv",
            "infusion_steps.csv", "nasal_devices.csv", "other_entries.csv", "alarms.csv", "alarm_log.csv",
@@ -263,6 +265,14 @@ def _long_lines(view: SessionView) -> list[str]:
                                                      rows.source)]
 
 
+def column_name(vital: str) -> str:
+    """The wide table's column of a vital: its key and its catalogue unit as a lower-case identifier
+    ("hr_bpm", "spo2_pct", "nibp_sys_mmhg", "rr_br_per_min", "temp_degc", "sphb_g_per_dl")."""
+    unit = CATALOGUE[vital].unit.lower().replace("%", "pct").replace("/", "_per_").replace("°", "deg")
+    unit = re.sub(r"[^a-z0-9_]+", "_", unit).strip("_")
+    return f"{vital}_{unit}" if unit else vital
+
+
 def _wide(view: SessionView, interval_s: float) -> tuple[list[str], list[list[str]]]:
     start, end = view.start_epoch, view.end_epoch
     vitals = view.vitals
@@ -279,7 +289,7 @@ def _wide(view: SessionView, interval_s: float) -> tuple[list[str], list[list[st
         ok = (idx >= 0) & (idx < n)
         col[idx[ok]] = np.round(values[ok], 6)
         columns[key] = col
-    header = ["time", "elapsed_s"] + list(vitals)
+    header = ["time", "elapsed_s"] + [column_name(k) for k in vitals]
     rows = []
     texts = {k: [("" if x != x else repr(float(x))) for x in columns[k].tolist()] for k in vitals}
     for i in range(n):
