@@ -555,9 +555,9 @@ class SessionState:
         t = _UTC.validate_python(entry.get("t"))
         if t < self.opened_at:
             raise SessionError(f"Time {clock(t)} is before the session was opened at {clock(self.opened_at)}")
+        by = Actor.model_validate(entry["by"]) if entry.get("by") is not None else None
         key = -(len(self.late_events) + 1)
-        charted = ChartedEvent(seq=key, t=t, by=self._need_by(Actor.model_validate(entry["by"]) if entry.get("by")
-                                                                else None), event=parse_event(entry["event"]))
+        charted = ChartedEvent(seq=key, t=t, by=self._need_by(by), event=parse_event(entry["event"]))
         self._events[key] = charted
         self.late_events.append(charted)
 

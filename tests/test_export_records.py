@@ -63,6 +63,20 @@ def test_the_record_replays_with_its_late_entries(late_iv):
     assert all(r.recorded_at is not None for r in rows)
 
 
+def test_a_record_whose_late_entries_are_out_of_place_does_not_replay(late_iv):
+    from monitor.session import SessionError, SessionState
+    store, sid = late_iv
+    payloads = [e.payload for e in store.entries(sid, order="recorded") if e.amends is None]
+    late = next(i for i, p in enumerate(payloads) if p.get("late"))
+    with pytest.raises(SessionError, match="Only late entries may follow a late entry"):
+        SessionState.from_entries(payloads[:late - 1] + [payloads[late]] + payloads[late - 1:late])
+    early = dict(payloads[late], t=(T_IV - timedelta(minutes=1)).isoformat())
+    with pytest.raises(SessionError, match="before the session was opened"):
+        SessionState.from_entries(payloads[:late] + [early])
+    with pytest.raises(SessionError, match="A late entry is an event"):
+        SessionState.from_entries(payloads[:late] + [dict(payloads[late], type="nibp")])
+
+
 def test_the_archive_of_a_session_with_late_entries_imports_exactly(late_iv, tmp_path):
     store, sid = late_iv
     first = export_session(store, sid, "json", tmp_path / "a.json")

@@ -141,7 +141,7 @@ def write_csv(view: SessionView, path: Path, *, interval_s: float = 60, **_: Any
                 ([iso(r.t), _elapsed(view, r.t), r.kind, r.title, r.summary, r.detail or "", r.by] for r in view.notes))
         z.table("alarms.csv", ["number", "start", "end", "condition", "label", "kind", "priority", "max_priority",
                                "limit", "value", "message", "acknowledged_by", "acknowledged_at", "actions"],
-                (_alarm_row(view, a) for a in view.alarms))
+                (_alarm_row(a) for a in view.alarms))
         z.table("alarm_log.csv", ["time", "elapsed_s", "alarm", "condition", "priority", "action", "description", "by",
                                   "pause_s", "paused_for_s"], _alarm_log(view))
         z.table("conditions.csv", ["time", "code", "active", "text", "source"],
@@ -154,7 +154,7 @@ def write_csv(view: SessionView, path: Path, *, interval_s: float = 60, **_: Any
         raise
 
 
-def _alarm_row(view: SessionView, a: Any) -> list[str]:
+def _alarm_row(a: Any) -> list[str]:
     ack = a.acknowledged
     actions = "; ".join(f"{iso(x.t)} {x.action}" + (f" {x.detail}" if x.detail else "") + (f" by {x.user}" if x.user else "")
                         for x in a.actions)

@@ -735,7 +735,9 @@ class _Builder:
             actions = tuple(AlarmActionRow(p.dt(x.t), x.action, self.login(x.user), x.detail if x.action in
                                            ("escalate", "deescalate") else "") for x in a.actions)
             label = condition_label(a.condition)
-            message = label if p.deidentified else a.message  # a message may quote an error text (a path…)
+            message = a.message
+            if p.deidentified:  # a message may quote an error text (a path…): the alarm's name instead
+                message = label + (" (started before the session)" if a.started_at < self.record.started_at else "")
             out.append(AlarmView(i, a.condition, label, a.kind, a.priority, a.max_priority,
                                  p.dt(a.started_at), p.dt(a.ended_at), a.limit, a.value, message, actions))
         system = [AlarmActionRow(p.dt(x.t), x.action, self.login(x.user), _system_detail(x.action, x.detail))
