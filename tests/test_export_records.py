@@ -409,7 +409,8 @@ def test_the_wide_table_names_each_column_with_its_unit(late_iv, tmp_path):
     header = list(wide[0])
     assert header[:2] == ["time", "elapsed_s"]
     assert {"hr_bpm", "spo2_pct", "nibp_sys_mmhg", "nibp_dia_mmhg", "rr_br_per_min", "etco2_mmhg"} <= set(header)
-    units = {r["key"][len("unit:"):]: r["value"] for r in _zip_tables(path)["session.csv"] if r["key"].startswith("unit:")}
+    units = {r["key"][len("unit:"):]: r["value"] for r in _zip_tables(path)["session.csv"]
+             if r["key"].startswith("unit:")}
     assert [h.startswith(k + "_") for h, k in zip(header[2:], units)] == [True] * len(units)
     assert all(CATALOGUE[k].unit == u for k, u in units.items())
 

@@ -90,8 +90,8 @@ def export_session(store: SessionStore, session_id: int, fmt: str, out_path: str
     ``deidentify``: HIPAA Safe Harbor de-identification (names, record numbers, device identifiers, lot
     numbers and every free-text field not chosen from a fixed list removed; every date and time
     shifted by one random offset for this export, a date shown on its own given as the year; ages
-    over 89 as "90+"; each file's notice says so: :func:`monitor.export.privacy.deid_notice`). ``interval_s``: resampling interval of the CSV wide table, FHIR
-    and HL7 numerics, seconds (1–3600). ``paper``: "A4" or "Letter" (PDF and REMS). ``edf_gaps``
+    over 89 as "90+"; each file's notice says so: :func:`monitor.export.privacy.deid_notice`).
+    ``interval_s``: resampling interval of the CSV wide table, FHIR and HL7 numerics, seconds (1–3600). ``paper``: "A4" or "Letter" (PDF and REMS). ``edf_gaps``
     (EDF of a session with recording gaps): "fill" = EDF+C with the gaps filled with the no-data
     value (the default: edflib, pyedflib and most clinical tools read no EDF+D), "drop" = EDF+D
     without the records inside gaps.

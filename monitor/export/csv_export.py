@@ -121,8 +121,8 @@ def write_csv(view: SessionView, path: Path, *, interval_s: float = 60, **_: Any
         z.table("events.csv", ["time", "elapsed_s", "kind", "title", "summary", "detail", "by", "status", "correction",
                                "late", "late_reason", "recorded_at"],
                 ([iso(r.t), _elapsed(view, r.t), r.kind, r.title, r.summary, r.detail or "", r.by, r.status,
-                  r.correction or "", "yes" if r.late else "", r.late_reason or "", iso(r.recorded_at) if r.late else ""]
-                 for r in view.events))
+                  r.correction or "", "yes" if r.late else "", r.late_reason or "",
+                  iso(r.recorded_at) if r.late else ""] for r in view.events))
         z.table("assessments.csv", ["time", "elapsed_s", "kind", "title", "score", "summary", "fields", "by",
                                     "status", "correction"],
                 ([iso(r.t), _elapsed(view, r.t), r.kind, r.title, _num(r.score), r.summary,
@@ -159,7 +159,8 @@ def _alarm_row(a: Any) -> list[str]:
     actions = "; ".join(f"{iso(x.t)} {x.action}" + (f" {x.detail}" if x.detail else "") + (f" by {x.user}" if x.user else "")
                         for x in a.actions)
     return [str(a.number), iso(a.start), iso(a.end), a.condition, a.label, a.kind, a.priority, a.max_priority,
-            _num(a.limit), _num(a.value), a.message, (ack.user or "") if ack else "", iso(ack.t) if ack else "", actions]
+            _num(a.limit), _num(a.value), a.message, (ack.user or "") if ack else "", iso(ack.t) if ack else "",
+            actions]
 
 
 def _alarm_log(view: SessionView) -> list[list[str]]:

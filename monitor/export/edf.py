@@ -179,7 +179,8 @@ def _annotations(view: SessionView) -> list[tuple[float, float | None, str]]:
             if x.action in ("acknowledge", "audio_pause", "reset"):
                 add(x.t, f"Alarm {x.action.replace('_', ' ')}: {a.label}" + (f" by {x.user}" if x.user else ""))
     for x in view.system_actions:
-        add(x.t, f"Alarm {x.label}" + (f" for {x.pause_s:g} s" if x.pause_s else "") + (f" by {x.user}" if x.user else ""))
+        add(x.t, f"Alarm {x.label}" + (f" for {x.pause_s:g} s" if x.pause_s else "")
+            + (f" by {x.user}" if x.user else ""))
     for s, e, _reason in view.gaps:
         add(s, "Recording gap", (e - s).total_seconds())
     if view.signature is not None:

@@ -110,8 +110,9 @@ def bundle(view: SessionView, interval_s: float = 60) -> dict[str, Any]:
     ids = _Ids(view)
     deid = view.deidentified
     entries: list[dict[str, Any]] = []
+    notice = deid_notice(year_only_dates=False)
     meta: dict[str, Any] = {"security": _SECURITY, "tag": [{"system": "urn:vigil:export", "code": "deidentified",
-                                                            "display": deid_notice(year_only_dates=False)}]} if deid else {}
+                                                            "display": notice}]} if deid else {}
 
     def add(kind: str, url: str, resource: dict[str, Any]) -> str:
         body = {"resourceType": kind, **({"meta": meta} if meta else {}), **resource}

@@ -375,8 +375,8 @@ def build_report(view: SessionView, path: Path, paper: str = "A4") -> Document:
     doc.heading("Events")
     doc.table([Column("Time", 1), Column("Event", 1.5), Column("Details", 3.2), Column("By", 1.3), Column("Status", 1.3)],
               [[clock(r.t), r.title, _join(r.summary, r.detail, r.title), r.by,
-                r.status + (f" ({r.correction})" if r.correction else "") + (f"; {view.late_text(r)}" if r.late else "")]
-               for r in view.events],
+                r.status + (f" ({r.correction})" if r.correction else "")
+                + (f"; {view.late_text(r)}" if r.late else "")] for r in view.events],
               empty="No event was charted.")
     other = [n for n in view.notes if n.kind != "session_opened"]
     if other:

@@ -43,8 +43,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "FLAGGED_BITS", "PatientView", "ChartRow", "InfusionRow", "DeviceRow", "NibpRow", "NoteRow",
-    "AlarmActionRow", "ACTION_LABELS", "AlarmView", "PhaseSpan", "Criterion", "SignatureView", "SessionView", "load_session",
-    "IMPORT_ACTION", "condition_label",
+    "AlarmActionRow", "ACTION_LABELS", "AlarmView", "PhaseSpan", "Criterion", "SignatureView", "SessionView",
+    "load_session", "IMPORT_ACTION", "condition_label",
 ]
 
 #: Quality bits that make a value unusable for statistics and trends (all but SIMULATED and MANUAL).
@@ -649,7 +649,8 @@ class _Builder:
         elif kind == "rescue_medication":  # drug and "given by" are typed: free text
             given = p.person(data.get("given_by"), None) if not p.deidentified else "staff"
             drug = p.text(data["drug"])
-            summary = f"{drug or 'medication (name removed)'} {data['dose']:g} {data['dose_unit']} {data['route']}, given by {given}"
+            summary = (f"{drug or 'medication (name removed)'} {data['dose']:g} {data['dose_unit']} {data['route']}, "
+                       f"given by {given}")
             detail = p.text(data.get("comment"))
             fields = {k: data[k] for k in ("dose", "dose_unit", "route")}
             if drug:
