@@ -98,7 +98,7 @@ _PRESSURE = {m.NOM_DIM_MMHG: None, m.NOM_DIM_KILO_PA: _pressure(1.0), m.NOM_DIM_
              m.NOM_DIM_MILLI_BAR: _pressure(0.1), m.NOM_DIM_X_PASCAL: _pressure(0.001)}
 #: vital → {unit code: converter to the catalogue unit (None = already in it)}. The perfusion
 #: indicator "Perf" (``pi``) is a relative index the monitor sends dimensionless (0x0200), on the
-#: same scale as a perfusion index in %: taken as it is.
+#: scale of a perfusion index in % (Philips: above 1 optimal, below 0.3 marginal): taken as it is.
 UNITS: dict[str, dict[int, Callable[[float], float] | None]] = {
     "hr": _RATE,
     "pr": _RATE,

@@ -125,6 +125,7 @@ def message(view: SessionView, interval_s: float = 60) -> str:
         starts, medians, _ = interval_medians(t, v, start, interval_s)
         for t0, value in zip(starts.tolist(), medians.tolist()):
             by_time.setdefault(t0, []).append((vital, value))
+
     def numerics(values: list[tuple[str, str, str]]) -> list[str]:
         return [f"OBX|{i}|NM|{_obx3(vital)}|1.1.1.{_SUB_ID[vital]}|{value}|{_obx6(vital)}|||||R|||{when}"
                 f"||||{equipment}" for i, (vital, value, when) in enumerate(values, start=1)]
