@@ -7,12 +7,14 @@ closed; late entries are added the way the review window adds them (:func:`monit
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from datetime import timedelta
 
 import pytest
 
+from monitor.cli import run_cli
 from monitor.export import FORMATS, export_session, import_archive
 from monitor.export.view import load_session
 from monitor.review import add_late_entry
@@ -92,6 +94,11 @@ def test_the_archive_of_a_session_with_late_entries_imports_exactly(late_iv, tmp
         assert other.verify_audit().ok
     finally:
         other.close()
+    out, err = io.StringIO(), io.StringIO()  # and through the command line, into a fresh database
+    assert run_cli(["import", str(first), "--db", str(tmp_path / "cli.sqlite")], out=out, err=err) == 0, err.getvalue()
+    assert run_cli(["export", out.getvalue().strip(), "--format", "json", "--db", str(tmp_path / "cli.sqlite"),
+                    "--out", str(tmp_path / "c.json")], out=io.StringIO(), err=err) == 0, err.getvalue()
+    assert (tmp_path / "c.json").read_bytes() == first.read_bytes()
 
 
 def test_an_archive_whose_late_entry_lost_its_mark_is_refused(late_iv, tmp_path):
@@ -425,10 +432,7 @@ def test_every_edf_signal_has_a_physical_dimension(late_iv, tmp_path):
 
 
 def test_vigil_sessions_says_how_each_session_ended(tmp_path):
-    import io
-
     from monitor.alarms.profile import default_profile
-    from monitor.cli import run_cli
     from monitor.patient import Patient
     from monitor.protocols import KetamineIVPlan
     from monitor.recording import SessionRecorder
