@@ -115,9 +115,7 @@ class SerialLink(Link):
     def stats(self) -> DecoderStats:
         """Counts over every connection so far."""
         live = self._decoder.stats if self._decoder else DecoderStats()
-        return DecoderStats(*(a + b for a, b in zip(
-            (self._totals.bytes_in, self._totals.frames_decoded, self._totals.frames_rejected, self._totals.bytes_skipped),
-            (live.bytes_in, live.frames_decoded, live.frames_rejected, live.bytes_skipped))))
+        return self._totals + live
 
     def open(self) -> None:
         try:
@@ -166,11 +164,7 @@ class SerialLink(Link):
         port, decoder = self._port, self._decoder
         self._port = None
         if decoder is not None:
-            s = decoder.stats
-            self._totals = DecoderStats(self._totals.bytes_in + s.bytes_in,
-                                        self._totals.frames_decoded + s.frames_decoded,
-                                        self._totals.frames_rejected + s.frames_rejected,
-                                        self._totals.bytes_skipped + s.bytes_skipped)
+            self._totals = self._totals + decoder.stats
             self._decoder = None
         if port is None:
             return

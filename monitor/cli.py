@@ -141,8 +141,9 @@ def cmd_decode(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         if stream is not sys.stdin.buffer:
             stream.close()
     s = decoder.stats
+    dropped = f", {s.values_dropped_unit} values dropped (unit not recognised)" if s.values_dropped_unit else ""
     err.write(f"{cls.protocol}: {s.frames_decoded} frames decoded, {s.frames_rejected} frames rejected, "
-              f"{s.bytes_skipped} bytes skipped (of {s.bytes_in} bytes)\n")
+              f"{s.bytes_skipped} bytes skipped (of {s.bytes_in} bytes){dropped}\n")
     return 0
 
 

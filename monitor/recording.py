@@ -276,9 +276,9 @@ class SessionRecorder:
         elif event.event == "audio_paused":
             store.alarm_action(sid, alarm_id=None, at=event.t, action="audio_pause", user=event.user,
                                detail=event.detail)
-        elif event.event == "audio_resumed":
-            store.alarm_action(sid, alarm_id=None, at=event.t, action="audio_pause_cancel", user=event.user,
-                               detail=event.detail)
+        elif event.event == "audio_resumed":  # a user's cancel, or (no user) the pause ran out at event.t
+            store.alarm_action(sid, alarm_id=None, at=event.t, action="audio_pause_cancel" if event.user
+                               else "audio_pause_end", user=event.user, detail=event.detail)
 
     def alarm_state(self) -> AlarmState:
         """The alarm state now."""

@@ -535,6 +535,7 @@ class SessionState:
         self._manual_bp: tuple[float, float, datetime, str] | None = None
         self._assessments: dict[int, Charted] = {}
         self._events: dict[int, ChartedEvent] = {}
+        self.late_events: list[ChartedEvent] = []  # charted after the session ended (negative seq)
         self._nibp_by_seq: dict[int, NibpReading] = {}
         self._retracted: set[int] = set()
         self.corrections: list[dict[str, Any]] = []
@@ -573,10 +574,17 @@ class SessionState:
     @classmethod
     def from_entries(cls, entries: Iterable[Mapping[str, Any]]) -> "SessionState":
         """Rebuild a session by replaying stored entries in order (the same checks apply; a damaged
-        or reordered record raises ``RefusedAction`` naming the entry)."""
+        or reordered record raises ``RefusedAction`` naming the entry). Late entries (events charted
+        after the session ended, ``"late": true`` and no ``seq``: see ``monitor.review.add_late_entry``)
+        come last and join :meth:`events` (listed in :attr:`late_events` too)."""
         state = cls()
         for entry in entries:
             try:
+                if entry.get("late") is True and "seq" not in entry:
+                    state._apply_late(dict(entry))
+                    continue
+                if state.late_events:
+                    raise SessionError("Only late entries may follow a late entry")
                 state._commit(dict(entry))
             except RefusedAction as exc:
                 raise SessionError(f"Entry {entry.get('seq')} ({entry.get('type')}) cannot be replayed: {exc}") from exc
@@ -586,6 +594,21 @@ class SessionState:
         if not state.entries:
             raise SessionError("No entries: a session starts with its session_opened entry")
         return state
+
+    def _apply_late(self, entry: dict[str, Any]) -> None:
+        """Replay a late entry: an event at clinical time ``t`` (not before the opening), by a user."""
+        if not self.entries:
+            raise SessionError("A session starts with its session_opened entry")
+        if entry.get("type") != "event":
+            raise SessionError(f"A late entry is an event, not {entry.get('type')!r}")
+        t = _UTC.validate_python(entry.get("t"))
+        if t < self.opened_at:
+            raise SessionError(f"Time {clock(t)} is before the session was opened at {clock(self.opened_at)}")
+        by = Actor.model_validate(entry["by"]) if entry.get("by") is not None else None
+        key = -(len(self.late_events) + 1)
+        charted = ChartedEvent(seq=key, t=t, by=self._need_by(by), event=parse_event(entry["event"]))
+        self._events[key] = charted
+        self.late_events.append(charted)
 
     def _envelope(self, kind: str, t: datetime, by: Actor | None, **body: Any) -> dict[str, Any]:
         return {"seq": len(self.entries) + 1, "type": kind, "t": ensure_utc(t).isoformat(),

@@ -140,7 +140,10 @@ QUALITY_BITS: dict[Quality, int] = {
 
 TABLE_KINDS = ("event", "assessment", "infusion_step", "device_log", "note", "signoff")
 ALARM_KINDS = ("physiological", "technical")
-ALARM_ACTIONS = ("acknowledge", "audio_pause", "audio_pause_cancel", "reset", "escalate", "deescalate")
+#: Actions on alarms and on alarm audio. ``audio_pause_cancel``: a user ended an audio pause early;
+#: ``audio_pause_end``: a pause ran its time (recorded at its end; schema 3).
+ALARM_ACTIONS = ("acknowledge", "audio_pause", "audio_pause_cancel", "audio_pause_end", "reset", "escalate",
+                 "deescalate")
 #: Alarm priorities, lowest first (IEC 60601-1-8 names).
 PRIORITIES = ("LOW", "MEDIUM", "HIGH")
 SESSION_STATUSES = ("open", "closed", "aborted")
@@ -796,10 +799,32 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute(_LATE_ENTRY_TRIGGER)
 
 
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """Version 3: alarm_actions also takes 'audio_pause_end' (a pause that ran its time). SQLite cannot
+    change a CHECK constraint, so the table is rebuilt with its rows, ids, indexes and triggers
+    (dropping a table drops its triggers without firing them)."""
+    actions = ", ".join(f"'{a}'" for a in ("acknowledge", "audio_pause", "audio_pause_cancel", "audio_pause_end",
+                                             "reset", "escalate", "deescalate"))  # as of version 3, fixed
+    conn.execute(
+        "CREATE TABLE alarm_actions_v3 (id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL REFERENCES sessions (id), "
+        "alarm_id INTEGER REFERENCES alarms (id), t REAL NOT NULL, "
+        f"action TEXT NOT NULL CHECK (action IN ({actions})), user_login TEXT, detail TEXT NOT NULL DEFAULT '')")
+    conn.execute("INSERT INTO alarm_actions_v3 (id, session_id, alarm_id, t, action, user_login, detail) "
+                 "SELECT id, session_id, alarm_id, t, action, user_login, detail FROM alarm_actions ORDER BY id")
+    conn.execute("DROP TABLE alarm_actions")
+    conn.execute("ALTER TABLE alarm_actions_v3 RENAME TO alarm_actions")
+    conn.execute("CREATE INDEX alarm_actions_st ON alarm_actions (session_id, t)")
+    conn.execute("CREATE INDEX alarm_actions_alarm ON alarm_actions (alarm_id)")
+    for name, sql in _v2_triggers().items():
+        if name.startswith("alarm_actions_"):
+            conn.execute(sql)
+
+
 #: Forward migrations: ``MIGRATIONS[i](conn)`` upgrades schema version ``i`` to ``i + 1`` inside
 #: one transaction. The current version is ``len(MIGRATIONS)``.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2]
-#: Trigger definitions of the current schema (used to restore triggers found missing).
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3]
+#: Trigger definitions of the current schema (used to restore triggers found missing; version 3
+#: keeps version 2's).
 _CURRENT_TRIGGERS = _v2_triggers
 
 

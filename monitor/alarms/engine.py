@@ -722,9 +722,9 @@ class AlarmEngine:
         for code, alarm in self._tech_alarms.items():
             self._escalate_technical(alarm, self._technical[code], now)
         if self._paused_until is not None and now >= self._paused_until:
-            self._paused_until, self._paused_by = None, None
+            ended, self._paused_until, self._paused_by = self._paused_until, None, None
             self._paused_ids.clear()
-            self._emit("audio_resumed", None, now, detail="audio pause expired")
+            self._emit("audio_resumed", None, ended, detail="audio pause expired")  # when it ended, not now
         for alarm_id, (_, until) in list(self._owed.items()):
             if now >= until:
                 del self._owed[alarm_id]

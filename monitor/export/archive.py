@@ -11,8 +11,9 @@ sorted, no spaces, one final newline:
   (null = the catalogue's), source]) in stored order;
 * ``waveforms`` — the stored blocks bit for bit: channel, t0, rate, n, encoding and ``data``, the
   base64 of the compressed block (byte-shuffled float32 + zlib, see :mod:`monitor.store`);
-* ``conditions``, ``entries`` (with ``amends`` and ``reason`` of amendments; ids numbered from 1 in
-  recorded order), ``alarms`` (ids from 1) and ``alarm_actions``, ``gaps``;
+* ``conditions``, ``entries`` (with ``amends`` and ``reason`` of amendments, and the ``reason`` of late
+  entries: entries charted after the session ended, whose payload says ``"late": true``; ids numbered
+  from 1 in recorded order), ``alarms`` (ids from 1) and ``alarm_actions``, ``gaps``;
 * ``audit`` — the session's rows of the hash-chained audit trail as they were in the original store.
 
 Determinism: no wall-clock field, fixed orders, canonical JSON, so exporting, importing and exporting
@@ -44,7 +45,7 @@ from typing import Any, BinaryIO
 from drivers.catalogue import CATALOGUE
 from monitor.export import _storeio
 from monitor.export.errors import ExportError
-from monitor.export.privacy import DEID_NOTICE, DEIDENTIFIED
+from monitor.export.privacy import DEIDENTIFIED, deid_notice, is_coded
 from monitor.export.view import IMPORT_ACTION, SessionView, import_marker
 from monitor.store import (
     ALARM_ACTIONS, ALARM_KINDS, ENC_F32_SHUFFLE_ZLIB, ENC_F32_ZLIB, MAX_BLOCK_SECONDS, PRIORITIES, TABLE_KINDS,
@@ -127,7 +128,7 @@ def archive_document(view: SessionView) -> dict[str, Any]:
         "patient_name": DEIDENTIFIED if deid else patient_name,
         "patient_ref": None if deid else patient_ref,
         "plan": p.payload(plan) if deid else plan,
-        "baseline": None if baseline_json is None else json.loads(baseline_json),
+        "baseline": None if baseline_json is None else p.payload(json.loads(baseline_json)),
         "device": p.device(device) if deid else device,
         "created_by": user(created_by), "closed_by": user(closed_by),
         "close_meaning": p.meaning(close_meaning) if deid else close_meaning,
@@ -143,7 +144,7 @@ def archive_document(view: SessionView) -> dict[str, Any]:
     conditions = [{"t": t(r[0]), "code": r[1], "active": bool(r[2]), "text": "" if deid else r[3],
                    "source": (p.source(r[4]) if deid else r[4]) or ""} for r in raw["conditions"]]
     doc_entries = [{
-        "id": entry_ids[r[0]], "t": t(r[1]), "table_kind": r[2], "kind": r[3],
+        "id": entry_ids[r[0]], "t": t(r[1]), "table_kind": r[2], "kind": _kind(r[3]) if deid else r[3],
         "payload": p.payload(payload), "user": user(r[5]),
         "amends": entry_ids.get(r[6]) if r[6] is not None else None,
         "reason": p.text(r[7]) if deid else r[7], "recorded_at": t(r[8]),
@@ -168,8 +169,14 @@ def archive_document(view: SessionView) -> dict[str, Any]:
         "audit": [] if deid else audit,
     }
     if deid:
-        doc["notice"] = DEID_NOTICE
+        doc["notice"] = deid_notice(year_only_dates=False)
     return doc
+
+
+def _kind(kind: str) -> str:
+    """An entry's kind column when de-identified: a type, assessment or event kind or infusion action
+    is kept; anything else (a kind a caller made up) becomes "entry"."""
+    return kind if any(is_coded(key, kind) for key in ("type", "kind", "action")) else "entry"
 
 
 def write_archive(view: SessionView, path: Path) -> None:
@@ -474,9 +481,14 @@ def _validate(doc: dict[str, Any]) -> dict[str, Any]:
         c.text(e["kind"], f"{where}.kind", 100, empty=False)
         c.dict_(e["payload"], f"{where}.payload")
         c.text(e["user"], f"{where}.user", 100, empty=False)
+        late = e["payload"].get("late") is True
         if e["amends"] is None:
-            if e["reason"] is not None:
-                raise _Bad(f"{where} has a reason but amends nothing")
+            if e["reason"] is not None:  # a late entry: charted after the session ended, with its reason
+                c.text(e["reason"], f"{where}.reason", 2000, empty=False)
+                if not late:
+                    raise _Bad(f"{where} has a reason but amends nothing and is not marked as a late entry")
+            elif late:
+                raise _Bad(f"{where} is marked as a late entry but gives no reason")
         else:
             target = c.int_(e["amends"], f"{where}.amends", 1, i)
             if kinds.get(target) != e["table_kind"]:  # type: ignore[arg-type]

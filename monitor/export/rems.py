@@ -31,7 +31,7 @@ from typing import Any
 
 from monitor.export.pdf import clock
 from monitor.export.pdfdoc import Column, Document
-from monitor.export.privacy import DEID_NOTICE
+from monitor.export.privacy import deid_notice
 from monitor.export.view import SessionView
 
 __all__ = ["rems_answers", "write_rems", "ready_without_two_hour_rule"]
@@ -108,7 +108,7 @@ def rems_answers(view: SessionView) -> list[tuple[str, str, str]]:
     dose = f"{int(view.plan.get('dose_mg') or 0)} mg planned; {taken:g} mg taken ({len(view.devices)} device"
     dose += "s" if len(view.devices) != 1 else ""
     add(("Treatment", "Dose", dose + ")"))
-    add(("Treatment", "Lot number", view.lot_number or "not recorded"))
+    add(("Treatment", "Lot number", view.lot_number or ("removed" if view.deidentified else "not recorded")))
 
     end = view.closed_at
     if first is None:
@@ -202,7 +202,7 @@ def rems_answers(view: SessionView) -> list[tuple[str, str, str]]:
           "No (no sedation charted; no MOAA/S or RASS was charted)")))
     events = [r for r in view.events if r.kind == "dissociation" and r.status != "entered in error"]
     cadss = [r for r in current if r.kind in ("cadss", "cadss6") and r.score]
-    basis = [f"dissociation event at {clock(r.t, False)}" for r in events[:3]]
+    basis = [f"dissociation event at {clock(r.t, False)}" + (" (late entry)" if r.late else "") for r in events[:3]]
     basis += [f"{r.title} {r.score:.0f} at {clock(r.t, False)}" for r in cadss[:3]]
     add(("Adverse effects", "Dissociation", f"Yes ({'; '.join(basis)})" if basis else
          "No (no dissociation event and no CADSS item above 0 charted)"))
@@ -227,7 +227,7 @@ def write_rems(view: SessionView, path: Path, *, paper: str = "A4", **_: Any) ->
     doc.text("Filled from the Vigil session record. Check every answer against the chart before copying it to the "
              "REMS Patient Monitoring Form.", points=7.5, color="#555555")
     if view.deidentified:
-        doc.text(DEID_NOTICE, points=7.5, bold=True, color="#8b0000")
+        doc.text(deid_notice(year_only_dates=True), points=7.5, bold=True, color="#8b0000")
     if view.is_open:
         doc.text("The session is still open: monitoring has not ended.", points=8, bold=True, color="#8b0000")
     doc.space(1.5)

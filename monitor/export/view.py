@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
@@ -42,8 +43,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "FLAGGED_BITS", "PatientView", "ChartRow", "InfusionRow", "DeviceRow", "NibpRow", "NoteRow",
-    "AlarmActionRow", "AlarmView", "PhaseSpan", "Criterion", "SignatureView", "SessionView", "load_session",
-    "IMPORT_ACTION", "condition_label",
+    "AlarmActionRow", "ACTION_LABELS", "AlarmView", "PhaseSpan", "Criterion", "SignatureView", "SessionView",
+    "load_session", "IMPORT_ACTION", "condition_label",
 ]
 
 #: Quality bits that make a value unusable for statistics and trends (all but SIMULATED and MANUAL).
@@ -74,7 +75,9 @@ class PatientView:
 class ChartRow:
     """An assessment or event on the chart. ``summary`` is built from coded fields only; ``detail``
     is the free text (comment, note; None when de-identified). ``status``: "current", "entered in
-    error" (corrected later) or "correction" (a replacement at the original time)."""
+    error" (corrected later) or "correction" (a replacement at the original time). ``late``: charted
+    after the session ended (a late entry), at ``recorded_at``, for ``late_reason`` (None when
+    de-identified)."""
 
     t: datetime
     category: str
@@ -88,6 +91,9 @@ class ChartRow:
     status: str = "current"
     fields: dict[str, Any] = field(default_factory=dict)
     correction: str | None = None
+    late: bool = False
+    late_reason: str | None = None
+    recorded_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -137,14 +143,35 @@ class NoteRow:
     by: str
 
 
+#: What each stored alarm action means, for people.
+ACTION_LABELS = {"acknowledge": "acknowledged", "reset": "reset (latched alarm cleared)", "escalate": "escalated",
+                 "deescalate": "de-escalated", "audio_pause": "audio paused",
+                 "audio_pause_cancel": "audio pause cancelled", "audio_pause_end": "audio pause ended"}
+_SECONDS = re.compile(r"^(\d{1,5}(?:\.\d+)?) s$")
+
+
 @dataclass(frozen=True)
 class AlarmActionRow:
-    """An action on an alarm: acknowledge, audio pause, escalate…; ``user`` as exported."""
+    """An action on an alarm, or on the alarm audio as a whole: acknowledge, audio pause (``detail``
+    its length, "120 s"), the end of a pause ("audio_pause_end" when it ran its time,
+    "audio_pause_cancel" when a user ended it), escalate (``detail`` the new priority)…; ``user``
+    as exported (None for what Vigil did itself)."""
 
     t: datetime
     action: str
     user: str | None
     detail: str
+
+    @property
+    def label(self) -> str:
+        """"audio paused", "audio pause ended", "acknowledged"…"""
+        return ACTION_LABELS.get(self.action, self.action.replace("_", " "))
+
+    @property
+    def pause_s(self) -> float | None:
+        """The length asked for by an audio pause, seconds (None for other actions)."""
+        match = _SECONDS.match(self.detail) if self.action == "audio_pause" else None
+        return float(match.group(1)) if match else None
 
 
 @dataclass(frozen=True)
@@ -363,6 +390,16 @@ class SessionView:
         """Assessments and events together, in time order."""
         return sorted(self.assessments + self.events, key=lambda r: (r.t, r.seq or 0))
 
+    def late_text(self, row: ChartRow) -> str:
+        """"late entry, charted 2026-11-29 10:05: reason" for a late entry (local clock; the date as
+        :meth:`Privacy.date_text` gives it, so only the year when de-identified), else ""."""
+        if not row.late:
+            return ""
+        when = ""
+        if row.recorded_at is not None:
+            when = f", charted {self.privacy.date_text(row.recorded_at)} {row.recorded_at.astimezone():%H:%M}"
+        return f"late entry{when}" + (f": {row.late_reason}" if row.late_reason else "")
+
 
 # ----------------------------------------------------------------------------------------- loading
 def load_session(store: SessionStore, session_id: int, *, deidentify: bool = False,
@@ -476,7 +513,7 @@ class _Builder:
 
         if protocol is ProtocolKind.ESKETAMINE:
             planned = float(plan.get("dose_mg") or 0) or None
-            lot = str(plan.get("lot_number")) if plan.get("lot_number") else None
+            lot = p.text(plan.get("lot_number"))  # typed from the carton: removed when de-identified
             plan_text = f"{plan.get('dose_mg')} mg esketamine nasal spray ({int(plan.get('dose_mg') or 0) // MG_PER_DEVICE} devices)"
             if lot:
                 plan_text += f", lot {lot}"
@@ -545,6 +582,9 @@ class _Builder:
                 order.append(seq)
             elif kind == "event" and isinstance(pl.get("event"), dict):
                 rows[seq] = self.chart_row("event", pl["event"], t, by, seq)
+                if e.is_late:
+                    rows[seq] = _replace(rows[seq], late=True, late_reason=p.text(e.reason),
+                                         recorded_at=p.dt(e.recorded_at))
                 order.append(seq)
             elif kind == "nibp":
                 try:
@@ -606,11 +646,15 @@ class _Builder:
         if kind == "note":
             summary, detail = "Note", p.text(data.get("text"))
             fields: dict[str, Any] = {}
-        elif kind == "rescue_medication":
+        elif kind == "rescue_medication":  # drug and "given by" are typed: free text
             given = p.person(data.get("given_by"), None) if not p.deidentified else "staff"
-            summary = f"{data['drug']} {data['dose']:g} {data['dose_unit']} {data['route']}, given by {given}"
+            drug = p.text(data["drug"])
+            summary = (f"{drug or 'medication (name removed)'} {data['dose']:g} {data['dose_unit']} {data['route']}, "
+                       f"given by {given}")
             detail = p.text(data.get("comment"))
-            fields = {k: data[k] for k in ("drug", "dose", "dose_unit", "route")}
+            fields = {k: data[k] for k in ("dose", "dose_unit", "route")}
+            if drug:
+                fields["drug"] = drug
         else:
             summary = title + (f" ({data['severity']})" if data.get("severity") else "")
             detail = p.text(data.get("comment"))
@@ -691,9 +735,13 @@ class _Builder:
         for i, a in enumerate(self.store.alarms(self.record.id), start=1):
             actions = tuple(AlarmActionRow(p.dt(x.t), x.action, self.login(x.user), x.detail if x.action in
                                            ("escalate", "deescalate") else "") for x in a.actions)
-            out.append(AlarmView(i, a.condition, condition_label(a.condition), a.kind, a.priority, a.max_priority,
-                                 p.dt(a.started_at), p.dt(a.ended_at), a.limit, a.value, a.message, actions))
-        system = [AlarmActionRow(p.dt(x.t), x.action, self.login(x.user), "")
+            label = condition_label(a.condition)
+            message = a.message
+            if p.deidentified:  # a message may quote an error text (a path…): the alarm's name instead
+                message = label + (" (started before the session)" if a.started_at < self.record.started_at else "")
+            out.append(AlarmView(i, a.condition, label, a.kind, a.priority, a.max_priority,
+                                 p.dt(a.started_at), p.dt(a.ended_at), a.limit, a.value, message, actions))
+        system = [AlarmActionRow(p.dt(x.t), x.action, self.login(x.user), _system_detail(x.action, x.detail))
                   for x in self.store.alarm_actions(self.record.id) if x.alarm_id is None]
         return out, system
 
@@ -720,6 +768,12 @@ class _Builder:
             return ([Criterion(c.label, c.met, p.text(c.detail)) for c in check.criteria],
                     "evaluated from the record at the end of the session")
         return [], "not evaluated (dosing did not end)"
+
+
+def _system_detail(action: str, detail: str) -> str:
+    """What an action on the whole alarm audio keeps of its stored detail: an audio pause's length
+    ("120 s", written by the alarm engine; anything else is dropped as text)."""
+    return detail if action == "audio_pause" and _SECONDS.match(detail or "") else ""
 
 
 _NOTE_TITLES = {
