@@ -200,7 +200,7 @@ class Planted:
 #: :func:`test_every_free_text_field_is_planted` fail until the populated session below plants it.
 FREE_TEXT_FIELDS = {
     ("Patient", "display_name"), ("Patient", "mrn"), ("EsketaminePlan", "lot_number"),
-    ("InfusionStep", "reason"), ("Signature", "meaning"), ("Signature", "note"), ("Actor", "display_name"),
+    ("InfusionStep", "reason"), ("InfusionStep", "high_rate_reason"), ("Signature", "meaning"), ("Signature", "note"), ("Actor", "display_name"),
     ("Actor", "username"), ("RescueMedication", "drug"), ("RescueMedication", "given_by"),
     ("RescueMedication", "comment"), ("Note", "text"), ("PresetEvent", "comment"),
     ("ClinicSettings", "clinic_name"), ("ClinicSettings", "clinic_address"), ("BpDecision", "note"),
@@ -274,7 +274,8 @@ def _populated(store: SessionStore, plant: Planted) -> tuple[int, int]:
     rec.act("start_infusion", at(1), nurse)
     rec.act("pause_infusion", at(2), nurse, plant("pause reason"))
     rec.act("resume_infusion", at(3), nurse)
-    rec.act("change_rate", at(4), nurse, 40.0, plant("rate change reason"))
+    rec.act("change_rate", at(4), nurse, 40.0, plant("rate change reason"),
+            high_rate_reason=plant("high rate confirmation reason"))
     for i, assessment in enumerate(({"kind": "moaas", "level": 4}, {"kind": "rass", "level": -1},
                                     {"kind": "cadss", "items": [1] * 23}, {"kind": "cadss6", "items": {
                                         1: 1, 2: 0, 6: 0, 7: 1, 15: 0, 22: 0}},
