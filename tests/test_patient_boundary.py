@@ -109,3 +109,30 @@ def test_a_bp_entered_by_hand_is_a_reading_stored_judged_and_shown(service, qtbo
     service.writer.flush(10)
     stored = service.store.observations(recorder.session_id, "nibp_sys")
     assert [(o.value, o.source.startswith("manual")) for o in stored] == [(188.0, True)]
+
+
+def test_a_bp_entered_by_hand_is_in_review_and_every_export(service, tmp_path):
+    """Issue 9 §5: the manual reading is in the numerics the review strip and cursor read, and in
+    the exports' numerics, not only in the record of entries."""
+    import csv
+    import io
+    import zipfile
+
+    from monitor.export import export_session
+    from monitor.review import load_numerics, reading_before
+
+    t0 = service.now()
+    recorder = open_session(service, "Patient D", t0)
+    t = t0 + timedelta(seconds=20)
+    service.act("record_nibp", t, 144, 92, source="manual", by=ANN)
+    service.abort_session(ANN, "test")
+    service.writer.flush(10)
+    series = load_numerics(service.store, recorder.session_id, "nibp_sys")
+    reading = reading_before(series, (t + timedelta(seconds=5)).timestamp())
+    assert reading is not None and reading.value == 144
+    path = export_session(service.store, recorder.session_id, "csv", tmp_path / "x.zip")
+    with zipfile.ZipFile(path) as z:
+        name = next(n for n in z.namelist() if n.endswith("numerics_long.csv"))
+        rows = list(csv.DictReader(io.StringIO(z.read(name).decode("utf-8-sig"))))
+    manual = [r for r in rows if r["vital"] == "nibp_sys"]
+    assert [float(r["value"]) for r in manual] == [144.0]
