@@ -13,6 +13,7 @@ import pytest
 
 from drivers.model import numeric
 from monitor import store as store_mod
+from monitor.store import database as store_db
 from monitor.alarms.engine import AlarmEngine
 from monitor.alarms.profile import default_profile
 from monitor.export import export_session, import_archive
@@ -112,7 +113,7 @@ def test_csv_pdf_and_archive_show_audio_pauses_and_their_ends(paused, tmp_path, 
 
 def test_a_schema_2_file_migrates_with_a_backup_and_takes_pause_ends(tmp_path, monkeypatch):
     db = tmp_path / "v2.sqlite"
-    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:2])
+    monkeypatch.setattr(store_db, "MIGRATIONS", store_mod.MIGRATIONS[:2])
     with SessionStore(db) as s:
         old = s.create_session(patient={"display_name": "Old Patient"}, protocol="ketamine-iv", plan={}, device="x",
                                user="ann", started_at=T0)

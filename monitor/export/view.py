@@ -31,13 +31,19 @@ import numpy as np
 from drivers.catalogue import CATALOGUE, VITAL_KEYS
 from drivers.model import Quality
 from monitor.assessments import parse_assessment, parse_event
-from monitor.export import _storeio
 from monitor.export.errors import ExportError
 from monitor.export.privacy import DEIDENTIFIED, Privacy, SafeHarbor
 from monitor.patient import age_on
 from monitor.protocols import MG_PER_DEVICE, ProtocolKind
 from monitor.settings import ClinicSettings
-from monitor.store import QUALITY_BITS, NotFoundError, SessionStore
+from monitor.store import (
+    QUALITY_BITS,
+    Block,
+    NotFoundError,
+    ObservationRows,
+    SessionStore,
+    decode_samples,
+)
 
 log = logging.getLogger(__name__)
 
@@ -315,11 +321,11 @@ class SessionView:
         """Vitals with at least one stored observation, in catalogue order."""
         return [k for k in VITAL_KEYS if k in self._index()]
 
-    def observation_rows(self) -> _storeio.ObservationRows:
+    def observation_rows(self) -> ObservationRows:
         """Every observation row in time order (times shifted, sources and device times through the
         privacy filter). Read once, in one sequential pass; the per-vital series come from it too."""
         if "rows" not in self._cache:
-            raw = _storeio.observation_rows(self.store, self.session_id)
+            raw = self.store.observation_rows(self.session_id)
             p = self.privacy
             if p.deidentified:
                 names = {s: p.source(s) for s in dict.fromkeys(raw.source)}
@@ -360,12 +366,12 @@ class SessionView:
             self._cache[key] = (t[ok], v[ok])
         return self._cache[key]
 
-    def waveform_blocks(self) -> list[_storeio.Block]:
+    def waveform_blocks(self) -> list[Block]:
         """The stored waveform blocks (``t0`` shifted, source through the privacy filter)."""
         if "blocks" not in self._cache:
             p = self.privacy
             self._cache["blocks"] = [b._replace(t0=p.time(b.t0), source=p.source(b.source) if p.deidentified else b.source)
-                                     for b in _storeio.waveform_blocks(self.store, self.session_id)]
+                                     for b in self.store.waveform_blocks(self.session_id)]
         return self._cache["blocks"]
 
     @property
@@ -375,7 +381,7 @@ class SessionView:
 
     def waveform(self, channel: str) -> list[tuple[float, float, np.ndarray]]:
         """The channel's blocks decoded: ``(t0 exported epoch s, rate Hz, float32 samples)`` in time order."""
-        return [(b.t0, b.rate, _storeio.decode_block(b.data, b.n, b.enc))
+        return [(b.t0, b.rate, decode_samples(b.data, b.n, b.enc))
                 for b in self.waveform_blocks() if b.channel == channel]
 
     def conditions(self) -> list[tuple[datetime, str, bool, str | None, str]]:
