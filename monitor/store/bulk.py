@@ -60,13 +60,6 @@ class BulkMixin(StoreCore):
         return ObservationRows(times, vital, value, quality, device_time, unit, source,
                                np.asarray(value, dtype=np.float64))
 
-    def vitals_present(self, session_id: int, keys: Iterable[str]) -> list[str]:
-        """Which of ``keys`` have at least one observation in the session (index look-ups only)."""
-        sid = _sid(session_id)
-        with self._read() as conn:
-            return [k for k in keys if conn.execute(
-                "SELECT 1 FROM observations WHERE session_id = ? AND vital = ? LIMIT 1", (sid, k)).fetchone()]
-
     def waveform_blocks(self, session_id: int) -> list[Block]:
         """The session's stored waveform blocks as they are (compressed bytes, for a bit-exact archive):
         finished ones, then the unfinished one of each channel of an open session, by channel
