@@ -30,466 +30,66 @@ crash in the baseline phase, re-feed the last 2 minutes of stored numerics to ``
 
 from __future__ import annotations
 
-import enum
 import re
-import statistics
 from collections import deque
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Iterable, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, field_validator, model_validator
+from pydantic import TypeAdapter
 
 from drivers.catalogue import CATALOGUE, VITAL_KEYS
 from drivers.model import NumericObservation
 from monitor.assessments import Assessment, Event, parse_assessment, parse_event
 from monitor.patient import Patient
 from monitor.protocols import (
-    CLINICALLY_STABLE_MEANING, EsketaminePlan, InfusionLog, InfusionStep, KetamineIVPlan, NasalDeviceLog,
+    CLINICALLY_STABLE_MEANING,
+    EsketaminePlan,
+    InfusionLog,
+    InfusionStep,
+    KetamineIVPlan,
+    NasalDeviceLog,
     ProtocolKind,
 )
+from monitor.session.discharge import DischargeCheck, discharge_check, post_dose_bp
+from monitor.session.phases import (
+    Phase,
+    SessionError,
+    check_transition,
+)
+from monitor.session.readings import (
+    Baseline,
+    BpAdvisory,
+    BpDecision,
+    Charted,
+    ChartedEvent,
+    NibpReading,
+    compute_baseline,
+    pre_dose_bp,
+)
 from monitor.settings import ClinicSettings
-from monitor.staff import Actor, RefusedAction, Role, Signature, UtcDatetime, clock, ensure_utc, refuse, require_role
+from monitor.staff import (
+    Actor,
+    RefusedAction,
+    Role,
+    Signature,
+    UtcDatetime,
+    clock,
+    ensure_utc,
+    require_role,
+)
 
-__all__ = [
-    "Phase", "ALLOWED_TRANSITIONS", "check_transition", "SessionError", "PhaseError",
-    "NibpReading", "Baseline", "compute_baseline", "pre_dose_bp", "BpAdvisory", "BpDecision",
-    "Charted", "ChartedEvent", "DischargeCriterion", "DischargeCheck", "discharge_check", "post_dose_bp",
-    "SessionState", "CLOSE_MEANING", "BASELINE_WINDOW_S", "NIBP_PAIR_WITHIN_MIN",
-]
+__all__ = ["SessionState", "CLOSE_MEANING", "CONCOMITANT_KEYS"]
 
 #: The meaning recorded with the closing signature.
 CLOSE_MEANING = "reviewed and closed"
-#: Continuous vitals: the baseline is the median of this many seconds before dosing.
-BASELINE_WINDOW_S = 120.0
 #: The concomitant-medication questions of the esketamine REMS monitoring form.
 CONCOMITANT_KEYS = ("benzodiazepines", "non_benzodiazepine_hypnotics", "psychostimulants", "maois")
-#: Two pre-dose NIBP readings this close together are averaged for the baseline, minutes.
-NIBP_PAIR_WITHIN_MIN = 10.0
 _KEEP_WINDOW = timedelta(minutes=10)
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _UTC = TypeAdapter(UtcDatetime)
 
 
-class SessionError(RefusedAction):
-    """A session action the rules refuse (wrong phase, missing pre-dose BP, closed session …)."""
 
-
-class PhaseError(SessionError):
-    """A phase transition that is not allowed."""
-
-
-class Phase(str, enum.Enum):
-    """Session phase (see the module docstring for the transitions)."""
-
-    BASELINE = "baseline"
-    INFUSION = "infusion"
-    RECOVERY = "recovery"
-    DISCHARGED = "discharged"
-    ABORTED = "aborted"
-
-    @property
-    def terminal(self) -> bool:
-        """True for discharged and aborted (the session is read-only)."""
-        return self in (Phase.DISCHARGED, Phase.ABORTED)
-
-    @property
-    def label(self) -> str:
-        """Human name of the phase."""
-        return {"baseline": "baseline", "infusion": "dosing", "recovery": "recovery",
-                "discharged": "discharged", "aborted": "ended without discharge"}[self.value]
-
-
-#: Allowed phase transitions.
-ALLOWED_TRANSITIONS: dict[Phase, frozenset[Phase]] = {
-    Phase.BASELINE: frozenset({Phase.INFUSION, Phase.ABORTED}),
-    Phase.INFUSION: frozenset({Phase.RECOVERY, Phase.ABORTED}),
-    Phase.RECOVERY: frozenset({Phase.DISCHARGED, Phase.ABORTED}),
-    Phase.DISCHARGED: frozenset(),
-    Phase.ABORTED: frozenset(),
-}
-
-
-def check_transition(current: Phase, target: Phase) -> None:
-    """Raise :class:`PhaseError` unless ``current`` → ``target`` is allowed."""
-    if target not in ALLOWED_TRANSITIONS[current]:
-        if current.terminal:
-            raise PhaseError(f"The session is {current.label}: it is read-only")
-        allowed = " or ".join(sorted(p.label for p in ALLOWED_TRANSITIONS[current]))
-        raise PhaseError(f"A session in {current.label} cannot go to {target.label} (only to {allowed})")
-
-
-# =========================================================================== readings and baseline
-
-
-class NibpReading(BaseModel):
-    """One blood-pressure reading: systolic/diastolic/mean mmHg at ``t`` (UTC), from the device or
-    entered by hand (``by`` required for manual). Systolic 30–300, diastolic 10–250, systolic above
-    diastolic; otherwise ``ValidationError``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    t: UtcDatetime
-    sys: float
-    dia: float
-    mean: float | None = None
-    source: Literal["device", "manual"] = "device"
-    by: Actor | None = None
-    seq: int | None = None
-
-    @model_validator(mode="after")
-    def _check(self) -> "NibpReading":
-        if not 30 <= self.sys <= 300:
-            raise refuse(f"Systolic BP {self.sys:g} mmHg is outside 30–300 mmHg")
-        if not 10 <= self.dia <= 250:
-            raise refuse(f"Diastolic BP {self.dia:g} mmHg is outside 10–250 mmHg")
-        if self.sys <= self.dia:
-            raise refuse(f"BP {self.sys:g}/{self.dia:g}: systolic must be above diastolic")
-        if self.mean is not None and not 15 <= self.mean <= 270:
-            raise refuse(f"Mean BP {self.mean:g} mmHg is outside 15–270 mmHg")
-        if self.source == "manual" and self.by is None:
-            raise refuse("A manual BP must record who measured it")
-        return self
-
-    def text(self) -> str:
-        """"128/82 at 10:05"."""
-        return f"{self.sys:.0f}/{self.dia:.0f} at {clock(self.t)}"
-
-
-def pre_dose_bp(readings: Sequence[NibpReading], before: datetime | None = None) -> tuple[float, float, datetime, str] | None:
-    """The pre-dose BP from NIBP readings at or before ``before`` (all if None): the last reading,
-    or the mean of the last two when they are within 10 minutes of each other.
-
-    Returns ``(systolic, diastolic, time of the last reading, how)`` or None without readings.
-    """
-    usable = [r for r in readings if before is None or r.t <= before]
-    if not usable:
-        return None
-    last = usable[-1]
-    if len(usable) >= 2 and (last.t - usable[-2].t) <= timedelta(minutes=NIBP_PAIR_WITHIN_MIN):
-        prev = usable[-2]
-        return ((prev.sys + last.sys) / 2, (prev.dia + last.dia) / 2, last.t,
-                f"mean of the readings at {clock(prev.t)} and {clock(last.t)}")
-    return last.sys, last.dia, last.t, f"reading at {clock(last.t)}"
-
-
-class Baseline(BaseModel):
-    """Pre-dose baseline values, by vital key (``nibp_sys``, ``nibp_dia``, ``hr``, ``spo2`` …), with
-    how each was obtained (``methods``) and when (``t``)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    values: dict[str, float]
-    methods: dict[str, str]
-    t: UtcDatetime
-
-    @property
-    def sys(self) -> float | None:
-        """Baseline systolic BP, mmHg."""
-        return self.values.get("nibp_sys")
-
-    @property
-    def dia(self) -> float | None:
-        """Baseline diastolic BP, mmHg."""
-        return self.values.get("nibp_dia")
-
-
-def compute_baseline(samples: Mapping[str, Iterable[tuple[datetime, float]]], nibp: Sequence[NibpReading],
-                     dosing_at: datetime, *, window_s: float = BASELINE_WINDOW_S) -> Baseline:
-    """Baseline at ``dosing_at``: for each continuous vital, the median of its samples in the
-    ``window_s`` seconds (default 120) up to dosing; for NIBP, :func:`pre_dose_bp`. Vitals without
-    samples in the window are left out (and named in ``methods`` as missing)."""
-    dosing_at = ensure_utc(dosing_at, "dosing time")
-    start = dosing_at - timedelta(seconds=window_s)
-    values: dict[str, float] = {}
-    methods: dict[str, str] = {}
-    for vital, series in samples.items():
-        window = [v for t, v in series if start <= t <= dosing_at]
-        if window:
-            values[vital] = float(statistics.median(window))
-            methods[vital] = f"median of {len(window)} readings in the {window_s / 60:g} min before dosing"
-        else:
-            methods[vital] = f"no readings in the {window_s / 60:g} min before dosing"
-    bp = pre_dose_bp(nibp, dosing_at)
-    if bp is not None:
-        values["nibp_sys"], values["nibp_dia"] = bp[0], bp[1]
-        methods["nibp_sys"] = methods["nibp_dia"] = bp[3]
-    return Baseline(values=values, methods=methods, t=dosing_at)
-
-
-class BpAdvisory(BaseModel):
-    """A pre-dose BP above the clinic's advisory threshold (default 140/90) that needs a decision."""
-
-    model_config = ConfigDict(frozen=True)
-
-    t: datetime
-    sys: float
-    dia: float
-    limit_sys: int
-    limit_dia: int
-
-    def text(self) -> str:
-        """The advisory line for the nurse."""
-        return (f"Pre-dose BP {self.sys:.0f}/{self.dia:.0f} is above {self.limit_sys}/{self.limit_dia}: "
-                "record a decision to proceed or defer")
-
-
-class BpDecision(BaseModel):
-    """The recorded decision on a pre-dose BP advisory: proceed or defer, by whom, when, on which BP."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    decision: Literal["proceed", "defer"]
-    t: UtcDatetime
-    by: Actor
-    sys: float
-    dia: float
-    note: str | None = None
-
-    @field_validator("note")
-    @classmethod
-    def _note(cls, value: str | None) -> str | None:
-        if value is not None and len(value.strip()) > 500:
-            raise refuse("A decision note may have at most 500 characters")
-        return value.strip() or None if value is not None else None
-
-
-@dataclass(frozen=True)
-class Charted:
-    """An assessment on the chart: entry ``seq``, clinical time ``t`` (UTC), who, and the assessment."""
-
-    seq: int
-    t: datetime
-    by: Actor
-    assessment: Assessment
-
-
-@dataclass(frozen=True)
-class ChartedEvent:
-    """An event on the chart: entry ``seq``, clinical time ``t`` (UTC), who, and the event."""
-
-    seq: int
-    t: datetime
-    by: Actor
-    event: Event
-
-
-# =========================================================================== discharge
-
-
-class DischargeCriterion(BaseModel):
-    """One discharge criterion: ``key``, ``label``, ``met`` and ``detail`` (why). A ``hard``
-    criterion cannot be overridden by anyone (the esketamine 2-hour rule)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    key: str
-    label: str
-    met: bool
-    detail: str
-    hard: bool = False
-
-
-class DischargeCheck(BaseModel):
-    """Every discharge criterion at ``at``; :attr:`ok` when all are met."""
-
-    model_config = ConfigDict(frozen=True)
-
-    at: datetime
-    criteria: tuple[DischargeCriterion, ...]
-
-    @property
-    def ok(self) -> bool:
-        """True when every criterion is met."""
-        return all(c.met for c in self.criteria)
-
-    @property
-    def unmet(self) -> tuple[DischargeCriterion, ...]:
-        """The criteria not met."""
-        return tuple(c for c in self.criteria if not c.met)
-
-    @property
-    def unmet_hard(self) -> tuple[DischargeCriterion, ...]:
-        """The criteria not met that no override can waive."""
-        return tuple(c for c in self.criteria if not c.met and c.hard)
-
-    def criterion(self, key: str) -> DischargeCriterion:
-        """The criterion with ``key`` (KeyError if absent)."""
-        for c in self.criteria:
-            if c.key == key:
-                return c
-        raise KeyError(key)
-
-    def text(self) -> str:
-        """One line per criterion, "✓ label: detail" / "✗ label: detail"."""
-        return "\n".join(f"{'✓' if c.met else '✗'} {c.label}: {c.detail}" for c in self.criteria)
-
-    def to_payload(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return self.model_dump(mode="json")
-
-
-def post_dose_bp(state: "SessionState", now: datetime,
-                 latest_vitals: Mapping[str, Any] | None = None) -> tuple[float, float, datetime] | None:
-    """The latest BP ``(systolic, diastolic, time)`` taken after dosing ended (the infusion was
-    stopped, or the last esketamine device), at or before ``now``; never a pre-dose reading. A newer
-    reading in ``latest_vitals`` (vital → ``NumericObservation``) counts when it is after dosing too.
-    None when dosing has not ended or no reading was taken since."""
-    ended = state.dosing_ended_at
-    if ended is None or ended > now:
-        return None
-    best: tuple[float, float, datetime] | None = None
-    readings = [r for r in state.nibp_readings if ended <= r.t <= now]
-    if readings:
-        best = (readings[-1].sys, readings[-1].dia, readings[-1].t)
-    if latest_vitals:
-        sys_v, dia_v = latest_vitals.get("nibp_sys"), latest_vitals.get("nibp_dia")
-        if isinstance(sys_v, NumericObservation) and isinstance(dia_v, NumericObservation) and \
-                sys_v.value is not None and dia_v.value is not None and not sys_v.flagged and \
-                sys_v.sample_time == dia_v.sample_time and ended <= sys_v.sample_time <= now and \
-                (best is None or sys_v.sample_time >= best[2]):
-            best = (sys_v.value, dia_v.value, sys_v.sample_time)
-    return best
-
-
-#: Alarm priorities that block discharge while active (physiological alarms only).
-_BLOCKING = ("HIGH", "MEDIUM")
-
-
-def discharge_check(state: "SessionState", now: datetime,
-                    latest_vitals: Mapping[str, Any] | None = None,
-                    active_alarms: Iterable[tuple[str, str, str]] | None = None) -> DischargeCheck:
-    """Check every discharge criterion of ``state`` at ``now``.
-
-    Criteria:
-
-    * modified Aldrete (latest charted after dosing ended) ≥ the clinic minimum (9);
-    * BP: the latest reading taken *after dosing ended* (:func:`post_dose_bp`; never the pre-dose
-      one), at most 30 min old, within ±20 % of baseline systolic and diastolic, and below the
-      clinic's ceiling (default 180/110) whatever the baseline;
-    * time: IV, at least 60 min (clinic setting) since the infusion ended; esketamine, at least the
-      monitoring period (≥ 120 min) since the first device — a *hard* criterion: no override, by
-      anyone — and, at or after it, a clinician's "clinically stable" sign-off (both, not either);
-    * no active HIGH or MEDIUM physiological alarm (``active_alarms``: ``(condition, priority name,
-      kind)`` of the alarms active now; None when unknown, e.g. replaying an old record);
-    * escort confirmed.
-
-    ``latest_vitals`` maps vital keys to ``NumericObservation``; a newer post-dose NIBP there is used
-    instead of the last recorded reading.
-    """
-    now = ensure_utc(now)
-    s = state.settings
-    criteria: list[DischargeCriterion] = []
-    ended = state.dosing_ended_at if state.dosing_ended_at and state.dosing_ended_at <= now else None
-
-    # modified Aldrete
-    label = f"Modified Aldrete ≥ {s.discharge_aldrete_min}"
-    if ended is None:
-        criteria.append(DischargeCriterion(key="aldrete", label=label, met=False, detail="dosing has not ended"))
-    else:
-        charted = [c for c in state.charted("aldrete") if ended <= c.t <= now]
-        if not charted:
-            criteria.append(DischargeCriterion(key="aldrete", label=label, met=False,
-                                               detail="no modified Aldrete charted since dosing ended"))
-        else:
-            last = charted[-1]
-            ok = last.assessment.score >= s.discharge_aldrete_min
-            criteria.append(DischargeCriterion(
-                key="aldrete", label=label, met=ok,
-                detail=f"{last.assessment.score} at {clock(last.t)}" + ("" if ok else f", below {s.discharge_aldrete_min}")))
-
-    # BP after dosing, against baseline and the ceiling
-    pct = s.discharge_bp_tolerance_pct
-    ceiling = (s.discharge_bp_ceiling_sys_mmhg, s.discharge_bp_ceiling_dia_mmhg)
-    label = f"BP after dosing within {pct} % of baseline, below {ceiling[0]}/{ceiling[1]}"
-    base = state.baseline
-    latest = post_dose_bp(state, now, latest_vitals)
-    if ended is None:
-        criteria.append(DischargeCriterion(key="bp", label=label, met=False, detail="dosing has not ended"))
-    elif base is None or base.sys is None or base.dia is None:
-        criteria.append(DischargeCriterion(key="bp", label=label, met=False, detail="no baseline BP"))
-    elif latest is None:
-        criteria.append(DischargeCriterion(key="bp", label=label, met=False,
-                                           detail=f"no BP taken since dosing ended at {clock(ended)}: measure it"))
-    else:
-        sys_v, dia_v, t = latest
-        age = (now - t).total_seconds() / 60
-        d_sys = (sys_v - base.sys) / base.sys * 100
-        d_dia = (dia_v - base.dia) / base.dia * 100
-        within = abs(d_sys) <= pct and abs(d_dia) <= pct
-        below = sys_v < ceiling[0] and dia_v < ceiling[1]
-        detail = (f"{sys_v:.0f}/{dia_v:.0f} at {clock(t)} vs baseline {base.sys:.0f}/{base.dia:.0f} "
-                  f"({d_sys:+.0f} % / {d_dia:+.0f} %)")
-        if age > s.discharge_bp_max_age_min:
-            criteria.append(DischargeCriterion(key="bp", label=label, met=False,
-                                               detail=f"{detail}; older than {s.discharge_bp_max_age_min} min: measure again"))
-        elif not below:
-            criteria.append(DischargeCriterion(key="bp", label=label, met=False,
-                                               detail=f"{detail}; at or above {ceiling[0]}/{ceiling[1]}"))
-        else:
-            criteria.append(DischargeCriterion(key="bp", label=label, met=within,
-                                               detail=detail + ("" if within else f"; outside {pct} %")))
-
-    # time
-    if state.protocol is ProtocolKind.KETAMINE_IV:
-        need = s.discharge_min_after_infusion_min
-        label = f"≥ {need} min after the infusion ended"
-        end = state.infusion.ended_at if state.infusion else None
-        if end is None or end > now:
-            criteria.append(DischargeCriterion(key="time", label=label, met=False, detail="the infusion has not been stopped"))
-        else:
-            since = (now - end).total_seconds() / 60
-            ok = since >= need
-            detail = f"{int(since)} min since {clock(end)}" + ("" if ok else f"; not before {clock(end + timedelta(minutes=need))}")
-            criteria.append(DischargeCriterion(key="time", label=label, met=ok, detail=detail))
-    else:
-        devices = state.devices
-        need = state.plan.monitoring_min  # type: ignore[union-attr]
-        label = f"≥ {need} min from the first device (no exception)"
-        first = devices.first_device_at if devices else None
-        if first is None or first > now:
-            criteria.append(DischargeCriterion(key="time", label=label, met=False, hard=True,
-                                               detail="no nasal device logged"))
-        else:
-            since = (now - first).total_seconds() / 60
-            if since >= need:
-                criteria.append(DischargeCriterion(key="time", label=label, met=True, hard=True,
-                                                   detail=f"{int(since)} min since {clock(first)}"))
-            else:
-                criteria.append(DischargeCriterion(
-                    key="time", label=label, met=False, hard=True,
-                    detail=f"{int(since)} min since {clock(first)}; not before {clock(first + timedelta(minutes=need))}: "
-                           "the REMS monitoring period applies to everyone"))
-        sig = devices.signoff if devices else None
-        label = "Clinically stable (clinician's sign-off)"
-        if sig is not None and sig.t <= now:
-            criteria.append(DischargeCriterion(key="clinically_stable", label=label, met=True,
-                                               detail=f"signed by {sig.printed_name} at {clock(sig.t)}"))
-        else:
-            criteria.append(DischargeCriterion(key="clinically_stable", label=label, met=False,
-                                               detail="a clinician must sign that the patient is clinically stable"))
-
-    # active alarms
-    if active_alarms is not None:
-        blocking = sorted({(p, c) for c, p, kind in active_alarms if kind == "physiological" and p in _BLOCKING},
-                          key=lambda pc: (_BLOCKING.index(pc[0]), pc[1]))
-        label = "No active HIGH or MEDIUM physiological alarm"
-        criteria.append(DischargeCriterion(
-            key="alarms", label=label, met=not blocking,
-            detail="none" if not blocking else "active: " + ", ".join(f"{c} ({p})" for p, c in blocking)))
-
-    # escort
-    escort = state.escort
-    if escort is not None and escort[0] <= now:
-        who = f" ({escort[2]})" if escort[2] else ""
-        criteria.append(DischargeCriterion(key="escort", label="Escort confirmed", met=True,
-                                           detail=f"confirmed by {escort[1].display_name} at {clock(escort[0])}{who}"))
-    else:
-        criteria.append(DischargeCriterion(key="escort", label="Escort confirmed", met=False, detail="not confirmed"))
-    return DischargeCheck(at=now, criteria=tuple(criteria))
-
-
-# =========================================================================== the aggregate
 
 
 def _text(value: Any, limit: int, what: str, required: bool) -> str | None:

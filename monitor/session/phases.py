@@ -1,0 +1,62 @@
+"""Session phases and their transitions, and the refusals of session actions.
+
+Phases::
+
+    baseline ──▶ infusion ──▶ recovery ──▶ discharged
+        └────────────┴────────────┴──────▶ aborted
+
+"infusion" is the dosing phase of either protocol (its label is "dosing")."""
+
+from __future__ import annotations
+
+import enum
+
+from monitor.staff import RefusedAction
+
+
+class SessionError(RefusedAction):
+    """A session action the rules refuse (wrong phase, missing pre-dose BP, closed session …)."""
+
+
+class PhaseError(SessionError):
+    """A phase transition that is not allowed."""
+
+
+class Phase(str, enum.Enum):
+    """Session phase (see the module docstring for the transitions)."""
+
+    BASELINE = "baseline"
+    INFUSION = "infusion"
+    RECOVERY = "recovery"
+    DISCHARGED = "discharged"
+    ABORTED = "aborted"
+
+    @property
+    def terminal(self) -> bool:
+        """True for discharged and aborted (the session is read-only)."""
+        return self in (Phase.DISCHARGED, Phase.ABORTED)
+
+    @property
+    def label(self) -> str:
+        """Human name of the phase."""
+        return {"baseline": "baseline", "infusion": "dosing", "recovery": "recovery",
+                "discharged": "discharged", "aborted": "ended without discharge"}[self.value]
+
+
+#: Allowed phase transitions.
+ALLOWED_TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    Phase.BASELINE: frozenset({Phase.INFUSION, Phase.ABORTED}),
+    Phase.INFUSION: frozenset({Phase.RECOVERY, Phase.ABORTED}),
+    Phase.RECOVERY: frozenset({Phase.DISCHARGED, Phase.ABORTED}),
+    Phase.DISCHARGED: frozenset(),
+    Phase.ABORTED: frozenset(),
+}
+
+
+def check_transition(current: Phase, target: Phase) -> None:
+    """Raise :class:`PhaseError` unless ``current`` → ``target`` is allowed."""
+    if target not in ALLOWED_TRANSITIONS[current]:
+        if current.terminal:
+            raise PhaseError(f"The session is {current.label}: it is read-only")
+        allowed = " or ".join(sorted(p.label for p in ALLOWED_TRANSITIONS[current]))
+        raise PhaseError(f"A session in {current.label} cannot go to {target.label} (only to {allowed})")
