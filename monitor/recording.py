@@ -35,33 +35,17 @@ from monitor.alarms.profile import AlarmProfile
 from monitor.patient import Patient
 from monitor.protocols import EsketaminePlan, KetamineIVPlan
 from monitor.session import Phase, SessionState
+from monitor.session.record import STORE_TABLE, AssessmentEntry, EntryBase, EntryType, NibpEntry, entry_kind
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor
 from monitor.store import SessionStore, StoreWriter
 
 log = logging.getLogger(__name__)
 
-#: Which store table each kind of session entry goes to.
-_TABLE_KIND = {
-    "infusion_step": "infusion_step", "nasal_device": "device_log", "assessment": "assessment",
-    "event": "event", "clinically_stable": "signoff", "session_closed": "signoff",
-    "session_aborted": "signoff", "escort": "signoff",
-}
 _HEARTBEAT = timedelta(seconds=5)
 #: Appended to the message of an alarm logged in a session it started before.
 BEFORE_SESSION = "started before the session"
 DOSE_REACHED_TEXT = "Planned dose reached: stop the infusion"
-
-
-def _entry_kind(entry: dict[str, Any]) -> str:
-    """A specific kind for the store row: the assessment or event name, the infusion action…"""
-    for key in ("action", "assessment", "event"):
-        value = entry.get(key)
-        if isinstance(value, dict):
-            value = value.get("kind") or value.get("name")
-        if isinstance(value, str) and value:
-            return value
-    return str(entry.get("type", "note"))
 
 
 class SessionRecorder:
@@ -309,7 +293,7 @@ class SessionRecorder:
         return events
 
     # ------------------------------------------------------------------ staff actions
-    def act(self, action: str, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    def act(self, action: str, *args: Any, **kwargs: Any) -> list[EntryBase]:
         """Run a :class:`SessionState` action (``"start_infusion"``, ``"chart"``, …) and record its
         entries. A refused action raises (the session's message) and records nothing."""
         method = getattr(self.state, action, None)
@@ -319,45 +303,45 @@ class SessionRecorder:
         self._store_entries(entries)
         return entries
 
-    def _store_entries(self, entries: Iterable[dict[str, Any]]) -> None:
+    def _store_entries(self, entries: Iterable[EntryBase]) -> None:
         for entry in entries:
-            kind = entry.get("type", "note")
-            by = entry.get("by") or {}
-            t = datetime.fromisoformat(entry["t"])
-            if kind == "nibp" and entry.get("source") == "manual":
-                self._manual_reading(entry, t, by.get("username") or self.actor.username)
-            self.writer.put_call(self.store.add_entry, self.session_id, _TABLE_KIND.get(kind, "note"), t,
-                                 _entry_kind(entry), entry, by.get("username") or self.actor.username)
-            if kind == "assessment":
+            kind = entry.entry_type
+            user = entry.by.username if entry.by is not None else self.actor.username
+            t = entry.t
+            if isinstance(entry, NibpEntry) and entry.source == "manual":
+                self._manual_reading(entry, user)
+            self.writer.put_call(self.store.add_entry, self.session_id, STORE_TABLE.get(kind, "note"), t,
+                                 entry_kind(entry), entry.to_payload(), user)
+            if isinstance(entry, AssessmentEntry):
                 score = self._moaas_score(entry)
                 if score is not None:
                     self._handle(self.engine.chart("moaas", score, t))
-            if kind == "baseline" and self.state.baseline is not None:
+            if kind is EntryType.BASELINE and self.state.baseline is not None:
                 self.engine.set_baseline(self.state.baseline.values)
                 self.writer.put_call(self.store.set_baseline, self.session_id, dict(self.state.baseline.values),
-                                     by.get("username") or self.actor.username, t)
+                                     user, t)
         if self.state.phase != self._phase:
             self._phase = self.state.phase
             if not self._phase.terminal:
                 self.writer.put_call(self.store.set_phase, self.session_id, self._phase.value,
                                      self.actor.username, self.now or self.state.opened_at)
 
-    def _manual_reading(self, entry: dict[str, Any], t: datetime, user: str) -> None:
+    def _manual_reading(self, entry: NibpEntry, user: str) -> None:
         """A BP entered by hand becomes numerics flagged ``manual``: stored, judged by the alarm
         engine, and shown (tile, trends, review, exports) like a cuff reading."""
         quality = frozenset({Quality.MANUAL})
-        items: list[Item] = [numeric(vital, entry[key], f"manual:{user}", t, quality=quality)
-                             for vital, key in (("nibp_sys", "sys"), ("nibp_dia", "dia"), ("nibp_mean", "mean"))
-                             if entry.get(key) is not None]
+        items: list[Item] = [numeric(vital, value, f"manual:{user}", entry.t, quality=quality)
+                             for vital, value in (("nibp_sys", entry.sys), ("nibp_dia", entry.dia),
+                                                  ("nibp_mean", entry.mean)) if value is not None]
         self.writer.put_observations(self.session_id, items)  # type: ignore[arg-type]
         self._handle(self.engine.process(items))
         if self.on_readings is not None:
             self.on_readings(items)
 
     @staticmethod
-    def _moaas_score(entry: dict[str, Any]) -> float | None:
-        assessment = entry.get("assessment")
-        if isinstance(assessment, dict) and assessment.get("kind") == "moaas":
+    def _moaas_score(entry: AssessmentEntry) -> float | None:
+        assessment = entry.assessment
+        if assessment.get("kind") == "moaas":
             for key in ("level", "score"):
                 if isinstance(assessment.get(key), (int, float)):
                     return float(assessment[key])

@@ -21,6 +21,7 @@ from monitor.device_channel import DeviceChannel
 from monitor.patient import Patient
 from monitor.protocols import EsketaminePlan, KetamineIVPlan
 from monitor.recording import SessionRecorder, make_engine
+from monitor.session.record import EntryBase
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor
 from monitor.store import SessionStore, StoreWriter
@@ -145,7 +146,7 @@ class RecordingService(QObject):
         self.session_changed.emit()
         return self.recorder
 
-    def act(self, action: str, *args, **kwargs) -> list[dict]:
+    def act(self, action: str, *args, **kwargs) -> list[EntryBase]:
         """A staff action on the session (see :meth:`SessionRecorder.act`); closing and aborting
         go through :meth:`close_session` and :meth:`abort_session`."""
         if self.recorder is None:
@@ -157,18 +158,18 @@ class RecordingService(QObject):
         return entries
 
     def close_session(self, actor: Actor, *, override_reason: str | None = None,
-                      meaning: str = "reviewed and closed") -> list[dict]:
+                      meaning: str = "reviewed and closed") -> list[EntryBase]:
         """Discharge and sign: refused (the session's message) unless the criteria are met or a
         charge nurse gives an override reason. The record becomes read-only."""
         return self._end("close", actor, meaning, dict(meaning=meaning, override_reason=override_reason,
                                                      latest_vitals=self._latest_vitals(),
                                                      active_alarms=self.active_alarms()))
 
-    def abort_session(self, actor: Actor, reason: str) -> list[dict]:
+    def abort_session(self, actor: Actor, reason: str) -> list[EntryBase]:
         """End the session early with a reason (read-only afterwards)."""
         return self._end("abort", actor, f"aborted: {reason}", dict(reason=reason))
 
-    def _end(self, action: str, actor: Actor, meaning: str, kwargs: dict) -> list[dict]:
+    def _end(self, action: str, actor: Actor, meaning: str, kwargs: dict) -> list[EntryBase]:
         if self.recorder is None:
             raise ValueError("no session is being recorded")
         now = max(self.now(), self.recorder.now or self.now())

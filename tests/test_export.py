@@ -94,7 +94,7 @@ def _record_iv(path: Path) -> tuple[SessionStore, int]:
         if once("start", 1.5):
             rec.act("start_infusion", now, NURSE)
         if once("moaas", 3):
-            moaas_seq = rec.act("chart", {"kind": "moaas", "level": 5}, now, NURSE)[0]["seq"]
+            moaas_seq = rec.act("chart", {"kind": "moaas", "level": 5}, now, NURSE)[0].seq
         if once("cadss", 5):
             rec.act("chart", {"kind": "cadss6", "items": {1: 1, 2: 0, 6: 0, 7: 1, 15: 0, 22: 0}}, now, NURSE)
         if once("pause", 6):

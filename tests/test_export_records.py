@@ -295,7 +295,7 @@ def _populated(store: SessionStore, plant: Planted) -> tuple[int, int]:
                      "given_by": plant("given by"), "comment": plant("rescue comment")}
         else:
             event = {"kind": kind, "text": plant("note text")}
-        seqs[kind] = rec.act("record_event", event, at(6 + i / 10), nurse)[0]["seq"]
+        seqs[kind] = rec.act("record_event", event, at(6 + i / 10), nurse)[0].seq
     rec.act("correct", seqs["anxiety"], plant("correction reason"), at(7), nurse,
             {"kind": "anxiety", "severity": "moderate", "comment": plant("replacement comment")})
     rec.act("record_concomitant", at(7.5), nurse, {"benzodiazepines": False, "other": plant("other medications")})

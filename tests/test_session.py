@@ -413,8 +413,8 @@ def test_opening_checks_the_patient_and_the_plan():
         SessionState.open(session_id="S1", patient=patient(), plan=iv_plan(), t=datetime(2026, 3, 2), by=ANN,
                           settings=SETTINGS)
     state = open_iv()
-    assert state.phase is Phase.BASELINE and state.entries[0]["type"] == "session_opened"
-    assert state.age_years == 45 and state.entries[0]["local_date"] == clock_date(T0)
+    assert state.phase is Phase.BASELINE and state.entries[0].type == "session_opened"
+    assert state.age_years == 45 and state.entries[0].local_date == clock_date(T0)
 
 
 def clock_date(t: datetime) -> str:
@@ -448,7 +448,7 @@ def test_dosing_needs_a_pre_dose_bp_and_a_decision_when_it_is_high():
     with pytest.raises(SessionError, match="Decision 'maybe' must be 'proceed' or 'defer'"):
         state.decide_bp("maybe", at(27), ANN)  # type: ignore[arg-type]
     entries = state.start_infusion(at(28), ANN)
-    assert [e["type"] for e in entries] == ["baseline", "infusion_step"]
+    assert [e.type for e in entries] == ["baseline", "infusion_step"]
     assert state.phase is Phase.INFUSION
     assert (state.baseline.sys, state.baseline.dia) == (150, 95)  # mean of 152/96 and 148/94
     with pytest.raises(SessionError, match="only be recorded before dosing"):
@@ -480,8 +480,8 @@ def test_observe_pairs_device_nibp_and_ignores_flagged_values():
                          numeric("spo2", 99, "mon", at(2), quality={Quality.ARTIFACT})])
     assert new == [] and "spo2" not in state.latest
     new = state.observe([numeric("nibp_dia", 82, "mon", at(2))])
-    assert len(new) == 1 and new[0]["type"] == "nibp" and new[0]["by"] is None
-    assert (new[0]["sys"], new[0]["dia"], new[0]["mean"], new[0]["source"]) == (131, 82, 98, "device")
+    assert len(new) == 1 and new[0].type == "nibp" and new[0].by is None
+    assert (new[0].sys, new[0].dia, new[0].mean, new[0].source) == (131, 82, 98, "device")
     assert state.observe([numeric("nibp_sys", 20, "mon", at(3)), numeric("nibp_dia", 90, "mon", at(3))]) == []
 
 
@@ -526,18 +526,18 @@ def test_entries_before_opening_and_corrections():
         state.chart(MOAAS(level=5), at(-1), ANN)
     [wrong] = state.chart(MOAAS(level=2), at(3), ANN)
     [note] = state.record_event(Note(text="wrong patient chart"), at(3), ANN)
-    state.correct(wrong["seq"], "charted on the wrong scale line", at(6), CARA, replacement=MOAAS(level=4))
+    state.correct(wrong.seq, "charted on the wrong scale line", at(6), CARA, replacement=MOAAS(level=4))
     assert [(c.t, c.assessment.score, c.by) for c in state.charted("moaas")] == [(at(3), 4, CARA)]
-    state.correct(note["seq"], "entered in error", at(7), ANN)
+    state.correct(note.seq, "entered in error", at(7), ANN)
     assert state.events() == []
     with pytest.raises(SessionError, match="already corrected"):
-        state.correct(wrong["seq"], "again", at(8), ANN)
+        state.correct(wrong.seq, "again", at(8), ANN)
     with pytest.raises(SessionError, match="Reason is required"):
-        state.correct(wrong["seq"] + 1, "", at(8), ANN)
+        state.correct(wrong.seq + 1, "", at(8), ANN)
     with pytest.raises(SessionError, match="Entry 1 is not an assessment, event or BP reading"):
         state.correct(1, "no", at(8), ANN)
-    assert state.entries[wrong["seq"] - 1]["assessment"]["level"] == 2  # the original stays in the record
-    again = SessionState.from_entries(json.loads(json.dumps(state.entries)))
+    assert state.entries[wrong.seq - 1].assessment["level"] == 2  # the original stays in the record
+    again = SessionState.from_entries(json.loads(json.dumps([e.to_payload() for e in state.entries])))
     assert [c.assessment for c in again.charted()] == [MOAAS(level=4)]
     assert len(again.corrections) == 2
 
@@ -545,7 +545,7 @@ def test_entries_before_opening_and_corrections():
 def test_replay_refuses_damaged_records():
     state = open_iv()
     run_iv_to_recovery(state)
-    entries = json.loads(json.dumps(state.entries))
+    entries = json.loads(json.dumps([e.to_payload() for e in state.entries]))
     with pytest.raises(SessionError, match="out of order"):
         SessionState.from_entries(entries[:2] + entries[3:])
     tampered = [dict(e) for e in entries]
@@ -659,7 +659,7 @@ def test_two_hour_iv_session_through_the_schedule():
 
     # everything the store kept rebuilds the same session
     assert stored == state.entries
-    again = SessionState.from_entries(json.loads(json.dumps(stored)))
+    again = SessionState.from_entries(json.loads(json.dumps([e.to_payload() for e in stored])))
     assert again.phase is Phase.DISCHARGED and again.entries == state.entries
     assert again.infusion.steps == state.infusion.steps and again.baseline == state.baseline
     assert [c.assessment for c in again.charted()] == [c.assessment for c in state.charted()]
@@ -691,7 +691,7 @@ def test_two_hour_esketamine_session_through_the_schedule():
         state.start_infusion(at(5), ANN)
     state.record_nibp(at(3), 132, 84, by=ANN)
     entries = state.log_nasal_device(at(10), ANN)
-    assert [e["type"] for e in entries] == ["baseline", "nasal_device"] and state.phase is Phase.INFUSION
+    assert [e.type for e in entries] == ["baseline", "nasal_device"] and state.phase is Phase.INFUSION
 
     # devices at least 5 minutes apart
     assert due(state, 12) == {"nasal_device:2": DueStatus.UPCOMING, "nibp:40": DueStatus.UPCOMING,
@@ -732,7 +732,7 @@ def test_two_hour_esketamine_session_through_the_schedule():
     assert state.discharge_check(at(130)).ok
     assert not continuous_spo2_required(state, at(130))
     state.close(at(131), ANN)
-    assert SessionState.from_entries(json.loads(json.dumps(state.entries))).phase is Phase.DISCHARGED
+    assert SessionState.from_entries(json.loads(json.dumps([e.to_payload() for e in state.entries]))).phase is Phase.DISCHARGED
 
 
 def test_esketamine_discharge_needs_two_hours_for_everyone_and_the_clinically_stable_signoff():
@@ -794,8 +794,8 @@ def test_bp_artefact_correction_and_latest_vitals_in_the_discharge_check():
     [artefact] = state.observe([numeric("nibp_sys", 210, "mon", at(50)), numeric("nibp_dia", 125, "mon", at(50))])
     assert next_nibp_due(state, at(51)).key == "nibp:repeat"
     with pytest.raises(SessionError, match="needs sys and dia"):
-        state.correct(artefact["seq"], "patient moving", at(52), ANN, replacement={"sys": 130})
-    state.correct(artefact["seq"], "patient moving: cuff artefact", at(52), ANN, replacement={"sys": 128, "dia": 80})
+        state.correct(artefact.seq, "patient moving", at(52), ANN, replacement={"sys": 130})
+    state.correct(artefact.seq, "patient moving: cuff artefact", at(52), ANN, replacement={"sys": 128, "dia": 80})
     assert [(r.sys, r.source, r.by) for r in state.nibp_readings if r.t == at(50)] == [(128, "manual", ANN)]
     assert next_nibp_due(state, at(51)).key == "nibp:recovery"
     assert state.discharge_check(at(60), {}).criterion("bp").met
@@ -803,7 +803,7 @@ def test_bp_artefact_correction_and_latest_vitals_in_the_discharge_check():
     newer = {"nibp_sys": numeric("nibp_sys", 170, "mon", at(58)), "nibp_dia": numeric("nibp_dia", 100, "mon", at(58))}
     assert "outside 20 %" in state.discharge_check(at(60), newer).criterion("bp").detail
     assert state.discharge_check(at(60), {"nibp_sys": 126.0, "nibp_dia": 79.0}).criterion("bp").met
-    again = SessionState.from_entries(json.loads(json.dumps(state.entries)))
+    again = SessionState.from_entries(json.loads(json.dumps([e.to_payload() for e in state.entries])))
     assert again.nibp_readings == state.nibp_readings
 
 
@@ -817,14 +817,14 @@ def test_waived_start_takes_its_baseline_from_the_first_minute():
         state.record_baseline_from_start(at(1), ANN)
     entries = state.waive_pre_dose_check(T0, ANN, "unattended recording")
     entries += state.start_infusion(T0, ANN)
-    assert [e["type"] for e in entries] == ["pre_dose_waiver", "infusion_step"]
+    assert [e.type for e in entries] == ["pre_dose_waiver", "infusion_step"]
     assert state.phase is Phase.INFUSION and state.baseline is None
     batch = [numeric("hr", 70 + s % 3, "sim", T0 + timedelta(seconds=s)) for s in range(0, 61)]
     batch += [numeric("nibp_sys", 128, "sim", at(0.6)), numeric("nibp_dia", 80, "sim", at(0.6))]
     state.observe(batch)
     [entry] = state.record_baseline_from_start(at(1), ANN)
-    assert entry["values"] == {"hr": 71.0, "nibp_sys": 128.0, "nibp_dia": 80.0}
-    assert "after the start of recording" in entry["methods"]["hr"]
+    assert entry.values == {"hr": 71.0, "nibp_sys": 128.0, "nibp_dia": 80.0}
+    assert "after the start of recording" in entry.methods["hr"]
     assert state.baseline.values["nibp_sys"] == 128.0
     with pytest.raises(SessionError):
         state.record_baseline_from_start(at(2), ANN)  # only once

@@ -53,8 +53,8 @@ def test_a_rate_far_above_the_plan_needs_a_confirmation_with_a_reason_which_is_r
     with pytest.raises(RateNeedsConfirmation):
         state.change_rate(at(10), ANN, 80, "slow response")
     entries = state.change_rate(at(10), ANN, 80, "slow response", high_rate_reason="prescriber's order, Dr Ng")
-    assert entries[-1]["high_rate_reason"] == "prescriber's order, Dr Ng"
-    again = SessionState.from_entries(json.loads(json.dumps(state.entries)))
+    assert entries[-1].high_rate_reason == "prescriber's order, Dr Ng"
+    again = SessionState.from_entries(json.loads(json.dumps([e.to_payload() for e in state.entries])))
     assert again.infusion.steps[-1].high_rate_reason == "prescriber's order, Dr Ng"
 
 

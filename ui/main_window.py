@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QFrame, QGridLayout, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPushButton, QSizePolicy, QVBoxLayout,
+    QGridLayout, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPushButton, QSizePolicy, QVBoxLayout,
     QWidget,
 )
 
@@ -27,6 +27,7 @@ from monitor.alarms.engine import AlarmEvent, AlarmState
 from monitor.alarms.profile import Priority
 from monitor.display import Freshness, alarm_vitals, nibp_freshness, tile_limits, trend_direction
 from monitor.schedule import nibp_interval_min
+from monitor.session.record import AssessmentEntry, EntryBase, EventEntry, InfusionStepEntry, NasalDeviceEntry
 from monitor.staff import Actor, Role, nurse_message
 from ui import theme
 from ui.alarm_area import AlarmArea
@@ -275,19 +276,19 @@ class MainWindow(QMainWindow):
         if event.event in ("started", "escalated") and event.priority is not None:
             self.trends.add_marker(event.t, "alarm", f"{event.priority.name} {event.label}", event.priority.name)
 
-    def on_entries(self, entries: list[dict]) -> None:
+    def on_entries(self, entries: list[EntryBase]) -> None:
         """Mark charted events, assessments and infusion steps on the trends."""
         for entry in entries:
-            kind = entry.get("type")
-            t = datetime.fromisoformat(entry["t"])
-            if kind == "event":
-                self.trends.add_marker(t, "event", str(entry["event"].get("kind", "event")).replace("_", " "))
-            elif kind == "assessment":
-                a = entry["assessment"]
+            if isinstance(entry, EventEntry):
+                self.trends.add_marker(entry.t, "event", str(entry.event.get("kind", "event")).replace("_", " "))
+            elif isinstance(entry, AssessmentEntry):
+                a = entry.assessment
                 score = a.get("level", a.get("total", a.get("rating", "")))
-                self.trends.add_marker(t, "assessment", f"{a.get('kind', '').upper()} {score}")
-            elif kind in ("infusion_step", "nasal_device"):
-                self.trends.add_marker(t, "infusion", str(entry.get("action", "device")).replace("_", " "))
+                self.trends.add_marker(entry.t, "assessment", f"{str(a.get('kind', '')).upper()} {score}")
+            elif isinstance(entry, InfusionStepEntry):
+                self.trends.add_marker(entry.t, "infusion", entry.action.replace("_", " "))
+            elif isinstance(entry, NasalDeviceEntry):
+                self.trends.add_marker(entry.t, "infusion", f"device {entry.number}")
         self._phases()
 
     def on_session_changed(self) -> None:

@@ -22,25 +22,13 @@ from monitor.protocols import KetamineIVPlan
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
 from monitor.store import SessionStore
+from monitor.session.record import STORE_TABLE, EntryBase, entry_kind
 
 __all__ = ["build_long_session", "SYNTHETIC_START"]
 
 #: Default start of a synthetic session.
 SYNTHETIC_START = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
-_TABLE_KIND = {"infusion_step": "infusion_step", "nasal_device": "device_log", "assessment": "assessment",
-               "event": "event", "clinically_stable": "signoff", "session_closed": "signoff",
-               "session_aborted": "signoff", "escort": "signoff"}
 _SOURCE = "synthetic"
-
-
-def _entry_kind(entry: dict[str, Any]) -> str:
-    for key in ("action", "assessment", "event"):
-        value = entry.get(key)
-        if isinstance(value, dict):
-            value = value.get("kind")
-        if isinstance(value, str) and value:
-            return value
-    return str(entry.get("type", "note"))
 
 
 def _walk(rng: np.random.Generator, n: int, mean: float, sigma: float, tau: float) -> np.ndarray:
@@ -118,7 +106,7 @@ def build_long_session(store: SessionStore, hours: float = 12, seed: int = 0, *,
     actions.append((total - 300, 3, "escort", None))
     actions.sort(key=lambda a: (a[0], a[1]))
 
-    new_entries: list[dict[str, Any]] = list(state.entries)
+    new_entries: list[EntryBase] = list(state.entries)
     for s, _, kind, arg in actions:
         t = t0 + timedelta(seconds=s)
         if kind == "nibp":
@@ -166,9 +154,8 @@ def build_long_session(store: SessionStore, hours: float = 12, seed: int = 0, *,
                                   t0 + timedelta(seconds=s), None, flags, batch)
             store.add_observations(sid, batch)
         for entry in new_entries:
-            by = entry.get("by") or {}
-            store.add_entry(sid, _TABLE_KIND.get(entry["type"], "note"), datetime.fromisoformat(entry["t"]),
-                            _entry_kind(entry), entry, by.get("username") or nurse.username)
+            store.add_entry(sid, STORE_TABLE.get(entry.entry_type, "note"), entry.t, entry_kind(entry),
+                            entry.to_payload(), entry.by.username if entry.by else nurse.username)
         baseline = state.baseline
         if baseline is not None:
             store.set_baseline(sid, dict(baseline.values), nurse.username, t0 + timedelta(seconds=120))

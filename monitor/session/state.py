@@ -33,9 +33,8 @@ from __future__ import annotations
 import re
 from collections import deque
 from datetime import date, datetime, timedelta
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Literal, Mapping, TypeVar
 
-from pydantic import TypeAdapter
 
 from drivers.catalogue import CATALOGUE, VITAL_KEYS
 from drivers.model import NumericObservation
@@ -66,13 +65,17 @@ from monitor.session.readings import (
     compute_baseline,
     pre_dose_bp,
 )
+from monitor.session.record import (
+    AssessmentEntry, BaselineEntry, BpDecisionEntry, ClinicallyStableEntry, ConcomitantMedications, Correction,
+    DosingEnded, EntryBase, EntryType, EscortEntry, EventEntry, InfusionStepEntry, NasalDeviceEntry, NibpEntry,
+    PreDoseWaiver, RecordError, SessionAborted, SessionClosed, SessionOpened, parse_entry,
+)
 from monitor.settings import ClinicSettings
 from monitor.staff import (
     Actor,
     RefusedAction,
     Role,
     Signature,
-    UtcDatetime,
     clock,
     ensure_utc,
     require_role,
@@ -86,7 +89,7 @@ CLOSE_MEANING = "reviewed and closed"
 CONCOMITANT_KEYS = ("benzodiazepines", "non_benzodiazepine_hypnotics", "psychostimulants", "maois")
 _KEEP_WINDOW = timedelta(minutes=10)
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_UTC = TypeAdapter(UtcDatetime)
+_E = TypeVar("_E", bound=EntryBase)
 
 
 
@@ -113,7 +116,7 @@ class SessionState:
     """
 
     def __init__(self) -> None:  # use open() / from_entries()
-        self.entries: list[dict[str, Any]] = []
+        self.entries: list[EntryBase] = []
         self.session_id = ""
         self.protocol = ProtocolKind.KETAMINE_IV
         self.patient: Patient
@@ -159,79 +162,79 @@ class SessionState:
     def open(cls, *, session_id: str, patient: Patient, plan: KetamineIVPlan | EsketaminePlan,
              t: datetime, by: Actor, settings: ClinicSettings) -> "SessionState":
         """Open a session at ``t``. The patient's age on the local date of ``t`` (recorded in the entry,
-        so a replay elsewhere gives the same answer) must be at least the clinic minimum; an IV plan's weight must equal the patient's; the plan must respect the
-        clinic's dose bounds / esketamine monitoring minimum. The opening entry (with a copy of the
-        settings in force) is ``state.entries[0]``."""
+        so a replay elsewhere gives the same answer) must be at least the clinic minimum; an IV plan's
+        weight must equal the patient's; the plan must respect the clinic's dose bounds / esketamine
+        monitoring minimum. The opening entry (with a copy of the settings in force) is
+        ``state.entries[0]``."""
         state = cls()
         t = ensure_utc(t, "opening time")
-        entry = {"seq": 1, "type": "session_opened", "t": t.isoformat(), "by": by.to_payload(),
-                 "session_id": session_id, "local_date": t.astimezone().date().isoformat(),
-                 "protocol": plan.to_payload()["protocol"],
-                 "patient": patient.to_payload(), "plan": plan.to_payload(), "settings": settings.to_payload()}
-        state._commit(entry)
+        state._commit(SessionOpened(
+            seq=1, t=t, by=by, session_id=session_id, local_date=t.astimezone().date().isoformat(),
+            protocol=plan.to_payload()["protocol"], patient=patient.to_payload(), plan=plan.to_payload(),
+            settings=settings.to_payload()))
         return state
 
     @classmethod
-    def from_entries(cls, entries: Iterable[Mapping[str, Any]]) -> "SessionState":
-        """Rebuild a session by replaying stored entries in order (the same checks apply; a damaged
-        or reordered record raises ``RefusedAction`` naming the entry). Late entries (events charted
-        after the session ended, ``"late": true`` and no ``seq``: see ``monitor.review.add_late_entry``)
-        come last and join :meth:`events` (listed in :attr:`late_events` too)."""
+    def from_entries(cls, entries: Iterable[EntryBase | Mapping[str, Any]]) -> "SessionState":
+        """Rebuild a session by replaying its entries in order — entry models or stored payloads
+        (:func:`~monitor.session.record.parse_entry`) — with the same checks as the live actions; a
+        damaged or reordered record raises ``RefusedAction`` naming the entry. Late entries (events
+        charted after the session ended: ``late`` and no ``seq``, see
+        ``monitor.review.add_late_entry``) come last and join :meth:`events` (listed in
+        :attr:`late_events` too)."""
         state = cls()
-        for entry in entries:
+        for item in entries:
+            seq = item.seq if isinstance(item, EntryBase) else item.get("seq")
+            kind = getattr(item, "type", None) if isinstance(item, EntryBase) else item.get("type")
+            kind = getattr(kind, "value", kind)
             try:
-                if entry.get("late") is True and "seq" not in entry:
-                    state._apply_late(dict(entry))
+                if isinstance(item, Mapping) and item.get("late") is True and "seq" not in item \
+                        and kind != EntryType.EVENT.value:
+                    raise SessionError(f"A late entry is an event, not {kind!r}")
+                entry = parse_entry(item)
+                if isinstance(entry, EventEntry) and entry.late and entry.seq is None:
+                    state._apply_late(entry)
                     continue
                 if state.late_events:
                     raise SessionError("Only late entries may follow a late entry")
-                state._commit(dict(entry))
+                state._commit(entry)
+            except RecordError:
+                raise
             except RefusedAction as exc:
-                raise SessionError(f"Entry {entry.get('seq')} ({entry.get('type')}) cannot be replayed: {exc}") from exc
-            except (KeyError, TypeError, AttributeError) as exc:
-                raise SessionError(f"Entry {entry.get('seq')} ({entry.get('type')}) is damaged: "
-                                   f"{type(exc).__name__} {exc}") from exc
+                raise SessionError(f"Entry {seq} ({kind}) cannot be replayed: {exc}") from exc
+            except (KeyError, TypeError, AttributeError, ValueError) as exc:
+                raise SessionError(f"Entry {seq} ({kind}) is damaged: {type(exc).__name__} {exc}") from exc
         if not state.entries:
             raise SessionError("No entries: a session starts with its session_opened entry")
         return state
 
-    def _apply_late(self, entry: dict[str, Any]) -> None:
+    def _apply_late(self, entry: EventEntry) -> None:
         """Replay a late entry: an event at clinical time ``t`` (not before the opening), by a user."""
         if not self.entries:
             raise SessionError("A session starts with its session_opened entry")
-        if entry.get("type") != "event":
-            raise SessionError(f"A late entry is an event, not {entry.get('type')!r}")
-        t = _UTC.validate_python(entry.get("t"))
-        if t < self.opened_at:
-            raise SessionError(f"Time {clock(t)} is before the session was opened at {clock(self.opened_at)}")
-        by = Actor.model_validate(entry["by"]) if entry.get("by") is not None else None
+        if entry.t < self.opened_at:
+            raise SessionError(f"Time {clock(entry.t)} is before the session was opened at {clock(self.opened_at)}")
         key = -(len(self.late_events) + 1)
-        charted = ChartedEvent(seq=key, t=t, by=self._need_by(by), event=parse_event(entry["event"]))
+        charted = ChartedEvent(seq=key, t=entry.t, by=self._need_by(entry.by), event=parse_event(entry.event))
         self._events[key] = charted
         self.late_events.append(charted)
 
-    def _envelope(self, kind: str, t: datetime, by: Actor | None, **body: Any) -> dict[str, Any]:
-        return {"seq": len(self.entries) + 1, "type": kind, "t": ensure_utc(t).isoformat(),
-                "by": by.to_payload() if by is not None else None, **body}
+    def _envelope(self, model: type[_E], t: datetime, by: Actor | None, **body: Any) -> _E:
+        return model(seq=len(self.entries) + 1, t=ensure_utc(t), by=by, **body)
 
-    def _commit(self, entry: dict[str, Any]) -> list[dict[str, Any]]:
+    def _commit(self, entry: EntryBase) -> list[EntryBase]:
         expected = len(self.entries) + 1
-        if entry.get("seq") != expected:
-            raise SessionError(f"Entry number {entry.get('seq')} is out of order: expected {expected}")
-        kind = entry.get("type")
-        handler = getattr(self, f"_apply_{kind}", None)
-        if handler is None:
-            raise SessionError(f"Unknown entry type {kind!r}")
-        if kind != "session_opened":
+        if entry.seq != expected:
+            raise SessionError(f"Entry number {entry.seq} is out of order: expected {expected}")
+        kind = entry.entry_type
+        if kind is not EntryType.SESSION_OPENED:
             if not self.entries:
                 raise SessionError("A session starts with its session_opened entry")
             if self.phase.terminal:
                 raise SessionError(f"This session is {self.phase.label}: it is read-only")
-        t = _UTC.validate_python(entry.get("t"))
-        by = Actor.model_validate(entry["by"]) if entry.get("by") is not None else None
-        if kind != "session_opened" and t < self.opened_at:
-            raise SessionError(f"Time {clock(t)} is before the session was opened at {clock(self.opened_at)}")
-        handler(entry, t, by)
+            if entry.t < self.opened_at:
+                raise SessionError(f"Time {clock(entry.t)} is before the session was opened at {clock(self.opened_at)}")
+        self._HANDLERS[kind](self, entry, entry.t, entry.by)
         self.entries.append(entry)
         return [entry]
 
@@ -353,7 +356,7 @@ class SessionState:
 
     # ------------------------------------------------------------------ vitals
 
-    def observe(self, observations: Iterable[Any]) -> list[dict[str, Any]]:
+    def observe(self, observations: Iterable[Any]) -> list[EntryBase]:
         """Take a batch of device items (anything else than ``NumericObservation`` is ignored).
 
         Keeps the latest value of each vital, keeps the pre-dose window of continuous vitals while in
@@ -364,7 +367,7 @@ class SessionState:
         """
         if self.phase.terminal:
             return []
-        new: list[dict[str, Any]] = []
+        new: list[EntryBase] = []
         for obs in observations:
             if not isinstance(obs, NumericObservation) or obs.value is None or obs.flagged:
                 continue
@@ -389,38 +392,38 @@ class SessionState:
         return new
 
     def record_nibp(self, t: datetime, sys: float, dia: float, *, mean: float | None = None,
-                    source: Literal["device", "manual"] = "manual", by: Actor | None = None) -> list[dict[str, Any]]:
+                    source: Literal["device", "manual"] = "manual", by: Actor | None = None) -> list[EntryBase]:
         """Record a NIBP reading (mmHg). Manual readings need ``by``. Refused values raise
         ``ValidationError`` ("Systolic BP 320 mmHg is outside 30–300 mmHg")."""
         NibpReading(t=ensure_utc(t), sys=sys, dia=dia, mean=mean, source=source, by=by)  # validate first
-        entry = self._envelope("nibp", t, by, sys=float(sys), dia=float(dia),
+        entry = self._envelope(NibpEntry, t, by, sys=float(sys), dia=float(dia),
                                mean=None if mean is None else float(mean), source=source)
         return self._commit(entry)
 
-    def set_baseline(self, t: datetime, by: Actor, values: Mapping[str, float], note: str | None = None) -> list[dict[str, Any]]:
+    def set_baseline(self, t: datetime, by: Actor, values: Mapping[str, float], note: str | None = None) -> list[EntryBase]:
         """Enter baseline values by hand (vital key → value in catalogue units); they override the
         computed ones and record the user. Unknown keys and implausible values are refused."""
-        entry = self._envelope("baseline", t, by, values={k: v for k, v in values.items()}, manual=True,
+        entry = self._envelope(BaselineEntry, t, by, values={k: v for k, v in values.items()}, manual=True,
                                note=_text(note, 200, "Note", required=False))
         return self._commit(entry)
 
     def decide_bp(self, decision: Literal["proceed", "defer"], t: datetime, by: Actor,
-                  note: str | None = None) -> list[dict[str, Any]]:
+                  note: str | None = None) -> list[EntryBase]:
         """Record the decision on a pre-dose BP advisory (proceed or defer) with the user."""
-        entry = self._envelope("bp_decision", t, by, decision=decision, note=_text(note, 500, "Note", required=False))
+        entry = self._envelope(BpDecisionEntry, t, by, decision=decision, note=_text(note, 500, "Note", required=False))
         return self._commit(entry)
 
     # ------------------------------------------------------------------ dosing
 
-    def _baseline_entries(self, t: datetime, by: Actor) -> list[dict[str, Any]]:
+    def _baseline_entries(self, t: datetime, by: Actor) -> list[EntryBase]:
         computed = compute_baseline({k: list(v) for k, v in self._window.items()}, self.nibp_readings, t)
         values = {k: v for k, v in computed.values.items() if k not in self._baseline_manual_keys}
         methods = {k: v for k, v in computed.methods.items() if k not in self._baseline_manual_keys}
-        entry = self._envelope("baseline", t, by, values=values, methods=methods, manual=False)
+        entry = self._envelope(BaselineEntry, t, by, values=values, methods=methods, manual=False)
         return self._commit(entry)
 
     def start_infusion(self, t: datetime, by: Actor, rate_mg_per_h: float | None = None,
-                       high_rate_reason: str | None = None) -> list[dict[str, Any]]:
+                       high_rate_reason: str | None = None) -> list[EntryBase]:
         """Start the IV infusion (plan rate unless given): needs a pre-dose BP and, when it is above
         the advisory threshold, a decision to proceed. A rate above 1.5 × the plan's needs
         ``high_rate_reason`` (``RateNeedsConfirmation`` otherwise); above the clinic's maximum it
@@ -431,33 +434,33 @@ class SessionState:
         rate = log.plan.rate_mg_per_h if rate_mg_per_h is None else rate_mg_per_h
         step = log.make_step("start", t, by, rate=rate, high_rate_reason=high_rate_reason)  # before the baseline
         new = [] if self._waived(t) else self._baseline_entries(t, by)
-        return new + self._commit({"seq": len(self.entries) + 1, **step.to_payload()})
+        return new + self._commit(parse_entry({"seq": len(self.entries) + 1, **step.to_payload()}))
 
-    def pause_infusion(self, t: datetime, by: Actor, reason: str) -> list[dict[str, Any]]:
+    def pause_infusion(self, t: datetime, by: Actor, reason: str) -> list[EntryBase]:
         """Pause the infusion (reason required)."""
         return self._infusion_step("pause", t, by, reason=reason)
 
-    def resume_infusion(self, t: datetime, by: Actor) -> list[dict[str, Any]]:
+    def resume_infusion(self, t: datetime, by: Actor) -> list[EntryBase]:
         """Resume the paused infusion."""
         return self._infusion_step("resume", t, by)
 
     def change_rate(self, t: datetime, by: Actor, new_rate_mg_per_h: float, reason: str,
-                    high_rate_reason: str | None = None) -> list[dict[str, Any]]:
+                    high_rate_reason: str | None = None) -> list[EntryBase]:
         """Change the infusion rate, mg/h (reason required; above 1.5 × the plan's rate also
         ``high_rate_reason``, see :meth:`start_infusion`)."""
         return self._infusion_step("rate_change", t, by, rate=new_rate_mg_per_h, reason=reason,
                                    high_rate_reason=high_rate_reason)
 
-    def stop_infusion(self, t: datetime, by: Actor, reason: str | None = None) -> list[dict[str, Any]]:
+    def stop_infusion(self, t: datetime, by: Actor, reason: str | None = None) -> list[EntryBase]:
         """Stop the infusion; the session enters recovery."""
         return self._infusion_step("stop", t, by, reason=reason)
 
     def _infusion_step(self, action: str, t: datetime, by: Actor, *, rate: float | None = None,
-                       reason: str | None = None, high_rate_reason: str | None = None) -> list[dict[str, Any]]:
+                       reason: str | None = None, high_rate_reason: str | None = None) -> list[EntryBase]:
         log = self._need_infusion()
         self._check_infusion_phase()
         step = log.make_step(action, t, by, rate=rate, reason=reason, high_rate_reason=high_rate_reason)
-        return self._commit({"seq": len(self.entries) + 1, **step.to_payload()})
+        return self._commit(parse_entry({"seq": len(self.entries) + 1, **step.to_payload()}))
 
     def _check_infusion_phase(self) -> None:
         if self.phase is Phase.BASELINE:
@@ -475,12 +478,12 @@ class SessionState:
             raise SessionError("This is an IV ketamine session: there are no nasal devices")
         return self.devices
 
-    def log_nasal_device(self, t: datetime, by: Actor) -> list[dict[str, Any]]:
+    def log_nasal_device(self, t: datetime, by: Actor) -> list[EntryBase]:
         """Log the next esketamine device. The first needs a pre-dose BP (and a proceed decision when it
         is above the threshold) and records the baseline; the last planned one enters recovery."""
         devices = self._need_devices()
         t = ensure_utc(t, "device time")
-        new: list[dict[str, Any]] = []
+        new: list[EntryBase] = []
         if devices.devices_logged == 0:
             self._check_can_dose(t)
         elif self.phase is not Phase.INFUSION:
@@ -488,22 +491,22 @@ class SessionState:
         entry = devices.next_entry(t, by)  # checked before the baseline is written
         if devices.devices_logged == 0:
             new = [] if self._waived(t) else self._baseline_entries(t, by)
-        return new + self._commit({"seq": len(self.entries) + 1, **entry.to_payload()})
+        return new + self._commit(parse_entry({"seq": len(self.entries) + 1, **entry.to_payload()}))
 
-    def end_dosing(self, t: datetime, by: Actor, reason: str) -> list[dict[str, Any]]:
+    def end_dosing(self, t: datetime, by: Actor, reason: str) -> list[EntryBase]:
         """End esketamine dosing before all planned devices were taken (reason required); recovery follows."""
-        entry = self._envelope("dosing_ended", t, by, reason=_text(reason, 200, "Reason", required=True))
+        entry = self._envelope(DosingEnded, t, by, reason=_text(reason, 200, "Reason", required=True))
         return self._commit(entry)
 
-    def waive_pre_dose_check(self, t: datetime, by: Actor, reason: str) -> list[dict[str, Any]]:
+    def waive_pre_dose_check(self, t: datetime, by: Actor, reason: str) -> list[EntryBase]:
         """Record that dosing starts without the pre-dose checks (no pre-dose BP, no advisory
         decision), with the reason and the user — for unattended recording (``vigil record``), where
         the baseline is then taken from the first minute after the start
         (:meth:`record_baseline_from_start`). Only before dosing."""
-        entry = self._envelope("pre_dose_waiver", t, by, reason=_text(reason, 300, "Reason", required=True))
+        entry = self._envelope(PreDoseWaiver, t, by, reason=_text(reason, 300, "Reason", required=True))
         return self._commit(entry)
 
-    def record_baseline_from_start(self, t: datetime, by: Actor, window_s: float = 60.0) -> list[dict[str, Any]]:
+    def record_baseline_from_start(self, t: datetime, by: Actor, window_s: float = 60.0) -> list[EntryBase]:
         """After a waived start: the computed baseline from the readings of the ``window_s`` seconds
         up to ``t`` (the median of each continuous vital; the latest NIBP reading)."""
         if not self._baseline_pending:
@@ -511,28 +514,28 @@ class SessionState:
         computed = compute_baseline({k: list(v) for k, v in self._window.items()}, self.nibp_readings, t,
                                     window_s=window_s)
         methods = {k: v.replace("before dosing", "after the start of recording") for k, v in computed.methods.items()}
-        entry = self._envelope("baseline", t, by, values=dict(computed.values), methods=methods, manual=False)
+        entry = self._envelope(BaselineEntry, t, by, values=dict(computed.values), methods=methods, manual=False)
         return self._commit(entry)
 
-    def sign_clinically_stable(self, t: datetime, by: Actor, note: str | None = None) -> list[dict[str, Any]]:
+    def sign_clinically_stable(self, t: datetime, by: Actor, note: str | None = None) -> list[EntryBase]:
         """Record a clinician's clinically-stable sign-off (esketamine: discharge before 120 min)."""
         self._need_devices()
         sig = Signature(by=by, t=ensure_utc(t, "sign-off time"), meaning=CLINICALLY_STABLE_MEANING, note=note)
-        return self._commit({"seq": len(self.entries) + 1, **NasalDeviceLog.signoff_payload(sig)})
+        return self._commit(parse_entry({"seq": len(self.entries) + 1, **NasalDeviceLog.signoff_payload(sig)}))
 
     # ------------------------------------------------------------------ chart
 
-    def chart(self, assessment: Assessment | Mapping[str, Any], t: datetime, by: Actor) -> list[dict[str, Any]]:
+    def chart(self, assessment: Assessment | Mapping[str, Any], t: datetime, by: Actor) -> list[EntryBase]:
         """Chart an assessment (model or payload) at clinical time ``t``."""
         payload = assessment.to_payload() if isinstance(assessment, Assessment) else parse_assessment(assessment).to_payload()
-        return self._commit(self._envelope("assessment", t, by, assessment=payload))
+        return self._commit(self._envelope(AssessmentEntry, t, by, assessment=payload))
 
-    def record_event(self, event: Event | Mapping[str, Any], t: datetime, by: Actor) -> list[dict[str, Any]]:
+    def record_event(self, event: Event | Mapping[str, Any], t: datetime, by: Actor) -> list[EntryBase]:
         """Record a structured event (model or payload) at clinical time ``t``."""
         payload = event.to_payload() if isinstance(event, Event) else parse_event(event).to_payload()
-        return self._commit(self._envelope("event", t, by, event=payload))
+        return self._commit(self._envelope(EventEntry, t, by, event=payload))
 
-    def record_concomitant(self, t: datetime, by: Actor, medications: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def record_concomitant(self, t: datetime, by: Actor, medications: Mapping[str, Any]) -> list[EntryBase]:
         """Record the patient's concomitant medications (the REMS form's questions):
         ``benzodiazepines``, ``non_benzodiazepine_hypnotics``, ``psychostimulants``, ``maois`` as
         booleans, and optional ``other`` free text (≤ 300 characters). A later entry replaces it."""
@@ -545,12 +548,12 @@ class SessionState:
         unknown = set(medications) - set(CONCOMITANT_KEYS) - {"other"}
         if unknown:
             raise SessionError(f"Unknown concomitant medication field {sorted(unknown)[0]!r}")
-        entry = self._envelope("concomitant_medications", t, by, medications=flags,
+        entry = self._envelope(ConcomitantMedications, t, by, medications=flags,
                                other=_text(medications.get("other"), 300, "Other medications", required=False))
         return self._commit(entry)
 
     def correct(self, seq: int, reason: str, t: datetime, by: Actor,
-                replacement: Assessment | Event | Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+                replacement: Assessment | Event | Mapping[str, Any] | None = None) -> list[EntryBase]:
         """Correct an earlier assessment, event or BP reading (device or manual, e.g. a movement
         artefact): the old entry stays in the record and is marked entered-in-error by a
         ``correction`` entry with ``reason``; ``replacement`` (same kind of record; for a BP a dict
@@ -562,11 +565,11 @@ class SessionState:
                 body["replacement"] = replacement.to_payload()
             else:
                 body["replacement"] = dict(replacement)
-        return self._commit(self._envelope("correction", t, by, **body))
+        return self._commit(self._envelope(Correction, t, by, **body))
 
-    def confirm_escort(self, t: datetime, by: Actor, escort_name: str | None = None) -> list[dict[str, Any]]:
+    def confirm_escort(self, t: datetime, by: Actor, escort_name: str | None = None) -> list[EntryBase]:
         """Record that an adult escort is present to take the patient home."""
-        return self._commit(self._envelope("escort", t, by, escort_name=_text(escort_name, 80, "Escort name", required=False)))
+        return self._commit(self._envelope(EscortEntry, t, by, escort_name=_text(escort_name, 80, "Escort name", required=False)))
 
     # ------------------------------------------------------------------ ending
 
@@ -581,7 +584,7 @@ class SessionState:
 
     def close(self, t: datetime, by: Actor, *, latest_vitals: Mapping[str, Any] | None = None,
               meaning: str = CLOSE_MEANING, override_reason: str | None = None,
-              active_alarms: Iterable[tuple[str, str, str]] | None = None) -> list[dict[str, Any]]:
+              active_alarms: Iterable[tuple[str, str, str]] | None = None) -> list[EntryBase]:
         """Discharge and close with a signature (printed name from ``by``, time ``t``, ``meaning``).
 
         Refused unless in recovery and every discharge criterion is met; a charge nurse may close
@@ -592,36 +595,36 @@ class SessionState:
         """
         check_transition(self.phase, Phase.DISCHARGED)
         check = self.discharge_check(ensure_utc(t), latest_vitals, active_alarms)
-        entry = self._envelope("session_closed", t, by, meaning=meaning, printed_name=by.display_name,
+        entry = self._envelope(SessionClosed, t, by, meaning=meaning, printed_name=by.display_name,
                                discharge=check.to_payload(),
                                override_reason=_text(override_reason, 300, "Override reason", required=False))
         return self._commit(entry)
 
-    def abort(self, t: datetime, by: Actor, reason: str) -> list[dict[str, Any]]:
+    def abort(self, t: datetime, by: Actor, reason: str) -> list[EntryBase]:
         """End the session without discharge (deferred treatment, transfer of care …; reason required).
         Refused while the infusion is running or paused: stop it first."""
-        entry = self._envelope("session_aborted", t, by, reason=_text(reason, 300, "Reason", required=True))
+        entry = self._envelope(SessionAborted, t, by, reason=_text(reason, 300, "Reason", required=True))
         return self._commit(entry)
 
     # ------------------------------------------------------------------ entry handlers (also replay)
 
-    def _apply_session_opened(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+    def _apply_session_opened(self, entry: SessionOpened, t: datetime, by: Actor | None) -> None:
         if self.entries:
             raise SessionError("The session is already open")
         by = self._need_by(by)
-        session_id = str(entry.get("session_id", ""))
+        session_id = str(entry.session_id)
         if not _SESSION_ID.match(session_id):
             raise SessionError(f"Session id {session_id!r} should be 1–64 letters, digits, '-' or '_'")
-        settings = ClinicSettings.from_payload(entry["settings"])
-        patient = Patient.from_payload(entry["patient"])
-        local_date = date.fromisoformat(entry["local_date"]) if entry.get("local_date") else t.astimezone().date()
+        settings = ClinicSettings.from_payload(entry.settings)
+        patient = Patient.from_payload(entry.patient)
+        local_date = date.fromisoformat(entry.local_date) if entry.local_date else t.astimezone().date()
         if abs((local_date - t.date()).days) > 1:
             raise SessionError(f"Local date {local_date.isoformat()} does not match the opening time {t.isoformat()}")
         self.age_years = patient.check_age(local_date, settings.min_patient_age_years)
         self.local_date = local_date
-        protocol = ProtocolKind(entry.get("protocol"))
+        protocol = ProtocolKind(entry.protocol)
         if protocol is ProtocolKind.KETAMINE_IV:
-            plan: KetamineIVPlan | EsketaminePlan = KetamineIVPlan.from_payload(entry["plan"])
+            plan: KetamineIVPlan | EsketaminePlan = KetamineIVPlan.from_payload(entry.plan)
             low, high = settings.ketamine_dose_bounds_mg_per_kg
             if not low <= plan.dose_mg_per_kg <= high:
                 raise SessionError(f"Dose {plan.dose_mg_per_kg:g} mg/kg is outside this clinic's {low:g}–{high:g} mg/kg")
@@ -630,7 +633,7 @@ class SessionState:
                                    f"{patient.weight_kg:g} kg")
             self.infusion = InfusionLog(plan)
         else:
-            plan = EsketaminePlan.from_payload(entry["plan"])
+            plan = EsketaminePlan.from_payload(entry.plan)
             if plan.monitoring_min < settings.esketamine_monitoring_min:
                 raise SessionError(f"Monitoring of {plan.monitoring_min} min is shorter than this clinic's "
                                    f"{settings.esketamine_monitoring_min} min")
@@ -638,16 +641,16 @@ class SessionState:
         self.session_id, self.protocol, self.patient, self.plan, self.settings = session_id, protocol, patient, plan, settings
         self.opened_at, self.opened_by, self.phase = t, by, Phase.BASELINE
 
-    def _apply_nibp(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
-        reading = NibpReading(t=t, sys=entry["sys"], dia=entry["dia"], mean=entry.get("mean"),
-                              source=entry.get("source", "manual"), by=by, seq=entry["seq"])
+    def _apply_nibp(self, entry: NibpEntry, t: datetime, by: Actor | None) -> None:
+        reading = NibpReading(t=t, sys=entry.sys, dia=entry.dia, mean=entry.mean,
+                              source=entry.source, by=by, seq=entry.seq)
         self.nibp_readings.append(reading)
         self.nibp_readings.sort(key=lambda r: (r.t, r.seq or 0))
-        self._nibp_by_seq[entry["seq"]] = reading
+        self._nibp_by_seq[entry.seq] = reading
 
-    def _apply_baseline(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+    def _apply_baseline(self, entry: BaselineEntry, t: datetime, by: Actor | None) -> None:
         by = self._need_by(by)
-        values = entry.get("values") or {}
+        values = entry.values or {}
         if not isinstance(values, Mapping):
             raise SessionError("Baseline values must map vital keys to numbers")
         clean: dict[str, float] = {}
@@ -663,7 +666,7 @@ class SessionState:
             clean[key] = float(value)
         if "nibp_sys" in clean and "nibp_dia" in clean and clean["nibp_sys"] <= clean["nibp_dia"]:
             raise SessionError("Baseline systolic BP must be above diastolic")
-        manual = bool(entry.get("manual"))
+        manual = bool(entry.manual)
         if manual:
             if not clean:
                 raise SessionError("Enter at least one baseline value")
@@ -680,14 +683,14 @@ class SessionState:
             if self.phase is not Phase.BASELINE:
                 self._baseline_pending = False
                 self._window.clear()
-            methods = entry.get("methods") or {}
+            methods = entry.methods or {}
             for key in clean:
                 self._baseline_methods[key] = str(methods.get(key, "computed"))
         self._baseline_values.update(clean)
         if self._baseline_t is None or not manual:
             self._baseline_t = t
 
-    def _apply_bp_decision(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+    def _apply_bp_decision(self, entry: BpDecisionEntry, t: datetime, by: Actor | None) -> None:
         by = self._need_by(by)
         if self.phase is not Phase.BASELINE:
             raise SessionError("A pre-dose BP decision can only be recorded before dosing")
@@ -701,24 +704,24 @@ class SessionState:
                                "no decision is needed")
         if t < advisory.t:
             raise SessionError(f"The decision at {clock(t)} is before the BP it concerns ({clock(advisory.t)})")
-        decision = entry.get("decision")
+        decision = entry.decision
         if decision not in ("proceed", "defer"):
             raise SessionError(f"Decision {decision!r} must be 'proceed' or 'defer'")
         self.bp_decisions.append(BpDecision(decision=decision, t=t, by=by, sys=advisory.sys, dia=advisory.dia,
-                                            note=entry.get("note")))
+                                            note=entry.note))
 
-    def _apply_pre_dose_waiver(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+    def _apply_pre_dose_waiver(self, entry: PreDoseWaiver, t: datetime, by: Actor | None) -> None:
         by = self._need_by(by)
         if self.phase is not Phase.BASELINE:
             raise SessionError("The pre-dose check can only be waived before dosing")
-        reason = entry.get("reason")
+        reason = entry.reason
         if not isinstance(reason, str) or not reason.strip():
             raise SessionError("Give a reason for waiving the pre-dose check")
         self.pre_dose_waiver = (t, by, reason)
 
-    def _apply_infusion_step(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+    def _apply_infusion_step(self, entry: InfusionStepEntry, t: datetime, by: Actor | None) -> None:
         log = self._need_infusion()
-        step = InfusionStep.from_payload(entry)
+        step = InfusionStep.from_payload(entry.to_payload())
         if step.action.value == "start":
             self._check_can_dose(step.t)
         else:
@@ -730,50 +733,50 @@ class SessionState:
         elif step.action.value == "stop":
             self.phase = Phase.RECOVERY
 
-    def _apply_nasal_device(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+    def _apply_nasal_device(self, entry: NasalDeviceEntry, t: datetime, by: Actor | None) -> None:
         devices = self._need_devices()
         if devices.devices_logged == 0:
             self._check_can_dose(t)
         elif self.phase is not Phase.INFUSION:
             raise SessionError(f"The session is in {self.phase.label}: no more devices can be logged")
         first = devices.devices_logged == 0
-        devices.apply(entry)
+        devices.apply(entry.to_payload())
         self.phase = Phase.RECOVERY if devices.complete else Phase.INFUSION
         if first:
             self._baseline_pending = self._waived(t)
 
-    def _apply_clinically_stable(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
-        self._need_devices().apply(entry)
+    def _apply_clinically_stable(self, entry: ClinicallyStableEntry, t: datetime, by: Actor | None) -> None:
+        self._need_devices().apply(entry.to_payload())
 
-    def _apply_dosing_ended(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+    def _apply_dosing_ended(self, entry: DosingEnded, t: datetime, by: Actor | None) -> None:
         by = self._need_by(by)
         devices = self._need_devices()
         if self.phase is not Phase.INFUSION:
             raise SessionError("Dosing can only be ended early while devices are being taken")
         if t < (devices.last_device_at or t):
             raise SessionError(f"Time {clock(t)} is before the last device at {clock(devices.last_device_at)}")  # type: ignore[arg-type]
-        reason = _text(entry.get("reason"), 200, "Reason", required=True)
+        reason = _text(entry.reason, 200, "Reason", required=True)
         self.dosing_ended_early = (t, by, reason)  # type: ignore[assignment]
         self.phase = Phase.RECOVERY
 
-    def _apply_assessment(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
-        assessment = parse_assessment(entry["assessment"])
-        self._assessments[entry["seq"]] = Charted(seq=entry["seq"], t=t, by=self._need_by(by), assessment=assessment)
+    def _apply_assessment(self, entry: AssessmentEntry, t: datetime, by: Actor | None) -> None:
+        assessment = parse_assessment(entry.assessment)
+        self._assessments[entry.seq] = Charted(seq=entry.seq, t=t, by=self._need_by(by), assessment=assessment)
 
-    def _apply_event(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
-        event = parse_event(entry["event"])
-        self._events[entry["seq"]] = ChartedEvent(seq=entry["seq"], t=t, by=self._need_by(by), event=event)
+    def _apply_event(self, entry: EventEntry, t: datetime, by: Actor | None) -> None:
+        event = parse_event(entry.event)
+        self._events[entry.seq] = ChartedEvent(seq=entry.seq, t=t, by=self._need_by(by), event=event)
 
-    def _apply_correction(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+    def _apply_correction(self, entry: Correction, t: datetime, by: Actor | None) -> None:
         by = self._need_by(by)
-        target = entry.get("refers_to")
-        reason = _text(entry.get("reason"), 200, "Reason", required=True)
+        target = entry.refers_to
+        reason = _text(entry.reason, 200, "Reason", required=True)
         if target in self._retracted:
             raise SessionError(f"Entry {target} was already corrected")
-        replacement = entry.get("replacement")
+        replacement = entry.replacement
         if replacement is not None and not isinstance(replacement, Mapping):
             raise SessionError("A replacement must be an assessment, event or BP record")
-        seq = entry["seq"]
+        seq = entry.seq
         if target in self._assessments:
             old = self._assessments[target]
             new = Charted(seq=seq, t=old.t, by=by, assessment=parse_assessment(replacement)) if replacement else None
@@ -802,32 +805,32 @@ class SessionState:
         self._retracted.add(target)  # type: ignore[arg-type]
         self.corrections.append({"seq": seq, "refers_to": target, "reason": reason, "t": t, "by": by})
 
-    def _apply_concomitant_medications(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+    def _apply_concomitant_medications(self, entry: ConcomitantMedications, t: datetime, by: Actor | None) -> None:
         self._need_by(by)
-        meds = entry.get("medications") or {}
+        meds = entry.medications or {}
         self.concomitant = {key: bool(meds.get(key, False)) for key in CONCOMITANT_KEYS}
-        self.concomitant_other = entry.get("other")
+        self.concomitant_other = entry.other
 
-    def _apply_escort(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
-        self.escort = (t, self._need_by(by), _text(entry.get("escort_name"), 80, "Escort name", required=False))
+    def _apply_escort(self, entry: EscortEntry, t: datetime, by: Actor | None) -> None:
+        self.escort = (t, self._need_by(by), _text(entry.escort_name, 80, "Escort name", required=False))
 
-    def _apply_session_aborted(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+    def _apply_session_aborted(self, entry: SessionAborted, t: datetime, by: Actor | None) -> None:
         by = self._need_by(by)
         check_transition(self.phase, Phase.ABORTED)
         if self.infusion is not None and self.infusion.status.value in ("running", "paused"):
             raise SessionError("Stop the infusion before ending the session")
-        reason = _text(entry.get("reason"), 300, "Reason", required=True)
+        reason = _text(entry.reason, 300, "Reason", required=True)
         self.aborted = (t, by, reason)  # type: ignore[assignment]
         self.phase = Phase.ABORTED
 
-    def _apply_session_closed(self, entry: dict[str, Any], t: datetime, by: Actor | None) -> None:
+    def _apply_session_closed(self, entry: SessionClosed, t: datetime, by: Actor | None) -> None:
         by = self._need_by(by)
         check_transition(self.phase, Phase.DISCHARGED)
-        if entry.get("printed_name") != by.display_name:
+        if entry.printed_name != by.display_name:
             raise SessionError("The printed name must be the signing user's")
-        sig = Signature(by=by, t=t, meaning=str(entry.get("meaning", "")))
-        check = DischargeCheck.model_validate(entry.get("discharge") or {"at": t, "criteria": ()})
-        override = _text(entry.get("override_reason"), 300, "Override reason", required=False)
+        sig = Signature(by=by, t=t, meaning=entry.meaning)
+        check = DischargeCheck.model_validate(entry.discharge or {"at": t, "criteria": ()})
+        override = _text(entry.override_reason, 300, "Override reason", required=False)
         if check.unmet_hard:
             unmet = "; ".join(f"{c.label} ({c.detail})" for c in check.unmet_hard)
             raise SessionError(f"Discharge refused: {unmet}")
@@ -838,3 +841,14 @@ class SessionState:
             require_role(by, Role.CHARGE_NURSE, "close a session with unmet discharge criteria")
         self.closed, self.closed_check, self.override_reason = sig, check.to_payload(), override
         self.phase = Phase.DISCHARGED
+
+    _HANDLERS: ClassVar[dict[EntryType, Callable[..., None]]] = {
+        EntryType.SESSION_OPENED: _apply_session_opened, EntryType.NIBP: _apply_nibp,
+        EntryType.BASELINE: _apply_baseline, EntryType.BP_DECISION: _apply_bp_decision,
+        EntryType.PRE_DOSE_WAIVER: _apply_pre_dose_waiver, EntryType.INFUSION_STEP: _apply_infusion_step,
+        EntryType.NASAL_DEVICE: _apply_nasal_device, EntryType.CLINICALLY_STABLE: _apply_clinically_stable,
+        EntryType.DOSING_ENDED: _apply_dosing_ended, EntryType.ASSESSMENT: _apply_assessment,
+        EntryType.EVENT: _apply_event, EntryType.CORRECTION: _apply_correction,
+        EntryType.CONCOMITANT_MEDICATIONS: _apply_concomitant_medications, EntryType.ESCORT: _apply_escort,
+        EntryType.SESSION_ABORTED: _apply_session_aborted, EntryType.SESSION_CLOSED: _apply_session_closed,
+    }
