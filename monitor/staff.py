@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Iterable, Mapping
 
+from drivers.errors import VigilError
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -43,7 +44,7 @@ __all__ = [
 # --------------------------------------------------------------------------- errors and time
 
 
-class RefusedAction(ValueError):
+class RefusedAction(VigilError, ValueError):
     """An input or action the rules refuse. The message says what is wrong and what to do."""
 
 

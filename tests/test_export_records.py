@@ -2,7 +2,7 @@
 and the JSON archive of a session with late entries imports exactly.
 
 The sessions are recorded through the real recorder by the builders of tests/test_export.py, then
-closed; late entries are added the way the review window adds them (:func:`monitor.review.add_late_entry`).
+closed; late entries are added the way the review window adds them (:func:`monitor.app.review.add_late_entry`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 
 from monitor.cli import run_cli
 from monitor.export import FORMATS, export_session, import_archive
-from monitor.export.view import load_session
-from monitor.review import add_late_entry
+from monitor.app.readmodel import load_session
+from monitor.app.review import add_late_entry
 from monitor.staff import Actor, Role
 from monitor.store import SessionStore
 from tests.test_export import (
@@ -367,7 +367,7 @@ _GENERATED_KEYS = {"label", "detail", "methods", "local_date", "session_id", "me
 
 
 def test_the_populated_record_holds_a_planted_identifier_in_every_free_text(populated):
-    from monitor.export.privacy import is_coded
+    from monitor.app.privacy import is_coded
     store, iv, esk, plant = populated
     unplanted = []
     for sid in (iv, esk):
@@ -390,7 +390,7 @@ def test_the_populated_record_holds_a_planted_identifier_in_every_free_text(popu
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_no_planted_identifier_survives_de_identification(fmt, populated, tmp_path, qapp):
-    from monitor.export.privacy import deid_notice
+    from monitor.app.privacy import deid_notice
     store, iv, esk, plant = populated
     for sid in ((esk,) if fmt == "rems" else (iv, esk)):
         identified = export_session(store, sid, fmt, tmp_path / f"i{FORMATS[fmt]}")

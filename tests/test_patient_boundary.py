@@ -119,7 +119,7 @@ def test_a_bp_entered_by_hand_is_in_review_and_every_export(service, tmp_path):
     import zipfile
 
     from monitor.export import export_session
-    from monitor.review import load_numerics, reading_before
+    from monitor.app.review import load_numerics, reading_before
 
     t0 = service.now()
     recorder = open_session(service, "Patient D", t0)

@@ -28,7 +28,7 @@ from monitor.alarms.profile import default_profile
 from monitor.patient import Patient
 from monitor.protocols import KetamineIVPlan
 from monitor.recording import SessionRecorder
-from monitor.review import (
+from monitor.app.review import (
     Series,
     add_late_entry,
     reading_before,

@@ -28,7 +28,7 @@ rems      esketamine sessions only: the REMS Patient Monitoring Form data on one
 
 Every export is written to a temporary file in the destination folder and renamed into place, so
 a failure leaves no partial file. ``deidentify=True`` applies HIPAA Safe Harbor to every format
-through one de-identifying view of the session (:mod:`monitor.export.privacy`). Late entries (charted
+through one de-identifying view of the session (:mod:`monitor.app.privacy`). Late entries (charted
 after the session ended) appear with the events in every format, marked late with their reason, and
 the session replays with them. Bad arguments raise :class:`ExportError` with a message saying what
 is wrong.
@@ -44,8 +44,8 @@ from typing import Any, Callable
 from monitor.export.archive import MAX_ARCHIVE_BYTES, import_archive
 from monitor.export.atomic import atomic_output, check_destination
 from monitor.export.errors import ExportError
-from monitor.export.view import load_session
-from monitor.store import SessionStore
+from monitor.app.readmodel import load_session
+from monitor.store import NotFoundError, SessionStore
 
 __all__ = ["FORMATS", "PAPERS", "ExportError", "export_session", "import_archive", "MAX_ARCHIVE_BYTES",
            "build_long_session"]
@@ -90,7 +90,7 @@ def export_session(store: SessionStore, session_id: int, fmt: str, out_path: str
     ``deidentify``: HIPAA Safe Harbor de-identification (names, record numbers, device identifiers, lot
     numbers and every free-text field not chosen from a fixed list removed; every date and time
     shifted by one random offset for this export, a date shown on its own given as the year; ages
-    over 89 as "90+"; each file's notice says so: :func:`monitor.export.privacy.deid_notice`).
+    over 89 as "90+"; each file's notice says so: :func:`monitor.app.privacy.deid_notice`).
     ``interval_s``: resampling interval of the CSV wide table, FHIR and HL7 numerics, seconds (1–3600). ``paper``: "A4" or "Letter" (PDF and REMS). ``edf_gaps``
     (EDF of a session with recording gaps): "fill" = EDF+C with the gaps filled with the no-data
     value (the default: edflib, pyedflib and most clinical tools read no EDF+D), "drop" = EDF+D
@@ -115,7 +115,10 @@ def export_session(store: SessionStore, session_id: int, fmt: str, out_path: str
     if not isinstance(store, SessionStore):
         raise ExportError("export needs a SessionStore")
     out = check_destination(out_path)
-    view = load_session(store, session_id, deidentify=bool(deidentify))
+    try:
+        view = load_session(store, session_id, deidentify=bool(deidentify))
+    except NotFoundError as exc:
+        raise ExportError(str(exc)) from None
     if fmt_key == "rems":
         from monitor.protocols import ProtocolKind
         if view.protocol is not ProtocolKind.ESKETAMINE:

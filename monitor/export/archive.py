@@ -44,8 +44,8 @@ from typing import Any, BinaryIO
 
 from drivers.catalogue import CATALOGUE
 from monitor.export.errors import ExportError
-from monitor.export.privacy import DEIDENTIFIED, deid_notice, is_coded
-from monitor.export.view import IMPORT_ACTION, SessionView, import_marker
+from monitor.app.privacy import DEIDENTIFIED, deid_notice, is_coded
+from monitor.app.readmodel import IMPORT_ACTION, SessionView, import_marker
 from monitor.store import (
     ALARM_ACTIONS,
     ALARM_KINDS,

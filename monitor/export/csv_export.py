@@ -40,9 +40,9 @@ from typing import Any, Iterable
 import numpy as np
 
 from drivers.catalogue import CATALOGUE
-from monitor.export.privacy import deid_notice
-from monitor.export.stats import NIBP_KEYS, interval_last, interval_medians
-from monitor.export.view import SessionView
+from monitor.app.privacy import deid_notice
+from monitor.app.stats import NIBP_KEYS, interval_last, interval_medians
+from monitor.app.readmodel import SessionView
 from monitor.store import bits_to_quality
 
 __all__ = ["write_csv", "iso", "column_name", "MEMBERS"]

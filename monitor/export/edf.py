@@ -34,9 +34,9 @@ import numpy as np
 from drivers.catalogue import CATALOGUE
 from drivers.model import WAVE_CHANNELS
 from monitor.export.errors import ExportError
-from monitor.export.privacy import deid_notice
-from monitor.export.stats import CONTINUOUS
-from monitor.export.view import SessionView
+from monitor.app.privacy import deid_notice
+from monitor.app.stats import CONTINUOUS
+from monitor.app.readmodel import SessionView
 
 __all__ = ["write_edf", "DIGITAL_MIN", "DIGITAL_MAX", "NO_DATA"]
 

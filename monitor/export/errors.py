@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from drivers.errors import VigilError
+
 __all__ = ["ExportError"]
 
 
-class ExportError(Exception):
+class ExportError(VigilError):
     """An export or import that cannot be done: unknown session or format, a REMS form for an IV
     session, a destination that cannot be written, an archive that is not a valid Vigil archive.
     The message says what is wrong and, where it can, what to do. Nothing was written (exports)

@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 
 from drivers.catalogue import CATALOGUE
-from monitor.export.privacy import deid_notice
-from monitor.export.stats import CONTINUOUS, interval_medians
-from monitor.export.view import ChartRow, SessionView
+from monitor.app.privacy import deid_notice
+from monitor.app.stats import CONTINUOUS, interval_medians
+from monitor.app.readmodel import ChartRow, SessionView
 
 __all__ = ["write_fhir", "bundle", "LOINC_DISPLAY", "PROFILES"]
 

@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from drivers.catalogue import CATALOGUE, VITAL_KEYS
-from monitor.export.privacy import deid_notice
-from monitor.export.stats import CONTINUOUS, interval_medians
-from monitor.export.view import ChartRow, SessionView
+from monitor.app.privacy import deid_notice
+from monitor.app.stats import CONTINUOUS, interval_medians
+from monitor.app.readmodel import ChartRow, SessionView
 
 __all__ = ["write_hl7", "message", "escape", "PCD01_PROFILE", "OBR4"]
 

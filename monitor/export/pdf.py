@@ -26,9 +26,9 @@ from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPen, QPolygon
 
 from drivers.catalogue import CATALOGUE
 from monitor.export.pdfdoc import Column, Document
-from monitor.export.privacy import deid_notice
-from monitor.export.stats import CONTINUOUS, NIBP_KEYS, interval_medians, vital_stats
-from monitor.export.view import SessionView
+from monitor.app.privacy import deid_notice
+from monitor.app.stats import CONTINUOUS, NIBP_KEYS, interval_medians, vital_stats
+from monitor.app.readmodel import SessionView
 
 __all__ = ["write_pdf", "clock", "CHART_GROUPS"]
 

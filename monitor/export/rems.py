@@ -35,8 +35,8 @@ from typing import Any
 
 from monitor.export.pdf import clock
 from monitor.export.pdfdoc import Column, Document
-from monitor.export.privacy import deid_notice
-from monitor.export.view import SessionView
+from monitor.app.privacy import deid_notice
+from monitor.app.readmodel import SessionView
 from monitor.protocols import MIN_ESKETAMINE_MONITORING_MIN
 
 __all__ = ["rems_answers", "write_rems", "ready_without_two_hour_rule"]

@@ -180,7 +180,7 @@ class SessionState:
         (:func:`~monitor.session.record.parse_entry`) — with the same checks as the live actions; a
         damaged or reordered record raises ``RefusedAction`` naming the entry. Late entries (events
         charted after the session ended: ``late`` and no ``seq``, see
-        ``monitor.review.add_late_entry``) come last and join :meth:`events` (listed in
+        ``monitor.app.review.add_late_entry``) come last and join :meth:`events` (listed in
         :attr:`late_events` too)."""
         state = cls()
         for item in entries:

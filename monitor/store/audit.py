@@ -5,14 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-try:  # POSIX
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-try:  # Windows
-    import msvcrt
-except ImportError:
-    msvcrt = None  # type: ignore[assignment]
 
 from monitor.store.codec import (
     _GENESIS,

@@ -11,14 +11,6 @@ import numpy as np
 from drivers.catalogue import CATALOGUE
 from drivers.model import WAVE_CHANNELS
 
-try:  # POSIX
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-try:  # Windows
-    import msvcrt
-except ImportError:
-    msvcrt = None  # type: ignore[assignment]
 
 from monitor.store.codec import _sid, canonical_json
 from monitor.store.database import StoreCore

@@ -18,14 +18,6 @@ import numpy as np
 
 from drivers.model import Quality
 
-try:  # POSIX
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-try:  # Windows
-    import msvcrt
-except ImportError:
-    msvcrt = None  # type: ignore[assignment]
 
 from monitor.store.records import PRIORITIES
 
@@ -181,8 +173,6 @@ def _patient_ref(patient: dict[str, Any]) -> str | None:
         if patient.get(key) not in (None, ""):
             return str(patient[key])
     return None
-
-
 
 
 # ------------------------------------------------------------------------------ waveform blocks

@@ -19,14 +19,6 @@ from drivers.model import (
     WaveformChunk,
 )
 
-try:  # POSIX
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-try:  # Windows
-    import msvcrt
-except ImportError:
-    msvcrt = None  # type: ignore[assignment]
 
 from monitor.store.codec import (
     ENC_F32_SHUFFLE_ZLIB,

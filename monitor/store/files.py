@@ -6,14 +6,6 @@ import os
 import urllib.request
 from pathlib import Path
 
-try:  # POSIX
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-try:  # Windows
-    import msvcrt
-except ImportError:
-    msvcrt = None  # type: ignore[assignment]
 
 from monitor.store.records import StoreError
 from monitor.store.schema import APPLICATION_ID

@@ -8,15 +8,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-try:  # POSIX
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-try:  # Windows
-    import msvcrt
-except ImportError:
-    msvcrt = None  # type: ignore[assignment]
-
+from drivers.errors import VigilError
 
 
 TABLE_KINDS = ("event", "assessment", "infusion_step", "device_log", "note", "signoff")
@@ -30,9 +22,8 @@ PRIORITIES = ("LOW", "MEDIUM", "HIGH")
 SESSION_STATUSES = ("open", "closed", "aborted")
 
 
-
 # ---------------------------------------------------------------------------------------- errors
-class StoreError(Exception):
+class StoreError(VigilError):
     """Something about the store or a request to it is wrong (the message says what)."""
 
 
@@ -42,8 +33,6 @@ class ReadOnlyError(StoreError):
 
 class NotFoundError(StoreError, LookupError):
     """The session, entry, alarm or user named does not exist."""
-
-
 
 
 # --------------------------------------------------------------------------------------- records

@@ -6,14 +6,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-try:  # POSIX
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-try:  # Windows
-    import msvcrt
-except ImportError:
-    msvcrt = None  # type: ignore[assignment]
 
 from monitor.store.codec import _GENESIS
 from monitor.store.records import StoreError

@@ -16,14 +16,6 @@ log = logging.getLogger("monitor.store")
 
 from drivers.model import DeviceCondition, NumericObservation, WaveformChunk
 
-try:  # POSIX
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-try:  # Windows
-    import msvcrt
-except ImportError:
-    msvcrt = None  # type: ignore[assignment]
 
 from monitor.store import SessionStore
 from monitor.store.records import (

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 
 from monitor.export import ExportError
 from monitor.protocols import ProtocolKind
-from monitor.review import duration_text
+from monitor.app.review import duration_text
 from monitor.store import SESSION_STATUSES, SessionSummary, StoreError
 from ui import theme
 from ui.alarm_strip import AlarmStrip

@@ -1,7 +1,7 @@
 """The late-entry dialog of the review window: a note or a structured event charted after the fact on
 a closed session, at a time within it, with a mandatory reason, by the signed-in user.
 
-The dialog only collects; :func:`monitor.review.add_late_entry` decides (open session, time outside
+The dialog only collects; :func:`monitor.app.review.add_late_entry` decides (open session, time outside
 the session, missing reason, a bad event are refused there and shown in the error label).
 """
 
@@ -13,7 +13,7 @@ from PySide6.QtCore import QDateTime
 from PySide6.QtWidgets import QComboBox, QDateTimeEdit, QFormLayout, QLineEdit, QPlainTextEdit, QWidget
 
 from monitor.assessments import EVENTS, PresetEvent, Route, Severity
-from monitor.review import add_late_entry, check_late_entry, late_entry_events
+from monitor.app.review import add_late_entry, check_late_entry, late_entry_events
 from ui.context import UiContext
 from ui.dialogs.base import FormDialog, FormError, hint, parse_number, require_user
 

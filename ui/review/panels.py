@@ -1,7 +1,7 @@
 """Side panels of the review window: the cursor read-out and the session summary.
 
-Both only show what :mod:`monitor.review` computed: the read-out takes the readings at the cursor,
-the summary a :class:`~monitor.review.ReviewSummary`.
+Both only show what :mod:`monitor.app.review` computed: the read-out takes the readings at the cursor,
+the summary a :class:`~monitor.app.review.ReviewSummary`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QTextBrowser, QVBoxLayout, QWidget
 
 from drivers.catalogue import CATALOGUE
-from monitor.export.stats import NIBP_KEYS
-from monitor.review import Reading, ReviewSummary, duration_text, elapsed_text
+from monitor.app.stats import NIBP_KEYS
+from monitor.app.review import Reading, ReviewSummary, duration_text, elapsed_text
 from ui import theme
 
 __all__ = ["CursorPanel", "SummaryPanel", "vital_text"]

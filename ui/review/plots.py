@@ -39,8 +39,8 @@ from PySide6.QtGui import QBrush, QColor, QFont, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem, QVBoxLayout, QWidget
 
 from drivers.model import WAVE_CHANNELS
-from monitor.export.view import PhaseSpan
-from monitor.review import Envelope, Series, TimelineRow, with_gaps
+from monitor.app.readmodel import PhaseSpan
+from monitor.app.review import Envelope, Series, TimelineRow, with_gaps
 from monitor.store import SessionStore, StoreError, WaveformSlice
 from ui import theme
 from ui.review.axes import ClockAxis

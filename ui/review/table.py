@@ -1,6 +1,6 @@
 """The review's table of events, assessments, infusion steps, notes and alarms, in time order.
 
-A Qt model over the :class:`~monitor.review.TimelineRow` list (cheap with thousands of rows: only
+A Qt model over the :class:`~monitor.app.review.TimelineRow` list (cheap with thousands of rows: only
 the visible cells are ever asked for), a filter by category, and the rows inside the plot's
 visible time range highlighted.
 """
@@ -14,7 +14,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QBrush, QColor
 
-from monitor.review import TimelineRow
+from monitor.app.review import TimelineRow
 from ui import theme
 
 __all__ = ["TimelineModel", "CategoryFilter", "CATEGORY_LABELS", "ROW_ROLE"]

@@ -6,7 +6,7 @@ the record (a table of events, assessments, dosing, notes and alarms in step wit
 summary. The toolbar zooms, adds a late entry to a closed session, exports, and refreshes an open
 one.
 
-Opening reads the record once (:func:`monitor.export.view.load_session`: markers, table, summary)
+Opening reads the record once (:func:`monitor.app.readmodel.load_session`: markers, table, summary)
 and the trend vitals once as numpy arrays; the other vitals (for the cursor and the summary) are
 read one per event-loop turn after the first frame; waveforms only ever for the visible range.
 """
@@ -40,10 +40,10 @@ from PySide6.QtWidgets import (
 )
 
 from monitor.export import FORMATS, ExportError, export_session
-from monitor.export.stats import NIBP_KEYS
-from monitor.export.view import SessionView, load_session
+from monitor.app.stats import NIBP_KEYS
+from monitor.app.readmodel import SessionView, load_session
 from monitor.protocols import ProtocolKind
-from monitor.review import (
+from monitor.app.review import (
     REVIEW_VITALS,
     TREND_VITALS,
     NumericsLoader,

@@ -27,7 +27,7 @@ Each de-identified file carries :func:`deid_notice`: what was removed and exactl
 dates (every date and time shifted by the export's offset; where a file shows a date on its own,
 the year only).
 
-The session view (:mod:`monitor.export.view`) calls these hooks while it builds its rows, and the
+The session view (:mod:`monitor.app.readmodel`) calls these hooks while it builds its rows, and the
 writers only ever read the view, so no format has its own de-identification code.
 """
 

@@ -6,15 +6,15 @@ Everything it computes comes from here, so that ``ui/`` holds no clinical rule:
 
 * :func:`load_numerics` — one vital's values as numpy arrays, read once (:class:`Series`);
   :meth:`Series.usable` leaves out missing and flagged values (artifact, sensor off …) exactly as
-  the exports do (:data:`monitor.export.view.FLAGGED_BITS`).
+  the exports do (:data:`monitor.app.readmodel.FLAGGED_BITS`).
 * :func:`value_at` / :func:`reading_before` — the cursor read-out: the nearest stored value within
   :data:`CURSOR_TOLERANCE_S`; for NIBP the last reading at or before the cursor, with its age.
 * :func:`with_gaps` — a series with NaN where the device was silent, so a plot draws a gap.
 * :func:`timeline_rows` — events, assessments, infusion steps, nasal devices, notes and alarms of a
-  :class:`~monitor.export.view.SessionView` as one time-ordered list, with late entries and
+  :class:`~monitor.app.readmodel.SessionView` as one time-ordered list, with late entries and
   amendments of the store marked as such.
 * :func:`summarize` — per-vital min / max / mean and time outside the default limits (reusing
-  :func:`monitor.export.stats.vital_stats`), alarms by priority, dose, phases, discharge criteria.
+  :func:`monitor.app.stats.vital_stats`), alarms by priority, dose, phases, discharge criteria.
 * :func:`add_late_entry` — chart a note or structured event after the fact on a closed session,
   with a mandatory reason (the store audits it and marks it late).
 """
@@ -33,8 +33,8 @@ import numpy as np
 
 from drivers.catalogue import CATALOGUE, VITAL_KEYS
 from monitor.assessments import Event, parse_event
-from monitor.export.stats import CONTINUOUS, NIBP_KEYS, VitalStats, vital_stats
-from monitor.export.view import FLAGGED_BITS, Criterion, SessionView
+from monitor.app.stats import CONTINUOUS, NIBP_KEYS, VitalStats, vital_stats
+from monitor.app.readmodel import FLAGGED_BITS, Criterion, SessionView
 from monitor.staff import Actor, RefusedAction
 from monitor.store import PRIORITIES, Entry, Envelope, SessionStore, bits_to_quality
 

@@ -7,7 +7,7 @@ who acknowledged them, phases, discharge criteria). Bulk data (numerics, wavefor
 observation rows) is read lazily, once, on first use.
 
 Every time, person, free-text field and device name in the view has passed through the view's
-:class:`~monitor.export.privacy.Privacy`, so a writer that reads only the view cannot leak what a
+:class:`~monitor.app.privacy.Privacy`, so a writer that reads only the view cannot leak what a
 de-identified export must not show. The view never writes anything.
 
 Rows are built from the stored entry payloads (the session domain's envelopes: see
@@ -31,8 +31,7 @@ import numpy as np
 from drivers.catalogue import CATALOGUE, VITAL_KEYS
 from drivers.model import Quality
 from monitor.assessments import parse_assessment, parse_event
-from monitor.export.errors import ExportError
-from monitor.export.privacy import DEIDENTIFIED, Privacy, SafeHarbor
+from monitor.app.privacy import DEIDENTIFIED, Privacy, SafeHarbor
 from monitor.patient import age_on
 from monitor.protocols import MG_PER_DEVICE, ProtocolKind
 from monitor.settings import ClinicSettings
@@ -413,14 +412,15 @@ def load_session(store: SessionStore, session_id: int, *, deidentify: bool = Fal
     """Read session ``session_id`` from ``store`` into a :class:`SessionView`.
 
     ``deidentify=True`` uses a fresh :class:`SafeHarbor` (one random offset for this view);
-    ``privacy`` gives one explicitly. An unknown session raises :class:`ExportError`.
+    ``privacy`` gives one explicitly. An unknown session (or an id that is not a whole number)
+    raises :class:`~monitor.store.NotFoundError`.
     """
     if isinstance(session_id, bool) or not isinstance(session_id, int):
-        raise ExportError(f"the session id must be a whole number, not {session_id!r}")
+        raise NotFoundError(f"the session id must be a whole number, not {session_id!r}")
     try:
         record = store.get_session(session_id)
     except NotFoundError:
-        raise ExportError(f"there is no session {session_id} in {store.path}") from None
+        raise NotFoundError(f"there is no session {session_id} in {store.path}") from None
     entries = store.entries(session_id, order="recorded")
     end = record.ended_at or store.last_data_time(session_id) or record.started_at
     end = max(end, record.started_at)
