@@ -9,6 +9,7 @@ out of every ``repr``.
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,3 +178,18 @@ def broker_options(url: str, *, username: str = "", password_file: str | None = 
         raise ValueError(f"CA certificate {ca_file} not found")
     return BrokerOptions(address, username, read_password(password_file), str(Path(ca_file).expanduser()) if ca_file else "",
                          keepalive_s, client_id)
+
+
+def add_broker_arguments(parser: argparse.ArgumentParser, *, chair: bool) -> None:
+    """The clinic-board options of ``vigil run``/``vigil record`` (``chair``) or ``vigil board``."""
+    if chair:
+        parser.add_argument("--publish", metavar="URL",
+                            help="publish this chair to the clinic board: mqtt://host:port or mqtts://host:port (TLS)")
+        parser.add_argument("--chair", help="this chair's name on the board (and its broker account by default)")
+    else:
+        parser.add_argument("--broker", metavar="URL", help="the clinic's broker: mqtts://host:port (or mqtt://)")
+    parser.add_argument("--clinic-id", help="the clinic's name in the topics (default: clinic settings, 'clinic')")
+    parser.add_argument("--mqtt-user", help="broker account (default: the chair name; for the board, 'board')")
+    parser.add_argument("--mqtt-password-file", metavar="FILE",
+                        help="file holding the broker password (or set VIGIL_MQTT_PASSWORD)")
+    parser.add_argument("--mqtt-ca", metavar="FILE", help="the clinic CA certificate the broker's is checked against")
