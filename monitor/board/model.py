@@ -28,6 +28,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from monitor.alarms.engine import UNRELIABLE
 from monitor.alarms.profile import Priority
 from monitor.board.messages import (
     AlarmsMessage, MessageError, SessionInfo, StatusMessage, VitalsMessage, WaveBlock, WavesMessage, decode, parse_topic,
@@ -46,6 +47,8 @@ TILE_VITALS: tuple[tuple[str, tuple[str, ...]], ...] = (
 #: A numeric older than this at the chair when sent is shown as old (NIBP: a reading lasts).
 NUMERIC_OLD_S = 15.0
 NIBP_OLD_S = 30 * 60.0
+#: Quality flags that make a value unreliable (as the alarm engine judges them).
+UNRELIABLE_FLAGS = frozenset(q.value for q in UNRELIABLE)
 PHASE_LABELS = {"baseline": "baseline", "infusion": "dosing", "recovery": "recovery",
                 "discharged": "discharged", "aborted": "ended"}
 
@@ -174,7 +177,7 @@ class BoardModel:
         if isinstance(message, VitalsMessage):
             chair.vitals = message
             spo2 = message.numerics.get("spo2")
-            if spo2 is not None and spo2.value is not None and not spo2.flags:
+            if spo2 is not None and spo2.value is not None and not UNRELIABLE_FLAGS.intersection(spo2.flags):
                 chair.trend.append((now, spo2.value))
         elif isinstance(message, AlarmsMessage):
             if chair.alarms is None or message.seq != chair.alarms.seq or message.t >= chair.alarms.t:
@@ -313,7 +316,8 @@ class BoardModel:
         for key in keys:
             numeric = vitals.numerics.get(key)
             if numeric is not None:
-                old = bool(numeric.flags) or (vitals.t - numeric.t).total_seconds() > NUMERIC_OLD_S
+                old = bool(UNRELIABLE_FLAGS.intersection(numeric.flags)) or \
+                    (vitals.t - numeric.t).total_seconds() > NUMERIC_OLD_S
                 return label, _fmt(numeric.value), old
         return label, "--", True
 
