@@ -80,10 +80,15 @@ class ChairTile(QWidget):
         p.setPen(QColor(theme.TEXT))
         p.setFont(_font(unit * 1.05, bold=True))
         p.drawText(header, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, view.chair)
-        p.setFont(_font(unit * 0.8))
-        right = "  ".join(x for x in (view.patient, view.phase, view.clock) if x)
+        name_w = p.fontMetrics().horizontalAdvance(view.chair) + unit * 0.6
+        p.setFont(_font(unit * 0.75))
         p.setPen(QColor(theme.TEXT_DIM))
-        p.drawText(header, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, right)
+        room = header.width() - name_w
+        for parts in ((view.patient, view.phase, view.clock), (view.patient, view.clock), (view.clock,)):
+            right = " ".join(x for x in parts if x)   # drop the phase first, then the patient
+            if p.fontMetrics().horizontalAdvance(right) <= room:
+                p.drawText(header, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, right)
+                break
         # numerics
         top = header.bottom() + unit * 0.3
         cell_w = (box.width() - 2 * pad) / len(view.numerics)
@@ -96,10 +101,12 @@ class ChairTile(QWidget):
             p.setPen(c)
             p.setFont(_font(unit * 0.7))
             p.drawText(cell, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop, label)
-            p.setFont(_font(unit * (1.35 if label == "NIBP" else 1.8), bold=True))
+            p.setFont(_font(min(unit * 1.8, cell_w * 0.92 / (0.64 * max(3, len(text)))), bold=True))
             p.drawText(cell.adjusted(0, unit * 0.7, 0, 0), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, text)
         # SpO2 trend
-        trend_box = QRectF(box.left() + pad, top + unit * 3.4, box.width() - 2 * pad, unit * 1.6)
+        banner = QRectF(box.left() + pad * 0.5, box.bottom() - unit * 2.2, box.width() - pad, unit * 1.8)
+        trend_box = QRectF(box.left() + pad, top + unit * 3.4, box.width() - 2 * pad,
+                           max(unit, banner.top() - unit * 0.3 - (top + unit * 3.4)))
         p.setPen(QPen(QColor(theme.PANEL_EDGE), 1))
         p.drawLine(trend_box.bottomLeft(), trend_box.bottomRight())
         if len(view.trend) >= 2:
@@ -109,7 +116,6 @@ class ChairTile(QWidget):
             p.setPen(QPen(QColor(theme.PARAMETER_COLOURS["spo2"]), max(1.0, unit * 0.12)))
             p.drawPolyline(points)
         # alarm banner (or the link state)
-        banner = QRectF(box.left() + pad * 0.5, box.bottom() - unit * 2.2, box.width() - pad, unit * 1.8)
         text = view.banner or _STATE_TEXT.get(view.state, "")
         if priority:
             lit = self.lit or priority == "LOW"
@@ -120,7 +126,7 @@ class ChairTile(QWidget):
         else:
             p.setPen(QColor(theme.TEXT_DIM))
         if text:
-            p.setFont(_font(unit * 0.9, bold=True))
+            p.setFont(_font(unit * 0.8, bold=True))
             metrics = p.fontMetrics()
             p.drawText(banner.adjusted(unit * 0.4, 0, -unit * 0.4, 0), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                        metrics.elidedText(text, Qt.TextElideMode.ElideRight, int(banner.width() - unit)))
