@@ -234,8 +234,10 @@ class ClinicSettings(BaseModel):
         return self
 
     def to_payload(self) -> dict[str, Any]:
-        """A JSON-ready dict (the file format)."""
-        return self.model_dump(mode="json")
+        """A JSON-ready dict: the copy of the settings in force that a session record keeps. The
+        ``board`` section is left out: where the broker is and whose password file are no part of
+        a patient's record (and would be free text in a de-identified export)."""
+        return self.model_dump(mode="json", exclude={"board"})
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> "ClinicSettings":

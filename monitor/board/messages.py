@@ -18,7 +18,6 @@ docs/clinic-board.md documents every field.
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -262,9 +261,3 @@ def decode(kind: str, payload: bytes | str) -> _Message:
         text = str(first.get("msg", "")).removeprefix("Value error, ")
         raise MessageError(f"{kind} message refused: {where}: {text}") from None
 
-
-def newest(a: datetime | None, b: datetime | None) -> datetime | None:
-    """The later of two optional times."""
-    if a is None:
-        return b
-    return a if b is None or a >= b else b

@@ -34,7 +34,8 @@ class BoardSetupError(ValueError):
     """Publishing or the board cannot be set up as asked; the message says what to fix."""
 
 
-def _merged(args: argparse.Namespace, board: BoardSettings, url: str | None) -> tuple[str, dict]:
+def _merged(args: argparse.Namespace, board: BoardSettings) -> dict:
+    """Account options: the command line's, else the clinic settings'."""
     values = dict(clinic=getattr(args, "clinic_id", None) or board.clinic,
                   username=getattr(args, "mqtt_user", None) or board.username,
                   password_file=getattr(args, "mqtt_password_file", None) or board.password_file,
@@ -43,7 +44,7 @@ def _merged(args: argparse.Namespace, board: BoardSettings, url: str | None) -> 
         check_name(values["clinic"], "clinic id")
     except MessageError as exc:
         raise BoardSetupError(str(exc)) from None
-    return url or "", values
+    return values
 
 
 def chair_publisher(args: argparse.Namespace, settings: ClinicSettings, profile: AlarmProfile, *,
@@ -52,7 +53,7 @@ def chair_publisher(args: argparse.Namespace, settings: ClinicSettings, profile:
     """The chair's publisher as the command line and the clinic settings ask, not started; None
     when publishing is off. :class:`BoardSetupError` for a bad URL, name, CA or password file."""
     board = settings.board
-    url, values = _merged(args, board, getattr(args, "publish", None) or board.publish_url)
+    url, values = getattr(args, "publish", None) or board.publish_url, _merged(args, board)
     if not url:
         return None
     chair = getattr(args, "chair", None) or board.chair
@@ -73,7 +74,7 @@ def board_options(args: argparse.Namespace, settings: ClinicSettings) -> tuple[B
     """``(options, clinic)`` for ``vigil board`` (``--broker`` or the settings' ``publish_url``).
     :class:`BoardSetupError` when no broker is given or the options are bad."""
     board = settings.board
-    url, values = _merged(args, board, getattr(args, "broker", None) or board.publish_url)
+    url, values = getattr(args, "broker", None) or board.publish_url, _merged(args, board)
     if not url:
         raise BoardSetupError("vigil board needs the clinic's broker: --broker mqtts://host:port")
     try:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from PySide6.QtCore import QObject, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen, QPolygonF
 from PySide6.QtWidgets import (
-    QDialog, QGridLayout, QHBoxLayout, QLabel, QMainWindow, QPushButton, QVBoxLayout, QWidget,
+    QGridLayout, QHBoxLayout, QLabel, QMainWindow, QPushButton, QVBoxLayout, QWidget,
 )
 
 from monitor.board.model import BoardModel
@@ -220,12 +220,13 @@ class WaveStrip(QWidget):
         p.end()
 
 
-class ChairDetail(QDialog):
-    """One chair in detail: every numeric, the alarm list with times, waves if published, and
-    Acknowledge (only when the clinic allows it and someone is signed in)."""
+class ChairDetail(QWidget):
+    """One chair in detail, in a window of its own beside the board (not a chair dialog): every
+    numeric, the alarm list with times, waves if published, and Acknowledge (only when the clinic
+    allows it and someone is signed in)."""
 
     def __init__(self, board: BoardWindow, name: str) -> None:
-        super().__init__(board)
+        super().__init__(board, Qt.WindowType.Window)
         self.board = board
         self.name = name
         self.setWindowTitle(f"Chair {name}")
