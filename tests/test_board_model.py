@@ -287,3 +287,23 @@ def test_board_unreachable_is_a_low_technical_rule_added_to_old_profiles():
     engine = AlarmEngine(profile)
     [event] = engine.set_technical("board_unreachable", True, at(0), "Clinic board unreachable")
     assert event.priority is Priority.LOW and engine.state(at(1)).audio_priority is None
+
+
+# ------------------------------------------------------------------ command line
+def test_command_line_refuses_bad_broker_options_before_anything_starts(tmp_path, monkeypatch):
+    import io
+
+    from monitor.cli import run_cli
+
+    monkeypatch.setenv("VIGIL_CONFIG_DIR", str(tmp_path))
+    err = io.StringIO()
+    assert run_cli(["board", "--broker", "http://x:1"], window=lambda a: 0, err=err) == 2
+    assert "mqtt:// or mqtts://" in err.getvalue()
+    err = io.StringIO()
+    assert run_cli(["run", "--publish", "mqtts://u:secret@h:8883", "--chair", "c1"], window=lambda a: 0, err=err) == 2
+    assert "never in the URL" in err.getvalue() and "secret" not in err.getvalue()
+    err = io.StringIO()
+    status = run_cli(["record", "--device", "sim://", "--duration", "5", "--db", str(tmp_path / "v.sqlite"),
+                      "--publish", "mqtts://127.0.0.1:8883"], err=err)
+    assert status == 2 and "needs a chair name" in err.getvalue()
+    assert not (tmp_path / "v.sqlite").exists()          # nothing recorded with a bad option
