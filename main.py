@@ -10,9 +10,10 @@ import sys
 
 
 def _run_window(args: object) -> int:
-    from ui.app import run_review, run_window
+    from ui.app import run_board, run_review, run_window
 
-    return run_review(args) if getattr(args, "command", None) == "review" else run_window(args)
+    command = getattr(args, "command", None)
+    return run_review(args) if command == "review" else run_board(args) if command == "board" else run_window(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,9 @@ Commands::
     vigil export SESSION --format csv|pdf|fhir|hl7|edf|json|rems [--out PATH] [--deidentify]
                  [--interval 60s] [--paper A4|Letter] [--db PATH]
     vigil import FILE [--db PATH]
+    vigil board --broker mqtts://HOST:PORT [--clinic-id C] [--mqtt-user U] [--mqtt-password-file F]
+                [--mqtt-ca CA] [--db PATH] [--full-screen]
+(``run`` and ``record`` take ``--publish mqtts://HOST:PORT --chair NAME`` and the same broker options.)
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from typing import IO
 
 from drivers.registry import UnknownProtocolError, decoder_class, protocol_names
 from drivers.simulator.scenarios import SCENARIOS
+from monitor.board.config import add_broker_arguments
 
 DEFAULT_DEVICE = "sim://?scenario=normal"
-_COMMANDS = ("run", "decode", "simulate", "devices", "record", "sessions", "export", "import", "review")
+_COMMANDS = ("run", "decode", "simulate", "devices", "record", "sessions", "export", "import", "review", "board")
 
 
 class CliError(Exception):
@@ -49,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"device URL (default {DEFAULT_DEVICE}); e.g. /dev/ttyUSB0?protocol=masimo")
     run.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
     run.add_argument("--full-screen", action="store_true", help="start full screen, as a bedside monitor (F11 toggles)")
+    add_broker_arguments(run, chair=True)
 
     dec = sub.add_parser("decode", help="decode a raw capture of what a monitor sent; JSON lines")
     dec.add_argument("--protocol", required=True, help=f"one of: {', '.join(protocol_names())}")
@@ -78,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--lot", default="UNRECORDED", help="esketamine lot number")
     rec.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
     rec.add_argument("--resume", action="store_true", help="resume a session a crash left open")
+    add_broker_arguments(rec, chair=True)
+
+    brd = sub.add_parser("board", help="the clinic board: every chair live on one screen (MQTT broker)")
+    add_broker_arguments(brd, chair=False)
+    brd.add_argument("--db", help="database with the staff accounts who sign in at the board")
+    brd.add_argument("--full-screen", action="store_true", help="start full screen")
 
     exp = sub.add_parser("export", help="export a session (csv, pdf, fhir, hl7, edf, json, rems)")
     exp.add_argument("session", help="session id (see vigil sessions)")
@@ -196,6 +207,16 @@ def cmd_devices(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 
 # ---------------------------------------------------------------------------------- entry
+def _check_broker(url: str | None, command: str) -> None:
+    from monitor.board.config import BrokerUrlError, parse_broker_url  # noqa: PLC0415
+
+    if url:
+        try:
+            parse_broker_url(url)
+        except BrokerUrlError as exc:
+            raise CliError(f"vigil {command}: {exc}") from None
+
+
 def run_cli(argv: Sequence[str], window: Callable[[argparse.Namespace], int] | None = None,
             out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the exit status."""
@@ -206,9 +227,10 @@ def run_cli(argv: Sequence[str], window: Callable[[argparse.Namespace], int] | N
         argv.insert(0, "run")
     args = _parser().parse_args(argv)
     try:
-        if args.command == "review":
+        if args.command in ("review", "board"):
+            _check_broker(getattr(args, "broker", None), args.command)
             if window is None:
-                raise CliError("vigil review: the window is not available in this entry point")
+                raise CliError(f"vigil {args.command}: the window is not available in this entry point")
             return window(args)
         if args.command == "run":
             if window is None:
@@ -219,6 +241,7 @@ def run_cli(argv: Sequence[str], window: Callable[[argparse.Namespace], int] | N
                 parse_device_url(args.device)
             except DeviceUrlError as exc:
                 raise CliError(f"vigil run: {exc}") from None
+            _check_broker(args.publish, "run")
             return window(args)
         from monitor.export_cli import cmd_export, cmd_import  # noqa: PLC0415
         from monitor.record_cli import cmd_record, cmd_sessions  # noqa: PLC0415

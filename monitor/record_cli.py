@@ -86,6 +86,7 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         plan = _plan(args, weight, settings)
     except (DeviceUrlError, RefusedAction, ValidationError, ValueError) as exc:
         raise CliError(f"vigil record: {nurse_message(exc) if not isinstance(exc, DeviceUrlError) else exc}") from None
+    board = _board_link(args, settings, profile)  # pipeline: replaced when monitor.app.pipeline lands
     try:
         store = SessionStore(db_path(args.db))
     except (StoreError, OSError) as exc:
@@ -96,11 +97,16 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         out.flush()
 
     def on_alarm(event: AlarmEvent) -> None:
+        if board is not None:  # pipeline: replaced when monitor.app.pipeline lands
+            board.publisher.on_alarm_event(event)
         if event.event in _PRINTED:
             say(event.as_record())
 
     writer = StoreWriter(store, on_error=lambda exc: err.write(f"vigil record: recording failed, retrying: {exc}\n"))
     writer.start()
+    if board is not None:  # pipeline: replaced when monitor.app.pipeline lands
+        board.publisher.start()
+        err.write(f"vigil record: publishing chair {board.publisher.chair} to {board.publisher.options.address.url}\n")
     link = open_link(spec)
     listener = _Queue()
     stop = threading.Event()
@@ -120,11 +126,16 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             try:
                 batch = pending or listener.batches.get(timeout=0.2)
                 pending = None
-                recorder.on_items(recorder.rebase(batch))
+                batch = recorder.rebase(batch)
+                recorder.on_items(batch)
+                if board is not None:  # pipeline: replaced when monitor.app.pipeline lands
+                    board.publisher.on_batch(batch)
             except queue.Empty:
                 pass
             now = max(link.clock() + recorder.time_offset, recorder.now or start)
             recorder.tick(now)
+            if board is not None:  # pipeline: replaced when monitor.app.pipeline lands
+                board.poll(recorder, now)
             if baseline_due is not None and now >= baseline_due:
                 baseline_due = None
                 recorder.act("record_baseline_from_start", now, RECORDER)
@@ -142,10 +153,25 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         if recorder is not None:
             end_time = max(link.clock() + recorder.time_offset, recorder.now or start)
             recorder.finish(end_time, signed_name=RECORDER.display_name, meaning=CLOSE_MEANING)
+        if board is not None:  # pipeline: replaced when monitor.app.pipeline lands
+            board.publisher.on_session(None)
+            board.publisher.close()
         writer.stop(30)
         store.close()
     say({"event": "session_closed", "session": recorder.session_id})
     return 0
+
+
+def _board_link(args: argparse.Namespace, settings, profile):
+    """The clinic-board link when ``--publish`` or the settings ask for it (not started), else None.
+    A bad option stops ``vigil record`` before anything is recorded."""
+    from monitor.board.setup import BoardSetupError, PollingLink, chair_publisher  # noqa: PLC0415
+
+    try:
+        publisher = chair_publisher(args, settings, profile)
+    except BoardSetupError as exc:
+        raise CliError(f"vigil record: {exc}") from None
+    return PollingLink(publisher, settings) if publisher is not None else None
 
 
 def _first_time(listener: _Queue, link, stop: threading.Event) -> datetime:

@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from monitor.board.config import BoardSettings
 from monitor.protocols import (
     DOSE_HARD_LIMITS_MG_PER_KG, DURATION_RANGE_MIN, MIN_ESKETAMINE_MONITORING_MIN, RATE_HARD_MAX_LIMITS_MG_PER_KG_PER_H,
 )
@@ -88,6 +89,11 @@ class ClinicSettings(BaseModel):
     140–220 / 90–130: a discharge BP at or above either is never "within baseline").
 
     Patients: ``min_patient_age_years`` (default 18; 12–100).
+
+    Clinic board: ``board`` (:class:`monitor.board.config.BoardSettings`; off by default): the
+    broker, clinic and chair names, account (a password *file*, never a password), CA, keep-alive
+    (2–10 s), whether waves are published, whether the board may acknowledge, whether it shows
+    patient names. See docs/clinic-board.md.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -113,6 +119,7 @@ class ClinicSettings(BaseModel):
     discharge_bp_ceiling_sys_mmhg: int = 180
     discharge_bp_ceiling_dia_mmhg: int = 110
     min_patient_age_years: int = 18
+    board: BoardSettings = BoardSettings()
 
     @field_validator("ketamine_max_rate_mg_per_kg_per_h")
     @classmethod
@@ -227,8 +234,10 @@ class ClinicSettings(BaseModel):
         return self
 
     def to_payload(self) -> dict[str, Any]:
-        """A JSON-ready dict (the file format)."""
-        return self.model_dump(mode="json")
+        """A JSON-ready dict: the copy of the settings in force that a session record keeps. The
+        ``board`` section is left out: where the broker is and whose password file are no part of
+        a patient's record (and would be free text in a de-identified export)."""
+        return self.model_dump(mode="json", exclude={"board"})
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> "ClinicSettings":

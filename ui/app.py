@@ -51,10 +51,16 @@ def run_window(args: argparse.Namespace) -> int:
     window.first_painted.connect(lambda: log.info("window ready: %s", channel.label))
     window.first_painted.connect(lambda: QTimer.singleShot(0, lambda: startup_questions(window)))
     window.showFullScreen() if getattr(args, "full_screen", False) else window.show()
+    # pipeline: replaced when monitor.app.pipeline lands
+    from ui.board.chair_link import start_chair_link  # noqa: PLC0415
+
+    board_link = start_chair_link(args, service)
     channel.start()
     try:
         status = app.exec()
     finally:
+        if board_link is not None:  # pipeline: replaced when monitor.app.pipeline lands
+            board_link.close()
         service.shutdown()
         store.close()
     return status
@@ -103,6 +109,15 @@ def run_review(args: argparse.Namespace) -> int:
         return app.exec()
     finally:
         store.close()
+
+
+def run_board(args: argparse.Namespace) -> int:
+    """``vigil board``: the clinic board window on the broker ``args.broker``, after sign-in with a
+    staff account of the local database ``args.db``."""
+    from ui.board.app import run_board as run  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return run(args, _fail)
 
 
 def startup_questions(window) -> None:

@@ -25,8 +25,8 @@ Rule kinds:
 
 Versions: schema 1 files (Vigil before the clinic audit) are upgraded on loading by
 :func:`migrate_profile_data` (alarm audio unavailable becomes MEDIUM, NIBP confirmation waits for
-the next reading up to 16 min, the parameter-loss and dose-reached rules are added), and the
-upgrade is reported.
+the next reading up to 16 min, the parameter-loss, dose-reached and clinic-board-unreachable rules
+are added), and the upgrade is reported.
 """
 
 from __future__ import annotations
@@ -378,7 +378,8 @@ def migrate_profile_data(data: dict) -> tuple[dict, list[str]]:
     * ``audio_unavailable`` is at least MEDIUM (every other alarm is then visual only);
     * an NIBP level confirmed "within 300 s" is confirmed by the next reading up to 960 s
       (cuff cycles of 5, 10 or 15 min, with a minute's tolerance);
-    * the ``parameter_lost`` and ``dose_reached`` rules of the shipped default are added when absent.
+    * the ``parameter_lost``, ``dose_reached`` and ``board_unreachable`` rules of the shipped default
+      are added when absent.
 
     Anything else is left as the clinic wrote it; validation follows.
     """
@@ -405,7 +406,7 @@ def migrate_profile_data(data: dict) -> tuple[dict, list[str]]:
                     changes.append(f"{rule.get('label', rule.get('id'))}: confirmed by the next reading "
                                    "up to 16 min")
     ids = {r.get("id") for r in rules if isinstance(r, dict)}
-    for rule_id in ("parameter_lost", "dose_reached"):
+    for rule_id in ("parameter_lost", "dose_reached", "board_unreachable"):
         if rule_id not in ids and rule_id in defaults:
             rules.append(defaults[rule_id])
             changes.append(f"rule {rule_id!r} added from the shipped default")
