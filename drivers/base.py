@@ -150,7 +150,8 @@ class AttributeTracker:
 
 
 class Decoder(ABC):
-    """Host side of one device protocol. Subclasses set the class attributes and ``feed``.
+    """Host side of one device protocol. Subclasses set the class attributes and ``feed``; the
+    protocol's title, transport and options are in its row of :mod:`drivers.registry`.
 
     ``source`` names the device in every item (e.g. ``"masimo:/dev/ttyUSB0"``). ``clock``
     returns the aware UTC time stamped on items as their ``sample_time``; it is called once per
@@ -159,8 +160,6 @@ class Decoder(ABC):
 
     #: Registry name, e.g. "masimo".
     protocol: ClassVar[str]
-    #: Human name for menus and the README.
-    title: ClassVar[str]
     #: Line settings the device uses by default.
     serial_defaults: ClassVar[SerialSettings] = SerialSettings()
     #: Seconds between fresh numerics when all is well; 2x this without valid data is stale.

@@ -928,7 +928,6 @@ class Nonin2Decoder(_PacketDecoder):
     """
 
     protocol: ClassVar[str] = "nonin"
-    title: ClassVar[str] = "Nonin pulse oximeter (data format #2)"
 
     def _make_scanner(self) -> _FrameScanner:
         return _FrameScanner(5, _valid_format2, _rows_format2, _header_format2)
@@ -949,7 +948,6 @@ class Nonin7Decoder(_PacketDecoder):
     """
 
     protocol: ClassVar[str] = "nonin7"
-    title: ClassVar[str] = "Nonin pulse oximeter (data format #7, 16-bit pleth)"
     _PLETH_TOP: ClassVar[float] = 65535.0
     _MANAGED: ClassVar[frozenset[str]] = STATUS_CONDITIONS | {"low_battery"}
 
@@ -989,7 +987,6 @@ class Nonin8Decoder(_BinaryDecoder):
     """
 
     protocol: ClassVar[str] = "nonin8"
-    title: ClassVar[str] = "Nonin pulse oximeter (data format #8, 1 Hz)"
     expected_interval: ClassVar[float] = 1.0
     _MANAGED: ClassVar[frozenset[str]] = STATUS_CONDITIONS | {"low_battery"}
 
@@ -1075,7 +1072,6 @@ class NoninAsciiDecoder(Decoder):
     """
 
     protocol: ClassVar[str] = "nonin-ascii"
-    title: ClassVar[str] = "Nonin pulse oximeter (ASCII real-time output)"
     serial_defaults: ClassVar[SerialSettings] = SerialSettings(baudrate=9600)
     expected_interval: ClassVar[float] = 1.0
     MAX_LINE: ClassVar[int] = 200

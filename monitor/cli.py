@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import IO
 
-from drivers.registry import UnknownProtocolError, decoder_class, protocol_names
+from drivers.registry import SERVED_PROTOCOLS, UnknownProtocolError, protocol, protocol_names
 from drivers.simulator.scenarios import SCENARIOS
 
 DEFAULT_DEVICE = "sim://?scenario=normal"
@@ -58,11 +58,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="also print device attributes (serial number, firmware, unknown fields)")
 
     sim = sub.add_parser("simulate", help="serve the simulated monitor on a pseudo-terminal")
-    sim.add_argument("--protocol", required=True, help="masimo, nonin or intellivue")
+    sim.add_argument("--protocol", required=True, help=", ".join(SERVED_PROTOCOLS))
     sim.add_argument("--scenario", default="normal", help=f"one of: {', '.join(SCENARIOS)}")
     sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     sim.add_argument("--seed", type=int, default=0, help="random seed of the simulated patient")
-    sim.add_argument("--variant", help="masimo: rad8|radical5|radical7|root; nonin: 2|7|8|ascii")
+    sim.add_argument("--variant", help="; ".join(f"{name}: {'|'.join(variants)}"
+                                                 for name, variants in SERVED_PROTOCOLS.items() if len(variants) > 1))
     sim.add_argument("--link", help="keep a symlink at this path pointing at the current device")
 
     dev = sub.add_parser("devices", help="list serial ports on this computer")
@@ -115,10 +116,11 @@ def _open_input(path: str) -> IO[bytes]:
 def cmd_decode(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     """Decode a capture: one JSON object per line on ``out``, a summary on ``err``."""
     try:
-        cls = decoder_class(args.protocol)
+        row = protocol(args.protocol)
     except UnknownProtocolError as exc:
         raise CliError(f"vigil decode: {exc}") from None
-    decoder = cls(source=f"{cls.protocol}:{args.file}")
+    cls = row.decoder_class
+    decoder = cls(source=f"{row.name}:{args.file}")
     stream = _open_input(args.file)
     try:
         while True:
@@ -141,7 +143,7 @@ def cmd_decode(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         if stream is not sys.stdin.buffer:
             stream.close()
     s = decoder.stats
-    err.write(f"{cls.protocol}: {s.frames_decoded} frames decoded, {s.frames_rejected} frames rejected, "
+    err.write(f"{row.name}: {s.frames_decoded} frames decoded, {s.frames_rejected} frames rejected, "
               f"{s.bytes_skipped} bytes skipped (of {s.bytes_in} bytes)\n")
     return 0
 

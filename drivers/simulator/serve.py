@@ -18,36 +18,10 @@ import tty
 from collections.abc import Callable
 from pathlib import Path
 
-from drivers.emulation import DeviceEmulator
+from drivers.registry import SERVED_PROTOCOLS, make_emulator
 from drivers.simulator.physiology import PhysiologyModel
 
-#: Protocols `vigil simulate` can speak, with the variants each accepts (first = default).
-SERVED_PROTOCOLS: dict[str, tuple[str, ...]] = {
-    "masimo": ("rad8", "radical5", "radical7", "root"),
-    "nonin": ("2", "7", "8", "ascii"),
-    "intellivue": ("mp",),
-}
-
-
-def make_emulator(protocol: str, variant: str | None = None) -> DeviceEmulator:
-    """The device-side emulator for ``protocol`` (ValueError naming the choices otherwise)."""
-    variants = SERVED_PROTOCOLS.get(protocol)
-    if variants is None:
-        raise ValueError(f"cannot simulate protocol {protocol!r}; choose one of: {', '.join(SERVED_PROTOCOLS)}")
-    variant = variant or variants[0]
-    if variant not in variants:
-        raise ValueError(f"{protocol} variant must be one of: {', '.join(variants)}")
-    if protocol == "masimo":
-        from drivers.masimo import MasimoEmulator  # noqa: PLC0415
-
-        return MasimoEmulator(variant=variant)
-    if protocol == "nonin":
-        from drivers.nonin import NoninEmulator  # noqa: PLC0415
-
-        return NoninEmulator(fmt=variant if variant == "ascii" else int(variant))
-    from drivers.intellivue.device import IntelliVueEmulator  # noqa: PLC0415
-
-    return IntelliVueEmulator()
+__all__ = ["PtyServer", "SERVED_PROTOCOLS", "make_emulator"]
 
 
 class PtyServer:
