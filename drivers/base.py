@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 from drivers.model import DeviceAttribute, DeviceCondition, Item, utc_now
@@ -50,6 +50,8 @@ CONDITION_TEXTS: dict[str, str] = {
     "device_pulse_high": "Device alarm: pulse high",
     "device_pulse_low": "Device alarm: pulse low",
     "cuff_error": "NIBP cuff error",
+    "ecg_leads_off": "ECG leads off",
+    "wrong_patient": "Messages for another bed or patient refused",
     "command_rejected": "Device rejected a command",
     "association_refused": "Monitor refused the data-export association",
     "association_released": "Monitor ended the data-export association",
@@ -147,6 +149,30 @@ class AttributeTracker:
             return None
         self.values[name] = value
         return DeviceAttribute(name=name, value=value, source=self.source, time=time)
+
+
+class WaveClock:
+    """Start times of consecutive waveform chunks, per channel, for decoders of devices that
+    send no sample clock.
+
+    A chunk that follows the previous one of its channel starts where that one ended, as long as
+    its end stays within ``tolerance`` seconds of the read time; otherwise (first chunk, lost
+    data, drift of the device's clock) it is re-anchored to end at the read time. Each decision
+    uses only the read time and the previous chunk, so it does not depend on read boundaries.
+    """
+
+    def __init__(self, tolerance: float = 1.0) -> None:
+        self.tolerance = timedelta(seconds=tolerance)
+        self._next: dict[str, datetime] = {}
+
+    def start(self, channel: str, now: datetime, duration: float) -> datetime:
+        """The start time of a chunk of ``duration`` seconds of ``channel`` read at ``now``."""
+        span = timedelta(seconds=duration)
+        begin = self._next.get(channel)
+        if begin is None or abs(begin + span - now) > self.tolerance:
+            begin = now - span
+        self._next[channel] = begin + span
+        return begin
 
 
 class Decoder(ABC):

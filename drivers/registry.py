@@ -29,6 +29,19 @@ class UnknownProtocolError(ValueError):
     """Raised for a protocol name that is not registered; the message lists the known ones."""
 
 
+# ------------------------------------------------------------------------------ URL options
+def _datex_waves(text: str) -> tuple[str, ...]:
+    from drivers.datex import parse_wave_option  # noqa: PLC0415 (the table stays import-light)
+
+    return parse_wave_option(text)
+
+
+def _datex_interval(text: str) -> int:
+    if text.strip() not in ("5", "10"):
+        raise ValueError("must be 5 or 10 (seconds between displayed-value records)")
+    return int(text)
+
+
 # ------------------------------------------------------------------------------ emulators
 def _masimo_emulator(variant: str) -> DeviceEmulator:
     from drivers.masimo import MasimoEmulator  # noqa: PLC0415
@@ -46,6 +59,12 @@ def _intellivue_emulator(variant: str) -> DeviceEmulator:
     from drivers.intellivue.device import IntelliVueEmulator  # noqa: PLC0415
 
     return IntelliVueEmulator()
+
+
+def _datex_emulator(variant: str) -> DeviceEmulator:
+    from drivers.datex import DatexEmulator  # noqa: PLC0415
+
+    return DatexEmulator()
 
 
 # ------------------------------------------------------------------------------ the table
@@ -136,6 +155,11 @@ _ROWS: tuple[ProtocolSpec, ...] = (
         "intellivue", "Philips IntelliVue (MIB/RS232 data export)", "drivers.intellivue.host:IntelliVueDecoder",
         emulator=_intellivue_emulator, variants=("mp",), probe=frozenset({"ask"}),
         setting="MIB/RS232 port set to Data Export"),
+    ProtocolSpec(
+        "datex", "GE / Datex-Ohmeda S/5 Computer Interface", "drivers.datex:DatexDecoder",
+        options={"waves": _datex_waves, "interval": _datex_interval},
+        emulator=_datex_emulator, variants=("s5",), probe=frozenset({"ask"}),
+        setting="serial port set to Computer Interface (S/5 Computer Interface)"),
 )
 
 #: Other names for a row (``nonin2`` is data format #2, the ``nonin`` row).
