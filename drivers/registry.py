@@ -12,6 +12,7 @@ row. Decoders and emulators are imported on first use, so importing the table is
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -30,6 +31,25 @@ class UnknownProtocolError(ValueError):
 
 
 # ------------------------------------------------------------------------------ URL options
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"must be a number of seconds, not {text!r}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ValueError(f"must be between {low:g} and {high:g} seconds")
+        return value
+    return parse
+
+
+def _text(text: str) -> str:
+    text = text.strip()
+    if not text or len(text) > 200 or not text.isprintable():
+        raise ValueError("must be a short printable text")
+    return text
+
+
 def _datex_waves(text: str) -> tuple[str, ...]:
     from drivers.datex import parse_wave_option  # noqa: PLC0415 (the table stays import-light)
 
@@ -65,6 +85,12 @@ def _datex_emulator(variant: str) -> DeviceEmulator:
     from drivers.datex import DatexEmulator  # noqa: PLC0415
 
     return DatexEmulator()
+
+
+def _hl7_emulator(variant: str) -> DeviceEmulator:
+    from drivers.hl7.device import Hl7Emulator  # noqa: PLC0415
+
+    return Hl7Emulator(variant=variant)
 
 
 # ------------------------------------------------------------------------------ the table
@@ -160,6 +186,11 @@ _ROWS: tuple[ProtocolSpec, ...] = (
         options={"waves": _datex_waves, "interval": _datex_interval},
         emulator=_datex_emulator, variants=("s5",), probe=frozenset({"ask"}),
         setting="serial port set to Computer Interface (S/5 Computer Interface)"),
+    ProtocolSpec(
+        "hl7", "HL7 v2 ORU^R01 over MLLP (IHE PCD-01)", "drivers.hl7.host:Hl7Decoder", transport=MLLP,
+        options={"bed": _text, "patient": _text, "interval": _seconds(0.5, 3600.0), "codes": _text},
+        emulator=_hl7_emulator, variants=("pcd01", "loinc", "local"),
+        setting="HL7 (ORU^R01) output over TCP/MLLP on, sent to Vigil's address and port"),
 )
 
 #: Other names for a row (``nonin2`` is data format #2, the ``nonin`` row).

@@ -5,6 +5,8 @@ protocol table, are taken out of the query; every other option stays in the URL 
 ``serial.serial_for_url``)::
 
     sim://?scenario=hypertensive_surge&speed=10&seed=3[&nibp=300][&waves=0]
+    mllp://0.0.0.0:2575?protocol=hl7[&bed=3][&patient=ID][&interval=S][&codes=PATH]
+    mllp-client://10.0.0.5:2575?protocol=hl7[&bed=3]
     /dev/ttyUSB0?protocol=masimo
     serial:///dev/ttyUSB0?protocol=masimo&baud=9600
     COM3?protocol=nonin
@@ -13,9 +15,9 @@ protocol table, are taken out of the query; every other option stays in the URL 
     loop://?protocol=masimo
     spy:///dev/ttyUSB0?file=trace.txt&protocol=masimo
 
-A URL scheme with a row in :data:`URL_SCHEMES` (``sim``, and the network schemes added by the
-protocols that need them) is handled by that row; anything else is a serial port or a pyserial
-URL. Bad URLs raise :class:`DeviceUrlError` with a message a nurse or technician can act on.
+A URL scheme with a row in :data:`URL_SCHEMES` (``sim``; ``mllp``, where Vigil listens for
+monitors, and ``mllp-client``, where it connects to a gateway) is handled by that row; anything
+else is a serial port or a pyserial URL. Bad URLs raise :class:`DeviceUrlError` with a message a nurse or technician can act on.
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import serial.tools.list_ports
 
 from drivers.acquisition import Link, SerialLink
-from drivers.registry import SERIAL, ProtocolSpec, UnknownProtocolError, protocol, protocol_names
+from drivers.registry import MLLP, SERIAL, ProtocolSpec, UnknownProtocolError, protocol, protocol_names
 
 _VIGIL_KEYS = {"protocol", "baud"}
 _SIM_KEYS = {"scenario", "speed", "seed", "nibp", "waves"}
@@ -195,10 +197,58 @@ def _label_serial(spec: DeviceSpec) -> str:
 
 _SERIAL_HANDLER = UrlHandler("serial", _parse_serial, _open_serial, _label_serial, SERIAL)
 
+
+# ------------------------------------------------------------------------------ mllp:// and mllp-client://
+def _parse_mllp(url: str, base: str, params: list[tuple[str, str]]) -> DeviceSpec:
+    scheme = base.partition(":")[0].lower()
+    listening = scheme == "mllp"
+    row = protocol_row(params, base, MLLP)
+    stray = sorted({k for k, _ in params} - {"protocol", *row.options})
+    if stray:
+        raise DeviceUrlError(f"{row.name} takes no option {stray[0]!r} (its options: {', '.join(sorted(row.options))})")
+    options = protocol_options(row, params)
+    try:
+        parts = urlsplit(base)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise DeviceUrlError(f"{base!r}: {exc}") from None
+    example = "mllp://0.0.0.0:2575" if listening else "mllp-client://10.0.0.5:2575"
+    if not host or port is None or parts.path not in ("", "/"):
+        raise DeviceUrlError(f"give the host and port, e.g. {example}?protocol={row.name}")
+    if port == 0 and not listening:
+        raise DeviceUrlError("the gateway's port must be between 1 and 65535")
+    if "codes" in options:
+        from drivers.hl7.codes import LocalCodes  # noqa: PLC0415
+
+        try:
+            LocalCodes.load(str(options["codes"]))
+        except ValueError as exc:
+            raise DeviceUrlError(str(exc)) from None
+    return DeviceSpec(url=url, kind=scheme, protocol=row.name, options=options, address=(host, port))
+
+
+def _open_mllp(spec: DeviceSpec) -> Link:
+    from drivers.hl7.link import MllpClientLink, MllpServerLink  # noqa: PLC0415
+
+    host, port = spec.address or ("", 0)
+    cls = MllpServerLink if spec.kind == "mllp" else MllpClientLink
+    try:
+        return cls(host, port, **dict(spec.options))
+    except ValueError as exc:  # the clinic's code table became unreadable since the URL was parsed
+        raise DeviceUrlError(str(exc)) from None
+
+
+def _label_mllp(spec: DeviceSpec) -> str:
+    host, port = spec.address or ("", 0)
+    title = protocol(spec.protocol or "").title
+    return f"{title}, listening on {host}:{port}" if spec.kind == "mllp" else f"{title} from {host}:{port}"
+
 #: URL scheme → handler. A URL whose scheme has no row here is a serial port or pyserial URL.
 URL_SCHEMES: dict[str, UrlHandler] = {
     "sim": UrlHandler("sim", _parse_sim, _open_sim,
                       lambda spec: f"Simulated monitor: {spec.sim.get('scenario', 'normal')}"),
+    "mllp": UrlHandler("mllp", _parse_mllp, _open_mllp, _label_mllp, MLLP),
+    "mllp-client": UrlHandler("mllp-client", _parse_mllp, _open_mllp, _label_mllp, MLLP),
 }
 
 

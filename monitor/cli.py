@@ -4,7 +4,8 @@ Commands::
 
     vigil [run] [--device URL] [--db PATH]          the monitoring window (default command)
     vigil decode --protocol P FILE|- [--waves] [--attributes]
-    vigil simulate --protocol masimo|nonin|intellivue [--scenario S] [--speed X] [--link PATH]
+    vigil simulate --protocol masimo|nonin|intellivue|datex|hl7 [--scenario S] [--speed X] [--link PATH]
+                   [--listen [HOST:]PORT | --connect HOST:PORT] [--bed B]
     vigil devices [--json]
     vigil record --device URL --duration SECONDS [--patient NAME] [--weight KG]
                  [--protocol ketamine-iv|esketamine] [--db PATH] [--resume]
@@ -28,6 +29,7 @@ from drivers.registry import SERVED_PROTOCOLS, UnknownProtocolError, protocol, p
 from drivers.simulator.scenarios import SCENARIOS
 
 DEFAULT_DEVICE = "sim://?scenario=normal"
+_BASE_COUNTS = ("bytes_in", "frames_decoded", "frames_rejected", "bytes_skipped")
 _COMMANDS = ("run", "decode", "simulate", "devices", "record", "sessions", "export", "import", "review")
 
 
@@ -57,14 +59,18 @@ def _parser() -> argparse.ArgumentParser:
     dec.add_argument("--attributes", action="store_true",
                      help="also print device attributes (serial number, firmware, unknown fields)")
 
-    sim = sub.add_parser("simulate", help="serve the simulated monitor on a pseudo-terminal")
+    sim = sub.add_parser("simulate", help="serve the simulated monitor on a pseudo-terminal (hl7: over TCP)")
     sim.add_argument("--protocol", required=True, help=", ".join(SERVED_PROTOCOLS))
     sim.add_argument("--scenario", default="normal", help=f"one of: {', '.join(SCENARIOS)}")
     sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     sim.add_argument("--seed", type=int, default=0, help="random seed of the simulated patient")
     sim.add_argument("--variant", help="; ".join(f"{name}: {'|'.join(variants)}"
                                                  for name, variants in SERVED_PROTOCOLS.items() if len(variants) > 1))
-    sim.add_argument("--link", help="keep a symlink at this path pointing at the current device")
+    sim.add_argument("--link", help="keep a symlink at this path pointing at the current device (serial protocols)")
+    sim.add_argument("--listen", metavar="[HOST:]PORT",
+                     help="hl7: listen here for Vigil's mllp-client:// (default 127.0.0.1, any free port)")
+    sim.add_argument("--connect", metavar="HOST:PORT", help="hl7: connect to Vigil's mllp:// listener here")
+    sim.add_argument("--bed", default="1", help="hl7: the bed sent in PV1-3 (default 1)")
 
     dev = sub.add_parser("devices", help="list serial ports on this computer")
     dev.add_argument("--json", action="store_true", help="one JSON object per port")
@@ -143,25 +149,56 @@ def cmd_decode(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         if stream is not sys.stdin.buffer:
             stream.close()
     s = decoder.stats
+    extra = "".join(f", {value} {name.replace('_', ' ')}" for name, value in s.as_dict().items()
+                    if name not in _BASE_COUNTS)
     err.write(f"{row.name}: {s.frames_decoded} frames decoded, {s.frames_rejected} frames rejected, "
-              f"{s.bytes_skipped} bytes skipped (of {s.bytes_in} bytes)\n")
+              f"{s.bytes_skipped} bytes skipped (of {s.bytes_in} bytes){extra}\n")
     return 0
 
 
 # ---------------------------------------------------------------------------------- simulate
+def _address(text: str, what: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = (host.strip("[]") if sep else "") or default_host
+    try:
+        number = int(port)
+    except ValueError:
+        raise CliError(f"vigil simulate: {what} must be [HOST:]PORT, not {text!r}") from None
+    if not 0 <= number <= 65535:
+        raise CliError(f"vigil simulate: {what} port must be between 0 and 65535")
+    return host, number
+
+
 def cmd_simulate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    """Serve the simulated monitor until SIGINT/SIGTERM; first stdout line = device path."""
-    from drivers.simulator.serve import PtyServer  # noqa: PLC0415
+    """Serve the simulated monitor until SIGINT/SIGTERM; first stdout line = device path (or, for
+    HL7, the device URL Vigil should use)."""
+    from drivers.simulator.serve import MllpServer, PtyServer  # noqa: PLC0415
 
     if args.scenario not in SCENARIOS:
         raise CliError(f"vigil simulate: unknown scenario {args.scenario!r}; choose one of: {', '.join(SCENARIOS)}")
+    network = args.protocol.strip().lower() == "hl7"
+    if network and args.link:
+        raise CliError("vigil simulate: --link is for serial protocols; hl7 is served over TCP (--listen, --connect)")
+    if not network and (args.listen or args.connect):
+        raise CliError("vigil simulate: --listen and --connect are for hl7; serial protocols are served on a pty")
     try:
-        server = PtyServer(args.protocol, scenario=args.scenario, speed=args.speed, seed=args.seed,
-                           variant=args.variant, link=args.link)
+        if network:
+            if args.listen and args.connect:
+                raise CliError("vigil simulate: give --listen or --connect, not both")
+            connect = _address(args.connect, "--connect") if args.connect else None
+            listen = None if connect else _address(args.listen or "0", "--listen")
+            server: PtyServer | MllpServer = MllpServer(
+                scenario=args.scenario, speed=args.speed, seed=args.seed, variant=args.variant, listen=listen,
+                connect=connect, bed=args.bed)
+        else:
+            server = PtyServer(args.protocol, scenario=args.scenario, speed=args.speed, seed=args.seed,
+                               variant=args.variant, link=args.link)
+        where = server.open()
     except ValueError as exc:
         raise CliError(f"vigil simulate: {exc}") from None
-    path = server.open()
-    out.write(path + "\n")
+    except OSError as exc:
+        raise CliError(f"vigil simulate: cannot listen on {args.listen}: {exc.strerror or exc}", status=1) from None
+    out.write(where + "\n")
     out.flush()
     stop = threading.Event()
     _on_signals(lambda: stop.set())

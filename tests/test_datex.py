@@ -22,7 +22,7 @@ from drivers.datex import (
 from drivers.emulation import DeviceSnapshot
 from drivers.model import DeviceCondition, NumericObservation, Quality, WaveformChunk
 from drivers.registry import decoder_class, protocol
-from drivers.serialport import PTY_RELAXED, is_pseudo_terminal, open_serial
+from drivers.serialport import is_pseudo_terminal, open_serial
 from drivers.simulator.physiology import PhysiologyModel
 from drivers.transport import DeviceUrlError, open_link, parse_device_url
 
