@@ -8,6 +8,7 @@ protocol table, are taken out of the query; every other option stays in the URL 
     mllp://0.0.0.0:2575?protocol=hl7[&bed=3][&patient=ID][&interval=S][&codes=PATH]
     mllp-client://10.0.0.5:2575?protocol=hl7[&bed=3]
     /dev/ttyUSB0?protocol=masimo
+    /dev/ttyUSB0?protocol=auto                       (probe the port: drivers.probe)
     serial:///dev/ttyUSB0?protocol=masimo&baud=9600
     COM3?protocol=nonin
     /dev/pts/7?protocol=intellivue
@@ -98,7 +99,7 @@ def protocol_row(params: list[tuple[str, str]], base: str, transport: str) -> Pr
     if not name:
         raise DeviceUrlError(
             f"say which protocol the device speaks: add ?protocol=NAME to {base!r} "
-            f"(one of: {', '.join(protocol_names())})")
+            f"(one of: {', '.join(protocol_names())}; or auto to probe a serial port)")
     try:
         row = protocol(name)
     except UnknownProtocolError as exc:
@@ -158,10 +159,21 @@ def _open_sim(spec: DeviceSpec) -> Link:
 
 
 # ------------------------------------------------------------------------------ serial ports
+#: ``?protocol=auto``: find the protocol by probing the port (drivers.probe).
+AUTO = "auto"
+
+
 def _parse_serial(url: str, base: str, params: list[tuple[str, str]]) -> DeviceSpec:
-    row = protocol_row(params, base, SERIAL)
-    options = protocol_options(row, params)
-    rest = [(k, v) for k, v in params if k not in _VIGIL_KEYS and k not in row.options]
+    auto = dict(params).get("protocol", "").strip().lower() == AUTO
+    if auto:
+        if "baud" in dict(params):
+            raise DeviceUrlError("protocol=auto probes each protocol at its own rate: leave out baud")
+        row_options: Mapping[str, object] = {}
+        name, option_keys = AUTO, set()
+    else:
+        row = protocol_row(params, base, SERIAL)
+        row_options, name, option_keys = protocol_options(row, params), row.name, set(row.options)
+    rest = [(k, v) for k, v in params if k not in _VIGIL_KEYS and k not in option_keys]
     baud_text = dict(params).get("baud")
     baud = None
     if baud_text is not None:
@@ -176,11 +188,15 @@ def _parse_serial(url: str, base: str, params: list[tuple[str, str]]) -> DeviceS
     if not base:
         raise DeviceUrlError("no port given before ?protocol=…")
     serial_url = base + ("?" + urlencode(rest) if rest else "")
-    return DeviceSpec(url=url, kind="serial", protocol=row.name, serial_url=serial_url, baudrate=baud,
-                      options=options)
+    return DeviceSpec(url=url, kind="serial", protocol=name, serial_url=serial_url, baudrate=baud,
+                      options=row_options)
 
 
 def _open_serial(spec: DeviceSpec) -> Link:
+    if spec.protocol == AUTO:
+        from drivers.probe import ProbingLink  # noqa: PLC0415
+
+        return ProbingLink(spec.serial_url or "")
     row = protocol(spec.protocol or "")
     cls = row.decoder_class
     settings = cls.serial_defaults.as_kwargs()
@@ -192,6 +208,8 @@ def _open_serial(spec: DeviceSpec) -> Link:
 
 
 def _label_serial(spec: DeviceSpec) -> str:
+    if spec.protocol == AUTO:
+        return f"Monitor found by probing {spec.serial_url}"
     return f"{protocol(spec.protocol or '').title} on {spec.serial_url}"
 
 

@@ -6,7 +6,7 @@ Commands::
     vigil decode --protocol P FILE|- [--waves] [--attributes]
     vigil simulate --protocol masimo|nonin|intellivue|datex|hl7 [--scenario S] [--speed X] [--link PATH]
                    [--listen [HOST:]PORT | --connect HOST:PORT] [--bed B]
-    vigil devices [--json]
+    vigil devices [--json] [--probe [PORT]]
     vigil record --device URL --duration SECONDS [--patient NAME] [--weight KG]
                  [--protocol ketamine-iv|esketamine] [--db PATH] [--resume]
     vigil sessions [--db PATH] [--json]
@@ -72,8 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--connect", metavar="HOST:PORT", help="hl7: connect to Vigil's mllp:// listener here")
     sim.add_argument("--bed", default="1", help="hl7: the bed sent in PV1-3 (default 1)")
 
-    dev = sub.add_parser("devices", help="list serial ports on this computer")
+    dev = sub.add_parser("devices", help="list serial ports on this computer, or find the monitor on them")
     dev.add_argument("--json", action="store_true", help="one JSON object per port")
+    dev.add_argument("--probe", nargs="?", const="", metavar="PORT",
+                     help="try each serial protocol on PORT (default: every port) and say what answers")
 
     rec = sub.add_parser("record", help="record a session with no window; alarms as JSON lines")
     rec.add_argument("--device", required=True, help="device URL, e.g. sim://?scenario=desaturation&speed=60")
@@ -218,9 +220,13 @@ def _on_signals(handler: Callable[[], None]) -> None:
 
 # ---------------------------------------------------------------------------------- devices
 def cmd_devices(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    """List serial ports with a hint for known USB-serial adapters."""
+    """List serial ports with a hint for known USB-serial adapters; with ``--probe``, find which
+    protocol answers on a port (every port when none is named). Exit status 1 when probing found
+    nothing anywhere."""
     from drivers.transport import list_ports  # noqa: PLC0415
 
+    if args.probe is not None:
+        return _probe(args, out, err, [args.probe] if args.probe else [p.device for p in list_ports()])
     ports = list_ports()
     for port in ports:
         if args.json:
@@ -231,6 +237,38 @@ def cmd_devices(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if not ports and not args.json:
         err.write("no serial ports found (is the USB-serial adapter plugged in?)\n")
     return 0
+
+
+def _probe(args: argparse.Namespace, out: IO[str], err: IO[str], ports: list[str]) -> int:
+    from drivers.probe import probe_port  # noqa: PLC0415
+
+    if not ports:
+        err.write("no serial ports found (is the USB-serial adapter plugged in?)\n")
+        return 1
+    stop = threading.Event()
+    _on_signals(lambda: stop.set())
+    found = 0
+    for port in ports:
+        if stop.is_set():
+            break
+        if not args.json:
+            err.write(f"probing {port} (up to 15 s)…\n")
+            err.flush()
+        report = probe_port(port, cancel=stop)
+        found += report.found is not None
+        if args.json:
+            out.write(json.dumps(report.as_record()) + "\n")
+        elif report.found is not None:
+            hit = report.found
+            out.write(hit.line() + "\n")
+            if hit.note:
+                err.write(f"{port}: {hit.note}\n")
+            err.write(f"{port}: connect with --device '{hit.url}'\n")
+        else:
+            out.write(f"{port}  no monitor answered\n")
+            err.write(f"{port}: {report.error or '; '.join(report.steps)}\n")
+        out.flush()
+    return 0 if found else 1
 
 
 # ---------------------------------------------------------------------------------- entry

@@ -525,6 +525,7 @@ def server():
     assert worker.stop(2.0)
 
 
+@pytest.mark.slow
 def test_server_takes_several_monitors_acknowledges_each_and_refuses_another_bed(server):
     link, col = server
     a = socket.create_connection(link.address)
@@ -546,6 +547,7 @@ def test_server_takes_several_monitors_acknowledges_each_and_refuses_another_bed
     assert (s.frames_decoded, s.wrong_patient, s.frames_rejected) == (2, 1, 1)
 
 
+@pytest.mark.slow
 def test_a_monitor_that_goes_away_raises_connection_lost_until_it_reconnects(server):
     link, col = server
     sock = socket.create_connection(link.address)
@@ -562,6 +564,7 @@ def test_a_monitor_that_goes_away_raises_connection_lost_until_it_reconnects(ser
     assert all(state is not LinkState.LOST for state, _ in col.states)
 
 
+@pytest.mark.slow
 def test_the_bed_can_be_changed_while_listening(server):
     link, col = server
     sock = socket.create_connection(link.address)
@@ -598,6 +601,7 @@ class Drain(threading.Thread):
         return Unframer().feed(b"".join(self.chunks))
 
 
+@pytest.mark.slow
 def test_a_flood_on_one_connection_does_not_starve_another():
     link = MllpServerLink("127.0.0.1", 0, bed="3")
     link.open()
@@ -625,6 +629,7 @@ def test_a_flood_on_one_connection_does_not_starve_another():
         link.close()
 
 
+@pytest.mark.slow
 def test_a_thousand_messages_a_second_are_all_acknowledged_in_batches(server):
     link, col = server
     sock = socket.create_connection(link.address)
@@ -645,6 +650,7 @@ def test_a_thousand_messages_a_second_are_all_acknowledged_in_batches(server):
     assert len(col.batches) < 1000                                # batched, not one call per message
 
 
+@pytest.mark.slow
 def test_client_link_reconnects_to_a_gateway():
     """The simulated gateway pulls its own cable at 20:00 and is back at 21:30 (simulated)."""
     from drivers.simulator.serve import MllpServer

@@ -78,3 +78,26 @@ def test_unknown_option_of_a_protocol_stays_in_the_pyserial_url():
 def test_missing_protocol_lists_the_table():
     with pytest.raises(DeviceUrlError, match="add \\?protocol=NAME .*intellivue"):
         parse_device_url("/dev/ttyUSB0")
+
+
+def test_every_probed_row_has_a_probe_recipe():
+    from drivers.probe import ASKS, FRAMES_NEEDED
+
+    for name, row in PROTOCOLS.items():
+        if "ask" in row.probe:
+            assert name in ASKS
+        if "listen" in row.probe:
+            assert name in FRAMES_NEEDED
+    assert list(ASKS) == ["intellivue", "datex", "nonin"]   # the order the host-initiated probes run
+
+
+def test_protocol_auto_is_a_probing_serial_link():
+    from drivers.probe import ProbingLink
+
+    spec = parse_device_url("/dev/ttyUSB0?protocol=AUTO")
+    assert (spec.kind, spec.protocol, spec.serial_url) == ("serial", "auto", "/dev/ttyUSB0")
+    assert spec.label == "Monitor found by probing /dev/ttyUSB0"
+    link = open_link(spec)
+    assert isinstance(link, ProbingLink) and link.source == "auto:/dev/ttyUSB0" and link.stats is None
+    with pytest.raises(DeviceUrlError, match="leave out baud"):
+        parse_device_url("/dev/ttyUSB0?protocol=auto&baud=9600")
