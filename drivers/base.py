@@ -164,10 +164,15 @@ class WaveClock:
     def __init__(self, tolerance: float = 1.0) -> None:
         self.tolerance = timedelta(seconds=tolerance)
         self._next: dict[str, datetime] = {}
+        self._spans: dict[float, timedelta] = {}
 
     def start(self, channel: str, now: datetime, duration: float) -> datetime:
         """The start time of a chunk of ``duration`` seconds of ``channel`` read at ``now``."""
-        span = timedelta(seconds=duration)
+        span = self._spans.get(duration)
+        if span is None:
+            if len(self._spans) > 256:
+                self._spans.clear()
+            span = self._spans[duration] = timedelta(seconds=duration)
         begin = self._next.get(channel)
         if begin is None or abs(begin + span - now) > self.tolerance:
             begin = now - span

@@ -58,7 +58,7 @@ import numpy as np
 
 from drivers.base import Decoder, SerialSettings, WaveClock
 from drivers.emulation import DeviceEmulator, DeviceSnapshot
-from drivers.model import Item, NumericEntry, Quality, WaveformChunk, numerics_into, plausibility, utc_now
+from drivers.model import Item, NumericEntry, Quality, WaveformChunk, numerics_into, plausibility, utc_now, wave_chunk
 
 __all__ = [
     "DatexDecoder", "DatexEmulator", "Unframer", "frame", "phdb_request", "wave_request",
@@ -408,19 +408,24 @@ class DatexDecoder(Decoder):
         records = unframer.feed(data)
         stats.bytes_skipped += unframer.skipped - skipped
         stats.frames_rejected += unframer.rejected - rejected
-        items: list[Item] = []
+        items: list = []
         if not records:
             return items
         now = self.clock()
+        slots: list[_WaveSlot] = []
         for record in records:
-            if self._record(record, now, items):
+            if self._record(record, now, items, slots):
                 stats.frames_decoded += 1
                 self._received = True
             else:
                 stats.frames_rejected += 1
+        if slots:  # each slot (a tuple) stands in ``items`` where its chunk goes
+            chunks = iter(self._chunks(slots, now))
+            items = [next(chunks) if type(item) is tuple else item for item in items]
         return items
 
-    def _record(self, record: bytes, now: datetime, items: list[Item]) -> bool:
+    def _record(self, record: bytes, now: datetime, items: list, slots: list[_WaveSlot]) -> bool:
+        """Decode one checked record into ``items``; False when its lengths or offsets do not add up."""
         header = _HEADER.unpack_from(record)
         if header[0] != len(record):
             return False
@@ -435,7 +440,7 @@ class DatexDecoder(Decoder):
             for at in displ:
                 self._displ(_DISPL.unpack_from(record, at), now, items)
         elif maintype == DRI_MT_WAVE:
-            return self._waves(record, subrecords, now, items)
+            return self._waves(record, subrecords, items, slots)
         return True
 
     def _displ(self, f: tuple, now: datetime, items: list[Item]) -> None:
@@ -494,32 +499,55 @@ class DatexDecoder(Decoder):
                    for vital, raw in zip(("nibp_sys", "nibp_dia", "nibp_mean"), key)]
         numerics_into(entries, self.source, now, device_time, _EMPTY, items)
 
-    def _waves(self, record: bytes, subrecords: list[tuple[int, int]], now: datetime, items: list[Item]) -> bool:
-        chunks = []
+    def _waves(self, record: bytes, subrecords: list[tuple[int, int]], items: list, slots: list[_WaveSlot]) -> bool:
+        """Check a waveform record and put a slot for each known waveform in ``items`` (its
+        chunk is made by :meth:`_chunks`, for the whole read at once)."""
+        found = []
+        size = len(record)
+        view = memoryview(record)
+        unpack = _WAVE_HDR.unpack_from
         for at, kind in subrecords:
-            if at + _WAVE_HDR.size > len(record):
+            if at + 6 > size:
                 return False
-            count, status, _label = _WAVE_HDR.unpack_from(record, at)
-            end = at + _WAVE_HDR.size + 2 * count
-            if count < 0 or end > len(record):
+            count, status, _label = unpack(record, at)
+            end = at + 6 + 2 * count
+            if count < 0 or end > size:
                 return False
             known = _WAVE_BY_TYPE.get(kind)
-            if known is None or count == 0:
-                continue
-            channel, rate, scale = known
-            raw = np.frombuffer(record, "<i2", count, at + _WAVE_HDR.size)
-            samples = raw.astype(np.float32) * np.float32(scale * (self._ambient if channel == "co2" else 1.0))
-            if status & (WF_GAP | WF_LEAD_OFF):
-                samples[:] = np.nan
-            else:
-                samples[raw <= DATA_INVALID_LIMIT] = np.nan
-            chunks.append((channel, rate, samples))
-        for channel, rate, samples in chunks:
-            start = self._wave_clock.start(channel, now, len(samples) / rate)
-            items.append(WaveformChunk(channel=channel, rate=rate, start_time=start, samples=samples,
-                                       unit="mV" if channel == "ecg" else ("mmHg" if channel == "co2" else ""),
-                                       source=self.source))
+            if known is not None and count:
+                channel, rate, scale = known
+                found.append((channel, rate, view[at + 6:end], count,
+                              scale * self._ambient if channel == "co2" else scale,
+                              bool(status & (WF_GAP | WF_LEAD_OFF))))
+        items.extend(found)
+        slots.extend(found)
         return True
+
+    def _chunks(self, slots: list[_WaveSlot], now: datetime) -> list[WaveformChunk]:
+        """Every slot's samples converted in one numpy pass, as chunks."""
+        channels, rates, raws, counts, scales, bad = zip(*slots)
+        count_array = np.array(counts, np.int64)
+        raw = np.frombuffer(b"".join(raws), "<i2")
+        samples = raw.astype(np.float32)
+        samples *= np.repeat(np.array(scales, np.float32), count_array)
+        invalid = raw <= DATA_INVALID_LIMIT
+        if any(bad):
+            invalid |= np.repeat(np.array(bad, bool), count_array)
+        samples[invalid] = np.nan
+        start_of, source, units = self._wave_clock.start, self.source, _WAVE_UNITS
+        out = []
+        at = 0
+        for channel, rate, count in zip(channels, rates, counts):
+            out.append(wave_chunk(channel, rate, start_of(channel, now, count / rate), samples[at:at + count], source,
+                                  units[channel]))
+            at += count
+        return out
+
+
+#: One waveform subrecord of the read being decoded, until its chunk is made:
+#: (channel, rate, raw samples, count, scale to Vigil's unit, gap or lead off).
+_WaveSlot = tuple[str, float, memoryview, int, float, bool]
+_WAVE_UNITS = {"ecg": "mV", "pleth": "", "co2": "mmHg"}
 
 
 def _entry(vital: str, raw: int, scale: float, status: int, flags: frozenset[Quality]) -> NumericEntry:

@@ -447,3 +447,15 @@ def test_vigil_record_from_the_served_datex_monitor_raises_the_desaturation_alar
     assert any(x["condition"] == "spo2_low" for x in started), lines
     assert not any(x["condition"] in ("connection_lost", "stale_data") for x in started)
     assert lines[-1]["event"] == "session_closed"
+
+
+def test_fast_waveform_construction_equals_the_validated_one():
+    from drivers import model
+
+    samples = np.array([0.25, np.nan, -1.5], np.float32)
+    fast = model.wave_chunk("co2", 25.0, T0, samples, "src", "mmHg")
+    slow = WaveformChunk(channel="co2", rate=25.0, start_time=T0, samples=samples, unit="mmHg", source="src")
+    assert model.TRUSTED_CHUNKS and type(fast) is WaveformChunk
+    assert fast.as_record() == slow.as_record() and fast.duration == slow.duration
+    assert fast.model_dump(exclude={"samples"}) == slow.model_dump(exclude={"samples"})
+    assert fast.samples is samples and fast.model_copy(update={"rate": 50.0}).rate == 50.0

@@ -254,11 +254,22 @@ class Codebook:
 
     def __init__(self, local: LocalCodes | None = None) -> None:
         self.local = local if local is not None else LocalCodes.load()
+        self._identified: dict[tuple[str, ...], tuple[Target | None, LocalCodeEntry | None]] = {}
+        self._units: dict[tuple[str, ...], str | None] = {}
 
     def identify(self, parts: list[str]) -> tuple[Target | None, LocalCodeEntry | None]:
         """What the OBX-3 components ``parts`` name: (("vital", key) | ("wave", channel) |
         ("attribute", name), the local-table entry when that is where it came from); (None, None)
-        when nothing matches."""
+        when nothing matches. Answers are remembered (the table does not change)."""
+        key = tuple(parts)
+        found = self._identified.get(key)
+        if found is None:
+            if len(self._identified) > 4096:
+                self._identified.clear()
+            found = self._identified[key] = self._identify(parts)
+        return found
+
+    def _identify(self, parts: list[str]) -> tuple[Target | None, LocalCodeEntry | None]:
         triplets = [parts[i:i + 3] for i in (0, 3) if len(parts) > i and any(parts[i:i + 3])]
         for triplet in triplets:
             code, text, system = (triplet + ["", "", ""])[:3]
@@ -297,6 +308,15 @@ class Codebook:
     def unit(self, parts: list[str]) -> str | None:
         """The unit named by the OBX-6 components (a key of the unit table: ``mmHg``, ``kPa`` …);
         ``""`` when OBX-6 is empty; None when it is not recognised."""
+        key = tuple(parts)
+        if key in self._units:
+            return self._units[key]
+        if len(self._units) > 4096:
+            self._units.clear()
+        found = self._units[key] = self._unit(parts)
+        return found
+
+    def _unit(self, parts: list[str]) -> str | None:
         names = [p for p in parts if p.strip()]
         if not names:
             return ""

@@ -10,6 +10,7 @@ something that is not an HL7 message, and every accessor returns ``""`` for what
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -166,6 +167,7 @@ def parse(text: str) -> Message | None:
     return Message(seps, segments)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_time(text: str) -> datetime | None:
     """An HL7 TS/DTM value (``YYYY[MM[DD[HH[MM[SS[.S…]]]]]][±ZZZZ]``; a TS's precision component
     is ignored): aware UTC when the offset is given, naive as written otherwise; None when
