@@ -193,8 +193,9 @@ class Decoder(ABC):
     protocol: ClassVar[str]
     #: Line settings the device uses by default.
     serial_defaults: ClassVar[SerialSettings] = SerialSettings()
-    #: Seconds between fresh numerics when all is well; 2x this without valid data is stale.
-    expected_interval: ClassVar[float] = 1.0
+    #: Seconds between fresh numerics when all is well; 2x this without valid data is stale
+    #: (a decoder may set its own, e.g. from a URL option).
+    expected_interval: float = 1.0
 
     def __init__(self, source: str = "", clock: Callable[[], datetime] = utc_now) -> None:
         self.source = source or self.protocol

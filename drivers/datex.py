@@ -339,7 +339,7 @@ class DatexDecoder(Decoder):
 
     protocol: ClassVar[str] = "datex"
     serial_defaults: ClassVar[SerialSettings] = SerialSettings(19200, parity="E", rtscts=True)
-    expected_interval: ClassVar[float] = 5.0
+    expected_interval = 5.0
 
     def __init__(self, source: str = "", clock: Callable[[], datetime] = utc_now, *,
                  waves: Sequence[str] = tuple(WAVES), interval: int = 5) -> None:

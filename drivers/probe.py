@@ -17,6 +17,8 @@ protocols of the protocol table, each at its default line settings, for at most 
 
 A device recognised by listening is never sent anything; nothing is sent after a device is
 recognised except the undo of the request that found it; no request changes a monitor's mode.
+The port is opened with an exclusive lock, so two probes never share it; do not probe a port
+Vigil is reading from (the caller knows which one that is).
 docs/devices.md lists the bytes each step sends. Pure of Qt; blocking (run it off the UI thread);
 ``cancel`` (a :class:`threading.Event`) stops it within a tenth of a second.
 """
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 import serial
 
 from drivers.acquisition import Link, LinkError, SerialLink
-from drivers.base import Decoder, DecoderStats
+from drivers.base import Decoder, DecoderStats, SerialSettings
 from drivers.model import Item
 from drivers.registry import PROTOCOLS, SERIAL, ProtocolSpec
 from drivers.serialport import PTY_RELAXED, is_pseudo_terminal, open_serial
@@ -177,7 +179,7 @@ def probe_port(port: str, *, plan: ProbePlan | None = None, protocols: Iterable[
     candidates = set(protocols) if protocols is not None else set(PROTOCOLS)
     listen_rows = _listen_rows(candidates)
     try:
-        handle = opener(port, {"baudrate": 9600}, timeout=0.05, write_timeout=1.0)
+        handle = opener(port, {"baudrate": 9600}, timeout=0.05, write_timeout=1.0, exclusive=True)
     except (serial.SerialException, OSError, ValueError) as exc:
         report.error = f"cannot open {port}: {exc}"
         report.seconds = time.monotonic() - started
@@ -215,13 +217,13 @@ def _configure(handle: serial.SerialBase, port: str, settings: Mapping[str, obje
 def _listen(handle: serial.SerialBase, port: str, rows: list[ProtocolSpec], plan: ProbePlan, deadline: float,
             cancel: threading.Event, report: ProbeReport) -> ProbeHit | None:
     """Listen at each distinct line setting of ``rows`` in turn; the first clean winner."""
-    groups: dict[tuple, list[ProtocolSpec]] = {}
+    groups: dict[SerialSettings, list[ProtocolSpec]] = {}
     for row in rows:
-        groups.setdefault(tuple(row.serial_defaults.as_kwargs().items()), []).append(row)  # type: ignore[union-attr]
-    for key, group in groups.items():
+        groups.setdefault(row.decoder_class.serial_defaults, []).append(row)
+    for line, group in groups.items():
         if cancel.is_set():
             return None
-        settings = dict(key)
+        settings = line.as_kwargs()
         _configure(handle, port, settings)
         decoders = {row.name: row.decoder_class(source="probe") for row in group}
         handle.reset_input_buffer()
@@ -243,13 +245,14 @@ def _listen(handle: serial.SerialBase, port: str, rows: list[ProtocolSpec], plan
                             f"for {', '.join(decoders)}")
         if best is not None:
             name = best[2]
-            return ProbeHit(port, name, int(settings["baudrate"]), decoders[name].stats.frames_decoded, "listened")
+            return ProbeHit(port, name, line.baudrate, decoders[name].stats.frames_decoded, "listened")
     return None
 
 
 def _ask(handle: serial.SerialBase, port: str, row: ProtocolSpec, ask: _Ask, seconds: float,
          cancel: threading.Event, report: ProbeReport) -> ProbeHit | None:
-    settings = row.serial_defaults.as_kwargs()  # type: ignore[union-attr]
+    line = row.decoder_class.serial_defaults
+    settings = line.as_kwargs()
     _configure(handle, port, settings)
     handle.reset_input_buffer()
     query = ask.query()
@@ -274,7 +277,7 @@ def _ask(handle: serial.SerialBase, port: str, row: ProtocolSpec, ask: _Ask, sec
         _send(handle, undo, report)
     if not frames:
         return None
-    return ProbeHit(port, ask.protocol or row.name, int(settings["baudrate"]), frames, "asked", ask.note)  # type: ignore[call-overload]
+    return ProbeHit(port, ask.protocol or row.name, line.baudrate, frames, "asked", ask.note)
 
 
 def _send(handle: serial.SerialBase, data: bytes, report: ProbeReport) -> None:
@@ -319,8 +322,8 @@ class ProbingLink(Link):
             if row is None:
                 raise LinkError(f"{self.port}: found {report.found.protocol}, which is not in the protocol table")
             cls = row.decoder_class
-            self._link = SerialLink(self.port, lambda: cls(source=self.source),
-                                    row.serial_defaults.as_kwargs(), self.source)  # type: ignore[union-attr]
+            self._link = SerialLink(self.port, lambda: cls(source=self.source), cls.serial_defaults.as_kwargs(),
+                                    self.source)
         self._link.open()
 
     def read(self, timeout: float) -> list[Item]:

@@ -4,7 +4,7 @@ Each :class:`ProtocolSpec` row says, for a protocol name: its human title, the d
 (Vigil's side), the transport it arrives on (a serial port, or HL7's MLLP over TCP), its serial
 line defaults, the URL options it takes, the emulator ``vigil simulate`` serves with its variants,
 how ``vigil devices --probe`` may find it, and what to set on the monitor. ``vigil decode``,
-``vigil simulate``, the device-URL parser (:mod:`drivers.transport`), probing
+``vigil simulate``, the device-URL parser (:mod:`drivers.transport`), probing (:mod:`drivers.probe`)
 and ``vigil devices`` all read this table; adding a protocol is adding a
 row. Decoders and emulators are imported on first use, so importing the table is cheap.
 """
@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from drivers.base import Decoder, SerialSettings
@@ -144,9 +144,9 @@ class ProtocolSpec:
             raise ValueError(f"{self.name} variant must be one of: {', '.join(self.variants)}")
         return self.emulator(variant)
 
-    def parse_options(self, given: Mapping[str, str]) -> dict[str, object]:
+    def parse_options(self, given: Mapping[str, str]) -> dict[str, Any]:
         """Parse this protocol's URL options; ValueError saying which option is wrong and why."""
-        out: dict[str, object] = {}
+        out: dict[str, Any] = {}
         for key, text in given.items():
             parser = self.options.get(key)
             if parser is None:

@@ -27,6 +27,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import serial.tools.list_ports
@@ -60,7 +61,7 @@ class DeviceSpec:
     serial_url: str | None = None
     baudrate: int | None = None
     sim: dict[str, str] = field(default_factory=dict)
-    options: Mapping[str, object] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
     address: tuple[str, int] | None = None
 
     @property
@@ -109,7 +110,7 @@ def protocol_row(params: list[tuple[str, str]], base: str, transport: str) -> Pr
     return row
 
 
-def protocol_options(row: ProtocolSpec, params: list[tuple[str, str]]) -> Mapping[str, object]:
+def protocol_options(row: ProtocolSpec, params: list[tuple[str, str]]) -> Mapping[str, Any]:
     """``row``'s options parsed from ``params`` (read-only); :class:`DeviceUrlError` if one is wrong."""
     try:
         return MappingProxyType(row.parse_options({k: v for k, v in params if k in row.options}))
@@ -168,7 +169,7 @@ def _parse_serial(url: str, base: str, params: list[tuple[str, str]]) -> DeviceS
     if auto:
         if "baud" in dict(params):
             raise DeviceUrlError("protocol=auto probes each protocol at its own rate: leave out baud")
-        row_options: Mapping[str, object] = {}
+        row_options: Mapping[str, Any] = {}
         name, option_keys = AUTO, set()
     else:
         row = protocol_row(params, base, SERIAL)

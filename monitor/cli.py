@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import IO
 
-from drivers.registry import SERVED_PROTOCOLS, UnknownProtocolError, protocol, protocol_names
+from drivers.registry import MLLP, SERVED_PROTOCOLS, UnknownProtocolError, protocol, protocol_names
 from drivers.simulator.scenarios import SCENARIOS
 
 DEFAULT_DEVICE = "sim://?scenario=normal"
@@ -178,11 +178,16 @@ def cmd_simulate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
     if args.scenario not in SCENARIOS:
         raise CliError(f"vigil simulate: unknown scenario {args.scenario!r}; choose one of: {', '.join(SCENARIOS)}")
-    network = args.protocol.strip().lower() == "hl7"
+    try:
+        network = protocol(args.protocol).transport == MLLP
+    except UnknownProtocolError:
+        network = False  # refused below with the list of what can be simulated
     if network and args.link:
-        raise CliError("vigil simulate: --link is for serial protocols; hl7 is served over TCP (--listen, --connect)")
+        raise CliError(f"vigil simulate: --link is for serial protocols; {args.protocol} is served over TCP "
+                       "(--listen, --connect)")
     if not network and (args.listen or args.connect):
-        raise CliError("vigil simulate: --listen and --connect are for hl7; serial protocols are served on a pty")
+        raise CliError("vigil simulate: --listen and --connect are for network protocols (hl7); "
+                       "serial protocols are served on a pty")
     try:
         if network:
             if args.listen and args.connect:

@@ -441,7 +441,7 @@ def test_simulate_refuses_options_of_the_other_transport():
     from tests.test_cli import cli
 
     for args, message in ((["--protocol", "hl7", "--link", "/tmp/x"], "--link is for serial protocols"),
-                          (["--protocol", "masimo", "--listen", "0"], "--listen and --connect are for hl7"),
+                          (["--protocol", "masimo", "--listen", "0"], "--listen and --connect are for network protocols"),
                           (["--protocol", "hl7", "--listen", "x:y"], "--listen must be [HOST:]PORT"),
                           (["--protocol", "hl7", "--variant", "mindray"], "hl7 variant must be one of")):
         status, _, err = cli("simulate", *args)

@@ -37,7 +37,7 @@ from drivers.catalogue import CATALOGUE
 from drivers.model import WAVE_CHANNELS
 
 #: MDC numeric code → vital, beyond the catalogue's own codes (equivalent parameters).
-_EXTRA_MDC: dict[int, str] = {
+_EXTRA_MDC: dict[int | str, str] = {
     149538: "pr",        # MDC_PLETH_PULS_RATE (pulse rate from the pleth)
     150344: "temp",      # MDC_TEMP
     150301: "nibp_sys",  # MDC_PRESS_CUFF_SYS
@@ -46,18 +46,26 @@ _EXTRA_MDC: dict[int, str] = {
     151570: "rr",        # MDC_AWAY_RESP_RATE
     151728: "etco2",     # EtCO2 in Philips' nomenclature (0x50B0)
 }
-_EXTRA_REF: dict[str, str] = {
+_EXTRA_REF: dict[int | str, str] = {
     "MDC_PLETH_PULS_RATE": "pr", "MDC_TEMP": "temp",
     "MDC_PRESS_CUFF_SYS": "nibp_sys", "MDC_PRESS_CUFF_DIA": "nibp_dia", "MDC_PRESS_CUFF_MEAN": "nibp_mean",
     "MDC_AWAY_RESP_RATE": "rr", "MDC_ECG_CARD_BEAT_RATE": "hr",
 }
 
+def _mdc_vitals() -> dict[int | str, str]:
+    table: dict[int | str, str] = {}
+    for key, spec in CATALOGUE.items():
+        if spec.mdc_code is not None:
+            table[spec.mdc_code] = key
+        if spec.mdc_ref is not None:
+            table[spec.mdc_ref] = key
+    table.update(_EXTRA_MDC)
+    table.update(_EXTRA_REF)
+    return table
+
+
 #: MDC code / reference id → vital key.
-MDC_VITALS: Mapping[int | str, str] = MappingProxyType({
-    **{spec.mdc_code: key for key, spec in CATALOGUE.items() if spec.mdc_code is not None},
-    **{spec.mdc_ref: key for key, spec in CATALOGUE.items() if spec.mdc_ref is not None},
-    **_EXTRA_MDC, **_EXTRA_REF,
-})
+MDC_VITALS: Mapping[int | str, str] = MappingProxyType(_mdc_vitals())
 #: MDC code / reference id → waveform channel.
 MDC_WAVES: Mapping[int | str, str] = MappingProxyType({
     131330: "ecg", "MDC_ECG_ELEC_POTL_II": "ecg",
@@ -298,11 +306,14 @@ class Codebook:
             return ("vital", vital) if vital else None
         elif not names:
             return None
-        for key in [*numbers, *(name.upper() for name in names)]:
-            for table, kind in ((MDC_VITALS, "vital"), (MDC_WAVES, "wave"), (MDC_ATTRIBUTES, "attribute")):
-                found = table.get(key)
-                if found is not None:
-                    return (kind, found)  # type: ignore[return-value]
+        keys: list[int | str] = [*numbers, *(name.upper() for name in names)]
+        for key in keys:
+            if key in MDC_VITALS:
+                return ("vital", MDC_VITALS[key])
+            if key in MDC_WAVES:
+                return ("wave", MDC_WAVES[key])
+            if key in MDC_ATTRIBUTES:
+                return ("attribute", MDC_ATTRIBUTES[key])
         return None
 
     def unit(self, parts: list[str]) -> str | None:

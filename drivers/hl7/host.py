@@ -222,7 +222,7 @@ class Hl7Decoder(Decoder):
     """
 
     protocol: ClassVar[str] = "hl7"
-    expected_interval: ClassVar[float] = 5.0
+    expected_interval = 5.0
 
     def __init__(self, source: str = "", clock: Callable[[], datetime] = utc_now, *, bed: str | None = None,
                  patient: str | None = None, interval: float = 5.0, codes: str | None = None,

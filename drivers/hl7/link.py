@@ -26,6 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from typing import Any
 
 from drivers.acquisition import Link, LinkError
 from drivers.base import ConditionTracker
@@ -183,9 +184,9 @@ class MllpLink(Link):
         for key, mask in events:
             if key.data == "waker":
                 try:
-                    while key.fileobj.recv(4096):  # type: ignore[union-attr]
+                    while self._waker_r is not None and self._waker_r.recv(4096):
                         pass
-                except (BlockingIOError, OSError):
+                except OSError:  # BlockingIOError: drained
                     pass
             else:
                 out.append((key, mask))
@@ -244,8 +245,8 @@ class MllpServerLink(MllpLink):
     #: Connections served at once; more are accepted and closed at once (counted).
     max_connections = 16
 
-    def __init__(self, host: str, port: int, source: str | None = None, **options: object) -> None:
-        super().__init__(host, port, source or f"hl7:mllp://{host}:{port}", **options)  # type: ignore[arg-type]
+    def __init__(self, host: str, port: int, source: str | None = None, **options: Any) -> None:
+        super().__init__(host, port, source or f"hl7:mllp://{host}:{port}", **options)
         self._listener: socket.socket | None = None
         self.address: tuple[str, int] | None = None
         self.connections_refused = 0
@@ -322,8 +323,8 @@ class MllpClientLink(MllpLink):
     #: Seconds to wait for the connection.
     connect_timeout = 3.0
 
-    def __init__(self, host: str, port: int, source: str | None = None, **options: object) -> None:
-        super().__init__(host, port, source or f"hl7:mllp-client://{host}:{port}", **options)  # type: ignore[arg-type]
+    def __init__(self, host: str, port: int, source: str | None = None, **options: Any) -> None:
+        super().__init__(host, port, source or f"hl7:mllp-client://{host}:{port}", **options)
 
     def open(self) -> None:
         self._start_selector()

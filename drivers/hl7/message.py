@@ -203,10 +203,12 @@ def format_time(value: datetime) -> str:
 
 def _reencode(original: Message | None, index: int) -> str:
     """MSH-``index`` of ``original`` (components kept) in the standard delimiters."""
-    segment = original.first("MSH") if original is not None else None
+    if original is None:
+        return ""
+    segment = original.first("MSH")
     if segment is None or index - 1 >= len(segment):
         return ""
-    seps = original.separators  # type: ignore[union-attr]
+    seps = original.separators
     raw = segment[index - 1].split(seps.repetition, 1)[0]
     return "^".join(escape(unescape(part, seps)) for part in raw.split(seps.component))
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
+from abc import ABC, abstractmethod
 import select
 import selectors
 import socket
@@ -27,13 +28,15 @@ import tty
 from collections.abc import Callable
 from pathlib import Path
 
+from drivers.emulation import DeviceEmulator
+from drivers.hl7.device import Hl7Emulator
 from drivers.registry import SERVED_PROTOCOLS, make_emulator
 from drivers.simulator.physiology import PhysiologyModel
 
 __all__ = ["MllpServer", "PtyServer", "SERVED_PROTOCOLS", "make_emulator"]
 
 
-class _Server:
+class _Server(ABC):
     """The simulated patient and one protocol's emulator, stepped against the real clock; what
     carries the bytes is the subclass's (:meth:`_exchange`, :meth:`_write`, :meth:`unplug`,
     :meth:`_replug`)."""
@@ -51,29 +54,30 @@ class _Server:
         self.bytes_sent = 0
         self.bytes_dropped = 0
 
-    def _new_emulator(self):  # noqa: ANN202 (a DeviceEmulator)
+    def _new_emulator(self) -> DeviceEmulator:
         return make_emulator(self.protocol, self.variant)
 
     @property
+    @abstractmethod
     def connected(self) -> bool:
         """True while the simulated cable is plugged in."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _exchange(self, timeout: float) -> None:
         """Wait up to ``timeout`` s for what the host sends; hand it to the emulator and send the
         emulator's answer."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _write(self, data: bytes) -> None:
-        raise NotImplementedError
+        """Send what the emulator produced (dropping what cannot be sent, as a full line does)."""
 
+    @abstractmethod
     def unplug(self) -> None:
         """Pull the simulated cable."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _replug(self) -> str:
         """Plug the cable back; a short description of the new connection."""
-        raise NotImplementedError
 
     def serve(self, stop: threading.Event, on_event: Callable[[str], None] | None = None) -> None:
         """Run until ``stop`` is set. ``on_event`` receives short status lines (cable pulled…)."""
@@ -191,6 +195,8 @@ class MllpServer(_Server):
     ``on_event``. Messages produced while nobody is connected are dropped (``bytes_dropped``).
     """
 
+    emulator: Hl7Emulator
+
     def __init__(self, scenario: str = "normal", speed: float = 1.0, seed: int = 0, variant: str | None = None,
                  *, listen: tuple[str, int] | None = None, connect: tuple[str, int] | None = None,
                  bed: str = "1", patient_id: str = "SIM-0001", nibp_interval: float = 300.0,
@@ -207,8 +213,9 @@ class MllpServer(_Server):
         self._plugged = False
         self._next_try = 0.0
 
-    def _new_emulator(self):  # noqa: ANN202
+    def _new_emulator(self) -> Hl7Emulator:
         emulator = make_emulator("hl7", self.variant)
+        assert isinstance(emulator, Hl7Emulator)
         emulator.bed, emulator.patient_id = self.bed, self.patient_id
         self._reported, self._reported_at = 0, float("-inf")
         return emulator
