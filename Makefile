@@ -28,6 +28,7 @@ run: $(STAMP)
 	$(BIN)/vigil run --device 'sim://?scenario=$(SCENARIO)&speed=$(SPEED)' --db $(DB)
 
 test: $(STAMP)
+	@tools/ensure-services
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -43,7 +43,12 @@ class LinkState(str, enum.Enum):
 
 
 class LinkError(OSError):
-    """The device could not be reached or went away (unplugged, port vanished, cable pulled)."""
+    """The device could not be reached or went away (unplugged, port vanished, cable pulled).
+    ``at``: when it went away, if the link knows better than "now" (aware UTC)."""
+
+    def __init__(self, *args: object, at: datetime | None = None) -> None:
+        super().__init__(*args)
+        self.at = at
 
 
 class Link(ABC):
@@ -53,6 +58,9 @@ class Link(ABC):
     source: str
     #: Seconds between fresh data when all is well.
     expected_interval: float = 1.0
+    #: Device seconds per real second (the simulated monitor runs faster): reconnect attempts
+    #: are paced in device time.
+    time_scale: float = 1.0
 
     @abstractmethod
     def open(self) -> None:
@@ -109,9 +117,7 @@ class SerialLink(Link):
     def stats(self) -> DecoderStats:
         """Counts over every connection so far."""
         live = self._decoder.stats if self._decoder else DecoderStats()
-        return DecoderStats(*(a + b for a, b in zip(
-            (self._totals.bytes_in, self._totals.frames_decoded, self._totals.frames_rejected, self._totals.bytes_skipped),
-            (live.bytes_in, live.frames_decoded, live.frames_rejected, live.bytes_skipped))))
+        return self._totals + live
 
     def open(self) -> None:
         try:
@@ -160,11 +166,7 @@ class SerialLink(Link):
         port, decoder = self._port, self._decoder
         self._port = None
         if decoder is not None:
-            s = decoder.stats
-            self._totals = DecoderStats(self._totals.bytes_in + s.bytes_in,
-                                        self._totals.frames_decoded + s.frames_decoded,
-                                        self._totals.frames_rejected + s.frames_rejected,
-                                        self._totals.bytes_skipped + s.bytes_skipped)
+            self._totals = self._totals + decoder.stats
             self._decoder = None
         if port is None:
             return
@@ -256,13 +258,13 @@ class AcquisitionWorker(threading.Thread):
             except Exception:
                 log.exception("listener failed on a link change of %s", self.link.source)
 
-    def _condition(self, code: str, active: bool, text: str = "") -> DeviceCondition:
+    def _condition(self, code: str, active: bool, text: str = "", at: datetime | None = None) -> DeviceCondition:
         if active:
             self._active.add(code)
         else:
             self._active.discard(code)
         return DeviceCondition(code=code, active=active, text=text or condition_text(code),
-                               source=self.link.source, time=self.link.clock())
+                               source=self.link.source, time=at or self.link.clock())
 
     def _track(self, items: list[Item]) -> list[Item]:
         out: list[Item] = []
@@ -288,10 +290,10 @@ class AcquisitionWorker(threading.Thread):
             self._emit([self._condition(
                 "stale_data", True, f"No valid data from the device for {limit:g} s")])
 
-    def _drop_link(self, reason: str) -> None:
+    def _drop_link(self, reason: str, at: datetime | None = None) -> None:
         self.link.close()
-        ended = [self._condition(code, False) for code in sorted(self._active - {"connection_lost"})]
-        ended.append(self._condition("connection_lost", True, f"Device connection lost: {reason}"))
+        ended = [self._condition(code, False, at=at) for code in sorted(self._active - {"connection_lost"})]
+        ended.append(self._condition("connection_lost", True, f"Device connection lost: {reason}", at=at))
         self._emit(ended)
         self._set_state(LinkState.LOST, reason)
 
@@ -317,7 +319,7 @@ class AcquisitionWorker(threading.Thread):
                 self._pump()
             except OSError as exc:
                 if not self._halt.is_set():
-                    self._drop_link(str(exc))
+                    self._drop_link(str(exc), getattr(exc, "at", None))
                     self._wait_backoff(str(exc))
         self.link.close()
         self._set_state(LinkState.STOPPED)
@@ -335,4 +337,4 @@ class AcquisitionWorker(threading.Thread):
         delay = self.backoff[min(self.reconnect_attempts, len(self.backoff) - 1)]
         self.reconnect_attempts += 1
         self._set_state(LinkState.LOST, f"{reason}; retry {self.reconnect_attempts} in {delay:g} s")
-        self._halt.wait(delay)
+        self._halt.wait(delay / max(self.link.time_scale, 1e-3))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import ClassVar
 
@@ -83,16 +83,23 @@ class SerialSettings:
 
 @dataclass(slots=True)
 class DecoderStats:
-    """Running counts of what a decoder did with its input."""
+    """Running counts of what a decoder did with its input. ``values_dropped_unit``: numerics whose
+    value was not passed on because the device sent it in a unit Vigil cannot convert to the
+    catalogue unit (the observation is still emitted, without a value and flagged invalid)."""
 
     bytes_in: int = 0
     frames_decoded: int = 0
     frames_rejected: int = 0
     bytes_skipped: int = 0
+    values_dropped_unit: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counts as a plain dict."""
         return asdict(self)
+
+    def __add__(self, other: "DecoderStats") -> "DecoderStats":
+        """The counts of both (e.g. over several connections), field by field."""
+        return DecoderStats(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
 
 
 class ConditionTracker:

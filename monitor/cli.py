@@ -29,7 +29,8 @@ from drivers.registry import MLLP, SERVED_PROTOCOLS, UnknownProtocolError, proto
 from drivers.simulator.scenarios import SCENARIOS
 
 DEFAULT_DEVICE = "sim://?scenario=normal"
-_BASE_COUNTS = ("bytes_in", "frames_decoded", "frames_rejected", "bytes_skipped")
+#: DecoderStats fields every decoder has (a protocol's own counts are printed after them).
+_BASE_COUNTS = ("bytes_in", "frames_decoded", "frames_rejected", "bytes_skipped", "values_dropped_unit")
 _COMMANDS = ("run", "decode", "simulate", "devices", "record", "sessions", "export", "import", "review")
 
 
@@ -151,10 +152,11 @@ def cmd_decode(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         if stream is not sys.stdin.buffer:
             stream.close()
     s = decoder.stats
+    dropped = f", {s.values_dropped_unit} values dropped (unit not recognised)" if s.values_dropped_unit else ""
     extra = "".join(f", {value} {name.replace('_', ' ')}" for name, value in s.as_dict().items()
                     if name not in _BASE_COUNTS)
     err.write(f"{row.name}: {s.frames_decoded} frames decoded, {s.frames_rejected} frames rejected, "
-              f"{s.bytes_skipped} bytes skipped (of {s.bytes_in} bytes){extra}\n")
+              f"{s.bytes_skipped} bytes skipped (of {s.bytes_in} bytes){dropped}{extra}\n")
     return 0
 
 

@@ -6,8 +6,8 @@
   the nurse entered, not a pump driver.
 * Esketamine nasal spray (Spravato): :class:`EsketaminePlan` (56 mg = 2 devices, 84 mg = 3 devices,
   28 mg each; lot number) and :class:`NasalDeviceLog` (time of each device, at least 5 minutes apart;
-  monitoring for at least 120 minutes from the first device unless a clinician signs the patient off
-  as clinically stable).
+  monitoring for at least 120 minutes from the first device with no exception, and discharge then
+  also needs a clinician's "clinically stable" sign-off).
 
 Every step returns a small frozen model whose ``to_payload()`` dict goes to the store, and each log
 can be rebuilt from those dicts with ``from_steps(plan, payloads)``: replaying runs the same checks,
@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from monitor.settings import ClinicSettings
 
 __all__ = [
-    "ProtocolKind", "InfusionError", "NasalDeviceError",
+    "ProtocolKind", "InfusionError", "RateNeedsConfirmation", "NasalDeviceError",
+    "RATE_HARD_MAX_LIMITS_MG_PER_KG_PER_H", "RATE_CONFIRM_FACTOR",
     "DOSE_HARD_LIMITS_MG_PER_KG", "DURATION_RANGE_MIN", "KetamineIVPlan",
     "InfusionAction", "InfusionStatus", "InfusionStep", "InfusionLog",
     "MG_PER_DEVICE", "DEVICE_SPACING_MIN", "MIN_ESKETAMINE_MONITORING_MIN", "CLINICALLY_STABLE_MEANING",
@@ -57,6 +58,15 @@ class ProtocolKind(str, enum.Enum):
 
 class InfusionError(RefusedAction):
     """An infusion step the log refuses (wrong order, bad rate, missing reason, time going back)."""
+
+
+class RateNeedsConfirmation(InfusionError):
+    """A rate far above the plan's (more than 1.5 ×): allowed only when the nurse confirms it with a
+    reason (``high_rate_reason``). ``rate`` and ``plan_rate`` are mg/h."""
+
+    def __init__(self, message: str, rate: float, plan_rate: float) -> None:
+        super().__init__(message)
+        self.rate, self.plan_rate = rate, plan_rate
 
 
 class NasalDeviceError(RefusedAction):
@@ -82,6 +92,12 @@ def _reason(value: str | None, limit: int = 200) -> str | None:
 DOSE_HARD_LIMITS_MG_PER_KG = (0.05, 2.0)
 #: Accepted infusion duration, minutes (default 40).
 DURATION_RANGE_MIN = (10, 240)
+#: The widest hard maximum infusion rate a clinic may set, mg/kg/h (clinic default 2.25: the upper
+#: dose bound, 1.5 mg/kg, over the standard 40 minutes).
+RATE_HARD_MAX_LIMITS_MG_PER_KG_PER_H = (0.5, 9.0)
+#: A rate more than this many times the plan's computed rate needs an explicit confirmation with a
+#: reason (a slip such as 525 for 52.5 mg/h is caught before it reaches the record).
+RATE_CONFIRM_FACTOR = 1.5
 
 
 class KetamineIVPlan(BaseModel):
@@ -89,9 +105,12 @@ class KetamineIVPlan(BaseModel):
 
     ``dose_mg_per_kg`` must lie within ``dose_bounds_mg_per_kg`` (the clinic's bounds in force when
     the plan was made, default 0.1–1.5 mg/kg; see :meth:`for_clinic`), ``weight_kg`` within
-    30–250 kg, ``duration_min`` within 10–240 minutes (default 40). Derived: :attr:`dose_mg`,
-    :attr:`rate_mg_per_h`, :attr:`rate_mg_per_kg_per_h`. Bad input raises ``ValidationError``
-    ("Dose 2 mg/kg is outside this clinic's 0.1–1.5 mg/kg").
+    30–250 kg, ``duration_min`` within 10–240 minutes (default 40). ``max_rate_mg_per_kg_per_h``
+    is the clinic's hard maximum rate in force (0.5–9 mg/kg/h; None in plans recorded before it
+    existed, which keep the old ceiling: the upper dose bound over 10 minutes, and need no
+    confirmation of high rates). Derived: :attr:`dose_mg`, :attr:`rate_mg_per_h`,
+    :attr:`rate_mg_per_kg_per_h`, :attr:`max_rate_mg_per_h`, :attr:`confirm_rate_above_mg_per_h`.
+    Bad input raises ``ValidationError`` ("Dose 2 mg/kg is outside this clinic's 0.1–1.5 mg/kg").
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -100,6 +119,15 @@ class KetamineIVPlan(BaseModel):
     weight_kg: float
     duration_min: float = 40
     dose_bounds_mg_per_kg: tuple[float, float] = (0.1, 1.5)
+    max_rate_mg_per_kg_per_h: float | None = None
+
+    @field_validator("max_rate_mg_per_kg_per_h")
+    @classmethod
+    def _max_rate(cls, value: float | None) -> float | None:
+        low, high = RATE_HARD_MAX_LIMITS_MG_PER_KG_PER_H
+        if value is not None and not (math.isfinite(value) and low <= value <= high):
+            raise refuse(f"Maximum infusion rate {value:g} mg/kg/h is outside {low:g}–{high:g} mg/kg/h")
+        return value
 
     @field_validator("weight_kg")
     @classmethod
@@ -143,6 +171,7 @@ class KetamineIVPlan(BaseModel):
             weight_kg=weight_kg,
             duration_min=settings.ketamine_duration_min if duration_min is None else duration_min,
             dose_bounds_mg_per_kg=settings.ketamine_dose_bounds_mg_per_kg,
+            max_rate_mg_per_kg_per_h=settings.ketamine_max_rate_mg_per_kg_per_h,
         )
 
     @property
@@ -162,9 +191,19 @@ class KetamineIVPlan(BaseModel):
 
     @property
     def max_rate_mg_per_h(self) -> float:
-        """The fastest rate the log accepts: the clinic's upper dose bound over the shortest
-        duration (10 min), for this weight. Catches slips such as 525 for 52.5."""
-        return self.dose_bounds_mg_per_kg[1] * self.weight_kg / (DURATION_RANGE_MIN[0] / 60.0)
+        """The fastest rate the log accepts, mg/h: the clinic's hard maximum (mg/kg/h) for this
+        weight; in plans recorded before it existed, the upper dose bound over 10 minutes."""
+        if self.max_rate_mg_per_kg_per_h is None:
+            return self.dose_bounds_mg_per_kg[1] * self.weight_kg / (DURATION_RANGE_MIN[0] / 60.0)
+        return self.max_rate_mg_per_kg_per_h * self.weight_kg
+
+    @property
+    def confirm_rate_above_mg_per_h(self) -> float | None:
+        """Rates above this (1.5 × the plan rate) need a confirmation with a reason; None for plans
+        recorded before the rule existed."""
+        if self.max_rate_mg_per_kg_per_h is None:
+            return None
+        return RATE_CONFIRM_FACTOR * self.rate_mg_per_h
 
     def describe(self) -> str:
         """"0.5 mg/kg × 70 kg = 35 mg over 40 min (52.5 mg/h)"."""
@@ -173,7 +212,10 @@ class KetamineIVPlan(BaseModel):
 
     def to_payload(self) -> dict[str, Any]:
         """A JSON-ready dict (inputs only; derived values are recomputed)."""
-        return {"protocol": "ketamine-iv", **self.model_dump(mode="json")}
+        data = self.model_dump(mode="json")
+        if data.get("max_rate_mg_per_kg_per_h") is None:
+            data.pop("max_rate_mg_per_kg_per_h", None)  # plans made before the rule read back the same
+        return {"protocol": "ketamine-iv", **data}
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> "KetamineIVPlan":
@@ -212,10 +254,14 @@ class InfusionStep(BaseModel):
     by: Actor
     rate_mg_per_h: float | None = None
     reason: str | None = None
+    high_rate_reason: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
-        """A JSON-ready dict with ``type`` "infusion_step"."""
-        return {"type": "infusion_step", **self.model_dump(mode="json")}
+        """A JSON-ready dict with ``type`` "infusion_step" (``high_rate_reason`` only when given)."""
+        data = self.model_dump(mode="json")
+        if data.get("high_rate_reason") is None:
+            data.pop("high_rate_reason", None)
+        return {"type": "infusion_step", **data}
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> "InfusionStep":
@@ -232,7 +278,8 @@ class InfusionStep(BaseModel):
             InfusionAction.STOP: "infusion stopped",
         }[self.action]
         reason = f" ({self.reason})" if self.reason else ""
-        return f"{clock(self.t)} {what}{reason}, {self.by.display_name}"
+        confirmed = f" [high rate confirmed: {self.high_rate_reason}]" if self.high_rate_reason else ""
+        return f"{clock(self.t)} {what}{reason}{confirmed}, {self.by.display_name}"
 
 
 class InfusionLog:
@@ -319,19 +366,23 @@ class InfusionLog:
         return log
 
     def make_step(self, action: InfusionAction | str, t: datetime, by: Actor, *,
-                  rate: float | None = None, reason: str | None = None) -> InfusionStep:
-        """Build a step (times normalised to UTC, reason tidied) and check it against the log
-        without recording it; refused steps raise :class:`InfusionError`."""
+                  rate: float | None = None, reason: str | None = None,
+                  high_rate_reason: str | None = None) -> InfusionStep:
+        """Build a step (times normalised to UTC, reasons tidied) and check it against the log
+        without recording it; refused steps raise :class:`InfusionError` (a rate above 1.5 × the
+        plan's without ``high_rate_reason``: :class:`RateNeedsConfirmation`)."""
         t = ensure_utc(t, "infusion time")
         try:
             reason = _reason(reason)
+            high_rate_reason = _reason(high_rate_reason)
         except RefusedAction as exc:
             raise InfusionError(str(exc)) from None
         if rate is not None:
             if isinstance(rate, bool) or not isinstance(rate, (int, float)):
                 raise InfusionError(f"Rate {rate!r} is not a number of mg/h")
             rate = float(rate)
-        step = InfusionStep(action=InfusionAction(action), t=t, by=by, rate_mg_per_h=rate, reason=reason)
+        step = InfusionStep(action=InfusionAction(action), t=t, by=by, rate_mg_per_h=rate, reason=reason,
+                            high_rate_reason=high_rate_reason)
         self.check(step)
         return step
 
@@ -371,10 +422,19 @@ class InfusionLog:
             if rate is None or not math.isfinite(rate) or rate <= 0:
                 raise InfusionError(f"Rate {rate} mg/h must be above 0 mg/h (to halt, pause the infusion)")
             if rate > self.plan.max_rate_mg_per_h:
-                raise InfusionError(f"Rate {rate:g} mg/h is above the fastest this plan allows "
-                                    f"({self.plan.max_rate_mg_per_h:.0f} mg/h): check the number")
+                raise InfusionError(f"Rate {rate:g} mg/h is above this clinic's maximum "
+                                    f"({self.plan.max_rate_mg_per_h:.0f} mg/h for {self.plan.weight_kg:g} kg): "
+                                    "check the number")
+            confirm_above = self.plan.confirm_rate_above_mg_per_h
+            if confirm_above is not None and rate > confirm_above + 1e-9 and not step.high_rate_reason:
+                raise RateNeedsConfirmation(
+                    f"Rate {rate:g} mg/h is {rate / self.plan.rate_mg_per_h:.1f} × the planned "
+                    f"{self.plan.rate_mg_per_h:.1f} mg/h: confirm it with a reason, or check the number",
+                    rate, self.plan.rate_mg_per_h)
         elif step.rate_mg_per_h is not None:
             raise InfusionError(f"A {action.value} step carries no rate")
+        if step.high_rate_reason and action not in (InfusionAction.START, InfusionAction.RATE_CHANGE):
+            raise InfusionError(f"A {action.value} step carries no rate to confirm")
 
     # ---------------------------------------------------------------- queries
 
@@ -537,7 +597,7 @@ DEVICE_SPACING_MIN = 5
 #: Monitoring after the first device lasts at least this long (REMS), minutes; a clinic may only raise it.
 MIN_ESKETAMINE_MONITORING_MIN = 120
 #: The meaning recorded with a clinically-stable sign-off.
-CLINICALLY_STABLE_MEANING = "clinically stable: may leave before the end of the monitoring period"
+CLINICALLY_STABLE_MEANING = "clinically stable for discharge"
 
 _LOT = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,19}$")
 
@@ -631,8 +691,9 @@ class NasalDeviceLog:
 
     :meth:`log_device` enforces at least 5 minutes between devices and at most the planned number.
     Monitoring ends no earlier than :attr:`monitoring_end_earliest` (first device + the plan's
-    monitoring minutes, ≥ 120) unless a clinician records a clinically-stable sign-off
-    (:meth:`sign_clinically_stable`, with user, time and meaning). Refusals raise
+    monitoring minutes, ≥ 120), for everyone; discharge also needs a clinician's clinically-stable
+    sign-off (:meth:`sign_clinically_stable`, with user, time and meaning), which may be signed at
+    any time after the last device but never shortens the monitoring period. Refusals raise
     :class:`NasalDeviceError`.
     """
 
@@ -695,13 +756,11 @@ class NasalDeviceLog:
         return None if first is None else _minutes(ensure_utc(now) - first)
 
     def monitoring_complete(self, now: datetime) -> bool:
-        """True when the monitoring period has run out at ``now`` or a clinically-stable sign-off was
-        recorded at or before ``now``."""
+        """True when the monitoring period (≥ 120 min from the first device) has run out at ``now``;
+        a sign-off never shortens it."""
         now = ensure_utc(now)
         end = self.monitoring_end_earliest
-        if end is None:
-            return False
-        return now >= end or (self._signoff is not None and self._signoff.t <= now)
+        return end is not None and now >= end
 
     def log_device(self, t: datetime, user: Actor) -> NasalDeviceEntry:
         """Record that the patient took the next device at ``t``, observed by ``user``.
@@ -742,9 +801,9 @@ class NasalDeviceLog:
             raise NasalDeviceError("The patient was already signed off as clinically stable")
 
     def sign_clinically_stable(self, t: datetime, by: Actor, note: str | None = None) -> Signature:
-        """Record a clinician's judgement that the patient is clinically stable and may leave before
-        the end of the monitoring period. Refused before the first device, before the latest device,
-        twice, or when the monitoring period has already ended (no sign-off is needed)."""
+        """Record a clinician's judgement that the patient is clinically stable (needed for discharge,
+        which is never before the end of the monitoring period). Refused before the first device,
+        before the latest device, or twice."""
         sig = Signature(by=by, t=ensure_utc(t, "sign-off time"), meaning=CLINICALLY_STABLE_MEANING, note=note)
         return self._apply_signoff(sig)
 
@@ -757,9 +816,6 @@ class NasalDeviceLog:
                                    f"{self._signoff.printed_name} at {clock(self._signoff.t)}")
         if sig.t < self._entries[-1].t:
             raise NasalDeviceError(f"Time {clock(sig.t)} is before the last device at {clock(self._entries[-1].t)}")
-        if sig.t >= end:
-            raise NasalDeviceError(f"Monitoring already ran its {self.plan.monitoring_min} minutes "
-                                   f"(until {clock(end)}): no sign-off is needed")
         self._signoff = sig
         return sig
 

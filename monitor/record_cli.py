@@ -33,7 +33,7 @@ from monitor.patient import Patient
 from monitor.protocols import EsketaminePlan, KetamineIVPlan
 from monitor.recording import SessionRecorder
 from monitor.staff import Actor, RefusedAction, Role, nurse_message
-from monitor.store import SessionStore, StoreError, StoreWriter
+from monitor.store import SessionStore, SessionSummary, StoreError, StoreWriter
 
 RECORDER = Actor(username="vigil-record", display_name="vigil record (unattended)", role=Role.NURSE)
 CLOSE_MEANING = "recording ended by vigil record (unattended; not clinically reviewed)"
@@ -120,10 +120,10 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             try:
                 batch = pending or listener.batches.get(timeout=0.2)
                 pending = None
-                recorder.on_items(batch)
+                recorder.on_items(recorder.rebase(batch))
             except queue.Empty:
                 pass
-            now = max(link.clock(), recorder.now or start)
+            now = max(link.clock() + recorder.time_offset, recorder.now or start)
             recorder.tick(now)
             if baseline_due is not None and now >= baseline_due:
                 baseline_due = None
@@ -133,14 +133,14 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             if now >= end:
                 break
         while not listener.batches.empty():
-            recorder.on_items(listener.batches.get_nowait())
-        end_time = max(link.clock(), recorder.now or start)
+            recorder.on_items(recorder.rebase(listener.batches.get_nowait()))
+        end_time = max(link.clock() + recorder.time_offset, recorder.now or start)
         _stop_dosing(recorder, end_time)
     finally:
         worker.stop(1.0)
         _restore_signals(previous)
         if recorder is not None:
-            end_time = max(link.clock(), recorder.now or start)
+            end_time = max(link.clock() + recorder.time_offset, recorder.now or start)
             recorder.finish(end_time, signed_name=RECORDER.display_name, meaning=CLOSE_MEANING)
         writer.stop(30)
         store.close()
@@ -226,17 +226,29 @@ def cmd_sessions(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         raise CliError(f"vigil sessions: {exc}", status=1) from None
     try:
         for s in store.list_sessions():
-            record = {"id": s.id, "patient": s.patient, "protocol": s.protocol, "status": s.status,
-                      "phase": s.phase, "started_at": s.started_at.isoformat(),
+            status, phase = _outcome(store, s)
+            record = {"id": s.id, "patient": s.patient, "protocol": s.protocol, "status": status,
+                      "phase": phase, "started_at": s.started_at.isoformat(),
                       "ended_at": s.ended_at.isoformat() if s.ended_at else None,
                       "n_observations": s.n_observations, "n_alarms": s.n_alarms, "device": s.device}
             if args.json:
                 out.write(json.dumps(record) + "\n")
             else:
                 ended = f"{s.ended_at:%Y-%m-%d %H:%M}" if s.ended_at else "—"
-                out.write(f"{s.id:>5}  {s.started_at:%Y-%m-%d %H:%M}  {ended:16}  {s.status:8}  {s.protocol:12}  "
+                out.write(f"{s.id:>5}  {s.started_at:%Y-%m-%d %H:%M}  {ended:16}  {status:10}  {s.protocol:12}  "
                           f"{s.n_observations:>8} obs  {s.n_alarms:>4} alarms  {s.patient}\n")
     finally:
         store.close()
     return 0
 
+
+def _outcome(store: SessionStore, s: SessionSummary) -> tuple[str, str]:
+    """How a session ended, as ``(status, phase)`` for the listing: "discharged" when its record holds
+    the discharge sign-off (the ``session_closed`` entry), "aborted" when it ended without discharge,
+    "closed" when recording stopped with neither (``vigil record``), else the stored status and phase
+    (the store's phase stops at the last phase of an open session)."""
+    if s.status == "aborted":
+        return "aborted", "aborted"
+    if s.status == "closed" and any(e.kind == "session_closed" for e in store.effective_entries(s.id, "signoff")):
+        return "discharged", "discharged"
+    return s.status, s.phase

@@ -10,6 +10,16 @@ caller's thread never waits for the disk.
 Staff actions (start/pause/resume/stop the infusion, nasal devices, charting, acknowledging,
 pausing audio, closing) go through the recorder too, so that each one is validated by the
 session, recorded with its user, and seen by the alarm engine.
+
+Alarms belong to one patient: alarms already active when a session starts (the patient was
+connected before) are logged in the new session with their real start time, marked as started
+before the session; when a session ends, :meth:`SessionRecorder.end_patient` ends what belonged to
+that patient's record (see :meth:`AlarmEngine.reset_patient`) inside the closing session's log.
+
+A blood pressure entered by hand is a reading like the cuff's: it is stored with the numerics
+(flagged ``manual``), judged by the alarm engine, and handed to the ``on_readings`` callback so the
+screen shows it. While the IV infusion runs past the planned dose, the MEDIUM alarm
+``dose_reached`` ("Planned dose reached: stop the infusion") is on.
 """
 
 from __future__ import annotations
@@ -19,8 +29,8 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from drivers.model import DeviceCondition, Item, NumericObservation, WaveformChunk
-from monitor.alarms.engine import AlarmEngine, AlarmEvent, AlarmState
+from drivers.model import DeviceCondition, Item, NumericObservation, Quality, WaveformChunk, numeric
+from monitor.alarms.engine import Alarm, AlarmEngine, AlarmEvent, AlarmState
 from monitor.alarms.profile import AlarmProfile
 from monitor.patient import Patient
 from monitor.protocols import EsketaminePlan, KetamineIVPlan
@@ -38,6 +48,9 @@ _TABLE_KIND = {
     "session_aborted": "signoff", "escort": "signoff",
 }
 _HEARTBEAT = timedelta(seconds=5)
+#: Appended to the message of an alarm logged in a session it started before.
+BEFORE_SESSION = "started before the session"
+DOSE_REACHED_TEXT = "Planned dose reached: stop the infusion"
 
 
 def _entry_kind(entry: dict[str, Any]) -> str:
@@ -55,12 +68,14 @@ class SessionRecorder:
     """One session being recorded: see the module docstring.
 
     ``on_alarm_event`` (optional) is called with every :class:`AlarmEvent` as it happens (on the
-    caller's thread), e.g. to print it or to update the screen.
+    caller's thread), e.g. to print it or to update the screen; ``on_readings`` (optional) with the
+    readings the recorder makes itself (a BP entered by hand), as a device batch would be.
     """
 
     def __init__(self, store: SessionStore, writer: StoreWriter, session_id: int, state: SessionState,
                  engine: AlarmEngine, actor: Actor,
-                 on_alarm_event: Callable[[AlarmEvent], None] | None = None) -> None:
+                 on_alarm_event: Callable[[AlarmEvent], None] | None = None,
+                 on_readings: Callable[[list[Item]], None] | None = None) -> None:
         self.store = store
         self.writer = writer
         self.session_id = session_id
@@ -68,11 +83,15 @@ class SessionRecorder:
         self.engine = engine
         self.actor = actor
         self.on_alarm_event = on_alarm_event
+        self.on_readings = on_readings
         self._alarm_rows: dict[int, int] = {}      # engine alarm id → store alarm id (writer thread)
         self._last_heartbeat: datetime | None = None
         self._phase = state.phase
         self._recording_failed = False
+        self._dose_reached = False
         self.now: datetime | None = None
+        #: Added to device times (see :meth:`resume`).
+        self.time_offset = timedelta(0)
         if state.baseline is not None:
             engine.set_baseline(state.baseline.values)
 
@@ -92,6 +111,7 @@ class SessionRecorder:
         state = SessionState.open(session_id=f"S-{session_id}", patient=patient, plan=plan, t=t, by=actor,
                                   settings=settings)
         recorder = cls(store, writer, session_id, state, engine or make_engine(profile, settings), actor, on_alarm_event)
+        recorder._adopt_alarms(t)
         recorder._store_entries(state.entries)
         return recorder
 
@@ -101,26 +121,48 @@ class SessionRecorder:
                on_alarm_event: Callable[[AlarmEvent], None] | None = None,
                engine: AlarmEngine | None = None) -> "SessionRecorder":
         """Resume an open session left by a crash: replay its entries, mark the gap from the last
-        recorded data to ``now``, and close alarm log rows that were open at the crash."""
+        recorded data to ``now`` (the device's time now), and close alarm log rows that were open at
+        the crash.
+
+        The record's timeline never runs backwards: when the device's clock is *behind* the last
+        recorded data (a simulator run faster than real time, a monitor whose clock is wrong), the
+        session continues from its last data time — the gap is empty, never negative — and
+        everything the device sends from now on is re-based by that difference
+        (:attr:`time_offset`; see :meth:`rebase`), said in the gap's reason and in the audit trail,
+        instead of being interleaved with what was recorded."""
         record = store.get_session(session_id)
         if not record.is_open:
             raise ValueError(f"session {session_id} is {record.status}: it cannot be resumed")
         entries = [e.payload for e in store.entries(session_id, order="recorded") if e.amends is None]
         state = SessionState.from_entries(entries)
         last = store.last_data_time(session_id) or record.started_at
+        # (a millisecond more, so that no new sample shares the last recorded instant)
+        offset = last - now + timedelta(milliseconds=1) if now <= last else timedelta(0)
+        reason = "Vigil was not recording (restarted after it stopped)"
+        if offset:
+            reason += (f"; the device clock was {offset.total_seconds():.1f} s behind the record: its data "
+                       f"are re-based by +{offset.total_seconds():.1f} s")
         with store.transaction():
-            if now > last:
-                store.add_gap(session_id, last, now, "Vigil was not recording (restarted after it stopped)")
+            store.add_gap(session_id, last, now + offset, reason)
             for row in store.alarms(session_id):
                 if row.ended_at is None:
                     store.alarm_ended(row.id, max(last, row.started_at))
             store.audit(actor.username, "session_resumed", session_id,
-                        {"gap_start": last.isoformat(), "gap_end": now.isoformat()})
+                        {"gap_start": last.isoformat(), "gap_end": (now + offset).isoformat(),
+                         "device_time": now.isoformat(), "rebased_s": offset.total_seconds()})
         if state.phase is Phase.BASELINE:
             state.observe(store.observations(session_id, start=last - timedelta(minutes=2)))
         recorder = cls(store, writer, session_id, state, engine or make_engine(profile, settings), actor, on_alarm_event)
-        recorder.now = now
+        recorder.time_offset = offset
+        recorder.now = now + offset
+        recorder._adopt_alarms(now + offset)
         return recorder
+
+    def rebase(self, items: Sequence[Item]) -> list[Item]:
+        """``items`` on the record's timeline: shifted by :attr:`time_offset` (zero, except after a
+        resume whose device clock was behind the record). Call before :meth:`on_items` and before
+        showing the items."""
+        return rebase_items(items, self.time_offset)
 
     # ------------------------------------------------------------------ the data path
     def on_items(self, items: Sequence[Item]) -> list[AlarmEvent]:
@@ -162,12 +204,49 @@ class SessionRecorder:
             events = self.engine.set_technical("recording_failed", failing, now,
                                                f"Recording failed: {error}" if failing else "")
             self._handle(events)
+        infusion = self.state.infusion
+        if infusion is not None:
+            reached = infusion.running(now) and infusion.dose_complete(now)
+            if reached != self._dose_reached:
+                self._dose_reached = reached
+                at = (infusion.dose_reached_at(now) or now) if reached else now
+                more = self.engine.set_technical("dose_reached", reached, at, DOSE_REACHED_TEXT if reached else "")
+                self._handle(more)
+                events = events + more
         if self._last_heartbeat is None or now - self._last_heartbeat >= _HEARTBEAT:
             self._last_heartbeat = now
             self.writer.put_call(self.store.heartbeat, self.session_id, now)
         return events
 
     # ------------------------------------------------------------------ alarms
+    def _adopt_alarms(self, t: datetime) -> None:
+        """Log in this session every alarm the engine shows now (the patient was connected before
+        the session started): real start time, marked as started before the session."""
+        for alarm in sorted(self.engine.alarms.values(), key=lambda a: a.id):
+            self.writer.put_call(self._log_adopted, Alarm(**vars(alarm)), t)
+
+    def _log_adopted(self, alarm: Alarm, t: datetime) -> None:
+        """Runs on the writer thread (in order with every other write)."""
+        before = alarm.started_at < t
+        message = alarm.message or alarm.label
+        row = self.store.alarm_started(
+            self.session_id, condition=alarm.condition, kind=alarm.kind, priority=alarm.priority.name,
+            started_at=alarm.started_at, limit=alarm.limit, value=alarm.value,
+            message=f"{message} ({BEFORE_SESSION})" if before else message)
+        self._alarm_rows[alarm.id] = row
+        if alarm.max_priority > alarm.priority:
+            self.store.alarm_escalated(row, alarm.max_priority.name, max(alarm.started_at, t))
+        if alarm.ended_at is not None:  # latched: its condition is over, its signal is not
+            self.store.alarm_ended(row, alarm.ended_at)
+
+    def end_patient(self, t: datetime, user: str | None = None) -> list[AlarmEvent]:
+        """The session is ending: end, in its log, the alarms that belong to this patient's record
+        (:meth:`AlarmEngine.reset_patient`); call before :meth:`finish`."""
+        events = self.engine.reset_patient(max(t, self.now or t), user)
+        self._dose_reached = False
+        self._handle(events)
+        return events
+
     def _handle(self, events: Iterable[AlarmEvent]) -> None:
         for event in events:
             self.writer.put_call(self._log_alarm, event)
@@ -197,9 +276,9 @@ class SessionRecorder:
         elif event.event == "audio_paused":
             store.alarm_action(sid, alarm_id=None, at=event.t, action="audio_pause", user=event.user,
                                detail=event.detail)
-        elif event.event == "audio_resumed":
-            store.alarm_action(sid, alarm_id=None, at=event.t, action="audio_pause_cancel", user=event.user,
-                               detail=event.detail)
+        elif event.event == "audio_resumed":  # a user's cancel, or (no user) the pause ran out at event.t
+            store.alarm_action(sid, alarm_id=None, at=event.t, action="audio_pause_cancel" if event.user
+                               else "audio_pause_end", user=event.user, detail=event.detail)
 
     def alarm_state(self) -> AlarmState:
         """The alarm state now."""
@@ -245,6 +324,8 @@ class SessionRecorder:
             kind = entry.get("type", "note")
             by = entry.get("by") or {}
             t = datetime.fromisoformat(entry["t"])
+            if kind == "nibp" and entry.get("source") == "manual":
+                self._manual_reading(entry, t, by.get("username") or self.actor.username)
             self.writer.put_call(self.store.add_entry, self.session_id, _TABLE_KIND.get(kind, "note"), t,
                                  _entry_kind(entry), entry, by.get("username") or self.actor.username)
             if kind == "assessment":
@@ -260,6 +341,18 @@ class SessionRecorder:
             if not self._phase.terminal:
                 self.writer.put_call(self.store.set_phase, self.session_id, self._phase.value,
                                      self.actor.username, self.now or self.state.opened_at)
+
+    def _manual_reading(self, entry: dict[str, Any], t: datetime, user: str) -> None:
+        """A BP entered by hand becomes numerics flagged ``manual``: stored, judged by the alarm
+        engine, and shown (tile, trends, review, exports) like a cuff reading."""
+        quality = frozenset({Quality.MANUAL})
+        items: list[Item] = [numeric(vital, entry[key], f"manual:{user}", t, quality=quality)
+                             for vital, key in (("nibp_sys", "sys"), ("nibp_dia", "dia"), ("nibp_mean", "mean"))
+                             if entry.get(key) is not None]
+        self.writer.put_observations(self.session_id, items)  # type: ignore[arg-type]
+        self._handle(self.engine.process(items))
+        if self.on_readings is not None:
+            self.on_readings(items)
 
     @staticmethod
     def _moaas_score(entry: dict[str, Any]) -> float | None:
@@ -280,6 +373,18 @@ def make_engine(profile: AlarmProfile, settings: ClinicSettings) -> AlarmEngine:
     """An alarm engine with the clinic's latching and audio-pause settings."""
     return AlarmEngine(profile, latching=settings.alarm_latching, audio_pause_s=settings.audio_pause_s,
                        audio_pause_max_s=settings.audio_pause_max_s)
+
+
+def rebase_items(items: Sequence[Item], offset: timedelta) -> list[Item]:
+    """``items`` with every time moved by ``offset`` (the same list when it is zero)."""
+    if not offset:
+        return list(items)
+    field = {NumericObservation: "sample_time", WaveformChunk: "start_time", DeviceCondition: "time"}
+    out: list[Item] = []
+    for item in items:
+        name = field.get(type(item))
+        out.append(item.model_copy(update={name: getattr(item, name) + offset}) if name else item)
+    return out
 
 
 def _time(item: Item) -> datetime:

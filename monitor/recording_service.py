@@ -81,8 +81,10 @@ class RecordingService(QObject):
 
     # ------------------------------------------------------------------ time
     def now(self) -> datetime:
-        """Now, in the device's time base (the simulated clock for the simulated monitor)."""
-        return self.channel.link.clock()
+        """Now, in the record's time base: the device's clock (the simulated clock for the
+        simulated monitor), re-based like its data after a resume (see ``SessionRecorder.resume``)."""
+        now = self.channel.link.clock()
+        return now + self.recorder.time_offset if self.recorder is not None else now
 
     # ------------------------------------------------------------------ data path
     def _on_batch(self, items: list[Item]) -> None:
@@ -90,6 +92,7 @@ class RecordingService(QObject):
             return
         try:
             if self.recorder is not None:
+                items = self.recorder.rebase(items)
                 events = self.recorder.on_items(items)
             else:
                 events = self.engine.process(items)
@@ -126,6 +129,7 @@ class RecordingService(QObject):
         self.recorder = SessionRecorder.start(
             self.store, self.writer, patient=patient, plan=plan, device=self.channel.label, actor=actor,
             t=t or self.now(), settings=self.settings, profile=self.profile, engine=self.engine)
+        self.recorder.on_readings = self.batch_received.emit
         self.entries_recorded.emit(list(self.recorder.state.entries))
         self.session_changed.emit()
         return self.recorder
@@ -134,8 +138,10 @@ class RecordingService(QObject):
         """Carry on recording a session a crash left open (a gap is marked)."""
         if self.recorder is not None:
             raise ValueError("a session is already being recorded: close it first")
-        self.recorder = SessionRecorder.resume(self.store, self.writer, session_id, actor=actor, now=self.now(),
-                                               settings=self.settings, profile=self.profile, engine=self.engine)
+        self.recorder = SessionRecorder.resume(self.store, self.writer, session_id, actor=actor,
+                                               now=self.channel.link.clock(), settings=self.settings,
+                                               profile=self.profile, engine=self.engine)
+        self.recorder.on_readings = self.batch_received.emit
         self.session_changed.emit()
         return self.recorder
 
@@ -155,7 +161,8 @@ class RecordingService(QObject):
         """Discharge and sign: refused (the session's message) unless the criteria are met or a
         charge nurse gives an override reason. The record becomes read-only."""
         return self._end("close", actor, meaning, dict(meaning=meaning, override_reason=override_reason,
-                                                     latest_vitals=self._latest_vitals()))
+                                                     latest_vitals=self._latest_vitals(),
+                                                     active_alarms=self.active_alarms()))
 
     def abort_session(self, actor: Actor, reason: str) -> list[dict]:
         """End the session early with a reason (read-only afterwards)."""
@@ -170,6 +177,7 @@ class RecordingService(QObject):
         else:
             entries = self.recorder.act("close", now, actor, **kwargs)
         self.entries_recorded.emit(entries)
+        events = self.recorder.end_patient(now, actor.username)   # logged in the closing session
         self.recorder.finish(now, signed_name=actor.display_name, meaning=meaning,
                              status="aborted" if action == "abort" else "closed")
         self.recorder = None
@@ -177,7 +185,12 @@ class RecordingService(QObject):
             self.engine.update_profile(self.profile)
             self.session_profile = self.profile
         self.session_changed.emit()
+        self._publish(events, always=True)
         return entries
+
+    def active_alarms(self) -> list[tuple[str, str, str]]:
+        """``(condition, priority, kind)`` of each alarm active now (what blocks discharge)."""
+        return [(a.condition, a.priority.name, a.kind) for a in self.alarm_state().alarms if a.active]
 
     def _latest_vitals(self) -> dict:
         return dict(self.recorder.state.latest) if self.recorder is not None else {}

@@ -36,12 +36,12 @@ from monitor.assessments import Event, parse_event
 from monitor.export.stats import CONTINUOUS, NIBP_KEYS, VitalStats, vital_stats
 from monitor.export.view import FLAGGED_BITS, Criterion, SessionView
 from monitor.staff import Actor, RefusedAction
-from monitor.store import PRIORITIES, Entry, SessionStore, bits_to_quality
+from monitor.store import PRIORITIES, Entry, Envelope, SessionStore, bits_to_quality
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CURSOR_TOLERANCE_S", "GAP_S", "TREND_VITALS", "REVIEW_VITALS", "Series", "Reading", "Envelope", "numerics_envelope", "NumericsLoader",
+    "CURSOR_TOLERANCE_S", "GAP_S", "TREND_VITALS", "REVIEW_VITALS", "Series", "Reading", "Envelope", "NumericsLoader",
     "load_numerics", "value_at", "reading_before", "with_gaps", "TimelineRow", "timeline_rows", "ReviewSummary", "summarize", "add_late_entry",
     "LateEntryError", "late_entry_events", "check_late_entry", "duration_text", "elapsed_text",
 ]
@@ -96,45 +96,10 @@ def load_numerics(store: SessionStore, session_id: int, vital: str, after: float
     return series
 
 
-class Envelope(NamedTuple):
-    """One vital over a range at a coarse resolution: per bin, its centre ``t`` (epoch s) and the
-    ``lo``/``hi`` values in it (NaN for a bin without a value), so a plot keeps every peak."""
-
-    t: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-
-
-def numerics_envelope(store: SessionStore, session_id: int, vital: str, start: float, end: float,
-                      bins: int) -> Envelope:
-    """The min/max of ``vital`` in each of ``bins`` equal bins of epoch seconds ``start``–``end``
-    (inclusive), computed by SQLite: only ``bins`` rows reach Python, so a whole 12-hour session's
-    trend is ready to draw long before its 43 200 values per vital are (the same min/max
-    decimation :meth:`SessionStore.waveform` does for waveforms, for numerics)."""
-    if vital not in CATALOGUE:
-        raise ValueError(f"unknown vital {vital!r}")
-    if not end > start or bins < 1:
-        raise ValueError("an envelope needs end > start and at least one bin")
-    width = (end - start) / bins
-    # The store offers no aggregate read of numerics; this is one query through its read
-    # connection (as monitor/export/_storeio.py does), on the (session_id, vital, t) index.
-    with store._read() as conn:
-        rows = conn.execute("SELECT min(CAST((t - ?) / ? AS INTEGER), ?), min(value), max(value) FROM observations "
-                            "WHERE session_id = ? AND vital = ? AND t >= ? AND t <= ? GROUP BY 1",
-                            (start, width, bins - 1, session_id, vital, start, end)).fetchall()
-    lo = np.full(bins, np.nan)
-    hi = np.full(bins, np.nan)
-    if rows:
-        index, low, high = (np.array(c, dtype=np.float64) for c in zip(*rows))
-        index = index.astype(np.int64)
-        lo[index], hi[index] = low, high
-    return Envelope(start + (np.arange(bins) + 0.5) * width, lo, hi)
-
-
 class NumericsLoader:
     """Reads the vitals of a session on a background thread, each once.
 
-    Order: the NIBP keys among ``vitals`` (a few readings), then the min/max :func:`numerics_envelope`
+    Order: the NIBP keys among ``vitals`` (a few readings), then the min/max :meth:`SessionStore.numerics_envelope`
     of each of ``envelopes`` over ``span`` (epoch s) in ``bins`` bins, then the other ``vitals`` in
     the order given. Most of a read is SQLite walking its index and table, which runs without the
     GIL, so the UI thread can build its widgets meanwhile. :meth:`get` and :meth:`envelope` wait for
@@ -161,7 +126,7 @@ class NumericsLoader:
             try:
                 if kind == "envelope":
                     assert self._span is not None
-                    result: Any = numerics_envelope(self._store, self._sid, vital, *self._span, self._bins)
+                    result: Any = self._store.numerics_envelope(self._sid, vital, *self._span, self._bins)
                 else:
                     result = load_numerics(self._store, self._sid, vital)
             except Exception as exc:  # a closed store, a damaged row: the review shows the vital empty

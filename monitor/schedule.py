@@ -15,8 +15,13 @@ IV ketamine
 
 Esketamine nasal spray
     * NIBP before the first device; the next device 5 min after the previous one; NIBP about 40 min
-      after the first device, then offered every 30 min (as clinically warranted) and once shortly
-      before the end of the 120-minute monitoring period; modified Aldrete before discharge.
+      after the first device (a reading 35–50 min after it counts), then offered every 30 min (as
+      clinically warranted) and once shortly before the end of the 120-minute monitoring period;
+      MOAA/S and CADSS-6 at 40 min after the first device and before discharge (as the IV protocol
+      charts them at 20 and 40 min); modified Aldrete before discharge.
+
+IV assessments due before the infusion that were skipped stay on the list as *overdue* once it has
+started, until they are charted (unless the pre-dose check was waived).
 
 Any phase: after a NIBP reading at or above 160/100 a repeat is due within 5 minutes.
 
@@ -38,11 +43,11 @@ from monitor.staff import clock, ensure_utc, refuse
 
 if TYPE_CHECKING:
     from monitor.patient import Patient
-    from monitor.session import SessionState
+    from monitor.session import NibpReading, SessionState
 
 __all__ = [
     "IVSchedule", "EsketamineSchedule", "ScheduleConfig", "DueStatus", "DueItem",
-    "nibp_interval_min", "due_items", "next_nibp_due", "continuous_spo2_required",
+    "nibp_interval_min", "due_items", "next_nibp_due", "continuous_spo2_required", "esketamine_forty_minute_bp",
 ]
 
 
@@ -109,7 +114,12 @@ class EsketamineSchedule(BaseModel):
     * ``bp_after_first_device_min`` (default 40; 30–60): the NIBP "about 40 min" after the first device.
     * ``bp_offer_interval_min`` (default 30; 10–60): NIBP offered this often afterwards.
     * ``bp_before_end_min`` (default 10; 0–30): a NIBP is due this long before the end of
-      monitoring (REMS "BP before completion").
+      monitoring (REMS "BP before completion"); MOAA/S and CADSS-6 "before discharge" are due then too.
+    * ``assessment_marks_min`` (default 40; 1–240, increasing, at most 6): minutes after the first
+      device at which MOAA/S and CADSS-6 are due.
+
+    The "about 40 minutes" BP is a reading from 5 min before to 10 min after
+    ``bp_after_first_device_min`` (35–50 min by default): :meth:`bp_window`.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -117,6 +127,18 @@ class EsketamineSchedule(BaseModel):
     bp_after_first_device_min: int = 40
     bp_offer_interval_min: int = 30
     bp_before_end_min: int = 10
+    assessment_marks_min: tuple[int, ...] = (40,)
+
+    @field_validator("assessment_marks_min")
+    @classmethod
+    def _marks(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if len(value) > 6 or any(not 1 <= m <= 240 for m in value) or list(value) != sorted(set(value)):
+            raise refuse("Esketamine assessment times must be up to 6 increasing minutes within 1–240")
+        return value
+
+    def bp_window(self) -> tuple[int, int]:
+        """Minutes after the first device within which a reading is the "about 40 min" BP."""
+        return self.bp_after_first_device_min - 5, self.bp_after_first_device_min + 10
 
     @field_validator("bp_after_first_device_min")
     @classmethod
@@ -289,30 +311,55 @@ def _nibp_candidates(state: "SessionState", now: datetime, cfg: ScheduleConfig) 
         return out
     esk = cfg.esketamine
     forty = first + _mins(esk.bp_after_first_device_min)
-    if not _done_since((r.t for r in readings), forty - early):
-        out.append((forty, "nibp:40", f"NIBP about {esk.bp_after_first_device_min} min after the first device", None))
-    else:
-        out.append((last.t + _mins(esk.bp_offer_interval_min), "nibp:offer",  # type: ignore[union-attr]
+    low, high = esk.bp_window()
+    if esketamine_forty_minute_bp(state) is None and now <= first + _mins(high):
+        out.append((forty, "nibp:40", f"NIBP about {esk.bp_after_first_device_min} min after the first device "
+                    f"(a reading {low}–{high} min after it)", None))
+    elif last is not None:
+        out.append((last.t + _mins(esk.bp_offer_interval_min), "nibp:offer",
                     f"NIBP (offered every {esk.bp_offer_interval_min} min, as clinically warranted)", None))
     before_end = end - _mins(esk.bp_before_end_min)
-    if devices.signoff is None and before_end > forty and not _done_since((r.t for r in readings), before_end - early):
+    if before_end > forty and not _done_since((r.t for r in readings), before_end - early):
         out.append((before_end, "nibp:before-end", "NIBP before the end of monitoring", None))
     return out
+
+
+def esketamine_forty_minute_bp(state: "SessionState") -> "NibpReading | None":
+    """The esketamine "about 40 minutes" BP: the first reading within the schedule's window after the
+    first device (35–50 min by default), or None."""
+    devices = state.devices
+    first = devices.first_device_at if devices is not None else None
+    if first is None:
+        return None
+    low, high = state.settings.schedules.esketamine.bp_window()
+    for reading in state.nibp_readings:
+        if first + _mins(low) <= reading.t <= first + _mins(high):
+            return reading
+    return None
 
 
 def _charted_times(state: "SessionState", kind: str, now: datetime) -> list[datetime]:
     return [c.t for c in state.charted(kind) if c.t <= now]
 
 
+def _pre_dose_items(state: "SessionState", now: datetime, out: _Builder) -> None:
+    """IV: MOAA/S and pain NRS before the infusion: due in baseline; once it has started, still on the list
+    as overdue until charted (a skipped pre-dose assessment is not forgotten), unless waived."""
+    started = state.dosing_started_at
+    if started is not None and state.pre_dose_waiver is not None:
+        return
+    force = DueStatus.DUE if state.phase.value == "baseline" else DueStatus.OVERDUE
+    missed = "" if force is DueStatus.DUE else " (missed: chart it now)"
+    for kind, name in (("moaas", "MOAA/S"), ("pain_nrs", "Pain score (NRS)")):
+        if not _charted_times(state, kind, now):
+            out.add(f"{kind}:pre-dose", kind, state.opened_at, f"{name} before the infusion{missed}", force)
+
+
 def _iv_items(state: "SessionState", now: datetime, cfg: ScheduleConfig, out: _Builder) -> None:
     log = state.infusion
     early = _mins(cfg.early_window_min)
+    _pre_dose_items(state, now, out)
     if state.phase.value == "baseline":
-        if not _charted_times(state, "moaas", now):
-            out.add("moaas:pre-dose", "moaas", state.opened_at, "MOAA/S before the infusion", DueStatus.DUE)
-        if not _charted_times(state, "pain_nrs", now):
-            out.add("pain_nrs:pre-dose", "pain_nrs", state.opened_at, "Pain score (NRS) before the infusion",
-                    DueStatus.DUE)
         return
     if log.started_at is None:
         return
@@ -356,6 +403,16 @@ def _iv_items(state: "SessionState", now: datetime, cfg: ScheduleConfig, out: _B
 
 def _esketamine_items(state: "SessionState", now: datetime, cfg: ScheduleConfig, out: _Builder) -> None:
     devices = state.devices
+    first, end = devices.first_device_at, devices.monitoring_end_earliest
+    if first is not None and end is not None:
+        early = _mins(cfg.early_window_min)
+        marks = [(f"@{m}", first + _mins(m), f"at {m} min after the first device")
+                 for m in cfg.esketamine.assessment_marks_min]
+        marks.append((":before-discharge", end - _mins(cfg.esketamine.bp_before_end_min), "before discharge"))
+        for suffix, at, when in marks:
+            for kind, name in (("moaas", "MOAA/S"), ("cadss6", "CADSS-6")):
+                if not _done_since(_charted_times(state, kind, now), at - early):
+                    out.add(f"{kind}{suffix}", kind, at, f"{name} {when}")
     if state.phase.value == "infusion" and not devices.complete:
         allowed = devices.next_device_allowed_at
         if allowed is not None:

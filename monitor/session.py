@@ -54,7 +54,7 @@ from monitor.staff import Actor, RefusedAction, Role, Signature, UtcDatetime, cl
 __all__ = [
     "Phase", "ALLOWED_TRANSITIONS", "check_transition", "SessionError", "PhaseError",
     "NibpReading", "Baseline", "compute_baseline", "pre_dose_bp", "BpAdvisory", "BpDecision",
-    "Charted", "ChartedEvent", "DischargeCriterion", "DischargeCheck", "discharge_check",
+    "Charted", "ChartedEvent", "DischargeCriterion", "DischargeCheck", "discharge_check", "post_dose_bp",
     "SessionState", "CLOSE_MEANING", "BASELINE_WINDOW_S", "NIBP_PAIR_WITHIN_MIN",
 ]
 
@@ -278,7 +278,8 @@ class ChartedEvent:
 
 
 class DischargeCriterion(BaseModel):
-    """One discharge criterion: ``key``, ``label``, ``met`` and ``detail`` (why)."""
+    """One discharge criterion: ``key``, ``label``, ``met`` and ``detail`` (why). A ``hard``
+    criterion cannot be overridden by anyone (the esketamine 2-hour rule)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -286,6 +287,7 @@ class DischargeCriterion(BaseModel):
     label: str
     met: bool
     detail: str
+    hard: bool = False
 
 
 class DischargeCheck(BaseModel):
@@ -306,6 +308,11 @@ class DischargeCheck(BaseModel):
         """The criteria not met."""
         return tuple(c for c in self.criteria if not c.met)
 
+    @property
+    def unmet_hard(self) -> tuple[DischargeCriterion, ...]:
+        """The criteria not met that no override can waive."""
+        return tuple(c for c in self.criteria if not c.met and c.hard)
+
     def criterion(self, key: str) -> DischargeCriterion:
         """The criterion with ``key`` (KeyError if absent)."""
         for c in self.criteria:
@@ -322,33 +329,52 @@ class DischargeCheck(BaseModel):
         return self.model_dump(mode="json")
 
 
-def _latest_bp(state: "SessionState", now: datetime,
-               latest_vitals: Mapping[str, Any] | None) -> tuple[float, float, datetime] | None:
+def post_dose_bp(state: "SessionState", now: datetime,
+                 latest_vitals: Mapping[str, Any] | None = None) -> tuple[float, float, datetime] | None:
+    """The latest BP ``(systolic, diastolic, time)`` taken after dosing ended (the infusion was
+    stopped, or the last esketamine device), at or before ``now``; never a pre-dose reading. A newer
+    reading in ``latest_vitals`` (vital → ``NumericObservation``) counts when it is after dosing too.
+    None when dosing has not ended or no reading was taken since."""
+    ended = state.dosing_ended_at
+    if ended is None or ended > now:
+        return None
     best: tuple[float, float, datetime] | None = None
-    readings = [r for r in state.nibp_readings if r.t <= now]
+    readings = [r for r in state.nibp_readings if ended <= r.t <= now]
     if readings:
         best = (readings[-1].sys, readings[-1].dia, readings[-1].t)
     if latest_vitals:
         sys_v, dia_v = latest_vitals.get("nibp_sys"), latest_vitals.get("nibp_dia")
-        if sys_v is not None and dia_v is not None:
-            if isinstance(sys_v, NumericObservation) and isinstance(dia_v, NumericObservation):
-                if sys_v.value is not None and dia_v.value is not None and sys_v.sample_time <= now:
-                    if best is None or sys_v.sample_time >= best[2]:
-                        best = (sys_v.value, dia_v.value, sys_v.sample_time)
-            elif isinstance(sys_v, (int, float)) and isinstance(dia_v, (int, float)):
-                best = (float(sys_v), float(dia_v), now)
+        if isinstance(sys_v, NumericObservation) and isinstance(dia_v, NumericObservation) and \
+                sys_v.value is not None and dia_v.value is not None and not sys_v.flagged and \
+                sys_v.sample_time == dia_v.sample_time and ended <= sys_v.sample_time <= now and \
+                (best is None or sys_v.sample_time >= best[2]):
+            best = (sys_v.value, dia_v.value, sys_v.sample_time)
     return best
 
 
+#: Alarm priorities that block discharge while active (physiological alarms only).
+_BLOCKING = ("HIGH", "MEDIUM")
+
+
 def discharge_check(state: "SessionState", now: datetime,
-                    latest_vitals: Mapping[str, Any] | None = None) -> DischargeCheck:
+                    latest_vitals: Mapping[str, Any] | None = None,
+                    active_alarms: Iterable[tuple[str, str, str]] | None = None) -> DischargeCheck:
     """Check every discharge criterion of ``state`` at ``now``.
 
-    Criteria: modified Aldrete (latest charted after dosing ended) ≥ the clinic minimum (9); latest
-    BP within ±20 % of baseline, systolic and diastolic, taken within the last 30 min; IV: at least
-    60 min (clinic setting) since the infusion ended; esketamine: 120 min since the first device or
-    a clinically-stable sign-off; escort confirmed. ``latest_vitals`` maps vital keys to
-    ``NumericObservation`` (or plain numbers, taken as measured ``now``); a newer NIBP there is used
+    Criteria:
+
+    * modified Aldrete (latest charted after dosing ended) ≥ the clinic minimum (9);
+    * BP: the latest reading taken *after dosing ended* (:func:`post_dose_bp`; never the pre-dose
+      one), at most 30 min old, within ±20 % of baseline systolic and diastolic, and below the
+      clinic's ceiling (default 180/110) whatever the baseline;
+    * time: IV, at least 60 min (clinic setting) since the infusion ended; esketamine, at least the
+      monitoring period (≥ 120 min) since the first device — a *hard* criterion: no override, by
+      anyone — and, at or after it, a clinician's "clinically stable" sign-off (both, not either);
+    * no active HIGH or MEDIUM physiological alarm (``active_alarms``: ``(condition, priority name,
+      kind)`` of the alarms active now; None when unknown, e.g. replaying an old record);
+    * escort confirmed.
+
+    ``latest_vitals`` maps vital keys to ``NumericObservation``; a newer post-dose NIBP there is used
     instead of the last recorded reading.
     """
     now = ensure_utc(now)
@@ -372,26 +398,34 @@ def discharge_check(state: "SessionState", now: datetime,
                 key="aldrete", label=label, met=ok,
                 detail=f"{last.assessment.score} at {clock(last.t)}" + ("" if ok else f", below {s.discharge_aldrete_min}")))
 
-    # BP against baseline
+    # BP after dosing, against baseline and the ceiling
     pct = s.discharge_bp_tolerance_pct
-    label = f"BP within {pct} % of baseline"
+    ceiling = (s.discharge_bp_ceiling_sys_mmhg, s.discharge_bp_ceiling_dia_mmhg)
+    label = f"BP after dosing within {pct} % of baseline, below {ceiling[0]}/{ceiling[1]}"
     base = state.baseline
-    latest = _latest_bp(state, now, latest_vitals)
-    if base is None or base.sys is None or base.dia is None:
+    latest = post_dose_bp(state, now, latest_vitals)
+    if ended is None:
+        criteria.append(DischargeCriterion(key="bp", label=label, met=False, detail="dosing has not ended"))
+    elif base is None or base.sys is None or base.dia is None:
         criteria.append(DischargeCriterion(key="bp", label=label, met=False, detail="no baseline BP"))
     elif latest is None:
-        criteria.append(DischargeCriterion(key="bp", label=label, met=False, detail="no BP reading"))
+        criteria.append(DischargeCriterion(key="bp", label=label, met=False,
+                                           detail=f"no BP taken since dosing ended at {clock(ended)}: measure it"))
     else:
         sys_v, dia_v, t = latest
         age = (now - t).total_seconds() / 60
         d_sys = (sys_v - base.sys) / base.sys * 100
         d_dia = (dia_v - base.dia) / base.dia * 100
         within = abs(d_sys) <= pct and abs(d_dia) <= pct
+        below = sys_v < ceiling[0] and dia_v < ceiling[1]
         detail = (f"{sys_v:.0f}/{dia_v:.0f} at {clock(t)} vs baseline {base.sys:.0f}/{base.dia:.0f} "
                   f"({d_sys:+.0f} % / {d_dia:+.0f} %)")
         if age > s.discharge_bp_max_age_min:
             criteria.append(DischargeCriterion(key="bp", label=label, met=False,
                                                detail=f"{detail}; older than {s.discharge_bp_max_age_min} min: measure again"))
+        elif not below:
+            criteria.append(DischargeCriterion(key="bp", label=label, met=False,
+                                               detail=f"{detail}; at or above {ceiling[0]}/{ceiling[1]}"))
         else:
             criteria.append(DischargeCriterion(key="bp", label=label, met=within,
                                                detail=detail + ("" if within else f"; outside {pct} %")))
@@ -411,23 +445,38 @@ def discharge_check(state: "SessionState", now: datetime,
     else:
         devices = state.devices
         need = state.plan.monitoring_min  # type: ignore[union-attr]
-        label = f"≥ {need} min from the first device, or clinically stable"
+        label = f"≥ {need} min from the first device (no exception)"
         first = devices.first_device_at if devices else None
         if first is None or first > now:
-            criteria.append(DischargeCriterion(key="time", label=label, met=False, detail="no nasal device logged"))
+            criteria.append(DischargeCriterion(key="time", label=label, met=False, hard=True,
+                                               detail="no nasal device logged"))
         else:
             since = (now - first).total_seconds() / 60
-            sig = devices.signoff  # type: ignore[union-attr]
             if since >= need:
-                criteria.append(DischargeCriterion(key="time", label=label, met=True, detail=f"{int(since)} min since {clock(first)}"))
-            elif sig is not None and sig.t <= now:
-                criteria.append(DischargeCriterion(key="time", label=label, met=True,
-                                                   detail=f"{int(since)} min; clinically stable, signed by {sig.printed_name} at {clock(sig.t)}"))
+                criteria.append(DischargeCriterion(key="time", label=label, met=True, hard=True,
+                                                   detail=f"{int(since)} min since {clock(first)}"))
             else:
                 criteria.append(DischargeCriterion(
-                    key="time", label=label, met=False,
-                    detail=f"{int(since)} min since {clock(first)}; not before {clock(first + timedelta(minutes=need))} "
-                           "without a clinician's clinically-stable sign-off"))
+                    key="time", label=label, met=False, hard=True,
+                    detail=f"{int(since)} min since {clock(first)}; not before {clock(first + timedelta(minutes=need))}: "
+                           "the REMS monitoring period applies to everyone"))
+        sig = devices.signoff if devices else None
+        label = "Clinically stable (clinician's sign-off)"
+        if sig is not None and sig.t <= now:
+            criteria.append(DischargeCriterion(key="clinically_stable", label=label, met=True,
+                                               detail=f"signed by {sig.printed_name} at {clock(sig.t)}"))
+        else:
+            criteria.append(DischargeCriterion(key="clinically_stable", label=label, met=False,
+                                               detail="a clinician must sign that the patient is clinically stable"))
+
+    # active alarms
+    if active_alarms is not None:
+        blocking = sorted({(p, c) for c, p, kind in active_alarms if kind == "physiological" and p in _BLOCKING},
+                          key=lambda pc: (_BLOCKING.index(pc[0]), pc[1]))
+        label = "No active HIGH or MEDIUM physiological alarm"
+        criteria.append(DischargeCriterion(
+            key="alarms", label=label, met=not blocking,
+            detail="none" if not blocking else "active: " + ", ".join(f"{c} ({p})" for p, c in blocking)))
 
     # escort
     escort = state.escort
@@ -486,6 +535,7 @@ class SessionState:
         self._manual_bp: tuple[float, float, datetime, str] | None = None
         self._assessments: dict[int, Charted] = {}
         self._events: dict[int, ChartedEvent] = {}
+        self.late_events: list[ChartedEvent] = []  # charted after the session ended (negative seq)
         self._nibp_by_seq: dict[int, NibpReading] = {}
         self._retracted: set[int] = set()
         self.corrections: list[dict[str, Any]] = []
@@ -524,10 +574,17 @@ class SessionState:
     @classmethod
     def from_entries(cls, entries: Iterable[Mapping[str, Any]]) -> "SessionState":
         """Rebuild a session by replaying stored entries in order (the same checks apply; a damaged
-        or reordered record raises ``RefusedAction`` naming the entry)."""
+        or reordered record raises ``RefusedAction`` naming the entry). Late entries (events charted
+        after the session ended, ``"late": true`` and no ``seq``: see ``monitor.review.add_late_entry``)
+        come last and join :meth:`events` (listed in :attr:`late_events` too)."""
         state = cls()
         for entry in entries:
             try:
+                if entry.get("late") is True and "seq" not in entry:
+                    state._apply_late(dict(entry))
+                    continue
+                if state.late_events:
+                    raise SessionError("Only late entries may follow a late entry")
                 state._commit(dict(entry))
             except RefusedAction as exc:
                 raise SessionError(f"Entry {entry.get('seq')} ({entry.get('type')}) cannot be replayed: {exc}") from exc
@@ -537,6 +594,21 @@ class SessionState:
         if not state.entries:
             raise SessionError("No entries: a session starts with its session_opened entry")
         return state
+
+    def _apply_late(self, entry: dict[str, Any]) -> None:
+        """Replay a late entry: an event at clinical time ``t`` (not before the opening), by a user."""
+        if not self.entries:
+            raise SessionError("A session starts with its session_opened entry")
+        if entry.get("type") != "event":
+            raise SessionError(f"A late entry is an event, not {entry.get('type')!r}")
+        t = _UTC.validate_python(entry.get("t"))
+        if t < self.opened_at:
+            raise SessionError(f"Time {clock(t)} is before the session was opened at {clock(self.opened_at)}")
+        by = Actor.model_validate(entry["by"]) if entry.get("by") is not None else None
+        key = -(len(self.late_events) + 1)
+        charted = ChartedEvent(seq=key, t=t, by=self._need_by(by), event=parse_event(entry["event"]))
+        self._events[key] = charted
+        self.late_events.append(charted)
 
     def _envelope(self, kind: str, t: datetime, by: Actor | None, **body: Any) -> dict[str, Any]:
         return {"seq": len(self.entries) + 1, "type": kind, "t": ensure_utc(t).isoformat(),
@@ -604,16 +676,12 @@ class SessionState:
     @property
     def discharge_earliest(self) -> datetime | None:
         """Earliest discharge time by the time rule: IV infusion end + the clinic minimum (60 min);
-        esketamine first device + monitoring minutes (120), or the clinically-stable sign-off."""
+        esketamine first device + monitoring minutes (≥ 120; a sign-off never shortens it)."""
         if self.infusion is not None:
             end = self.infusion.ended_at
             return None if end is None else end + timedelta(minutes=self.settings.discharge_min_after_infusion_min)
         if self.devices is not None:
-            end = self.devices.monitoring_end_earliest
-            sig = self.devices.signoff
-            if end is not None and sig is not None:
-                return min(end, sig.t)
-            return end
+            return self.devices.monitoring_end_earliest
         return None
 
     @property
@@ -751,14 +819,17 @@ class SessionState:
         entry = self._envelope("baseline", t, by, values=values, methods=methods, manual=False)
         return self._commit(entry)
 
-    def start_infusion(self, t: datetime, by: Actor, rate_mg_per_h: float | None = None) -> list[dict[str, Any]]:
+    def start_infusion(self, t: datetime, by: Actor, rate_mg_per_h: float | None = None,
+                       high_rate_reason: str | None = None) -> list[dict[str, Any]]:
         """Start the IV infusion (plan rate unless given): needs a pre-dose BP and, when it is above
-        the advisory threshold, a decision to proceed. Records the computed baseline first."""
+        the advisory threshold, a decision to proceed. A rate above 1.5 × the plan's needs
+        ``high_rate_reason`` (``RateNeedsConfirmation`` otherwise); above the clinic's maximum it
+        is refused. Records the computed baseline first."""
         log = self._need_infusion()
         t = ensure_utc(t, "start time")
         self._check_can_dose(t)
         rate = log.plan.rate_mg_per_h if rate_mg_per_h is None else rate_mg_per_h
-        step = log.make_step("start", t, by, rate=rate)  # checked before the baseline is written
+        step = log.make_step("start", t, by, rate=rate, high_rate_reason=high_rate_reason)  # before the baseline
         new = [] if self._waived(t) else self._baseline_entries(t, by)
         return new + self._commit({"seq": len(self.entries) + 1, **step.to_payload()})
 
@@ -770,19 +841,22 @@ class SessionState:
         """Resume the paused infusion."""
         return self._infusion_step("resume", t, by)
 
-    def change_rate(self, t: datetime, by: Actor, new_rate_mg_per_h: float, reason: str) -> list[dict[str, Any]]:
-        """Change the infusion rate, mg/h (reason required)."""
-        return self._infusion_step("rate_change", t, by, rate=new_rate_mg_per_h, reason=reason)
+    def change_rate(self, t: datetime, by: Actor, new_rate_mg_per_h: float, reason: str,
+                    high_rate_reason: str | None = None) -> list[dict[str, Any]]:
+        """Change the infusion rate, mg/h (reason required; above 1.5 × the plan's rate also
+        ``high_rate_reason``, see :meth:`start_infusion`)."""
+        return self._infusion_step("rate_change", t, by, rate=new_rate_mg_per_h, reason=reason,
+                                   high_rate_reason=high_rate_reason)
 
     def stop_infusion(self, t: datetime, by: Actor, reason: str | None = None) -> list[dict[str, Any]]:
         """Stop the infusion; the session enters recovery."""
         return self._infusion_step("stop", t, by, reason=reason)
 
     def _infusion_step(self, action: str, t: datetime, by: Actor, *, rate: float | None = None,
-                       reason: str | None = None) -> list[dict[str, Any]]:
+                       reason: str | None = None, high_rate_reason: str | None = None) -> list[dict[str, Any]]:
         log = self._need_infusion()
         self._check_infusion_phase()
-        step = log.make_step(action, t, by, rate=rate, reason=reason)
+        step = log.make_step(action, t, by, rate=rate, reason=reason, high_rate_reason=high_rate_reason)
         return self._commit({"seq": len(self.entries) + 1, **step.to_payload()})
 
     def _check_infusion_phase(self) -> None:
@@ -896,19 +970,28 @@ class SessionState:
 
     # ------------------------------------------------------------------ ending
 
-    def discharge_check(self, now: datetime, latest_vitals: Mapping[str, Any] | None = None) -> DischargeCheck:
+    def discharge_check(self, now: datetime, latest_vitals: Mapping[str, Any] | None = None,
+                        active_alarms: Iterable[tuple[str, str, str]] | None = None) -> DischargeCheck:
         """:func:`discharge_check` for this session (``latest_vitals`` defaults to :attr:`latest`)."""
-        return discharge_check(self, now, self.latest if latest_vitals is None else latest_vitals)
+        return discharge_check(self, now, self.latest if latest_vitals is None else latest_vitals, active_alarms)
+
+    def post_dose_bp(self, now: datetime) -> tuple[float, float, datetime] | None:
+        """:func:`post_dose_bp` for this session: the BP that discharge and the Aldrete suggestion use."""
+        return post_dose_bp(self, ensure_utc(now), self.latest)
 
     def close(self, t: datetime, by: Actor, *, latest_vitals: Mapping[str, Any] | None = None,
-              meaning: str = CLOSE_MEANING, override_reason: str | None = None) -> list[dict[str, Any]]:
+              meaning: str = CLOSE_MEANING, override_reason: str | None = None,
+              active_alarms: Iterable[tuple[str, str, str]] | None = None) -> list[dict[str, Any]]:
         """Discharge and close with a signature (printed name from ``by``, time ``t``, ``meaning``).
 
         Refused unless in recovery and every discharge criterion is met; a charge nurse may close
-        with unmet criteria by giving ``override_reason`` (recorded). The session becomes read-only.
+        with unmet criteria by giving ``override_reason`` (recorded), except a *hard* criterion (the
+        esketamine monitoring period), which nobody can waive. ``active_alarms`` (see
+        :func:`discharge_check`) makes an active HIGH/MEDIUM physiological alarm block discharge.
+        The session becomes read-only.
         """
         check_transition(self.phase, Phase.DISCHARGED)
-        check = self.discharge_check(ensure_utc(t), latest_vitals)
+        check = self.discharge_check(ensure_utc(t), latest_vitals, active_alarms)
         entry = self._envelope("session_closed", t, by, meaning=meaning, printed_name=by.display_name,
                                discharge=check.to_payload(),
                                override_reason=_text(override_reason, 300, "Override reason", required=False))
@@ -1145,6 +1228,9 @@ class SessionState:
         sig = Signature(by=by, t=t, meaning=str(entry.get("meaning", "")))
         check = DischargeCheck.model_validate(entry.get("discharge") or {"at": t, "criteria": ()})
         override = _text(entry.get("override_reason"), 300, "Override reason", required=False)
+        if check.unmet_hard:
+            unmet = "; ".join(f"{c.label} ({c.detail})" for c in check.unmet_hard)
+            raise SessionError(f"Discharge refused: {unmet}")
         if not check.ok:
             if override is None:
                 unmet = "; ".join(f"{c.label} ({c.detail})" for c in check.unmet)

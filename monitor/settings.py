@@ -32,7 +32,9 @@ from typing import Any, Callable, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from monitor.protocols import DOSE_HARD_LIMITS_MG_PER_KG, DURATION_RANGE_MIN, MIN_ESKETAMINE_MONITORING_MIN
+from monitor.protocols import (
+    DOSE_HARD_LIMITS_MG_PER_KG, DURATION_RANGE_MIN, MIN_ESKETAMINE_MONITORING_MIN, RATE_HARD_MAX_LIMITS_MG_PER_KG_PER_H,
+)
 from monitor.schedule import ScheduleConfig
 from monitor.staff import Actor, RefusedAction, Role, User, refuse, require_role
 
@@ -73,14 +75,17 @@ class ClinicSettings(BaseModel):
     Protocols: ``schedules`` (:class:`ScheduleConfig`, NIBP intervals etc.);
     ``ketamine_dose_bounds_mg_per_kg`` (default 0.1–1.5, within 0.05–2.0);
     ``ketamine_typical_dose_mg_per_kg`` (default 0.5, within the bounds); ``ketamine_duration_min``
-    (default 40; 10–240); ``esketamine_monitoring_min`` (default 120; 120–480: never lower than 120).
+    (default 40; 10–240); ``esketamine_monitoring_min`` (default 120; 120–480: never lower than 120);
+    ``ketamine_max_rate_mg_per_kg_per_h`` (default 2.25, the upper dose bound over 40 min; 0.5–9:
+    the hard maximum infusion rate, refused above; rates above 1.5 × the plan's need a reason).
 
     Pre-dose and discharge: ``pre_dose_bp_advisory_sys/dia_mmhg`` (default 140/90: a pre-dose BP
     above either needs a proceed/defer decision; 120–180 / 70–110);
     ``discharge_min_after_infusion_min`` (default 60; 30–240); ``discharge_aldrete_min`` (default 9;
     8–10); ``discharge_bp_tolerance_pct`` (default 20; 10–30: latest BP within this of baseline,
     systolic and diastolic); ``discharge_bp_max_age_min`` (default 30; 10–60: that BP must be this
-    recent).
+    recent); ``discharge_bp_ceiling_sys/dia_mmhg`` (default 180/110, the severe-hypertension limit;
+    140–220 / 90–130: a discharge BP at or above either is never "within baseline").
 
     Patients: ``min_patient_age_years`` (default 18; 12–100).
     """
@@ -98,13 +103,31 @@ class ClinicSettings(BaseModel):
     ketamine_typical_dose_mg_per_kg: float = 0.5
     ketamine_duration_min: int = 40
     esketamine_monitoring_min: int = MIN_ESKETAMINE_MONITORING_MIN
+    ketamine_max_rate_mg_per_kg_per_h: float = 2.25
     pre_dose_bp_advisory_sys_mmhg: int = 140
     pre_dose_bp_advisory_dia_mmhg: int = 90
     discharge_min_after_infusion_min: int = 60
     discharge_aldrete_min: int = 9
     discharge_bp_tolerance_pct: int = 20
     discharge_bp_max_age_min: int = 30
+    discharge_bp_ceiling_sys_mmhg: int = 180
+    discharge_bp_ceiling_dia_mmhg: int = 110
     min_patient_age_years: int = 18
+
+    @field_validator("ketamine_max_rate_mg_per_kg_per_h")
+    @classmethod
+    def _max_rate(cls, value: float) -> float:
+        return _bounded(value, *RATE_HARD_MAX_LIMITS_MG_PER_KG_PER_H, "Maximum infusion rate", "mg/kg/h")
+
+    @field_validator("discharge_bp_ceiling_sys_mmhg")
+    @classmethod
+    def _ceiling_sys(cls, value: int) -> int:
+        return _bounded(value, 140, 220, "Discharge BP ceiling, systolic", "mmHg")
+
+    @field_validator("discharge_bp_ceiling_dia_mmhg")
+    @classmethod
+    def _ceiling_dia(cls, value: int) -> int:
+        return _bounded(value, 90, 130, "Discharge BP ceiling, diastolic", "mmHg")
 
     @field_validator("schema_version")
     @classmethod

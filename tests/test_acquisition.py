@@ -226,3 +226,38 @@ def test_cable_pull_scenario_through_the_worker():
     assert 19.9 <= minutes <= 20.5
     # one step of the link at speed 400 is ~16 simulated seconds
     assert 90 - 20 <= (lost[1].time - start).total_seconds() <= 130
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("speed", [200, 400])
+def test_simulated_cable_pull_escalates_after_60_simulated_seconds_like_a_real_monitor(speed):
+    """Issue 9: the simulated clock runs on while the cable is out, so the link alarm escalates at 60 s
+    of simulated time and the outage lasts as long as the scenario says (90 s), whatever the speed."""
+    from monitor.alarms.engine import AlarmEngine
+    from monitor.alarms.profile import default_profile
+
+    link = SimulatedMonitorLink("cable_pull", speed=speed, waves=False)
+    rec = Recorder()
+    worker = AcquisitionWorker(link, [rec])   # the real back-off, paced in simulated time
+    engine = AlarmEngine(default_profile())
+    events = []
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        seen = 0
+        while time.monotonic() < deadline:
+            time.sleep(0.2)                       # the window's tick
+            batches = rec.batches[seen:]
+            seen += len(batches)
+            for batch in batches:
+                events += engine.process(batch)
+            events += engine.tick(link.clock())
+            if any(e.condition == "connection_lost" and e.event == "ended" for e in events):
+                break
+    finally:
+        worker.stop()
+    lost = [e for e in events if e.condition == "connection_lost"]
+    assert [e.event for e in lost] == ["started", "escalated", "ended"]
+    started, escalated, ended = (e.t for e in lost)
+    assert (escalated - started).total_seconds() == pytest.approx(60, abs=0.01)
+    assert 88 <= (ended - started).total_seconds() <= 100

@@ -170,13 +170,13 @@ def test_lost_or_stale_device_escalates_after_60_seconds(code):
     assert [(e.event, e.priority.name) for e in engine.tick(at(60))] == [("escalated", "HIGH")]
 
 
-def test_audio_unavailable_is_low_and_stays_visible():
+def test_audio_unavailable_is_medium_and_stays_visible():
     engine = AlarmEngine(PROFILE)
     ev = engine.set_technical("audio_unavailable", True, at(0), "Alarm audio unavailable: no sound output")
-    assert [(e.priority.name, e.kind) for e in ev] == [("LOW", "technical")]
+    assert [(e.priority.name, e.kind) for e in ev] == [("MEDIUM", "technical")]
     engine.acknowledge("nurse1", at(1))
     state = engine.state(at(3600))
-    assert [a.condition for a in state.alarms] == ["audio_unavailable"] and state.visual_priority == Priority.LOW
+    assert [a.condition for a in state.alarms] == ["audio_unavailable"] and state.visual_priority == Priority.MEDIUM
     assert state.audio_priority is None
 
 
@@ -281,7 +281,7 @@ def test_short_medium_completes_a_burst_short_high_half_a_burst():
     nibp(engine, 0, 185, 100)
     nibp(engine, 0.2, 120, 80)
     assert engine.state(at(0.5)).audio_priority == Priority.MEDIUM
-    assert engine.state(at(0.81)).audio_priority is None
+    assert engine.state(at(minimum_sound_s(Priority.MEDIUM) + 0.01)).audio_priority is None
 
 
 def test_alarm_events_print_as_the_record_contract():
@@ -352,7 +352,8 @@ def test_burst_patterns_follow_the_standard():
         assert 150 <= pattern.fundamental_hz <= 1000
         assert all(300 <= pattern.fundamental_hz * k <= 4000 for k in range(2, 6))
     samples = burst_samples(Priority.HIGH)
-    assert samples.dtype.name == "int16" and len(samples) == pytest.approx(high.duration_s * 22050, abs=2)
+    # the effective burst (50 % points) plus the first rise and the last fall ramps
+    assert samples.dtype.name == "int16" and high.duration_s * 22050 < len(samples) < (high.duration_s + 0.05) * 22050
 
 
 def test_audio_scheduler_repeats_and_restarts_on_rising_priority():

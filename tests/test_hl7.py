@@ -151,8 +151,10 @@ def test_loinc_ucum_and_naive_times():
     ("OBX|1|NM|8867-4^HR^LN|||/min|||||F", (None, set())),                       # no value sent
 ])
 def test_value_rules(obx, expected):
-    [obs] = numerics(make().feed(msg(MSH_ORIGINAL, PID, PV1, obx)))
+    decoder = make()
+    [obs] = numerics(decoder.feed(msg(MSH_ORIGINAL, PID, PV1, obx)))
     assert (obs.value, obs.quality) == (expected[0], frozenset(expected[1]))
+    assert decoder.stats.values_dropped_unit == (1 if ("|%|" in obx or "furlongs" in obx) else 0)
 
 
 def test_result_status_drops_deleted_and_pending_values():

@@ -70,16 +70,35 @@ def test_tiles_show_the_simulated_monitor(qtbot, make_window):
     assert window.waves["ecg"].write_position > 0
 
 
-def test_audio_unavailable_is_a_low_alarm_that_stays(qtbot, make_window):
+def test_audio_unavailable_is_a_medium_alarm_that_stays(qtbot, make_window):
     window = make_window()
     qtbot.waitUntil(lambda: window.alarm_state is not None, timeout=5000)
     state = window.service.alarm_state()
     assert [a.condition for a in state.alarms] == ["audio_unavailable"]
-    assert state.visual_priority is Priority.LOW
+    assert state.visual_priority is Priority.MEDIUM
     assert "Alarm audio unavailable" in window.alarm_area.indicator.text()
     qtbot.keyClick(window, Qt.Key.Key_F1)       # acknowledged, but still shown
     assert window.service.alarm_state().alarms[0].acknowledged
     assert "Alarm audio unavailable" in window.alarm_area.indicator.text()
+
+
+def test_sound_failing_during_a_session_raises_audio_unavailable_at_once(qtbot, make_window):
+    audio = AlarmAudio(enabled=False)
+    audio.available, audio.reason = True, ""          # sound works at start-up
+    window = make_window(audio=audio)
+    start_session(window)
+    qtbot.waitUntil(lambda: window.alarm_state is not None, timeout=5000)
+    assert "audio_unavailable" not in {a.condition for a in window.service.alarm_state().alarms}
+    audio.fail("the sound output failed (the device disappeared)")     # e.g. the USB headset unplugged
+    [alarm] = [a for a in window.service.alarm_state().alarms if a.condition == "audio_unavailable"]
+    assert alarm.priority is Priority.MEDIUM and "device disappeared" in alarm.message
+    assert window.alarm_area.audio_note == "NO ALARM SOUND"
+    audio._set_available(True, "")                    # an output device came back
+    assert "audio_unavailable" not in {a.condition for a in window.service.alarm_state().alarms}
+    recorder = window.service.recorder
+    window.service.writer.flush(10)
+    rows = [r for r in window.service.store.alarms(recorder.session_id) if r.condition == "audio_unavailable"]
+    assert len(rows) == 1 and rows[0].ended_at is not None and rows[0].priority == "MEDIUM"
 
 
 def test_high_alarm_shows_red_and_flashes_then_acknowledge_and_pause(qtbot, make_window):
@@ -220,3 +239,26 @@ def test_review_needs_someone_signed_in(qtbot, make_window, monkeypatch):
     monkeypatch.setattr("ui.dialogs.run_modal", lambda dialog: asked.append(type(dialog).__name__) or False)
     assert window.open_review() is None
     assert asked == ["SignInDialog"] and window.browser is None
+
+
+def test_a_bp_entered_by_hand_shows_on_the_tile_and_the_trend(qtbot, make_window):
+    window = make_window("sim://?scenario=normal&speed=1&waves=0")
+    start_session(window)
+    t = window.service.now()
+    window.service.act("record_nibp", t, 142, 91, source="manual", by=ANN)
+    window.refresh()
+    tile = window.tiles["nibp_sys"]
+    assert tile.value_text == "142/91" and "manual" in tile.subtext
+    assert any(sys_ == 142 and dia == 91 for _, sys_, dia, _ in window.trends._nibp)
+
+
+def test_ending_a_session_clears_its_phases_and_markers_from_the_trend(qtbot, make_window):
+    window = make_window("sim://?scenario=normal&speed=1&waves=0")
+    start_session(window)
+    window.service.act("record_event", {"kind": "nausea"}, window.service.now(), ANN)
+    window.refresh()
+    assert window.trends.phase_count() > 0 and window.trends.marker_count() > 0
+    window.service.act("stop_infusion", window.service.now(), ANN)
+    window.service.abort_session(ANN, "patient left")
+    window.refresh()
+    assert window.trends.phase_count() == 0 and window.trends.marker_count() == 0

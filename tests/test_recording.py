@@ -12,6 +12,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from drivers.base import ConditionTracker
@@ -24,7 +25,7 @@ from monitor.protocols import KetamineIVPlan
 from monitor.recording import SessionRecorder
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
-from monitor.store import SessionStore, StoreWriter
+from monitor.store import SessionStore, StoreError, StoreWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
@@ -53,6 +54,9 @@ def record_scenario(tmp_path: Path, scenario: str, seconds: float = 7200, dt: fl
     while model.t < seconds:
         step = model.advance(dt)
         now = model.now()
+        if model.t >= 40 * 60 and recorder.state.infusion.ended_at is None:
+            # the nurse stops the pump when the planned dose is in (no "dose reached" reminder)
+            recorder.act("stop_infusion", now, NURSE, "planned dose given")
         if step.disconnected != lost:
             lost = step.disconnected
             recorder.on_items([DeviceCondition(code="connection_lost", active=lost, source="sim", time=now)])
@@ -62,8 +66,6 @@ def record_scenario(tmp_path: Path, scenario: str, seconds: float = 7200, dt: fl
         if not baseline_done and model.t >= 60:
             baseline_done = True
             recorder.act("record_baseline_from_start", now, NURSE)
-        if model.t >= 40 * 60 and recorder.state.infusion.ended_at is None:
-            recorder.act("stop_infusion", now, NURSE, "planned dose given")
     recorder.finish(model.now(), signed_name="Ann Lee", meaning="reviewed and closed")
     assert writer.stop(30)
     alarms = store.alarms(recorder.session_id)
@@ -211,10 +213,13 @@ def test_sigkill_then_resume_keeps_everything_and_marks_a_gap(tmp_path):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if db.exists():
-                with SessionStore(db, readonly=True) as ro:
-                    sessions = ro.list_sessions()
-                    if sessions and sessions[0].n_observations > 60:
-                        break
+                try:
+                    with SessionStore(db, readonly=True) as ro:
+                        sessions = ro.list_sessions()
+                except StoreError:  # the recorder is still creating the file's schema
+                    sessions = []
+                if sessions and sessions[0].n_observations > 60:
+                    break
             time.sleep(0.3)
         time.sleep(2.3)
         killed_at = datetime.now(timezone.utc)
@@ -244,3 +249,68 @@ def test_sigkill_then_resume_keeps_everything_and_marks_a_gap(tmp_path):
         assert check.ok, check
         assert any(row.action == "session_resumed" for row in ro.audit_rows(session.id))
         assert max(ro.numerics(session.id, "hr")[0]) > gap.end.timestamp()
+
+
+def test_running_past_the_planned_dose_raises_dose_reached_until_the_pump_is_stopped(tmp_path):
+    store = SessionStore(tmp_path / "dose.sqlite")
+    writer = StoreWriter(store)
+    writer.start()
+    plan = KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70)       # 35 mg over 40 min
+    recorder = SessionRecorder.start(store, writer, patient=Patient(display_name="P", weight_kg=70), plan=plan,
+                                     device="test", actor=NURSE, t=T0, settings=ClinicSettings(),
+                                     profile=default_profile())
+    recorder.act("waive_pre_dose_check", T0, NURSE, "test")
+    recorder.act("start_infusion", T0, NURSE)
+    assert recorder.tick(T0 + timedelta(minutes=39)) == []
+    events = recorder.tick(T0 + timedelta(minutes=41))              # a tick after the dose was reached
+    [reached] = [e for e in events if e.condition == "dose_reached"]
+    assert (reached.event, reached.priority.name, reached.t) == ("started", "MEDIUM", T0 + timedelta(minutes=40))
+    assert "stop the infusion" in reached.message
+    recorder.act("pause_infusion", T0 + timedelta(minutes=42), NURSE, "dose in")
+    events = recorder.tick(T0 + timedelta(minutes=42))
+    assert [e.event for e in events if e.condition == "dose_reached"] == ["ended"]
+    recorder.finish(T0 + timedelta(minutes=43), signed_name="Ann Lee", meaning="test")
+    writer.stop(10)
+    [row] = [a for a in store.alarms(recorder.session_id) if a.condition == "dose_reached"]
+    assert row.priority == "MEDIUM" and row.started_at == T0 + timedelta(minutes=40)
+    store.close()
+
+
+def test_resuming_with_a_device_clock_behind_the_record_rebases_instead_of_interleaving(tmp_path):
+    """Issue 9 §5: a session recorded from a simulator running 10x faster than real time, then resumed
+    on a clock behind its last data (a restarted simulator, a monitor with a wrong clock)."""
+    db = tmp_path / "ahead.sqlite"
+    store = SessionStore(db)
+    writer = StoreWriter(store)
+    writer.start()
+    model = PhysiologyModel("normal", seed=3, start=T0, waves=False)
+    recorder = SessionRecorder.start(store, writer, patient=Patient(display_name="P", weight_kg=70),
+                                     plan=KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), device="sim", actor=NURSE,
+                                     t=T0, settings=ClinicSettings(), profile=default_profile())
+    tracker = ConditionTracker("sim")
+    while model.t < 600:                                  # ten minutes of data, recorded in one
+        recorder.on_items(step_items(model.advance(5.0), "sim", tracker))
+    assert writer.stop(30)                                # Vigil stops without closing: a crash
+    store.close()
+
+    store = SessionStore(db)
+    writer = StoreWriter(store)
+    writer.start()
+    device_now = T0 + timedelta(seconds=60)               # the restarted device's clock is 9 min behind
+    resumed = SessionRecorder.resume(store, writer, recorder.session_id, actor=NURSE, now=device_now,
+                                     settings=ClinicSettings(), profile=default_profile())
+    assert resumed.time_offset == timedelta(seconds=540, milliseconds=1)
+    model2 = PhysiologyModel("normal", seed=4, start=device_now, waves=False)
+    while model2.t < 120:
+        resumed.on_items(resumed.rebase(step_items(model2.advance(5.0), "sim", ConditionTracker("sim"))))
+    resumed.finish(T0 + timedelta(seconds=730), signed_name="Ann Lee", meaning="test")
+    assert writer.stop(30)
+    times, _ = store.numerics(recorder.session_id, "hr")
+    assert (np.diff(times) > 0).all()                     # one timeline: never two streams interleaved
+    [gap] = store.gaps(recorder.session_id)
+    assert gap.start == T0 + timedelta(seconds=600) and gap.end == gap.start + timedelta(milliseconds=1)  # never negative
+    assert "re-based by +540.0 s" in gap.reason
+    assert times[-1] > (T0 + timedelta(seconds=600)).timestamp()
+    audit = [r for r in store.audit_rows(recorder.session_id) if r.action == "session_resumed"]
+    assert audit and audit[0].payload["rebased_s"] == 540.001
+    store.close()

@@ -157,7 +157,7 @@ def test_infusion_log_integrates_running_time_only():
     ([("start", 0), ("pause", 1, "x"), ("pause", 2, "y")], "already paused"),
     ([("start", 0), ("rate", 1, 40.0, "")], "Give a reason for changing"),
     ([("start", 0), ("rate", 1, 0.0, "slow")], "must be above 0 mg/h"),
-    ([("start", 0), ("rate", 1, 5250.0, "typo")], "above the fastest this plan allows \\(630 mg/h\\)"),
+    ([("start", 0), ("rate", 1, 5250.0, "typo")], "above this clinic's maximum \\(630 mg/h"),
     ([("start", 0), ("rate", 1, 52.5, "same")], "already 52.5 mg/h"),
     ([("start", 0), ("stop", 5), ("rate", 6, 40.0, "late")], "was stopped at"),
     ([("start", 0), ("stop", 5), ("resume", 6)], "was stopped at"),
@@ -280,7 +280,8 @@ def test_nasal_devices_spacing_count_and_clinically_stable_signoff():
     assert not log.monitoring_complete(at(119)) and log.monitoring_complete(at(120))
     sig = log.sign_clinically_stable(at(90), ANN, note="alert, vitals at baseline")
     assert sig.by == ANN and sig.t == at(90) and "clinically stable" in sig.meaning
-    assert log.monitoring_complete(at(90)) and not log.monitoring_complete(at(89))
+    # a sign-off never shortens the monitoring period (REMS: 2 hours, no exception)
+    assert not log.monitoring_complete(at(90)) and log.monitoring_complete(at(120))
     with pytest.raises(NasalDeviceError, match="Already signed off"):
         log.sign_clinically_stable(at(95), ANN)
     payloads = [e.to_payload() for e in log.entries] + [NasalDeviceLog.signoff_payload(sig)]
@@ -288,8 +289,7 @@ def test_nasal_devices_spacing_count_and_clinically_stable_signoff():
     assert again.entries == log.entries and again.signoff == sig
     late = NasalDeviceLog(EsketaminePlan(dose_mg=56, lot_number="AB123"))
     late.log_device(at(0), ANN)
-    with pytest.raises(NasalDeviceError, match="no sign-off is needed"):
-        late.sign_clinically_stable(at(121), ANN)
+    assert late.sign_clinically_stable(at(121), ANN).t == at(121)  # after 2 h the sign-off is still needed
 
 
 def test_tampered_device_record_is_refused_on_replay():
@@ -694,7 +694,10 @@ def test_two_hour_esketamine_session_through_the_schedule():
     assert [e["type"] for e in entries] == ["baseline", "nasal_device"] and state.phase is Phase.INFUSION
 
     # devices at least 5 minutes apart
-    assert due(state, 12) == {"nasal_device:2": DueStatus.UPCOMING, "nibp:40": DueStatus.UPCOMING}
+    assert due(state, 12) == {"nasal_device:2": DueStatus.UPCOMING, "nibp:40": DueStatus.UPCOMING,
+                              "moaas@40": DueStatus.UPCOMING, "cadss6@40": DueStatus.UPCOMING,
+                              "moaas:before-discharge": DueStatus.UPCOMING,
+                              "cadss6:before-discharge": DueStatus.UPCOMING}
     with pytest.raises(NasalDeviceError, match=f"next allowed at {esc(at(15))}"):
         state.log_nasal_device(at(13), ANN)
     assert due(state, 21)["nasal_device:2"] is DueStatus.OVERDUE
@@ -722,16 +725,17 @@ def test_two_hour_esketamine_session_through_the_schedule():
     state.chart(ALDRETE_10, at(117), ANN)
     state.confirm_escort(at(110), ANN)
     check = state.discharge_check(at(118))
-    assert [c.key for c in check.unmet] == ["time"]
-    assert "without a clinician's clinically-stable sign-off" in check.criterion("time").detail
+    assert [c.key for c in check.unmet] == ["time", "clinically_stable"]
+    assert "not before" in check.criterion("time").detail
     assert state.discharge_earliest == at(130)
+    state.sign_clinically_stable(at(125), ANN)
     assert state.discharge_check(at(130)).ok
     assert not continuous_spo2_required(state, at(130))
     state.close(at(131), ANN)
     assert SessionState.from_entries(json.loads(json.dumps(state.entries))).phase is Phase.DISCHARGED
 
 
-def test_esketamine_clinically_stable_signoff_allows_earlier_discharge():
+def test_esketamine_discharge_needs_two_hours_for_everyone_and_the_clinically_stable_signoff():
     state = open_esketamine(dose_mg=56)
     state.record_nibp(at(2), 120, 80, by=ANN)
     state.log_nasal_device(at(5), ANN)
@@ -740,14 +744,35 @@ def test_esketamine_clinically_stable_signoff_allows_earlier_discharge():
     state.record_nibp(at(95), 122, 80, by=ANN)
     state.chart(ALDRETE_10, at(96), ANN)
     state.confirm_escort(at(96), ANN, "daughter")
-    assert not state.discharge_check(at(100)).ok
     state.sign_clinically_stable(at(100), CARA, note="alert, BP at baseline")
-    assert state.discharge_earliest == at(100)
+    assert state.discharge_earliest == at(125)          # the sign-off does not bring it forward
     check = state.discharge_check(at(101))
-    assert check.ok and "signed by Cara Diaz" in check.criterion("time").detail
-    state.close(at(102), CARA)
+    assert [c.key for c in check.unmet] == ["time"] and check.criterion("time").hard
+    assert "applies to everyone" in check.criterion("time").detail
+    with pytest.raises(SessionError, match="Discharge refused"):   # not even a charge nurse's override
+        state.close(at(102), CARA, override_reason="patient insists")
+    state.record_nibp(at(120), 122, 80, by=ANN)
+    assert state.discharge_check(at(125)).ok             # 120 min from the first device, and signed
+    state.close(at(126), CARA)
     again = SessionState.from_entries(state.entries)
     assert again.devices.signoff.by == CARA and again.phase is Phase.DISCHARGED
+
+
+def test_esketamine_at_two_hours_still_needs_the_clinically_stable_signoff():
+    state = open_esketamine(dose_mg=56)
+    state.record_nibp(at(2), 120, 80, by=ANN)
+    state.log_nasal_device(at(5), ANN)
+    state.log_nasal_device(at(10), ANN)
+    state.record_nibp(at(120), 122, 80, by=ANN)
+    state.chart(ALDRETE_10, at(121), ANN)
+    state.confirm_escort(at(121), ANN)
+    check = state.discharge_check(at(130))
+    assert [c.key for c in check.unmet] == ["clinically_stable"] and not check.criterion("clinically_stable").hard
+    with pytest.raises(SessionError, match="Clinically stable"):
+        state.close(at(130), ANN)
+    state.sign_clinically_stable(at(131), CARA)
+    state.close(at(132), ANN)
+    assert state.phase is Phase.DISCHARGED
 
 
 def test_esketamine_dosing_can_end_early_with_a_reason():

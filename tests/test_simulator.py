@@ -194,3 +194,15 @@ def test_speed_factor_runs_simulated_time_faster():
     seconds = {i.sample_time for i in items if isinstance(i, NumericObservation) and i.vital == "hr"}
     assert 60 <= len(seconds) <= 130
     assert (link.clock() - min(seconds)).total_seconds() == pytest.approx(len(seconds), abs=15)
+
+
+def test_a_long_step_keeps_every_second_of_the_waveforms():
+    """Issue 9: above ~100x the simulator kept only its last 5 s of vitals for the waveforms, so
+    most of the pleth was missing (NaN) and the capnogram flat; a step may span minutes now."""
+    model = PhysiologyModel("normal", start=T0)
+    step = model.advance(120.0)                    # one step of two simulated minutes (600x at 20 Hz)
+    pleth, co2 = step.snapshot.waves["pleth"], step.snapshot.waves["co2"]
+    assert len(pleth) == 12000 and not np.isnan(pleth).any()
+    for second in range(0, 120, 10):               # breathing all along, not a flat line
+        window = co2[second * 25:(second + 10) * 25]
+        assert window.max() - window.min() > 20

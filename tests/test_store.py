@@ -16,6 +16,10 @@ import pytest
 
 from drivers.model import DeviceCondition, Quality, WaveformChunk, numeric
 from monitor import store as store_mod
+from monitor.store import database as store_db
+from monitor.store import devicedata as store_devicedata
+from monitor.store import schema as store_schema
+from monitor.store import writer as store_writer
 from monitor.store import (
     QUALITY_BITS, NotFoundError, ReadOnlyError, SessionStore, StoreError, StoreWriter, bits_to_quality,
     default_db_path, quality_to_bits,
@@ -155,7 +159,7 @@ def test_migrates_older_version_forward(db, monkeypatch):
         conn.execute("UPDATE meta SET value = 'ok' WHERE key = 'application'")
 
     current = len(store_mod.MIGRATIONS)
-    monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, to_next])
+    monkeypatch.setattr(store_db, "MIGRATIONS", [*store_mod.MIGRATIONS, to_next])
     with pytest.raises(StoreError, match="needs upgrading"):
         SessionStore(db, readonly=True)
     with SessionStore(db) as s:
@@ -444,8 +448,8 @@ def test_waveform_range_reads_only_overlapping_blocks(store, monkeypatch):
     sid = new_session(store)
     store.add_waveforms(sid, ecg_chunks(60))
     decoded = []
-    real = store_mod._decode_samples
-    monkeypatch.setattr(store_mod, "_decode_samples", lambda *a: decoded.append(a[1]) or real(*a))
+    real = store_devicedata.decode_samples
+    monkeypatch.setattr(store_devicedata, "decode_samples", lambda *a: decoded.append(a[1]) or real(*a))
     w = store.waveform(sid, "ecg", at(17), at(18), max_points=10)
     assert len(decoded) == 1 and w.decimated  # one 8 s block covers 16..24 s
 
@@ -646,7 +650,7 @@ def test_transaction_is_atomic_and_visible_to_its_thread(store):
 
 # ---------------------------------------------------------------------------------- StoreWriter
 def test_commit_policy():
-    due = store_mod._commit_due
+    due = store_writer._commit_due
     assert not due(10.0, None, True, False, 1.0, 0.5)
     assert due(10.0, None, True, True, 1.0, 0.5)  # a flush with nothing queued
     assert not due(10.4, 10.0, True, False, 1.0, 0.5)
@@ -756,8 +760,8 @@ def test_writer_waits_out_a_locked_database(db):
 
 
 def test_version_1_file_migrates_and_takes_late_entries_on_closed_sessions(db, monkeypatch):
-    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:1])
-    monkeypatch.setattr(store_mod, "_CURRENT_TRIGGERS", store_mod._v1_triggers)
+    monkeypatch.setattr(store_db, "MIGRATIONS", store_mod.MIGRATIONS[:1])
+    monkeypatch.setattr(store_db, "_CURRENT_TRIGGERS", store_schema._v1_triggers)
     with SessionStore(db) as s:
         sid = new_session(s)
         s.close_session(sid, user="ann", signed_name="Ann Example", meaning="reviewed and closed", at=T0 + timedelta(hours=2))

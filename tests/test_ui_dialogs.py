@@ -304,10 +304,19 @@ def test_pause_rate_and_stop_dialogs(qtbot, ctx):
     assert start.error.text() == "" and not start.deciding
     start.rate.setText("5000")
     start.accept()
-    assert "above the fastest this plan allows" in start.error.text() and start.rate.text() == "5000"
-    start.rate.setText("52.5")
+    assert "above this clinic's maximum" in start.error.text() and start.rate.text() == "5000"
+    assert start.high_rate.box.isHidden()
+    start.rate.setText("100")                     # nearly 2 × the planned 52.5 mg/h: confirm it first
+    start.accept()
+    assert "confirm it with a reason" in start.error.text() and start.outcome is None
+    assert not start.high_rate.box.isHidden() and "100 mg/h is 1.9 ×" in start.high_rate.message.text()
+    start.accept()                                # still no reason: refused again
+    assert start.outcome is None
+    start.high_rate.reason.setText("prescriber's order: 1 mg/kg/h")
     start.accept()
     assert start.outcome == "started"
+    [step] = recorder.state.infusion.steps
+    assert step.rate_mg_per_h == 100 and step.high_rate_reason == "prescriber's order: 1 mg/kg/h"
 
     pause = PauseDialog(ctx)
     qtbot.addWidget(pause)
@@ -556,7 +565,7 @@ def test_discharge_dialog_criteria_override_and_close(qtbot, ctx):
     dialog = DischargeDialog(ctx)
     qtbot.addWidget(dialog)
     keys = set(dialog.criteria_labels)
-    assert keys == {"aldrete", "bp", "time", "escort"}
+    assert keys == {"aldrete", "bp", "time", "alarms", "escort"}
     assert dialog.criteria_labels["escort"][0].text() == "✗"
     assert "no modified Aldrete charted" in dialog.criteria_labels["aldrete"][1].text()
     assert dialog.printed_name.text() == "Ann Lee (nurse)" and not dialog.override.isEnabled()

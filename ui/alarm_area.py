@@ -22,15 +22,19 @@ _STEP_SECONDS = 2.5  # several alarms of the top priority are stepped through in
 
 
 class AlarmArea(QFrame):
-    """Indicator + list + buttons. Signals ``acknowledge_requested`` and ``pause_requested``."""
+    """Indicator + list + buttons. Signals ``acknowledge_requested`` and ``pause_requested``.
+
+    ``compact``: one line for the alarm strip of other windows (:mod:`ui.alarm_strip`): smaller
+    type, the list in the indicator's tool tip."""
 
     acknowledge_requested = Signal()
     pause_requested = Signal()
     cancel_pause_requested = Signal()
 
-    def __init__(self, profile: AlarmProfile, parent: QWidget | None = None) -> None:
+    def __init__(self, profile: AlarmProfile, parent: QWidget | None = None, *, compact: bool = False) -> None:
         super().__init__(parent)
         self.profile = profile
+        self.compact = compact
         self.state: AlarmState | None = None
         self.audio_note = ""
         self.setObjectName("alarmArea")
@@ -41,7 +45,7 @@ class AlarmArea(QFrame):
 
         self.indicator = QLabel("No active alarms")
         self.indicator.setObjectName("alarmIndicator")
-        self.indicator.setFont(theme.font(20, bold=True))
+        self.indicator.setFont(theme.font(13 if compact else 20, bold=True))
         self.indicator.setAlignment(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
         self.indicator.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Expanding)
         self.indicator.setContentsMargins(14, 0, 14, 0)
@@ -53,27 +57,29 @@ class AlarmArea(QFrame):
         self.listing.setTextFormat(Qt.TextFormat.RichText)
         self.listing.setAlignment(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
         self.listing.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Expanding)
-        layout.addWidget(self.listing, stretch=3)
+        if compact:  # one line: the list is the indicator's tool tip
+            self.listing.hide()
+        else:
+            layout.addWidget(self.listing, stretch=3)
 
-        side = QVBoxLayout()
+        side = QHBoxLayout() if compact else QVBoxLayout()
         side.setSpacing(3)
         self.inactivation = QLabel("")
         self.inactivation.setObjectName("inactivation")
-        self.inactivation.setFont(theme.font(11, bold=True))
+        self.inactivation.setFont(theme.font(10 if compact else 11, bold=True))
         self.inactivation.setAlignment(Qt.AlignmentFlag.AlignCenter)
         side.addWidget(self.inactivation)
         buttons = QHBoxLayout()
         self.ack_button = QPushButton("Acknowledge (F1)")
-        self.ack_button.setFont(theme.font(11, bold=True))
         self.ack_button.clicked.connect(self.acknowledge_requested)
         self.pause_button = QPushButton("Audio pause (F2)")
-        self.pause_button.setFont(theme.font(11, bold=True))
         self.pause_button.clicked.connect(self._pause_clicked)
         for button in (self.ack_button, self.pause_button):
-            button.setMinimumHeight(int(34 * theme.scale()))
+            button.setFont(theme.font(10 if compact else 11, bold=True))
+            button.setMinimumHeight(int((26 if compact else 34) * theme.scale()))
             buttons.addWidget(button)
         side.addLayout(buttons)
-        layout.addLayout(side, stretch=3)
+        layout.addLayout(side, stretch=0 if compact else 3)  # compact: the buttons keep their text
         self._shown: tuple = ()
 
     def _pause_clicked(self) -> None:
@@ -129,6 +135,8 @@ class AlarmArea(QFrame):
         self.indicator.setStyleSheet(f"background: {background}; color: {foreground}; border-radius: 4px;"
                                      f" border: 3px solid {border};")
         self.listing.setText("<br>".join(rows) if rows else "")
+        if self.compact:
+            self.indicator.setToolTip("<br>".join(rows))
         self.inactivation.setText(inactivation or "Alarm audio on")
         paused = state.inactivation.audio_paused
         self.inactivation.setStyleSheet(

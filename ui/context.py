@@ -14,10 +14,16 @@ from monitor.store import SessionStore
 
 class UiContext(QObject):
     """Shared handles. ``user`` is the signed-in staff member (None while the screen is locked);
-    ``user_changed(object)`` fires on sign-in, sign-out and lock."""
+    ``user_changed(object)`` fires on sign-in, sign-out and lock.
+
+    ``acknowledge_requested()`` and ``audio_pause_requested()`` (pause, or resume when paused) are
+    the nurse's F1 / F2 and the alarm strips' buttons from any window (:mod:`ui.alarm_strip`); the
+    monitoring window acts on them."""
 
     user_changed = Signal(object)
     settings_changed = Signal()
+    acknowledge_requested = Signal()
+    audio_pause_requested = Signal()
 
     def __init__(self, service: RecordingService, store: SessionStore, settings: ClinicSettings,
                  profile: AlarmProfile, parent: QObject | None = None) -> None:

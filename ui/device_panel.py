@@ -1,5 +1,6 @@
-"""The device panel: which monitor, its connection, signal quality and reconnect attempts; for the
-simulated monitor, the scenario (changeable while no session is recorded)."""
+"""The device panel: which monitor, its connection, signal quality, reconnect attempts and decoder
+counts (frames, rejected frames, values dropped for a unit Vigil cannot convert); for the simulated
+monitor, the scenario (changeable while no session is recorded)."""
 
 from __future__ import annotations
 
@@ -82,6 +83,9 @@ class DevicePanel(QFrame):
         retry = f" — retry {self.attempt}" if lost and self.attempt else ""
         stats = channel.link.stats
         counts = f" · {stats.frames_decoded} frames, {stats.frames_rejected} rejected" if stats is not None else ""
+        if stats is not None and stats.values_dropped_unit:  # never silently lost: say so
+            counts += (f", <span style='color:{theme.PRIORITY_COLOURS['MEDIUM']}'>{stats.values_dropped_unit} "
+                       "values dropped (unit not recognised)</span>")
         quality = signal_quality(self.active - {"connection_lost", "stale_data"})
         stale = " · NO VALID DATA" if "stale_data" in self.active else ""
         self.label.setText(

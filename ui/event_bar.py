@@ -232,7 +232,8 @@ class EventBar(QFrame):
             if user is None or state is None:
                 return None
             spo2 = state.latest.get("spo2")
-            latest_sys = state.nibp_readings[-1].sys if state.nibp_readings else None
+            post_dose = state.post_dose_bp(device_now(self.context))
+            latest_sys = post_dose[0] if post_dose else None   # never the pre-dose reading
             baseline = state.baseline
             charted: list[str] = []
 

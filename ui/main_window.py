@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from drivers.catalogue import CATALOGUE
-from drivers.model import DeviceCondition, Item, NumericObservation, WaveformChunk
+from drivers.model import DeviceCondition, Item, NumericObservation, Quality, WaveformChunk
 from monitor.alarms.engine import AlarmEvent, AlarmState
 from monitor.alarms.profile import Priority
 from monitor.display import Freshness, alarm_vitals, nibp_freshness, tile_limits, trend_direction
@@ -30,9 +30,11 @@ from monitor.schedule import nibp_interval_min
 from monitor.staff import Actor, Role, nurse_message
 from ui import theme
 from ui.alarm_area import AlarmArea
+from ui.alarm_strip import AlarmKeys
 from ui.audio import AlarmAudio
 from ui.context import UiContext
 from ui.device_panel import DevicePanel
+from ui.placement import WindowPlacer
 from ui.tiles import NibpTile, NumericTile
 from ui.trends import SessionTrends
 from ui.waves import SweepWave
@@ -67,6 +69,7 @@ class MainWindow(QMainWindow):
         self.latest: dict[str, NumericObservation] = {}
         self.history: dict[str, deque] = {v: deque() for v in _TRACKED}
         self.nibp_history: deque = deque(maxlen=4)
+        self._cuff_drawn: deque = deque(maxlen=8)   # times of the cuff readings already on the trend
         self.active_conditions: set[str] = set()
         self.alarm_state: AlarmState | None = None
         self._painted = False
@@ -76,11 +79,18 @@ class MainWindow(QMainWindow):
         self._frame = 0
         self._build()
         self._wire()
+        self.audio.availability_changed.connect(self.on_audio_availability)
         if not self.audio.available:
-            self.service.set_technical("audio_unavailable", True, "Alarm audio unavailable")
-            self.setToolTip(f"Alarm audio unavailable: {self.audio.reason}")
             log.warning("alarm audio unavailable: %s", self.audio.reason)
-            self.alarm_area.audio_note = "NO ALARM SOUND"
+            self.on_audio_availability(False, self.audio.reason)
+
+    def on_audio_availability(self, available: bool, reason: str) -> None:
+        """Sound output lost (at start-up or during a session) or back: the technical alarm
+        "alarm audio unavailable" follows it, and the alarm area says every alarm is visual only."""
+        self.service.set_technical("audio_unavailable", not available,
+                                   "" if available else f"Alarm audio unavailable: {reason}")
+        self.setToolTip("" if available else f"Alarm audio unavailable: {reason}")
+        self.alarm_area.audio_note = "" if available else "NO ALARM SOUND"
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
@@ -187,10 +197,14 @@ class MainWindow(QMainWindow):
         self._message_timer = QTimer(self)
         self._message_timer.setSingleShot(True)
         self._message_timer.timeout.connect(lambda: self.message.setText(""))
-        for keys, slot in (("F1", self.acknowledge), ("F2", self.toggle_pause), ("F3", self.event_bar_focus),
-                           ("F11", self.toggle_full_screen), ("F12", self.lock)):
-            # Application-wide: F1/F2 must silence alarms even while a dialog is open.
+        for keys, slot in (("F3", self.event_bar_focus), ("F11", self.toggle_full_screen), ("F12", self.lock)):
             QShortcut(QKeySequence(keys), self, activated=slot, context=Qt.ShortcutContext.ApplicationShortcut)
+        # Alarms within reach whatever is open: F1/F2 and the alarm strips of the other windows, in
+        # every window, modal dialogs included; every dialog and window opens below the alarm area.
+        self.context.acknowledge_requested.connect(self.acknowledge)
+        self.context.audio_pause_requested.connect(self.toggle_pause)
+        self.alarm_keys = AlarmKeys(self.context, self)
+        self.placer = WindowPlacer(self.alarm_area, self)
         self.frame_timer = QTimer(self)
         self.frame_timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.frame_timer.timeout.connect(self.frame)
@@ -201,7 +215,8 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ data in
     def on_batch(self, items: list[Item]) -> None:
-        """Device items: buffer them for the next frame / refresh (cheap)."""
+        """Device items (and readings entered by hand): buffer them for the next frame / refresh."""
+        cuff_times = set()
         for item in items:
             if isinstance(item, WaveformChunk):
                 wave = self.waves.get(item.channel)
@@ -222,14 +237,18 @@ class MainWindow(QMainWindow):
                     self.nibp_history.append((item.sample_time, item.value))
                 if item.vital in ("hr", "pr", "spo2", "rr", "etco2"):
                     self.trends.add_numeric(item.vital, item.sample_time, item.value)
-                elif item.vital == "nibp_mean":
-                    sys_ = self.latest.get("nibp_sys")
-                    dia = self.latest.get("nibp_dia")
-                    if sys_ and dia and sys_.sample_time == item.sample_time and sys_.value and dia.value:
-                        self.trends.add_nibp(item.sample_time, sys_.value, dia.value, item.value)
+                elif item.vital.startswith("nibp_"):
+                    cuff_times.add(item.sample_time)
             elif isinstance(item, DeviceCondition):
                 (self.active_conditions.add if item.active else self.active_conditions.discard)(item.code)
                 self._wave_messages()
+        for t in sorted(cuff_times):  # a reading is drawn once its systolic and diastolic are both in
+            sys_, dia, mean = (self.latest.get(k) for k in ("nibp_sys", "nibp_dia", "nibp_mean"))
+            if sys_ and dia and sys_.sample_time == dia.sample_time == t and t not in self._cuff_drawn \
+                    and sys_.value is not None and dia.value is not None:
+                self._cuff_drawn.append(t)
+                self.trends.add_nibp(t, sys_.value, dia.value,
+                                     mean.value if mean is not None and mean.sample_time == t else None)
 
     def _wave_messages(self) -> None:
         sensor = self.active_conditions & _SENSOR_CODES
@@ -274,7 +293,8 @@ class MainWindow(QMainWindow):
     def on_session_changed(self) -> None:
         """A session started, resumed or ended: reset the trends' frame of reference."""
         recorder = self.service.recorder
-        if recorder is None:
+        if recorder is None:  # discharged or aborted: nothing of that session stays on the trend
+            self.trends.clear_session()
             return
         self.trends.set_origin(recorder.state.dosing_started_at or recorder.state.opened_at)
         self._phases()
@@ -374,8 +394,10 @@ class MainWindow(QMainWindow):
         minutes = int((now - sys_.sample_time).total_seconds() // 60)
         age = "just now" if minutes < 1 else f"{minutes} min ago"
         tile.set_value(f"{sys_.value:.0f}/{dia.value:.0f}")
-        map_text = f"MAP {mean.value:.0f} · " if mean is not None and mean.value is not None else ""
-        tile.set_subtext(f"{map_text}{age} ({sys_.sample_time.astimezone():%H:%M})")
+        map_text = f"MAP {mean.value:.0f} · " if mean is not None and mean.value is not None and \
+            mean.sample_time == sys_.sample_time else ""
+        manual = "manual · " if Quality.MANUAL in sys_.quality else ""
+        tile.set_subtext(f"{manual}{map_text}{age} ({sys_.sample_time.astimezone():%H:%M})")
         tile.set_dimmed(freshness is Freshness.STALE)
         tile.set_trend(trend_direction("nibp_sys", list(self.nibp_history), now))
 

@@ -298,7 +298,11 @@ class SessionPanel(QFrame):
                 self._set("remaining", "Remaining", minutes_text(remaining)
                           + (" (when resumed)" if status is InfusionStatus.PAUSED else ""))
             self._set("dose", "Dose delivered", f"{log_.delivered_mg(now):.1f} / {state.plan.dose_mg:.1f} mg")
-            self._set("rate", "Rate", f"{log_.rate_at(now):.1f} mg/h")
+            # the planned dose is in (the "dose reached" alarm sounds while it runs on): alarm colour
+            over = log_.dose_complete(now)
+            self.values["dose"][1].setStyleSheet(
+                f"color: {theme.PRIORITY_COLOURS['MEDIUM']}; font-weight: bold;" if over else "")
+            self._set("rate", *(("", "") if status is InfusionStatus.STOPPED else ("Rate", f"{log_.rate_at(now):.1f} mg/h")))
             self._set("next_device", "", "")
             if status is InfusionStatus.NOT_STARTED:
                 visible = ["start"]
@@ -318,6 +322,7 @@ class SessionPanel(QFrame):
                 left = (end - now).total_seconds() / 60
                 self._set("remaining", "Monitoring until", f"{clock(end)} ({minutes_text(left)} left)")
             self._set("dose", "Devices", f"{d.devices_logged} of {d.plan.devices} logged ({state.plan.dose_mg} mg)")
+            self.values["dose"][1].setStyleSheet("")
             self._set("rate", "", "")
             allowed = d.next_device_allowed_at
             if allowed is not None:

@@ -429,6 +429,13 @@ class SessionTrends(QWidget):
         self._markers.append(_Marker(_ts(t), kind, text, priority if kind == "alarm" else None))
         self._markers_dirty = True
 
+    def clear_session(self) -> None:
+        """A session ended: forget its phases, markers and time origin (the live samples stay)."""
+        self._markers.clear()
+        self._phases = []
+        self._origin_ts = None
+        self._markers_dirty = self._phases_dirty = True
+
     def clear(self) -> None:
         """Forget all samples, readings, phases and markers (the origin stays)."""
         for series in self.series.values():

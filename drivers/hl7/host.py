@@ -21,7 +21,8 @@ What is accepted, refused and how (see also docs/devices.md):
   ``stats.wrong_patient``, raises ``wrong_patient`` (until no refusal for a minute) and gives no
   observation.
 * **OBX**: numerics (NM, SN) mapped by :class:`~drivers.hl7.codes.Codebook`, converted to the
-  catalogue unit; OBX-11 F / C / R / A / S / U / empty accepted, P accepted flagged QUESTIONABLE,
+  catalogue unit (a value in a unit Vigil cannot use is None flagged INVALID and counted in
+  ``stats.values_dropped_unit``); OBX-11 F / C / R / A / S / U / empty accepted, P accepted flagged QUESTIONABLE,
   X → value None flagged INVALID, D and W (deleted / wrong) dropped and counted in
   ``stats.observations_dropped``, I / N / O (no result yet) skipped; any other status flagged
   QUESTIONABLE. OBX-8 H / L / HH / LL / A / AA / HU / LU raise ``device_alarm`` (cleared by a
@@ -441,10 +442,11 @@ class Hl7Decoder(Decoder):
         if not number_text.strip():
             return (vital, None, quality)
         number = _number(number_text)
-        if number is None or unit is None:
+        if number is None:
             return (vital, None, _INVALID)
-        value = Codebook.convert_vital(vital, number, unit)
-        if value is None:
+        value = None if unit is None else Codebook.convert_vital(vital, number, unit)
+        if value is None:  # a unit Vigil does not know, or of another kind
+            self.stats.values_dropped_unit += 1
             return (vital, None, _INVALID)
         value = round(value, max(CATALOGUE[vital].decimals, 1) + 1)
         return (vital, value, plausibility(vital, value) | quality)

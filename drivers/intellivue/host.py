@@ -24,8 +24,9 @@ itself calls invalid is never passed on); unavailable (0x2000) → None + ``UNAV
 questionable (0x4000) or calibration ongoing (0x1000) → value kept + ``QUESTIONABLE``; demo
 (0x0400) or test data (0x0800) → ``DEMO`` and condition ``demo_data``. FLOAT specials: NaN →
 None; NRes, ±INF (and the reserved 0x800001) → None + ``INVALID``. Units are converted to the
-catalogue unit (kPa → mmHg, °F → °C); a unit Vigil cannot convert gives None + ``INVALID`` and
-an attribute ``unit_unsupported.<vital>``.
+catalogue unit (:data:`UNITS`: pressures from kPa, hPa, mbar or Pa to mmHg; °F or K to °C; the
+perfusion indicator "Perf", sent dimensionless, as it is); a unit Vigil cannot convert gives None +
+``INVALID``, an attribute ``unit_unsupported.<vital>`` and one more ``stats.values_dropped_unit``.
 
 Where several physiological ids feed one vital, one wins per poll: RR from the airway (CO2,
 0x5012) over impedance RR (0x500A); temperature core > oesophageal > body > unspecified. A
@@ -77,28 +78,38 @@ NIBP_VITALS: dict[int, str] = {
 _MMHG_PER_KPA = 7.500617
 
 
-def _kpa_to_mmhg(value: float) -> float:
-    return round(value * _MMHG_PER_KPA, 2)
+def _pressure(kpa_per_unit: float) -> Callable[[float], float]:
+    """A converter from a pressure unit (``kpa_per_unit`` kPa each) to mmHg, to 0.01 mmHg."""
+    factor = kpa_per_unit * _MMHG_PER_KPA
+    return lambda value: round(value * factor, 2)
 
 
 def _fahrenheit_to_celsius(value: float) -> float:
     return round((value - 32.0) * 5.0 / 9.0, 2)
 
 
+def _kelvin_to_celsius(value: float) -> float:
+    return round(value - 273.15, 2)
+
+
 _RATE = {m.NOM_DIM_BEAT_PER_MIN: None, m.NOM_DIM_PULS_PER_MIN: None, m.NOM_DIM_PER_MIN: None}
-_PRESSURE = {m.NOM_DIM_MMHG: None, m.NOM_DIM_KILO_PA: _kpa_to_mmhg}
-#: vital → {unit code: converter to the catalogue unit (None = already in it)}.
+#: Pressures (blood pressure, CO2) in mmHg, or in Pa, hPa, mbar (= hPa) or kPa, converted.
+_PRESSURE = {m.NOM_DIM_MMHG: None, m.NOM_DIM_KILO_PA: _pressure(1.0), m.NOM_DIM_HECTO_PASCAL: _pressure(0.1),
+             m.NOM_DIM_MILLI_BAR: _pressure(0.1), m.NOM_DIM_X_PASCAL: _pressure(0.001)}
+#: vital → {unit code: converter to the catalogue unit (None = already in it)}. The perfusion
+#: indicator "Perf" (``pi``) is a relative index the monitor sends dimensionless (0x0200), on the
+#: scale of a perfusion index in % (Philips: above 1 optimal, below 0.3 marginal): taken as it is.
 UNITS: dict[str, dict[int, Callable[[float], float] | None]] = {
     "hr": _RATE,
     "pr": _RATE,
     "spo2": {m.NOM_DIM_PERCENT: None},
-    "pi": {m.NOM_DIM_PERCENT: None},
+    "pi": {m.NOM_DIM_PERCENT: None, m.NOM_DIM_DIMLESS: None},
     "rr": {m.NOM_DIM_RESP_PER_MIN: None, m.NOM_DIM_PER_MIN: None},
     "etco2": _PRESSURE,
     "nibp_sys": _PRESSURE,
     "nibp_dia": _PRESSURE,
     "nibp_mean": _PRESSURE,
-    "temp": {m.NOM_DIM_DEGC: None, m.NOM_DIM_FAHR: _fahrenheit_to_celsius},
+    "temp": {m.NOM_DIM_DEGC: None, m.NOM_DIM_FAHR: _fahrenheit_to_celsius, m.NOM_DIM_KELVIN: _kelvin_to_celsius},
 }
 
 _WANTED = frozenset({m.NOM_ATTR_NU_VAL_OBS, m.NOM_ATTR_NU_CMPD_VAL_OBS,
@@ -245,7 +256,6 @@ class IntelliVueDecoder(Decoder):
         self._rejected_active = False
         self._abs_raw = _NO_ABS_TIME
         self._abs_time: datetime | None = None
-        self._unsupported: list[tuple[str, int]] = []
         self._templates: dict[int, _Template] = {}
         self._nu_cache: dict[bytes, tuple] = {}        # NuObsValue bytes → _classify()
         self._compound_cache: dict[bytes, tuple[bytes, ...]] = {}
@@ -465,7 +475,7 @@ class IntelliVueDecoder(Decoder):
                         best = pending.get(hit[1])
                         if best is None or hit[2] > best[2]:
                             pending[hit[1]] = hit
-                        if hit[5]:
+                        if hit[-1]:
                             demo = True
                         continue
                     raws: Sequence[bytes] = (nu,)
@@ -515,8 +525,9 @@ class IntelliVueDecoder(Decoder):
             self._pending_demo = True
 
     def _classify(self, raw: bytes) -> tuple:
-        """What one NuObsValue means: (_NUMERIC, vital, rank, value, quality, demo),
-        (_NIBP, entry, demo) or (_IGNORED, demo); rank = (has a value, source priority)."""
+        """What one NuObsValue means: (_NUMERIC, vital, rank, value, quality, unit dropped, demo),
+        (_NIBP, entry, demo) or (_IGNORED, demo); rank = (has a value, source priority); unit
+        dropped: the unit code when the value was not passed on for its unit, else None."""
         entry = m.parse_nu_obs(raw)
         physio, state = entry[0], entry[1]
         demo = bool(state & _DEMO_BITS)
@@ -526,10 +537,13 @@ class IntelliVueDecoder(Decoder):
         if target is None:
             return (_IGNORED, demo)
         vital, priority = target
-        value, quality = self._value(vital, entry)
-        return (_NUMERIC, vital, (value is not None, priority), value, quality, demo)
+        value, quality, dropped = self._value(vital, entry)
+        return (_NUMERIC, vital, (value is not None, priority), value, quality, dropped, demo)
 
-    def _value(self, vital: str, entry: tuple[int, int, int, int]) -> tuple[float | None, frozenset[Quality]]:
+    @staticmethod
+    def _value(vital: str, entry: tuple[int, int, int, int]) -> tuple[float | None, frozenset[Quality], int | None]:
+        """(value in the catalogue unit, quality, the unit code when the value is dropped because
+        Vigil cannot convert its unit, else None)."""
         _physio, state, unit, raw = entry
         quality = _STATE_QUALITY.get(state)
         if quality is None:
@@ -538,34 +552,36 @@ class IntelliVueDecoder(Decoder):
         if mantissa in m.FLOAT_SPECIALS:
             if mantissa != m.FLOAT_NAN:
                 quality = quality | _INVALID
-            return None, quality
+            return None, quality, None
         if state & _NO_VALUE_BITS:
-            return None, quality
+            return None, quality, None
         units = UNITS[vital]
         if unit in units:
             convert = units[unit]
             value = m.decode_float(raw)
             if convert is not None and value is not None:
                 value = convert(value)
-            return value, quality
-        self._unsupported.append((vital, unit))
-        return None, quality | _INVALID
+            return value, quality, None
+        return None, quality | _INVALID, unit
+
+    def _dropped_unit(self, vital: str, unit: int, now: datetime, items: list[Item]) -> None:
+        """A value not passed on for its unit: counted, and named in an attribute."""
+        self.stats.values_dropped_unit += 1
+        self._attribute(f"unit_unsupported.{vital}", f"0x{unit:04X}", now, items)
 
     def _flush(self, now: datetime, items: list[Item]) -> None:
         source = self.source
         device_time = self._abs_time
         append = items.append
-        for _kind, vital, _rank, value, quality, _demo in self._pending.values():
+        for _kind, vital, _rank, value, quality, dropped, _demo in self._pending.values():
             append(numeric(vital, value, source, now, device_time, quality))
+            if dropped is not None:
+                self._dropped_unit(vital, dropped, now, items)
         if self._pending_nibp:
             key: object = tuple(self._pending_nibp_key) or tuple(self._pending_nibp)
             if key != self._nibp_key:
                 self._nibp_key = key
                 self._emit_nibp(now, items)
-        if self._unsupported:
-            for vital, unit in self._unsupported:
-                self._attribute(f"unit_unsupported.{vital}", f"0x{unit:04X}", now, items)
-            self._unsupported = []
         if self._pending_numerics and self._pending_demo != self._demo_active:
             self._demo_active = self._pending_demo
             items.extend(self.conditions.update(
@@ -582,13 +598,13 @@ class IntelliVueDecoder(Decoder):
         self._pending_numerics = False
 
     def _emit_nibp(self, now: datetime, items: list[Item]) -> None:
-        values: dict[str, tuple[float | None, frozenset[Quality]]] = {}
+        values: dict[str, tuple[float | None, frozenset[Quality], int | None]] = {}
         for entry in self._pending_nibp:
             vital = NIBP_VITALS[entry[0]]
             if vital not in values:
                 values[vital] = self._value(vital, entry)
-        if not self._pending_nibp_key and all(v is None for v, _q in values.values()):
-            return  # no measurement yet: nothing new to report
+        if not self._pending_nibp_key and all(v is None and d is None for v, _q, d in values.values()):
+            return  # no measurement yet: nothing new to report (a value dropped for its unit is one)
         stamp = self._pending_nibp_stamp
         when = m.decode_abs_time(stamp) if stamp is not None else None
         if when is None:
@@ -596,8 +612,10 @@ class IntelliVueDecoder(Decoder):
         source = self.source
         for vital in ("nibp_sys", "nibp_dia", "nibp_mean"):
             if vital in values:
-                value, quality = values[vital]
+                value, quality, dropped = values[vital]
                 items.append(numeric(vital, value, source, now, when, quality))
+                if dropped is not None:
+                    self._dropped_unit(vital, dropped, now, items)
 
 
 def _compound_raws(compound: bytes) -> tuple[bytes, ...]:

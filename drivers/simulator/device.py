@@ -57,7 +57,10 @@ class SimulatedMonitorLink(Link):
     """The simulated monitor as a :class:`~drivers.acquisition.Link`.
 
     ``speed``: simulated seconds per real second (0.1..10000). The model keeps running while
-    the link is down, as a patient does.
+    the link is down, as a patient does, and so does its clock (:meth:`clock` follows the real
+    monotonic clock × ``speed``, not the last step), so a pulled cable lasts and escalates in
+    simulated time exactly as with a real monitor; :attr:`time_scale` lets the acquisition
+    worker pace its reconnect attempts in simulated time too.
     """
 
     def __init__(self, scenario: str = "normal", speed: float = 1.0, seed: int = 0,
@@ -66,6 +69,7 @@ class SimulatedMonitorLink(Link):
             raise ValueError("speed must be between 0.1 and 10000")
         self.model = PhysiologyModel(scenario, seed=seed, nibp_interval=nibp_interval, waves=waves)
         self.speed = speed
+        self.time_scale = speed
         self.source = f"sim:{scenario}"
         self.expected_interval = 1.0 / speed if speed > 1 else 1.0
         self._conditions = ConditionTracker(self.source)
@@ -73,6 +77,7 @@ class SimulatedMonitorLink(Link):
         self._open = False
         self._cancel = threading.Event()
         self._nibp_requested = False
+        self._pulled_at: datetime | None = None
         self._lock = threading.Lock()
 
     # The simulated clock runs from the first open, at ``speed``.
@@ -83,24 +88,37 @@ class SimulatedMonitorLink(Link):
 
     def _run_to_now(self) -> SimStep | None:
         with self._lock:
-            dt = self._target() - self.model.t
-            if dt <= 0:
+            t0, target = self.model.t, self._target()
+            if target <= t0:
                 return None
+            scenario = self.model.scenario
+            if not scenario.disconnected(t0) and scenario.disconnected(target):
+                # The cable is pulled during this step: stop the step at that instant (to 10 ms),
+                # so the data before it arrive and the loss is reported when it happened.
+                low, high = t0, target
+                while high - low > 0.01:
+                    mid = (low + high) / 2
+                    low, high = (low, mid) if scenario.disconnected(mid) else (mid, high)
+                target = high
             if self._nibp_requested:
                 self._nibp_requested = False
                 self.model.request_nibp()
-            return self.model.advance(dt)
+            return self.model.advance(target - t0)
 
     def clock(self) -> datetime:
-        return self.model.now()
+        return self.model.time_at(max(self._target(), self.model.t))
 
     def open(self) -> None:
         self._run_to_now()
         if self.model.disconnected():
             raise LinkError("simulated monitor cable is pulled")
+        self._pulled_at = None
         self._open = True
 
     def read(self, timeout: float) -> list[Item]:
+        if self._pulled_at is not None:
+            at, self._pulled_at = self._pulled_at, None
+            raise LinkError("simulated monitor cable pulled", at=at)
         if not self._open:
             raise LinkError("link is not open")
         self._cancel.wait(min(timeout, _STEP))
@@ -108,10 +126,11 @@ class SimulatedMonitorLink(Link):
         step = self._run_to_now()
         if step is None:
             return []
-        if step.disconnected:
+        items = step_items(step, self.source, self._conditions)
+        if step.disconnected:  # what came before the pull is delivered; the next read fails
             self._open = False
-            raise LinkError("simulated monitor cable pulled")
-        return step_items(step, self.source, self._conditions)
+            self._pulled_at = self.model.now()
+        return items
 
     def close(self) -> None:
         self._open = False

@@ -192,7 +192,6 @@ class PhysiologyModel:
             conditions.add("sensor_off")
             values.update(spo2=None, pr=None, pi=None)
         self._seconds[k] = values
-        self._seconds.pop(k - 5, None)
         return NumericTick(self.time_at(t), values, frozenset(conditions))
 
     def _per_sample(self, key: str, times: np.ndarray, default: float) -> np.ndarray:
@@ -298,6 +297,11 @@ class PhysiologyModel:
             waves = {}
         nibp = self._nibp(t_end)
         self._t = t_end
+        # Waveforms look up each second's values: keep every second they have not yet reached
+        # (a long step, e.g. at high speed, spans many seconds), and no more.
+        oldest = min(self._index[ch] / fs for ch, fs in WAVE_RATES.items()) if self.waves else t_end
+        for k in [k for k in self._seconds if k < math.floor(oldest) - 1]:
+            del self._seconds[k]
         last = self._last_tick
         values = dict(last.values) if last else {}
         if self._nibp_last is not None:

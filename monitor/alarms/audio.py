@@ -2,16 +2,20 @@
 
 Pure (numpy only): the window plays the samples through QtMultimedia; tests check the patterns.
 
-Patterns (clinic-independent, chosen inside the standard's ranges):
+Patterns (clinic-independent, chosen inside the standard's ranges). Durations and spacings are
+*effective* values, measured between the 50 % amplitude points of the pulses' edges, as the
+standard measures them; ``t_d`` is the pulse duration, ``t_s`` the spacing between pulses:
 
-* HIGH — 10 pulses in two groups of 3 + 2 (x-x-x--x-x, pause, x-x-x--x-x), each pulse 150 ms
-  (standard: 75–200 ms), fundamental 700 Hz; the burst lasts 3.6 s and repeats every 10 s
-  (standard: 2.5–15 s).
-* MEDIUM — 3 pulses of 200 ms, fundamental 560 Hz; 0.8 s, repeated every 15 s (2.5–30 s).
-* LOW — 2 pulses of 250 ms, fundamental 440 Hz; 0.65 s, not repeated.
+* HIGH — 10 pulses, 3 + 2, pause, 3 + 2: t_d 150 ms (standard 75–200), t_s 100 ms (50–125)
+  between pulses 1–2, 2–3, 4–5, 6–7, 7–8 and 9–10; 2·t_s + t_d = 350 ms between pulses 3–4 and
+  8–9; 800 ms between pulses 5 and 6 (0.35–1.30 s); fundamental 700 Hz; the burst repeats every
+  10 s (2.5–15 s).
+* MEDIUM — 3 pulses, t_d 200 ms (125–250), t_s 200 ms (125–250), fundamental 560 Hz; repeated
+  every 15 s (2.5–30 s).
+* LOW — 2 pulses, t_d 200 ms, t_s 200 ms, fundamental 440 Hz; not repeated.
 
-Every pulse has the fundamental plus four harmonics (all within 300–4000 Hz), and a rise and
-fall time of 15 % of the pulse (standard: 10–20 %).
+Every pulse has the fundamental plus four harmonics (all within 300–4000 Hz) and linear rise and
+fall ramps whose 10–90 % rise time is 15 % of t_d (standard: 10–20 %).
 """
 
 from __future__ import annotations
@@ -27,13 +31,22 @@ SAMPLE_RATE = 22050
 
 @dataclass(frozen=True)
 class BurstPattern:
-    """One priority's burst: pulse onsets (s from burst start), pulse length, pitch, repeat."""
+    """One priority's burst: effective pulse duration ``pulse_s`` (t_d), the spacings between
+    consecutive pulses (end of one to start of the next, 50 % points), pitch and repeat."""
 
     priority: Priority
-    onsets: tuple[float, ...]
     pulse_s: float
+    spacings: tuple[float, ...]
     fundamental_hz: float
     repeat_s: float | None  # None: the burst is not repeated
+
+    @property
+    def onsets(self) -> tuple[float, ...]:
+        """Effective start of each pulse (its 50 % rise point), seconds from the first."""
+        out = [0.0]
+        for gap in self.spacings:
+            out.append(out[-1] + self.pulse_s + gap)
+        return tuple(out)
 
     @property
     def duration_s(self) -> float:
@@ -47,13 +60,19 @@ class BurstPattern:
         return half + self.pulse_s
 
 
+_HIGH_TS = 0.10
+_HIGH_TD = 0.15
 PATTERNS: dict[Priority, BurstPattern] = {
     # HIGH: x-x-x--x-x, pause, x-x-x--x-x
-    Priority.HIGH: BurstPattern(Priority.HIGH, (0.0, 0.25, 0.5, 0.9, 1.15, 2.3, 2.55, 2.8, 3.2, 3.45),
-                                0.15, 700.0, 10.0),
-    Priority.MEDIUM: BurstPattern(Priority.MEDIUM, (0.0, 0.3, 0.6), 0.2, 560.0, 15.0),
-    Priority.LOW: BurstPattern(Priority.LOW, (0.0, 0.4), 0.25, 440.0, None),
+    Priority.HIGH: BurstPattern(
+        Priority.HIGH, _HIGH_TD,
+        (_HIGH_TS, _HIGH_TS, 2 * _HIGH_TS + _HIGH_TD, _HIGH_TS, 0.80,
+         _HIGH_TS, _HIGH_TS, 2 * _HIGH_TS + _HIGH_TD, _HIGH_TS), 700.0, 10.0),
+    Priority.MEDIUM: BurstPattern(Priority.MEDIUM, 0.20, (0.20, 0.20), 560.0, 15.0),
+    Priority.LOW: BurstPattern(Priority.LOW, 0.20, (0.20,), 440.0, None),
 }
+#: Each linear ramp lasts this fraction of the pulse's full length (its 10–90 % rise is then 15 % of the effective duration).
+_RAMP = 0.158
 
 
 def minimum_sound_s(priority: Priority) -> float:
@@ -64,11 +83,13 @@ def minimum_sound_s(priority: Priority) -> float:
 
 
 def pulse(fundamental_hz: float, seconds: float, rate: int = SAMPLE_RATE) -> np.ndarray:
-    """One pulse: fundamental + 4 harmonics, 15 % rise/fall; float32 in [-1, 1]."""
-    t = np.arange(int(round(seconds * rate))) / rate
+    """One pulse whose *effective* duration (50 % points) is ``seconds``: fundamental + 4 harmonics,
+    linear rise and fall ramps; float32 in [-1, 1]. Its full length is ``seconds / (1 - ramp)``."""
+    total = seconds / (1.0 - _RAMP)
+    t = np.arange(int(round(total * rate))) / rate
     amplitudes = (1.0, 0.6, 0.45, 0.3, 0.2)
     wave = sum(a * np.sin(2 * np.pi * fundamental_hz * (k + 1) * t) for k, a in enumerate(amplitudes))
-    ramp = max(1, int(round(0.15 * len(t))))
+    ramp = max(1, int(round(_RAMP * len(t))))
     envelope = np.ones(len(t))
     envelope[:ramp] = np.linspace(0.0, 1.0, ramp)
     envelope[-ramp:] = np.linspace(1.0, 0.0, ramp)
@@ -77,10 +98,12 @@ def pulse(fundamental_hz: float, seconds: float, rate: int = SAMPLE_RATE) -> np.
 
 
 def burst_samples(priority: Priority, rate: int = SAMPLE_RATE, volume: float = 0.8) -> np.ndarray:
-    """The whole burst of ``priority`` as int16 mono PCM at ``rate`` Hz."""
+    """The whole burst of ``priority`` as int16 mono PCM at ``rate`` Hz. The first pulse's ramp
+    starts at sample 0, so its 50 % point (the burst's effective start) is half a ramp later."""
     pattern = PATTERNS[priority]
-    total = np.zeros(int(round(pattern.duration_s * rate)) + 1, dtype=np.float32)
     one = pulse(pattern.fundamental_hz, pattern.pulse_s, rate)
+    lead = (len(one) / rate - pattern.pulse_s) / 2.0  # from a pulse's first sample to its 50 % rise point
+    total = np.zeros(int(round((pattern.duration_s + 2 * lead) * rate)) + 1, dtype=np.float32)
     for onset in pattern.onsets:
         start = int(round(onset * rate))
         total[start:start + len(one)] += one[: len(total) - start]

@@ -13,11 +13,24 @@ Behaviour (disclosed to users in docs/alarms.md):
   the delay. Levels without delay (SpO2 < 88 %, single NIBP readings) start on the observation.
 * The alarm of a limit rule takes the priority of the highest level that qualifies; it moves up
   (escalated) and down (de-escalated) with the value and ends when no level is violated.
+* A rule with several sources (HR from the ECG, then the oximeter's pulse rate) judges the
+  first source whose latest value is valid and recent: when the ECG heart rate keeps arriving
+  missing, invalid or flagged (leads off), the pulse rate is judged with the same limits and
+  delays, and the delay in progress carries on across the switch.
 * A value the device marks unreliable (artifact, out of track, sensor off, invalid,
   unavailable) is treated as no value. A vital with no valid value for 10 s ends its
   physiological alarms: the technical alarm for the sensor takes over.
+* A parameter that had been arriving (SpO2, HR/PR, RR, EtCO2) and stops giving valid values
+  for 30 s while the device still sends others raises a technical "lost" alarm.
+* NIBP: a reading is judged when complete (systolic and diastolic may come in separate
+  batches); a level with confirmation rises (e.g. to HIGH) when the previous reading met it
+  too, however long the cuff cycle (up to the level's window), and stays risen while
+  consecutive readings keep meeting it.
+* Times in events are when things happened by the rules (a delay that ran out between two
+  ticks is logged at the instant it ran out), not when a tick noticed them.
 * Non-latching (default): the alarm signal ends with its condition. Latching (clinic setting):
-  the visual signal stays, marked latched, until someone acknowledges it.
+  the visual signal stays, marked latched, until someone acknowledges it; its sound follows
+  the condition (a latched alarm whose condition ended is silent).
 * Acknowledge silences the alarms active now, and clears latched ones; an alarm that starts
   later, or escalates, sounds again.
 * Audio pause silences every alarm present now for a limited time (default 2 min, at most the
@@ -39,7 +52,8 @@ from drivers.base import condition_text
 from drivers.model import DeviceCondition, NumericObservation, Quality
 from monitor.alarms.audio import minimum_sound_s
 from monitor.alarms.profile import (
-    AlarmProfile, AssessmentRule, Level, LimitRule, NibpRule, NoBreathRule, Priority, TechnicalRule,
+    AlarmProfile, AssessmentRule, Level, LimitRule, NibpRule, NoBreathRule, ParameterLossRule, Priority,
+    TechnicalRule,
 )
 
 
@@ -131,6 +145,8 @@ class AlarmState:
 #: Values the device itself marks as unreliable are not used to judge physiological conditions.
 UNRELIABLE = frozenset({Quality.ARTIFACT, Quality.OUT_OF_TRACK, Quality.SENSOR_OFF, Quality.INVALID,
                         Quality.UNAVAILABLE})
+#: Systolic and diastolic of one reading arriving this far apart are still merged.
+_NIBP_MERGE = timedelta(minutes=2)
 
 
 # --------------------------------------------------------------------------- per-rule state
@@ -140,6 +156,10 @@ class _LevelState:
     last_t: datetime | None = None
     sat: float = 0.0
     episodes: deque = field(default_factory=deque)
+
+
+def _after(since: datetime, seconds: float) -> datetime:
+    return since + timedelta(seconds=seconds)
 
 
 class _Tracker:
@@ -173,16 +193,31 @@ class _Tracker:
         self.alarm.limit, self.alarm.message = limit, message or self.alarm.message
         self.alarm.value = value
         target = priority
-        if self.escalation is not None and self.level_since is not None and \
-                (t - self.level_since).total_seconds() >= (self.escalation.escalate_after_s or 0):
-            target = max(target, self.escalation.escalate_to)
+        due = self._escalation_due()
+        if due is not None and due <= t:
+            target = max(target, self.escalation.escalate_to)  # type: ignore[union-attr]
+            if target > self.alarm.priority:
+                engine._set_priority(self.alarm, target, due)  # it rose when it was due
         engine._set_priority(self.alarm, target, t)
 
+    def _escalation_due(self) -> datetime | None:
+        if self.escalation is None or self.level_since is None:
+            return None
+        return _after(self.level_since, self.escalation.escalate_after_s or 0)
+
+    def _escalate(self, now: datetime) -> None:
+        due = self._escalation_due()
+        if self.alarm is not None and due is not None and due <= now and \
+                self.alarm.priority < self.escalation.escalate_to:  # type: ignore[union-attr]
+            self.engine._set_priority(self.alarm, self.escalation.escalate_to, due)  # type: ignore[union-attr]
+
     def tick(self, now: datetime) -> None:
-        """Escalate a sustained alarm between observations."""
-        if self.alarm is not None and self.escalation is not None and self.level_since is not None and \
-                (now - self.level_since).total_seconds() >= (self.escalation.escalate_after_s or 0):
-            self.engine._set_priority(self.alarm, max(self.alarm.priority, self.escalation.escalate_to), now)
+        """Escalate a sustained alarm between observations (logged at the instant it was due)."""
+        self._escalate(now)
+
+    def end(self, t: datetime) -> None:
+        """End the alarm now and forget the condition's state (a new patient)."""
+        self.apply(t, None, None, None)
 
 
 class _LimitTracker(_Tracker):
@@ -190,8 +225,13 @@ class _LimitTracker(_Tracker):
         super().__init__(engine, rule.id, rule.label)
         self.rule = rule
         self.levels = [_LevelState() for _ in rule.levels]
-        self.last_valid: dict[str, datetime] = {}
+        self.latest: dict[str, tuple[datetime, float | None]] = {}
         self.invalid_since: datetime | None = None
+
+    @property
+    def relative(self) -> bool:
+        """True when a level of the rule depends on the patient's baseline."""
+        return any(level.relative is not None for level in self.rule.levels)
 
     def _limit(self, level: Level, vital: str) -> float | None:
         limits = []
@@ -210,25 +250,32 @@ class _LimitTracker(_Tracker):
             return value >= limit if level.inclusive else value > limit
         return value <= limit if level.inclusive else value < limit
 
-    def preferred(self, vital: str, t: datetime) -> bool:
-        """False when an earlier source in ``vitals`` gave a valid value recently."""
+    def source(self, t: datetime) -> str | None:
+        """The source judged at ``t``: the first in ``vitals`` whose latest value is valid and
+        at most ``prefer_window_s`` old (None: no source has a valid value)."""
         window = timedelta(seconds=self.rule.prefer_window_s)
-        for earlier in self.rule.vitals[: self.rule.vitals.index(vital)]:
-            seen = self.last_valid.get(earlier)
-            if seen is not None and t - seen <= window:
-                return False
-        return True
+        for vital in self.rule.vitals:
+            latest = self.latest.get(vital)
+            if latest is not None and latest[1] is not None and t - latest[0] <= window:
+                return vital
+        return None
+
+    def _reset_levels(self) -> None:
+        for st in self.levels:
+            st.pending_since, st.sat, st.last_t = None, 0.0, None
 
     def observe(self, vital: str, value: float | None, t: datetime) -> None:
-        if not self.preferred(vital, t):
-            return
-        if value is None:
-            for st in self.levels:
-                st.pending_since, st.sat, st.last_t = None, 0.0, None
+        self.latest[vital] = (t, value)
+        source = self.source(t)
+        if source is None:
+            # No source gives a valid value: the condition cannot be judged.
+            self._reset_levels()
             self.invalid_since = self.invalid_since or t
             self._expire_invalid(t)
             return
-        self.last_valid[vital] = t
+        if vital != source:
+            return  # a less preferred source, or an invalid value from a source not in use
+        assert value is not None
         self.invalid_since = None
         best: tuple[Level, float] | None = None
         any_violated = False
@@ -272,18 +319,41 @@ class _LimitTracker(_Tracker):
     def _expire_invalid(self, now: datetime) -> None:
         if self.alarm is not None and self.invalid_since is not None and \
                 (now - self.invalid_since).total_seconds() >= self.rule.invalid_end_s:
-            self.apply(now, None, None, None)
+            self.apply(_after(self.invalid_since, self.rule.invalid_end_s), None, None, None)
 
     def tick(self, now: datetime) -> None:
         self._expire_invalid(now)
         super().tick(now)
 
+    def end(self, t: datetime) -> None:
+        super().end(t)
+        self._reset_levels()
+        self.latest.clear()
+        self.invalid_since = None
+
+
+@dataclass
+class _Reading:
+    """One cuff reading as judged: its time, its values so far and the levels it met."""
+
+    t: datetime
+    sys: float | None
+    dia: float | None
+    met: frozenset[int]
+
 
 class _NibpTracker(_Tracker):
+    """NIBP readings against levels. A level with confirmation takes its confirmed priority when
+    the previous reading (within the level's window) met it too, so the confirmed priority stays
+    while consecutive readings keep meeting the level. A reading whose systolic and diastolic
+    arrive separately is one reading: its second half updates it (it never counts as the
+    confirming reading of its own first half, and a half reading never ends an alarm)."""
+
     def __init__(self, engine: "AlarmEngine", rule: NibpRule) -> None:
         super().__init__(engine, rule.id, rule.label)
         self.rule = rule
-        self.last_hit: list[datetime | None] = [None] * len(rule.levels)
+        self.previous: _Reading | None = None
+        self.current: _Reading | None = None
 
     def _meets(self, threshold: float | None, value: float | None, inclusive: bool) -> bool:
         if threshold is None or value is None:
@@ -293,25 +363,37 @@ class _NibpTracker(_Tracker):
         return value <= threshold if inclusive else value < threshold
 
     def measurement(self, t: datetime, sys_: float | None, dia: float | None) -> None:
+        if self.current is not None and self.current.t == t:
+            reading = self.current  # the other half of the same reading
+        else:
+            self.previous, reading = self.current, None
         best: tuple[Priority, float | None, float | None, str] | None = None
+        met: set[int] = set()
         for i, level in enumerate(self.rule.levels):
             by_sys = self._meets(level.sys, sys_, level.inclusive)
             by_dia = self._meets(level.dia, dia, level.inclusive)
             if not (by_sys or by_dia):
                 continue
+            met.add(i)
             priority, message = level.priority, level.message
-            previous = self.last_hit[i]
-            if level.confirm_within_s is not None and previous is not None and \
-                    0 < (t - previous).total_seconds() <= level.confirm_within_s:
-                priority, message = level.confirm_priority, level.confirm_message or message
-            self.last_hit[i] = t
+            previous = self.previous
+            if level.confirm_within_s is not None and previous is not None and i in previous.met and \
+                    0 < (t - previous.t).total_seconds() <= level.confirm_within_s:
+                priority, message = level.confirm_priority, level.confirm_message or message  # type: ignore[assignment]
             value, limit = (sys_, level.sys) if by_sys else (dia, level.dia)
             if best is None or priority > best[0]:
                 best = (priority, value, limit, message)
+        self.current = _Reading(t, sys_, dia, frozenset(met) | (reading.met if reading else frozenset()))
+        complete = sys_ is not None and dia is not None
         if best is None:
-            self.apply(t, None, sys_, None)
-        else:
+            if complete:
+                self.apply(t, None, sys_, None)
+        elif complete or self.alarm is None or best[0] >= self.alarm.priority:
             self.apply(t, best[0], best[1], best[2], best[3])
+
+    def end(self, t: datetime) -> None:
+        super().end(t)
+        self.previous = self.current = None
 
 
 class _NoBreathTracker(_Tracker):
@@ -333,8 +415,62 @@ class _NoBreathTracker(_Tracker):
     def tick(self, now: datetime) -> None:
         if self.since is not None and self.alarm is None and \
                 (now - self.since).total_seconds() >= self.rule.seconds:
-            self.apply(now, self.rule.priority, 0.0, self.rule.seconds,
+            self.apply(_after(self.since, self.rule.seconds), self.rule.priority, 0.0, self.rule.seconds,
                        f"No breath for {self.rule.seconds:g} s")
+
+    def end(self, t: datetime) -> None:
+        super().end(t)
+        self.since = None
+
+
+class _LossTracker:
+    """Technical alarms for parameters that had been arriving and stopped giving valid values
+    while the device still sends others (a sampling line off, ECG leads off with no pulse rate…)."""
+
+    def __init__(self, engine: "AlarmEngine", rule: ParameterLossRule) -> None:
+        self.engine = engine
+        self.rule = rule
+        self.last_valid: dict[str, datetime] = {}   # every vital seen valid, for "others still arrive"
+        self.alarms: dict[str, Alarm] = {}
+
+    def observe(self, vital: str, value: float | None, t: datetime) -> None:
+        if value is None:
+            return
+        self.last_valid[vital] = max(t, self.last_valid.get(vital, t))
+        for parameter in self.rule.parameters:
+            alarm = self.alarms.get(parameter.id)
+            if alarm is not None and vital in parameter.vitals:
+                del self.alarms[parameter.id]
+                self.engine._end(alarm, t, value)
+
+    def tick(self, now: datetime) -> None:
+        after = timedelta(seconds=self.rule.after_s)
+        fresh = timedelta(seconds=self.rule.others_within_s)
+        for parameter in self.rule.parameters:
+            if parameter.id in self.alarms:
+                continue
+            seen = [self.last_valid[v] for v in parameter.vitals if v in self.last_valid]
+            if not seen:
+                continue  # never arrived for this patient: nothing is lost
+            last = max(seen)
+            if now - last < after:
+                continue
+            # Cuff readings come every few minutes: only continuous vitals show the stream is alive.
+            others = [t for v, t in self.last_valid.items()
+                      if v not in parameter.vitals and not v.startswith("nibp_")]
+            if not others or now - max(others) > fresh:
+                continue  # nothing arrives at all: the link's own technical alarm says so
+            at = max(last + after, max(others) - fresh)
+            text = f"{parameter.label}: {parameter.hint}" if parameter.hint else parameter.label
+            self.alarms[parameter.id] = self.engine._start(parameter.id, parameter.label, "technical",
+                                                           self.rule.priority, at, None, None, text)
+
+    def end(self, t: datetime) -> None:
+        """A new patient: forget which parameters had been arriving; end their alarms."""
+        for alarm in self.alarms.values():
+            self.engine._end(alarm, t, None)
+        self.alarms.clear()
+        self.last_valid.clear()
 
 
 # --------------------------------------------------------------------------- the engine
@@ -368,7 +504,10 @@ class AlarmEngine:
         self._technical: dict[str, TechnicalRule] = {}
         self._tech_alarms: dict[str, Alarm] = {}
         self._trackers: list[_Tracker] = []
-        self._pending_nibp: dict[datetime, dict[str, float | None]] = {}
+        self._loss: list[_LossTracker] = []
+        #: NIBP halves by reading time, kept until the reading is complete (or old).
+        self._nibp_parts: dict[datetime, dict[str, float | None]] = {}
+        self._nibp_touched: set[datetime] = set()
         for rule in profile.rules:
             if isinstance(rule, LimitRule):
                 tracker = _LimitTracker(self, rule)
@@ -383,6 +522,9 @@ class AlarmEngine:
             elif isinstance(rule, AssessmentRule):
                 tracker = _Tracker(self, rule.id, rule.label)
                 self._assessment.setdefault(rule.assessment, []).append((rule, tracker))
+            elif isinstance(rule, ParameterLossRule):
+                self._loss.append(_LossTracker(self, rule))
+                continue
             else:
                 for code in rule.codes:
                     self._technical[code] = rule
@@ -454,12 +596,39 @@ class AlarmEngine:
                     tracker.levels = [_LevelState() for _ in tracker.rule.levels]
         for assessment, pairs in self._assessment.items():
             self._assessment[assessment] = [(by_id[r.id], t) for r, t in pairs]
+        for loss in self._loss:
+            loss.rule = by_id[loss.rule.id]  # type: ignore[assignment]
         self._technical = {code: by_id[r.id] for code, r in self._technical.items()}
         self.profile = profile
 
     def set_baseline(self, baseline: dict[str, float]) -> None:
         """Pre-dose values for relative rules (vital key → value)."""
         self.baseline = {k: float(v) for k, v in baseline.items() if v is not None}
+
+    def reset_patient(self, t: datetime, user: str | None = None) -> list[AlarmEvent]:
+        """The patient's session ended: forget what belonged to that patient so the next one starts
+        clean. Ends the alarms that judge the patient's record rather than the live signal (NIBP
+        readings, limits relative to the baseline, charted scores, parameter loss), clears the
+        baseline, the NIBP confirmation chain and which parameters had been arriving, and resets
+        latched alarms (``user``, detail "session ended"). Alarms of the live signal (SpO2 now,
+        the device link) go on: they concern whoever is connected."""
+        self._advance(t)
+        self.baseline = {}
+        for tracker in self._trackers:
+            if isinstance(tracker, _NibpTracker) or \
+                    (isinstance(tracker, _LimitTracker) and tracker.relative) or \
+                    type(tracker) is _Tracker:
+                tracker.end(t)
+        for loss in self._loss:
+            loss.end(t)
+        self._nibp_parts.clear()
+        self._nibp_touched.clear()
+        for alarm in sorted(self.alarms.values(), key=lambda a: a.id):
+            if alarm.latched:
+                del self.alarms[alarm.id]
+                self._owed.pop(alarm.id, None)
+                self._emit("reset", alarm, t, user=user, detail="session ended")
+        return self._drain()
 
     def process(self, items: Iterable[Any]) -> list[AlarmEvent]:
         """Evaluate a batch of observations and device conditions (other items are ignored)."""
@@ -479,7 +648,10 @@ class AlarmEngine:
         self._advance(t)
         value = None if obs.quality & UNRELIABLE else obs.value
         if obs.vital in ("nibp_sys", "nibp_dia"):
-            self._pending_nibp.setdefault(t, {})[obs.vital] = value
+            self._nibp_parts.setdefault(t, {})[obs.vital] = value
+            self._nibp_touched.add(t)
+        for loss in self._loss:
+            loss.observe(obs.vital, value, t)
         for tracker in self._by_vital.get(obs.vital, ()):
             if isinstance(tracker, _NoBreathTracker):
                 tracker.observe(value, t)
@@ -487,13 +659,17 @@ class AlarmEngine:
                 tracker.observe(obs.vital, value, t)
 
     def _flush_nibp(self) -> None:
-        for t in sorted(self._pending_nibp):
-            reading = self._pending_nibp[t]
+        for t in sorted(self._nibp_touched):
+            reading = self._nibp_parts[t]
             if reading.get("nibp_sys") is None and reading.get("nibp_dia") is None:
                 continue
             for tracker in self._nibp:
                 tracker.measurement(t, reading.get("nibp_sys"), reading.get("nibp_dia"))
-        self._pending_nibp.clear()
+        self._nibp_touched.clear()
+        if self._nibp_parts:  # halves are merged for a few minutes; older ones are forgotten
+            newest = max(self._nibp_parts)
+            for t in [t for t in self._nibp_parts if newest - t > _NIBP_MERGE]:
+                del self._nibp_parts[t]
 
     def chart(self, assessment: str, score: float, t: datetime) -> list[AlarmEvent]:
         """A charted assessment (e.g. ``"moaas"``, 2) at time ``t``."""
@@ -522,7 +698,14 @@ class AlarmEngine:
                                                   rule.priority, t, None, None, text or condition_text(code))
         elif not active and alarm is not None:
             del self._tech_alarms[code]
+            self._escalate_technical(alarm, rule, t)  # it may have become due before it ended
             self._end(alarm, t, None)
+
+    def _escalate_technical(self, alarm: Alarm, rule: TechnicalRule, now: datetime) -> None:
+        if rule.escalate_after_s is not None and rule.escalate_to is not None and alarm.priority < rule.escalate_to:
+            due = _after(alarm.started_at, rule.escalate_after_s)
+            if due <= now:
+                self._set_priority(alarm, rule.escalate_to, due)
 
     # ------------------------------------------------------------------ time
     def tick(self, now: datetime) -> list[AlarmEvent]:
@@ -534,15 +717,14 @@ class AlarmEngine:
     def _tick(self, now: datetime) -> None:
         for tracker in self._trackers:
             tracker.tick(now)
+        for loss in self._loss:
+            loss.tick(now)
         for code, alarm in self._tech_alarms.items():
-            rule = self._technical[code]
-            if rule.escalate_after_s is not None and rule.escalate_to is not None and \
-                    (now - alarm.started_at).total_seconds() >= rule.escalate_after_s:
-                self._set_priority(alarm, max(alarm.priority, rule.escalate_to), now)
+            self._escalate_technical(alarm, self._technical[code], now)
         if self._paused_until is not None and now >= self._paused_until:
-            self._paused_until, self._paused_by = None, None
+            ended, self._paused_until, self._paused_by = self._paused_until, None, None
             self._paused_ids.clear()
-            self._emit("audio_resumed", None, now, detail="audio pause expired")
+            self._emit("audio_resumed", None, ended, detail="audio pause expired")  # when it ended, not now
         for alarm_id, (_, until) in list(self._owed.items()):
             if now >= until:
                 del self._owed[alarm_id]
@@ -594,7 +776,8 @@ class AlarmEngine:
         visual = alarms[0].priority if alarms else None
         paused = self._paused_until is not None and now is not None and now < self._paused_until
         sounding = [a.priority for a in alarms
-                    if not a.acknowledged and a.priority > Priority.LOW and not (paused and a.id in self._paused_ids)]
+                    if a.active and not a.acknowledged and a.priority > Priority.LOW
+                    and not (paused and a.id in self._paused_ids)]
         sounding += [p for a_id, (p, until) in self._owed.items() if now is not None and now < until
                      and not (paused and a_id in self._paused_ids)]
         remaining = (self._paused_until - now).total_seconds() if paused else 0.0

@@ -19,6 +19,14 @@ Rule kinds:
 * ``assessment`` — a charted score at or below a value (MOAA/S ≤ 2).
 * ``technical`` — device conditions and link state (sensor off, stale data, connection lost,
   recording failed, alarm audio unavailable), optionally escalating after a time.
+* ``parameter_loss`` — a parameter that had been arriving (SpO2, HR/PR, RR, EtCO2) gives no
+  valid value for ``after_s`` while the device still sends others: one technical alarm per
+  parameter, with a hint ("check the sampling line").
+
+Versions: schema 1 files (Vigil before the clinic audit) are upgraded on loading by
+:func:`migrate_profile_data` (alarm audio unavailable becomes MEDIUM, NIBP confirmation waits for
+the next reading up to 16 min, the parameter-loss and dose-reached rules are added), and the
+upgrade is reported.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-PROFILE_SCHEMA_VERSION = 1
+PROFILE_SCHEMA_VERSION = 2
 
 
 class Priority(enum.IntEnum):
@@ -210,7 +218,31 @@ class TechnicalRule(_Model):
     escalate_to: Priority | None = None
 
 
-Rule = Annotated[Union[LimitRule, NibpRule, NoBreathRule, AssessmentRule, TechnicalRule], Field(discriminator="kind")]
+class LostParameter(_Model):
+    """One parameter watched for loss: its alarm ``id`` (the condition), the ``vitals`` that carry
+    it (any one valid keeps it alive: HR or the pulse rate), a ``label`` and a ``hint``."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    label: str
+    vitals: tuple[str, ...] = Field(min_length=1)
+    hint: str = ""
+
+
+class ParameterLossRule(_Model):
+    """Parameters that stopped arriving: see :class:`LostParameter`. ``after_s``: how long without a
+    valid value; ``others_within_s``: another vital must have been valid this recently (otherwise
+    the device link itself is silent, which the ``device_link`` rule reports)."""
+
+    kind: Literal["parameter_loss"] = "parameter_loss"
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    priority: Priority
+    after_s: float = Field(default=30.0, ge=5, le=600)
+    others_within_s: float = Field(default=10.0, gt=0, le=120)
+    parameters: tuple[LostParameter, ...] = Field(min_length=1)
+
+
+Rule = Annotated[Union[LimitRule, NibpRule, NoBreathRule, AssessmentRule, TechnicalRule, ParameterLossRule],
+                 Field(discriminator="kind")]
 
 
 class AlarmProfile(_Model):
@@ -323,6 +355,8 @@ def load_profile(path: str | Path | None = None) -> AlarmProfile:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ProfileError(f"alarm profile {where} is not valid JSON: {exc}") from None
+    if isinstance(data, dict):
+        data, _ = migrate_profile_data(data)
     try:
         return AlarmProfile.model_validate(data)
     except ValidationError as exc:
@@ -330,6 +364,53 @@ def load_profile(path: str | Path | None = None) -> AlarmProfile:
         loc = ".".join(str(p) for p in first.get("loc", ()))
         raise ProfileError(f"alarm profile {where} is invalid at {loc or 'top level'}: {first.get('msg')} "
                            f"({exc.error_count()} problem(s))") from None
+
+
+def _default_data() -> dict:
+    text = resources.files("resources").joinpath("alarm_profile_default.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def migrate_profile_data(data: dict) -> tuple[dict, list[str]]:
+    """Upgrade a profile's JSON data to :data:`PROFILE_SCHEMA_VERSION`; returns the new data and one
+    line per change made (empty when it was current). Schema 1 → 2 (the clinic audit):
+
+    * ``audio_unavailable`` is at least MEDIUM (every other alarm is then visual only);
+    * an NIBP level confirmed "within 300 s" is confirmed by the next reading up to 960 s
+      (cuff cycles of 5, 10 or 15 min, with a minute's tolerance);
+    * the ``parameter_lost`` and ``dose_reached`` rules of the shipped default are added when absent.
+
+    Anything else is left as the clinic wrote it; validation follows.
+    """
+    version = data.get("schema_version", 1)
+    if not isinstance(version, int) or version >= PROFILE_SCHEMA_VERSION:
+        return data, []
+    data = json.loads(json.dumps(data))
+    changes: list[str] = []
+    rules = data.get("rules")
+    if not isinstance(rules, list):
+        return data, []
+    defaults = {r["id"]: r for r in _default_data()["rules"]}
+    for rule in rules:
+        if not isinstance(rule, dict):
+            continue
+        if rule.get("kind") == "technical" and "audio_unavailable" in (rule.get("codes") or ()) and \
+                str(rule.get("priority", "")).upper() == "LOW":
+            rule["priority"] = "MEDIUM"
+            changes.append("alarm audio unavailable is now MEDIUM")
+        if rule.get("kind") == "nibp":
+            for level in rule.get("levels") or ():
+                if isinstance(level, dict) and level.get("confirm_within_s") == 300:
+                    level["confirm_within_s"] = 960
+                    changes.append(f"{rule.get('label', rule.get('id'))}: confirmed by the next reading "
+                                   "up to 16 min")
+    ids = {r.get("id") for r in rules if isinstance(r, dict)}
+    for rule_id in ("parameter_lost", "dose_reached"):
+        if rule_id not in ids and rule_id in defaults:
+            rules.append(defaults[rule_id])
+            changes.append(f"rule {rule_id!r} added from the shipped default")
+    data["schema_version"] = PROFILE_SCHEMA_VERSION
+    return data, changes
 
 
 def default_profile() -> AlarmProfile:

@@ -10,12 +10,15 @@ Public API::
 ``fmt`` is one of :data:`FORMATS`:
 
 ========  ==================================================================================
-csv       a zip of CSV tables: numerics (long form), a wide table resampled at ``interval_s``,
-          NIBP readings, events, assessments, infusion steps / nasal devices, alarms, gaps
+csv       a zip of CSV tables: numerics (long form), a wide table resampled at ``interval_s`` (columns
+          named with their unit: ``hr_bpm``…), NIBP readings, events, assessments, infusion steps /
+          nasal devices, alarms, the alarm log (with audio pauses and their ends), gaps
 pdf       the clinical session report (``paper`` "A4" or "Letter")
 fhir      a FHIR R4 transaction Bundle (JSON): Patient, Encounter, Device, vital-signs
-          Observations at ``interval_s`` (median) plus every NIBP reading, MedicationAdministration
+          Observations at ``interval_s`` (median) plus every NIBP reading, charted assessments and
+          events as Observations, MedicationAdministration
 hl7       an HL7 v2.6 ORU^R01 message, IHE PCD-01 style (MDC codes), one OBR per observation time
+          and per charted assessment or event
 edf       EDF+C (gaps filled with the no-data value, which every EDF reader opens; ``edf_gaps="drop"``
           writes EDF+D without the records inside gaps): waveforms, 1 Hz numerics
           and an "EDF Annotations" signal with events, assessments, infusion steps and alarms
@@ -25,8 +28,10 @@ rems      esketamine sessions only: the REMS Patient Monitoring Form data on one
 
 Every export is written to a temporary file in the destination folder and renamed into place, so
 a failure leaves no partial file. ``deidentify=True`` applies HIPAA Safe Harbor to every format
-through one de-identifying view of the session (:mod:`monitor.export.privacy`). Bad arguments
-raise :class:`ExportError` with a message saying what is wrong.
+through one de-identifying view of the session (:mod:`monitor.export.privacy`). Late entries (charted
+after the session ended) appear with the events in every format, marked late with their reason, and
+the session replays with them. Bad arguments raise :class:`ExportError` with a message saying what
+is wrong.
 """
 
 from __future__ import annotations
@@ -82,10 +87,11 @@ def export_session(store: SessionStore, session_id: int, fmt: str, out_path: str
                    edf_gaps: str = "fill") -> Path:
     """Export session ``session_id`` of ``store`` as ``fmt`` to ``out_path`` and return the path.
 
-    ``deidentify``: HIPAA Safe Harbor de-identification (names, record numbers, device identifiers and
-    free text removed; dates reduced to the year; every time shifted by one random offset for this
-    export; ages over 89 as "90+"). ``interval_s``: resampling interval of the CSV wide table, FHIR
-    and HL7 numerics, seconds (1–3600). ``paper``: "A4" or "Letter" (PDF and REMS). ``edf_gaps``
+    ``deidentify``: HIPAA Safe Harbor de-identification (names, record numbers, device identifiers, lot
+    numbers and every free-text field not chosen from a fixed list removed; every date and time
+    shifted by one random offset for this export, a date shown on its own given as the year; ages
+    over 89 as "90+"; each file's notice says so: :func:`monitor.export.privacy.deid_notice`).
+    ``interval_s``: resampling interval of the CSV wide table, FHIR and HL7 numerics, seconds (1–3600). ``paper``: "A4" or "Letter" (PDF and REMS). ``edf_gaps``
     (EDF of a session with recording gaps): "fill" = EDF+C with the gaps filled with the no-data
     value (the default: edflib, pyedflib and most clinical tools read no EDF+D), "drop" = EDF+D
     without the records inside gaps.

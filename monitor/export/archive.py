@@ -11,8 +11,9 @@ sorted, no spaces, one final newline:
   (null = the catalogue's), source]) in stored order;
 * ``waveforms`` — the stored blocks bit for bit: channel, t0, rate, n, encoding and ``data``, the
   base64 of the compressed block (byte-shuffled float32 + zlib, see :mod:`monitor.store`);
-* ``conditions``, ``entries`` (with ``amends`` and ``reason`` of amendments; ids numbered from 1 in
-  recorded order), ``alarms`` (ids from 1) and ``alarm_actions``, ``gaps``;
+* ``conditions``, ``entries`` (with ``amends`` and ``reason`` of amendments, and the ``reason`` of late
+  entries: entries charted after the session ended, whose payload says ``"late": true``; ids numbered
+  from 1 in recorded order), ``alarms`` (ids from 1) and ``alarm_actions``, ``gaps``;
 * ``audit`` — the session's rows of the hash-chained audit trail as they were in the original store.
 
 Determinism: no wall-clock field, fixed orders, canonical JSON, so exporting, importing and exporting
@@ -42,13 +43,22 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from drivers.catalogue import CATALOGUE
-from monitor.export import _storeio
 from monitor.export.errors import ExportError
-from monitor.export.privacy import DEID_NOTICE, DEIDENTIFIED
+from monitor.export.privacy import DEIDENTIFIED, deid_notice, is_coded
 from monitor.export.view import IMPORT_ACTION, SessionView, import_marker
 from monitor.store import (
-    ALARM_ACTIONS, ALARM_KINDS, ENC_F32_SHUFFLE_ZLIB, ENC_F32_ZLIB, MAX_BLOCK_SECONDS, PRIORITIES, TABLE_KINDS,
-    ReadOnlyError, SessionStore, StoreError,
+    ALARM_ACTIONS,
+    ALARM_KINDS,
+    ENC_F32_SHUFFLE_ZLIB,
+    ENC_F32_ZLIB,
+    MAX_BLOCK_SECONDS,
+    PRIORITIES,
+    TABLE_KINDS,
+    ReadOnlyError,
+    SessionStore,
+    StoreError,
+    audit_digest,
+    decode_samples,
 )
 
 __all__ = ["FORMAT", "VERSION", "MAX_ARCHIVE_BYTES", "write_archive", "archive_document", "import_archive",
@@ -74,11 +84,6 @@ def canonical_bytes(doc: Any) -> bytes:
             + "\n").encode("utf-8")
 
 
-def _canonical_text(obj: Any) -> str:
-    """The store's canonical JSON (how it keeps payloads and computes audit hashes)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
 # ========================================================================================= export
 def archive_document(view: SessionView) -> dict[str, Any]:
     """The archive of the session in ``view`` as a JSON-ready dict (see the module docstring). Reads
@@ -86,7 +91,7 @@ def archive_document(view: SessionView) -> dict[str, Any]:
     privacy filter."""
     store, sid, p = view.store, view.session_id, view.privacy
     deid = p.deidentified
-    raw = _storeio.raw_tables(store, sid)
+    raw = store.raw_tables(sid)
     (created_at, started_at, ended_at, last_seen, status, phase, protocol, patient_json, patient_name, patient_ref,
      plan_json, baseline_json, device, created_by, closed_by, close_meaning, signed_name, n_obs,
      n_alarms) = raw["session"][0]
@@ -127,7 +132,7 @@ def archive_document(view: SessionView) -> dict[str, Any]:
         "patient_name": DEIDENTIFIED if deid else patient_name,
         "patient_ref": None if deid else patient_ref,
         "plan": p.payload(plan) if deid else plan,
-        "baseline": None if baseline_json is None else json.loads(baseline_json),
+        "baseline": None if baseline_json is None else p.payload(json.loads(baseline_json)),
         "device": p.device(device) if deid else device,
         "created_by": user(created_by), "closed_by": user(closed_by),
         "close_meaning": p.meaning(close_meaning) if deid else close_meaning,
@@ -143,7 +148,7 @@ def archive_document(view: SessionView) -> dict[str, Any]:
     conditions = [{"t": t(r[0]), "code": r[1], "active": bool(r[2]), "text": "" if deid else r[3],
                    "source": (p.source(r[4]) if deid else r[4]) or ""} for r in raw["conditions"]]
     doc_entries = [{
-        "id": entry_ids[r[0]], "t": t(r[1]), "table_kind": r[2], "kind": r[3],
+        "id": entry_ids[r[0]], "t": t(r[1]), "table_kind": r[2], "kind": _kind(r[3]) if deid else r[3],
         "payload": p.payload(payload), "user": user(r[5]),
         "amends": entry_ids.get(r[6]) if r[6] is not None else None,
         "reason": p.text(r[7]) if deid else r[7], "recorded_at": t(r[8]),
@@ -168,8 +173,14 @@ def archive_document(view: SessionView) -> dict[str, Any]:
         "audit": [] if deid else audit,
     }
     if deid:
-        doc["notice"] = DEID_NOTICE
+        doc["notice"] = deid_notice(year_only_dates=False)
     return doc
+
+
+def _kind(kind: str) -> str:
+    """An entry's kind column when de-identified: a type, assessment or event kind or infusion action
+    is kept; anything else (a kind a caller made up) becomes "entry"."""
+    return kind if any(is_coded(key, kind) for key in ("type", "kind", "action")) else "entry"
 
 
 def write_archive(view: SessionView, path: Path) -> None:
@@ -443,7 +454,7 @@ def _validate(doc: dict[str, Any]) -> dict[str, Any]:
         except (binascii.Error, ValueError):
             raise _Bad(f"{where}.data is not base64") from None
         try:
-            samples = _storeio.decode_block(raw, n, b["enc"], max_bytes=n * 4)  # type: ignore[arg-type]
+            samples = decode_samples(raw, n, b["enc"], max_bytes=n * 4)  # type: ignore[arg-type]
         except ValueError as exc:
             raise _Bad(f"{where}: {exc}") from None
         del samples
@@ -474,9 +485,14 @@ def _validate(doc: dict[str, Any]) -> dict[str, Any]:
         c.text(e["kind"], f"{where}.kind", 100, empty=False)
         c.dict_(e["payload"], f"{where}.payload")
         c.text(e["user"], f"{where}.user", 100, empty=False)
+        late = e["payload"].get("late") is True
         if e["amends"] is None:
-            if e["reason"] is not None:
-                raise _Bad(f"{where} has a reason but amends nothing")
+            if e["reason"] is not None:  # a late entry: charted after the session ended, with its reason
+                c.text(e["reason"], f"{where}.reason", 2000, empty=False)
+                if not late:
+                    raise _Bad(f"{where} has a reason but amends nothing and is not marked as a late entry")
+            elif late:
+                raise _Bad(f"{where} is marked as a late entry but gives no reason")
         else:
             target = c.int_(e["amends"], f"{where}.amends", 1, i)
             if kinds.get(target) != e["table_kind"]:  # type: ignore[arg-type]
@@ -538,9 +554,8 @@ def _validate(doc: dict[str, Any]) -> dict[str, Any]:
         for key in ("prev_hash", "hash"):
             if not isinstance(r[key], str) or not _HEX64.match(r[key]):
                 raise _Bad(f"{where}.{key} must be 64 hexadecimal digits")
-        body = _canonical_text({"seq": r["seq"], "t": r["t"], "user": r["user"], "session": r["session"],
-                                "action": r["action"], "payload": r["payload"]})
-        if hashlib.sha256((r["prev_hash"] + body).encode("utf-8")).hexdigest() != r["hash"]:
+        if audit_digest(r["prev_hash"], r["seq"], r["t"], r["user"], r["session"], r["action"],
+                        r["payload"]) != r["hash"]:
             raise _Bad(f"{where} (audit row {r['seq']}) does not match its hash: the archive was altered")
     return {"blocks": blocks}
 
@@ -580,16 +595,13 @@ def import_archive(store: SessionStore, path: str | os.PathLike[str], *, user: s
         raise ExportError(f"the archive is refused: {exc}") from None
     s = doc["session"]
     try:
-        with store._read() as conn:
-            clash = conn.execute(
-                "SELECT id FROM sessions WHERE created_at = ? AND started_at = ? AND patient_name = ? "
-                "AND created_by = ? AND device = ? AND protocol = ?",
-                (s["created_at"], s["started_at"], s["patient_name"], s["created_by"], s["device"],
-                 s["protocol"])).fetchone()
+        clash = store.find_session(created_at=s["created_at"], started_at=s["started_at"],
+                                   patient_name=s["patient_name"], created_by=s["created_by"], device=s["device"],
+                                   protocol=s["protocol"])
     except StoreError as exc:
         raise ExportError(f"cannot read the store: {exc}") from None
     if clash is not None:
-        raise ExportError(f"this session is already in the store as session {clash[0]}: the archive was not imported")
+        raise ExportError(f"this session is already in the store as session {clash}: the archive was not imported")
     try:
         return _insert(store, doc, decoded["blocks"], digest, user)
     except ReadOnlyError as exc:
@@ -605,65 +617,22 @@ def import_archive(store: SessionStore, path: str | os.PathLike[str], *, user: s
 
 def _insert(store: SessionStore, doc: dict[str, Any], blocks: list[bytes], digest: str, user: str | None) -> int:
     s = doc["session"]
-    with store._tx() as conn:
-        cur = conn.execute(
-            "INSERT INTO sessions (created_at, started_at, status, phase, protocol, patient_name, patient_ref, "
-            "patient_json, plan_json, baseline_json, device, created_by, last_seen, n_observations, n_alarms) "
-            "VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (s["created_at"], s["started_at"], s["phase"], s["protocol"], s["patient_name"], s["patient_ref"],
-             _canonical_text(s["patient"]), _canonical_text(s["plan"]),
-             None if s["baseline"] is None else _canonical_text(s["baseline"]), s["device"], s["created_by"],
-             s["last_seen"], s["n_observations"], s["n_alarms"]))
-        sid = int(cur.lastrowid)
-        sources: dict[str | None, int | None] = {None: None}
-
-        def source(name: str | None) -> int | None:
-            if name not in sources:
-                sources[name] = store._source_id(conn, name)  # type: ignore[arg-type]
-            return sources[name]
-
-        conn.executemany(
-            "INSERT INTO observations (session_id, t, vital, value, quality, device_time, unit, source_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            ((sid, t, vital, value, quality, device_time, unit, source(src))
-             for t, vital, value, quality, device_time, unit, src in doc["observations"]["rows"]))
-        conn.executemany(
-            "INSERT INTO waveforms (session_id, channel, t0, rate, n, enc, source_id, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            ((sid, b["channel"], b["t0"], b["rate"], b["n"], b["enc"], source(b["source"]), raw)
-             for b, raw in zip(doc["waveforms"], blocks)))
-        conn.executemany(
-            "INSERT INTO conditions (session_id, t, code, active, text, source_id) VALUES (?, ?, ?, ?, ?, ?)",
-            ((sid, x["t"], x["code"], int(x["active"]), x["text"], source(x["source"]) if x["source"] else None)
-             for x in doc["conditions"]))
-        entry_ids: dict[int, int] = {}
-        for e in doc["entries"]:
-            cur = conn.execute(
-                "INSERT INTO entries (session_id, t, table_kind, kind, payload_json, user_login, amends_id, reason, "
-                "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (sid, e["t"], e["table_kind"], e["kind"], _canonical_text(e["payload"]), e["user"],
-                 entry_ids.get(e["amends"]) if e["amends"] is not None else None, e["reason"], e["recorded_at"]))
-            entry_ids[e["id"]] = int(cur.lastrowid)
-        alarm_ids: dict[int, int] = {}
-        for a in doc["alarms"]:
-            cur = conn.execute(
-                "INSERT INTO alarms (session_id, condition, kind, priority, max_priority, started_at, ended_at, "
-                "limit_value, trigger_value, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (sid, a["condition"], a["kind"], a["priority"], a["max_priority"], a["started_at"], a["ended_at"],
-                 a["limit"], a["value"], a["message"]))
-            alarm_ids[a["id"]] = int(cur.lastrowid)
-        conn.executemany(
-            "INSERT INTO alarm_actions (session_id, alarm_id, t, action, user_login, detail) VALUES (?, ?, ?, ?, ?, ?)",
-            ((sid, alarm_ids.get(x["alarm"]) if x["alarm"] is not None else None, x["t"], x["action"], x["user"],
-              x["detail"]) for x in doc["alarm_actions"]))
-        conn.executemany("INSERT INTO gaps (session_id, start_t, end_t, reason) VALUES (?, ?, ?, ?)",
-                         ((sid, g["start"], g["end"], g["reason"]) for g in doc["gaps"]))
-        conn.execute("UPDATE sessions SET status = ?, ended_at = ?, closed_by = ?, signed_name = ?, close_meaning = ? "
-                     "WHERE id = ?", (s["status"], s["ended_at"], s["closed_by"], s["signed_name"],
-                                      s["close_meaning"], sid))
-        store._audit(conn, user, IMPORT_ACTION, sid, {
+    session = {key: s[key] for key in (
+        "created_at", "started_at", "ended_at", "status", "phase", "protocol", "patient_name", "patient_ref",
+        "patient", "plan", "baseline", "device", "created_by", "closed_by", "signed_name", "close_meaning",
+        "last_seen", "n_observations", "n_alarms")}
+    return store.insert_session(
+        session,
+        observations=doc["observations"]["rows"],
+        waveforms=((b["channel"], b["t0"], b["rate"], b["n"], b["enc"], b["source"], raw)
+                   for b, raw in zip(doc["waveforms"], blocks)),
+        conditions=((x["t"], x["code"], x["active"], x["text"], x["source"]) for x in doc["conditions"]),
+        entries=doc["entries"], alarms=doc["alarms"], alarm_actions=doc["alarm_actions"],
+        gaps=((g["start"], g["end"], g["reason"]) for g in doc["gaps"]),
+        audit_action=IMPORT_ACTION, user=user,
+        audit_payload={
             "format": FORMAT, "version": VERSION, "archive_sha256": digest, "origin_session_id": s["original_id"],
             "staff": doc["staff"], "audit": doc["audit"],
             "counts": {"observations": len(doc["observations"]["rows"]), "waveform_blocks": len(blocks),
                        "entries": len(doc["entries"]), "alarms": len(doc["alarms"])},
         })
-    return sid

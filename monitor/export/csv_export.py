@@ -8,13 +8,20 @@ Members:
   the session start), vital, value (as stored; empty when the device sent none), unit, quality flags
   ("|"-separated), source;
 * ``numerics_wide.csv`` — one row per ``interval_s`` interval from the session start (interval start
-  time, elapsed_s), one column per vital: the median of the interval's usable values (flagged values
+  time, elapsed_s), one column per vital named with its unit (:func:`column_name`: ``hr_bpm``,
+  ``spo2_pct``, ``nibp_sys_mmhg``…): the median of the interval's usable values (flagged values
   — artifact, sensor off… — left out); NIBP columns hold the reading taken in that interval (the
   last one if there were several); empty where there was nothing;
-* ``nibp.csv``, ``events.csv``, ``assessments.csv``, ``infusion_steps.csv`` (IV) or
+* ``events.csv`` — also ``late`` ("yes" for a late entry: charted after the session ended),
+  ``late_reason`` and ``recorded_at`` (when it was charted);
+* ``nibp.csv``, ``assessments.csv``, ``infusion_steps.csv`` (IV) or
   ``nasal_devices.csv`` (esketamine), ``other_entries.csv``, ``alarms.csv`` (start, end, condition,
   priority, max priority, limit, value, acknowledged by/at, every action), ``conditions.csv``,
-  ``gaps.csv``.
+  ``gaps.csv``;
+* ``alarm_log.csv`` — the alarm log in time order: each alarm's start, escalations, acknowledgements
+  and end, and every audio pause (who, when, how long it was asked for) and its end ("audio pause
+  ended" at the pause's end when it ran its time, "audio pause cancelled" by whom when a user ended
+  it, with how long it lasted).
 
 Times are UTC. Numbers are written as Python writes floats (round-trip exact).
 """
@@ -24,6 +31,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,15 +40,16 @@ from typing import Any, Iterable
 import numpy as np
 
 from drivers.catalogue import CATALOGUE
-from monitor.export.privacy import DEID_NOTICE
+from monitor.export.privacy import deid_notice
 from monitor.export.stats import NIBP_KEYS, interval_last, interval_medians
 from monitor.export.view import SessionView
 from monitor.store import bits_to_quality
 
-__all__ = ["write_csv", "iso", "MEMBERS"]
+__all__ = ["write_csv", "iso", "column_name", "MEMBERS"]
 
 MEMBERS = ("session.csv", "numerics_long.csv", "numerics_wide.csv", "nibp.csv", "events.csv", "assessments.csv",
-           "infusion_steps.csv", "nasal_devices.csv", "other_entries.csv", "alarms.csv", "conditions.csv", "gaps.csv")
+           "infusion_steps.csv", "nasal_devices.csv", "other_entries.csv", "alarms.csv", "alarm_log.csv",
+           "conditions.csv", "gaps.csv")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
 
@@ -109,9 +118,11 @@ def write_csv(view: SessionView, path: Path, *, interval_s: float = 60, **_: Any
         z.table("nibp.csv", ["time", "elapsed_s", "sys_mmHg", "dia_mmHg", "mean_mmHg", "source", "by", "status"],
                 ([iso(r.t), _elapsed(view, r.t), _num(r.sys), _num(r.dia), _num(r.mean), r.source, r.by, r.status]
                  for r in view.nibp))
-        z.table("events.csv", ["time", "elapsed_s", "kind", "title", "summary", "detail", "by", "status", "correction"],
+        z.table("events.csv", ["time", "elapsed_s", "kind", "title", "summary", "detail", "by", "status", "correction",
+                               "late", "late_reason", "recorded_at"],
                 ([iso(r.t), _elapsed(view, r.t), r.kind, r.title, r.summary, r.detail or "", r.by, r.status,
-                  r.correction or ""] for r in view.events))
+                  r.correction or "", "yes" if r.late else "", r.late_reason or "",
+                  iso(r.recorded_at) if r.late else ""] for r in view.events))
         z.table("assessments.csv", ["time", "elapsed_s", "kind", "title", "score", "summary", "fields", "by",
                                     "status", "correction"],
                 ([iso(r.t), _elapsed(view, r.t), r.kind, r.title, _num(r.score), r.summary,
@@ -130,24 +141,60 @@ def write_csv(view: SessionView, path: Path, *, interval_s: float = 60, **_: Any
                 ([iso(r.t), _elapsed(view, r.t), r.kind, r.title, r.summary, r.detail or "", r.by] for r in view.notes))
         z.table("alarms.csv", ["number", "start", "end", "condition", "label", "kind", "priority", "max_priority",
                                "limit", "value", "message", "acknowledged_by", "acknowledged_at", "actions"],
-                (_alarm_row(view, a) for a in view.alarms))
+                (_alarm_row(a) for a in view.alarms))
+        z.table("alarm_log.csv", ["time", "elapsed_s", "alarm", "condition", "priority", "action", "description", "by",
+                                  "pause_s", "paused_for_s"], _alarm_log(view))
         z.table("conditions.csv", ["time", "code", "active", "text", "source"],
                 ([iso(t), code, "1" if active else "0", text or "", source]
                  for t, code, active, text, source in view.conditions()))
         z.table("gaps.csv", ["start", "end", "reason"], ([iso(s), iso(e), r] for s, e, r in view.gaps))
-        z.close(DEID_NOTICE if view.deidentified else f"Vigil session export: {view.label}")
+        z.close(deid_notice(year_only_dates=True) if view.deidentified else f"Vigil session export: {view.label}")
     except BaseException:
         z.zf.close()
         raise
 
 
-def _alarm_row(view: SessionView, a: Any) -> list[str]:
+def _alarm_row(a: Any) -> list[str]:
     ack = a.acknowledged
     actions = "; ".join(f"{iso(x.t)} {x.action}" + (f" {x.detail}" if x.detail else "") + (f" by {x.user}" if x.user else "")
                         for x in a.actions)
-    message = a.message if not view.deidentified else a.label
     return [str(a.number), iso(a.start), iso(a.end), a.condition, a.label, a.kind, a.priority, a.max_priority,
-            _num(a.limit), _num(a.value), message, (ack.user or "") if ack else "", iso(ack.t) if ack else "", actions]
+            _num(a.limit), _num(a.value), a.message, (ack.user or "") if ack else "", iso(ack.t) if ack else "",
+            actions]
+
+
+def _alarm_log(view: SessionView) -> list[list[str]]:
+    """Every alarm start, action and end, and every audio pause and its end, in time order. An audio
+    pause gives how long it was asked for (``pause_s``); its end (``audio_pause_end`` when it ran its
+    time, ``audio_pause_cancel`` when a user ended it) how long it lasted (``paused_for_s``)."""
+    events: list[tuple[datetime, int, list[str]]] = []
+
+    def add(t: datetime, order: int, alarm: str, condition: str, priority: str, action: str, description: str,
+            by: str | None, pause_s: float | None = None, paused_for_s: float | None = None) -> None:
+        events.append((t, order, [iso(t), _elapsed(view, t), alarm, condition, priority, action, description,
+                                  by or "", _num(pause_s), _num(paused_for_s)]))
+
+    for a in view.alarms:
+        add(a.start, 0, str(a.number), a.condition, a.priority, "start", f"{a.label} started", None)
+        for x in a.actions:
+            add(x.t, 1, str(a.number), a.condition, x.detail if x.action in ("escalate", "deescalate") else "",
+                x.action, x.label, x.user)
+        if a.end is not None:
+            add(a.end, 2, str(a.number), a.condition, "", "end", f"{a.label} ended", None)
+    paused_at: datetime | None = None
+    for x in view.system_actions:
+        if x.action == "audio_pause":
+            paused_at = x.t
+            add(x.t, 1, "", "", "", x.action, x.label + (f" for {x.pause_s:g} s" if x.pause_s else ""), x.user,
+                pause_s=x.pause_s)
+        elif x.action in ("audio_pause_end", "audio_pause_cancel"):
+            lasted = (x.t - paused_at).total_seconds() if paused_at is not None else None
+            paused_at = None
+            add(x.t, 1, "", "", "", x.action, x.label, x.user, paused_for_s=lasted)
+        else:
+            add(x.t, 1, "", "", "", x.action, x.label, x.user)
+    events.sort(key=lambda e: (e[0], e[1]))
+    return [row for _, _, row in events]
 
 
 def _session_rows(view: SessionView, interval_s: float) -> list[list[str]]:
@@ -157,7 +204,7 @@ def _session_rows(view: SessionView, interval_s: float) -> list[list[str]]:
         ["deidentified", "yes" if view.deidentified else "no"],
     ]
     if view.deidentified:
-        rows.append(["notice", DEID_NOTICE])
+        rows.append(["notice", deid_notice(year_only_dates=True)])
     rows += [
         ["session", view.label],
         ["status", view.status + (" (snapshot of a session still being recorded)" if view.is_open else "")],
@@ -219,6 +266,14 @@ def _long_lines(view: SessionView) -> list[str]:
                                                      rows.source)]
 
 
+def column_name(vital: str) -> str:
+    """The wide table's column of a vital: its key and its catalogue unit as a lower-case identifier
+    ("hr_bpm", "spo2_pct", "nibp_sys_mmhg", "rr_br_per_min", "temp_degc", "sphb_g_per_dl")."""
+    unit = CATALOGUE[vital].unit.lower().replace("%", "pct").replace("/", "_per_").replace("°", "deg")
+    unit = re.sub(r"[^a-z0-9_]+", "_", unit).strip("_")
+    return f"{vital}_{unit}" if unit else vital
+
+
 def _wide(view: SessionView, interval_s: float) -> tuple[list[str], list[list[str]]]:
     start, end = view.start_epoch, view.end_epoch
     vitals = view.vitals
@@ -235,7 +290,7 @@ def _wide(view: SessionView, interval_s: float) -> tuple[list[str], list[list[st
         ok = (idx >= 0) & (idx < n)
         col[idx[ok]] = np.round(values[ok], 6)
         columns[key] = col
-    header = ["time", "elapsed_s"] + list(vitals)
+    header = ["time", "elapsed_s"] + [column_name(k) for k in vitals]
     rows = []
     texts = {k: [("" if x != x else repr(float(x))) for x in columns[k].tolist()] for k in vitals}
     for i in range(n):

@@ -8,7 +8,8 @@
   them, filled with the no-data value, in an EDF+C file instead: see :func:`write_edf`).
 * Data records of 1 s (longer only when a sample rate is not a whole number of Hz, e.g. 62.5 Hz needs
   2 s). Signals: one per waveform channel at its rate (ECG II, Pleth, CO2, Resp), then each continuous
-  vital at 1 Hz (HR, SpO2, RR, EtCO2…: the value of each second, flagged values left out). Digital
+  vital at 1 Hz (HR, SpO2, RR, EtCO2…: the value of each second, flagged values left out). Every
+  signal has a physical dimension: its catalogue unit, "a.u." (arbitrary units) for Pleth and Resp. Digital
   range -32768…32767; physical min/max from the data (rounded outwards to the 8 characters the header
   allows). -32768 is kept for "no data" (gaps, probe off, seconds without a value), so recorded values
   use -32767…32767 and read back within one quantisation step.
@@ -33,7 +34,7 @@ import numpy as np
 from drivers.catalogue import CATALOGUE
 from drivers.model import WAVE_CHANNELS
 from monitor.export.errors import ExportError
-from monitor.export.privacy import DEID_NOTICE
+from monitor.export.privacy import deid_notice
 from monitor.export.stats import CONTINUOUS
 from monitor.export.view import SessionView
 
@@ -43,7 +44,9 @@ DIGITAL_MIN, DIGITAL_MAX = -32768, 32767
 #: The digital value written where there is no data.
 NO_DATA = DIGITAL_MIN
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-_UNITS = {"°C": "degC"}
+#: EDF physical dimensions (8 ASCII characters) of units that are not plain ASCII, and of signals
+#: without a unit (pleth, impedance respiration: arbitrary units). Every signal has one.
+_UNITS = {"°C": "degC", "": "a.u."}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -119,7 +122,7 @@ def _grid(view: SessionView, start: float, n_records: int, duration: int) -> lis
                 data[idx[ok]] = samples[ok]
         label, unit, _ = WAVE_CHANNELS.get(channel, (channel, "", rate))
         transducer = "" if view.deidentified else _ascii(f"Vigil {view.device}", 80).strip()
-        signals.append(_Signal(label, unit, rate, data, transducer))
+        signals.append(_Signal(label, _UNITS.get(unit, unit), rate, data, transducer))
     for vital in CONTINUOUS:
         if vital not in view.vitals:
             continue
@@ -143,7 +146,7 @@ def _annotations(view: SessionView) -> list[tuple[float, float | None, str]]:
         out.append((el(t), duration, text))
 
     if view.deidentified:
-        add(view.start, DEID_NOTICE)
+        add(view.start, deid_notice(year_only_dates=False))
     add(view.start, f"Session start ({view.protocol_label}); times are UTC")
     for r in view.infusion:
         text = f"Infusion {r.action.replace('_', ' ')}" + (f" {r.rate_mg_per_h:g} mg/h" if r.rate_mg_per_h else "")
@@ -158,6 +161,8 @@ def _annotations(view: SessionView) -> list[tuple[float, float | None, str]]:
         text = r.summary + (f" - {r.detail}" if r.detail else "") + f", {r.by}"
         if r.status != "current":
             text += f" [{r.status}]"
+        if r.late:
+            text += f" [{view.late_text(r)}]"
         add(r.t, text)
     for n in view.notes:
         if n.kind in ("session_opened",):
@@ -174,7 +179,8 @@ def _annotations(view: SessionView) -> list[tuple[float, float | None, str]]:
             if x.action in ("acknowledge", "audio_pause", "reset"):
                 add(x.t, f"Alarm {x.action.replace('_', ' ')}: {a.label}" + (f" by {x.user}" if x.user else ""))
     for x in view.system_actions:
-        add(x.t, f"Alarm audio {x.action.replace('_', ' ')}" + (f" by {x.user}" if x.user else ""))
+        add(x.t, f"Alarm {x.label}" + (f" for {x.pause_s:g} s" if x.pause_s else "")
+            + (f" by {x.user}" if x.user else ""))
     for s, e, _reason in view.gaps:
         add(s, "Recording gap", (e - s).total_seconds())
     if view.signature is not None:

@@ -13,6 +13,10 @@ Entries (``fullUrl`` ``urn:uuid:…``, ``request`` POST to the resource type):
   8462-4 and mean 8478-0 components. Codes: LOINC from the catalogue (SpO2 carries both 59408-5 and
   2708-6) plus the IEEE 11073 MDC code; units UCUM (/min, %, mm[Hg], Cel). Vitals LOINC has no code
   for (PI, PVI) carry a local code (``urn:vigil:vital``). Each has subject, encounter and device;
+* ``Observation`` of each charted assessment (category survey, the score as ``valueInteger``) and
+  event (local category "event", the summary as ``valueString``), status final, entered-in-error or
+  corrected; free text (comments, notes) and, for a late entry (charted after the session ended),
+  "late entry, charted … : reason" as ``note``, with ``issued`` the time it was charted;
 * ``MedicationAdministration`` — IV ketamine: one for the infusion, period start–stop, dose delivered
   (mg), starting rate (mg/h), rate changes and pauses in the dosage text; esketamine: one per nasal
   device (28 mg, nasal route) referencing a ``Medication`` that carries the lot number.
@@ -33,9 +37,9 @@ from typing import Any
 import numpy as np
 
 from drivers.catalogue import CATALOGUE
-from monitor.export.privacy import DEID_NOTICE
+from monitor.export.privacy import deid_notice
 from monitor.export.stats import CONTINUOUS, interval_medians
-from monitor.export.view import SessionView
+from monitor.export.view import ChartRow, SessionView
 
 __all__ = ["write_fhir", "bundle", "LOINC_DISPLAY", "PROFILES"]
 
@@ -44,6 +48,9 @@ LOINC = "http://loinc.org"
 MDC = "urn:iso:std:iso:11073:10101"
 SNOMED = "http://snomed.info/sct"
 LOCAL = "urn:vigil:vital"
+#: Local code systems of charted entries: the assessment or event kind, and the event category.
+CHART_CODES = "urn:vigil:charted"
+CHART_CATEGORY = "urn:vigil:observation-category"
 VS_BASE = "http://hl7.org/fhir/StructureDefinition/"
 
 #: Display names of the LOINC codes used.
@@ -103,8 +110,9 @@ def bundle(view: SessionView, interval_s: float = 60) -> dict[str, Any]:
     ids = _Ids(view)
     deid = view.deidentified
     entries: list[dict[str, Any]] = []
+    notice = deid_notice(year_only_dates=False)
     meta: dict[str, Any] = {"security": _SECURITY, "tag": [{"system": "urn:vigil:export", "code": "deidentified",
-                                                            "display": DEID_NOTICE}]} if deid else {}
+                                                            "display": notice}]} if deid else {}
 
     def add(kind: str, url: str, resource: dict[str, Any]) -> str:
         body = {"resourceType": kind, **({"meta": meta} if meta else {}), **resource}
@@ -181,6 +189,9 @@ def bundle(view: SessionView, interval_s: float = 60) -> dict[str, Any]:
             "method": {"text": "manual reading" if r.source == "manual" else "non-invasive cuff reading"},
         })
 
+    for row in view.chart():
+        add("Observation", ids("chart", row.category, row.seq, repr(row.t.timestamp())), _charted(view, row, refs))
+
     context = {"subject": {"reference": patient_url}, "context": {"reference": encounter_url}}
     if view.infusion:
         first = view.infusion[0]
@@ -226,6 +237,38 @@ def bundle(view: SessionView, interval_s: float = 60) -> dict[str, Any]:
         out["meta"] = meta
     out["entry"] = entries
     return out
+
+
+_CHART_STATUS = {"current": "final", "entered in error": "entered-in-error", "correction": "corrected"}
+
+
+def _charted(view: SessionView, row: ChartRow, refs: dict[str, Any]) -> dict[str, Any]:
+    """An assessment (category survey, the score as valueInteger) or charted event (a local
+    category, the summary as valueString) as an Observation; a late entry carries ``issued`` (when it
+    was charted) and a note with its reason."""
+    assessment = row.category == "assessment"
+    category = ({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey",
+                             "display": "Survey"}], "text": "Assessment"} if assessment else
+                {"coding": [{"system": CHART_CATEGORY, "code": "event", "display": "Charted event"}],
+                 "text": "Charted event"})
+    obs: dict[str, Any] = {
+        "status": "preliminary" if view.is_open and row.status == "current" else _CHART_STATUS.get(row.status, "final"),
+        "category": [category],
+        "code": {"coding": [{"system": CHART_CODES, "code": row.kind, "display": row.title}], "text": row.title},
+        "subject": refs["subject"], "encounter": refs["encounter"],
+        "effectiveDateTime": _iso(row.t),
+    }
+    if row.late and row.recorded_at is not None:
+        obs["issued"] = _iso(row.recorded_at)
+    if assessment and row.score is not None and float(row.score).is_integer():
+        obs["valueInteger"] = int(row.score)
+    else:
+        obs["valueString"] = row.summary
+    notes = [text for text in (row.summary if assessment else None, row.detail, row.correction,
+                               view.late_text(row) if row.late else None) if text]
+    if notes:
+        obs["note"] = [{"text": text} for text in notes]
+    return obs
 
 
 def write_fhir(view: SessionView, path: Path, *, interval_s: float = 60, **_: Any) -> None:

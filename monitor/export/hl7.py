@@ -18,7 +18,10 @@ Segments (separated and terminated by CR; UTF-8, declared in MSH-18):
   when de-identified).
 
 Continuous vitals are the medians of each ``interval_s`` interval; every NIBP reading has its own OBR
-with systolic, diastolic and mean.
+with systolic, diastolic and mean. Every charted assessment and event has its own OBR too: OBX-3 a
+local ``99VGL`` code of its kind, the score (NM, assessments) and the summary (TX), OBX-11 R, W
+(entered in error) or C (correction), and NTE segments for its free text, its correction and, for a
+late entry (charted after the session ended), "late entry, charted … : reason".
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from drivers.catalogue import CATALOGUE, VITAL_KEYS
-from monitor.export.privacy import DEID_NOTICE
+from monitor.export.privacy import deid_notice
 from monitor.export.stats import CONTINUOUS, interval_medians
-from monitor.export.view import SessionView
+from monitor.export.view import ChartRow, SessionView
 
 __all__ = ["write_hl7", "message", "escape", "PCD01_PROFILE", "OBR4"]
 
@@ -107,12 +110,12 @@ def message(view: SessionView, interval_s: float = 60) -> str:
     if view.is_open:
         notes.append("The session was still being recorded: this message is a snapshot.")
     if deid:
-        notes.append(escape(DEID_NOTICE))
+        notes.append(escape(deid_notice(year_only_dates=False)))
     segs += [f"NTE|{i}|L|{text}" for i, text in enumerate(notes, start=1)]
     visit = "" if deid else f"{view.session_id}^^^VIGIL^VN"
     segs.append("PV1|1|O" + "|" * 17 + visit + "|" * 25 + _ts(view.start) + "|" + ("" if view.is_open else _ts(view.end)))
 
-    groups: list[tuple[float, int, str, list[tuple[str, str, str]]]] = []
+    groups: list[tuple[float, int, str, list[str]]] = []
     start = view.start_epoch
     by_time: dict[float, list[tuple[str, float]]] = {}
     for vital in CONTINUOUS:
@@ -122,9 +125,14 @@ def message(view: SessionView, interval_s: float = 60) -> str:
         starts, medians, _ = interval_medians(t, v, start, interval_s)
         for t0, value in zip(starts.tolist(), medians.tolist()):
             by_time.setdefault(t0, []).append((vital, value))
+
+    def numerics(values: list[tuple[str, str, str]]) -> list[str]:
+        return [f"OBX|{i}|NM|{_obx3(vital)}|1.1.1.{_SUB_ID[vital]}|{value}|{_obx6(vital)}|||||R|||{when}"
+                f"||||{equipment}" for i, (vital, value, when) in enumerate(values, start=1)]
+
     for t0, values in by_time.items():
         end = min(t0 + interval_s, max(view.end_epoch, t0))
-        groups.append((t0, 0, _ts(end), [(vital, _value(value, vital), _ts(t0)) for vital, value in values]))
+        groups.append((t0, 0, _ts(end), numerics([(vital, _value(value, vital), _ts(t0)) for vital, value in values])))
     for r in view.nibp:
         if r.status == "entered in error":
             continue
@@ -132,16 +140,37 @@ def message(view: SessionView, interval_s: float = 60) -> str:
         if r.mean is not None:
             values.append(("nibp_mean", _value(r.mean, "nibp_mean")))
         t = r.t.timestamp()
-        groups.append((t, 1, "", [(vital, value, _ts(t)) for vital, value in values]))
+        groups.append((t, 1, "", numerics([(vital, value, _ts(t)) for vital, value in values])))
+    for row in view.chart():
+        groups.append((row.t.timestamp(), 2, "", _charted(view, row)))
     groups.sort(key=lambda g: (g[0], g[1]))
 
     for n, (t0, _, end, obxs) in enumerate(groups, start=1):
         filler = f"{control}-{n}^VIGIL^{eui}^EUI-64"
         segs.append(f"OBR|{n}||{filler}|{OBR4}|||{_ts(t0)}|{end}")
-        for i, (vital, value, when) in enumerate(obxs, start=1):
-            segs.append(f"OBX|{i}|NM|{_obx3(vital)}|1.1.1.{_SUB_ID[vital]}|{value}|{_obx6(vital)}|||||R|||{when}"
-                        f"||||{equipment}")
+        segs += obxs
     return "\r".join(segs) + "\r"
+
+
+#: OBX-11 of a charted entry by its status: R (not verified, as every PCD-01 result), W (entered in
+#: error: "post original as wrong"), C (a correction).
+_CHART_STATUS = {"current": "R", "entered in error": "W", "correction": "C"}
+
+
+def _charted(view: SessionView, row: ChartRow) -> list[str]:
+    """The OBX (and NTE) segments of a charted assessment or event: its score (NM, assessments),
+    its summary (TX), then NTE for the free text, a correction and a late entry's "late entry,
+    charted … : reason"."""
+    code = f"VGL_{row.kind.upper()}^{escape(row.title)}^99VGL"
+    status = _CHART_STATUS.get(row.status, "R")
+    when = _ts(row.t)
+    segs = []
+    if row.category == "assessment" and row.score is not None:
+        segs.append(f"OBX|{len(segs) + 1}|NM|{code}|1|{row.score:g}||||||{status}|||{when}")
+    segs.append(f"OBX|{len(segs) + 1}|TX|{code}|{len(segs) + 1}|{escape(row.summary)}||||||{status}|||{when}")
+    notes = [text for text in (row.detail, row.correction, view.late_text(row) if row.late else None) if text]
+    segs += [f"NTE|{i}|L|{escape(text)}" for i, text in enumerate(notes, start=1)]
+    return segs
 
 
 def write_hl7(view: SessionView, path: Path, *, interval_s: float = 60, **_: Any) -> None:

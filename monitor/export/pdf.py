@@ -26,7 +26,7 @@ from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPen, QPolygon
 
 from drivers.catalogue import CATALOGUE
 from monitor.export.pdfdoc import Column, Document
-from monitor.export.privacy import DEID_NOTICE
+from monitor.export.privacy import deid_notice
 from monitor.export.stats import CONTINUOUS, NIBP_KEYS, interval_medians, vital_stats
 from monitor.export.view import SessionView
 
@@ -295,7 +295,7 @@ def build_report(view: SessionView, path: Path, paper: str = "A4") -> Document:
     doc.text(view.clinic_name + (f" · {view.clinic_address}" if view.clinic_address else ""), points=10)
     if view.deidentified:
         doc.space(1)
-        doc.text(DEID_NOTICE, points=8.5, bold=True, color="#8b0000")
+        doc.text(deid_notice(year_only_dates=True), points=8.5, bold=True, color="#8b0000")
     if view.is_open:
         doc.text("This session was still being recorded when the report was made: the record is incomplete.",
                  points=8.5, bold=True, color="#8b0000")
@@ -308,7 +308,7 @@ def build_report(view: SessionView, path: Path, paper: str = "A4") -> Document:
         ("Sex", p.sex), ("Weight", f"{p.weight_kg:g} kg" if p.weight_kg else "—"),
         ("Protocol", view.protocol_label), ("Plan", view.plan_text),
         ("Dose delivered", f"{view.delivered_mg:.1f} mg" if view.delivered_mg is not None else "—"),
-        ("Lot number", view.lot_number or "—"),
+        ("Lot number", view.lot_number or ("removed" if view.deidentified else "—")),
         ("Date", view.privacy.date_text(view.start)),
         ("Time", f"{clock(view.start, False)}–{clock(view.end, False)} ({tz}), {_minutes(duration)} min"),
         ("Status", {"closed": "closed (signed)", "aborted": "ended without discharge", "open": "open"}.get(view.status,
@@ -375,7 +375,8 @@ def build_report(view: SessionView, path: Path, paper: str = "A4") -> Document:
     doc.heading("Events")
     doc.table([Column("Time", 1), Column("Event", 1.5), Column("Details", 3.2), Column("By", 1.3), Column("Status", 1.3)],
               [[clock(r.t), r.title, _join(r.summary, r.detail, r.title), r.by,
-                r.status + (f" ({r.correction})" if r.correction else "")] for r in view.events],
+                r.status + (f" ({r.correction})" if r.correction else "")
+                + (f"; {view.late_text(r)}" if r.late else "")] for r in view.events],
               empty="No event was charted.")
     other = [n for n in view.notes if n.kind != "session_opened"]
     if other:
@@ -389,7 +390,7 @@ def build_report(view: SessionView, path: Path, paper: str = "A4") -> Document:
     rows, shade = [], []
     for a in view.alarms:
         ack = a.acknowledged
-        others = "; ".join(f"{clock(x.t)} {x.action.replace('_', ' ')}" + (f" {x.detail}" if x.detail else "")
+        others = "; ".join(f"{clock(x.t)} {x.label}" + (f" {x.detail}" if x.detail else "")
                            + (f" by {x.user}" if x.user else "") for x in a.actions if x.action != "acknowledge")
         prio = a.priority if a.priority == a.max_priority else f"{a.priority} → {a.max_priority}"
         rows.append([str(a.number), clock(a.start), clock(a.end), a.label, prio, _num(a.limit, 1) if a.limit is not None else "—",
@@ -401,8 +402,9 @@ def build_report(view: SessionView, path: Path, paper: str = "A4") -> Document:
                Column("Acknowledged", 1.5), Column("Other actions", 2.0)], rows, shade=shade,
               empty="No alarm was raised.")
     if view.system_actions:
-        doc.text("Alarm system: " + "; ".join(f"{clock(x.t)} {x.action.replace('_', ' ')}" + (f" by {x.user}" if x.user else "")
-                                              for x in view.system_actions), points=7.5)
+        doc.text("Alarm audio: " + "; ".join(f"{clock(x.t)} {x.label}" + (f" for {x.pause_s:g} s" if x.pause_s else "")
+                                             + (f" by {x.user}" if x.user else "") for x in view.system_actions)
+                 + ". An audio pause that ran its time is shown ended at its end.", points=7.5)
 
     # ---------------------------------------------------------------- summary
     doc.heading("Summary")

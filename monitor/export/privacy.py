@@ -10,12 +10,22 @@ Harbor method to everything that passes through it:
 * **people** — names of patients and staff never pass: a staff member becomes their role
   ("nurse", "charge nurse", else "staff") (:meth:`person`), the patient has no name, record number or
   date of birth, only an age, given as "90+" above 89 (:meth:`age_text`);
-* **free text** — notes, reasons, comments, other-medication text, escort names, override reasons,
-  signature notes, condition texts become None (:meth:`text`);
+* **free text** — every text field whose value is not chosen from a fixed list is text that may
+  identify someone, wherever it is: notes, reasons, comments, the rescue-medication drug and "given
+  by", other-medication text, escort names, override reasons, signature notes, late-entry and
+  amendment reasons, gap reasons, device condition texts, alarm messages (replaced by the alarm's
+  name), lot numbers (:meth:`text`);
 * **devices** — device URLs and data-source names (which may carry serial numbers) become
   "patient monitor" / "device 1", "device 2"… (:meth:`device`, :meth:`source`);
-* **raw payloads** (the JSON archive's charted entries) — :meth:`payload` keeps numbers, booleans
-  and the values of a fixed list of coded keys, shifts ISO times and removes every other string.
+* **raw payloads** (the JSON archive's charted entries) — :meth:`payload` keeps numbers, booleans,
+  shifted ISO times and only those strings whose key has a fixed list of values (:func:`vocabulary`,
+  read from the session domain's own enumerations: entry types, assessment and event kinds, infusion
+  actions, severities, routes, dose units, decisions, protocols, sexes, roles) and whose value is in
+  that list; every other string is removed.
+
+Each de-identified file carries :func:`deid_notice`: what was removed and exactly what was done to
+dates (every date and time shifted by the export's offset; where a file shows a date on its own,
+the year only).
 
 The session view (:mod:`monitor.export.view`) calls these hooks while it builds its rows, and the
 writers only ever read the view, so no format has its own de-identification code.
@@ -23,6 +33,7 @@ writers only ever read the view, so no format has its own de-identification code
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from datetime import datetime, timedelta, timezone
@@ -30,23 +41,29 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Privacy", "SafeHarbor", "ROLE_LABELS", "DEIDENTIFIED", "DEID_NOTICE"]
+__all__ = ["Privacy", "SafeHarbor", "ROLE_LABELS", "DEIDENTIFIED", "deid_notice", "vocabulary", "is_coded"]
 
 #: Role keys → the label shown instead of a name in de-identified exports.
 ROLE_LABELS = {"nurse": "nurse", "charge_nurse": "charge nurse"}
 #: What de-identified exports show in place of the patient's name.
 DEIDENTIFIED = "De-identified"
-#: The sentence every de-identified export carries.
-DEID_NOTICE = ("De-identified (HIPAA Safe Harbor): names, record numbers, device identifiers and free text "
-               "removed; dates reduced to the year; all times shifted by one random offset")
+
+
+def deid_notice(*, year_only_dates: bool) -> str:
+    """The sentence a de-identified file carries. ``year_only_dates``: the file also shows dates on
+    their own (a report's date, a signature's date), and gives those as the year only."""
+    dates = ("every date and time shifted by one random offset chosen for this export (at least one day, the "
+             "year kept), so intervals are exact but no real date or time appears")
+    if year_only_dates:
+        dates += "; dates shown on their own are given as the year only"
+    return ("De-identified (HIPAA Safe Harbor): names, record numbers, device identifiers, lot numbers and all "
+            f"free text removed; ages over 89 given as 90+; {dates}")
+
 
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 _DAY = 86400
-#: Keys whose string values are codes, not free text: kept by :meth:`SafeHarbor.payload`.
-_CODED_KEYS = frozenset({
-    "type", "kind", "action", "source", "severity", "route", "dose_unit", "drug", "decision", "protocol",
-    "sex", "role", "lot_number", "label", "key", "status", "phase",
-})
+#: A code Vigil sets itself, never typed (the key of a discharge criterion): kept by :meth:`SafeHarbor.payload`.
+_CODE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 #: Keys dropped whole by :meth:`SafeHarbor.payload` (identifiers and free text, whatever their type).
 _DROPPED_KEYS = frozenset({
     "display_name", "username", "name", "mrn", "date_of_birth", "session_id", "local_date", "printed_name",
@@ -55,10 +72,51 @@ _DROPPED_KEYS = frozenset({
 })
 
 
+@functools.lru_cache(maxsize=1)
+def vocabulary() -> dict[str, frozenset[str]]:
+    """Payload keys whose values are chosen from a fixed list, with that list, read from the session
+    domain (so a new kind, action or route is known here without a second table). A string under any
+    other key, or not in its key's list, is free text to a de-identified export."""
+    from typing import get_args
+
+    from monitor.assessments import ASSESSMENTS, EVENTS, DoseUnit, Route, Severity
+    from monitor.patient import Sex
+    from monitor.protocols import InfusionAction, ProtocolKind
+    from monitor.session import BpDecision, NibpReading, SessionState
+    from monitor.staff import Role
+
+    def literal(model: Any, name: str) -> frozenset[str]:
+        return frozenset(get_args(model.model_fields[name].annotation))
+
+    types = frozenset(n[len("_apply_"):] for n in dir(SessionState) if n.startswith("_apply_") and n != "_apply_late")
+    return {
+        "type": types,
+        "kind": frozenset(ASSESSMENTS) | frozenset(EVENTS),
+        "action": frozenset(a.value for a in InfusionAction),
+        "source": literal(NibpReading, "source"),
+        "severity": frozenset(x.value for x in Severity),
+        "route": frozenset(x.value for x in Route),
+        "dose_unit": frozenset(get_args(DoseUnit)),
+        "decision": literal(BpDecision, "decision"),
+        "protocol": frozenset(x.value for x in ProtocolKind),
+        "sex": frozenset(x.value for x in Sex),
+        "role": frozenset(x.value for x in Role),
+    }
+
+
 def _known_meanings() -> tuple[str, ...]:
     from monitor.protocols import CLINICALLY_STABLE_MEANING
     from monitor.session import CLOSE_MEANING
     return (CLOSE_MEANING, CLINICALLY_STABLE_MEANING)
+
+
+def is_coded(key: str | None, value: str) -> bool:
+    """True when ``value`` is chosen from the fixed list of ``key`` (see :func:`vocabulary`), or is the
+    code Vigil gives a discharge criterion (``key``); any other string is free text."""
+    if key == "key":
+        return bool(_CODE.match(value))
+    allowed = vocabulary().get(key or "")
+    return allowed is not None and value in allowed
 
 
 class Privacy:
@@ -223,7 +281,7 @@ class SafeHarbor(Privacy):
                 return self.shift_iso(value)
             if key == "meaning":
                 return self.meaning(value)
-            return value if key in _CODED_KEYS and len(value) <= 40 else None
+            return value if is_coded(key, value) else None
         return value
 
     def patient_payload(self, patient: dict[str, Any], age: int | None = None) -> dict[str, Any]:

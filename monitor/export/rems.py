@@ -17,10 +17,14 @@ check it before copying it to the REMS form:
   140/90, and no physiological alarm active at the first device) and before completion (last BP
   within tolerance of baseline and recent, and no physiological alarm active at the end);
 * BP before administration, at about 40 minutes (the reading closest to 40 min after the first
-  device, within 25–55 min) and before completion (the last reading);
+  device, within 35–50 min: the clinic schedule's window) and before completion (the last reading);
 * sedation (MOAA/S ≤ 4, RASS ≤ −1 or a MOAA/S alarm), dissociation (a dissociation event or any
   CADSS / CADSS-6 item above 0), respiratory depression (an SpO2-low, RR-low, no-breath or EtCO2-high
-  alarm, or a modified Aldrete respiration item below 2).
+  alarm, or a modified Aldrete respiration item below 2). Sedation and dissociation are "not
+  assessed", never "No", when nothing was charted that could answer them.
+
+A record whose monitoring ended under 120 minutes after the first device is flagged on the form
+(a banner and the total-minutes line).
 """
 
 from __future__ import annotations
@@ -31,14 +35,17 @@ from typing import Any
 
 from monitor.export.pdf import clock
 from monitor.export.pdfdoc import Column, Document
-from monitor.export.privacy import DEID_NOTICE
+from monitor.export.privacy import deid_notice
 from monitor.export.view import SessionView
+from monitor.protocols import MIN_ESKETAMINE_MONITORING_MIN
 
 __all__ = ["rems_answers", "write_rems", "ready_without_two_hour_rule"]
 
 _CONCOMITANT = (("benzodiazepines", "Benzodiazepines"), ("non_benzodiazepine_hypnotics", "Non-benzodiazepine hypnotics"),
                 ("psychostimulants", "Psychostimulants"), ("maois", "Monoamine oxidase inhibitors (MAOIs)"))
 _RESPIRATORY_ALARMS = {"spo2_low", "rr_low", "no_breath", "etco2_high"}
+#: The 2-hour rule: the monitoring period and the sign-off that goes with discharge after it.
+_TWO_HOUR_RULE = {"time", "clinically_stable"}
 
 
 def _yn(value: bool) -> str:
@@ -57,13 +64,23 @@ def ready_without_two_hour_rule(state: Any, end: datetime) -> tuple[datetime | N
         times.add(state.escort[0])
     for t in sorted(x for x in times if dosing_end <= x <= end):
         check = discharge_check(state, t, latest_vitals={})
-        others = [c for c in check.criteria if c.key != "time"]
+        others = [c for c in check.criteria if c.key not in _TWO_HOUR_RULE]
         if others and all(c.met for c in others):
             return t, "earliest recorded time at which " + ", ".join(c.label for c in others) + " were all met"
     check = discharge_check(state, end, latest_vitals={})
-    unmet = [c.label for c in check.criteria if c.key != "time" and not c.met]
+    unmet = [c.label for c in check.criteria if c.key not in _TWO_HOUR_RULE and not c.met]
     return None, ("cannot be determined from the record: not met before the end of monitoring: "
                   + ", ".join(unmet)) if unmet else "cannot be determined from the record"
+
+
+def under_two_hours(view: SessionView) -> bool:
+    """True when a closed record's monitoring ended less than 120 min after the first device (or no
+    device was logged): the REMS form flags it."""
+    if view.closed_at is None:
+        return False
+    if not view.devices:
+        return True
+    return (view.closed_at - view.devices[0].t) < timedelta(minutes=MIN_ESKETAMINE_MONITORING_MIN)
 
 
 def _alarms_active(view: SessionView, at: datetime) -> list[str]:
@@ -106,7 +123,7 @@ def rems_answers(view: SessionView) -> list[tuple[str, str, str]]:
     dose = f"{int(view.plan.get('dose_mg') or 0)} mg planned; {taken:g} mg taken ({len(view.devices)} device"
     dose += "s" if len(view.devices) != 1 else ""
     add(("Treatment", "Dose", dose + ")"))
-    add(("Treatment", "Lot number", view.lot_number or "not recorded"))
+    add(("Treatment", "Lot number", view.lot_number or ("removed" if view.deidentified else "not recorded")))
 
     end = view.closed_at
     if first is None:
@@ -116,8 +133,11 @@ def rems_answers(view: SessionView) -> list[tuple[str, str, str]]:
              f"monitoring not ended (session open); {int((view.end - first).total_seconds() // 60)} min so far"))
     else:
         minutes = (end - first).total_seconds() / 60
+        short = ""
+        if under_two_hours(view):
+            short = f" — UNDER {MIN_ESKETAMINE_MONITORING_MIN} MIN: the REMS monitoring period was not completed"
         add(("Monitoring", "Total minutes from first device to end of monitoring",
-             f"{minutes:.0f} min (first device {clock(first, False)}, end of monitoring {clock(end, False)})"))
+             f"{minutes:.0f} min (first device {clock(first, False)}, end of monitoring {clock(end, False)}){short}"))
 
     if state is None:
         add(("Monitoring", "Ready to leave without the 2-hour rule",
@@ -178,11 +198,13 @@ def rems_answers(view: SessionView) -> list[tuple[str, str, str]]:
     add(("Blood pressure", "Before administration",
          f"{pre[0]:.0f}/{pre[1]:.0f} mmHg at {clock(pre[2], False)}" if pre else "not recorded"))
     if first is not None:
-        target = first + timedelta(minutes=40)
-        window = [r for r in current_nibp if timedelta(minutes=25) <= r.t - first <= timedelta(minutes=55)]
+        esk = s.schedules.esketamine
+        low, high = esk.bp_window()
+        target = first + timedelta(minutes=esk.bp_after_first_device_min)
+        window = [r for r in current_nibp if timedelta(minutes=low) <= r.t - first <= timedelta(minutes=high)]
         near = min(window, key=lambda r: abs((r.t - target).total_seconds())) if window else None
-        add(("Blood pressure", "At about 40 minutes", bp_text(near, first) if near else
-             "no reading between 25 and 55 min after the first device"))
+        add(("Blood pressure", f"At about {esk.bp_after_first_device_min} minutes", bp_text(near, first) if near else
+             f"not recorded: no reading between {low} and {high} min after the first device"))
     else:
         add(("Blood pressure", "At about 40 minutes", "no device was logged"))
     last = [r for r in current_nibp if r.t <= end_at]
@@ -195,15 +217,18 @@ def rems_answers(view: SessionView) -> list[tuple[str, str, str]]:
     basis = [f"{r.summary.split(':')[0]} at {clock(r.t, False)}" for r in sedation[:4]]
     basis += [f"{a.label} alarm at {clock(a.start, False)}" for a in sedation_alarms[:2]]
     charted = any(r.kind in ("moaas", "rass") for r in current)
+    # Never "No" for what nobody assessed: "not assessed" says the record cannot answer.
     add(("Adverse effects", "Sedation", f"{_yn(bool(basis))} ({'; '.join(basis)})" if basis else
          ("No (MOAA/S 5 / RASS ≥ 0 throughout the charted assessments)" if charted else
-          "No (no sedation charted; no MOAA/S or RASS was charted)")))
+          "Not assessed (no MOAA/S or RASS was charted)")))
     events = [r for r in view.events if r.kind == "dissociation" and r.status != "entered in error"]
-    cadss = [r for r in current if r.kind in ("cadss", "cadss6") and r.score]
-    basis = [f"dissociation event at {clock(r.t, False)}" for r in events[:3]]
+    cadss_charted = [r for r in current if r.kind in ("cadss", "cadss6")]
+    cadss = [r for r in cadss_charted if r.score]
+    basis = [f"dissociation event at {clock(r.t, False)}" + (" (late entry)" if r.late else "") for r in events[:3]]
     basis += [f"{r.title} {r.score:.0f} at {clock(r.t, False)}" for r in cadss[:3]]
     add(("Adverse effects", "Dissociation", f"Yes ({'; '.join(basis)})" if basis else
-         "No (no dissociation event and no CADSS item above 0 charted)"))
+         ("No (no dissociation event; every charted CADSS item 0)" if cadss_charted else
+          "Not assessed (no CADSS / CADSS-6 was charted and no dissociation event recorded)")))
     resp = [a for a in view.alarms if a.condition in _RESPIRATORY_ALARMS]
     aldrete = [r for r in current if r.kind == "aldrete" and int(r.fields.get("respiration", 2)) < 2]
     basis = [f"{a.label} alarm at {clock(a.start, False)} ({a.max_priority})" for a in resp[:3]]
@@ -225,9 +250,12 @@ def write_rems(view: SessionView, path: Path, *, paper: str = "A4", **_: Any) ->
     doc.text("Filled from the Vigil session record. Check every answer against the chart before copying it to the "
              "REMS Patient Monitoring Form.", points=7.5, color="#555555")
     if view.deidentified:
-        doc.text(DEID_NOTICE, points=7.5, bold=True, color="#8b0000")
+        doc.text(deid_notice(year_only_dates=True), points=7.5, bold=True, color="#8b0000")
     if view.is_open:
         doc.text("The session is still open: monitoring has not ended.", points=8, bold=True, color="#8b0000")
+    elif under_two_hours(view):
+        doc.text(f"Monitoring ended under {MIN_ESKETAMINE_MONITORING_MIN} minutes after the first device: "
+                 "the REMS monitoring period was not completed.", points=9, bold=True, color="#8b0000")
     doc.space(1.5)
     rows = rems_answers(view)
     doc.table([Column("Section", 1.2), Column("Item", 2.0), Column("Answer (basis)", 4.8)],

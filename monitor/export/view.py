@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
@@ -30,20 +31,26 @@ import numpy as np
 from drivers.catalogue import CATALOGUE, VITAL_KEYS
 from drivers.model import Quality
 from monitor.assessments import parse_assessment, parse_event
-from monitor.export import _storeio
 from monitor.export.errors import ExportError
 from monitor.export.privacy import DEIDENTIFIED, Privacy, SafeHarbor
 from monitor.patient import age_on
 from monitor.protocols import MG_PER_DEVICE, ProtocolKind
 from monitor.settings import ClinicSettings
-from monitor.store import QUALITY_BITS, NotFoundError, SessionStore
+from monitor.store import (
+    QUALITY_BITS,
+    Block,
+    NotFoundError,
+    ObservationRows,
+    SessionStore,
+    decode_samples,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "FLAGGED_BITS", "PatientView", "ChartRow", "InfusionRow", "DeviceRow", "NibpRow", "NoteRow",
-    "AlarmActionRow", "AlarmView", "PhaseSpan", "Criterion", "SignatureView", "SessionView", "load_session",
-    "IMPORT_ACTION", "condition_label",
+    "AlarmActionRow", "ACTION_LABELS", "AlarmView", "PhaseSpan", "Criterion", "SignatureView", "SessionView",
+    "load_session", "IMPORT_ACTION", "condition_label",
 ]
 
 #: Quality bits that make a value unusable for statistics and trends (all but SIMULATED and MANUAL).
@@ -74,7 +81,9 @@ class PatientView:
 class ChartRow:
     """An assessment or event on the chart. ``summary`` is built from coded fields only; ``detail``
     is the free text (comment, note; None when de-identified). ``status``: "current", "entered in
-    error" (corrected later) or "correction" (a replacement at the original time)."""
+    error" (corrected later) or "correction" (a replacement at the original time). ``late``: charted
+    after the session ended (a late entry), at ``recorded_at``, for ``late_reason`` (None when
+    de-identified)."""
 
     t: datetime
     category: str
@@ -88,6 +97,9 @@ class ChartRow:
     status: str = "current"
     fields: dict[str, Any] = field(default_factory=dict)
     correction: str | None = None
+    late: bool = False
+    late_reason: str | None = None
+    recorded_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -137,14 +149,35 @@ class NoteRow:
     by: str
 
 
+#: What each stored alarm action means, for people.
+ACTION_LABELS = {"acknowledge": "acknowledged", "reset": "reset (latched alarm cleared)", "escalate": "escalated",
+                 "deescalate": "de-escalated", "audio_pause": "audio paused",
+                 "audio_pause_cancel": "audio pause cancelled", "audio_pause_end": "audio pause ended"}
+_SECONDS = re.compile(r"^(\d{1,5}(?:\.\d+)?) s$")
+
+
 @dataclass(frozen=True)
 class AlarmActionRow:
-    """An action on an alarm: acknowledge, audio pause, escalate…; ``user`` as exported."""
+    """An action on an alarm, or on the alarm audio as a whole: acknowledge, audio pause (``detail``
+    its length, "120 s"), the end of a pause ("audio_pause_end" when it ran its time,
+    "audio_pause_cancel" when a user ended it), escalate (``detail`` the new priority)…; ``user``
+    as exported (None for what Vigil did itself)."""
 
     t: datetime
     action: str
     user: str | None
     detail: str
+
+    @property
+    def label(self) -> str:
+        """"audio paused", "audio pause ended", "acknowledged"…"""
+        return ACTION_LABELS.get(self.action, self.action.replace("_", " "))
+
+    @property
+    def pause_s(self) -> float | None:
+        """The length asked for by an audio pause, seconds (None for other actions)."""
+        match = _SECONDS.match(self.detail) if self.action == "audio_pause" else None
+        return float(match.group(1)) if match else None
 
 
 @dataclass(frozen=True)
@@ -288,11 +321,11 @@ class SessionView:
         """Vitals with at least one stored observation, in catalogue order."""
         return [k for k in VITAL_KEYS if k in self._index()]
 
-    def observation_rows(self) -> _storeio.ObservationRows:
+    def observation_rows(self) -> ObservationRows:
         """Every observation row in time order (times shifted, sources and device times through the
         privacy filter). Read once, in one sequential pass; the per-vital series come from it too."""
         if "rows" not in self._cache:
-            raw = _storeio.observation_rows(self.store, self.session_id)
+            raw = self.store.observation_rows(self.session_id)
             p = self.privacy
             if p.deidentified:
                 names = {s: p.source(s) for s in dict.fromkeys(raw.source)}
@@ -333,12 +366,12 @@ class SessionView:
             self._cache[key] = (t[ok], v[ok])
         return self._cache[key]
 
-    def waveform_blocks(self) -> list[_storeio.Block]:
+    def waveform_blocks(self) -> list[Block]:
         """The stored waveform blocks (``t0`` shifted, source through the privacy filter)."""
         if "blocks" not in self._cache:
             p = self.privacy
             self._cache["blocks"] = [b._replace(t0=p.time(b.t0), source=p.source(b.source) if p.deidentified else b.source)
-                                     for b in _storeio.waveform_blocks(self.store, self.session_id)]
+                                     for b in self.store.waveform_blocks(self.session_id)]
         return self._cache["blocks"]
 
     @property
@@ -348,7 +381,7 @@ class SessionView:
 
     def waveform(self, channel: str) -> list[tuple[float, float, np.ndarray]]:
         """The channel's blocks decoded: ``(t0 exported epoch s, rate Hz, float32 samples)`` in time order."""
-        return [(b.t0, b.rate, _storeio.decode_block(b.data, b.n, b.enc))
+        return [(b.t0, b.rate, decode_samples(b.data, b.n, b.enc))
                 for b in self.waveform_blocks() if b.channel == channel]
 
     def conditions(self) -> list[tuple[datetime, str, bool, str | None, str]]:
@@ -362,6 +395,16 @@ class SessionView:
     def chart(self) -> list[ChartRow]:
         """Assessments and events together, in time order."""
         return sorted(self.assessments + self.events, key=lambda r: (r.t, r.seq or 0))
+
+    def late_text(self, row: ChartRow) -> str:
+        """"late entry, charted 2026-11-29 10:05: reason" for a late entry (local clock; the date as
+        :meth:`Privacy.date_text` gives it, so only the year when de-identified), else ""."""
+        if not row.late:
+            return ""
+        when = ""
+        if row.recorded_at is not None:
+            when = f", charted {self.privacy.date_text(row.recorded_at)} {row.recorded_at.astimezone():%H:%M}"
+        return f"late entry{when}" + (f": {row.late_reason}" if row.late_reason else "")
 
 
 # ----------------------------------------------------------------------------------------- loading
@@ -476,7 +519,7 @@ class _Builder:
 
         if protocol is ProtocolKind.ESKETAMINE:
             planned = float(plan.get("dose_mg") or 0) or None
-            lot = str(plan.get("lot_number")) if plan.get("lot_number") else None
+            lot = p.text(plan.get("lot_number"))  # typed from the carton: removed when de-identified
             plan_text = f"{plan.get('dose_mg')} mg esketamine nasal spray ({int(plan.get('dose_mg') or 0) // MG_PER_DEVICE} devices)"
             if lot:
                 plan_text += f", lot {lot}"
@@ -545,6 +588,9 @@ class _Builder:
                 order.append(seq)
             elif kind == "event" and isinstance(pl.get("event"), dict):
                 rows[seq] = self.chart_row("event", pl["event"], t, by, seq)
+                if e.is_late:
+                    rows[seq] = _replace(rows[seq], late=True, late_reason=p.text(e.reason),
+                                         recorded_at=p.dt(e.recorded_at))
                 order.append(seq)
             elif kind == "nibp":
                 try:
@@ -606,11 +652,15 @@ class _Builder:
         if kind == "note":
             summary, detail = "Note", p.text(data.get("text"))
             fields: dict[str, Any] = {}
-        elif kind == "rescue_medication":
+        elif kind == "rescue_medication":  # drug and "given by" are typed: free text
             given = p.person(data.get("given_by"), None) if not p.deidentified else "staff"
-            summary = f"{data['drug']} {data['dose']:g} {data['dose_unit']} {data['route']}, given by {given}"
+            drug = p.text(data["drug"])
+            summary = (f"{drug or 'medication (name removed)'} {data['dose']:g} {data['dose_unit']} {data['route']}, "
+                       f"given by {given}")
             detail = p.text(data.get("comment"))
-            fields = {k: data[k] for k in ("drug", "dose", "dose_unit", "route")}
+            fields = {k: data[k] for k in ("dose", "dose_unit", "route")}
+            if drug:
+                fields["drug"] = drug
         else:
             summary = title + (f" ({data['severity']})" if data.get("severity") else "")
             detail = p.text(data.get("comment"))
@@ -691,9 +741,13 @@ class _Builder:
         for i, a in enumerate(self.store.alarms(self.record.id), start=1):
             actions = tuple(AlarmActionRow(p.dt(x.t), x.action, self.login(x.user), x.detail if x.action in
                                            ("escalate", "deescalate") else "") for x in a.actions)
-            out.append(AlarmView(i, a.condition, condition_label(a.condition), a.kind, a.priority, a.max_priority,
-                                 p.dt(a.started_at), p.dt(a.ended_at), a.limit, a.value, a.message, actions))
-        system = [AlarmActionRow(p.dt(x.t), x.action, self.login(x.user), "")
+            label = condition_label(a.condition)
+            message = a.message
+            if p.deidentified:  # a message may quote an error text (a path…): the alarm's name instead
+                message = label + (" (started before the session)" if a.started_at < self.record.started_at else "")
+            out.append(AlarmView(i, a.condition, label, a.kind, a.priority, a.max_priority,
+                                 p.dt(a.started_at), p.dt(a.ended_at), a.limit, a.value, message, actions))
+        system = [AlarmActionRow(p.dt(x.t), x.action, self.login(x.user), _system_detail(x.action, x.detail))
                   for x in self.store.alarm_actions(self.record.id) if x.alarm_id is None]
         return out, system
 
@@ -720,6 +774,12 @@ class _Builder:
             return ([Criterion(c.label, c.met, p.text(c.detail)) for c in check.criteria],
                     "evaluated from the record at the end of the session")
         return [], "not evaluated (dosing did not end)"
+
+
+def _system_detail(action: str, detail: str) -> str:
+    """What an action on the whole alarm audio keeps of its stored detail: an audio pause's length
+    ("120 s", written by the alarm engine; anything else is dropped as text)."""
+    return detail if action == "audio_pause" and _SECONDS.match(detail or "") else ""
 
 
 _NOTE_TITLES = {

@@ -342,8 +342,9 @@ class FormDialog(QDialog):
         self.body = QVBoxLayout(self.body_widget)
         self.body.setContentsMargins(0, 0, 0, 0)
         self.body.setSpacing(10)
-        if scroll:
-            area = QScrollArea()
+        self.scroll_area: QScrollArea | None = None
+        if scroll:  # long forms: they scroll where the room below the alarm area is too small
+            area = self.scroll_area = QScrollArea()
             area.setWidgetResizable(True)
             area.setFrameShape(QFrame.Shape.NoFrame)
             area.setWidget(self.body_widget)
@@ -375,6 +376,8 @@ class FormDialog(QDialog):
         layout.activate()
         width = max(self.width(), self.sizeHint().width())
         height = layout.totalHeightForWidth(width) if layout.hasHeightForWidth() else self.sizeHint().height()
+        if self.scroll_area is not None:  # a scroll area asks for little: ask for the whole form
+            height += max(0, self.body_widget.sizeHint().height() - self.scroll_area.sizeHint().height())
         height = max(height, self.height())
         screen = self.screen().availableGeometry() if self.screen() is not None else None
         if screen is not None:

@@ -156,7 +156,7 @@ class AssessmentDialog(FormDialog):
         self.kind = kind
         self.model_class = ASSESSMENTS[kind]
         super().__init__(self.model_class.title, parent, ok_text="Chart" if on_submit else "OK",
-                         scroll=kind == "cadss")
+                         scroll=kind in ("cadss", "aldrete"))
         self.on_submit = on_submit
         self.assessment: Assessment | None = None
         self.fields: dict[str, Any] = {}     # answer name → widget with value()/set_value() or QLineEdit

@@ -4,6 +4,8 @@ manual NIBP reading. Every step is monitor's action; the dialogs show its refusa
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
@@ -14,6 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from monitor.protocols import RateNeedsConfirmation
 from monitor.staff import Actor, Role, clock
 from ui import theme
 from ui.context import UiContext
@@ -48,6 +51,39 @@ _STOP_REASONS = ("Planned dose given", "Side effects", "Patient request")
 _END_REASONS = ("Side effects", "Patient request", "Prescriber's order")
 # Who a trial run is made as when nobody is signed in (the dosing checks do not depend on the user).
 _TRIAL_ACTOR = Actor(username="trial", display_name="Trial", role=Role.NURSE)
+
+
+class _HighRateConfirmation:
+    """A reason field that appears when monitor says a rate is far above the plan's
+    (:class:`~monitor.protocols.RateNeedsConfirmation`): the nurse reads the message, checks the
+    number, and confirms by typing the reason (recorded with the step) and pressing OK again."""
+
+    def __init__(self, dialog: SessionDialog) -> None:
+        self.box = QGroupBox("Confirm a rate far above the plan")
+        layout = QVBoxLayout(self.box)
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        self.message.setFont(theme.font(12, bold=True))
+        layout.addWidget(self.message)
+        self.reason = QLineEdit()
+        self.reason.setPlaceholderText("reason for this rate (required to confirm), e.g. prescriber's order")
+        layout.addWidget(self.reason)
+        self.box.hide()
+        dialog.body.addWidget(self.box)
+
+    def value(self) -> str | None:
+        """The confirmation reason, when the field is shown and filled."""
+        return self.reason.text().strip() or None if not self.box.isHidden() else None
+
+    def run(self, work: Callable[[str | None], object]) -> None:
+        """Run ``work(reason)``; a rate needing confirmation reveals the field and refuses."""
+        try:
+            work(self.value())
+        except RateNeedsConfirmation as exc:
+            self.message.setText(str(exc))
+            self.box.show()
+            self.reason.setFocus()
+            raise
 
 
 class ManualNibpDialog(SessionDialog):
@@ -132,6 +168,7 @@ class InfusionStartDialog(SessionDialog):
         self.note.setPlaceholderText("note on the decision (optional), e.g. prescriber informed")
         box.addWidget(self.note)
         self.body.addWidget(self.advisory_box)
+        self.high_rate = _HighRateConfirmation(self)
         self.refresh()
         self.setMinimumWidth(760)
 
@@ -177,7 +214,7 @@ class InfusionStartDialog(SessionDialog):
                 return
             self.refresh()
         if self.iv:
-            self.act("start_infusion", now, actor, rate)
+            self.high_rate.run(lambda confirmed: self.act("start_infusion", now, actor, rate, high_rate_reason=confirmed))
         else:
             self.act("log_nasal_device", now, actor)
         self.outcome = "started"
@@ -242,13 +279,17 @@ class RateChangeDialog(_ReasonDialog):
             log = state.infusion
             self.info.setText(f"Current rate {log.rate_at(now):.1f} mg/h (plan {state.plan.rate_mg_per_h:.1f} mg/h); "
                               f"delivered {log.delivered_mg(now):.1f} of {state.plan.dose_mg:.1f} mg.")
+        self.high_rate = _HighRateConfirmation(self)
         self.new_rate.setFocus()
 
     def submit(self) -> None:
-        """Record the rate change (monitor checks the rate and the reason)."""
+        """Record the rate change (monitor checks the rate and the reason; a rate far above the
+        plan's needs the confirmation field)."""
         rate = parse_number(self.new_rate.text(), "new rate (mg/h)")
         actor = self.actor()
-        self.act("change_rate", self.now(), actor, rate, self.reason.text())
+        now = self.now()
+        self.high_rate.run(lambda confirmed: self.act("change_rate", now, actor, rate, self.reason.text(),
+                                                      high_rate_reason=confirmed))
 
 
 class StopInfusionDialog(_ReasonDialog):

@@ -52,7 +52,7 @@ class DischargeDialog(SessionDialog):
     """
 
     def __init__(self, context: UiContext, parent: QWidget | None = None) -> None:
-        super().__init__(context, "Discharge and close the session", parent, ok_text="Sign and close")
+        super().__init__(context, "Discharge and close the session", parent, ok_text="Sign and close", scroll=True)
         state = session_state(context)
         if state is None:
             raise ValueError("No session is being recorded")
@@ -113,7 +113,7 @@ class DischargeDialog(SessionDialog):
         if state is None:
             return
         now = self.now()
-        self.check = check = state.discharge_check(now)
+        self.check = check = state.discharge_check(now, active_alarms=self.context.service.active_alarms())
         for row, criterion in enumerate(check.criteria):
             if criterion.key not in self.criteria_labels:
                 mark, title, detail = QLabel(), QLabel(), QLabel()
@@ -146,6 +146,9 @@ class DischargeDialog(SessionDialog):
         can_override = False
         if check.ok:
             self.override_hint.setText("All criteria are met: no override is needed.")
+        elif check.unmet_hard:
+            self.override_hint.setText("Not before: " + "; ".join(c.detail for c in check.unmet_hard)
+                                       + ". Nobody can override this.")
         elif user is None:
             self.override_hint.setText("Sign in as a charge nurse to close with unmet criteria.")
         else:

@@ -35,6 +35,7 @@ from monitor.protocols import ProtocolKind
 from monitor.review import duration_text
 from monitor.store import SESSION_STATUSES, SessionSummary, StoreError
 from ui import theme
+from ui.alarm_strip import AlarmStrip
 from ui.context import UiContext
 from ui.dialogs.base import DIALOG_STYLE, describe_error
 from ui.review.window import ReviewWindow, live_session_id
@@ -193,6 +194,10 @@ class SessionBrowser(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 10, 10, 10)
         layout.setSpacing(8)
+        #: The monitoring window's alarms, when this Vigil monitors (None for ``vigil review``).
+        self.alarm_strip = AlarmStrip.for_context(context)
+        if self.alarm_strip is not None:
+            layout.addWidget(self.alarm_strip)
         layout.addLayout(filters)
         layout.addWidget(self.error)
         layout.addWidget(self.table, 1)

@@ -57,6 +57,7 @@ from monitor.review import (
 )
 from monitor.store import StoreError
 from ui import theme
+from ui.alarm_strip import AlarmStrip
 from ui.context import UiContext
 from ui.dialogs.base import DIALOG_STYLE, describe_error, run_modal
 from ui.review.dialogs import LateEntryDialog
@@ -160,6 +161,10 @@ class ReviewWindow(QMainWindow):
         self.error.setObjectName("error")
         self.error.setWordWrap(True)
         self.error.hide()
+        #: The monitoring window's alarms, when this Vigil monitors (None for ``vigil review``).
+        self.alarm_strip = AlarmStrip.for_context(context)
+        if self.alarm_strip is not None:
+            self.setMenuWidget(self.alarm_strip)  # above the tool bar, as the alarm area tops the monitoring window
         self._build_toolbar()
         self._build_layout()
 
@@ -473,7 +478,11 @@ class ReviewWindow(QMainWindow):
         if path is None:
             suffix = FORMATS.get(fmt, "")
             default = Path.home() / f"vigil-session-{self.session_id}{'-deid' if deid else ''}-{fmt}{suffix}"
-            chosen, _ = QFileDialog.getSaveFileName(self, f"Export session {self.session_id} ({fmt})", str(default))
+            # While Vigil monitors, its own file dialog: F1/F2 and the placement below the alarm
+            # area cannot reach a native one.
+            native = QFileDialog.Option(0) if self.alarm_strip is None else QFileDialog.Option.DontUseNativeDialog
+            chosen, _ = QFileDialog.getSaveFileName(self, f"Export session {self.session_id} ({fmt})", str(default),
+                                                    options=native)
             if not chosen:
                 return None
             path = chosen

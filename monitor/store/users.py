@@ -1,0 +1,111 @@
+"""Staff accounts and the clinic settings history."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+try:  # Windows
+    import msvcrt
+except ImportError:
+    msvcrt = None  # type: ignore[assignment]
+
+from monitor.store.codec import (
+    _dt,
+    _text,
+)
+from monitor.store.database import StoreCore
+from monitor.store.records import (
+    NotFoundError,
+    StoreError,
+    UserRecord,
+)
+
+
+class UsersMixin(StoreCore):
+    """Staff accounts and the clinic settings history."""
+
+    def add_user(self, login: str, display_name: str, role: str, pin_hash: str | None, by: str | None) -> int:
+        """Add a staff account (active) and return its id. ``pin_hash`` is stored as given (hash it
+        before). ``by``: login of the admin doing it. Empty strings raise ``ValueError``; an
+        existing login raises :class:`StoreError`."""
+        _text(login, "login")
+        _text(display_name, "display_name")
+        _text(role, "role")
+        with self._tx() as conn:
+            if conn.execute("SELECT 1 FROM users WHERE login = ?", (login,)).fetchone():
+                raise StoreError(f"user {login!r} already exists")
+            cur = conn.execute("INSERT INTO users (login, display_name, role, pin_hash, created_at, active) "
+                               "VALUES (?, ?, ?, ?, ?, 1)", (login, display_name, role, pin_hash, self._now()))
+            self._audit(conn, by, "user_added", None,
+                        {"login": login, "display_name": display_name, "role": role})
+            return int(cur.lastrowid)
+
+    def get_user(self, login: str) -> UserRecord | None:
+        """The account with this login, or None."""
+        with self._read() as conn:
+            row = conn.execute("SELECT id, login, display_name, role, pin_hash, created_at, active FROM users "
+                               "WHERE login = ?", (login,)).fetchone()
+        return self._user(row) if row else None
+
+    def list_users(self) -> list[UserRecord]:
+        """All accounts (active and inactive) by login."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT id, login, display_name, role, pin_hash, created_at, active FROM users "
+                                "ORDER BY login").fetchall()
+        return [self._user(r) for r in rows]
+
+    @staticmethod
+    def _user(r: tuple[Any, ...]) -> UserRecord:
+        return UserRecord(r[0], r[1], r[2], r[3], r[4], _dt(r[5]), bool(r[6]))
+
+    def set_user_active(self, login: str, active: bool, by: str | None) -> None:
+        """Activate or deactivate an account (accounts are never deleted). Unknown login raises
+        :class:`NotFoundError`."""
+        with self._tx() as conn:
+            if conn.execute("UPDATE users SET active = ? WHERE login = ?", (int(bool(active)), login)).rowcount == 0:
+                raise NotFoundError(f"no user {login!r}")
+            self._audit(conn, by, "user_activated" if active else "user_deactivated", None, {"login": login})
+
+    def set_pin_hash(self, login: str, pin_hash: str | None, by: str | None) -> None:
+        """Replace an account's PIN hash (the audit row records that it changed, not the hash).
+        Unknown login raises :class:`NotFoundError`."""
+        with self._tx() as conn:
+            if conn.execute("UPDATE users SET pin_hash = ? WHERE login = ?", (pin_hash, login)).rowcount == 0:
+                raise NotFoundError(f"no user {login!r}")
+            self._audit(conn, by, "user_pin_changed", None, {"login": login})
+
+    def save_settings(self, json_text: str, by: str | None) -> int:
+        """Append a new version of the clinic settings (a JSON document, stored verbatim) and
+        return its version number (1, 2, …). Text that is not JSON raises ``ValueError``."""
+        if not isinstance(json_text, str):
+            raise TypeError("settings must be JSON text")
+        try:
+            json.loads(json_text)
+        except ValueError as exc:
+            raise ValueError(f"settings are not valid JSON: {exc}") from None
+        with self._tx() as conn:
+            version = conn.execute("SELECT coalesce(max(version), 0) + 1 FROM settings").fetchone()[0]
+            conn.execute("INSERT INTO settings (version, t, user_login, json) VALUES (?, ?, ?, ?)",
+                         (version, self._now(), by, json_text))
+            self._audit(conn, by, "settings_saved", None,
+                        {"version": version, "sha256": hashlib.sha256(json_text.encode()).hexdigest()})
+            return int(version)
+
+    def current_settings(self) -> tuple[int, str] | None:
+        """``(version, json_text)`` of the latest settings, or None if none were ever saved."""
+        with self._read() as conn:
+            row = conn.execute("SELECT version, json FROM settings ORDER BY version DESC LIMIT 1").fetchone()
+        return (int(row[0]), row[1]) if row else None
+
+    def settings_history(self) -> list[tuple[int, datetime, str | None, str]]:
+        """Every settings version: ``(version, saved_at, by, json_text)``, oldest first."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT version, t, user_login, json FROM settings ORDER BY version").fetchall()
+        return [(r[0], _dt(r[1]), r[2], r[3]) for r in rows]

@@ -1,0 +1,314 @@
+"""The off-UI-thread writer: one thread owning every write of a recording."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+log = logging.getLogger("monitor.store")
+
+
+from drivers.model import DeviceCondition, NumericObservation, WaveformChunk
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+try:  # Windows
+    import msvcrt
+except ImportError:
+    msvcrt = None  # type: ignore[assignment]
+
+from monitor.store import SessionStore
+from monitor.store.records import (
+    StoreError,
+)
+
+# ---------------------------------------------------------------------------------- the writer
+_PERMANENT_SQLITE = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError,
+                     sqlite3.DataError, sqlite3.NotSupportedError)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """True for failures worth retrying (disk full, I/O error, locked, read-only file …)."""
+    if isinstance(exc, (StoreError,) + _PERMANENT_SQLITE):
+        return False
+    return isinstance(exc, (sqlite3.DatabaseError, OSError, MemoryError))
+
+
+def _commit_due(now: float, oldest: float | None, queue_empty: bool, urgent: bool,
+                interval: float, idle: float) -> bool:
+    """The writer's commit policy: commit when the oldest uncommitted item is ``interval`` old,
+    or when the queue has drained and the batch is ``idle`` old (or holds an urgent item)."""
+    if oldest is None:
+        return urgent
+    age = now - oldest
+    return age >= interval or (queue_empty and (urgent or age >= idle))
+
+
+class _Op(NamedTuple):
+    kind: str  # 'obs' | 'wave' | 'cond' | 'call'
+    session_id: int | None
+    items: list[Any]
+    fn: Callable[..., Any] | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] | None = None
+    future: concurrent.futures.Future[Any] | None = None
+
+
+_FLUSH = "flush"
+_STOP = "stop"
+
+
+class StoreWriter(threading.Thread):
+    """Writes to a :class:`SessionStore` on its own thread, in batches.
+
+    Producers (any thread) call :meth:`put_observations`, :meth:`put_waveforms`,
+    :meth:`put_conditions` and :meth:`put_call`; items are applied in the order they were put.
+    The writer commits when the oldest uncommitted item is ``commit_interval`` (1 s) old, and
+    whenever the queue drains and the batch is at least ``idle_commit`` (0.5 s) old; a
+    :meth:`put_call` is committed as soon as the queue drains. So a crash loses at most about the
+    last second.
+
+    If a commit fails for a reason that may pass (disk full, I/O error, locked or read-only file)
+    the batch is rolled back but kept in memory with everything queued since, and retried with
+    exponential back-off (``retry_initial`` up to ``retry_max`` seconds): no data is dropped.
+    ``on_error(exc)`` is called (on the writer thread) after every failed attempt, and
+    ``on_recovered()`` once when a commit succeeds again. Items the store refuses for good
+    (closed session, wrong type) are dropped, logged and passed to ``on_rejected(kind, exc)``;
+    a refused :meth:`put_call` gets the exception on its future. Callbacks must not block and
+    must not call the store.
+
+    Start it with :meth:`start`; end it with :meth:`stop` (flushes and commits everything and
+    finalises pending waveform blocks). ``on_commit(n_items)`` (optional) is called after each
+    successful commit.
+    """
+
+    def __init__(self, store: SessionStore, *, commit_interval: float = 1.0, idle_commit: float = 0.5,
+                 retry_initial: float = 0.1, retry_max: float = 5.0,
+                 on_error: Callable[[BaseException], None] | None = None,
+                 on_recovered: Callable[[], None] | None = None,
+                 on_rejected: Callable[[str, BaseException], None] | None = None,
+                 on_commit: Callable[[int], None] | None = None, name: str = "vigil-store-writer") -> None:
+        super().__init__(name=name, daemon=True)
+        if not 0 < idle_commit <= commit_interval:
+            raise ValueError("need 0 < idle_commit <= commit_interval")
+        self.store = store
+        self.commit_interval = commit_interval
+        self.idle_commit = idle_commit
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.on_error = on_error
+        self.on_recovered = on_recovered
+        self.on_rejected = on_rejected
+        self.on_commit = on_commit
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._stopping = False
+        self._put_lock = threading.Lock()
+        self.failing = False
+        self.last_error: BaseException | None = None
+        self.commits = 0
+        self._batch_len = 0
+
+    # -------------------------------------------------------------------------- producers
+    def _put(self, item: Any) -> None:
+        with self._put_lock:
+            if self._stopping:
+                raise StoreError("the store writer is stopped")
+            self._queue.put(item)
+
+    def put_observations(self, session_id: int, observations: Iterable[NumericObservation]) -> None:
+        """Queue numeric observations for :meth:`SessionStore.add_observations`. Thread-safe."""
+        self._put(_Op("obs", session_id, list(observations)))
+
+    def put_waveforms(self, session_id: int, chunks: Iterable[WaveformChunk]) -> None:
+        """Queue waveform chunks for :meth:`SessionStore.add_waveforms`. Thread-safe."""
+        self._put(_Op("wave", session_id, list(chunks)))
+
+    def put_conditions(self, session_id: int, conditions: Iterable[DeviceCondition]) -> None:
+        """Queue device condition changes for :meth:`SessionStore.add_conditions`. Thread-safe."""
+        self._put(_Op("cond", session_id, list(conditions)))
+
+    def put_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        """Queue ``fn(*args, **kwargs)`` (normally a store method) to run on the writer thread in
+        order with the data. The future gets its result once the transaction it ran in has
+        committed, or the exception if the store refused it. Thread-safe."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._put(_Op("call", None, [], fn, args, kwargs, future))
+        return future
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued before this call is committed. False on timeout (e.g.
+        while writes fail; the data stays queued)."""
+        if self.ident is None:
+            raise StoreError("the store writer was never started: call start() first")
+        done = threading.Event()
+        self._put((_FLUSH, done))
+        return done.wait(timeout)
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop accepting items, commit everything queued, finalise pending waveform blocks and end
+        the thread. True if it ended within ``timeout``; otherwise (writes still failing) the
+        thread keeps retrying and the data stays in memory."""
+        with self._put_lock:
+            if not self._stopping:
+                self._stopping = True
+                self._queue.put((_STOP, None))
+        if self.ident is None:  # never started: drain the queue on this thread
+            self.run()
+            return True
+        if self.is_alive():
+            self.join(timeout)
+        return not self.is_alive()
+
+    @property
+    def pending(self) -> int:
+        """Approximate number of items queued or waiting to be committed."""
+        return self._queue.qsize() + self._batch_len
+
+    # -------------------------------------------------------------------------- the thread
+    def run(self) -> None:
+        batch: list[_Op] = []
+        waiters: list[threading.Event] = []
+        oldest: float | None = None
+        urgent = False
+        stopping = False
+        retry_at = 0.0
+        backoff = self.retry_initial
+        q = self._queue
+        while True:
+            now = time.monotonic()
+            if self.failing:
+                timeout: float | None = max(0.0, retry_at - now)
+            elif urgent or stopping:
+                timeout = 0.0
+            elif oldest is not None:
+                timeout = max(0.0, oldest + self.idle_commit - now)
+            else:
+                timeout = None
+            try:
+                item = q.get(timeout=timeout) if timeout != 0.0 else q.get_nowait()
+                while True:
+                    if isinstance(item, _Op):
+                        batch.append(item)
+                        if oldest is None:
+                            oldest = time.monotonic()
+                        if item.kind == "call":
+                            urgent = True
+                    elif item[0] == _FLUSH:
+                        waiters.append(item[1])
+                        urgent = True
+                    elif item[0] == _STOP:
+                        stopping = True
+                    if oldest is not None and time.monotonic() - oldest >= self.commit_interval:
+                        break
+                    item = q.get_nowait()
+            except queue.Empty:
+                pass
+            self._batch_len = len(batch)
+            now = time.monotonic()
+            if self.failing and now < retry_at:
+                continue
+            drained = q.empty()
+            if not (self.failing or (stopping and drained)
+                    or _commit_due(now, oldest, drained, urgent, self.commit_interval, self.idle_commit)):
+                continue
+            finalize = stopping and drained
+            if self._commit(batch, finalize):
+                n = len(batch)
+                batch, oldest, urgent = [], None, False
+                self._batch_len = 0
+                self.commits += 1
+                for w in waiters:
+                    w.set()
+                waiters = []
+                if self.failing:
+                    self.failing = False
+                    backoff = self.retry_initial
+                    self._callback(self.on_recovered)
+                if self.on_commit is not None and n:
+                    self._callback(self.on_commit, n)
+                if finalize:
+                    return
+            else:
+                self.failing = True
+                retry_at = time.monotonic() + backoff
+                backoff = min(self.retry_max, backoff * 2)
+
+    def _callback(self, fn: Callable[..., Any] | None, *args: Any) -> None:
+        if fn is None:
+            return
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("store writer callback %r failed", fn)
+
+    def _apply_data(self, ops: list[_Op], outcomes: list[tuple[_Op, Any, BaseException | None]]) -> None:
+        """Apply consecutive data items of one kind and session in one store call; if the store
+        refuses the group for good, apply them one by one so only the bad ones are dropped."""
+        store = self.store
+        method = {"obs": store.add_observations, "wave": store.add_waveforms,
+                  "cond": store.add_conditions}[ops[0].kind]
+        if len(ops) > 1:
+            try:
+                method(ops[0].session_id, [x for o in ops for x in o.items])
+                return
+            except Exception as exc:
+                if _is_transient(exc):
+                    raise
+        for op in ops:
+            try:
+                method(op.session_id, op.items)
+            except Exception as exc:
+                if _is_transient(exc):
+                    raise
+                outcomes.append((op, None, exc))
+
+    def _commit(self, batch: list[_Op], finalize: bool) -> bool:
+        store = self.store
+        outcomes: list[tuple[_Op, Any, BaseException | None]] = []
+        try:
+            with store.transaction():
+                i = 0
+                while i < len(batch):
+                    op = batch[i]
+                    j = i + 1
+                    if op.kind != "call":  # merge consecutive data items of the same kind and session
+                        while j < len(batch) and batch[j].kind == op.kind and batch[j].session_id == op.session_id:
+                            j += 1
+                    try:
+                        if op.kind == "call":
+                            assert op.fn is not None
+                            outcomes.append((op, op.fn(*op.args, **(op.kwargs or {})), None))
+                        else:
+                            self._apply_data(batch[i:j], outcomes)
+                    except Exception as exc:
+                        if _is_transient(exc):
+                            raise
+                        outcomes.append((op, None, exc))
+                    i = j
+                if finalize:
+                    store.flush_waveforms()
+        except Exception as exc:
+            self.last_error = exc
+            log.warning("store write failed (%s); %d item(s) kept for retry", exc, len(batch))
+            self._callback(self.on_error, exc)
+            return False
+        for op, result, exc in outcomes:
+            if op.future is not None:
+                if op.future.done():  # cancelled by the caller meanwhile
+                    continue
+                if exc is None:
+                    op.future.set_result(result)
+                else:
+                    op.future.set_exception(exc)
+            elif exc is not None:
+                log.error("store refused %s for session %s: %s", op.kind, op.session_id, exc)
+                self._callback(self.on_rejected, op.kind, exc)
+        return True
