@@ -175,16 +175,29 @@ class WaveClock:
 
     def start(self, channel: str, now: datetime, duration: float) -> datetime:
         """The start time of a chunk of ``duration`` seconds of ``channel`` read at ``now``."""
-        span = self._spans.get(duration)
-        if span is None:
-            if len(self._spans) > 256:
-                self._spans.clear()
-            span = self._spans[duration] = timedelta(seconds=duration)
-        begin = self._next.get(channel)
-        if begin is None or abs(begin + span - now) > self.tolerance:
-            begin = now - span
-        self._next[channel] = begin + span
-        return begin
+        return self.starts([(channel, duration)], now)[0]
+
+    def starts(self, chunks: Iterable[tuple[str, float]], now: datetime) -> list[datetime]:
+        """:meth:`start` for consecutive (channel, duration) chunks read at ``now``, in order."""
+        spans, following, tolerance = self._spans, self._next, self.tolerance
+        out = []
+        for channel, duration in chunks:
+            span = spans.get(duration)
+            if span is None:
+                if len(spans) > 256:
+                    spans.clear()
+                span = spans[duration] = timedelta(seconds=duration)
+            begin = following.get(channel)
+            if begin is None:
+                begin = now - span
+                end = now
+            else:
+                end = begin + span
+                if abs(end - now) > tolerance:
+                    begin, end = now - span, now
+            following[channel] = end
+            out.append(begin)
+        return out
 
 
 class Decoder(ABC):

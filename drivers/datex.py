@@ -534,14 +534,11 @@ class DatexDecoder(Decoder):
         if any(bad):
             invalid |= np.repeat(np.array(bad, bool), count_array)
         samples[invalid] = np.nan
-        start_of, source, units = self._wave_clock.start, self.source, _WAVE_UNITS
-        out = []
-        at = 0
-        for channel, rate, count in zip(channels, rates, counts):
-            out.append(wave_chunk(channel, rate, start_of(channel, now, count / rate), samples[at:at + count], source,
-                                  units[channel]))
-            at += count
-        return out
+        starts = self._wave_clock.starts([(c, n / r) for c, r, n in zip(channels, rates, counts)], now)
+        source, units = self.source, _WAVE_UNITS
+        ends = np.cumsum(count_array).tolist()
+        return [wave_chunk(channel, rate, start, samples[end - count:end], source, units[channel])
+                for channel, rate, count, start, end in zip(channels, rates, counts, starts, ends)]
 
 
 #: One waveform subrecord of the read being decoded, until its chunk is made:
