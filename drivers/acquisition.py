@@ -25,6 +25,7 @@ import serial
 
 from drivers.base import Decoder, DecoderStats, condition_text
 from drivers.model import DeviceCondition, Item, NumericObservation, WaveformChunk, utc_now
+from drivers.serialport import open_serial
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,9 @@ class SerialLink(Link):
 
     ``serial_url`` is anything pyserial accepts (``/dev/ttyUSB0``, ``COM3``, ``/dev/pts/7``,
     ``socket://host:port``, ``loop://``, ``spy://…``); ``settings`` are the line settings
-    (baud rate etc.). A fresh decoder is made for every connection; its counts accumulate in
-    :attr:`stats`.
+    (baud rate etc.; relaxed on a pseudo-terminal that refuses them, see
+    :mod:`drivers.serialport`). A fresh decoder is made for every connection; its counts
+    accumulate in :attr:`stats`.
     """
 
     def __init__(self, serial_url: str, decoder_factory: Callable[[], Decoder],
@@ -119,7 +121,7 @@ class SerialLink(Link):
 
     def open(self) -> None:
         try:
-            port = serial.serial_for_url(self.serial_url, timeout=0.1, write_timeout=0.5, **self.settings)
+            port = open_serial(self.serial_url, self.settings, timeout=0.1, write_timeout=0.5)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkError(f"cannot open {self.serial_url}: {exc}") from exc
         self._port = port

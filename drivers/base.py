@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 from drivers.model import DeviceAttribute, DeviceCondition, Item, utc_now
@@ -50,6 +50,8 @@ CONDITION_TEXTS: dict[str, str] = {
     "device_pulse_high": "Device alarm: pulse high",
     "device_pulse_low": "Device alarm: pulse low",
     "cuff_error": "NIBP cuff error",
+    "ecg_leads_off": "ECG leads off",
+    "wrong_patient": "Messages for another bed or patient refused",
     "command_rejected": "Device rejected a command",
     "association_refused": "Monitor refused the data-export association",
     "association_released": "Monitor ended the data-export association",
@@ -156,8 +158,51 @@ class AttributeTracker:
         return DeviceAttribute(name=name, value=value, source=self.source, time=time)
 
 
+class WaveClock:
+    """Start times of consecutive waveform chunks, per channel, for decoders of devices that
+    send no sample clock.
+
+    A chunk that follows the previous one of its channel starts where that one ended, as long as
+    its end stays within ``tolerance`` seconds of the read time; otherwise (first chunk, lost
+    data, drift of the device's clock) it is re-anchored to end at the read time. Each decision
+    uses only the read time and the previous chunk, so it does not depend on read boundaries.
+    """
+
+    def __init__(self, tolerance: float = 1.0) -> None:
+        self.tolerance = timedelta(seconds=tolerance)
+        self._next: dict[str, datetime] = {}
+        self._spans: dict[float, timedelta] = {}
+
+    def start(self, channel: str, now: datetime, duration: float) -> datetime:
+        """The start time of a chunk of ``duration`` seconds of ``channel`` read at ``now``."""
+        return self.starts([(channel, duration)], now)[0]
+
+    def starts(self, chunks: Iterable[tuple[str, float]], now: datetime) -> list[datetime]:
+        """:meth:`start` for consecutive (channel, duration) chunks read at ``now``, in order."""
+        spans, following, tolerance = self._spans, self._next, self.tolerance
+        out = []
+        for channel, duration in chunks:
+            span = spans.get(duration)
+            if span is None:
+                if len(spans) > 256:
+                    spans.clear()
+                span = spans[duration] = timedelta(seconds=duration)
+            begin = following.get(channel)
+            if begin is None:
+                begin = now - span
+                end = now
+            else:
+                end = begin + span
+                if abs(end - now) > tolerance:
+                    begin, end = now - span, now
+            following[channel] = end
+            out.append(begin)
+        return out
+
+
 class Decoder(ABC):
-    """Host side of one device protocol. Subclasses set the class attributes and ``feed``.
+    """Host side of one device protocol. Subclasses set the class attributes and ``feed``; the
+    protocol's title, transport and options are in its row of :mod:`drivers.registry`.
 
     ``source`` names the device in every item (e.g. ``"masimo:/dev/ttyUSB0"``). ``clock``
     returns the aware UTC time stamped on items as their ``sample_time``; it is called once per
@@ -166,12 +211,11 @@ class Decoder(ABC):
 
     #: Registry name, e.g. "masimo".
     protocol: ClassVar[str]
-    #: Human name for menus and the README.
-    title: ClassVar[str]
     #: Line settings the device uses by default.
     serial_defaults: ClassVar[SerialSettings] = SerialSettings()
-    #: Seconds between fresh numerics when all is well; 2x this without valid data is stale.
-    expected_interval: ClassVar[float] = 1.0
+    #: Seconds between fresh numerics when all is well; 2x this without valid data is stale
+    #: (a decoder may set its own, e.g. from a URL option).
+    expected_interval: float = 1.0
 
     def __init__(self, source: str = "", clock: Callable[[], datetime] = utc_now) -> None:
         self.source = source or self.protocol

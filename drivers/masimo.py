@@ -205,9 +205,8 @@ class MasimoDecoder(Decoder):
     """
 
     protocol: ClassVar[str] = "masimo"
-    title: ClassVar[str] = "Masimo (ASCII 1 / AS1 serial output)"
     serial_defaults: ClassVar[SerialSettings] = SerialSettings(9600)
-    expected_interval: ClassVar[float] = 1.0
+    expected_interval = 1.0
     #: Longest line accepted, in bytes without the terminator (real lines are 100-250).
     max_line: ClassVar[int] = 1024
 

@@ -725,7 +725,7 @@ class _BinaryDecoder(Decoder):
 class _PacketDecoder(_BinaryDecoder):
     """Formats #2 and #7: frames → 25-frame packets → numerics, waveform chunk, conditions."""
 
-    expected_interval: ClassVar[float] = FRAMES_PER_PACKET / FRAME_RATE
+    expected_interval = FRAMES_PER_PACKET / FRAME_RATE
     #: Full scale of the pleth field (255 for 8-bit, 65535 for 16-bit).
     _PLETH_TOP: ClassVar[float] = 255.0
 
@@ -928,7 +928,6 @@ class Nonin2Decoder(_PacketDecoder):
     """
 
     protocol: ClassVar[str] = "nonin"
-    title: ClassVar[str] = "Nonin pulse oximeter (data format #2)"
 
     def _make_scanner(self) -> _FrameScanner:
         return _FrameScanner(5, _valid_format2, _rows_format2, _header_format2)
@@ -949,7 +948,6 @@ class Nonin7Decoder(_PacketDecoder):
     """
 
     protocol: ClassVar[str] = "nonin7"
-    title: ClassVar[str] = "Nonin pulse oximeter (data format #7, 16-bit pleth)"
     _PLETH_TOP: ClassVar[float] = 65535.0
     _MANAGED: ClassVar[frozenset[str]] = STATUS_CONDITIONS | {"low_battery"}
 
@@ -989,8 +987,7 @@ class Nonin8Decoder(_BinaryDecoder):
     """
 
     protocol: ClassVar[str] = "nonin8"
-    title: ClassVar[str] = "Nonin pulse oximeter (data format #8, 1 Hz)"
-    expected_interval: ClassVar[float] = 1.0
+    expected_interval = 1.0
     _MANAGED: ClassVar[frozenset[str]] = STATUS_CONDITIONS | {"low_battery"}
 
     def _make_scanner(self) -> _FrameScanner:
@@ -1075,9 +1072,8 @@ class NoninAsciiDecoder(Decoder):
     """
 
     protocol: ClassVar[str] = "nonin-ascii"
-    title: ClassVar[str] = "Nonin pulse oximeter (ASCII real-time output)"
     serial_defaults: ClassVar[SerialSettings] = SerialSettings(baudrate=9600)
-    expected_interval: ClassVar[float] = 1.0
+    expected_interval = 1.0
     MAX_LINE: ClassVar[int] = 200
 
     def __init__(self, source: str = "", clock: Callable[[], datetime] = utc_now) -> None:

@@ -4,8 +4,9 @@ Commands::
 
     vigil [run] [--device URL] [--db PATH]          the monitoring window (default command)
     vigil decode --protocol P FILE|- [--waves] [--attributes]
-    vigil simulate --protocol masimo|nonin|intellivue [--scenario S] [--speed X] [--link PATH]
-    vigil devices [--json]
+    vigil simulate --protocol masimo|nonin|intellivue|datex|hl7 [--scenario S] [--speed X] [--link PATH]
+                   [--listen [HOST:]PORT | --connect HOST:PORT] [--bed B]
+    vigil devices [--json] [--probe [PORT]]
     vigil record --device URL --duration SECONDS [--patient NAME] [--weight KG]
                  [--protocol ketamine-iv|esketamine] [--db PATH] [--resume]
     vigil sessions [--db PATH] [--json]
@@ -27,11 +28,13 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import IO
 
-from drivers.registry import UnknownProtocolError, decoder_class, protocol_names
+from drivers.registry import MLLP, SERVED_PROTOCOLS, UnknownProtocolError, protocol, protocol_names
 from drivers.simulator.scenarios import SCENARIOS
 from monitor.board.config import add_broker_arguments
 
 DEFAULT_DEVICE = "sim://?scenario=normal"
+#: DecoderStats fields every decoder has (a protocol's own counts are printed after them).
+_BASE_COUNTS = ("bytes_in", "frames_decoded", "frames_rejected", "bytes_skipped", "values_dropped_unit")
 _COMMANDS = ("run", "decode", "simulate", "devices", "record", "sessions", "export", "import", "review", "board")
 
 
@@ -62,16 +65,23 @@ def _parser() -> argparse.ArgumentParser:
     dec.add_argument("--attributes", action="store_true",
                      help="also print device attributes (serial number, firmware, unknown fields)")
 
-    sim = sub.add_parser("simulate", help="serve the simulated monitor on a pseudo-terminal")
-    sim.add_argument("--protocol", required=True, help="masimo, nonin or intellivue")
+    sim = sub.add_parser("simulate", help="serve the simulated monitor on a pseudo-terminal (hl7: over TCP)")
+    sim.add_argument("--protocol", required=True, help=", ".join(SERVED_PROTOCOLS))
     sim.add_argument("--scenario", default="normal", help=f"one of: {', '.join(SCENARIOS)}")
     sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     sim.add_argument("--seed", type=int, default=0, help="random seed of the simulated patient")
-    sim.add_argument("--variant", help="masimo: rad8|radical5|radical7|root; nonin: 2|7|8|ascii")
-    sim.add_argument("--link", help="keep a symlink at this path pointing at the current device")
+    sim.add_argument("--variant", help="; ".join(f"{name}: {'|'.join(variants)}"
+                                                 for name, variants in SERVED_PROTOCOLS.items() if len(variants) > 1))
+    sim.add_argument("--link", help="keep a symlink at this path pointing at the current device (serial protocols)")
+    sim.add_argument("--listen", metavar="[HOST:]PORT",
+                     help="hl7: listen here for Vigil's mllp-client:// (default 127.0.0.1, any free port)")
+    sim.add_argument("--connect", metavar="HOST:PORT", help="hl7: connect to Vigil's mllp:// listener here")
+    sim.add_argument("--bed", default="1", help="hl7: the bed sent in PV1-3 (default 1)")
 
-    dev = sub.add_parser("devices", help="list serial ports on this computer")
+    dev = sub.add_parser("devices", help="list serial ports on this computer, or find the monitor on them")
     dev.add_argument("--json", action="store_true", help="one JSON object per port")
+    dev.add_argument("--probe", nargs="?", const="", metavar="PORT",
+                     help="try each serial protocol on PORT (default: every port) and say what answers")
 
     rec = sub.add_parser("record", help="record a session with no window; alarms as JSON lines")
     rec.add_argument("--device", required=True, help="device URL, e.g. sim://?scenario=desaturation&speed=60")
@@ -126,10 +136,11 @@ def _open_input(path: str) -> IO[bytes]:
 def cmd_decode(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     """Decode a capture: one JSON object per line on ``out``, a summary on ``err``."""
     try:
-        cls = decoder_class(args.protocol)
+        row = protocol(args.protocol)
     except UnknownProtocolError as exc:
         raise CliError(f"vigil decode: {exc}") from None
-    decoder = cls(source=f"{cls.protocol}:{args.file}")
+    cls = row.decoder_class
+    decoder = cls(source=f"{row.name}:{args.file}")
     stream = _open_input(args.file)
     try:
         while True:
@@ -153,25 +164,61 @@ def cmd_decode(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             stream.close()
     s = decoder.stats
     dropped = f", {s.values_dropped_unit} values dropped (unit not recognised)" if s.values_dropped_unit else ""
-    err.write(f"{cls.protocol}: {s.frames_decoded} frames decoded, {s.frames_rejected} frames rejected, "
-              f"{s.bytes_skipped} bytes skipped (of {s.bytes_in} bytes){dropped}\n")
+    extra = "".join(f", {value} {name.replace('_', ' ')}" for name, value in s.as_dict().items()
+                    if name not in _BASE_COUNTS)
+    err.write(f"{row.name}: {s.frames_decoded} frames decoded, {s.frames_rejected} frames rejected, "
+              f"{s.bytes_skipped} bytes skipped (of {s.bytes_in} bytes){dropped}{extra}\n")
     return 0
 
 
 # ---------------------------------------------------------------------------------- simulate
+def _address(text: str, what: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = (host.strip("[]") if sep else "") or default_host
+    try:
+        number = int(port)
+    except ValueError:
+        raise CliError(f"vigil simulate: {what} must be [HOST:]PORT, not {text!r}") from None
+    if not 0 <= number <= 65535:
+        raise CliError(f"vigil simulate: {what} port must be between 0 and 65535")
+    return host, number
+
+
 def cmd_simulate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    """Serve the simulated monitor until SIGINT/SIGTERM; first stdout line = device path."""
-    from drivers.simulator.serve import PtyServer  # noqa: PLC0415
+    """Serve the simulated monitor until SIGINT/SIGTERM; first stdout line = device path (or, for
+    HL7, the device URL Vigil should use)."""
+    from drivers.simulator.serve import MllpServer, PtyServer  # noqa: PLC0415
 
     if args.scenario not in SCENARIOS:
         raise CliError(f"vigil simulate: unknown scenario {args.scenario!r}; choose one of: {', '.join(SCENARIOS)}")
     try:
-        server = PtyServer(args.protocol, scenario=args.scenario, speed=args.speed, seed=args.seed,
-                           variant=args.variant, link=args.link)
+        network = protocol(args.protocol).transport == MLLP
+    except UnknownProtocolError:
+        network = False  # refused below with the list of what can be simulated
+    if network and args.link:
+        raise CliError(f"vigil simulate: --link is for serial protocols; {args.protocol} is served over TCP "
+                       "(--listen, --connect)")
+    if not network and (args.listen or args.connect):
+        raise CliError("vigil simulate: --listen and --connect are for network protocols (hl7); "
+                       "serial protocols are served on a pty")
+    try:
+        if network:
+            if args.listen and args.connect:
+                raise CliError("vigil simulate: give --listen or --connect, not both")
+            connect = _address(args.connect, "--connect") if args.connect else None
+            listen = None if connect else _address(args.listen or "0", "--listen")
+            server: PtyServer | MllpServer = MllpServer(
+                scenario=args.scenario, speed=args.speed, seed=args.seed, variant=args.variant, listen=listen,
+                connect=connect, bed=args.bed)
+        else:
+            server = PtyServer(args.protocol, scenario=args.scenario, speed=args.speed, seed=args.seed,
+                               variant=args.variant, link=args.link)
+        where = server.open()
     except ValueError as exc:
         raise CliError(f"vigil simulate: {exc}") from None
-    path = server.open()
-    out.write(path + "\n")
+    except OSError as exc:
+        raise CliError(f"vigil simulate: cannot listen on {args.listen}: {exc.strerror or exc}", status=1) from None
+    out.write(where + "\n")
     out.flush()
     stop = threading.Event()
     _on_signals(lambda: stop.set())
@@ -191,9 +238,13 @@ def _on_signals(handler: Callable[[], None]) -> None:
 
 # ---------------------------------------------------------------------------------- devices
 def cmd_devices(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    """List serial ports with a hint for known USB-serial adapters."""
+    """List serial ports with a hint for known USB-serial adapters; with ``--probe``, find which
+    protocol answers on a port (every port when none is named). Exit status 1 when probing found
+    nothing anywhere."""
     from drivers.transport import list_ports  # noqa: PLC0415
 
+    if args.probe is not None:
+        return _probe(args, out, err, [args.probe] if args.probe else [p.device for p in list_ports()])
     ports = list_ports()
     for port in ports:
         if args.json:
@@ -204,6 +255,38 @@ def cmd_devices(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if not ports and not args.json:
         err.write("no serial ports found (is the USB-serial adapter plugged in?)\n")
     return 0
+
+
+def _probe(args: argparse.Namespace, out: IO[str], err: IO[str], ports: list[str]) -> int:
+    from drivers.probe import probe_port  # noqa: PLC0415
+
+    if not ports:
+        err.write("no serial ports found (is the USB-serial adapter plugged in?)\n")
+        return 1
+    stop = threading.Event()
+    _on_signals(lambda: stop.set())
+    found = 0
+    for port in ports:
+        if stop.is_set():
+            break
+        if not args.json:
+            err.write(f"probing {port} (up to 15 s)…\n")
+            err.flush()
+        report = probe_port(port, cancel=stop)
+        found += report.found is not None
+        if args.json:
+            out.write(json.dumps(report.as_record()) + "\n")
+        elif report.found is not None:
+            hit = report.found
+            out.write(hit.line() + "\n")
+            if hit.note:
+                err.write(f"{port}: {hit.note}\n")
+            err.write(f"{port}: connect with --device '{hit.url}'\n")
+        else:
+            out.write(f"{port}  no monitor answered\n")
+            err.write(f"{port}: {report.error or '; '.join(report.steps)}\n")
+        out.flush()
+    return 0 if found else 1
 
 
 # ---------------------------------------------------------------------------------- entry

@@ -216,7 +216,6 @@ class IntelliVueDecoder(Decoder):
     """
 
     protocol = "intellivue"
-    title = "Philips IntelliVue (MIB/RS232 data export)"
     serial_defaults = SerialSettings(115200)
     expected_interval = 1.0
 
