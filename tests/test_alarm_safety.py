@@ -17,7 +17,7 @@ import pytest
 from drivers.model import DeviceCondition, Quality, numeric
 from monitor.alarms.audio import PATTERNS, SAMPLE_RATE, burst_samples
 from monitor.alarms.engine import AlarmEngine
-from monitor.alarms.profile import Priority, default_profile, load_profile, migrate_profile_data
+from monitor.alarms.profile import AlarmProfile, Priority, default_profile, load_profile, migrate_profile_data
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
 PROFILE = default_profile()
@@ -223,20 +223,40 @@ def test_reset_patient_forgets_the_previous_patients_record_but_not_the_live_sig
 def test_a_schema_1_clinic_profile_is_upgraded_on_loading(tmp_path):
     data = json.loads(PROFILE.to_json())
     data["schema_version"] = 1
-    data["rules"] = [r for r in data["rules"] if r["id"] not in ("parameter_lost", "dose_reached")]
+    data["rules"] = [r for r in data["rules"] if r["id"] not in ("parameter_lost", "dose_reached", "board_unreachable",
+                                                                 "device_data")]
     for rule in data["rules"]:
         if rule["id"] == "audio":
             rule["priority"] = "LOW"
         if rule["id"] == "nibp_high":
             rule["levels"][1]["confirm_within_s"] = 300
+    for rule in data["rules"]:
+        if rule["id"] == "sensor_problem":
+            rule["codes"].remove("ecg_leads_off")
     upgraded, changes = migrate_profile_data(data)
-    assert len(changes) == 4 and upgraded["schema_version"] == 2
+    assert len(changes) == 7 and upgraded["schema_version"] == 3
     path = tmp_path / "clinic.json"
     path.write_text(json.dumps(data))
     profile = load_profile(path)
     assert profile.rule("audio").priority is Priority.MEDIUM
     assert profile.rule("nibp_high").levels[1].confirm_within_s == 960
-    assert {"parameter_lost", "dose_reached"} <= {r.id for r in profile.rules}
+    assert {"parameter_lost", "dose_reached", "board_unreachable", "device_data"} <= {r.id for r in profile.rules}
+    assert "ecg_leads_off" in profile.rule("sensor_problem").codes
+
+
+def test_a_schema_2_clinic_profile_gets_the_board_and_device_rules():
+    data = json.loads(PROFILE.to_json())
+    data["schema_version"] = 2
+    data["rules"] = [r for r in data["rules"] if r["id"] not in ("board_unreachable", "device_data")]
+    for rule in data["rules"]:
+        if rule["id"] == "sensor_problem":
+            rule["codes"].remove("ecg_leads_off")
+    upgraded, changes = migrate_profile_data(data)
+    assert len(changes) == 3 and upgraded["schema_version"] == 3
+    engine = AlarmEngine(AlarmProfile.model_validate(upgraded))
+    [leads] = engine.process([DeviceCondition(code="ecg_leads_off", active=True, source="dev", time=at(0))])
+    [bed] = engine.process([DeviceCondition(code="wrong_patient", active=True, source="dev", time=at(1))])
+    assert (leads.priority, bed.priority) == (Priority.MEDIUM, Priority.MEDIUM)
 
 
 # ------------------------------------------------------------------ IEC 60601-1-8 burst timing

@@ -39,7 +39,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-PROFILE_SCHEMA_VERSION = 2
+PROFILE_SCHEMA_VERSION = 3
 
 
 class Priority(enum.IntEnum):
@@ -371,30 +371,9 @@ def _default_data() -> dict:
     return json.loads(text)
 
 
-def migrate_profile_data(data: dict) -> tuple[dict, list[str]]:
-    """Upgrade a profile's JSON data to :data:`PROFILE_SCHEMA_VERSION`; returns the new data and one
-    line per change made (empty when it was current). Schema 1 → 2 (the clinic audit):
-
-    * ``audio_unavailable`` is at least MEDIUM (every other alarm is then visual only);
-    * an NIBP level confirmed "within 300 s" is confirmed by the next reading up to 960 s
-      (cuff cycles of 5, 10 or 15 min, with a minute's tolerance);
-    * the ``parameter_lost``, ``dose_reached`` and ``board_unreachable`` rules of the shipped default
-      are added when absent.
-
-    Anything else is left as the clinic wrote it; validation follows.
-    """
-    version = data.get("schema_version", 1)
-    if not isinstance(version, int) or version >= PROFILE_SCHEMA_VERSION:
-        return data, []
-    data = json.loads(json.dumps(data))
-    changes: list[str] = []
-    rules = data.get("rules")
-    if not isinstance(rules, list):
-        return data, []
-    defaults = {r["id"]: r for r in _default_data()["rules"]}
+def _step_1_to_2(rules: list, defaults: dict[str, dict], changes: list[str]) -> None:
+    """The clinic audit: audio unavailable MEDIUM, NIBP confirmed by the next reading, new rules."""
     for rule in rules:
-        if not isinstance(rule, dict):
-            continue
         if rule.get("kind") == "technical" and "audio_unavailable" in (rule.get("codes") or ()) and \
                 str(rule.get("priority", "")).upper() == "LOW":
             rule["priority"] = "MEDIUM"
@@ -405,11 +384,59 @@ def migrate_profile_data(data: dict) -> tuple[dict, list[str]]:
                     level["confirm_within_s"] = 960
                     changes.append(f"{rule.get('label', rule.get('id'))}: confirmed by the next reading "
                                    "up to 16 min")
-    ids = {r.get("id") for r in rules if isinstance(r, dict)}
-    for rule_id in ("parameter_lost", "dose_reached", "board_unreachable"):
+    _add_rules(rules, defaults, ("parameter_lost", "dose_reached"), changes)
+
+
+def _step_2_to_3(rules: list, defaults: dict[str, dict], changes: list[str]) -> None:
+    """More monitors and the clinic board: ECG leads off is a sensor problem, messages for another
+    bed are a technical alarm, and the clinic board's broker being unreachable is a LOW one."""
+    _add_rules(rules, defaults, ("board_unreachable", "device_data"), changes)
+    covered = {code for rule in rules if rule.get("kind") == "technical" for code in (rule.get("codes") or ())}
+    sensor = next((r for r in rules if r.get("id") == "sensor_problem" and r.get("kind") == "technical"), None)
+    if "ecg_leads_off" not in covered:
+        if sensor is not None:
+            sensor["codes"] = [*sensor.get("codes", []), "ecg_leads_off"]
+        else:
+            rules.append({"kind": "technical", "id": "ecg_leads", "priority": "MEDIUM", "codes": ["ecg_leads_off"]})
+        changes.append("ECG leads off is now a MEDIUM technical alarm")
+
+
+def _add_rules(rules: list, defaults: dict[str, dict], rule_ids: tuple[str, ...], changes: list[str]) -> None:
+    ids = {r.get("id") for r in rules}
+    for rule_id in rule_ids:
         if rule_id not in ids and rule_id in defaults:
-            rules.append(defaults[rule_id])
+            rules.append(json.loads(json.dumps(defaults[rule_id])))
             changes.append(f"rule {rule_id!r} added from the shipped default")
+
+
+#: ``_MIGRATIONS[v]`` upgrades a profile of schema ``v`` to ``v + 1``.
+_MIGRATIONS = {1: _step_1_to_2, 2: _step_2_to_3}
+
+
+def migrate_profile_data(data: dict) -> tuple[dict, list[str]]:
+    """Upgrade a profile's JSON data to :data:`PROFILE_SCHEMA_VERSION`; returns the new data and one
+    line per change made (empty when it was current).
+
+    * 1 → 2 (the clinic audit): ``audio_unavailable`` is at least MEDIUM (every other alarm is then
+      visual only); an NIBP level confirmed "within 300 s" is confirmed by the next reading up to
+      960 s (cuff cycles of 5, 10 or 15 min, with a minute's tolerance); the ``parameter_lost`` and
+      ``dose_reached`` rules of the shipped default are added when absent.
+    * 2 → 3 (more monitors, the clinic board): ``ecg_leads_off`` joins the sensor problems; the
+      ``device_data`` (messages for another bed) and ``board_unreachable`` rules are added.
+
+    Anything else is left as the clinic wrote it; validation follows.
+    """
+    version = data.get("schema_version", 1)
+    if not isinstance(version, int) or version >= PROFILE_SCHEMA_VERSION:
+        return data, []
+    data = json.loads(json.dumps(data))
+    changes: list[str] = []
+    rules = data.get("rules")
+    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+        return data, []
+    defaults = {r["id"]: r for r in _default_data()["rules"]}
+    for step in range(max(version, 1), PROFILE_SCHEMA_VERSION):
+        _MIGRATIONS[step](rules, defaults, changes)
     data["schema_version"] = PROFILE_SCHEMA_VERSION
     return data, changes
 
