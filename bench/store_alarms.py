@@ -24,7 +24,7 @@ from pathlib import Path
 from drivers.acquisition import AcquisitionWorker
 from drivers.base import ConditionTracker
 from drivers.masimo import encode_line
-from drivers.model import NumericObservation, WaveformChunk, numeric
+from drivers.model import NumericObservation, WaveformChunk
 from drivers.simulator.device import step_items
 from drivers.simulator.physiology import PhysiologyModel
 from drivers.transport import open_link
@@ -32,7 +32,7 @@ from monitor.alarms.engine import AlarmEngine
 from monitor.alarms.profile import default_profile
 from monitor.patient import Patient
 from monitor.protocols import KetamineIVPlan
-from monitor.recording import SessionRecorder
+from monitor.app.recorder import SessionRecorder
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
 from monitor.store import SessionStore, StoreWriter

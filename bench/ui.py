@@ -37,8 +37,10 @@ def _window(device: str, folder: str):
     from PySide6.QtWidgets import QApplication
 
     from monitor.alarms.profile import default_profile
-    from monitor.device_channel import DeviceChannel
-    from monitor.recording_service import RecordingService
+    from monitor.app.clinic import Clinic
+    from monitor.app.pipeline import open_pipeline
+    from monitor.app.records import Records
+    from monitor.qt.service import QtSessionService
     from monitor.settings import ClinicSettings
     from monitor.store import SessionStore
     from ui.audio import AlarmAudio
@@ -47,8 +49,8 @@ def _window(device: str, folder: str):
 
     app = QApplication.instance() or QApplication([])
     store = SessionStore(Path(folder) / "ui.sqlite")
-    service = RecordingService(DeviceChannel(device), store, ClinicSettings(), default_profile())
-    context = UiContext(service, store, ClinicSettings(), default_profile())
+    service = QtSessionService(open_pipeline(device, store, ClinicSettings(), default_profile()))
+    context = UiContext(service, Records(store), Clinic(store), ClinicSettings(), default_profile())
     window = MainWindow(context, audio=AlarmAudio(enabled=False))
     window.resize(1366, 768)
     window.show()
@@ -156,7 +158,7 @@ def banner_latency(rounds: int = 60) -> dict[str, float]:
     samples = []
     with tempfile.TemporaryDirectory() as folder:
         app, store, service, window = _window(f"{os.ttyname(slave)}?protocol=masimo", folder)
-        service.channel.start()
+        service.start()
         area = window.alarm_area
         painted: list[float] = []
         original = area.indicator.paintEvent
@@ -206,8 +208,10 @@ from pathlib import Path
 from PySide6.QtWidgets import QApplication
 from PySide6.QtCore import QTimer
 from monitor.alarms.profile import default_profile
-from monitor.device_channel import DeviceChannel
-from monitor.recording_service import RecordingService
+from monitor.app.clinic import Clinic
+from monitor.app.pipeline import open_pipeline
+from monitor.app.records import Records
+from monitor.qt.service import QtSessionService
 from monitor.settings import ClinicSettings
 from monitor.store import SessionStore
 from monitor.patient import Patient
@@ -220,10 +224,10 @@ from ui.main_window import MainWindow
 speed, hours = float(sys.argv[2]), float(sys.argv[3])
 app = QApplication([])
 store = SessionStore(Path(sys.argv[1]))
-service = RecordingService(DeviceChannel(f"sim://?scenario=normal&speed={speed:g}"), store, ClinicSettings(), default_profile())
-context = UiContext(service, store, ClinicSettings(), default_profile())
+service = QtSessionService(open_pipeline(f"sim://?scenario=normal&speed={speed:g}", store, ClinicSettings(), default_profile()))
+context = UiContext(service, Records(store), Clinic(store), ClinicSettings(), default_profile())
 window = MainWindow(context, audio=AlarmAudio(enabled=False)); window.resize(1366, 768); window.show()
-service.channel.start()
+service.start()
 nurse = Actor(username="bench", display_name="Bench", role=Role.NURSE)
 def rss():
     for line in open(f"/proc/{os.getpid()}/status"):
@@ -233,8 +237,8 @@ start = None
 def begin():
     global start
     service.start_session(Patient(display_name="Bench", weight_kg=70), KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), nurse)
-    service.act("waive_pre_dose_check", service.now(), nurse, "benchmark")
-    service.act("start_infusion", service.now(), nurse)
+    service.waive_pre_dose_check(nurse, "benchmark")
+    service.start_infusion(nurse)
     start = service.now()
 def sample():
     if start is None:

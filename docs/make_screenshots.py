@@ -11,7 +11,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,10 +18,12 @@ sys.path.insert(0, str(ROOT))
 OUT = ROOT / "docs" / "screenshots"
 
 from monitor.alarms.profile import Priority, default_profile  # noqa: E402
-from monitor.device_channel import DeviceChannel  # noqa: E402
+from monitor.app.clinic import Clinic  # noqa: E402
+from monitor.app.pipeline import open_pipeline  # noqa: E402
+from monitor.app.records import Records  # noqa: E402
 from monitor.patient import Patient  # noqa: E402
 from monitor.protocols import KetamineIVPlan  # noqa: E402
-from monitor.recording_service import RecordingService  # noqa: E402
+from monitor.qt.service import QtSessionService  # noqa: E402
 from monitor.settings import ClinicSettings  # noqa: E402
 from monitor.staff import Actor, Role  # noqa: E402
 from monitor.store import SessionStore  # noqa: E402
@@ -64,23 +65,23 @@ class QuietAudio(AlarmAudio):
 
 def window(scenario: str, speed: float, folder: str, session: bool = True, waived: bool = True) -> MainWindow:
     store = SessionStore(Path(folder) / f"{scenario}.sqlite")
-    service = RecordingService(DeviceChannel(f"sim://?scenario={scenario}&speed={speed:g}"), store,
-                               ClinicSettings(), default_profile())
-    context = UiContext(service, store, ClinicSettings(), default_profile())
+    service = QtSessionService(open_pipeline(f"sim://?scenario={scenario}&speed={speed:g}", store,
+                                             ClinicSettings(), default_profile()))
+    context = UiContext(service, Records(store), Clinic(store), ClinicSettings(), default_profile())
     win = MainWindow(context, audio=QuietAudio())
     win.resize(1366, 768)
     win.show()
-    service.channel.start()
+    service.start()
     context.set_user(ANN)
     if session:
         settle(1.0)
         service.start_session(Patient(display_name="Jo Doe", mrn="MRN-20431", weight_kg=72),
                               KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=72), ANN)
         if waived:
-            service.act("waive_pre_dose_check", service.now(), ANN, "screenshot")
+            service.waive_pre_dose_check(ANN, "screenshot")
         else:
-            service.act("record_nibp", service.now(), 124, 78, source="manual", by=ANN)
-        service.act("start_infusion", service.now(), ANN)
+            service.record_nibp(124, 78, ANN)
+        service.start_infusion(ANN)
     return win
 
 
@@ -94,7 +95,7 @@ def close(win: MainWindow) -> None:
     win.force_close = True
     win.close()
     win.service.shutdown()
-    win.context.store.close()
+    win.context.records.store.close()
 
 
 def lit(win: MainWindow) -> bool:
@@ -148,11 +149,11 @@ def main() -> None:
         from monitor.assessments import ModifiedAldrete
         win = window("normal", 240, folder, waived=False)
         settle(10)  # 40 minutes of infusion at this speed
-        win.service.act("stop_infusion", win.service.now(), ANN, "planned dose given")
+        win.service.stop_infusion(ANN, "planned dose given")
         settle(16)  # over an hour of recovery
-        win.service.act("chart", ModifiedAldrete(activity=2, respiration=2, circulation=2, consciousness=2,
-                                                 oxygen_saturation=2), win.service.now(), ANN)
-        win.service.act("confirm_escort", win.service.now(), ANN, "Sam Doe")
+        win.service.chart(ModifiedAldrete(activity=2, respiration=2, circulation=2, consciousness=2,
+                                          oxygen_saturation=2), ANN)
+        win.service.confirm_escort(ANN, "Sam Doe")
         settle(1)
         dialog = DischargeDialog(win.context, win)
         dialog.show()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import queue
 import signal
 import threading
 from datetime import datetime, timedelta
@@ -24,34 +23,39 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from drivers.acquisition import AcquisitionWorker
-from drivers.transport import DeviceUrlError, open_link, parse_device_url
+from collections.abc import Callable
+
+from drivers.transport import DeviceUrlError, parse_device_url
 from monitor.alarms.engine import AlarmEvent
+from monitor.app.chair import Chair, ChairSetupError
+from monitor.app.listeners import PipelineListener
+from monitor.app.service import SessionService
 from monitor.cli import CliError
+from monitor.alarms.profile import ProfileError
 from monitor.config import db_path, load_clinic_profile, load_clinic_settings
 from monitor.patient import Patient
 from monitor.protocols import EsketaminePlan, KetamineIVPlan
-from monitor.recording import SessionRecorder
 from monitor.staff import Actor, RefusedAction, Role, nurse_message
-from monitor.store import SessionStore, SessionSummary, StoreError, StoreWriter
+from monitor.store import SessionStore, SessionSummary, StoreError
 
 RECORDER = Actor(username="vigil-record", display_name="vigil record (unattended)", role=Role.NURSE)
 CLOSE_MEANING = "recording ended by vigil record (unattended; not clinically reviewed)"
 _PRINTED = {"started", "escalated", "ended"}
 
 
-class _Queue:
-    """AcquisitionListener that hands batches to the main thread."""
+class _Printer(PipelineListener):
+    """Prints alarm starts, escalations and ends as JSON lines; notes the first device batch."""
 
-    def __init__(self) -> None:
-        self.batches: queue.SimpleQueue[list] = queue.SimpleQueue()
-        self.first: list | None = None  # the batch that marked the start
+    def __init__(self, say: Callable[[dict[str, Any]], None]) -> None:
+        self.say = say
+        self.first_batch = threading.Event()
 
-    def items_received(self, items: list) -> None:
-        self.batches.put(items)
+    def on_batch(self, items: list[Any]) -> None:
+        self.first_batch.set()
 
-    def link_changed(self, *args: Any) -> None:
-        pass
+    def on_alarm_event(self, event: AlarmEvent) -> None:
+        if event.event in _PRINTED:
+            self.say(event.as_record())
 
 
 def _number(text: str, what: str, low: float, high: float) -> float:
@@ -79,153 +83,115 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     duration = _number(args.duration, "duration (seconds)", 1, 7 * 86400)
     weight = _number(args.weight, "weight (kg)", 0, 1000)
     try:
-        spec = parse_device_url(args.device)
+        parse_device_url(args.device)
         settings = load_clinic_settings()
-        profile = load_clinic_profile()
+        load_clinic_profile()   # a bad clinic profile is refused before anything starts
         patient = Patient(display_name=args.patient, weight_kg=weight)
         plan = _plan(args, weight, settings)
-    except (DeviceUrlError, RefusedAction, ValidationError, ValueError) as exc:
-        raise CliError(f"vigil record: {nurse_message(exc) if not isinstance(exc, DeviceUrlError) else exc}") from None
-    board = _board_link(args, settings, profile)  # pipeline: replaced when monitor.app.pipeline lands
-    try:
-        store = SessionStore(db_path(args.db))
-    except (StoreError, OSError) as exc:
-        raise CliError(f"vigil record: {exc}", status=1) from None
+    except (DeviceUrlError, ProfileError, RefusedAction, ValidationError, ValueError) as exc:
+        message = nurse_message(exc) if isinstance(exc, (RefusedAction, ValidationError)) else str(exc)
+        raise CliError(f"vigil record: {message}") from None
+    _check_board(args, settings)
 
     def say(record: dict[str, Any]) -> None:
         out.write(json.dumps(record) + "\n")
         out.flush()
 
-    def on_alarm(event: AlarmEvent) -> None:
-        if board is not None:  # pipeline: replaced when monitor.app.pipeline lands
-            board.publisher.on_alarm_event(event)
-        if event.event in _PRINTED:
-            say(event.as_record())
-
-    writer = StoreWriter(store, on_error=lambda exc: err.write(f"vigil record: recording failed, retrying: {exc}\n"))
-    writer.start()
-    if board is not None:  # pipeline: replaced when monitor.app.pipeline lands
-        board.publisher.start()
-        err.write(f"vigil record: publishing chair {board.publisher.chair} to {board.publisher.options.address.url}\n")
-    link = open_link(spec)
-    listener = _Queue()
+    try:
+        chair = Chair(args.device, args.db, board_args=args,
+                      on_writer_error=lambda exc: err.write(f"vigil record: recording failed, retrying: {exc}\n"))
+    except ChairSetupError as exc:
+        raise CliError(f"vigil record: {exc}", status=1) from None
+    printer = _Printer(say)
+    chair.pipeline.add_listener(printer)
+    service = chair.service
+    if chair.publisher is not None:
+        err.write(f"vigil record: publishing chair {chair.publisher.chair} to {chair.publisher.options.address.url}\n")
     stop = threading.Event()
     previous = _install_signals(stop)
-    recorder: SessionRecorder | None = None
-    worker = AcquisitionWorker(link, [listener])
+    session_id: int | None = None
     try:
-        worker.start()
-        start = _first_time(listener, link, stop)
-        recorder = _open(args, store, writer, patient, plan, spec.url, start, settings, profile, on_alarm, err)
-        t0 = recorder.now or start
-        baseline_due = t0 + timedelta(seconds=60) if recorder.state.pre_dose_waiver and recorder.state.baseline is None else None
-        devices_due = _device_schedule(recorder, t0)
+        chair.start()
+        if not printer.first_batch.wait(10):
+            if stop.is_set():
+                raise CliError("vigil record: stopped before the device sent anything", status=1)
+            raise CliError("vigil record: no data from the device within 10 s", status=1)
+        session_id = _open(args, chair, patient, plan, err)
+        t0 = service.now()
+        state = service.session()
+        baseline_due = t0 + timedelta(seconds=60) if state.pre_dose_waiver and state.baseline is None else None
+        devices_due = _device_schedule(state, t0)
         end = t0 + timedelta(seconds=duration)
-        pending = listener.first
-        while not stop.is_set():
-            try:
-                batch = pending or listener.batches.get(timeout=0.2)
-                pending = None
-                batch = recorder.rebase(batch)
-                recorder.on_items(batch)
-                if board is not None:  # pipeline: replaced when monitor.app.pipeline lands
-                    board.publisher.on_batch(batch)
-            except queue.Empty:
-                pass
-            now = max(link.clock() + recorder.time_offset, recorder.now or start)
-            recorder.tick(now)
-            if board is not None:  # pipeline: replaced when monitor.app.pipeline lands
-                board.poll(recorder, now)
+        while not stop.wait(0.1):
+            now = service.now()
             if baseline_due is not None and now >= baseline_due:
                 baseline_due = None
-                recorder.act("record_baseline_from_start", now, RECORDER)
+                service.record_baseline_from_start(RECORDER, t=now)
             while devices_due and now >= devices_due[0]:
-                recorder.act("log_nasal_device", devices_due.pop(0), RECORDER)
+                service.log_nasal_device(RECORDER, t=devices_due.pop(0))
             if now >= end:
                 break
-        while not listener.batches.empty():
-            recorder.on_items(recorder.rebase(listener.batches.get_nowait()))
-        end_time = max(link.clock() + recorder.time_offset, recorder.now or start)
-        _stop_dosing(recorder, end_time)
+        _stop_dosing(service)
     finally:
-        worker.stop(1.0)
         _restore_signals(previous)
-        if recorder is not None:
-            end_time = max(link.clock() + recorder.time_offset, recorder.now or start)
-            recorder.finish(end_time, signed_name=RECORDER.display_name, meaning=CLOSE_MEANING)
-        if board is not None:  # pipeline: replaced when monitor.app.pipeline lands
-            board.publisher.on_session(None)
-            board.publisher.close()
-        writer.stop(30)
-        store.close()
-    say({"event": "session_closed", "session": recorder.session_id})
+        if session_id is not None:
+            service.finish_unattended(RECORDER, CLOSE_MEANING)
+        chair.close(30)
+    say({"event": "session_closed", "session": session_id})
     return 0
 
 
-def _board_link(args: argparse.Namespace, settings, profile):
-    """The clinic-board link when ``--publish`` or the settings ask for it (not started), else None.
-    A bad option stops ``vigil record`` before anything is recorded."""
-    from monitor.board.setup import BoardSetupError, PollingLink, chair_publisher  # noqa: PLC0415
+def _check_board(args: argparse.Namespace, settings: Any) -> None:
+    """A bad clinic-board option stops ``vigil record`` before anything is recorded."""
+    from monitor.alarms.profile import default_profile  # noqa: PLC0415
+    from monitor.board.setup import BoardSetupError, chair_publisher  # noqa: PLC0415
 
     try:
-        publisher = chair_publisher(args, settings, profile)
+        chair_publisher(args, settings, default_profile())
     except BoardSetupError as exc:
         raise CliError(f"vigil record: {exc}") from None
-    return PollingLink(publisher, settings) if publisher is not None else None
 
 
-def _first_time(listener: _Queue, link, stop: threading.Event) -> datetime:
-    """The device time base at the start: the first batch's clock, waiting up to 10 s for it."""
-    try:
-        batch = listener.batches.get(timeout=10)
-        listener.first = batch
-    except queue.Empty:
-        if stop.is_set():
-            raise CliError("vigil record: stopped before the device sent anything", status=1) from None
-        raise CliError("vigil record: no data from the device within 10 s", status=1) from None
-    return link.clock()
-
-
-def _open(args, store, writer, patient, plan, device, start, settings, profile, on_alarm, err) -> SessionRecorder:
+def _open(args: argparse.Namespace, chair: Chair, patient: Patient, plan: KetamineIVPlan | EsketaminePlan,
+          err: IO[str]) -> int:
+    service, records = chair.service, chair.records
     if args.resume:
-        open_ = store.open_sessions()
+        open_ = records.open_sessions()
         if open_:
             record = open_[-1]
             err.write(f"vigil record: resuming session {record.id} (left open at "
-                      f"{store.last_data_time(record.id) or record.started_at:%Y-%m-%d %H:%M:%S} UTC)\n")
-            return SessionRecorder.resume(store, writer, record.id, actor=RECORDER, now=start, settings=settings,
-                                          profile=profile, on_alarm_event=on_alarm)
+                      f"{records.last_data_time(record.id) or record.started_at:%Y-%m-%d %H:%M:%S} UTC)\n")
+            return service.resume_session(record.id, RECORDER)
         err.write("vigil record: no open session to resume; starting a new one\n")
     else:
-        for record in store.open_sessions():
+        for record in records.open_sessions():
             err.write(f"vigil record: session {record.id} was left open (use --resume to carry it on)\n")
     try:
-        recorder = SessionRecorder.start(store, writer, patient=patient, plan=plan, device=device, actor=RECORDER,
-                                         t=start, settings=settings, profile=profile, on_alarm_event=on_alarm)
-        recorder.act("waive_pre_dose_check", start, RECORDER, "unattended recording (vigil record): "
-                     "the baseline is taken from the first minute")
+        session_id = service.start_session(patient, plan, RECORDER)
+        service.waive_pre_dose_check(RECORDER, "unattended recording (vigil record): the baseline is taken from "
+                                     "the first minute")
         if isinstance(plan, KetamineIVPlan):
-            recorder.act("start_infusion", start, RECORDER)
+            service.start_infusion(RECORDER)
         else:
-            recorder.act("log_nasal_device", start, RECORDER)
+            service.log_nasal_device(RECORDER)
     except (RefusedAction, ValidationError) as exc:
         raise CliError(f"vigil record: {nurse_message(exc)}") from None
-    recorder.now = start
-    return recorder
+    return session_id
 
 
-def _device_schedule(recorder: SessionRecorder, t0: datetime) -> list[datetime]:
-    devices = recorder.state.devices
+def _device_schedule(state: Any, t0: datetime) -> list[datetime]:
+    devices = state.devices
     if devices is None or devices.first_device_at is None:
         return []
     remaining = devices.plan.devices - devices.devices_logged
     return [t0 + timedelta(minutes=5 * (i + 1)) for i in range(remaining)]
 
 
-def _stop_dosing(recorder: SessionRecorder, t: datetime) -> None:
-    log = recorder.state.infusion
+def _stop_dosing(service: SessionService) -> None:
+    state = service.session()
+    log = state.infusion if state is not None else None
     if log is not None and log.ended_at is None and log.started_at is not None:
-        recorder.act("stop_infusion", t, RECORDER, "recording ended")
+        service.stop_infusion(RECORDER, "recording ended")
 
 
 def _install_signals(stop: threading.Event) -> dict:

@@ -30,24 +30,21 @@ def main(db: str) -> int:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     from monitor.alarms.profile import default_profile
-    from monitor.device_channel import DeviceChannel
-    from monitor.recording_service import RecordingService
+    from tests.factories import make_context, make_service
     from monitor.settings import ClinicSettings
     from monitor.store import SessionStore
     from tests.vigil_windows import DIALOGS, open_review, start_infusion
     from ui.audio import AlarmAudio
-    from ui.context import UiContext
     from ui.main_window import MainWindow
 
     store = SessionStore(db)
-    service = RecordingService(DeviceChannel("sim://?scenario=normal&speed=10&waves=0"), store, ClinicSettings(),
-                               default_profile())
-    context = UiContext(service, store, ClinicSettings(), default_profile())
+    service = make_service("sim://?scenario=normal&speed=10&waves=0", store, ClinicSettings(), default_profile())
+    context = make_context(service, store, ClinicSettings(), default_profile())
     window = MainWindow(context, audio=AlarmAudio(enabled=False))
     available = app.primaryScreen().availableGeometry()
     window.setGeometry(available.adjusted(0, TITLE_BAR, 0, 0))
     window.show()
-    service.channel.start()
+    service.start()
     start_infusion(window)
     app.processEvents()
     area = window.alarm_area

@@ -19,7 +19,7 @@ from monitor.alarms.profile import default_profile
 from monitor.export import export_session, import_archive
 from monitor.patient import Patient
 from monitor.protocols import KetamineIVPlan
-from monitor.recording import SessionRecorder
+from monitor.app.recorder import SessionRecorder
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
 from monitor.store import ReadOnlyError, SessionStore, StoreWriter

@@ -28,10 +28,11 @@ from monitor.board.setup import PollingLink, board_actor
 from monitor.board.subscriber import BoardClient
 from monitor.patient import Patient
 from monitor.protocols import KetamineIVPlan
-from monitor.recording import SessionRecorder
+from monitor.app.recorder import SessionRecorder
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
 from monitor.store import SessionStore, StoreWriter
+from tests.factories import act
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
@@ -188,8 +189,8 @@ def _record(tmp_path: Path, name: str, broker=None, events: dict | None = None):
     recorder = SessionRecorder.start(store, writer, patient=Patient(display_name="Jo Doe", weight_kg=70),
                                      plan=KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), device="sim://",
                                      actor=NURSE, t=T0, settings=settings, profile=default_profile())
-    recorder.act("waive_pre_dose_check", T0, NURSE, "test")
-    recorder.act("start_infusion", T0, NURSE)
+    act(recorder, "waive_pre_dose_check", T0, NURSE, "test")
+    act(recorder, "start_infusion", T0, NURSE)
     link = None
     if broker is not None:
         publisher = ChairPublisher(broker.options("chair-4"), "clinic", "chair-4", profile=default_profile(),

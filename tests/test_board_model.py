@@ -19,7 +19,7 @@ from monitor.board.messages import (
 )
 from monitor.board.model import BoardModel
 from monitor.board.publisher import ChairPublisher
-from monitor.board.snapshot import patient_initials, snapshot_from_state
+from monitor.app.snapshot import patient_initials, snapshot_from_state
 from monitor.patient import Patient
 from monitor.protocols import KetamineIVPlan
 from monitor.session import SessionState

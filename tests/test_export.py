@@ -31,10 +31,11 @@ from monitor.export import FORMATS, ExportError, build_long_session, export_sess
 from monitor.export.archive import canonical_bytes
 from monitor.patient import Patient, Sex
 from monitor.protocols import EsketaminePlan, KetamineIVPlan
-from monitor.recording import SessionRecorder
+from monitor.app.recorder import SessionRecorder
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
 from monitor.store import ReadOnlyError, SessionStore, StoreWriter
+from tests.factories import act
 
 fhir_bundle = pytest.importorskip("fhir.resources.R4B.bundle")
 hl7_parser = pytest.importorskip("hl7apy.parser")
@@ -92,34 +93,34 @@ def _record_iv(path: Path) -> tuple[SessionStore, int]:
             to_ack.pop(0)
             rec.acknowledge(CHARGE, now)
         if once("start", 1.5):
-            rec.act("start_infusion", now, NURSE)
+            act(rec, "start_infusion", now, NURSE)
         if once("moaas", 3):
-            moaas_seq = rec.act("chart", {"kind": "moaas", "level": 5}, now, NURSE)[0].seq
+            moaas_seq = act(rec, "chart", {"kind": "moaas", "level": 5}, now, NURSE)[0].seq
         if once("cadss", 5):
-            rec.act("chart", {"kind": "cadss6", "items": {1: 1, 2: 0, 6: 0, 7: 1, 15: 0, 22: 0}}, now, NURSE)
+            act(rec, "chart", {"kind": "cadss6", "items": {1: 1, 2: 0, 6: 0, 7: 1, 15: 0, 22: 0}}, now, NURSE)
         if once("pause", 6):
-            rec.act("pause_infusion", now, NURSE, REASON)
+            act(rec, "pause_infusion", now, NURSE, REASON)
         if once("resume", 7):
-            rec.act("resume_infusion", now, NURSE)
+            act(rec, "resume_infusion", now, NURSE)
         if once("rate", 8):
-            rec.act("change_rate", now, NURSE, 40.0, "slowed for comfort")
+            act(rec, "change_rate", now, NURSE, 40.0, "slowed for comfort")
         if once("rescue", 9):
-            rec.act("record_event", {"kind": "rescue_medication", "drug": "ondansetron", "dose": 4, "dose_unit": "mg",
+            act(rec, "record_event", {"kind": "rescue_medication", "drug": "ondansetron", "dose": 4, "dose_unit": "mg",
                                      "route": "IV", "given_by": "Dr Vexley"}, now, NURSE)
         if once("note", 10):
-            rec.act("record_event", {"kind": "note", "text": NOTE}, now, NURSE)
-            rec.act("record_event", {"kind": "nausea", "severity": "mild", "comment": "after Imogen called"}, now, NURSE)
+            act(rec, "record_event", {"kind": "note", "text": NOTE}, now, NURSE)
+            act(rec, "record_event", {"kind": "nausea", "severity": "mild", "comment": "after Imogen called"}, now, NURSE)
         if once("correct", 11):
-            rec.act("correct", moaas_seq, "charted on the wrong line", now, NURSE, {"kind": "moaas", "level": 4})
+            act(rec, "correct", moaas_seq, "charted on the wrong line", now, NURSE, {"kind": "moaas", "level": 4})
         if once("stop", 16):
-            rec.act("stop_infusion", now, NURSE, "stopped early: desaturation")
+            act(rec, "stop_infusion", now, NURSE, "stopped early: desaturation")
         if once("aldrete", 19):
-            rec.act("chart", {"kind": "aldrete", "activity": 2, "respiration": 1, "circulation": 2, "consciousness": 2,
+            act(rec, "chart", {"kind": "aldrete", "activity": 2, "respiration": 1, "circulation": 2, "consciousness": 2,
                               "oxygen_saturation": 1}, now, NURSE)
         if once("escort", 19.5):
-            rec.act("confirm_escort", now, NURSE, "Pat Zephyrine")
+            act(rec, "confirm_escort", now, NURSE, "Pat Zephyrine")
     now = model.now()
-    rec.act("close", now, CHARGE, override_reason="transferred to the ED, seen by Dr Vexley")
+    act(rec, "close", now, CHARGE, override_reason="transferred to the ED, seen by Dr Vexley")
     rec.finish(now, signed_name=CHARGE.display_name, meaning="reviewed and closed")
     assert writer.stop(30)
     return store, rec.session_id
@@ -148,27 +149,27 @@ def _record_esketamine(path: Path) -> tuple[SessionStore, int]:
         rec.on_items(step_items(step, "sim", tracker))
         rec.tick(now)
         if once("conc", 1):
-            rec.act("record_concomitant", now, NURSE, {"benzodiazepines": True, "psychostimulants": False,
+            act(rec, "record_concomitant", now, NURSE, {"benzodiazepines": True, "psychostimulants": False,
                                                          "other": "sertraline from Dr Vexley"})
         if once("d1", 1.5):
-            rec.act("log_nasal_device", now, NURSE)
+            act(rec, "log_nasal_device", now, NURSE)
         if once("d2", 7):
-            rec.act("log_nasal_device", now, NURSE)
+            act(rec, "log_nasal_device", now, NURSE)
         if once("moaas", 20):
-            rec.act("chart", {"kind": "moaas", "level": 4}, now, NURSE)
+            act(rec, "chart", {"kind": "moaas", "level": 4}, now, NURSE)
         if once("cadss", 40):
-            rec.act("chart", {"kind": "cadss6", "items": {1: 1, 2: 0, 6: 0, 7: 1, 15: 0, 22: 0}}, now, NURSE)
+            act(rec, "chart", {"kind": "cadss6", "items": {1: 1, 2: 0, 6: 0, 7: 1, 15: 0, 22: 0}}, now, NURSE)
         if once("note", 45):
-            rec.act("record_event", {"kind": "note", "text": NOTE}, now, NURSE)
+            act(rec, "record_event", {"kind": "note", "text": NOTE}, now, NURSE)
         if once("aldrete", 70):
-            rec.act("chart", {"kind": "aldrete", "activity": 2, "respiration": 2, "circulation": 2, "consciousness": 2,
+            act(rec, "chart", {"kind": "aldrete", "activity": 2, "respiration": 2, "circulation": 2, "consciousness": 2,
                               "oxygen_saturation": 2}, now, NURSE)
         if once("escort", 75):
-            rec.act("confirm_escort", now, NURSE, "Pat Zephyrine")
+            act(rec, "confirm_escort", now, NURSE, "Pat Zephyrine")
         if once("stable", 125):
-            rec.act("sign_clinically_stable", now, NURSE)
+            act(rec, "sign_clinically_stable", now, NURSE)
     now = model.now()
-    rec.act("close", now, NURSE)
+    act(rec, "close", now, NURSE)
     rec.finish(now, signed_name=NURSE.display_name, meaning="reviewed and closed")
     assert writer.stop(30)
     return store, rec.session_id

@@ -20,6 +20,7 @@ from monitor.app.readmodel import load_session
 from monitor.app.review import add_late_entry
 from monitor.staff import Actor, Role
 from monitor.store import SessionStore
+from tests.factories import act
 from tests.test_export import (
     CHARGE, NURSE, T_ESK, T_IV, _edf_annotations, _edf_parse, _pdf_text, _record_esketamine, _record_iv, _texts,
     _zip_tables, fhir_bundle, hl7_parser, pyedflib,
@@ -244,7 +245,7 @@ def _populated(store: SessionStore, plant: Planted) -> tuple[int, int]:
     from monitor.alarms.profile import default_profile
     from monitor.patient import Patient, Sex
     from monitor.protocols import EsketaminePlan, KetamineIVPlan
-    from monitor.recording import SessionRecorder
+    from monitor.app.recorder import SessionRecorder
     from monitor.settings import ClinicSettings
     from monitor.store import StoreWriter
     writer = StoreWriter(store)
@@ -268,13 +269,13 @@ def _populated(store: SessionStore, plant: Planted) -> tuple[int, int]:
     rec.on_items(vitals(t0))
     rec.on_items([DeviceCondition(code="sensor_off", active=True, text=plant("condition text"), source=source,
                                   time=at(0.2))])
-    rec.act("record_nibp", at(0.5), 150, 95, source="manual", by=nurse)
-    rec.act("decide_bp", "proceed", at(0.6), nurse, plant("BP decision note"))
-    rec.act("set_baseline", at(0.7), nurse, {"hr": 72.0}, plant("baseline note"))
-    rec.act("start_infusion", at(1), nurse)
-    rec.act("pause_infusion", at(2), nurse, plant("pause reason"))
-    rec.act("resume_infusion", at(3), nurse)
-    rec.act("change_rate", at(4), nurse, 40.0, plant("rate change reason"),
+    act(rec, "record_nibp", at(0.5), 150, 95, source="manual", by=nurse)
+    act(rec, "decide_bp", "proceed", at(0.6), nurse, plant("BP decision note"))
+    act(rec, "set_baseline", at(0.7), nurse, {"hr": 72.0}, plant("baseline note"))
+    act(rec, "start_infusion", at(1), nurse)
+    act(rec, "pause_infusion", at(2), nurse, plant("pause reason"))
+    act(rec, "resume_infusion", at(3), nurse)
+    act(rec, "change_rate", at(4), nurse, 40.0, plant("rate change reason"),
             high_rate_reason=plant("high rate confirmation reason"))
     for i, assessment in enumerate(({"kind": "moaas", "level": 4}, {"kind": "rass", "level": -1},
                                     {"kind": "cadss", "items": [1] * 23}, {"kind": "cadss6", "items": {
@@ -284,7 +285,7 @@ def _populated(store: SessionStore, plant: Planted) -> tuple[int, int]:
                                     {"kind": "pain_nrs", "rating": 3}, {"kind": "nausea", "nausea": True, "vomiting": False},
                                     {"kind": "aldrete", "activity": 2, "respiration": 2, "circulation": 2,
                                      "consciousness": 2, "oxygen_saturation": 2})):
-        rec.act("chart", assessment, at(5 + i / 10), nurse)
+        act(rec, "chart", assessment, at(5 + i / 10), nurse)
     from monitor.assessments import EVENTS, PresetEvent
     seqs = {}
     for i, (kind, cls) in enumerate(EVENTS.items()):
@@ -295,10 +296,10 @@ def _populated(store: SessionStore, plant: Planted) -> tuple[int, int]:
                      "given_by": plant("given by"), "comment": plant("rescue comment")}
         else:
             event = {"kind": kind, "text": plant("note text")}
-        seqs[kind] = rec.act("record_event", event, at(6 + i / 10), nurse)[0].seq
-    rec.act("correct", seqs["anxiety"], plant("correction reason"), at(7), nurse,
+        seqs[kind] = act(rec, "record_event", event, at(6 + i / 10), nurse)[0].seq
+    act(rec, "correct", seqs["anxiety"], plant("correction reason"), at(7), nurse,
             {"kind": "anxiety", "severity": "moderate", "comment": plant("replacement comment")})
-    rec.act("record_concomitant", at(7.5), nurse, {"benzodiazepines": False, "other": plant("other medications")})
+    act(rec, "record_concomitant", at(7.5), nurse, {"benzodiazepines": False, "other": plant("other medications")})
     for s in range(0, 40, 2):  # SpO2 85 % for 40 s: an alarm, its audio paused and acknowledged
         rec.on_items(vitals(at(8) + timedelta(seconds=s), spo2=85.0))
         rec.tick(at(8) + timedelta(seconds=s))
@@ -308,12 +309,12 @@ def _populated(store: SessionStore, plant: Planted) -> tuple[int, int]:
     rec.set_technical("audio_unavailable", True, at(9.5), plant("alarm message"))
     rec.set_technical("audio_unavailable", False, at(9.6))
     writer.put_call(store.add_gap, rec.session_id, at(10), at(11), plant("gap reason"))
-    rec.act("stop_infusion", at(12), nurse, plant("stop reason"))
-    rec.act("chart", {"kind": "aldrete", "activity": 2, "respiration": 2, "circulation": 2, "consciousness": 2,
+    act(rec, "stop_infusion", at(12), nurse, plant("stop reason"))
+    act(rec, "chart", {"kind": "aldrete", "activity": 2, "respiration": 2, "circulation": 2, "consciousness": 2,
                       "oxygen_saturation": 2}, at(13), nurse)
-    rec.act("confirm_escort", at(13.5), nurse, plant("escort name"))
+    act(rec, "confirm_escort", at(13.5), nurse, plant("escort name"))
     rec.on_items(vitals(at(14)))
-    rec.act("close", at(14), charge, override_reason=plant("override reason"))
+    act(rec, "close", at(14), charge, override_reason=plant("override reason"))
     rec.finish(at(14), signed_name=charge.display_name, meaning=plant("signature meaning"))
     iv = rec.session_id
     late = add_late_entry(store, iv, {"kind": "note", "text": plant("late note")}, at(13), charge,
@@ -329,12 +330,12 @@ def _populated(store: SessionStore, plant: Planted) -> tuple[int, int]:
         plan=EsketaminePlan(dose_mg=84, lot_number=plant.code("lot number")), device=f"COM3?id={plant('device 2')}",
         actor=nurse, t=t0, settings=settings, profile=default_profile())
     rec.on_items(vitals(t0))
-    rec.act("waive_pre_dose_check", at(0.5), nurse, plant("waiver reason"))
-    rec.act("record_concomitant", at(0.6), nurse, {"maois": False, "other": plant("other medications 2")})
-    rec.act("log_nasal_device", at(1), nurse)
-    rec.act("end_dosing", at(7), nurse, plant("dosing ended reason"))
-    rec.act("sign_clinically_stable", at(60), charge, plant("sign-off note"))
-    rec.act("abort", at(61), nurse, plant("abort reason"))
+    act(rec, "waive_pre_dose_check", at(0.5), nurse, plant("waiver reason"))
+    act(rec, "record_concomitant", at(0.6), nurse, {"maois": False, "other": plant("other medications 2")})
+    act(rec, "log_nasal_device", at(1), nurse)
+    act(rec, "end_dosing", at(7), nurse, plant("dosing ended reason"))
+    act(rec, "sign_clinically_stable", at(60), charge, plant("sign-off note"))
+    act(rec, "abort", at(61), nurse, plant("abort reason"))
     rec.finish(at(61), signed_name=nurse.display_name, meaning=plant("abort meaning"), status="aborted")
     assert writer.stop(30)
     return iv, rec.session_id
@@ -436,7 +437,7 @@ def test_vigil_sessions_says_how_each_session_ended(tmp_path):
     from monitor.alarms.profile import default_profile
     from monitor.patient import Patient
     from monitor.protocols import KetamineIVPlan
-    from monitor.recording import SessionRecorder
+    from monitor.app.recorder import SessionRecorder
     from monitor.settings import ClinicSettings
     from monitor.store import StoreWriter
     db = tmp_path / "s.sqlite"
@@ -448,17 +449,17 @@ def test_vigil_sessions_says_how_each_session_ended(tmp_path):
         rec = SessionRecorder.start(store, writer, patient=Patient(display_name=name, weight_kg=70),
                                     plan=KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), device="sim://",
                                     actor=NURSE, t=start, settings=ClinicSettings(), profile=default_profile())
-        rec.act("waive_pre_dose_check", start, NURSE, "test")
-        rec.act("start_infusion", start + timedelta(minutes=1), NURSE)
+        act(rec, "waive_pre_dose_check", start, NURSE, "test")
+        act(rec, "start_infusion", start + timedelta(minutes=1), NURSE)
         if end is None:
             return rec.session_id
-        rec.act("stop_infusion", start + timedelta(minutes=40), NURSE)
+        act(rec, "stop_infusion", start + timedelta(minutes=40), NURSE)
         done = start + timedelta(minutes=50)
         if end == "discharge":
-            rec.act("close", done, CHARGE, override_reason="test")
+            act(rec, "close", done, CHARGE, override_reason="test")
             rec.finish(done, signed_name=CHARGE.display_name, meaning="reviewed and closed")
         elif end == "abort":
-            rec.act("abort", done, NURSE, "transferred")
+            act(rec, "abort", done, NURSE, "transferred")
             rec.finish(done, signed_name=NURSE.display_name, meaning="ended without discharge", status="aborted")
         else:  # as vigil record stops: no discharge sign-off
             rec.finish(done, signed_name=NURSE.display_name, meaning="recording ended")

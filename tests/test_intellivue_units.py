@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import struct
-from types import SimpleNamespace
 
 import pytest
 from PySide6.QtCore import QObject, Signal
@@ -14,9 +13,7 @@ from PySide6.QtCore import QObject, Signal
 from drivers.base import DecoderStats
 from drivers.intellivue.framing import build_frame
 from drivers.model import DeviceAttribute, Quality
-from monitor.alarms.profile import default_profile
 from monitor.cli import run_cli
-from monitor.settings import ClinicSettings
 from tests.test_intellivue import (
     CMPD, ETCO2, HR, KPA, MMHG, NIBP, NIBP_DIA, NIBP_MEAN, NIBP_SYS, NU_VAL, PCT, PI, TEMP, ava, decode, make_decoder,
     numerics, nu_obs, observation, poll_reply,
@@ -95,32 +92,30 @@ def test_stats_add_up_over_connections_and_vigil_decode_reports_drops(tmp_path):
     assert "1 values dropped (unit not recognised)" in err.getvalue()
 
 
-class _Channel(QObject):
-    link_changed = Signal(str, str, int)
-
-    def __init__(self, stats: DecoderStats) -> None:
-        super().__init__()
-        self.state = SimpleNamespace(value="connected")
-        self.reconnect_attempts, self.spec, self.label = 0, None, "IntelliVue MX450"
-        self.link = SimpleNamespace(stats=stats)
-
-
 class _Service(QObject):
+    """What the device panel reads of the session service, with a decoder's counts."""
+
     device_changed = Signal()
     session_changed = Signal()
     batch_received = Signal(list)
+    link_changed = Signal(str, str)
 
-    def __init__(self, channel: _Channel) -> None:
+    def __init__(self, stats: DecoderStats) -> None:
         super().__init__()
-        self.channel, self.recorder = channel, None
+        self.stats = stats
+        self.link_state, self.link_detail, self.link_attempt = "connected", "", 0
+        self.device_spec, self.device_label, self.recording = None, "IntelliVue MX450", False
+
+    def decoder_stats(self) -> DecoderStats:
+        return self.stats
 
 
 def test_the_device_panel_shows_values_dropped_for_their_unit(qtbot):
-    from ui.context import UiContext
+    from types import SimpleNamespace as Context
+
     from ui.device_panel import DevicePanel
     stats = DecoderStats(frames_decoded=40)
-    service = _Service(_Channel(stats))
-    panel = DevicePanel(UiContext(service, None, ClinicSettings(), default_profile()))  # type: ignore[arg-type]
+    panel = DevicePanel(Context(service=_Service(stats)))  # type: ignore[arg-type]
     qtbot.addWidget(panel)
     assert "40 frames, 0 rejected" in panel.label.text() and "dropped" not in panel.label.text()
     stats.values_dropped_unit = 3

@@ -10,16 +10,14 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from monitor.alarms.profile import Priority, default_profile
-from monitor.device_channel import DeviceChannel
 from monitor.patient import Patient
 from monitor.protocols import KetamineIVPlan
-from monitor.recording_service import RecordingService
+from tests.factories import make_context, make_service
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
 from monitor.store import SessionStore
 from ui import theme
 from ui.audio import AlarmAudio
-from ui.context import UiContext
 from ui.main_window import MainWindow
 
 ANN = Actor(username="ann", display_name="Ann Lee", role=Role.NURSE)
@@ -31,8 +29,8 @@ def make_window(qtbot, tmp_path):
 
     def make(device: str = "sim://?scenario=normal&speed=30", audio: AlarmAudio | None = None) -> MainWindow:
         store = SessionStore(tmp_path / f"w{len(made)}.sqlite")
-        service = RecordingService(DeviceChannel(device), store, ClinicSettings(), default_profile(), tick_ms=100)
-        context = UiContext(service, store, ClinicSettings(), default_profile())
+        service = make_service(device, store, ClinicSettings(), default_profile(), tick_s=100/1000)
+        context = make_context(service, store, ClinicSettings(), default_profile())
         window = MainWindow(context, audio=audio or AlarmAudio(enabled=False))
         # not qtbot.addWidget: pytest-qt would close it before this fixture's teardown, and closing
         # during a session asks a question (modal) first
@@ -40,7 +38,7 @@ def make_window(qtbot, tmp_path):
         window.show()
         window.activateWindow()
         qtbot.waitUntil(window.isActiveWindow, timeout=5000)  # key shortcuts go to the active window
-        service.channel.start()
+        service.start()
         made.append((window, service, store))
         return window
 
@@ -56,8 +54,8 @@ def start_session(window: MainWindow) -> None:
     service = window.service
     window.context.set_user(ANN)
     service.start_session(Patient(display_name="Jo Doe", weight_kg=70), KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), ANN)
-    service.act("waive_pre_dose_check", service.now(), ANN, "test")
-    service.act("start_infusion", service.now(), ANN)
+    service.waive_pre_dose_check(ANN, "test")
+    service.start_infusion(ANN)
 
 
 def test_tiles_show_the_simulated_monitor(qtbot, make_window):
@@ -95,16 +93,17 @@ def test_sound_failing_during_a_session_raises_audio_unavailable_at_once(qtbot, 
     assert window.alarm_area.audio_note == "NO ALARM SOUND"
     audio._set_available(True, "")                    # an output device came back
     assert "audio_unavailable" not in {a.condition for a in window.service.alarm_state().alarms}
-    recorder = window.service.recorder
-    window.service.writer.flush(10)
-    rows = [r for r in window.service.store.alarms(recorder.session_id) if r.condition == "audio_unavailable"]
+    recorder = window.service.pipeline.recorder
+    window.service.pipeline.writer.flush(10)
+    rows = [r for r in window.service.pipeline.store.alarms(recorder.session_id) if r.condition == "audio_unavailable"]
     assert len(rows) == 1 and rows[0].ended_at is not None and rows[0].priority == "MEDIUM"
 
 
 def test_high_alarm_shows_red_and_flashes_then_acknowledge_and_pause(qtbot, make_window):
     window = make_window("sim://?scenario=desaturation&speed=120&waves=0")
     start_session(window)
-    qtbot.waitUntil(lambda: window.service.alarm_state().visual_priority is Priority.HIGH, timeout=30000)
+    qtbot.waitUntil(lambda: window.alarm_state is not None and window.alarm_state.visual_priority is Priority.HIGH,
+                    timeout=30000)            # the window has the state the pipeline published
     window.alarm_area.animate(0.1)            # flash phase: lit
     assert window.alarm_area.indicator.text().startswith("HIGH")
     assert theme.PRIORITY_COLOURS["HIGH"] in window.alarm_area.indicator.styleSheet()
@@ -114,18 +113,21 @@ def test_high_alarm_shows_red_and_flashes_then_acknowledge_and_pause(qtbot, make
     qtbot.keyClick(window, Qt.Key.Key_F2)     # audio pause
     state = window.service.alarm_state()
     assert state.inactivation.audio_paused and state.audio_priority is None
-    window.alarm_area.animate(1.0)
-    assert window.alarm_area.inactivation.text().startswith("AUDIO PAUSED")
+
+    def paused_shown() -> bool:
+        window.alarm_area.animate(1.0)
+        return window.alarm_area.inactivation.text().startswith("AUDIO PAUSED")
+    qtbot.waitUntil(paused_shown, timeout=5000)
     assert state.visual_priority is Priority.HIGH  # the visual signal never pauses
     qtbot.keyClick(window, Qt.Key.Key_F2)     # resume audio
     assert not window.service.alarm_state().inactivation.audio_paused
     qtbot.keyClick(window, Qt.Key.Key_F1)     # acknowledge
     assert all(a.acknowledged for a in window.service.alarm_state().alarms if a.active)
-    window.service.writer.flush(10)
-    rows = window.service.store.alarms(window.service.recorder.session_id)
+    window.service.pipeline.writer.flush(10)
+    rows = window.service.pipeline.store.alarms(window.service.pipeline.recorder.session_id)
     actions = [(x.action, x.user) for row in rows for x in row.actions]
     assert ("acknowledge", "ann") in actions
-    pauses = window.service.store.alarm_actions(window.service.recorder.session_id)
+    pauses = window.service.pipeline.store.alarm_actions(window.service.pipeline.recorder.session_id)
     assert [(x.action, x.user) for x in pauses if x.alarm_id is None][:2] == [("audio_pause", "ann"),
                                                                              ("audio_pause_cancel", "ann")]
 
@@ -138,8 +140,8 @@ def test_locking_keeps_monitoring_and_alarms(qtbot, make_window):
     qtbot.waitUntil(lambda: window.service.alarm_state().visual_priority in (Priority.MEDIUM, Priority.HIGH),
                     timeout=30000)
     qtbot.keyClick(window, Qt.Key.Key_F1)     # acknowledge works while locked, recorded as the bedside
-    window.service.writer.flush(10)
-    rows = window.service.store.alarms(window.service.recorder.session_id)
+    window.service.pipeline.writer.flush(10)
+    rows = window.service.pipeline.store.alarms(window.service.pipeline.recorder.session_id)
     assert any(x.user == "bedside" and x.action == "acknowledge" for row in rows for x in row.actions)
 
 
@@ -175,14 +177,14 @@ def test_many_ui_frames_do_not_drain_none(qtbot, make_window):
 
 
 def test_a_session_left_open_by_a_crash_is_offered_and_resumed(qtbot, make_window, tmp_path):
-    from monitor.recording import SessionRecorder
+    from monitor.app.recorder import SessionRecorder
     from monitor.store import StoreWriter
     from ui.app import startup_questions
     from ui.dialogs import ResumeDialog, SignInDialog, set_dialog_runner
     from monitor.staff import hash_pin
 
     window = make_window()
-    store = window.context.store
+    store = window.context.test_store
     store.add_user("ann", "Ann Lee", "nurse", hash_pin("2580"), by=None)
     writer = StoreWriter(store)
     writer.start()
@@ -211,8 +213,8 @@ def test_a_session_left_open_by_a_crash_is_offered_and_resumed(qtbot, make_windo
     finally:
         set_dialog_runner(None)
     assert shown == ["ResumeDialog", "SignInDialog"]
-    assert window.service.recorder is not None and window.service.recorder.session_id == crashed.session_id
-    window.service.writer.flush(10)
+    assert window.service.pipeline.recorder is not None and window.service.pipeline.recorder.session_id == crashed.session_id
+    window.service.pipeline.writer.flush(10)
     assert store.gaps(crashed.session_id)
 
 
@@ -220,17 +222,17 @@ def test_a_session_left_open_by_a_crash_is_offered_and_resumed(qtbot, make_windo
 def test_review_opens_the_live_session_read_only_and_locking_closes_it(qtbot, make_window):
     window = make_window("sim://?scenario=normal&speed=60&waves=0")
     start_session(window)
-    window.service.writer.flush(10)
+    window.service.pipeline.writer.flush(10)
     browser = window.open_review()
     assert browser is not None and browser.isVisible()
-    live = window.service.recorder.session_id
+    live = window.service.pipeline.recorder.session_id
     assert live in browser.session_ids()
     review = browser.open_session(live)
     assert review is not None and review.is_live and review.read_only
     qtbot.keyClick(window, Qt.Key.Key_F12)  # lock: patient records leave the screen
     assert window.context.user is None
     assert not browser.isVisible() and not browser.windows
-    assert window.service.recorder is not None  # monitoring and recording carry on
+    assert window.service.pipeline.recorder is not None  # monitoring and recording carry on
 
 
 def test_review_needs_someone_signed_in(qtbot, make_window, monkeypatch):
@@ -245,20 +247,27 @@ def test_a_bp_entered_by_hand_shows_on_the_tile_and_the_trend(qtbot, make_window
     window = make_window("sim://?scenario=normal&speed=1&waves=0")
     start_session(window)
     t = window.service.now()
-    window.service.act("record_nibp", t, 142, 91, source="manual", by=ANN)
-    window.refresh()
+    window.service.record_nibp(142, 91, ANN, t=t)
     tile = window.tiles["nibp_sys"]
-    assert tile.value_text == "142/91" and "manual" in tile.subtext
+
+    def shown() -> bool:
+        window.refresh()
+        return tile.value_text == "142/91"
+    qtbot.waitUntil(shown, timeout=5000)     # the reading reaches the window as a batch does
+    assert "manual" in tile.subtext
     assert any(sys_ == 142 and dia == 91 for _, sys_, dia, _ in window.trends._nibp)
 
 
 def test_ending_a_session_clears_its_phases_and_markers_from_the_trend(qtbot, make_window):
     window = make_window("sim://?scenario=normal&speed=1&waves=0")
     start_session(window)
-    window.service.act("record_event", {"kind": "nausea"}, window.service.now(), ANN)
-    window.refresh()
-    assert window.trends.phase_count() > 0 and window.trends.marker_count() > 0
-    window.service.act("stop_infusion", window.service.now(), ANN)
+    window.service.record_event({"kind": "nausea"}, ANN, t=window.service.now())
+
+    def drawn(phases: bool) -> bool:
+        window.refresh()
+        counts = (window.trends.phase_count(), window.trends.marker_count())
+        return all(c > 0 for c in counts) if phases else counts == (0, 0)
+    qtbot.waitUntil(lambda: drawn(True), timeout=5000)
+    window.service.stop_infusion(ANN)
     window.service.abort_session(ANN, "patient left")
-    window.refresh()
-    assert window.trends.phase_count() == 0 and window.trends.marker_count() == 0
+    qtbot.waitUntil(lambda: drawn(False), timeout=5000)

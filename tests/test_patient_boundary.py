@@ -12,11 +12,10 @@ import pytest
 
 from drivers.model import numeric
 from monitor.alarms.profile import default_profile
-from monitor.device_channel import DeviceChannel
 from monitor.patient import Patient
 from monitor.protocols import KetamineIVPlan
-from monitor.recording import BEFORE_SESSION
-from monitor.recording_service import RecordingService
+from monitor.app.recorder import BEFORE_SESSION
+from tests.factories import make_service
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
 from monitor.store import SessionStore
@@ -27,8 +26,8 @@ ANN = Actor(username="ann", display_name="Ann Lee", role=Role.NURSE)
 @pytest.fixture
 def service(qtbot, tmp_path):
     store = SessionStore(tmp_path / "s.sqlite")
-    svc = RecordingService(DeviceChannel("sim://?scenario=normal"), store, ClinicSettings(), default_profile(),
-                           tick_ms=3_600_000)
+    svc = make_service("sim://?scenario=normal", store, ClinicSettings(), default_profile(),
+                           tick_s=3_600_000/1000)
     yield svc
     svc.shutdown()
     store.close()
@@ -37,34 +36,36 @@ def service(qtbot, tmp_path):
 def feed(service, t, **values):
     base = {"hr": 80, "pr": 80, "spo2": 97, "rr": 14, "etco2": 36}
     base.update(values)
-    service._on_batch([numeric(k, v, "sim", t) for k, v in base.items()])
+    service.pipeline.feed([numeric(k, v, "sim", t) for k, v in base.items()])
 
 
 def cuff(service, t, sys_, dia):
-    service._on_batch([numeric("nibp_sys", sys_, "sim", t), numeric("nibp_dia", dia, "sim", t),
+    service.pipeline.feed([numeric("nibp_sys", sys_, "sim", t), numeric("nibp_dia", dia, "sim", t),
                        numeric("nibp_mean", round(dia + (sys_ - dia) / 3), "sim", t)])
 
 
 def open_session(service, name, t):
-    return service.start_session(Patient(display_name=name, weight_kg=70), KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70),
+    """Start a session; return its recorder (for its id and state)."""
+    service.start_session(Patient(display_name=name, weight_kg=70), KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70),
                                  ANN, t=t)
+    return service.pipeline.recorder
 
 
 def test_the_next_patient_inherits_no_alarm_baseline_or_confirmation(service, caplog):
-    caplog.set_level(logging.WARNING, logger="monitor.recording")
+    caplog.set_level(logging.WARNING, logger="monitor.app.recorder")
     t0 = service.now()
     sec = lambda s: t0 + timedelta(seconds=s)  # noqa: E731
     a = open_session(service, "Patient A", sec(0))
     for s in range(1, 120):
         feed(service, sec(s))
     cuff(service, sec(100), 120, 80)                        # A's pre-dose BP
-    service.act("start_infusion", sec(120), ANN)            # A's baseline: 120/80, HR 80
+    service.start_infusion(ANN, t=sec(120))            # A's baseline: 120/80, HR 80
     for s in range(121, 400):
         feed(service, sec(s))
     cuff(service, sec(400), 186, 112)                       # BP high, 55 % above A's baseline
     shown = {al.condition for al in service.alarm_state().alarms}
     assert {"nibp_high", "sbp_rise"} <= shown
-    service.act("stop_infusion", sec(410), ANN, "hypertension")
+    service.stop_infusion(ANN, "hypertension", t=sec(410))
     service.abort_session(ANN, "hypertension: treatment deferred")
 
     # patient B sits down; her SpO2 is low before her session is started
@@ -76,20 +77,20 @@ def test_the_next_patient_inherits_no_alarm_baseline_or_confirmation(service, ca
     state = service.alarm_state()
     shown = {al.condition for al in state.alarms}
     assert "nibp_high" not in shown and "sbp_rise" not in shown
-    assert service.engine.baseline == {}
+    assert service.pipeline.engine.baseline == {}
     assert shown == {"spo2_low"}
     # B's first high reading is a first reading: MEDIUM, not confirmed by A's
     cuff(service, sec(500), 186, 112)
     [bp] = [al for al in service.alarm_state().alarms if al.condition == "nibp_high"]
     assert bp.priority.name == "MEDIUM"
 
-    service.writer.flush(10)
-    rows_b = service.store.alarms(b.session_id)
+    service.pipeline.writer.flush(10)
+    rows_b = service.pipeline.store.alarms(b.session_id)
     active_b = {r.condition for r in rows_b if r.ended_at is None}
     assert active_b == {al.condition for al in service.alarm_state().alarms if al.active}
     [spo2] = [r for r in rows_b if r.condition == "spo2_low"]
     assert spo2.started_at == sec(420) and BEFORE_SESSION in spo2.message
-    rows_a = service.store.alarms(a.session_id)
+    rows_a = service.pipeline.store.alarms(a.session_id)
     assert {"nibp_high", "sbp_rise"} <= {r.condition for r in rows_a}
     assert all(r.ended_at is not None and r.ended_at <= sec(410) + timedelta(seconds=1) for r in rows_a)
     assert not [r for r in caplog.records if "not in the log" in r.getMessage()]
@@ -99,15 +100,16 @@ def test_a_bp_entered_by_hand_is_a_reading_stored_judged_and_shown(service, qtbo
     t0 = service.now()
     recorder = open_session(service, "Patient C", t0)
     seen = []
-    service.batch_received.connect(seen.extend)
+    service.batch_received.connect(seen.extend)   # delivered queued, as to the window
     feed(service, t0 + timedelta(seconds=5))
-    service.act("record_nibp", t0 + timedelta(seconds=10), 188, 114, source="manual", by=ANN)
+    service.record_nibp(188, 114, ANN, t=t0 + timedelta(seconds=10))
+    qtbot.waitUntil(lambda: any(o.vital.startswith("nibp_") for o in seen), timeout=5000)
     manual = [o for o in seen if o.vital.startswith("nibp_")]
     assert {(o.vital, o.value) for o in manual} == {("nibp_sys", 188.0), ("nibp_dia", 114.0)}
     assert all("manual" in {q.value for q in o.quality} for o in manual)
     assert [al.condition for al in service.alarm_state().alarms] == ["nibp_high"]
-    service.writer.flush(10)
-    stored = service.store.observations(recorder.session_id, "nibp_sys")
+    service.pipeline.writer.flush(10)
+    stored = service.pipeline.store.observations(recorder.session_id, "nibp_sys")
     assert [(o.value, o.source.startswith("manual")) for o in stored] == [(188.0, True)]
 
 
@@ -124,13 +126,13 @@ def test_a_bp_entered_by_hand_is_in_review_and_every_export(service, tmp_path):
     t0 = service.now()
     recorder = open_session(service, "Patient D", t0)
     t = t0 + timedelta(seconds=20)
-    service.act("record_nibp", t, 144, 92, source="manual", by=ANN)
+    service.record_nibp(144, 92, ANN, t=t)
     service.abort_session(ANN, "test")
-    service.writer.flush(10)
-    series = load_numerics(service.store, recorder.session_id, "nibp_sys")
+    service.pipeline.writer.flush(10)
+    series = load_numerics(service.pipeline.store, recorder.session_id, "nibp_sys")
     reading = reading_before(series, (t + timedelta(seconds=5)).timestamp())
     assert reading is not None and reading.value == 144
-    path = export_session(service.store, recorder.session_id, "csv", tmp_path / "x.zip")
+    path = export_session(service.pipeline.store, recorder.session_id, "csv", tmp_path / "x.zip")
     with zipfile.ZipFile(path) as z:
         name = next(n for n in z.namelist() if n.endswith("numerics_long.csv"))
         rows = list(csv.DictReader(io.StringIO(z.read(name).decode("utf-8-sig"))))

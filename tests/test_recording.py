@@ -22,10 +22,11 @@ from drivers.simulator.physiology import PhysiologyModel
 from monitor.alarms.profile import default_profile
 from monitor.patient import Patient
 from monitor.protocols import KetamineIVPlan
-from monitor.recording import SessionRecorder
+from monitor.app.recorder import SessionRecorder
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
 from monitor.store import SessionStore, StoreError, StoreWriter
+from tests.factories import act
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
@@ -46,8 +47,8 @@ def record_scenario(tmp_path: Path, scenario: str, seconds: float = 7200, dt: fl
     recorder = SessionRecorder.start(store, writer, patient=patient, plan=KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70),
                                      device=f"sim://?scenario={scenario}", actor=NURSE, t=T0,
                                      settings=ClinicSettings(), profile=default_profile())
-    recorder.act("waive_pre_dose_check", T0, NURSE, "accelerated test")
-    recorder.act("start_infusion", T0, NURSE)
+    act(recorder, "waive_pre_dose_check", T0, NURSE, "accelerated test")
+    act(recorder, "start_infusion", T0, NURSE)
     tracker = ConditionTracker("sim")
     lost = False
     baseline_done = False
@@ -56,7 +57,7 @@ def record_scenario(tmp_path: Path, scenario: str, seconds: float = 7200, dt: fl
         now = model.now()
         if model.t >= 40 * 60 and recorder.state.infusion.ended_at is None:
             # the nurse stops the pump when the planned dose is in (no "dose reached" reminder)
-            recorder.act("stop_infusion", now, NURSE, "planned dose given")
+            act(recorder, "stop_infusion", now, NURSE, "planned dose given")
         if step.disconnected != lost:
             lost = step.disconnected
             recorder.on_items([DeviceCondition(code="connection_lost", active=lost, source="sim", time=now)])
@@ -65,7 +66,7 @@ def record_scenario(tmp_path: Path, scenario: str, seconds: float = 7200, dt: fl
         recorder.tick(now)
         if not baseline_done and model.t >= 60:
             baseline_done = True
-            recorder.act("record_baseline_from_start", now, NURSE)
+            act(recorder, "record_baseline_from_start", now, NURSE)
     recorder.finish(model.now(), signed_name="Ann Lee", meaning="reviewed and closed")
     assert writer.stop(30)
     alarms = store.alarms(recorder.session_id)
@@ -259,14 +260,14 @@ def test_running_past_the_planned_dose_raises_dose_reached_until_the_pump_is_sto
     recorder = SessionRecorder.start(store, writer, patient=Patient(display_name="P", weight_kg=70), plan=plan,
                                      device="test", actor=NURSE, t=T0, settings=ClinicSettings(),
                                      profile=default_profile())
-    recorder.act("waive_pre_dose_check", T0, NURSE, "test")
-    recorder.act("start_infusion", T0, NURSE)
+    act(recorder, "waive_pre_dose_check", T0, NURSE, "test")
+    act(recorder, "start_infusion", T0, NURSE)
     assert recorder.tick(T0 + timedelta(minutes=39)) == []
     events = recorder.tick(T0 + timedelta(minutes=41))              # a tick after the dose was reached
     [reached] = [e for e in events if e.condition == "dose_reached"]
     assert (reached.event, reached.priority.name, reached.t) == ("started", "MEDIUM", T0 + timedelta(minutes=40))
     assert "stop the infusion" in reached.message
-    recorder.act("pause_infusion", T0 + timedelta(minutes=42), NURSE, "dose in")
+    act(recorder, "pause_infusion", T0 + timedelta(minutes=42), NURSE, "dose in")
     events = recorder.tick(T0 + timedelta(minutes=42))
     assert [e.event for e in events if e.condition == "dose_reached"] == ["ended"]
     recorder.finish(T0 + timedelta(minutes=43), signed_name="Ann Lee", meaning="test")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 from monitor.alarms.profile import Priority, default_profile
-from monitor.device_channel import DeviceChannel
 from monitor.patient import Patient
 from monitor.protocols import KetamineIVPlan
-from monitor.recording_service import RecordingService
+from tests.factories import make_service
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
 from monitor.store import SessionStore
@@ -19,9 +18,8 @@ ANN = Actor(username="ann", display_name="Ann Lee", role=Role.NURSE)
 @pytest.fixture
 def service(qtbot, tmp_path):
     store = SessionStore(tmp_path / "s.sqlite")
-    channel = DeviceChannel("sim://?scenario=desaturation&speed=240&waves=0")
-    svc = RecordingService(channel, store, ClinicSettings(), default_profile(), tick_ms=50)
-    channel.start()
+    svc = make_service("sim://?scenario=desaturation&speed=240&waves=0", store, ClinicSettings(), default_profile(), tick_s=0.05)
+    svc.start()
     yield svc
     svc.shutdown()
     store.close()
@@ -32,10 +30,11 @@ def test_alarms_run_before_a_session_and_are_logged_with_one(qtbot, service):
     service.alarm_event.connect(events.append)
     with qtbot.waitSignal(service.batch_received, timeout=5000):
         pass
-    recorder = service.start_session(Patient(display_name="Jo Doe", weight_kg=70),
-                                     KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), ANN)
-    service.act("waive_pre_dose_check", service.now(), ANN, "test")
-    service.act("start_infusion", service.now(), ANN)
+    service.start_session(Patient(display_name="Jo Doe", weight_kg=70), KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70),
+                          ANN)
+    recorder = service.pipeline.recorder
+    service.waive_pre_dose_check(ANN, "test")
+    service.start_infusion(ANN)
     qtbot.waitUntil(lambda: any(e.event == "started" and e.condition == "spo2_low" for e in events), timeout=15000)
     state = service.alarm_state()
     assert state.visual_priority in (Priority.MEDIUM, Priority.HIGH)
@@ -43,24 +42,23 @@ def test_alarms_run_before_a_session_and_are_logged_with_one(qtbot, service):
     after = service.alarm_state()
     assert after.alarms and all(a.acknowledged for a in after.alarms if a.active)
     assert after.audio_priority is None and after.visual_priority == state.visual_priority
-    service.writer.flush(10)
-    rows = service.store.alarms(recorder.session_id)
+    service.pipeline.writer.flush(10)
+    rows = service.pipeline.store.alarms(recorder.session_id)
     assert rows and rows[0].condition == "spo2_low"
     assert any(action.action == "acknowledge" and action.user == "ann" for row in rows for action in row.actions)
-    entries = service.store.entries(recorder.session_id, order="recorded")
+    entries = service.pipeline.store.entries(recorder.session_id, order="recorded")
     assert [e.payload["type"] for e in entries][:3] == ["session_opened", "pre_dose_waiver", "infusion_step"]
 
 
 def test_abort_ends_the_session_read_only(qtbot, service):
     with qtbot.waitSignal(service.batch_received, timeout=5000):
         pass
-    recorder = service.start_session(Patient(display_name="Jo Doe", weight_kg=70),
-                                     KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), ANN)
+    service.start_session(Patient(display_name="Jo Doe", weight_kg=70), KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70),
+                          ANN)
+    recorder = service.pipeline.recorder
     with pytest.raises(ValueError, match="already being recorded"):
         service.start_session(Patient(display_name="X", weight_kg=70), KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), ANN)
-    with pytest.raises(ValueError, match="abort_session"):
-        service.act("abort", service.now(), ANN, "x")
     service.abort_session(ANN, "patient declined")
-    assert service.recorder is None
-    record = service.store.get_session(recorder.session_id)
+    assert service.pipeline.recorder is None
+    record = service.pipeline.store.get_session(recorder.session_id)
     assert record.status == "aborted" and record.signed_name == "Ann Lee"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -27,7 +26,7 @@ from drivers.simulator.physiology import PhysiologyModel
 from monitor.alarms.profile import default_profile
 from monitor.patient import Patient
 from monitor.protocols import KetamineIVPlan
-from monitor.recording import SessionRecorder
+from monitor.app.recorder import SessionRecorder
 from monitor.app.review import (
     Series,
     add_late_entry,
@@ -38,6 +37,7 @@ from monitor.app.review import (
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role, hash_pin
 from monitor.store import SessionStore, StoreWriter
+from tests.factories import act, make_context
 from ui.context import UiContext
 from ui.dialogs import SignInDialog, set_dialog_runner
 from ui.review import LateEntryDialog, ReviewWindow, SessionBrowser
@@ -58,8 +58,8 @@ def record(store: SessionStore, scenario: str, seconds: float, *, waves: bool, s
                                      plan=KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70),
                                      device=f"sim://?scenario={scenario}", actor=NURSE, t=start,
                                      settings=ClinicSettings(), profile=default_profile())
-    recorder.act("waive_pre_dose_check", start, NURSE, "accelerated test")
-    recorder.act("start_infusion", start, NURSE)
+    act(recorder, "waive_pre_dose_check", start, NURSE, "accelerated test")
+    act(recorder, "start_infusion", start, NURSE)
     tracker = ConditionTracker("sim")
     lost = False
     baseline = False
@@ -74,7 +74,7 @@ def record(store: SessionStore, scenario: str, seconds: float, *, waves: bool, s
         recorder.tick(now)
         if not baseline and model.t >= 60:
             baseline = True
-            recorder.act("record_baseline_from_start", now, NURSE)
+            act(recorder, "record_baseline_from_start", now, NURSE)
     if close:
         recorder.finish(model.now(), signed_name="Ann Lee", meaning="reviewed and closed")
     assert writer.stop(30)
@@ -82,8 +82,7 @@ def record(store: SessionStore, scenario: str, seconds: float, *, waves: bool, s
 
 
 def context(store: SessionStore, live: int | None = None) -> UiContext:
-    recorder = SimpleNamespace(session_id=live) if live is not None else None
-    return UiContext(SimpleNamespace(recorder=recorder), store, ClinicSettings(), default_profile())
+    return make_context(SimpleNamespace(session_id=live), store, ClinicSettings(), default_profile())
 
 
 @pytest.fixture(scope="module")

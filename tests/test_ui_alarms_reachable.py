@@ -19,10 +19,10 @@ from PySide6.QtWidgets import QApplication, QDialog
 from monitor.alarms.profile import Priority, default_profile
 from monitor.settings import ClinicSettings
 from tests.test_main_window import make_window  # noqa: F401 (the fixture)
+from tests.factories import make_context
 from tests.vigil_windows import DIALOGS, dialog_classes, open_review, start_infusion
 from ui import theme
 from ui.audio import AlarmAudio
-from ui.context import UiContext
 from ui.dialogs import run_modal
 from ui.placement import place_below
 from ui.review import ReviewWindow, SessionBrowser
@@ -47,6 +47,7 @@ class HeardAudio(AlarmAudio):
 def raise_alarm(window) -> int:
     """A MEDIUM technical alarm started through the recording service; its engine id."""
     window.service.set_technical("recording_failed", True, "Recording failed: test")
+    QApplication.processEvents()   # the state the pipeline published reaches the windows
     return next(a.id for a in window.service.alarm_state().alarms if a.condition == "recording_failed")
 
 
@@ -80,11 +81,11 @@ def keys_reach_alarms(qtbot, window, focused) -> list[str]:
 def recorded_actions(window) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(acknowledgements of the test alarms, audio pauses and resumes) as (action, user)."""
     service = window.service
-    service.writer.flush(10)
-    sid = service.recorder.session_id
-    acks = [(x.action, x.user) for row in service.store.alarms(sid) if row.condition == "recording_failed"
+    service.pipeline.writer.flush(10)
+    sid = service.pipeline.recorder.session_id
+    acks = [(x.action, x.user) for row in service.pipeline.store.alarms(sid) if row.condition == "recording_failed"
             for x in row.actions if x.action == "acknowledge"]
-    pauses = [(x.action, x.user) for x in service.store.alarm_actions(sid) if x.alarm_id is None]
+    pauses = [(x.action, x.user) for x in service.pipeline.store.alarm_actions(sid) if x.alarm_id is None]
     return acks, pauses
 
 
@@ -151,7 +152,7 @@ def test_f1_f2_work_while_the_screen_is_locked_in_the_sign_in_dialog(qtbot, make
 def test_f1_f2_and_the_alarm_strip_in_the_browser_and_the_review_window(qtbot, make_window):
     window = make_window(QUIET)
     start_infusion(window)
-    window.service.writer.flush(10)
+    window.service.pipeline.writer.flush(10)
     browser, review = open_review(window)
     assert review.menuWidget() is review.alarm_strip  # at the top, above the tool bar
     for focused in (browser, review):
@@ -162,12 +163,15 @@ def test_f1_f2_and_the_alarm_strip_in_the_browser_and_the_review_window(qtbot, m
         assert strip.isVisible() and strip.indicator.text().startswith("MEDIUM")
         assert "Recording failed" in strip.indicator.toolTip()  # the list (the indicator steps through them)
         qtbot.mouseClick(strip.ack_button, Qt.MouseButton.LeftButton)
+        QApplication.processEvents()
         assert alarm(window, alarm_id).acknowledged
         qtbot.mouseClick(strip.pause_button, Qt.MouseButton.LeftButton)
+        QApplication.processEvents()
         assert window.service.alarm_state().inactivation.audio_paused
         strip.animate(0.0)
         assert strip.pause_button.text().startswith("Resume") and strip.inactivation.text().startswith("AUDIO PAUSED")
         qtbot.mouseClick(strip.pause_button, Qt.MouseButton.LeftButton)
+        QApplication.processEvents()
         assert not window.service.alarm_state().inactivation.audio_paused
         window.service.set_technical("recording_failed", False)
     acks, pauses = recorded_actions(window)
@@ -192,7 +196,7 @@ def test_a_high_alarm_starting_during_review_is_seen_and_heard(qtbot, make_windo
     audio = HeardAudio()
     window = make_window("sim://?scenario=desaturation&speed=120&waves=0", audio=audio)
     start_infusion(window)
-    window.service.writer.flush(10)
+    window.service.pipeline.writer.flush(10)
     _, review = open_review(window)
     assert window.service.alarm_state().visual_priority is not Priority.HIGH
     from ui.review.dialogs import LateEntryDialog
@@ -233,7 +237,7 @@ def test_vigil_review_at_a_desk_has_no_alarm_strip(qtbot, tmp_path):
 
     store = SessionStore(tmp_path / "desk.sqlite")
     sid = record(store, "normal", 120, waves=False)
-    context = UiContext(None, store, ClinicSettings(), default_profile())  # type: ignore[arg-type]
+    context = make_context(None, store, ClinicSettings(), default_profile())  # type: ignore[arg-type]
     browser = SessionBrowser(context)
     qtbot.addWidget(browser)
     review = browser.open_session(sid)

@@ -16,15 +16,13 @@ from PySide6.QtWidgets import QDialog
 
 from monitor.alarms.profile import default_profile
 from monitor.assessments import ASSESSMENTS, CADSS6_ITEMS, MOAAS_LEVELS, RASS_LEVELS
-from monitor.device_channel import DeviceChannel
 from monitor.patient import Patient, Sex
 from monitor.protocols import EsketaminePlan, KetamineIVPlan
-from monitor.recording_service import RecordingService
+from tests.factories import make_context, make_service
 from monitor.session import Phase
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role, hash_pin
 from monitor.store import SessionStore
-from ui.context import UiContext
 from ui.dialogs import (
     AbortDialog,
     AlarmLimitsDialog,
@@ -78,10 +76,9 @@ class Runner:
 def ctx(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("VIGIL_CONFIG_DIR", str(tmp_path / "config"))
     store = SessionStore(tmp_path / "s.sqlite")
-    channel = DeviceChannel(DEVICE)
-    service = RecordingService(channel, store, ClinicSettings(), default_profile(), tick_ms=50)
-    channel.start()
-    context = UiContext(service, store, ClinicSettings(), default_profile())
+    service = make_service(DEVICE, store, ClinicSettings(), default_profile(), tick_s=0.05)
+    service.start()
+    context = make_context(service, store, ClinicSettings(), default_profile())
     yield context
     set_dialog_runner(None)
     service.shutdown()
@@ -108,12 +105,12 @@ def open_iv(ctx, bp=(128, 82), user=ANN):
     ctx.set_user(user)
     plan = KetamineIVPlan.for_clinic(ctx.settings, weight_kg=70)
     start_session(ctx, StartRequest(patient(), plan, {}, {"nibp_sys": bp[0], "nibp_dia": bp[1]} if bp else {}))
-    return ctx.service.recorder
+    return ctx.service.pipeline.recorder
 
 
 def entries(ctx, recorder, table_kind=None):
-    ctx.service.writer.flush(10)
-    return ctx.store.entries(recorder.session_id, table_kind)
+    ctx.service.pipeline.writer.flush(10)
+    return ctx.test_store.entries(recorder.session_id, table_kind)
 
 
 def fill_start(dialog: StartSessionDialog, *, weight="70", dob="1980-05-17") -> None:
@@ -147,12 +144,12 @@ def test_first_run_creates_the_charge_nurse_and_signs_in(qtbot, ctx):
     qtbot.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)
     assert dialog.result() == QDialog.DialogCode.Accepted and dialog.error.text() == ""
     assert ctx.user == CARA
-    record = ctx.store.get_user("cara")
+    record = ctx.test_store.get_user("cara")
     assert record.role == "charge_nurse" and record.active and record.pin_hash.startswith("$scrypt$")
 
 
 def test_sign_in_wrong_pin_then_lockout(qtbot, ctx):
-    ctx.store.add_user("ann", "Ann Lee", "nurse", PIN_HASH, by=None)
+    ctx.test_store.add_user("ann", "Ann Lee", "nurse", PIN_HASH, by=None)
     good = SignInDialog(ctx)
     qtbot.addWidget(good)
     assert not good.first_run
@@ -224,7 +221,7 @@ def test_start_dialog_refuses_bad_input_and_keeps_it(qtbot, ctx):
     dialog.esk_dose.set_value(56)
     dialog.accept()
     assert "Enter the lot number printed on the esketamine carton" in dialog.error.text()
-    assert ctx.service.recorder is None and dialog.result() != QDialog.DialogCode.Accepted
+    assert ctx.service.pipeline.recorder is None and dialog.result() != QDialog.DialogCode.Accepted
 
 
 def test_start_dialog_starts_the_session_with_medications_and_baseline(qtbot, ctx):
@@ -240,7 +237,7 @@ def test_start_dialog_starts_the_session_with_medications_and_baseline(qtbot, ct
         dialog.baseline[key].setText(value)
     dialog.accept()
     assert dialog.error.text() == "" and dialog.result() == QDialog.DialogCode.Accepted and not dialog.warnings
-    recorder = ctx.service.recorder
+    recorder = ctx.service.pipeline.recorder
     state = recorder.state
     assert state.patient.known_hypertension and state.age_years is not None
     assert state.concomitant == {"benzodiazepines": True, "non_benzodiazepine_hypnotics": False,
@@ -251,7 +248,7 @@ def test_start_dialog_starts_the_session_with_medications_and_baseline(qtbot, ct
     types = [e.payload["type"] for e in entries(ctx, recorder)]
     assert types[:4] == ["session_opened", "concomitant_medications", "nibp", "baseline"]
     assert all(e.user == "ann" for e in entries(ctx, recorder))
-    assert ctx.store.get_session(recorder.session_id).patient["date_of_birth"] == "1980-05-17"
+    assert ctx.test_store.get_session(recorder.session_id).patient["date_of_birth"] == "1980-05-17"
 
 
 # =========================================================================== dosing
@@ -339,7 +336,7 @@ def test_pause_rate_and_stop_dialogs(qtbot, ctx):
     rate.reason.setText("Prescriber's order")
     rate.accept()
     assert rate.result() == QDialog.DialogCode.Accepted
-    ctx.service.act("resume_infusion", ctx.service.now(), ANN)
+    ctx.service.resume_infusion(ANN)
     assert recorder.state.infusion.rate_at(ctx.service.now()) == 40
 
     stop = StopInfusionDialog(ctx)
@@ -469,8 +466,8 @@ def test_alarm_limits_dialog_limits_to_bounds_and_applies(qtbot, ctx):
     assert dialog.result() == QDialog.DialogCode.Accepted
     level = ctx.service.session_profile.rule("spo2_low").levels[0]
     assert level.threshold == 90
-    ctx.service.writer.flush(10)
-    assert any(r.action == "alarm_limits_changed" for r in ctx.store.audit_rows())
+    ctx.service.pipeline.writer.flush(10)
+    assert any(r.action == "alarm_limits_changed" for r in ctx.test_store.audit_rows())
 
 
 def test_clinic_settings_are_refused_to_a_nurse(qtbot, ctx, tmp_path):
@@ -482,7 +479,7 @@ def test_clinic_settings_are_refused_to_a_nurse(qtbot, ctx, tmp_path):
     dialog.set_field("schedules.iv.nibp_interval_min", 15)
     dialog.accept()                         # even forced, monitor refuses
     assert "Only a charge nurse may change clinic settings" in dialog.error.text()
-    assert not (tmp_path / "config" / "clinic_settings.json").exists() and ctx.store.current_settings() is None
+    assert not (tmp_path / "config" / "clinic_settings.json").exists() and ctx.test_store.current_settings() is None
 
 
 def test_clinic_settings_saved_by_the_charge_nurse(qtbot, ctx, tmp_path):
@@ -503,7 +500,7 @@ def test_clinic_settings_saved_by_the_charge_nurse(qtbot, ctx, tmp_path):
     assert ctx.settings.schedules.iv.nibp_interval_min == 15 and ctx.settings.clinic_name == "Calm Harbour Clinic"
     saved = json.loads((tmp_path / "config" / "clinic_settings.json").read_text())
     assert saved["schedules"]["iv"]["nibp_interval_min"] == 15
-    version, text = ctx.store.current_settings()
+    version, text = ctx.test_store.current_settings()
     assert version == 1 and json.loads(text)["clinic_name"] == "Calm Harbour Clinic"
     profile = json.loads((tmp_path / "config" / "alarm_profile.json").read_text())
     spo2 = next(r for r in profile["rules"] if r["id"] == "spo2_low")
@@ -512,7 +509,7 @@ def test_clinic_settings_saved_by_the_charge_nurse(qtbot, ctx, tmp_path):
 
 
 def test_users_dialog(qtbot, ctx):
-    ctx.store.add_user("cara", "Cara Diaz", "charge_nurse", PIN_HASH, by=None)
+    ctx.test_store.add_user("cara", "Cara Diaz", "charge_nurse", PIN_HASH, by=None)
     ctx.set_user(ANN)
     refused = UsersDialog(ctx)
     qtbot.addWidget(refused)
@@ -535,18 +532,18 @@ def test_users_dialog(qtbot, ctx):
     dialog.add_pin_again.setText(PIN)
     qtbot.mouseClick(dialog.add_button, Qt.MouseButton.LeftButton)
     assert dialog.error.text() == "" and dialog.table.rowCount() == 2
-    assert ctx.store.get_user("ann").role == "nurse" and dialog.selected_login() == "ann"
+    assert ctx.test_store.get_user("ann").role == "nurse" and dialog.selected_login() == "ann"
     qtbot.mouseClick(dialog.toggle_button, Qt.MouseButton.LeftButton)
-    assert not ctx.store.get_user("ann").active and dialog.toggle_button.text() == "Reactivate"
+    assert not ctx.test_store.get_user("ann").active and dialog.toggle_button.text() == "Reactivate"
     qtbot.mouseClick(dialog.toggle_button, Qt.MouseButton.LeftButton)
-    assert ctx.store.get_user("ann").active
+    assert ctx.test_store.get_user("ann").active
     dialog.new_pin.setText("1357")
     dialog.new_pin_again.setText("1357")
     qtbot.mouseClick(dialog.reset_button, Qt.MouseButton.LeftButton)
     assert dialog.error.text() == ""
     dialog.select("cara")
     qtbot.mouseClick(dialog.toggle_button, Qt.MouseButton.LeftButton)
-    assert "cannot deactivate your own account" in dialog.error.text() and ctx.store.get_user("cara").active
+    assert "cannot deactivate your own account" in dialog.error.text() and ctx.test_store.get_user("cara").active
     ctx.set_user(None)
     sign_in = SignInDialog(ctx)
     qtbot.addWidget(sign_in)
@@ -560,8 +557,8 @@ def test_users_dialog(qtbot, ctx):
 
 def test_discharge_dialog_criteria_override_and_close(qtbot, ctx):
     recorder = open_iv(ctx)
-    ctx.service.act("start_infusion", ctx.service.now(), ANN)
-    ctx.service.act("stop_infusion", ctx.service.now(), ANN, "planned dose given")
+    ctx.service.start_infusion(ANN)
+    ctx.service.stop_infusion(ANN, "planned dose given")
     dialog = DischargeDialog(ctx)
     qtbot.addWidget(dialog)
     keys = set(dialog.criteria_labels)
@@ -582,46 +579,46 @@ def test_discharge_dialog_criteria_override_and_close(qtbot, ctx):
     assert dialog.error.text().startswith("Discharge criteria not met:")
     dialog.override.setText("Prescriber reviewed; patient stable, leaving with escort")
     dialog.accept()
-    assert dialog.result() == QDialog.DialogCode.Accepted and ctx.service.recorder is None
-    record = ctx.store.get_session(recorder.session_id)
+    assert dialog.result() == QDialog.DialogCode.Accepted and ctx.service.pipeline.recorder is None
+    record = ctx.test_store.get_session(recorder.session_id)
     assert record.status == "closed" and record.signed_name == "Cara Diaz"
     assert recorder.state.override_reason.startswith("Prescriber reviewed")
 
 
 def test_abort_dialog(qtbot, ctx):
     recorder = open_iv(ctx)
-    ctx.service.act("start_infusion", ctx.service.now(), ANN)
+    ctx.service.start_infusion(ANN)
     dialog = AbortDialog(ctx)
     qtbot.addWidget(dialog)
     dialog.reason.setText("Patient declined treatment")
     dialog.accept()
     assert dialog.error.text() == "Stop the infusion before ending the session"
-    ctx.service.act("stop_infusion", ctx.service.now(), ANN)
+    ctx.service.stop_infusion(ANN)
     dialog.reason.setText("")
     dialog.accept()
     assert dialog.error.text() == "Reason is required"
     dialog.reason.setText("Transfer of care")
     dialog.accept()
     assert dialog.result() == QDialog.DialogCode.Accepted
-    assert ctx.store.get_session(recorder.session_id).status == "aborted"
+    assert ctx.test_store.get_session(recorder.session_id).status == "aborted"
 
 
 def test_resume_dialog_lists_open_sessions(qtbot, ctx):
     t = ctx.service.now()
-    first = ctx.store.create_session(patient=patient().to_payload(), protocol="ketamine-iv",
+    first = ctx.test_store.create_session(patient=patient().to_payload(), protocol="ketamine-iv",
                                      plan=KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70).to_payload(),
                                      device="sim", user="ann", started_at=t)
-    second = ctx.store.create_session(patient=patient(display_name="Max Roe").to_payload(), protocol="esketamine",
+    second = ctx.test_store.create_session(patient=patient(display_name="Max Roe").to_payload(), protocol="esketamine",
                                       plan=EsketaminePlan(dose_mg=56, lot_number="AB123").to_payload(),
                                       device="sim", user="ann", started_at=t + timedelta(minutes=1))
-    dialog = ResumeDialog(ctx.store.open_sessions(), ctx.store)
+    dialog = ResumeDialog(ctx.test_store.open_sessions(), ctx.test_store)
     qtbot.addWidget(dialog)
     texts = [dialog.listing.item(i).text() for i in range(dialog.listing.count())]
     assert len(texts) == 2 and texts[0].startswith("Jo Doe") and "Max Roe" in texts[1]
     dialog.listing.setCurrentRow(1)
     dialog.accept()
     assert dialog.session_id == second and first != second
-    later = ResumeDialog(ctx.store.open_sessions(), ctx.store)
+    later = ResumeDialog(ctx.test_store.open_sessions(), ctx.test_store)
     qtbot.addWidget(later)
     qtbot.mouseClick(later.cancel_button, Qt.MouseButton.LeftButton)
     assert later.result() == QDialog.DialogCode.Rejected and later.cancel_button.text() == "Not now"

@@ -8,21 +8,20 @@ accepts them, so the whole flow runs without an event loop per dialog.
 from __future__ import annotations
 
 import pytest
+from PySide6.QtWidgets import QApplication
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog
 
 from drivers.model import NumericObservation
 from monitor.alarms.profile import default_profile
 from monitor.assessments import EVENTS, PresetEvent
-from monitor.device_channel import DeviceChannel
 from monitor.patient import Sex
 from monitor.protocols import ProtocolKind
-from monitor.recording_service import RecordingService
+from tests.factories import make_context, make_service
 from monitor.session import Phase
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role, hash_pin
 from monitor.store import SessionStore
-from ui.context import UiContext
 from ui.dialogs import (
     AssessmentDialog,
     InfusionStartDialog,
@@ -70,14 +69,13 @@ def ctx(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("VIGIL_CONFIG_DIR", str(tmp_path / "config"))
     store = SessionStore(tmp_path / "s.sqlite")
     store.add_user("ann", "Ann Lee", "nurse", hash_pin(PIN), by=None)
-    channel = DeviceChannel(DEVICE)
-    service = RecordingService(channel, store, ClinicSettings(), default_profile(), tick_ms=50)
+    service = make_service(DEVICE, store, ClinicSettings(), default_profile(), tick_s=0.05)
     seen: list[bool] = []
     service.batch_received.connect(
         lambda items: seen.extend(True for i in items if isinstance(i, NumericObservation) and i.vital == "nibp_sys"))
-    channel.start()
+    service.start()
     qtbot.waitUntil(lambda: bool(seen), timeout=10_000)   # the monitor's first cuff reading is past
-    yield UiContext(service, store, ClinicSettings(), default_profile())
+    yield make_context(service, store, ClinicSettings(), default_profile())
     set_dialog_runner(None)
     service.shutdown()
     store.close()
@@ -118,11 +116,12 @@ def start_form(protocol: ProtocolKind, bp: tuple[str, str] | None):
 def click(qtbot, button) -> None:
     assert button.isVisible() and button.isEnabled(), button.text()
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    QApplication.processEvents()   # what the pipeline published for the command reaches the widgets
 
 
 def kinds(ctx, table_kind: str) -> list[str]:
-    ctx.service.writer.flush(10)
-    return [e.kind for e in ctx.store.entries(ctx.service.recorder.session_id, table_kind)]
+    ctx.service.pipeline.writer.flush(10)
+    return [e.kind for e in ctx.test_store.entries(ctx.service.pipeline.recorder.session_id, table_kind)]
 
 
 def test_iv_session_from_start_to_pause_resume_with_events_and_assessments(qtbot, ctx, runner):
@@ -156,7 +155,7 @@ def test_iv_session_from_start_to_pause_resume_with_events_and_assessments(qtbot
 
     runner.on(InfusionStartDialog, decide)
     click(qtbot, panel.buttons["start"])
-    state = ctx.service.recorder.state
+    state = ctx.service.pipeline.recorder.state
     assert state.phase is Phase.INFUSION and state.bp_decisions[-1].decision == "proceed"
     assert panel.error.text() == ""
     panel.refresh()
@@ -212,7 +211,7 @@ def test_iv_session_from_start_to_pause_resume_with_events_and_assessments(qtbot
     assert bar.status.text().startswith("Charted MOAA/S 5")
     assert kinds(ctx, "event") == ["nausea", "dissociation", "note", "rescue_medication"]
     assert kinds(ctx, "assessment") == ["moaas"]
-    entries = ctx.store.entries(ctx.service.recorder.session_id, "event")
+    entries = ctx.test_store.entries(ctx.service.pipeline.recorder.session_id, "event")
     assert all(e.user == "ann" for e in entries)
     assert entries[2].payload["event"]["text"] == "Patient listening to music"
 
@@ -244,7 +243,7 @@ def test_esketamine_devices_and_nibp_due(qtbot, ctx, runner):
 
     runner.on(InfusionStartDialog, first_device)
     click(qtbot, panel.buttons["device"])
-    devices = ctx.service.recorder.state.devices
+    devices = ctx.service.pipeline.recorder.state.devices
     assert devices.devices_logged == 1 and panel.values["dose"][1].text().startswith("1 of 2 logged")
     assert panel.values["next_device"][1].text().startswith("from ")
     assert panel.buttons["device"].text() == "Log device 2"
@@ -265,6 +264,6 @@ def test_sign_in_cancelled_starts_nothing(qtbot, ctx, runner):
     qtbot.addWidget(bar)
     runner.on(SignInDialog, lambda d: d.reject())
     panel.start_session()
-    assert runner.seen == ["SignInDialog"] and ctx.service.recorder is None and panel.error.text() == ""
+    assert runner.seen == ["SignInDialog"] and ctx.service.pipeline.recorder is None and panel.error.text() == ""
     presets = [cls.kind for cls in EVENTS.values() if issubclass(cls, PresetEvent)]
     assert sorted(bar.event_buttons) == sorted(presets)

@@ -30,16 +30,16 @@ def start_infusion(window, user: Actor = ANN) -> int:
     window.context.set_user(user)
     service.start_session(Patient(display_name="Jo Doe", weight_kg=70), KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70),
                           user)
-    service.act("waive_pre_dose_check", service.now(), user, "test")
-    service.act("start_infusion", service.now(), user)
-    return service.recorder.session_id
+    service.waive_pre_dose_check(user, "test")
+    service.start_infusion(user)
+    return service.pipeline.recorder.session_id
 
 
 def _late_entry(window) -> QDialog:
     from ui.review.dialogs import LateEntryDialog  # noqa: PLC0415
 
     now = window.service.now()
-    return LateEntryDialog(window.context, window.service.recorder.session_id, now - timedelta(minutes=5), now, now,
+    return LateEntryDialog(window.context, window.service.pipeline.recorder.session_id, now - timedelta(minutes=5), now, now,
                            window)
 
 
@@ -73,7 +73,7 @@ def _dialogs() -> dict[str, Callable[[QWidget], QDialog]]:
         "UsersDialog": lambda w: d.UsersDialog(w.context, w),
         "DischargeDialog": lambda w: d.DischargeDialog(w.context, w),
         "AbortDialog": lambda w: d.AbortDialog(w.context, w),
-        "ResumeDialog": lambda w: d.ResumeDialog(w.context.store.open_sessions(), w.context.store, w),
+        "ResumeDialog": lambda w: d.ResumeDialog(w.context.records.open_sessions(), w.context.records, w),
         "LateEntryDialog": _late_entry,
         "QMessageBox (question)": _question,
         "QFileDialog (export)": _file_dialog,
@@ -107,5 +107,5 @@ def dialog_classes() -> set[str]:
 def open_review(window):
     """The session browser and a review window of the live session, from the monitoring window."""
     browser = window.open_review()
-    review = browser.open_session(window.service.recorder.session_id)
+    review = browser.open_session(window.service.pipeline.recorder.session_id)
     return browser, review

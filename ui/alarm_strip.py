@@ -22,7 +22,7 @@ from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import QWidget
 
 from monitor.alarms.engine import AlarmState
-from monitor.recording_service import RecordingService
+from monitor.qt.service import QtSessionService
 from ui import theme
 from ui.alarm_area import AlarmArea
 from ui.context import UiContext
@@ -90,7 +90,7 @@ class AlarmStrip(AlarmArea):
     @classmethod
     def for_context(cls, context: UiContext, parent: QWidget | None = None) -> AlarmStrip | None:
         """A strip when this Vigil is monitoring (a recording service), else None."""
-        return cls(context, parent) if isinstance(context.service, RecordingService) else None
+        return cls(context, parent) if isinstance(context.service, QtSessionService) else None
 
     def show_state(self, state: AlarmState) -> None:
         """A new alarm state from the recording service (with the limits in force for its text)."""

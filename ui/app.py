@@ -21,12 +21,9 @@ def _fail(title: str, text: str) -> int:
 
 def run_window(args: argparse.Namespace) -> int:
     """Open the monitoring window on ``args.device`` with the database ``args.db``."""
-    from monitor.alarms.profile import ProfileError  # noqa: PLC0415
-    from monitor.config import db_path, load_clinic_profile, load_clinic_settings  # noqa: PLC0415
-    from monitor.device_channel import DeviceChannel  # noqa: PLC0415
-    from monitor.recording_service import RecordingService  # noqa: PLC0415
-    from monitor.settings import SettingsError  # noqa: PLC0415
-    from monitor.store import SessionStore, StoreError  # noqa: PLC0415
+    from drivers.transport import DeviceUrlError  # noqa: PLC0415
+    from monitor.app.chair import Chair, ChairSetupError  # noqa: PLC0415
+    from monitor.qt.service import QtSessionService  # noqa: PLC0415
     from ui.context import UiContext  # noqa: PLC0415
     from ui.main_window import MainWindow  # noqa: PLC0415
 
@@ -34,45 +31,30 @@ def run_window(args: argparse.Namespace) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Vigil")
     try:
-        store = SessionStore(db_path(args.db))
-    except (StoreError, OSError) as exc:
-        return _fail("Vigil cannot open its database", str(exc))
-    try:
-        settings = load_clinic_settings()
-        profile = load_clinic_profile()
-    except (SettingsError, ProfileError) as exc:
-        store.close()
-        return _fail("Vigil cannot load the clinic's settings", str(exc))
-    channel = DeviceChannel(args.device)
-    service = RecordingService(channel, store, settings, profile)
-    context = UiContext(service, store, settings, profile)
+        chair = Chair(args.device, args.db, board_args=args, service_factory=QtSessionService)
+    except ChairSetupError as exc:
+        return _fail("Vigil cannot start", str(exc))
+    except DeviceUrlError as exc:
+        return _fail("Vigil cannot use this device", str(exc))
+    service = chair.service
+    context = UiContext(service, chair.records, chair.clinic, chair.settings, chair.profile)
     window = MainWindow(context)
     window.resize(1366, 768)
-    window.first_painted.connect(lambda: log.info("window ready: %s", channel.label))
+    window.first_painted.connect(lambda: log.info("window ready: %s", service.device_label))
     window.first_painted.connect(lambda: QTimer.singleShot(0, lambda: startup_questions(window)))
     window.showFullScreen() if getattr(args, "full_screen", False) else window.show()
-    # pipeline: replaced when monitor.app.pipeline lands
-    from ui.board.chair_link import start_chair_link  # noqa: PLC0415
-
-    board_link = start_chair_link(args, service)
-    channel.start()
+    chair.start()
     try:
         status = app.exec()
     finally:
-        if board_link is not None:  # pipeline: replaced when monitor.app.pipeline lands
-            board_link.close()
-        service.shutdown()
-        store.close()
+        chair.close()
     return status
 
 
 def run_review(args: argparse.Namespace) -> int:
     """``vigil review``: the session browser with no monitoring (a prescriber's or charge nurse's
     desk), on the database ``args.db``, after staff sign-in; ``args.session`` opens one at once."""
-    from monitor.alarms.profile import ProfileError  # noqa: PLC0415
-    from monitor.config import db_path, load_clinic_profile, load_clinic_settings  # noqa: PLC0415
-    from monitor.settings import SettingsError  # noqa: PLC0415
-    from monitor.store import SessionStore, StoreError  # noqa: PLC0415
+    from monitor.app.chair import ChairSetupError, Desk  # noqa: PLC0415
     from ui.context import UiContext  # noqa: PLC0415
     from ui.dialogs import SignInDialog, run_modal  # noqa: PLC0415
     from ui.review import SessionBrowser  # noqa: PLC0415
@@ -80,24 +62,12 @@ def run_review(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Vigil")
-    path = db_path(args.db)
     try:
-        store = SessionStore(path)
-    except StoreError as exc:
-        # Another Vigil is recording into this database: review it read-only (no late entries).
-        log.info("review: %s; opening it read-only", exc)
-        try:
-            store = SessionStore(path, readonly=True)
-        except (StoreError, OSError) as again:
-            return _fail("Vigil cannot open its database", str(again))
-    except OSError as exc:
-        return _fail("Vigil cannot open its database", str(exc))
+        desk = Desk(args.db)
+    except ChairSetupError as exc:
+        return _fail("Vigil cannot start", str(exc))
     try:
-        try:
-            settings, profile = load_clinic_settings(), load_clinic_profile()
-        except (SettingsError, ProfileError) as exc:
-            return _fail("Vigil cannot load the clinic's settings", str(exc))
-        context = UiContext(None, store, settings, profile)  # type: ignore[arg-type]  # no monitoring here
+        context = UiContext(None, desk.records, desk.clinic, desk.settings, desk.profile)  # no monitoring here
         run_modal(SignInDialog(context, why="Sign in to review recorded sessions."))
         if context.user is None:
             log.info("review: nobody signed in")
@@ -108,7 +78,7 @@ def run_review(args: argparse.Namespace) -> int:
             log.warning("review: session %s cannot be opened", args.session)
         return app.exec()
     finally:
-        store.close()
+        desk.close()
 
 
 def run_board(args: argparse.Namespace) -> int:
@@ -126,12 +96,12 @@ def startup_questions(window) -> None:
     from ui.dialogs import ResumeDialog, SignInDialog, run_modal  # noqa: PLC0415
 
     context = window.context
-    if not context.store.list_users():
+    if not context.clinic.has_users():
         run_modal(SignInDialog(context, window))
-    open_sessions = context.store.open_sessions()
-    if not open_sessions or context.service.recorder is not None:
+    open_sessions = context.records.open_sessions()
+    if not open_sessions or context.service.recording:
         return
-    dialog = ResumeDialog(open_sessions, context.store, window)
+    dialog = ResumeDialog(open_sessions, context.records, window)
     if not run_modal(dialog) or dialog.session_id is None:
         return
     if context.user is None:

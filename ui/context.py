@@ -1,15 +1,17 @@
-"""What every part of the window shares: the recording service, the store, the clinic's settings
-and profile, and who is signed in."""
+"""What every part of the window shares: the session service (commands and live signals), the
+recorded sessions (read-only), the clinic's administration, settings and profile, and who is
+signed in. Nothing here is the store: widgets reach the record only through these."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
 from monitor.alarms.profile import AlarmProfile
-from monitor.recording_service import RecordingService
+from monitor.app.clinic import Clinic
+from monitor.app.records import Records
+from monitor.qt.service import QtSessionService
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor
-from monitor.store import SessionStore
 
 
 class UiContext(QObject):
@@ -25,11 +27,12 @@ class UiContext(QObject):
     acknowledge_requested = Signal()
     audio_pause_requested = Signal()
 
-    def __init__(self, service: RecordingService, store: SessionStore, settings: ClinicSettings,
-                 profile: AlarmProfile, parent: QObject | None = None) -> None:
+    def __init__(self, service: QtSessionService | None, records: Records, clinic: Clinic,
+                 settings: ClinicSettings, profile: AlarmProfile, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.service = service
-        self.store = store
+        self.records = records
+        self.clinic = clinic
         self.settings = settings
         self.profile = profile
         self._user: Actor | None = None

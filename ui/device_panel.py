@@ -46,15 +46,15 @@ class DevicePanel(QFrame):
         layout.addWidget(self.scenario)
         self._bind()
         context.service.device_changed.connect(self._bind)
+        context.service.link_changed.connect(self._on_link)
         context.service.session_changed.connect(self.refresh)
         context.service.batch_received.connect(self._on_batch)
 
     def _bind(self) -> None:
-        channel = self.context.service.channel
-        channel.link_changed.connect(self._on_link)
+        service = self.context.service
         self.active.clear()
-        self.state, self.detail, self.attempt = channel.state.value, "", channel.reconnect_attempts
-        spec = channel.spec
+        self.state, self.detail, self.attempt = service.link_state, service.link_detail, service.link_attempt
+        spec = service.device_spec
         is_sim = spec is not None and spec.kind == "sim"
         self.scenario.setVisible(is_sim)
         if is_sim:
@@ -62,8 +62,8 @@ class DevicePanel(QFrame):
             self.scenario.setCurrentIndex(max(0, index))
         self.refresh()
 
-    def _on_link(self, state: str, detail: str, attempt: int) -> None:
-        self.state, self.detail, self.attempt = state, detail, attempt
+    def _on_link(self, state: str, detail: str) -> None:
+        self.state, self.detail, self.attempt = state, detail, self.context.service.link_attempt
         self.refresh()
 
     def _on_batch(self, items: list[Item]) -> None:
@@ -77,11 +77,11 @@ class DevicePanel(QFrame):
 
     def refresh(self) -> None:
         """Repaint the status line (also called once a second for the frame counts)."""
-        channel = self.context.service.channel
+        service = self.context.service
         lost = self.state == "lost"
         colour = theme.PRIORITY_COLOURS["MEDIUM"] if lost else ("#00e060" if self.state == "connected" else theme.TEXT_DIM)
         retry = f" — retry {self.attempt}" if lost and self.attempt else ""
-        stats = channel.link.stats
+        stats = service.decoder_stats()
         counts = f" · {stats.frames_decoded} frames, {stats.frames_rejected} rejected" if stats is not None else ""
         if stats is not None and stats.values_dropped_unit:  # never silently lost: say so
             counts += (f", <span style='color:{theme.PRIORITY_COLOURS['MEDIUM']}'>{stats.values_dropped_unit} "
@@ -89,13 +89,13 @@ class DevicePanel(QFrame):
         quality = signal_quality(self.active - {"connection_lost", "stale_data"})
         stale = " · NO VALID DATA" if "stale_data" in self.active else ""
         self.label.setText(
-            f"<b>{channel.label}</b> &nbsp; <span style='color:{colour}'>{_STATE_TEXT.get(self.state, self.state)}"
+            f"<b>{service.device_label}</b> &nbsp; <span style='color:{colour}'>{_STATE_TEXT.get(self.state, self.state)}"
             f"{retry}</span> &nbsp; signal: {quality}{stale}{counts}")
-        self.scenario.setEnabled(self.context.service.recorder is None)
+        self.scenario.setEnabled(not service.recording)
 
     def _scenario_chosen(self, index: int) -> None:
         name = self.scenario.itemData(index)
-        spec = self.context.service.channel.spec
+        spec = self.context.service.device_spec
         if spec is None or spec.sim.get("scenario", "normal") == name:
             return
         params = {**spec.sim, "scenario": name}

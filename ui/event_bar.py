@@ -3,7 +3,7 @@
 One button per structured event of monitor's registry (dissociation / emergence reaction,
 anxiety, nausea, vomiting, headache, hypertension treated: recorded at once, at the device's time
 now, with the signed-in user); rescue medication (a dialog); a note field with Save; an assessment
-menu (the assessment dialog, then ``act("chart", assessment, now, user)``). Disabled, with a
+menu (the assessment dialog, then ``service.chart(assessment, user)``). Disabled, with a
 hint, while no session is being recorded. What was recorded, or monitor's refusal, goes out as the
 ``recorded`` / ``refused`` signals (the window's message line shows them; the labels ``status``
 and ``error`` keep the last texts).
@@ -36,7 +36,7 @@ from monitor.assessments import (
     PresetEvent,
 )
 from monitor.staff import clock
-from monitor.store import StoreError
+from monitor.errors import StoreError
 from ui import theme
 from ui.context import UiContext
 from ui.dialogs import (
@@ -191,7 +191,7 @@ class EventBar(QFrame):
 
     def _record(self, event: Event, user) -> str:
         now = device_now(self.context)
-        self.context.service.act("record_event", event, now, user)
+        self.context.service.record_event(event, user, t=now)
         return f"Recorded {event.describe()} at {clock(now)} ({user.display_name})"
 
     def record_event(self, event: Event) -> bool:
@@ -239,7 +239,7 @@ class EventBar(QFrame):
 
             def chart(assessment: Assessment) -> None:
                 now = device_now(self.context)
-                self.context.service.act("chart", assessment, now, user)
+                self.context.service.chart(assessment, user, t=now)
                 charted.append(f"Charted {assessment.describe()} at {clock(now)} ({user.display_name})")
 
             dialog = AssessmentDialog(kind, self, latest_spo2=spo2.value if spo2 is not None else None,

@@ -293,29 +293,21 @@ class MainWindow(QMainWindow):
 
     def on_session_changed(self) -> None:
         """A session started, resumed or ended: reset the trends' frame of reference."""
-        recorder = self.service.recorder
-        if recorder is None:  # discharged or aborted: nothing of that session stays on the trend
+        state = self.service.session()
+        if state is None:  # discharged or aborted: nothing of that session stays on the trend
             self.trends.clear_session()
             return
-        self.trends.set_origin(recorder.state.dosing_started_at or recorder.state.opened_at)
+        self.trends.set_origin(state.dosing_started_at or state.opened_at)
         self._phases()
 
     def on_settings_changed(self) -> None:
         """The charge nurse saved clinic settings: they apply from the next session (limits) and
-        at once for latching and the audio pause."""
-        service = self.service
-        service.settings = self.context.settings
-        service.profile = self.context.profile
-        engine = service.engine
-        engine.latching = service.settings.alarm_latching
-        engine.audio_pause_max_s = service.settings.audio_pause_max_s
-        engine.audio_pause_s = min(service.settings.audio_pause_s, engine.audio_pause_max_s)
-        if service.recorder is None:
-            engine.update_profile(service.profile)
-            service.session_profile = service.profile
-            self.alarm_area.profile = service.profile
-            for key, tile in self.tiles.items():
-                tile.set_limits(*tile_limits(service.profile, key))
+        at once for latching and the audio pause (decided by the service)."""
+        self.service.apply_settings(self.context.settings, self.context.profile)
+        profile = self.service.session_profile
+        self.alarm_area.profile = profile
+        for key, tile in self.tiles.items():
+            tile.set_limits(*tile_limits(profile, key))
 
     def on_device_changed(self) -> None:
         """Another device: forget the old one's values."""
@@ -328,10 +320,9 @@ class MainWindow(QMainWindow):
         self._wave_messages()
 
     def _phases(self) -> None:
-        recorder = self.service.recorder
-        if recorder is None:
+        state = self.service.session()
+        if state is None:
             return
-        state = recorder.state
         dosing, ended = state.dosing_started_at, state.dosing_ended_at
         phases = []
         if dosing is None or (dosing - state.opened_at).total_seconds() >= 1:
@@ -389,8 +380,8 @@ class MainWindow(QMainWindow):
             tile.set_value(None)
             tile.set_subtext("no reading yet")
             return
-        recorder = self.service.recorder
-        interval = nibp_interval_min(recorder.state.patient, recorder.state.settings.schedules) if recorder else None
+        state = self.service.session()
+        interval = nibp_interval_min(state.patient, state.settings.schedules) if state is not None else None
         freshness = nibp_freshness(sys_.sample_time, now, interval)
         minutes = int((now - sys_.sample_time).total_seconds() // 60)
         age = "just now" if minutes < 1 else f"{minutes} min ago"
@@ -528,7 +519,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt override)
         """Closing during a session asks first; the session stays open to be resumed."""
-        if self.service.recorder is not None and not getattr(self, "force_close", False):
+        if self.service.recording and not getattr(self, "force_close", False):
             answer = QMessageBox.question(
                 self, "Close Vigil?",
                 "A session is being recorded. If you close Vigil, monitoring, recording and alarms stop "

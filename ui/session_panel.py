@@ -5,7 +5,7 @@ With one: patient, plan, phase, elapsed and remaining times, dose delivered and 
 nasal devices (esketamine), the NIBP count-down and the list of what is due, all computed by
 ``monitor`` at the device's time now, once a second and whenever the session changes; and the
 controls for the dosing steps, manual NIBP, alarm limits, discharge and abort. Every action is
-``service.act(...)`` with the signed-in user; a refusal is shown in the panel's error label
+the session service's typed commands with the signed-in user; a refusal is shown in the panel's error label
 (objectName ``error``) and emitted as ``refused(str)``.
 """
 
@@ -31,8 +31,8 @@ from PySide6.QtWidgets import (
 from monitor.protocols import InfusionStatus
 from monitor.schedule import DueStatus, due_items, next_nibp_due
 from monitor.session import Phase, SessionState
-from monitor.staff import clock
-from monitor.store import StoreError
+from monitor.staff import Actor, clock
+from monitor.errors import StoreError
 from ui import theme
 from ui.context import UiContext
 from ui.dialogs import (
@@ -419,14 +419,15 @@ class SessionPanel(QFrame):
     def _user(self, why: str):
         return require_user(self.context, self, why)
 
-    def _act(self, action: str, *args: object) -> None:
+    def _command(self, name: str, command: Callable[[Actor], object]) -> None:
+        """Run a one-tap command as the signed-in user (``name`` says what was done)."""
         def work() -> None:
             user = self._user("Sign in to record this.")
             if user is None:
                 return
-            self.context.service.act(action, device_now(self.context), user, *args)
-            self.action_done.emit(action)
-        self._guard(work, action)
+            command(user)
+            self.action_done.emit(name)
+        self._guard(work, name)
 
     def _dialog(self, factory: Callable[[], object], name: str) -> None:
         def work() -> None:
@@ -464,7 +465,7 @@ class SessionPanel(QFrame):
         if state is not None and state.devices is not None and state.devices.devices_logged == 0:
             self.start_dosing()
         else:
-            self._act("log_nasal_device")
+            self._command("log_nasal_device", self.context.service.log_nasal_device)
 
     def pause(self) -> None:
         """Pause (reason required)."""
@@ -472,7 +473,7 @@ class SessionPanel(QFrame):
 
     def resume(self) -> None:
         """Resume the paused infusion."""
-        self._act("resume_infusion")
+        self._command("resume_infusion", self.context.service.resume_infusion)
 
     def change_rate(self) -> None:
         """New rate and reason."""

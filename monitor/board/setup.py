@@ -19,7 +19,7 @@ from monitor.alarms.profile import AlarmProfile
 from monitor.board.config import BoardSettings, BrokerOptions, BrokerUrlError, broker_options
 from monitor.board.messages import AckCommand, MessageError, check_name
 from monitor.board.publisher import ChairPublisher
-from monitor.board.snapshot import snapshot_from_state
+from monitor.app.snapshot import snapshot_from_state
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
 

@@ -101,6 +101,7 @@ def export_session(store: SessionStore, session_id: int, fmt: str, out_path: str
     failing for any other reason raises :class:`ExportError` too (chained), and leaves no file.
     An open session can be exported: the export is a snapshot and says so.
     """
+    store = getattr(store, "store", store)   # the window passes its read-only Records over the store
     fmt_key = str(fmt).strip().lower() if isinstance(fmt, str) else None
     if fmt_key not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")

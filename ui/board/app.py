@@ -19,9 +19,9 @@ def run_board(args: argparse.Namespace, fail: Callable[[str, str], int]) -> int:
     from monitor.board.model import BoardModel  # noqa: PLC0415
     from monitor.board.setup import BoardSetupError, board_options  # noqa: PLC0415
     from monitor.board.subscriber import BoardClient  # noqa: PLC0415
-    from monitor.config import db_path, load_clinic_profile, load_clinic_settings  # noqa: PLC0415
+    from monitor.app.chair import ChairSetupError, Desk  # noqa: PLC0415
+    from monitor.config import load_clinic_profile, load_clinic_settings  # noqa: PLC0415
     from monitor.settings import SettingsError  # noqa: PLC0415
-    from monitor.store import SessionStore, StoreError  # noqa: PLC0415
     from ui.board.window import BoardWindow  # noqa: PLC0415
     from ui.context import UiContext  # noqa: PLC0415
     from ui.dialogs import SignInDialog, run_modal  # noqa: PLC0415
@@ -33,18 +33,12 @@ def run_board(args: argparse.Namespace, fail: Callable[[str, str], int]) -> int:
         options, clinic = board_options(args, settings)
     except (SettingsError, ProfileError, BoardSetupError) as exc:
         return fail("Vigil cannot start the clinic board", str(exc))
-    path = db_path(args.db)
-    try:
-        store = SessionStore(path)
-    except StoreError:  # a chair records into this database: its accounts can still sign in here
-        try:
-            store = SessionStore(path, readonly=True)
-        except (StoreError, OSError) as exc:
-            return fail("Vigil cannot open the staff accounts", str(exc))
-    except OSError as exc:
+    try:  # a chair may record into this database: its accounts can still sign in here (read-only)
+        desk = Desk(args.db)
+    except ChairSetupError as exc:
         return fail("Vigil cannot open the staff accounts", str(exc))
     try:
-        context = UiContext(None, store, settings, profile)  # type: ignore[arg-type]  # no monitoring here
+        context = UiContext(None, desk.records, desk.clinic, settings, profile)  # no monitoring here
         run_modal(SignInDialog(context, why="Sign in to watch the clinic's chairs."))
         if context.user is None:
             log.info("board: nobody signed in")
@@ -58,4 +52,4 @@ def run_board(args: argparse.Namespace, fail: Callable[[str, str], int]) -> int:
         log.info("board ready: clinic %s on %s", clinic, options.address.url)
         return app.exec()
     finally:
-        store.close()
+        desk.close()

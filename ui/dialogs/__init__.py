@@ -46,7 +46,7 @@ from ui.dialogs.dosing import (
     begin_dosing,
 )
 from ui.dialogs.ending import AbortDialog, DischargeDialog, ResumeDialog
-from ui.dialogs.signin import SignInDialog, authenticator_for
+from ui.dialogs.signin import SignInDialog
 from ui.dialogs.start import (
     StartRequest,
     StartSessionDialog,
@@ -81,7 +81,6 @@ __all__ = [
     "StopInfusionDialog",
     "UsersDialog",
     "adjustable_limits",
-    "authenticator_for",
     "begin_dosing",
     "check_request",
     "device_now",

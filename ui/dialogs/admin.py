@@ -8,7 +8,6 @@ checks the role. The dialogs only show the values, the bounds and the refusals.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from PySide6.QtCore import Qt
@@ -34,15 +33,12 @@ from PySide6.QtWidgets import (
 )
 
 from monitor.alarms.profile import AlarmProfile, LimitRule, NibpRule, default_profile
-from monitor.config import config_dir, save_clinic_settings
 from monitor.display import alarm_unit
-from monitor.settings import ClinicSettings, settings_changes, update_settings
+from monitor.settings import ClinicSettings, update_settings
 from monitor.staff import (
     Actor,
     PermissionDenied,
     Role,
-    check_pin_policy,
-    hash_pin,
     require_role,
 )
 from ui.context import UiContext
@@ -232,14 +228,6 @@ def _lookup(tree: dict[str, Any], dotted: str) -> Any:
     return node
 
 
-def _write_profile(profile: AlarmProfile) -> None:
-    path = config_dir() / "alarm_profile.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(profile.to_json() + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 class ClinicSettingsDialog(FormDialog):
     """The clinic's settings and default alarm limits — charge nurse only.
 
@@ -356,25 +344,12 @@ class ClinicSettingsDialog(FormDialog):
             raise PermissionDenied("Only a charge nurse may change clinic settings: sign in first")
         changes = self.changes()
         limit_changes = self.limits.changes()
-        new = update_settings(self.current, changes, actor)   # checks the role too
         if not changes and not limit_changes:
+            update_settings(self.current, changes, actor)   # checks the role even with nothing to save
             return
-        profile = None
-        if limit_changes:
-            require_role(actor, Role.CHARGE_NURSE, "change the clinic's default alarm limits")
-            old = self.context.profile
-            profile = old.adjusted(limit_changes).model_copy(update={"name": old.name})
-        store = self.context.store
-        if changes:
-            save_clinic_settings(new)
-            store.save_settings(new.model_dump_json(), actor.username)
-            store.audit(actor.username, "clinic_settings_changed", None,
-                        {"changes": [list(c) for c in settings_changes(self.current, new)]})
-        if profile is not None:
-            _write_profile(profile)
-            store.audit(actor.username, "default_alarm_limits_changed", None,
-                        {"changes": {k: float(v) for k, v in limit_changes.items()}})
-            self.context.profile = profile
+        new, profile = self.context.clinic.save_settings(actor, self.current, changes, self.context.profile,
+                                                         limit_changes)
+        self.context.profile = profile
         self.context.settings = new
         self.current = new
         self.context.settings_changed.emit()
@@ -469,7 +444,7 @@ class UsersDialog(FormDialog):
     def reload(self) -> None:
         """Fill the table from the store."""
         selected = self.selected_login()
-        users = self.context.store.list_users()
+        users = self.context.clinic.users()
         self.table.setRowCount(len(users))
         for row, record in enumerate(users):
             role = Role(record.role).label if record.role in Role._value2member_map_ else record.role
@@ -497,24 +472,16 @@ class UsersDialog(FormDialog):
 
     def _selection_changed(self) -> None:
         login = self.selected_login()
-        record = self.context.store.get_user(login) if login else None
+        record = self.context.clinic.get_user(login) if login else None
         self.toggle_button.setText("Reactivate" if record is not None and not record.active else "Deactivate")
-
-    @staticmethod
-    def _new_pin(pin: str, again: str) -> str:
-        check_pin_policy(pin)
-        if pin != again:
-            raise FormError("The two PINs differ: type the same PIN twice")
-        return hash_pin(pin)
 
     def add_user(self) -> None:
         """Add the account in the form (monitor's rules for the ID, name and PIN)."""
         by = self._require()
         self.show_error("")
-        actor = Actor(username=self.add_id.text(), display_name=self.add_name.text(),
-                      role=self.add_role.value() or Role.NURSE)
-        pin_hash = self._new_pin(self.add_pin.text(), self.add_pin_again.text())
-        self.context.store.add_user(actor.username, actor.display_name, actor.role.value, pin_hash, by=by.username)
+        actor = self.context.clinic.add_user(by, self.add_id.text(), self.add_name.text(),
+                                             self.add_role.value() or Role.NURSE, self.add_pin.text(),
+                                             self.add_pin_again.text())
         for edit in (self.add_id, self.add_name, self.add_pin, self.add_pin_again):
             edit.clear()
         self.status.setText(f"Added {actor.display_name} ({actor.username}, {actor.role.label}).")
@@ -528,10 +495,10 @@ class UsersDialog(FormDialog):
         login = self.selected_login()
         if login is None:
             raise FormError("Choose a staff account in the list first")
-        record = self.context.store.get_user(login)
-        if record.active and login == by.username:
-            raise FormError("You cannot deactivate your own account while you are signed in with it")
-        self.context.store.set_user_active(login, not record.active, by.username)
+        record = self.context.clinic.get_user(login)
+        if record is None:
+            raise FormError(f"No staff account {login!r}")
+        self.context.clinic.set_active(by, login, not record.active)
         self.status.setText(f"{record.display_name} {'deactivated' if record.active else 'reactivated'}.")
         self.reload()
 
@@ -542,8 +509,7 @@ class UsersDialog(FormDialog):
         login = self.selected_login()
         if login is None:
             raise FormError("Choose a staff account in the list first")
-        pin_hash = self._new_pin(self.new_pin.text(), self.new_pin_again.text())
-        self.context.store.set_pin_hash(login, pin_hash, by.username)
+        self.context.clinic.reset_pin(by, login, self.new_pin.text(), self.new_pin_again.text())
         self.new_pin.clear()
         self.new_pin_again.clear()
         self.status.setText(f"New PIN set for {login}.")

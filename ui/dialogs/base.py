@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from monitor.session import SessionState
 from monitor.staff import Actor, nurse_message
-from monitor.store import StoreError
+from monitor.errors import StoreError
 from ui import theme
 from ui.context import UiContext
 
@@ -148,17 +148,16 @@ def device_now(context: UiContext) -> datetime:
 
 
 def session_state(context: UiContext) -> SessionState | None:
-    """The session being recorded, or None."""
-    recorder = context.service.recorder
-    return recorder.state if recorder is not None else None
+    """A read-only replica of the session being recorded, or None (or at a desk)."""
+    return context.service.session() if context.service is not None else None
 
 
-def dry_run(state: SessionState, action: str, *args: Any, **kwargs: Any) -> str | None:
+def dry_run(state: SessionState, action: Callable[[SessionState], object]) -> str | None:
     """Try ``action`` on a replayed copy of ``state`` (nothing is recorded): None if monitor would
     accept it, else monitor's message. Used to say *before* the nurse presses OK what is missing."""
     try:
         copy = SessionState.from_entries(state.entries)
-        getattr(copy, action)(*args, **kwargs)
+        action(copy)
     except (ValueError, LookupError, StoreError) as exc:
         return describe_error(exc)
     return None
@@ -454,6 +453,7 @@ class SessionDialog(FormDialog):
         """The device's time now."""
         return device_now(self.context)
 
-    def act(self, action: str, *args: Any, **kwargs: Any) -> list[dict]:
-        """``service.act(action, *args, **kwargs)`` (monitor refuses by raising)."""
-        return self.context.service.act(action, *args, **kwargs)
+    @property
+    def service(self) -> Any:
+        """The session service (typed commands; monitor refuses by raising)."""
+        return self.context.service

@@ -360,7 +360,7 @@ class RescueMedicationDialog(SessionDialog):
         """Record the medication event."""
         event = self.medication()
         actor = self.actor()
-        self.act("record_event", event, self.now(), actor)
+        self.service.record_event(event, actor, t=self.now())
 
 
 class NoteDialog(SessionDialog):
@@ -387,4 +387,4 @@ class NoteDialog(SessionDialog):
         """Record the note."""
         note = Note(text=self.text.toPlainText())
         actor = self.actor()
-        self.act("record_event", note, self.now(), actor)
+        self.service.record_event(note, actor, t=self.now())

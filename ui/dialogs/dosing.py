@@ -116,7 +116,7 @@ class ManualNibpDialog(SessionDialog):
         dia_v = parse_number(self.dia.text(), "diastolic BP (mmHg)")
         mean_v = parse_number(self.mean.text(), "mean BP (mmHg)", required=False)
         actor = self.actor()
-        self.act("record_nibp", self.now(), sys_v, dia_v, mean=mean_v, source="manual", by=actor)
+        self.service.record_nibp(sys_v, dia_v, actor, mean_mmhg=mean_v, t=self.now())
 
 
 class InfusionStartDialog(SessionDialog):
@@ -190,8 +190,8 @@ class InfusionStartDialog(SessionDialog):
         self.advisory_box.setVisible(self.deciding)
         if advisory is None and deferred is None:
             actor = self.context.user or _TRIAL_ACTOR
-            problem = (dry_run(state, "start_infusion", now, actor) if self.iv
-                       else dry_run(state, "log_nasal_device", now, actor))
+            problem = (dry_run(state, lambda s: s.start_infusion(now, actor)) if self.iv
+                       else dry_run(state, lambda s: s.log_nasal_device(now, actor)))
             self.show_error(problem or "")
             if problem and not bp:
                 self.nibp_button.setFocus()
@@ -207,16 +207,16 @@ class InfusionStartDialog(SessionDialog):
         now = self.now()
         decision = self.decision.value() if self.deciding else None
         if decision is not None:
-            self.act("decide_bp", decision, now, actor, self.note.text() or None)
+            self.service.decide_bp(decision, actor, self.note.text() or None, t=now)
             self.decision.set_value(None)
             if decision == "defer":
                 self.outcome = "deferred"
                 return
             self.refresh()
         if self.iv:
-            self.high_rate.run(lambda confirmed: self.act("start_infusion", now, actor, rate, high_rate_reason=confirmed))
+            self.high_rate.run(lambda confirmed: self.service.start_infusion(actor, rate, high_rate_reason=confirmed, t=now))
         else:
-            self.act("log_nasal_device", now, actor)
+            self.service.log_nasal_device(actor, t=now)
         self.outcome = "started"
 
 
@@ -261,7 +261,7 @@ class PauseDialog(_ReasonDialog):
     def submit(self) -> None:
         """Record the pause (monitor refuses an empty reason)."""
         actor = self.actor()
-        self.act("pause_infusion", self.now(), actor, self.reason.text())
+        self.service.pause_infusion(actor, self.reason.text(), t=self.now())
 
 
 class RateChangeDialog(_ReasonDialog):
@@ -288,8 +288,8 @@ class RateChangeDialog(_ReasonDialog):
         rate = parse_number(self.new_rate.text(), "new rate (mg/h)")
         actor = self.actor()
         now = self.now()
-        self.high_rate.run(lambda confirmed: self.act("change_rate", now, actor, rate, self.reason.text(),
-                                                      high_rate_reason=confirmed))
+        self.high_rate.run(lambda confirmed: self.service.change_rate(actor, rate, self.reason.text(),
+                                                                 high_rate_reason=confirmed, t=now))
 
 
 class StopInfusionDialog(_ReasonDialog):
@@ -308,7 +308,7 @@ class StopInfusionDialog(_ReasonDialog):
     def submit(self) -> None:
         """Record the stop."""
         actor = self.actor()
-        self.act("stop_infusion", self.now(), actor, self.reason.text() or None)
+        self.service.stop_infusion(actor, self.reason.text() or None, t=self.now())
 
 
 class EndDosingDialog(_ReasonDialog):
@@ -325,4 +325,4 @@ class EndDosingDialog(_ReasonDialog):
     def submit(self) -> None:
         """Record the early end of dosing."""
         actor = self.actor()
-        self.act("end_dosing", self.now(), actor, self.reason.text())
+        self.service.end_dosing(actor, self.reason.text(), t=self.now())

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 
 from monitor.session import CLOSE_MEANING
 from monitor.staff import PermissionDenied, Role, clock, require_role
-from monitor.store import SessionRecord, SessionStore
+from monitor.app.records import Records, SessionRecord
 from ui import theme
 from ui.context import UiContext
 from ui.dialogs.base import (
@@ -167,12 +167,12 @@ class DischargeDialog(SessionDialog):
 
     def _confirm_escort(self) -> None:
         self.show_error("")
-        if self.attempt(lambda: self.act("confirm_escort", self.now(), self.actor(), self.escort_name.text() or None)):
+        if self.attempt(lambda: self.service.confirm_escort(self.actor(), self.escort_name.text() or None, t=self.now())):
             self.refresh()
 
     def _sign_stable(self) -> None:
         self.show_error("")
-        if self.attempt(lambda: self.act("sign_clinically_stable", self.now(), self.actor())):
+        if self.attempt(lambda: self.service.sign_clinically_stable(self.actor(), t=self.now())):
             self.refresh()
 
     def submit(self) -> None:
@@ -213,7 +213,7 @@ class ResumeDialog(FormDialog):
     """At start-up: the sessions a crash left open (patient, protocol, started, last data).
     Resume → :attr:`session_id` is the chosen session's id; Not now → rejected."""
 
-    def __init__(self, open_sessions: list[SessionRecord], store: SessionStore, parent: QWidget | None = None) -> None:
+    def __init__(self, open_sessions: list[SessionRecord], records: Records, parent: QWidget | None = None) -> None:
         super().__init__("Sessions left open", parent, ok_text="Resume", cancel_text="Not now")
         self.session_id: int | None = None
         self.body.addWidget(hint("Vigil stopped while these sessions were being recorded. Resuming carries on "
@@ -222,7 +222,7 @@ class ResumeDialog(FormDialog):
         self.listing = QListWidget()
         self.listing.setFont(theme.font(12))
         for record in self.sessions:
-            last = store.last_data_time(record.id) or record.last_seen
+            last = records.last_data_time(record.id) or record.last_seen
             started = record.started_at.astimezone().strftime("%Y-%m-%d %H:%M")
             text = (f"{record.patient_name} · {record.protocol.replace('-', ' ')} · started {started} · "
                     f"last data {last.astimezone().strftime('%H:%M') if last else 'none'}")

@@ -29,7 +29,7 @@ from monitor.protocols import (
     KetamineIVPlan,
     ProtocolKind,
 )
-from monitor.session import CONCOMITANT_KEYS, SessionState
+from monitor.session import CONCOMITANT_KEYS
 from monitor.staff import Actor
 from ui import theme
 from ui.context import UiContext
@@ -38,7 +38,6 @@ from ui.dialogs.base import (
     FormDialog,
     FormError,
     describe_error,
-    device_now,
     hint,
     parse_number,
     require_user,
@@ -78,47 +77,22 @@ class StartRequest:
     manual_baseline: dict = field(default_factory=dict)
 
 
-def _follow_up(actor: Actor, t, request: StartRequest, act) -> None:
-    """The actions after opening, in order (shared by the trial run and the real one)."""
-    if request.concomitant:
-        act("record_concomitant", t, actor, dict(request.concomitant))
-    values = dict(request.manual_baseline)
-    if any(k in values for k in _BP_KEYS):
-        act("record_nibp", t, values.pop("nibp_sys", None), values.pop("nibp_dia", None), source="manual", by=actor)
-    if values:
-        act("set_baseline", t, actor, values)
-
-
 def check_request(context: UiContext, request: StartRequest, actor: Actor) -> None:
     """Run the whole start on a trial session (nothing stored); raises monitor's refusal."""
-    t = device_now(context)
-    trial = SessionState.open(session_id="S-0", patient=request.patient, plan=request.plan, t=t, by=actor,
-                              settings=context.service.settings)
-    _follow_up(actor, t, request, lambda action, *a, **k: getattr(trial, action)(*a, **k))
+    context.service.check_start(request.patient, request.plan, actor, concomitant=request.concomitant,
+                                manual_baseline=request.manual_baseline)
 
 
 def start_session(context: UiContext, request: StartRequest) -> list[str]:
-    """Open the session with ``context.user`` (``service.start_session``), then record the
-    concomitant medications, the manual pre-dose BP (``record_nibp``, source "manual") and the other
-    manual baseline values (``set_baseline``). Opening refusals raise; a refusal after the session
-    is open (rare: :func:`check_request` runs the same actions first) is returned as a warning,
-    because the session itself exists."""
+    """Open the session with ``context.user`` and what the dialog collected (``service.start_session``:
+    the concomitant medications, a manual pre-dose BP and other manual baseline values are recorded
+    with it). Refusals raise; nothing is stored then. Returns no warnings (kept for the dialog)."""
     actor = context.user
     if actor is None:
         raise FormError("Sign in to start a session")
-    service = context.service
-    service.start_session(request.patient, request.plan, actor)
-    t = device_now(context)
-    warnings: list[str] = []
-
-    def act(action, *args, **kwargs):
-        try:
-            service.act(action, *args, **kwargs)
-        except ValueError as exc:
-            warnings.append(f"{action.replace('_', ' ')} was not recorded: {describe_error(exc)}")
-
-    _follow_up(actor, t, request, act)
-    return warnings
+    context.service.start_session(request.patient, request.plan, actor, concomitant=request.concomitant,
+                                  manual_baseline=request.manual_baseline)
+    return []
 
 
 class StartSessionDialog(FormDialog):

@@ -33,7 +33,8 @@ from PySide6.QtWidgets import (
 from monitor.export import ExportError
 from monitor.protocols import ProtocolKind
 from monitor.app.review import duration_text
-from monitor.store import SESSION_STATUSES, SessionSummary, StoreError
+from monitor.app.records import SESSION_STATUSES, SessionSummary
+from monitor.errors import StoreError
 from ui import theme
 from ui.alarm_strip import AlarmStrip
 from ui.context import UiContext
@@ -248,7 +249,7 @@ class SessionBrowser(QWidget):
         """Run the filters now and show the result."""
         self._search_timer.stop()
         try:
-            rows = self.context.store.list_sessions(**self.filters())
+            rows = self.context.records.list_sessions(**self.filters())
         except (StoreError, ValueError) as exc:
             self.error.setText(describe_error(exc))
             self.error.show()

@@ -13,7 +13,7 @@ from PySide6.QtCore import QDateTime
 from PySide6.QtWidgets import QComboBox, QDateTimeEdit, QFormLayout, QLineEdit, QPlainTextEdit, QWidget
 
 from monitor.assessments import EVENTS, PresetEvent, Route, Severity
-from monitor.app.review import add_late_entry, check_late_entry, late_entry_events
+from monitor.app.review import late_entry_events
 from ui.context import UiContext
 from ui.dialogs.base import FormDialog, FormError, hint, parse_number, require_user
 
@@ -108,9 +108,9 @@ class LateEntryDialog(FormDialog):
     def submit(self) -> None:
         """Record the late entry as the signed-in user (sign-in first if nobody is)."""
         event = self.event_payload()
-        check_late_entry(self.context.store, self.session_id, event, self.time(), self.reason.text())
+        self.context.records.check_late_entry(self.session_id, event, self.time(), self.reason.text())
         actor = require_user(self.context, self, "Sign in to add a late entry.")
         if actor is None:
             raise FormError("Sign in to add a late entry")
-        self.entry_id = add_late_entry(self.context.store, self.session_id, event, self.time(), actor,
+        self.entry_id = self.context.records.add_late_entry(self.session_id, event, self.time(), actor,
                                        self.reason.text())

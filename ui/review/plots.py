@@ -41,7 +41,8 @@ from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem, QVBoxLayout,
 from drivers.model import WAVE_CHANNELS
 from monitor.app.readmodel import PhaseSpan
 from monitor.app.review import Envelope, Series, TimelineRow, with_gaps
-from monitor.store import SessionStore, StoreError, WaveformSlice
+from monitor.app.records import Records, WaveformSlice
+from monitor.errors import StoreError
 from ui import theme
 from ui.review.axes import ClockAxis
 from ui.trends import MARKER_STYLE, PHASE_COLOURS, TREND_ROWS, ValueAxis, phase_regions
@@ -148,7 +149,7 @@ class _WaveFetcher(QObject):
 
     fetched = Signal(object)  # (generation, WaveRequest, WaveformSlice)
 
-    def __init__(self, store: SessionStore, session_id: int, parent: QObject | None = None) -> None:
+    def __init__(self, store: Records, session_id: int, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._store, self._sid = store, session_id
         self._cond = threading.Condition()
@@ -223,7 +224,7 @@ class ReviewPlots(QWidget):
     range_changed = Signal(float, float)
     cursor_moved = Signal(float)
 
-    def __init__(self, store: SessionStore, session_id: int, start: float, end: float,
+    def __init__(self, store: Records, session_id: int, start: float, end: float,
                  channels: Sequence[str], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.store = store

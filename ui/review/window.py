@@ -41,7 +41,7 @@ from PySide6.QtWidgets import (
 
 from monitor.export import FORMATS, ExportError, export_session
 from monitor.app.stats import NIBP_KEYS
-from monitor.app.readmodel import SessionView, load_session
+from monitor.app.readmodel import SessionView
 from monitor.protocols import ProtocolKind
 from monitor.app.review import (
     REVIEW_VITALS,
@@ -55,7 +55,7 @@ from monitor.app.review import (
     timeline_rows,
     value_at,
 )
-from monitor.store import StoreError
+from monitor.errors import StoreError
 from ui import theme
 from ui.alarm_strip import AlarmStrip
 from ui.context import UiContext
@@ -103,12 +103,11 @@ QLabel#banner {{ color: #000000; background: #ffb000; border-radius: 3px; paddin
 
 def live_session_id(context: UiContext) -> int | None:
     """The id of the session being recorded now, or None."""
-    recorder = getattr(context.service, "recorder", None) if context.service is not None else None
-    return getattr(recorder, "session_id", None) if recorder is not None else None
+    return context.service.session_id if context.service is not None else None
 
 
 class ReviewWindow(QMainWindow):
-    """Review of session ``session_id`` of ``context.store`` (see the module docstring).
+    """Review of session ``session_id`` of ``context.records`` (see the module docstring).
 
     A session that is still open (the live one, or one a crash left open) is read-only here and
     can be refreshed; a closed one can take late entries. ``closed_window(session_id)`` fires when
@@ -120,27 +119,27 @@ class ReviewWindow(QMainWindow):
     def __init__(self, context: UiContext, session_id: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.context = context
-        self.store = context.store
+        self.records = context.records
         self.session_id = session_id
-        self.record = self.store.get_session(session_id)
+        self.record = self.records.get_session(session_id)
         start = self.record.started_at.timestamp()
-        end = max((self.record.ended_at or self.store.last_data_time(session_id) or self.record.started_at).timestamp(),
+        end = max((self.record.ended_at or self.records.last_data_time(session_id) or self.record.started_at).timestamp(),
                   start + 1.0)
         # The vitals are read on a thread while the record is read and the widgets are built: first
         # the NIBP readings and a min/max envelope of each continuous trend (what the first frame
         # draws), then every vital in full (what the cursor, the summary and zooming in use).
-        self._loader = NumericsLoader(self.store, session_id, REVIEW_VITALS,
+        self._loader = NumericsLoader(self.records, session_id, REVIEW_VITALS,
                                       envelopes=[v for v in TREND_VITALS if v not in NIBP_KEYS], span=(start, end),
                                       bins=ENVELOPE_BINS)
-        self.view: SessionView = load_session(self.store, session_id)
+        self.view: SessionView = self.records.session_view(session_id)
         self.numerics: dict[str, Series] = {}
         self._from_table = False
         self.setWindowTitle(self._title())
         self.setFont(theme.font(9))
         self.setStyleSheet(theme.STYLE + DIALOG_STYLE + _STYLE)
 
-        self.plots = ReviewPlots(self.store, session_id, start, self.view.end.timestamp(),
-                                 self.store.waveform_channels(session_id))
+        self.plots = ReviewPlots(self.records, session_id, start, self.view.end.timestamp(),
+                                 self.records.waveform_channels(session_id))
         self.cursor_panel = CursorPanel(self._present_vitals())
         self.summary_panel = SummaryPanel()
         self.model = TimelineModel()
@@ -319,7 +318,7 @@ class ReviewWindow(QMainWindow):
         self.refresh_action.setVisible(open_)
         self.auto_action.setVisible(open_)
         self.late_action.setVisible(not open_)
-        readonly = bool(getattr(self.store, "readonly", False))
+        readonly = self.records.readonly
         self.late_action.setEnabled(not readonly)
         self.late_action.setToolTip("The database is open read-only here (another Vigil is recording into it): "
                                     "add late entries from that Vigil" if readonly
@@ -347,7 +346,7 @@ class ReviewWindow(QMainWindow):
 
     def _show_record(self) -> None:
         """Markers, phases, table and summary from :attr:`view` (after opening, a refresh or a late entry)."""
-        rows = timeline_rows(self.view, self.store.entries(self.session_id))
+        rows = timeline_rows(self.view, self.records.entries(self.session_id))
         self.rows = rows
         self.plots.set_phases(self.view.phases)
         self.plots.set_markers(rows)
@@ -430,11 +429,11 @@ class ReviewWindow(QMainWindow):
         markers, table and summary re-read) and redraw."""
         self.load_all_vitals()
         try:
-            self.record = self.store.get_session(self.session_id)
-            self.view = load_session(self.store, self.session_id)
+            self.record = self.records.get_session(self.session_id)
+            self.view = self.records.session_view(self.session_id)
             for vital, series in list(self.numerics.items()):
                 last = float(series.t[-1]) if len(series.t) else None
-                self.numerics[vital] = series.extended(load_numerics(self.store, self.session_id, vital, last))
+                self.numerics[vital] = series.extended(load_numerics(self.records, self.session_id, vital, last))
         except (StoreError, ExportError) as exc:
             self.show_error(f"Refresh failed: {describe_error(exc)}")
             return
@@ -464,7 +463,7 @@ class ReviewWindow(QMainWindow):
         run_modal(dialog)
         if dialog.entry_id is None:
             return None
-        self.view = load_session(self.store, self.session_id)
+        self.view = self.records.session_view(self.session_id)
         self._show_record()
         self.show_error("")
         self.statusBar().showMessage("Late entry added to the record", 8000)
@@ -488,7 +487,7 @@ class ReviewWindow(QMainWindow):
             path = chosen
         QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
-            written = export_session(self.store, self.session_id, fmt, path, deidentify=deid)
+            written = export_session(self.records, self.session_id, fmt, path, deidentify=deid)
         except ExportError as exc:
             self.show_error(f"Export failed: {describe_error(exc)}")
             return None

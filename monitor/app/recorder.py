@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from drivers.model import DeviceCondition, Item, NumericObservation, Quality, WaveformChunk, numeric
 from monitor.alarms.engine import Alarm, AlarmEngine, AlarmEvent, AlarmState
@@ -85,7 +84,8 @@ class SessionRecorder:
               plan: KetamineIVPlan | EsketaminePlan, device: str, actor: Actor, t: datetime,
               settings: ClinicSettings, profile: AlarmProfile,
               on_alarm_event: Callable[[AlarmEvent], None] | None = None,
-              engine: AlarmEngine | None = None) -> "SessionRecorder":
+              engine: AlarmEngine | None = None,
+              on_readings: Callable[[list[Item]], None] | None = None) -> "SessionRecorder":
         """Open a new session at ``t`` (validated by the session before anything is stored).
         ``engine``: an alarm engine already watching the device (the window's), else a new one."""
         probe = SessionState.open(session_id="S-0", patient=patient, plan=plan, t=t, by=actor, settings=settings)
@@ -94,7 +94,8 @@ class SessionRecorder:
                                           started_at=t)
         state = SessionState.open(session_id=f"S-{session_id}", patient=patient, plan=plan, t=t, by=actor,
                                   settings=settings)
-        recorder = cls(store, writer, session_id, state, engine or make_engine(profile, settings), actor, on_alarm_event)
+        recorder = cls(store, writer, session_id, state, engine or make_engine(profile, settings), actor, on_alarm_event,
+                       on_readings)
         recorder._adopt_alarms(t)
         recorder._store_entries(state.entries)
         return recorder
@@ -103,7 +104,8 @@ class SessionRecorder:
     def resume(cls, store: SessionStore, writer: StoreWriter, session_id: int, *, actor: Actor, now: datetime,
                settings: ClinicSettings, profile: AlarmProfile,
                on_alarm_event: Callable[[AlarmEvent], None] | None = None,
-               engine: AlarmEngine | None = None) -> "SessionRecorder":
+               engine: AlarmEngine | None = None,
+               on_readings: Callable[[list[Item]], None] | None = None) -> "SessionRecorder":
         """Resume an open session left by a crash: replay its entries, mark the gap from the last
         recorded data to ``now`` (the device's time now), and close alarm log rows that were open at
         the crash.
@@ -136,7 +138,8 @@ class SessionRecorder:
                          "device_time": now.isoformat(), "rebased_s": offset.total_seconds()})
         if state.phase is Phase.BASELINE:
             state.observe(store.observations(session_id, start=last - timedelta(minutes=2)))
-        recorder = cls(store, writer, session_id, state, engine or make_engine(profile, settings), actor, on_alarm_event)
+        recorder = cls(store, writer, session_id, state, engine or make_engine(profile, settings), actor, on_alarm_event,
+                       on_readings)
         recorder.time_offset = offset
         recorder.now = now + offset
         recorder._adopt_alarms(now + offset)
@@ -293,13 +296,10 @@ class SessionRecorder:
         return events
 
     # ------------------------------------------------------------------ staff actions
-    def act(self, action: str, *args: Any, **kwargs: Any) -> list[EntryBase]:
-        """Run a :class:`SessionState` action (``"start_infusion"``, ``"chart"``, …) and record its
-        entries. A refused action raises (the session's message) and records nothing."""
-        method = getattr(self.state, action, None)
-        if method is None or action.startswith("_") or action in ("open", "from_entries", "observe"):
-            raise AttributeError(f"no session action {action!r}")
-        entries = method(*args, **kwargs)
+    def record(self, action: Callable[[SessionState], list[EntryBase]]) -> list[EntryBase]:
+        """Run a staff action on the session (``lambda state: state.start_infusion(t, by)``) and record
+        its entries. A refused action raises (the session's message) and records nothing."""
+        entries = action(self.state)
         self._store_entries(entries)
         return entries
 

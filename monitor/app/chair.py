@@ -1,0 +1,147 @@
+"""Assembling a chair (the window, ``vigil record``) or a desk (``vigil review``), the same way.
+
+A :class:`Chair` is one chair's store, clinic settings and alarm profile, its recording pipeline
+and the pipeline's consumers: the clinic-board publisher when publishing is on (a pipeline
+listener; its broker state becomes the LOW technical alarm ``board_unreachable``, an acknowledge
+from the board is acknowledged and audited with the board user's name). A :class:`Desk` is the
+record with no monitoring: read-only when another Vigil records into it.
+
+Both are Qt-free; the window passes a service class with Qt signals (``service_factory``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from monitor.alarms.profile import AlarmProfile, ProfileError
+from monitor.app.clinic import Clinic
+from monitor.app.pipeline import Pipeline, open_pipeline
+from monitor.app.records import Records
+from monitor.app.service import SessionService
+from monitor.config import db_path, load_clinic_profile, load_clinic_settings
+from monitor.settings import ClinicSettings, SettingsError
+from monitor.store import SessionStore, StoreError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Chair", "Desk", "ChairSetupError"]
+
+
+class ChairSetupError(Exception):
+    """The chair cannot start: the database or the clinic's settings cannot be used (the message
+    says which and why)."""
+
+
+def _settings() -> tuple[ClinicSettings, AlarmProfile]:
+    try:
+        return load_clinic_settings(), load_clinic_profile()
+    except (SettingsError, ProfileError) as exc:
+        raise ChairSetupError(f"the clinic's settings cannot be loaded: {exc}") from None
+
+
+class Desk:
+    """The record at a desk (no monitoring): :attr:`records` (read-only queries), :attr:`clinic`
+    (accounts and sign-in), :attr:`settings`, :attr:`profile`. Opens the database read-only when
+    another Vigil records into it (no late entries then)."""
+
+    def __init__(self, db: str | None = None) -> None:
+        path = db_path(db)
+        try:
+            try:
+                self.store = SessionStore(path)
+            except StoreError as exc:
+                log.info("%s; opening it read-only", exc)
+                self.store = SessionStore(path, readonly=True)
+        except (StoreError, OSError) as exc:
+            raise ChairSetupError(f"the database cannot be opened: {exc}") from None
+        try:
+            self.settings, self.profile = _settings()
+        except ChairSetupError:
+            self.store.close()
+            raise
+        self.records = Records(self.store)
+        self.clinic = Clinic(self.store)
+
+    def close(self) -> None:
+        """Close the database."""
+        self.store.close()
+
+
+class Chair:
+    """One chair (see the module docstring). ``device``: a device URL; ``db``: the database
+    (``--db``, else ``VIGIL_DB``, else the user data folder); ``board_args``: the command-line
+    options of the clinic board (``--publish``, ``--chair`` …; the clinic settings otherwise);
+    ``service_factory``: builds the session service over the pipeline (the window's has Qt
+    signals). Raises :class:`ChairSetupError` or ``DeviceUrlError``."""
+
+    def __init__(self, device: str, db: str | None = None, *, board_args: Any = None,
+                 service_factory: Callable[[Pipeline], SessionService] = SessionService,
+                 on_writer_error: Callable[[BaseException], None] | None = None) -> None:
+        try:
+            self.store = SessionStore(db_path(db))
+        except (StoreError, OSError) as exc:
+            raise ChairSetupError(f"the database cannot be opened: {exc}") from None
+        try:
+            self.settings, self.profile = _settings()
+            self.pipeline = open_pipeline(device, self.store, self.settings, self.profile,
+                                          on_writer_error=on_writer_error)
+        except BaseException:
+            self.store.close()
+            raise
+        self.service = service_factory(self.pipeline)
+        self.records = Records(self.store)
+        writer = self.pipeline.writer
+
+        def submit(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:  # in order with the recording
+            return writer.put_call(fn, *args, **kwargs).result(30) if writer.is_alive() else fn(*args, **kwargs)
+        self.clinic = Clinic(self.store, submit=submit)
+        self.publisher = None
+        if board_args is not None or self.settings.board.publish_url:
+            self._attach_board(board_args)
+
+    def _attach_board(self, args: Any) -> None:
+        from monitor.board.setup import (  # noqa: PLC0415 (paho is loaded only when publishing)
+            UNREACHABLE_CODE, UNREACHABLE_TEXT, BoardSetupError, board_actor, chair_publisher,
+        )
+
+        service = self.service
+
+        def broker_state(reachable: bool, detail: str) -> None:
+            log.info("clinic board %s: %s", "reachable" if reachable else "unreachable", detail)
+            service.set_technical(UNREACHABLE_CODE, not reachable, UNREACHABLE_TEXT)
+
+        def acknowledge(command: Any) -> None:
+            actor = board_actor(command)
+            if actor is None:
+                return
+            log.info("alarms acknowledged from the clinic board %r by %s", command.board, actor.username)
+            service.acknowledge(actor)
+            service.audit(actor.username, "alarms_acknowledged_from_board",
+                          {"board": command.board, "name": actor.display_name})
+
+        try:
+            publisher = chair_publisher(args, self.settings, self.profile, on_broker_state=broker_state,
+                                        on_acknowledge=acknowledge)
+        except BoardSetupError as exc:
+            log.error("clinic board: not publishing: %s", exc)
+            self._board_error = str(exc)
+            service.set_technical(UNREACHABLE_CODE, True, UNREACHABLE_TEXT)
+            return
+        if publisher is not None:
+            self.publisher = publisher
+            self.pipeline.add_listener(publisher)
+
+    def start(self) -> None:
+        """Start the pipeline (and the publisher)."""
+        self.pipeline.start()
+        if self.publisher is not None:
+            self.publisher.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop everything (an open session stays open, to be resumed) and close the database."""
+        if self.publisher is not None:
+            self.publisher.close()
+        self.pipeline.stop(timeout)
+        self.store.close()

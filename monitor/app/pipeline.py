@@ -1,0 +1,350 @@
+"""The recording pipeline: device → alarm engine → recorder → store writer → listeners, on its own thread.
+
+One :class:`Pipeline` per chair. It owns the device's acquisition worker (a thread reading the
+link), the alarm engine, the session recorder (while a session is open) and the store writer (a
+thread writing the record), and runs alarm evaluation and recording on **its own thread**: device
+batches, ticks (5 a second: escalations, pause expiry, delays that run out between batches) and
+staff commands are all handled there, in arrival order. Nothing it does waits on a screen, a
+network or a slow consumer: listeners (:class:`~monitor.app.listeners.PipelineListener` — the
+window's Qt bridge, the clinic-board publisher, the replication worker) are called on the
+pipeline thread and must return at once.
+
+Staff commands reach it through :meth:`Pipeline.call`, which runs a function on the pipeline thread
+and returns its result (or raises its refusal) to the caller; :class:`~monitor.app.service.SessionService`
+is the typed front of those commands. The window and ``vigil record`` build the pipeline the same
+way (:func:`open_pipeline`).
+
+Shutdown order: stop the acquisition worker (no more batches), let the pipeline thread handle what
+is queued and stop, then stop the writer (everything queued is written). An open session stays open,
+to be resumed.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, TypeVar
+
+from drivers.acquisition import AcquisitionWorker, Link, LinkState
+from drivers.model import Item
+from drivers.transport import DeviceSpec, open_link, parse_device_url
+from monitor.alarms.engine import AlarmEngine, AlarmEvent, AlarmState
+from monitor.alarms.profile import AlarmProfile
+from monitor.app.listeners import PipelineListener, SessionSnapshot
+from monitor.app.recorder import SessionRecorder, make_engine
+from monitor.app.snapshot import snapshot_from_state
+from monitor.session import SessionState
+from monitor.session.record import EntryBase
+from monitor.settings import ClinicSettings
+from monitor.store import SessionStore, StoreWriter
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Pipeline", "open_pipeline", "TICK_S", "SNAPSHOT_EVERY_S"]
+
+#: Seconds between ticks of the alarm engine and the recorder.
+TICK_S = 0.2
+#: A session snapshot is published at least this often (dose, count-downs move on), seconds.
+SNAPSHOT_EVERY_S = 10.0
+_T = TypeVar("_T")
+_STOP = object()
+
+
+class _Inbox:
+    """The acquisition worker's listener: everything goes into the pipeline's queue."""
+
+    def __init__(self, q: queue.SimpleQueue[Any]) -> None:
+        self._q = q
+
+    def items_received(self, items: list[Item]) -> None:
+        self._q.put(("batch", items))
+
+    def link_changed(self, state: LinkState, detail: str, attempt: int) -> None:
+        self._q.put(("link", state, detail, attempt))
+
+
+class Pipeline:
+    """One chair's recording pipeline (see the module docstring).
+
+    ``link``: the device (not yet opened); ``store``: the chair's record; ``settings``/``profile``:
+    the clinic's settings and alarm profile in force. ``listeners`` receive everything (more can be
+    added with :meth:`add_listener` before :meth:`start`). ``tick_s``: seconds between ticks. The
+    store writer runs from construction (commands may be recorded before the device starts):
+    always end a pipeline with :meth:`stop`.
+    """
+
+    def __init__(self, link: Link, store: SessionStore, settings: ClinicSettings, profile: AlarmProfile, *,
+                 listeners: Iterable[PipelineListener] = (), tick_s: float = TICK_S, device_label: str = "",
+                 on_writer_error: Callable[[BaseException], None] | None = None) -> None:
+        self.link = link
+        self.store = store
+        self.settings = settings
+        self.profile = profile
+        #: The limits in force: the clinic's profile, adjusted for the current session.
+        self.session_profile = profile
+        self.device_label = device_label or link.source
+        self.tick_s = tick_s
+        self.engine: AlarmEngine = make_engine(profile, settings)
+        self.writer = StoreWriter(store, on_error=on_writer_error)
+        self.writer.start()   # writes may be queued before the device starts; stop() ends it
+        self.recorder: SessionRecorder | None = None
+        self.link_state = LinkState.CONNECTING.value
+        self.link_detail = ""
+        #: Reconnect attempts since the link was lost.
+        self.link_attempt = 0
+        #: The parsed device URL, when the device was given as one.
+        self.device_spec: DeviceSpec | None = None
+        self._listeners: list[PipelineListener] = list(listeners)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._worker: AcquisitionWorker | None = None
+        self._thread: threading.Thread | None = None
+        self._running = False
+        self._alarm_state: AlarmState = self.engine.state()
+        self._dirty = False
+        self._session_view: SessionState | None = None
+        self._last_snapshot = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+    def add_listener(self, listener: PipelineListener) -> None:
+        """Add a consumer (before :meth:`start`, or from the pipeline thread)."""
+        self._listeners.append(listener)
+
+    @property
+    def running(self) -> bool:
+        """True while the pipeline thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the writer, the pipeline thread and the device (no-op if running)."""
+        if self.running:
+            return
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name="vigil pipeline", daemon=True)
+        self._thread.start()
+        self._start_worker()
+
+    def _start_worker(self) -> None:
+        self._worker = AcquisitionWorker(self.link, [_Inbox(self._queue)])
+        self._worker.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the device, let the pipeline finish what is queued, and flush the store (an open
+        session stays open, to be resumed)."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.stop(min(timeout, 2.0))
+        if self.running:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)  # type: ignore[union-attr]
+        self._running = False
+        self.writer.stop(timeout)
+
+    def switch_device(self, link: Link, label: str = "", spec: DeviceSpec | None = None) -> None:
+        """Read another device (refused while a session is recorded). Runs on the pipeline thread."""
+        def work() -> None:
+            if self.recorder is not None:
+                raise ValueError("the device cannot be changed while a session is being recorded")
+            worker, self._worker = self._worker, None
+            if worker is not None:
+                worker.stop(1.0)
+            self.link = link
+            self.device_label = label or link.source
+            self.device_spec = spec
+            self.link_state, self.link_detail, self.link_attempt = LinkState.CONNECTING.value, "", 0
+            self.engine = make_engine(self.session_profile, self.settings)
+            self._publish_state()
+            if self._running:
+                self._start_worker()
+        self.call(work)
+
+    def feed(self, items: list[Item]) -> None:
+        """Hand the pipeline device items as if the device had sent them (a replay, a test): queued
+        behind what arrived before while running, handled at once otherwise."""
+        if self.running:
+            self._queue.put(("batch", list(items)))
+        else:
+            self._batch(list(items))
+
+    # ------------------------------------------------------------------ commands
+    def call(self, fn: Callable[[], _T], timeout: float = 30.0) -> _T:
+        """Run ``fn`` on the pipeline thread and return its result (its exception is raised here).
+        From the pipeline thread itself, or before :meth:`start`, ``fn`` runs at once."""
+        if not self.running or threading.current_thread() is self._thread:
+            return fn()
+        future: concurrent.futures.Future[_T] = concurrent.futures.Future()
+        self._queue.put(("call", fn, future))
+        return future.result(timeout)
+
+    # ------------------------------------------------------------------ queries (any thread)
+    def now(self) -> datetime:
+        """Now on the record's timeline: the device's clock (the simulated one for the simulated
+        monitor), re-based like its data after a resume."""
+        now = self.link.clock()
+        recorder = self.recorder
+        return now + recorder.time_offset if recorder is not None else now
+
+    def alarm_state(self) -> AlarmState:
+        """The alarm state published last (a copy: safe to keep and read on any thread)."""
+        return self._alarm_state
+
+    def session_view(self) -> SessionState | None:
+        """A read-only replica of the session being recorded (None without one), replaced after
+        every change: safe to read on any thread; changing it changes nothing."""
+        return self._session_view
+
+    # ------------------------------------------------------------------ the thread
+    def _run(self) -> None:
+        next_tick = time.monotonic()
+        while True:
+            wait = max(0.0, next_tick - time.monotonic())
+            try:
+                message = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                message = None
+            if message is _STOP:
+                self._drain()
+                return
+            if message is not None:
+                self._handle(message)
+            if time.monotonic() >= next_tick:
+                self._guard(self._tick)
+                next_tick = max(next_tick + self.tick_s, time.monotonic())
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                message = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if message is not _STOP:
+                self._handle(message)
+
+    def _handle(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "batch":
+            self._guard(self._batch, message[1])
+        elif kind == "link":
+            state, detail = message[1], message[2]
+            self.link_state, self.link_detail, self.link_attempt = state.value, detail, message[3]
+            self._notify("on_link", state.value, detail)
+        elif kind == "call":
+            fn, future = message[1], message[2]
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as exc:  # the caller gets it
+                    future.set_exception(exc)
+
+    def _guard(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:  # a fault in one batch must not stop alarms for the next
+            log.exception("the pipeline failed on %s", getattr(fn, "__name__", fn))
+
+    def _batch(self, items: list[Item]) -> None:
+        recorder = self.recorder
+        if recorder is not None:
+            items = recorder.rebase(items)
+            recorder.on_items(items)   # its alarm events reach the listeners through on_recorder_event
+            if self._session_view is not None:  # the replica's latest vitals (the discharge check reads them)
+                self._session_view.latest = dict(recorder.state.latest)
+            events: list[AlarmEvent] = []
+        else:
+            events = self.engine.process(items)
+        self._notify("on_batch", items)
+        self._after(events)
+
+    def _tick(self) -> None:
+        now = self.now()
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.tick(now)
+            events: list[AlarmEvent] = []
+        else:
+            events = self.engine.tick(now)
+        self._after(events, always=True)
+        if recorder is not None and time.monotonic() - self._last_snapshot >= SNAPSHOT_EVERY_S:
+            self._publish_session()
+
+    def on_recorder_event(self, event: AlarmEvent) -> None:
+        """The recorder's alarm events (logged in the session): to the listeners; the state is
+        published after the work that caused them."""
+        self._notify("on_alarm_event", event)
+        self._dirty = True
+
+    def _after(self, events: list[AlarmEvent], always: bool = False) -> None:
+        """After a batch, a tick or a command: tell the listeners the engine's own events (without a
+        session; a session's come through :meth:`on_recorder_event`) and publish the state if it
+        may have changed."""
+        for event in events:
+            self._notify("on_alarm_event", event)
+        if events or always or self._dirty:
+            self._dirty = False
+            self._publish_state()
+
+    def _publish_state(self) -> None:
+        recorder = self.recorder
+        now = self.now()
+        if recorder is not None and recorder.now is not None:
+            now = max(now, recorder.now)
+        state = self.engine.state(now)
+        self._alarm_state = AlarmState([replace(a) for a in state.alarms], state.visual_priority,
+                                       state.audio_priority, replace(state.inactivation))
+        self._notify("on_alarm_state", self._alarm_state)
+
+    def _notify(self, method: str, *args: Any) -> None:
+        for listener in self._listeners:
+            try:
+                getattr(listener, method)(*args)
+            except Exception:  # a faulty consumer must never stop recording or alarms
+                log.exception("pipeline listener %r failed in %s", listener, method)
+
+    # ------------------------------------------------------------------ session plumbing (pipeline thread)
+    def entries_recorded(self, entries: list[EntryBase]) -> None:
+        """After a command recorded ``entries``: refresh the replica and tell the listeners."""
+        self._refresh_view()
+        if entries:
+            self._notify("on_entries", list(entries))
+        self._publish_session()
+
+    def session_changed(self) -> None:
+        """A session started, resumed or ended."""
+        self._refresh_view()
+        self._publish_session()
+
+    def _refresh_view(self) -> None:
+        recorder = self.recorder
+        if recorder is None:
+            self._session_view = None
+            return
+        view = SessionState.from_entries(recorder.state.entries)
+        view.latest = dict(recorder.state.latest)
+        self._session_view = view
+
+    def _publish_session(self) -> None:
+        self._last_snapshot = time.monotonic()
+        recorder = self.recorder
+        snapshot: SessionSnapshot | None = None
+        if recorder is not None:
+            snapshot = snapshot_from_state(recorder.state, max(self.now(), recorder.now or self.now()),
+                                           self.settings)
+        self._notify("on_session", snapshot)
+
+
+def open_pipeline(device: str | DeviceSpec | Link, store: SessionStore, settings: ClinicSettings,
+                  profile: AlarmProfile, **kwargs: Any) -> Pipeline:
+    """A pipeline for a device URL (``sim://…``, ``PORT?protocol=NAME``, ``mllp://…``), a parsed
+    spec or a link; bad URLs raise ``DeviceUrlError``. Not started."""
+    if isinstance(device, Link):
+        return Pipeline(device, store, settings, profile, **kwargs)
+    spec = device if isinstance(device, DeviceSpec) else parse_device_url(device)
+    pipeline = Pipeline(open_link(spec), store, settings, profile, device_label=spec.label, **kwargs)
+    pipeline.device_spec = spec
+    return pipeline
+

@@ -1,0 +1,1 @@
+"""Thin Qt adapters over the application layer: pipeline callbacks become Qt signals, nothing else."""
