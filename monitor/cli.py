@@ -2,16 +2,22 @@
 
 Commands::
 
-    vigil [run] [--device URL] [--db PATH]          the monitoring window (default command)
+    vigil [run] [--device URL] [--db PATH] [--clinic-db URL] [--chair NAME]
+                                                    the monitoring window (default command)
     vigil decode --protocol P FILE|- [--waves] [--attributes]
     vigil simulate --protocol masimo|nonin|intellivue [--scenario S] [--speed X] [--link PATH]
     vigil devices [--json]
     vigil record --device URL --duration SECONDS [--patient NAME] [--weight KG]
-                 [--protocol ketamine-iv|esketamine] [--db PATH] [--resume]
-    vigil sessions [--db PATH] [--json]
+                 [--protocol ketamine-iv|esketamine] [--db PATH] [--resume] [--clinic-db URL] [--chair NAME]
+    vigil sessions [--db PATH|URL] [--chair NAME] [--json]
     vigil export SESSION --format csv|pdf|fhir|hl7|edf|json|rems [--out PATH] [--deidentify]
-                 [--interval 60s] [--paper A4|Letter] [--db PATH]
+                 [--interval 60s] [--paper A4|Letter] [--db PATH|URL]
     vigil import FILE [--db PATH]
+    vigil review [SESSION] [--db PATH|URL]
+    vigil clinic-setup URL                          make or migrate the clinic record (PostgreSQL)
+
+``--db`` of sessions, export and review also takes the clinic record, ``postgresql://…``: every
+chair's sessions (docs/clinic-record.md).
 """
 
 from __future__ import annotations
@@ -28,7 +34,12 @@ from drivers.registry import UnknownProtocolError, decoder_class, protocol_names
 from drivers.simulator.scenarios import SCENARIOS
 
 DEFAULT_DEVICE = "sim://?scenario=normal"
-_COMMANDS = ("run", "decode", "simulate", "devices", "record", "sessions", "export", "import", "review")
+_COMMANDS = ("run", "decode", "simulate", "devices", "record", "sessions", "export", "import", "review",
+             "clinic-setup")
+_CLINIC_DB = "copy this chair's sessions to the clinic record, postgresql://login@server/database (default: the " \
+             "clinic_record.url setting; off when empty)"
+_CHAIR = "this chair's name in the clinic record (default: the clinic_record.chair setting, else the host name)"
+_READ_DB = "session database file, or the clinic record postgresql://… (default: VIGIL_DB or the user data folder)"
 
 
 class CliError(Exception):
@@ -49,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"device URL (default {DEFAULT_DEVICE}); e.g. /dev/ttyUSB0?protocol=masimo")
     run.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
     run.add_argument("--full-screen", action="store_true", help="start full screen, as a bedside monitor (F11 toggles)")
+    run.add_argument("--clinic-db", help=_CLINIC_DB)
+    run.add_argument("--chair", help=_CHAIR)
 
     dec = sub.add_parser("decode", help="decode a raw capture of what a monitor sent; JSON lines")
     dec.add_argument("--protocol", required=True, help=f"one of: {', '.join(protocol_names())}")
@@ -78,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--lot", default="UNRECORDED", help="esketamine lot number")
     rec.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
     rec.add_argument("--resume", action="store_true", help="resume a session a crash left open")
+    rec.add_argument("--clinic-db", help=_CLINIC_DB)
+    rec.add_argument("--chair", help=_CHAIR)
 
     exp = sub.add_parser("export", help="export a session (csv, pdf, fhir, hl7, edf, json, rems)")
     exp.add_argument("session", help="session id (see vigil sessions)")
@@ -86,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--deidentify", action="store_true", help="HIPAA Safe Harbor de-identified export")
     exp.add_argument("--interval", default="60s", help="resampling interval for csv/fhir/hl7: 60s, 5min, 1h")
     exp.add_argument("--paper", default="A4", help="A4 or Letter (pdf, rems)")
-    exp.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
+    exp.add_argument("--db", help=_READ_DB)
 
     imp = sub.add_parser("import", help="restore a session from a json archive made by vigil export")
     imp.add_argument("file", help="archive file")
@@ -94,12 +109,29 @@ def _parser() -> argparse.ArgumentParser:
 
     rev = sub.add_parser("review", help="review recorded sessions in a window, with no monitoring")
     rev.add_argument("session", nargs="?", type=int, help="open this session at once (see vigil sessions)")
-    rev.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
+    rev.add_argument("--db", help=_READ_DB)
 
     ses = sub.add_parser("sessions", help="list recorded sessions")
-    ses.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
+    ses.add_argument("--db", help=_READ_DB)
+    ses.add_argument("--chair", help="only this chair's sessions (the clinic record)")
     ses.add_argument("--json", action="store_true", help="one JSON object per session")
+
+    cli = sub.add_parser("clinic-setup", help="make or migrate the clinic record on a PostgreSQL server")
+    cli.add_argument("url", help="postgresql://admin@server/database, as a role that may create roles and schemas")
     return parser
+
+
+# ---------------------------------------------------------------------------------- clinic-setup
+def cmd_clinic_setup(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """Make the group roles and apply the schema migrations; prints the schema version."""
+    from monitor.store.postgres import ClinicRecordError, safe_url, setup  # noqa: PLC0415
+
+    try:
+        version = setup(args.url)
+    except ClinicRecordError as exc:
+        raise CliError(f"vigil clinic-setup: {exc}", status=1) from None
+    out.write(f"{safe_url(args.url)}: clinic record schema version {version}\n")
+    return 0
 
 
 # ---------------------------------------------------------------------------------- decode
@@ -225,7 +257,7 @@ def run_cli(argv: Sequence[str], window: Callable[[argparse.Namespace], int] | N
 
         handler = {"decode": cmd_decode, "simulate": cmd_simulate, "devices": cmd_devices,
                    "record": cmd_record, "sessions": cmd_sessions, "export": cmd_export,
-                   "import": cmd_import}[args.command]
+                   "import": cmd_import, "clinic-setup": cmd_clinic_setup}[args.command]
         return handler(args, out, err)
     except CliError as exc:
         err.write(str(exc) + "\n")

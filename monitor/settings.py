@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from monitor.clinic.config import ClinicRecordSettings
 from monitor.protocols import (
     DOSE_HARD_LIMITS_MG_PER_KG, DURATION_RANGE_MIN, MIN_ESKETAMINE_MONITORING_MIN, RATE_HARD_MAX_LIMITS_MG_PER_KG_PER_H,
 )
@@ -88,6 +89,10 @@ class ClinicSettings(BaseModel):
     140–220 / 90–130: a discharge BP at or above either is never "within baseline").
 
     Patients: ``min_patient_age_years`` (default 18; 12–100).
+
+    Clinic record: ``clinic_record`` (:class:`monitor.clinic.config.ClinicRecordSettings`; off by
+    default): the PostgreSQL clinic record this chair copies its sessions to, the chair's name there,
+    and whether staff accounts and settings are kept there. See docs/clinic-record.md.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -113,6 +118,7 @@ class ClinicSettings(BaseModel):
     discharge_bp_ceiling_sys_mmhg: int = 180
     discharge_bp_ceiling_dia_mmhg: int = 110
     min_patient_age_years: int = 18
+    clinic_record: ClinicRecordSettings = ClinicRecordSettings()
 
     @field_validator("ketamine_max_rate_mg_per_kg_per_h")
     @classmethod
@@ -227,8 +233,10 @@ class ClinicSettings(BaseModel):
         return self
 
     def to_payload(self) -> dict[str, Any]:
-        """A JSON-ready dict (the file format)."""
-        return self.model_dump(mode="json")
+        """A JSON-ready dict (the file format) of the settings a session records; the chair's link to
+        the clinic record (``clinic_record``) is the chair's configuration, not the session's, and is
+        left out (:meth:`from_payload` gives it its default)."""
+        return self.model_dump(mode="json", exclude={"clinic_record"})
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> "ClinicSettings":
