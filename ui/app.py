@@ -22,6 +22,7 @@ def _fail(title: str, text: str) -> int:
 def run_window(args: argparse.Namespace) -> int:
     """Open the monitoring window on ``args.device`` with the database ``args.db``."""
     from monitor.alarms.profile import ProfileError  # noqa: PLC0415
+    from monitor.clinic.link import start_clinic_link  # noqa: PLC0415
     from monitor.config import db_path, load_clinic_profile, load_clinic_settings  # noqa: PLC0415
     from monitor.device_channel import DeviceChannel  # noqa: PLC0415
     from monitor.recording_service import RecordingService  # noqa: PLC0415
@@ -43,6 +44,14 @@ def run_window(args: argparse.Namespace) -> int:
     except (SettingsError, ProfileError) as exc:
         store.close()
         return _fail("Vigil cannot load the clinic's settings", str(exc))
+    try:  # pipeline: replaced when monitor.app.pipeline lands
+        clinic = start_clinic_link(store, settings, url=getattr(args, "clinic_db", None),
+                                   chair=getattr(args, "chair", None))
+        if clinic is not None and clinic.settings_changed:
+            settings = load_clinic_settings()
+    except (ValueError, StoreError) as exc:
+        store.close()
+        return _fail("Vigil cannot start the clinic record", str(exc))
     channel = DeviceChannel(args.device)
     service = RecordingService(channel, store, settings, profile)
     context = UiContext(service, store, settings, profile)
@@ -56,15 +65,19 @@ def run_window(args: argparse.Namespace) -> int:
         status = app.exec()
     finally:
         service.shutdown()
+        if clinic is not None:  # pipeline: replaced when monitor.app.pipeline lands
+            clinic.finish()
         store.close()
     return status
 
 
 def run_review(args: argparse.Namespace) -> int:
     """``vigil review``: the session browser with no monitoring (a prescriber's or charge nurse's
-    desk), on the database ``args.db``, after staff sign-in; ``args.session`` opens one at once."""
+    desk), on the database ``args.db`` — a chair's file, or the clinic record (``postgresql://…``:
+    every chair's sessions, read-only, signed in with the clinic's staff accounts) — after staff
+    sign-in; ``args.session`` opens one at once."""
     from monitor.alarms.profile import ProfileError  # noqa: PLC0415
-    from monitor.config import db_path, load_clinic_profile, load_clinic_settings  # noqa: PLC0415
+    from monitor.config import load_clinic_profile, load_clinic_settings, open_reader  # noqa: PLC0415
     from monitor.settings import SettingsError  # noqa: PLC0415
     from monitor.store import SessionStore, StoreError  # noqa: PLC0415
     from ui.context import UiContext  # noqa: PLC0415
@@ -74,23 +87,19 @@ def run_review(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Vigil")
-    path = db_path(args.db)
     try:
-        store = SessionStore(path)
-    except StoreError as exc:
-        # Another Vigil is recording into this database: review it read-only (no late entries).
-        log.info("review: %s; opening it read-only", exc)
-        try:
-            store = SessionStore(path, readonly=True)
-        except (StoreError, OSError) as again:
-            return _fail("Vigil cannot open its database", str(again))
-    except OSError as exc:
+        # A chair's file another Vigil records into opens read-only (no late entries), as the clinic record does.
+        store = open_reader(args.db, prefer_writable=True)
+    except (StoreError, OSError) as exc:
         return _fail("Vigil cannot open its database", str(exc))
     try:
         try:
             settings, profile = load_clinic_settings(), load_clinic_profile()
         except (SettingsError, ProfileError) as exc:
             return _fail("Vigil cannot load the clinic's settings", str(exc))
+        if not isinstance(store, SessionStore) and not store.list_users():  # the clinic record makes no accounts
+            return _fail("Vigil cannot sign anyone in", f"{store.path} holds no staff accounts yet: "
+                         "sign in once at a chair that keeps its accounts there")
         context = UiContext(None, store, settings, profile)  # type: ignore[arg-type]  # no monitoring here
         run_modal(SignInDialog(context, why="Sign in to review recorded sessions."))
         if context.user is None:
