@@ -51,13 +51,17 @@ class Flag:
 class ChairState:
     """What the clinic record holds of one chair: ``marks`` (table → highest chair id held),
     ``watch`` (chair session id → clinic id of the sessions not yet sealed), ``tip`` (seq and hash
-    of the last audit row held, None before the first)."""
+    of the last audit row held, None before the first), ``sessions`` (chair session id → clinic id
+    of the sessions met so far), and the session and alarm states sent on this connection (so that
+    an unchanged state is not sent again at every poll)."""
 
     chair_id: int
     marks: dict[str, int]
     watch: dict[int, int]
     tip: tuple[int, str] | None
     sessions: dict[int, int] = field(default_factory=dict)
+    sent_states: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+    sent_alarms: dict[int, tuple[Any, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,13 @@ class SettingsVersion:
     changed_by: str | None
     origin_chair: int | None = None
     origin_seq: int | None = None
+
+
+def _state(session: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The columns of a session row (:data:`SESSION_COLUMNS`) that a state version holds, in
+    :data:`_STATE_COLS` order."""
+    r = session
+    return (r[4], r[5], r[3], r[10], r[11], r[14], r[15], r[16])
 
 
 def _unavailable(exc: BaseException, url: str) -> ClinicUnavailable:
@@ -208,8 +219,9 @@ class ClinicWriter:
         When the change set is complete, sessions' progress and unfinished waveform blocks are
         updated and the closed sessions it holds are sealed, after comparing their row counts with
         the chair's (a difference is flagged). Returns the chair ids of the sessions sealed."""
-        result = self._run(self._apply, state, changes, list(flags))
-        sealed, new_sessions = result
+        sealed, new_sessions = self._run(self._apply, state, changes, list(flags))
+        state.sent_states.update((r[0], _state(r)) for r in changes.sessions)
+        state.sent_alarms.update((r[0], (r[5], r[7])) for r in changes.alarms)
         state.sessions.update(new_sessions)
         for chair_sid, sid in new_sessions.items():
             state.watch.setdefault(chair_sid, sid)
@@ -291,18 +303,19 @@ class ClinicWriter:
         def sid(chair_sid: int | None) -> int | None:
             return None if chair_sid is None else sids.get(chair_sid)
 
-        # Sessions: a new state version when anything in it changed.
-        for r in changes.sessions:
-            values = dict(zip(_STATE_COLS, (r[4], r[5], r[3], r[10], r[11], r[14], r[15], r[16])))
-            cur.execute(
+        # Sessions: a new state version when anything in it changed (the server checks against its
+        # latest version; what this connection already sent unchanged is not sent again).
+        changed = [{"sid": sids[r[0]], **dict(zip(_STATE_COLS, _state(r)))} for r in changes.sessions
+                   if state.sent_states.get(r[0]) != _state(r)]
+        if changed:
+            cur.executemany(
                 "INSERT INTO vigil.session_states (session_id, " + ", ".join(_STATE_COLS) + ") "
                 "SELECT %(sid)s, %(status)s, %(phase)s, %(ended_at)s, %(plan_json)s, %(baseline_json)s, %(closed_by)s, "
                 "%(close_meaning)s, %(signed_name)s WHERE NOT EXISTS (SELECT 1 FROM (SELECT * FROM vigil.session_states "
                 "WHERE session_id = %(sid)s ORDER BY id DESC LIMIT 1) l WHERE (l.status, l.phase, l.ended_at, "
                 "l.plan_json, l.baseline_json, l.closed_by, l.close_meaning, l.signed_name) IS NOT DISTINCT FROM "
                 "(%(status)s, %(phase)s, %(ended_at)s::float8, %(plan_json)s, %(baseline_json)s::text, "
-                "%(closed_by)s::text, %(close_meaning)s::text, %(signed_name)s::text))",
-                {"sid": sids[r[0]], **values})
+                "%(closed_by)s::text, %(close_meaning)s::text, %(signed_name)s::text))", changed)
 
         if rows["entries"]:
             cur.executemany(
@@ -316,13 +329,14 @@ class ClinicWriter:
                 "limit_value, trigger_value, message) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT DO NOTHING",
                 [(chair, r[0], sid(r[1]), r[2], r[3], r[4], r[6], r[8], r[9], r[10]) for r in new_alarms])
-        for r in changes.alarms:  # a new state version when the end or the maximum priority changed
-            cur.execute(
+        alarms = [{"c": chair, "a": r[0], "s": sid(r[1]), "p": r[5], "e": r[7]} for r in changes.alarms
+                  if state.sent_alarms.get(r[0]) != (r[5], r[7])]
+        if alarms:  # a new state version when the end or the maximum priority changed
+            cur.executemany(
                 "INSERT INTO vigil.alarm_states (chair_id, chair_alarm_id, session_id, max_priority, ended_at) "
                 "SELECT %(c)s, %(a)s, %(s)s, %(p)s, %(e)s WHERE NOT EXISTS (SELECT 1 FROM (SELECT * FROM "
                 "vigil.alarm_states WHERE chair_id = %(c)s AND chair_alarm_id = %(a)s ORDER BY id DESC LIMIT 1) l "
-                "WHERE (l.max_priority, l.ended_at) IS NOT DISTINCT FROM (%(p)s, %(e)s::float8))",
-                {"c": chair, "a": r[0], "s": sid(r[1]), "p": r[5], "e": r[7]})
+                "WHERE (l.max_priority, l.ended_at) IS NOT DISTINCT FROM (%(p)s, %(e)s::float8))", alarms)
         if rows["alarm_actions"]:
             cur.executemany(
                 "INSERT INTO vigil.alarm_actions (chair_id, chair_action_id, session_id, alarm_id, t, action, user_login, "
