@@ -53,9 +53,11 @@ def _waveforms_only(store, hours: float) -> int:
     total = 0
     for minute in range(int(hours * 60)):
         t = SYNTHETIC_START + timedelta(minutes=minute)
-        chunks = [WaveformChunk(channel=channel, rate=rate, start_time=t, source="synthetic",
-                                samples=(np.sin(np.arange(int(rate * 60)) / rate * 6.0) + rng.normal(0, 0.05, int(rate * 60)))
-                                .astype(np.float32)) for channel, rate in (("ecg", 250.0), ("pleth", 100.0), ("co2", 25.0))]
+        chunks = []
+        for channel, rate in (("ecg", 250.0), ("pleth", 100.0), ("co2", 25.0)):
+            n = int(rate * 60)
+            samples = (np.sin(np.arange(n) / rate * 6.0) + rng.normal(0, 0.05, n)).astype(np.float32)
+            chunks.append(WaveformChunk(channel=channel, rate=rate, start_time=t, source="synthetic", samples=samples))
         total += store.add_waveforms(sid, chunks)
     store.close_session(sid, user="bench", signed_name="Bench", meaning="benchmark", at=t + timedelta(minutes=1))
     return total

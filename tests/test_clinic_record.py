@@ -268,8 +268,8 @@ def test_an_open_session_shows_its_unfinished_waveform_block_until_it_is_finishe
         assert reader.waveform_blocks(clinic_sid) == chair.store.waveform_blocks(sid)
         start, end = T0 + timedelta(seconds=2), T0 + timedelta(seconds=11)
         for points in (None, 300):
-            mine, theirs = chair.store.waveform(sid, "ecg", start, end, points), reader.waveform(clinic_sid, "ecg", start,
-                                                                                               end, points)
+            mine = chair.store.waveform(sid, "ecg", start, end, points)
+            theirs = reader.waveform(clinic_sid, "ecg", start, end, points)
             assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(mine, theirs))
         assert reader.last_data_time(clinic_sid) == chair.store.last_data_time(sid)
         assert reader.waveform_channels(clinic_sid) == ["ecg"]
@@ -430,13 +430,15 @@ def test_reading_a_session_from_the_clinic_record_gives_what_the_chair_gives(tmp
         assert theirs == mine.__class__(**{**{f: getattr(mine, f) for f in mine.__slots__}, "id": csid})
         for call in (lambda s, i: s.entries(i), lambda s, i: s.effective_entries(i, "note"),
                      lambda s, i: s.entries(i, start=T0 + timedelta(seconds=30), order="recorded"),
-                     lambda s, i: s.alarms(i), lambda s, i: s.alarms(i, T0 + timedelta(seconds=40), T0 + timedelta(seconds=80)),
+                     lambda s, i: s.alarms(i),
+                     lambda s, i: s.alarms(i, T0 + timedelta(seconds=40), T0 + timedelta(seconds=80)),
                      lambda s, i: s.alarm_actions(i), lambda s, i: s.gaps(i),
                      lambda s, i: s.conditions(i), lambda s, i: s.audit_rows(i)):
             a, b = call(store, sid), call(reader, csid)
             assert [_without_session(x) for x in b] == [_without_session(x) for x in a]
         for vital in ("hr", "spo2", "rr", "etco2"):
-            for x, y in zip(store.numerics(sid, vital, with_quality=True), reader.numerics(csid, vital, with_quality=True)):
+            pairs = zip(store.numerics(sid, vital, with_quality=True), reader.numerics(csid, vital, with_quality=True))
+            for x, y in pairs:
                 assert np.array_equal(x, y, equal_nan=True)
             start, end = T0.timestamp(), T0.timestamp() + 130
             for x, y in zip(store.numerics_envelope(sid, vital, start, end, 37),

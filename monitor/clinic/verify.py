@@ -82,7 +82,8 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def check_entries(audit: Iterable[tuple[Any, ...]], entries: Mapping[int, tuple[Any, ...]]) -> tuple[list[Flag], set[int]]:
+def check_entries(audit: Iterable[tuple[Any, ...]],
+                  entries: Mapping[int, tuple[Any, ...]]) -> tuple[list[Flag], set[int]]:
     """Flags for entries that differ from their audit rows, and the ids of the entries the audit rows
     vouch for. ``audit``: audit rows as in :func:`check_chain`; ``entries``: chair entry id → entry
     row (id, session_id, t, table_kind, kind, payload_json, user_login, amends_id, reason,

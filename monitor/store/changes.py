@@ -23,8 +23,8 @@ from monitor.store.codec import _dt, _sid
 from monitor.store.database import StoreCore
 from monitor.store.records import AuditRow, NotFoundError, StoreError
 
-__all__ = ["CHANGE_TABLES", "SEALED_TABLES", "SESSION_COLUMNS", "ALARM_COLUMNS", "TABLE_COLUMNS", "ChangeSet", "SessionOrigin",
-           "ChangesMixin"]
+__all__ = ["CHANGE_TABLES", "SEALED_TABLES", "SESSION_COLUMNS", "ALARM_COLUMNS", "TABLE_COLUMNS", "ChangeSet",
+           "SessionOrigin", "ChangesMixin"]
 
 #: Append-only tables copied by id, in the order they are applied (a row may refer to an earlier
 #: table's row: an alarm action to its alarm, an audit row to its session).
@@ -55,7 +55,8 @@ _SQL = {
     "alarm_actions": "SELECT id, session_id, alarm_id, t, action, user_login, detail FROM alarm_actions "
                      "WHERE id > ? ORDER BY id LIMIT ?",
     "observations": "SELECT o.rowid, o.session_id, o.t, o.vital, o.value, o.quality, o.device_time, o.unit, s.name "
-                    "FROM observations o JOIN sources s ON s.id = o.source_id WHERE o.rowid > ? ORDER BY o.rowid LIMIT ?",
+                    "FROM observations o JOIN sources s ON s.id = o.source_id WHERE o.rowid > ? ORDER BY o.rowid "
+                    "LIMIT ?",
     "waveforms": "SELECT w.id, w.session_id, w.channel, w.t0, w.rate, w.n, w.enc, s.name, w.data FROM waveforms w "
                  "LEFT JOIN sources s ON s.id = w.source_id WHERE w.id > ? ORDER BY w.id LIMIT ?",
     "conditions": "SELECT c.id, c.session_id, c.t, c.code, c.active, c.text, s.name FROM conditions c "
@@ -85,8 +86,9 @@ class ChangeSet(NamedTuple):
     (:data:`TABLE_COLUMNS`) above that table's watermark, in id order, at most the limit.
     ``tails``: the unfinished waveform block of each channel of every open session
     (session_id, channel, t0, rate, n, enc, source, data). ``counts``: for each session of
-    ``sessions`` that is closed, when the set is complete, table → its number of rows in :data:`SEALED_TABLES`. ``complete``: no table was cut
-    by the limit (everything up to this snapshot is here)."""
+    ``sessions`` that is closed, when the set is complete, table → its number of rows in
+    :data:`SEALED_TABLES`. ``complete``: no table was cut by the limit (everything up to this
+    snapshot is here)."""
 
     sessions: list[tuple[Any, ...]]
     alarms: list[tuple[Any, ...]]

@@ -95,8 +95,8 @@ def _range(where: list[str], args: list[Any], column: str, start: datetime | Non
 
 _LATEST = ("LEFT JOIN LATERAL (SELECT status, phase, ended_at, plan_json, baseline_json, closed_by, close_meaning, "
            "signed_name FROM vigil.session_states WHERE session_id = s.id ORDER BY id DESC LIMIT 1) l ON true")
-_ALARM_LATEST = ("LEFT JOIN LATERAL (SELECT max_priority, ended_at FROM vigil.alarm_states x WHERE x.chair_id = a.chair_id "
-                 "AND x.chair_alarm_id = a.chair_alarm_id ORDER BY x.id DESC LIMIT 1) st ON true")
+_ALARM_LATEST = ("LEFT JOIN LATERAL (SELECT max_priority, ended_at FROM vigil.alarm_states x WHERE x.chair_id = "
+                 "a.chair_id AND x.chair_alarm_id = a.chair_alarm_id ORDER BY x.id DESC LIMIT 1) st ON true")
 _WAVE_ORDER = {c: i for i, c in enumerate(WAVE_CHANNELS)}
 
 
@@ -200,8 +200,9 @@ class PostgresReader:
             args.append(chair)
         sql = ("SELECT s.id, s.patient_name, s.patient_ref, s.protocol, l.status, l.phase, s.device, s.started_at, "
                "l.ended_at, coalesce(p.n_observations, 0), coalesce(p.n_alarms, 0), c.name, s.chair_session_id, "
-               "z.session_id IS NOT NULL, f.problem, f.n FROM vigil.sessions s JOIN vigil.chairs c ON c.id = s.chair_id "
-               f"{_LATEST} LEFT JOIN vigil.session_progress p ON p.session_id = s.id "
+               "z.session_id IS NOT NULL, f.problem, f.n FROM vigil.sessions s "
+               f"JOIN vigil.chairs c ON c.id = s.chair_id {_LATEST} "
+               "LEFT JOIN vigil.session_progress p ON p.session_id = s.id "
                "LEFT JOIN vigil.session_seals z ON z.session_id = s.id "
                "LEFT JOIN LATERAL (SELECT (array_agg(problem ORDER BY id))[1] AS problem, count(*) AS n "
                "FROM vigil.integrity_flags WHERE session_id = s.id) f ON true")
@@ -259,8 +260,8 @@ class PostgresReader:
 
     # ------------------------------------------------------------------ entries, alarms, audit, staff
     _ENTRY_SQL = ("SELECT e.chair_entry_id, e.session_id, e.t, e.table_kind, e.kind, e.payload_json, e.user_login, "
-                  "e.amends_id, e.reason, e.recorded_at, a.chair_entry_id FROM vigil.entries e LEFT JOIN vigil.entries a "
-                  "ON a.chair_id = e.chair_id AND a.amends_id = e.chair_entry_id")
+                  "e.amends_id, e.reason, e.recorded_at, a.chair_entry_id FROM vigil.entries e LEFT JOIN "
+                  "vigil.entries a ON a.chair_id = e.chair_id AND a.amends_id = e.chair_entry_id")
 
     def entries(self, session_id: int, table_kind: str | None = None, start: datetime | None = None,
                 end: datetime | None = None, include_amended: bool = True, *, order: str = "time") -> list[Entry]:
@@ -300,9 +301,10 @@ class PostgresReader:
             where.append("(st.ended_at IS NULL OR st.ended_at >= %s)")
             args.append(_ts(start, "start"))
         with self._read() as cur:
-            cur.execute("SELECT a.chair_alarm_id, a.condition, a.kind, a.priority, coalesce(st.max_priority, a.priority), "
-                        "a.started_at, st.ended_at, a.limit_value, a.trigger_value, a.message FROM vigil.alarms a "
-                        f"{_ALARM_LATEST} WHERE {' AND '.join(where)} ORDER BY a.started_at, a.chair_alarm_id", args)
+            cur.execute("SELECT a.chair_alarm_id, a.condition, a.kind, a.priority, coalesce(st.max_priority, "
+                        "a.priority), a.started_at, st.ended_at, a.limit_value, a.trigger_value, a.message "
+                        f"FROM vigil.alarms a {_ALARM_LATEST} WHERE {' AND '.join(where)} "
+                        "ORDER BY a.started_at, a.chair_alarm_id", args)
             rows = cur.fetchall()
             cur.execute("SELECT chair_action_id, alarm_id, t, action, user_login, detail FROM vigil.alarm_actions "
                         "WHERE session_id = %s AND alarm_id IS NOT NULL ORDER BY t, chair_action_id", (session_id,))
@@ -340,8 +342,9 @@ class PostgresReader:
         version's time."""
         with self._read() as cur:
             cur.execute("SELECT f.id, c.login, c.display_name, c.role, c.pin_hash, f.changed_at, c.active "
-                        "FROM vigil.staff_current c CROSS JOIN LATERAL (SELECT id, changed_at FROM vigil.staff_accounts "
-                        "WHERE login = c.login ORDER BY changed_at, id LIMIT 1) f ORDER BY c.login")
+                        "FROM vigil.staff_current c CROSS JOIN LATERAL (SELECT id, changed_at FROM "
+                        "vigil.staff_accounts WHERE login = c.login ORDER BY changed_at, id LIMIT 1) f "
+                        "ORDER BY c.login")
             return [UserRecord(int(r[0]), r[1], r[2], r[3], r[4], _dt(r[5]), bool(r[6])) for r in cur.fetchall()]
 
     # ------------------------------------------------------------------ device data
@@ -351,7 +354,8 @@ class PostgresReader:
         where, args = ["c.session_id = %s"], [_sid(session_id)]
         _range(where, args, "c.t", start, end)
         with self._read() as cur:
-            cur.execute("SELECT c.t, c.code, c.active, c.text, s.name FROM vigil.conditions c LEFT JOIN vigil.sources s "
+            cur.execute("SELECT c.t, c.code, c.active, c.text, s.name FROM vigil.conditions c LEFT JOIN vigil.sources "
+                        "s "
                         f"ON s.id = c.source_id WHERE {' AND '.join(where)} ORDER BY c.t, c.chair_condition_id", args)
             rows = cur.fetchall()
         return [DeviceCondition(code=r[1], active=bool(r[2]), text=r[3], source=r[4] or "", time=_dt(r[0]))
@@ -384,8 +388,8 @@ class PostgresReader:
             raise ValueError("an envelope needs end > start and at least one bin")
         width = (end - start) / bins
         with self._read() as cur:
-            cur.execute("SELECT least(floor((t - %s) / %s)::bigint, %s), min(value), max(value) FROM vigil.observations "
-                        "WHERE session_id = %s AND vital = %s AND t >= %s AND t <= %s GROUP BY 1",
+            cur.execute("SELECT least(floor((t - %s) / %s)::bigint, %s), min(value), max(value) FROM "
+                        "vigil.observations WHERE session_id = %s AND vital = %s AND t >= %s AND t <= %s GROUP BY 1",
                         (start, width, bins - 1, _sid(session_id), vital, start, end))
             rows = cur.fetchall()
         lo = np.full(bins, np.nan)
@@ -420,7 +424,8 @@ class PostgresReader:
         finished block has replaced yet."""
         cur.execute("SELECT w.channel, w.t0, w.rate, w.n, w.enc, s.name, w.data FROM vigil.waveform_tails w "
                     "LEFT JOIN vigil.sources s ON s.id = w.source_id WHERE w.session_id = %s AND (SELECT status "
-                    "FROM vigil.session_states x WHERE x.session_id = w.session_id ORDER BY x.id DESC LIMIT 1) = 'open' "
+                    "FROM vigil.session_states x WHERE x.session_id = w.session_id ORDER BY x.id DESC LIMIT 1) = "
+                    "'open' "
                     + ("AND w.channel = %s " if channel else "")
                     + "AND NOT EXISTS (SELECT 1 FROM vigil.waveforms f WHERE f.session_id = w.session_id "
                     "AND f.channel = w.channel AND f.t0 + f.n / f.rate > w.t0 + 0.5 / w.rate)",
@@ -431,8 +436,9 @@ class PostgresReader:
         """The session's stored waveform blocks, bytes as stored, by channel (catalogue order) and start."""
         sid = _sid(session_id)
         with self._read() as cur:
-            cur.execute("SELECT w.channel, w.t0, w.rate, w.n, w.enc, s.name, w.data, w.chair_block_id FROM vigil.waveforms w "
-                        "LEFT JOIN vigil.sources s ON s.id = w.source_id WHERE w.session_id = %s", (sid,))
+            cur.execute("SELECT w.channel, w.t0, w.rate, w.n, w.enc, s.name, w.data, w.chair_block_id FROM "
+                        "vigil.waveforms w LEFT JOIN vigil.sources s ON s.id = w.source_id WHERE w.session_id = "
+                        "%s", (sid,))
             rows = [(*r[:7], 0, r[7]) for r in cur.fetchall()]
             rows += [(*r, 1, 0) for r in self._tails(cur, sid)]
         rows.sort(key=lambda r: (_WAVE_ORDER.get(r[0], len(_WAVE_ORDER)), r[0], r[1], r[7], r[8]))
@@ -472,12 +478,12 @@ class PostgresReader:
         sid = _sid(session_id)
         with self._read() as cur:
             cur.execute(
-                "SELECT greatest("
-                "(SELECT max(m) FROM unnest(%s::text[]) v(vital) CROSS JOIN LATERAL (SELECT max(t) AS m FROM "
+                "SELECT greatest((SELECT max(m) FROM unnest(%s::text[]) v(vital) CROSS JOIN LATERAL (SELECT max(t) AS "
+                "m FROM "
                 "vigil.observations o WHERE o.session_id = %s AND o.vital = v.vital) x), "
                 "(SELECT max(m) FROM unnest(%s::text[]) c(channel) CROSS JOIN LATERAL (SELECT t0 + (n - 1) / rate AS m "
-                "FROM vigil.waveforms w WHERE w.session_id = %s AND w.channel = c.channel ORDER BY t0 DESC LIMIT 1) y), "
-                "(SELECT max(t) FROM vigil.conditions WHERE session_id = %s), "
+                "FROM vigil.waveforms w WHERE w.session_id = %s AND w.channel = c.channel ORDER BY t0 DESC LIMIT 1) "
+                "y), (SELECT max(t) FROM vigil.conditions WHERE session_id = %s), "
                 "(SELECT max(t) FROM vigil.entries WHERE session_id = %s))",
                 (list(VITAL_KEYS), sid, list(WAVE_CHANNELS), sid, sid, sid))
             latest = cur.fetchone()[0]
@@ -505,18 +511,21 @@ class PostgresReader:
                 return [tuple(r) for r in cur.fetchall()]
 
             return {
-                "session": q("SELECT s.created_at, s.started_at, l.ended_at, p.last_seen, l.status, l.phase, s.protocol, "
-                             "s.patient_json, s.patient_name, s.patient_ref, l.plan_json, l.baseline_json, s.device, "
-                             "s.created_by, l.closed_by, l.close_meaning, l.signed_name, coalesce(p.n_observations, 0), "
+                "session": q("SELECT s.created_at, s.started_at, l.ended_at, p.last_seen, l.status, l.phase, "
+                             "s.protocol, s.patient_json, s.patient_name, s.patient_ref, l.plan_json, l.baseline_json, "
+                             "s.device, "
+                             "s.created_by, l.closed_by, l.close_meaning, l.signed_name, coalesce(p.n_observations, "
+                             "0), "
                              f"coalesce(p.n_alarms, 0) FROM vigil.sessions s {_LATEST} "
                              "LEFT JOIN vigil.session_progress p ON p.session_id = s.id WHERE s.id = %s"),
                 "entries": q("SELECT chair_entry_id, t, table_kind, kind, payload_json, user_login, amends_id, reason, "
                              "recorded_at FROM vigil.entries WHERE session_id = %s ORDER BY chair_entry_id"),
-                "alarms": q("SELECT a.chair_alarm_id, a.condition, a.kind, a.priority, coalesce(st.max_priority, a.priority), "
-                            "a.started_at, st.ended_at, a.limit_value, a.trigger_value, a.message FROM vigil.alarms a "
+                "alarms": q("SELECT a.chair_alarm_id, a.condition, a.kind, a.priority, coalesce(st.max_priority, "
+                            "a.priority), a.started_at, st.ended_at, a.limit_value, a.trigger_value, a.message FROM "
+                            "vigil.alarms a "
                             f"{_ALARM_LATEST} WHERE a.session_id = %s ORDER BY a.chair_alarm_id"),
-                "alarm_actions": q("SELECT chair_action_id, alarm_id, t, action, user_login, detail FROM vigil.alarm_actions "
-                                   "WHERE session_id = %s ORDER BY chair_action_id"),
+                "alarm_actions": q("SELECT chair_action_id, alarm_id, t, action, user_login, detail FROM "
+                                   "vigil.alarm_actions WHERE session_id = %s ORDER BY chair_action_id"),
                 "gaps": q("SELECT start_t, end_t, reason FROM vigil.gaps WHERE session_id = %s "
                           "ORDER BY start_t, chair_gap_id"),
                 "conditions": q("SELECT c.t, c.code, c.active::int, c.text, s.name FROM vigil.conditions c "

@@ -261,8 +261,9 @@ class ClinicWriter:
             if r[0] in known:
                 continue
             cur.execute(
-                "INSERT INTO vigil.sessions (chair_id, chair_session_id, created_at, started_at, protocol, patient_name, "
-                "patient_ref, patient_json, device, created_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "INSERT INTO vigil.sessions (chair_id, chair_session_id, created_at, started_at, protocol, "
+                "patient_name, patient_ref, patient_json, device, created_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, "
+                "%s, %s) "
                 "ON CONFLICT (chair_id, chair_session_id) DO NOTHING RETURNING id",
                 (state.chair_id, r[0], r[1], r[2], r[6], r[7], r[8], r[9], r[12], r[13]))
             row = cur.fetchone()
@@ -311,8 +312,9 @@ class ClinicWriter:
             cur.executemany(
                 "INSERT INTO vigil.session_states (session_id, " + ", ".join(_STATE_COLS) + ") "
                 "SELECT %(sid)s, %(status)s, %(phase)s, %(ended_at)s, %(plan_json)s, %(baseline_json)s, %(closed_by)s, "
-                "%(close_meaning)s, %(signed_name)s WHERE NOT EXISTS (SELECT 1 FROM (SELECT * FROM vigil.session_states "
-                "WHERE session_id = %(sid)s ORDER BY id DESC LIMIT 1) l WHERE (l.status, l.phase, l.ended_at, "
+                "%(close_meaning)s, %(signed_name)s WHERE NOT EXISTS (SELECT 1 FROM (SELECT * FROM "
+                "vigil.session_states WHERE session_id = %(sid)s ORDER BY id DESC LIMIT 1) l WHERE (l.status, l.phase, "
+                "l.ended_at, "
                 "l.plan_json, l.baseline_json, l.closed_by, l.close_meaning, l.signed_name) IS NOT DISTINCT FROM "
                 "(%(status)s, %(phase)s, %(ended_at)s::float8, %(plan_json)s, %(baseline_json)s::text, "
                 "%(closed_by)s::text, %(close_meaning)s::text, %(signed_name)s::text))", changed)
@@ -325,8 +327,8 @@ class ClinicWriter:
         new_alarms = [r for r in changes.alarms if r[0] > state.marks["alarms"]]
         if new_alarms:
             cur.executemany(
-                "INSERT INTO vigil.alarms (chair_id, chair_alarm_id, session_id, condition, kind, priority, started_at, "
-                "limit_value, trigger_value, message) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "INSERT INTO vigil.alarms (chair_id, chair_alarm_id, session_id, condition, kind, priority, "
+                "started_at, limit_value, trigger_value, message) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT DO NOTHING",
                 [(chair, r[0], sid(r[1]), r[2], r[3], r[4], r[6], r[8], r[9], r[10]) for r in new_alarms])
         alarms = [{"c": chair, "a": r[0], "s": sid(r[1]), "p": r[5], "e": r[7]} for r in changes.alarms
@@ -339,8 +341,8 @@ class ClinicWriter:
                 "WHERE (l.max_priority, l.ended_at) IS NOT DISTINCT FROM (%(p)s, %(e)s::float8))", alarms)
         if rows["alarm_actions"]:
             cur.executemany(
-                "INSERT INTO vigil.alarm_actions (chair_id, chair_action_id, session_id, alarm_id, t, action, user_login, "
-                "detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                "INSERT INTO vigil.alarm_actions (chair_id, chair_action_id, session_id, alarm_id, t, action, "
+                "user_login, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 [(chair, r[0], sid(r[1]), *r[2:]) for r in rows["alarm_actions"]])
         if rows["observations"]:
             with cur.copy("COPY obs_stage FROM STDIN (FORMAT BINARY)") as copy:
@@ -363,8 +365,8 @@ class ClinicWriter:
             cur.execute("TRUNCATE wave_stage")
         if rows["conditions"]:
             cur.executemany(
-                "INSERT INTO vigil.conditions (chair_id, chair_condition_id, session_id, t, code, active, text, source_id) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                "INSERT INTO vigil.conditions (chair_id, chair_condition_id, session_id, t, code, active, text, "
+                "source_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 [(chair, r[0], sid(r[1]), r[2], r[3], bool(r[4]), r[5], src.get(r[6]) if r[6] else None)
                  for r in rows["conditions"]])
         if rows["gaps"]:
@@ -391,12 +393,14 @@ class ClinicWriter:
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (session_id, channel) DO UPDATE SET "
                     "t0 = EXCLUDED.t0, rate = EXCLUDED.rate, n = EXCLUDED.n, enc = EXCLUDED.enc, "
                     "source_id = EXCLUDED.source_id, data = EXCLUDED.data, updated_at = now() "
-                    "WHERE (vigil.waveform_tails.t0, vigil.waveform_tails.n) IS DISTINCT FROM (EXCLUDED.t0, EXCLUDED.n)",
+                    "WHERE (vigil.waveform_tails.t0, vigil.waveform_tails.n) IS DISTINCT FROM (EXCLUDED.t0, "
+                    "EXCLUDED.n)",
                     [(sids[r[0]], r[1], r[2], r[3], r[4], r[5], src.get(r[6]) if r[6] else None, r[7])
                      for r in changes.tails])
             for chair_sid, counts in changes.counts.items():
                 held = self._counts(cur, sids[chair_sid])
-                wrong = [f"{t}: {counts[t]} at the chair, {held[t]} here" for t in SEALED_TABLES if held[t] != counts[t]]
+                wrong = [f"{t}: {counts[t]} at the chair, {held[t]} here" for t in SEALED_TABLES
+                         if held[t] != counts[t]]
                 if wrong:
                     flags.append(Flag(chair_sid, None, "the copy of this closed session is incomplete ("
                                       + "; ".join(wrong) + ")"))
@@ -426,8 +430,8 @@ class ClinicWriter:
     def pushed_mark(self, chair_id: int) -> int:
         """The chair's last audit row whose account or settings change the clinic record holds (0: none)."""
         def run(cur: psycopg.Cursor[Any]) -> int:
-            cur.execute("SELECT greatest((SELECT max(origin_seq) FROM vigil.staff_accounts WHERE origin_chair_id = %s), "
-                        "(SELECT max(origin_seq) FROM vigil.clinic_settings WHERE origin_chair_id = %s))",
+            cur.execute("SELECT greatest((SELECT max(origin_seq) FROM vigil.staff_accounts WHERE origin_chair_id = "
+                        "%s), (SELECT max(origin_seq) FROM vigil.clinic_settings WHERE origin_chair_id = %s))",
                         (chair_id, chair_id))
             return int(cur.fetchone()[0] or 0)
         return self._run(run)
