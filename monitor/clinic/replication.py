@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 
 from monitor.clinic.verify import check_chain, check_entries, check_sessions, entries_named
 from monitor.store import SessionStore, StoreError
-from monitor.store.changes import CHANGE_TABLES, ChangeSet
+from monitor.store.changes import ChangeSet
 from monitor.store.postgres.schema import ClinicRecordError, ClinicUnavailable, safe_url
 from monitor.store.postgres.writer import ChairState, ClinicWriter, Flag
 
@@ -90,8 +90,7 @@ class Replicator:
         state = self.writer.chair_state(chair_id)
         problem = self._divergence(state)
         if problem:
-            self.writer.apply(state, ChangeSet([], [], {t: [] for t in CHANGE_TABLES}, [], {}, False),
-                              [Flag(None, None, problem)])
+            self.writer.flag_chair(chair_id, problem)
             raise ChairDiverged(problem)
         self.state = state
 
@@ -108,17 +107,19 @@ class Replicator:
         return None
 
     def step(self) -> tuple[bool, int]:
-        """Copy one batch; returns (caught up, rows copied). Needs :meth:`connect` first.
+        """Copy one batch; returns (caught up, new rows copied). Needs :meth:`connect` first.
         :class:`ClinicUnavailable` when the server is lost (nothing of the batch is kept there)."""
         state = self.state
         if state is None:
             raise ClinicUnavailable("not connected to the clinic record")
         changes = self.store.changes(state.marks, watch=state.watch, limit=self.batch_rows)
         flags, unvouched = self._verify(state, changes)
+        new = (sum(len(rows) for rows in changes.rows.values())
+               + sum(1 for r in changes.sessions if r[0] > state.marks["sessions"])
+               + sum(1 for r in changes.alarms if r[0] > state.marks["alarms"]))
         self.writer.apply(state, changes, flags)
         self._unvouched = unvouched
-        n = sum(len(rows) for rows in changes.rows.values()) + len(changes.sessions) + len(changes.alarms)
-        return changes.complete, n
+        return changes.complete, new
 
     def _verify(self, state: ChairState, changes: ChangeSet) -> tuple[list[Flag], dict[int, int]]:
         """Flags for the batch, and the entries still waiting for their audit row afterwards
@@ -146,8 +147,8 @@ class Replicator:
 class ReplicationWorker:
     """Runs a :class:`Replicator` on its own thread (see the module docstring).
 
-    ``store``: the chair's store (its file is opened again, read-only, by the worker; the store is
-    only used to read the chair identity, and by ``on_connected``); ``url``: the clinic record;
+    ``store``: the chair's store (its file is opened again, read-only, by the worker; the store
+    itself only gives the chair's identity); ``url``: the clinic record;
     ``chair_name``: this chair's name there. ``poll_s``: seconds between polls once caught up.
     ``on_status``: called (from the worker thread) with every change of :class:`ReplicationStatus`.
     ``on_poll``: extra work on the worker thread with the live writer and the chair's clinic id,

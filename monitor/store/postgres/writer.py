@@ -197,6 +197,12 @@ class ClinicWriter:
             return ChairState(chair_id, marks, watch, (int(row[0]), str(row[1])) if row else None, dict(watch))
         return self._run(run)
 
+    def flag_chair(self, chair_id: int, problem: str) -> None:
+        """Record an integrity flag on the chair as a whole."""
+        def run(cur: psycopg.Cursor[Any]) -> None:
+            cur.execute("INSERT INTO vigil.integrity_flags (chair_id, problem) VALUES (%s, %s)", (chair_id, problem))
+        self._run(run)
+
     def held_entries(self, chair_id: int, ids: Iterable[int]) -> dict[int, tuple[Any, ...]]:
         """Entries already held, by chair entry id: (id, chair session id, t, table_kind, kind,
         payload_json, user_login, amends_id, reason, recorded_at) as :data:`TABLE_COLUMNS` lists them."""
