@@ -55,8 +55,8 @@ _SQL = {
     "alarm_actions": "SELECT id, session_id, alarm_id, t, action, user_login, detail FROM alarm_actions "
                      "WHERE id > ? ORDER BY id LIMIT ?",
     "observations": "SELECT o.rowid, o.session_id, o.t, o.vital, o.value, o.quality, o.device_time, o.unit, s.name "
-                    "FROM observations o JOIN sources s ON s.id = o.source_id WHERE o.rowid > ? ORDER BY o.rowid "
-                    "LIMIT ?",
+                    "FROM observations o JOIN sources s ON s.id = o.source_id "
+                    "WHERE o.rowid > ? ORDER BY o.rowid LIMIT ?",
     "waveforms": "SELECT w.id, w.session_id, w.channel, w.t0, w.rate, w.n, w.enc, s.name, w.data FROM waveforms w "
                  "LEFT JOIN sources s ON s.id = w.source_id WHERE w.id > ? ORDER BY w.id LIMIT ?",
     "conditions": "SELECT c.id, c.session_id, c.t, c.code, c.active, c.text, s.name FROM conditions c "

@@ -354,9 +354,9 @@ class PostgresReader:
         where, args = ["c.session_id = %s"], [_sid(session_id)]
         _range(where, args, "c.t", start, end)
         with self._read() as cur:
-            cur.execute("SELECT c.t, c.code, c.active, c.text, s.name FROM vigil.conditions c LEFT JOIN vigil.sources "
-                        "s "
-                        f"ON s.id = c.source_id WHERE {' AND '.join(where)} ORDER BY c.t, c.chair_condition_id", args)
+            cur.execute("SELECT c.t, c.code, c.active, c.text, s.name FROM vigil.conditions c "
+                        f"LEFT JOIN vigil.sources s ON s.id = c.source_id WHERE {' AND '.join(where)} "
+                        "ORDER BY c.t, c.chair_condition_id", args)
             rows = cur.fetchall()
         return [DeviceCondition(code=r[1], active=bool(r[2]), text=r[3], source=r[4] or "", time=_dt(r[0]))
                 for r in rows]
@@ -423,9 +423,9 @@ class PostgresReader:
         """The unfinished blocks (channel, t0, rate, n, enc, source, data) of an open session that no
         finished block has replaced yet."""
         cur.execute("SELECT w.channel, w.t0, w.rate, w.n, w.enc, s.name, w.data FROM vigil.waveform_tails w "
-                    "LEFT JOIN vigil.sources s ON s.id = w.source_id WHERE w.session_id = %s AND (SELECT status "
-                    "FROM vigil.session_states x WHERE x.session_id = w.session_id ORDER BY x.id DESC LIMIT 1) = "
-                    "'open' "
+                    "LEFT JOIN vigil.sources s ON s.id = w.source_id WHERE w.session_id = %s "
+                    "AND (SELECT status FROM vigil.session_states x WHERE x.session_id = w.session_id "
+                    "ORDER BY x.id DESC LIMIT 1) = 'open' "
                     + ("AND w.channel = %s " if channel else "")
                     + "AND NOT EXISTS (SELECT 1 FROM vigil.waveforms f WHERE f.session_id = w.session_id "
                     "AND f.channel = w.channel AND f.t0 + f.n / f.rate > w.t0 + 0.5 / w.rate)",
@@ -478,9 +478,8 @@ class PostgresReader:
         sid = _sid(session_id)
         with self._read() as cur:
             cur.execute(
-                "SELECT greatest((SELECT max(m) FROM unnest(%s::text[]) v(vital) CROSS JOIN LATERAL (SELECT max(t) AS "
-                "m FROM "
-                "vigil.observations o WHERE o.session_id = %s AND o.vital = v.vital) x), "
+                "SELECT greatest((SELECT max(m) FROM unnest(%s::text[]) v(vital) CROSS JOIN LATERAL "
+                "(SELECT max(t) AS m FROM vigil.observations o WHERE o.session_id = %s AND o.vital = v.vital) x), "
                 "(SELECT max(m) FROM unnest(%s::text[]) c(channel) CROSS JOIN LATERAL (SELECT t0 + (n - 1) / rate AS m "
                 "FROM vigil.waveforms w WHERE w.session_id = %s AND w.channel = c.channel ORDER BY t0 DESC LIMIT 1) "
                 "y), (SELECT max(t) FROM vigil.conditions WHERE session_id = %s), "
@@ -513,17 +512,14 @@ class PostgresReader:
             return {
                 "session": q("SELECT s.created_at, s.started_at, l.ended_at, p.last_seen, l.status, l.phase, "
                              "s.protocol, s.patient_json, s.patient_name, s.patient_ref, l.plan_json, l.baseline_json, "
-                             "s.device, "
-                             "s.created_by, l.closed_by, l.close_meaning, l.signed_name, coalesce(p.n_observations, "
-                             "0), "
-                             f"coalesce(p.n_alarms, 0) FROM vigil.sessions s {_LATEST} "
+                             "s.device, s.created_by, l.closed_by, l.close_meaning, l.signed_name, "
+                             f"coalesce(p.n_observations, 0), coalesce(p.n_alarms, 0) FROM vigil.sessions s {_LATEST} "
                              "LEFT JOIN vigil.session_progress p ON p.session_id = s.id WHERE s.id = %s"),
                 "entries": q("SELECT chair_entry_id, t, table_kind, kind, payload_json, user_login, amends_id, reason, "
                              "recorded_at FROM vigil.entries WHERE session_id = %s ORDER BY chair_entry_id"),
                 "alarms": q("SELECT a.chair_alarm_id, a.condition, a.kind, a.priority, coalesce(st.max_priority, "
-                            "a.priority), a.started_at, st.ended_at, a.limit_value, a.trigger_value, a.message FROM "
-                            "vigil.alarms a "
-                            f"{_ALARM_LATEST} WHERE a.session_id = %s ORDER BY a.chair_alarm_id"),
+                            "a.priority), a.started_at, st.ended_at, a.limit_value, a.trigger_value, a.message "
+                            f"FROM vigil.alarms a {_ALARM_LATEST} WHERE a.session_id = %s ORDER BY a.chair_alarm_id"),
                 "alarm_actions": q("SELECT chair_action_id, alarm_id, t, action, user_login, detail FROM "
                                    "vigil.alarm_actions WHERE session_id = %s ORDER BY chair_action_id"),
                 "gaps": q("SELECT start_t, end_t, reason FROM vigil.gaps WHERE session_id = %s "

@@ -225,10 +225,10 @@ class ClinicWriter:
         When the change set is complete, sessions' progress and unfinished waveform blocks are
         updated and the closed sessions it holds are sealed, after comparing their row counts with
         the chair's (a difference is flagged). Returns the chair ids of the sessions sealed."""
-        sealed, new_sessions = self._run(self._apply, state, changes, list(flags))
+        sealed, known, new_sessions = self._run(self._apply, state, changes, list(flags))
         state.sent_states.update((r[0], _state(r)) for r in changes.sessions)
         state.sent_alarms.update((r[0], (r[5], r[7])) for r in changes.alarms)
-        state.sessions.update(new_sessions)
+        state.sessions.update(known)
         for chair_sid, sid in new_sessions.items():
             state.watch.setdefault(chair_sid, sid)
         for chair_sid in sealed:
@@ -268,8 +268,8 @@ class ClinicWriter:
                 continue
             cur.execute(
                 "INSERT INTO vigil.sessions (chair_id, chair_session_id, created_at, started_at, protocol, "
-                "patient_name, patient_ref, patient_json, device, created_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, "
-                "%s, %s) "
+                "patient_name, patient_ref, patient_json, device, created_by) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (chair_id, chair_session_id) DO NOTHING RETURNING id",
                 (state.chair_id, r[0], r[1], r[2], r[6], r[7], r[8], r[9], r[12], r[13]))
             row = cur.fetchone()
@@ -290,7 +290,7 @@ class ClinicWriter:
         return known, added
 
     def _apply(self, cur: psycopg.Cursor[Any], state: ChairState, changes: ChangeSet,
-               flags: list[Flag]) -> tuple[list[int], dict[int, int]]:
+               flags: list[Flag]) -> tuple[list[int], dict[int, int], dict[int, int]]:
         sources_before = dict(self._sources)
         try:
             return self._apply_rows(cur, state, changes, flags)
@@ -299,7 +299,7 @@ class ClinicWriter:
             raise
 
     def _apply_rows(self, cur: psycopg.Cursor[Any], state: ChairState, changes: ChangeSet,
-                    flags: list[Flag]) -> tuple[list[int], dict[int, int]]:
+                    flags: list[Flag]) -> tuple[list[int], dict[int, int], dict[int, int]]:
         chair = state.chair_id
         rows = changes.rows
         names = {r[8] for r in rows["observations"]} | {r[7] for r in rows["waveforms"] if r[7]}
@@ -319,9 +319,9 @@ class ClinicWriter:
                 "INSERT INTO vigil.session_states (session_id, " + ", ".join(_STATE_COLS) + ") "
                 "SELECT %(sid)s, %(status)s, %(phase)s, %(ended_at)s, %(plan_json)s, %(baseline_json)s, %(closed_by)s, "
                 "%(close_meaning)s, %(signed_name)s WHERE NOT EXISTS (SELECT 1 FROM (SELECT * FROM "
-                "vigil.session_states WHERE session_id = %(sid)s ORDER BY id DESC LIMIT 1) l WHERE (l.status, l.phase, "
-                "l.ended_at, "
-                "l.plan_json, l.baseline_json, l.closed_by, l.close_meaning, l.signed_name) IS NOT DISTINCT FROM "
+                "vigil.session_states WHERE session_id = %(sid)s ORDER BY id DESC LIMIT 1) l "
+                "WHERE (l.status, l.phase, l.ended_at, l.plan_json, l.baseline_json, l.closed_by, l.close_meaning, "
+                "l.signed_name) IS NOT DISTINCT FROM "
                 "(%(status)s, %(phase)s, %(ended_at)s::float8, %(plan_json)s, %(baseline_json)s::text, "
                 "%(closed_by)s::text, %(close_meaning)s::text, %(signed_name)s::text))", changed)
 
@@ -399,8 +399,8 @@ class ClinicWriter:
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (session_id, channel) DO UPDATE SET "
                     "t0 = EXCLUDED.t0, rate = EXCLUDED.rate, n = EXCLUDED.n, enc = EXCLUDED.enc, "
                     "source_id = EXCLUDED.source_id, data = EXCLUDED.data, updated_at = now() "
-                    "WHERE (vigil.waveform_tails.t0, vigil.waveform_tails.n) IS DISTINCT FROM (EXCLUDED.t0, "
-                    "EXCLUDED.n)",
+                    "WHERE (vigil.waveform_tails.t0, vigil.waveform_tails.n) "
+                    "IS DISTINCT FROM (EXCLUDED.t0, EXCLUDED.n)",
                     [(sids[r[0]], r[1], r[2], r[3], r[4], r[5], src.get(r[6]) if r[6] else None, r[7])
                      for r in changes.tails])
             for chair_sid, counts in changes.counts.items():
@@ -422,7 +422,7 @@ class ClinicWriter:
                 "INSERT INTO vigil.audit (chair_id, seq, t, user_login, chair_session_id, session_id, action, "
                 "payload_json, prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 [(chair, r[0], r[2], r[3], r[1], sid(r[1]), r[4], r[5], r[6], r[7]) for r in rows["audit"]])
-        return sealed, added
+        return sealed, sids, added
 
     @staticmethod
     def _counts(cur: psycopg.Cursor[Any], session_id: int) -> dict[str, int]:
