@@ -232,7 +232,7 @@ def cmd_sessions(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     except (StoreError, OSError) as exc:
         raise CliError(f"vigil sessions: {exc}", status=1) from None
     try:
-        chair = getattr(args, "chair", None)
+        chair = args.chair
         if chair is not None and chair not in store.chairs():
             raise CliError(f"vigil sessions: no chair named {chair!r} in {store.path}"
                            + (f" (chairs: {', '.join(store.chairs())})" if store.chairs() else ""), status=1)

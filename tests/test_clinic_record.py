@@ -257,6 +257,23 @@ def test_late_entries_after_sealing_reach_the_clinic_record(tmp_path, clinic):
                      "SELECT chair_id, 999, id, 1, 2, 'x' FROM vigil.sessions")
 
 
+def test_the_server_refuses_data_naming_another_chairs_session_or_no_source(tmp_path, clinic):
+    for name in ("chair-1", "chair-2"):
+        chair = Chair(tmp_path, name)
+        chair.record(chair.open_session(), T0, 2)
+        replicate_once(chair.store, clinic.replication, name)
+    with connect(clinic.replication, autocommit=True) as conn:
+        (one, s1), (two, s2) = conn.execute("SELECT chair_id, id FROM vigil.sessions ORDER BY chair_id").fetchall()
+        insert = ("INSERT INTO vigil.observations (chair_id, chair_rowid, session_id, t, vital, value, quality, "
+                  "source_id) "
+                  "VALUES (%s, 999, %s, 1, 'hr', 60, 0, %s)")
+        source = conn.execute("SELECT min(id) FROM vigil.sources").fetchone()[0]
+        for args in ((one, s2, source), (one, 12345, source), (one, s1, 12345)):
+            with pytest.raises(psycopg.errors.ForeignKeyViolation):
+                conn.execute(insert, args)
+        conn.execute(insert, (one, s1, source))  # its own session: taken
+
+
 def test_an_open_session_shows_its_unfinished_waveform_block_until_it_is_finished(tmp_path, clinic):
     chair = Chair(tmp_path, "chair-w")
     sid = chair.open_session()

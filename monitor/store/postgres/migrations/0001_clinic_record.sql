@@ -77,31 +77,34 @@ CREATE TABLE vigil.session_seals (
     sealed_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- Observations and waveform blocks come by the hundred thousand: their chair, session and source are
+-- checked once per statement (vigil.bulk_insert_check) rather than by three foreign-key triggers per
+-- row; recorded rows are never deleted, so what was valid when inserted stays valid.
 CREATE TABLE vigil.observations (
-    chair_id integer NOT NULL REFERENCES vigil.chairs (id),
+    chair_id integer NOT NULL,
     chair_rowid bigint NOT NULL,
-    session_id bigint NOT NULL REFERENCES vigil.sessions (id),
+    session_id bigint NOT NULL,
     t double precision NOT NULL,
     vital text NOT NULL,
     value double precision,
     quality integer NOT NULL,
     device_time text,
     unit text,
-    source_id integer NOT NULL REFERENCES vigil.sources (id),
+    source_id integer NOT NULL,
     PRIMARY KEY (chair_id, chair_rowid)
 );
 CREATE INDEX observations_svt ON vigil.observations (session_id, vital, t);
 
 CREATE TABLE vigil.waveforms (
-    chair_id integer NOT NULL REFERENCES vigil.chairs (id),
+    chair_id integer NOT NULL,
     chair_block_id bigint NOT NULL,
-    session_id bigint NOT NULL REFERENCES vigil.sessions (id),
+    session_id bigint NOT NULL,
     channel text NOT NULL,
     t0 double precision NOT NULL,
     rate double precision NOT NULL CHECK (rate > 0),
     n integer NOT NULL CHECK (n > 0),
     enc smallint NOT NULL,
-    source_id integer REFERENCES vigil.sources (id),
+    source_id integer,
     data bytea NOT NULL,
     PRIMARY KEY (chair_id, chair_block_id)
 );
@@ -356,12 +359,34 @@ END $$;
 DO $$
 DECLARE t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['observations', 'waveforms', 'conditions', 'alarms', 'alarm_states', 'alarm_actions',
-                             'gaps', 'session_states'] LOOP
+    FOREACH t IN ARRAY ARRAY['conditions', 'alarms', 'alarm_states', 'alarm_actions', 'gaps', 'session_states'] LOOP
         EXECUTE format('CREATE TRIGGER %1$s_sealed AFTER INSERT ON vigil.%1$s REFERENCING NEW TABLE AS new_rows '
                        'FOR EACH STATEMENT EXECUTE FUNCTION vigil.refuse_if_sealed()', t);
     END LOOP;
 END $$;
+
+CREATE FUNCTION vigil.bulk_insert_check() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM new_rows n LEFT JOIN vigil.sessions s ON s.id = n.session_id
+               WHERE s.id IS NULL OR s.chair_id <> n.chair_id) THEN
+        RAISE EXCEPTION 'vigil.%: a row names a session that is not one of its chair''s', TG_TABLE_NAME
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    IF EXISTS (SELECT 1 FROM new_rows n WHERE n.source_id IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM vigil.sources x WHERE x.id = n.source_id)) THEN
+        RAISE EXCEPTION 'vigil.%: a row names a source that does not exist', TG_TABLE_NAME
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    IF EXISTS (SELECT 1 FROM new_rows n JOIN vigil.session_seals z ON z.session_id = n.session_id) THEN
+        RAISE EXCEPTION 'vigil.%: the session is sealed (the clinic record holds all of it): no more data',
+            TG_TABLE_NAME USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER observations_check AFTER INSERT ON vigil.observations REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION vigil.bulk_insert_check();
+CREATE TRIGGER waveforms_check AFTER INSERT ON vigil.waveforms REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION vigil.bulk_insert_check();
 
 CREATE FUNCTION vigil.entries_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
