@@ -263,10 +263,9 @@ def test_the_server_refuses_data_naming_another_chairs_session_or_no_source(tmp_
         chair.record(chair.open_session(), T0, 2)
         replicate_once(chair.store, clinic.replication, name)
     with connect(clinic.replication, autocommit=True) as conn:
-        (one, s1), (two, s2) = conn.execute("SELECT chair_id, id FROM vigil.sessions ORDER BY chair_id").fetchall()
+        (one, s1), (_two, s2) = conn.execute("SELECT chair_id, id FROM vigil.sessions ORDER BY chair_id").fetchall()
         insert = ("INSERT INTO vigil.observations (chair_id, chair_rowid, session_id, t, vital, value, quality, "
-                  "source_id) "
-                  "VALUES (%s, 999, %s, 1, 'hr', 60, 0, %s)")
+                  "source_id) VALUES (%s, 999, %s, 1, 'hr', 60, 0, %s)")
         source = conn.execute("SELECT min(id) FROM vigil.sources").fetchone()[0]
         for args in ((one, s2, source), (one, 12345, source), (one, s1, 12345)):
             with pytest.raises(psycopg.errors.ForeignKeyViolation):
