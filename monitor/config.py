@@ -18,7 +18,7 @@ import platformdirs
 from monitor.alarms.profile import AlarmProfile, default_profile, load_profile
 from monitor.settings import ClinicSettings, load_settings, override_payload
 from monitor.store import SessionStore, StoreError, default_db_path
-from monitor.store.reader import StoreReader
+from monitor.store.reader import StoreReader, is_postgres_url
 
 APP = "Vigil"
 
@@ -32,11 +32,6 @@ def db_path(cli_value: str | None = None) -> Path:
     return default_db_path()
 
 
-def is_clinic_url(db: str | None) -> bool:
-    """True when ``db`` names the clinic record (``postgresql://…``) rather than an SQLite file."""
-    return bool(db) and str(db).split("://", 1)[0].lower() in ("postgresql", "postgres")
-
-
 def open_reader(db: str | None = None, *, prefer_writable: bool = False) -> StoreReader:
     """The record to read for ``vigil sessions``, ``vigil export``, ``vigil review`` and the review
     window: ``db`` (``--db``, else ``VIGIL_DB``) is a ``postgresql://`` URL → the clinic record, every
@@ -47,7 +42,7 @@ def open_reader(db: str | None = None, *, prefer_writable: bool = False) -> Stor
     A missing file (when not writable), an unreadable file, an unreachable server or a clinic record
     without this Vigil's schema raise :class:`StoreError` (or ``OSError``) with a one-line message."""
     db = db or os.environ.get("VIGIL_DB") or None
-    if is_clinic_url(db):
+    if is_postgres_url(db):
         from monitor.store.postgres import PostgresReader  # noqa: PLC0415 (psycopg only when needed)
 
         return PostgresReader(str(db))

@@ -7,6 +7,7 @@ import socket
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from monitor.staff import refuse
+from monitor.store.reader import is_postgres_url
 
 __all__ = ["ClinicRecordSettings", "chair_name"]
 
@@ -35,7 +36,7 @@ class ClinicRecordSettings(BaseModel):
     @classmethod
     def _url(cls, value: str) -> str:
         value = value.strip()
-        if value and value.split("://", 1)[0].lower() not in ("postgresql", "postgres"):
+        if value and not is_postgres_url(value):
             raise refuse(f"the clinic record must be a postgresql://… URL, not {value!r}")
         return value
 

@@ -17,6 +17,7 @@ from monitor.clinic.replication import ReplicationStatus, ReplicationWorker
 from monitor.settings import ClinicSettings
 from monitor.store import SessionStore
 from monitor.store.postgres.schema import ClinicRecordError, safe_url
+from monitor.store.reader import is_postgres_url
 from monitor.store.postgres.writer import ClinicWriter
 
 __all__ = ["ClinicLink", "start_clinic_link"]
@@ -70,7 +71,7 @@ def start_clinic_link(store: SessionStore, settings: ClinicSettings, *, url: str
     url = (url or section.url or "").strip()
     if not url:
         return None
-    if url.split("://", 1)[0].lower() not in ("postgresql", "postgres"):
+    if not is_postgres_url(url):
         raise ValueError(f"the clinic record must be a postgresql://… URL, not {url!r}")
     name = chair_name(chair or section.chair)
     accounts = AccountSync(store, apply_settings=_save_settings) if section.staff else None

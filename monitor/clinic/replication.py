@@ -197,10 +197,6 @@ class ReplicationWorker:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def poll_now(self) -> None:
-        """Look for new data now rather than at the next poll."""
-        self._wake.set()
-
     @property
     def status(self) -> ReplicationStatus:
         """The latest status."""

@@ -40,7 +40,7 @@ from monitor.store.records import (
     WaveformSlice,
 )
 
-__all__ = ["StoreReader", "ChairSessionSummary", "SessionOrigin", "READ_METHODS"]
+__all__ = ["StoreReader", "ChairSessionSummary", "SessionOrigin", "is_postgres_url"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +144,8 @@ class StoreReader(Protocol):
         """The session's rows exactly as stored (the JSON archive's source)."""
 
 
-#: The names of the protocol's members (the structural test checks both backends against them).
-READ_METHODS = tuple(name for name in StoreReader.__dict__ if not name.startswith("_")
-                     and callable(getattr(StoreReader, name, None)))
+
+def is_postgres_url(text: str | None) -> bool:
+    """True when ``text`` names the clinic record, a ``postgresql://`` (or ``postgres://``) URL, rather
+    than an SQLite file."""
+    return bool(text) and str(text).split("://", 1)[0].lower() in ("postgresql", "postgres")

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg import conninfo
 
+from monitor.store.reader import is_postgres_url
 from monitor.store.records import StoreError
 
 __all__ = ["OWNER_ROLE", "REPLICATION_ROLE", "REVIEW_ROLE", "ClinicRecordError", "ClinicUnavailable", "Migration",
@@ -69,11 +70,6 @@ def migrations() -> list[Migration]:
     if [m.version for m in found] != list(range(1, len(found) + 1)):
         raise ClinicRecordError("the shipped migrations are not numbered 1, 2, 3 …")
     return found
-
-
-def is_postgres_url(text: str | None) -> bool:
-    """True for a ``postgresql://`` or ``postgres://`` URL (anything else names an SQLite file)."""
-    return bool(text) and str(text).split("://", 1)[0].lower() in ("postgresql", "postgres")
 
 
 def safe_url(url: str) -> str:
