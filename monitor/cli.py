@@ -2,20 +2,26 @@
 
 Commands::
 
-    vigil [run] [--device URL] [--db PATH]          the monitoring window (default command)
+    vigil [run] [--device URL] [--db PATH] [--clinic-db URL] [--chair NAME]
+                                                    the monitoring window (default command)
     vigil decode --protocol P FILE|- [--waves] [--attributes]
     vigil simulate --protocol masimo|nonin|intellivue|datex|hl7 [--scenario S] [--speed X] [--link PATH]
                    [--listen [HOST:]PORT | --connect HOST:PORT] [--bed B]
     vigil devices [--json] [--probe [PORT]]
     vigil record --device URL --duration SECONDS [--patient NAME] [--weight KG]
-                 [--protocol ketamine-iv|esketamine] [--db PATH] [--resume]
-    vigil sessions [--db PATH] [--json]
+                 [--protocol ketamine-iv|esketamine] [--db PATH] [--resume] [--clinic-db URL] [--chair NAME]
+    vigil sessions [--db PATH|URL] [--chair NAME] [--json]
     vigil export SESSION --format csv|pdf|fhir|hl7|edf|json|rems [--out PATH] [--deidentify]
-                 [--interval 60s] [--paper A4|Letter] [--db PATH]
+                 [--interval 60s] [--paper A4|Letter] [--db PATH|URL]
     vigil import FILE [--db PATH]
     vigil board --broker mqtts://HOST:PORT [--clinic-id C] [--mqtt-user U] [--mqtt-password-file F]
                 [--mqtt-ca CA] [--db PATH] [--full-screen]
+    vigil review [SESSION] [--db PATH|URL]
+    vigil clinic-setup URL                          make or migrate the clinic record (PostgreSQL)
 (``run`` and ``record`` take ``--publish mqtts://HOST:PORT --chair NAME`` and the same broker options.)
+
+``--db`` of sessions, export and review also takes the clinic record, ``postgresql://…``: every
+chair's sessions (docs/clinic-record.md).
 """
 
 from __future__ import annotations
@@ -35,7 +41,12 @@ from monitor.board.config import add_broker_arguments
 DEFAULT_DEVICE = "sim://?scenario=normal"
 #: DecoderStats fields every decoder has (a protocol's own counts are printed after them).
 _BASE_COUNTS = ("bytes_in", "frames_decoded", "frames_rejected", "bytes_skipped", "values_dropped_unit")
-_COMMANDS = ("run", "decode", "simulate", "devices", "record", "sessions", "export", "import", "review", "board")
+_COMMANDS = ("run", "decode", "simulate", "devices", "record", "sessions", "export", "import", "review", "board",
+             "clinic-setup")
+_CLINIC_DB = "copy this chair's sessions to the clinic record, postgresql://login@server/database (default: the " \
+             "clinic_record.url setting; off when empty)"
+_READ_DB = "session database file, or the clinic record postgresql://… (default: VIGIL_DB or the user data folder)"
+
 
 
 class CliError(Exception):
@@ -57,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
     run.add_argument("--full-screen", action="store_true", help="start full screen, as a bedside monitor (F11 toggles)")
     add_broker_arguments(run, chair=True)
+    run.add_argument("--clinic-db", help=_CLINIC_DB)
 
     dec = sub.add_parser("decode", help="decode a raw capture of what a monitor sent; JSON lines")
     dec.add_argument("--protocol", required=True, help=f"one of: {', '.join(protocol_names())}")
@@ -94,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
     rec.add_argument("--resume", action="store_true", help="resume a session a crash left open")
     add_broker_arguments(rec, chair=True)
+    rec.add_argument("--clinic-db", help=_CLINIC_DB)
 
     brd = sub.add_parser("board", help="the clinic board: every chair live on one screen (MQTT broker)")
     add_broker_arguments(brd, chair=False)
@@ -107,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--deidentify", action="store_true", help="HIPAA Safe Harbor de-identified export")
     exp.add_argument("--interval", default="60s", help="resampling interval for csv/fhir/hl7: 60s, 5min, 1h")
     exp.add_argument("--paper", default="A4", help="A4 or Letter (pdf, rems)")
-    exp.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
+    exp.add_argument("--db", help=_READ_DB)
 
     imp = sub.add_parser("import", help="restore a session from a json archive made by vigil export")
     imp.add_argument("file", help="archive file")
@@ -115,12 +128,29 @@ def _parser() -> argparse.ArgumentParser:
 
     rev = sub.add_parser("review", help="review recorded sessions in a window, with no monitoring")
     rev.add_argument("session", nargs="?", type=int, help="open this session at once (see vigil sessions)")
-    rev.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
+    rev.add_argument("--db", help=_READ_DB)
 
     ses = sub.add_parser("sessions", help="list recorded sessions")
-    ses.add_argument("--db", help="session database file (default: VIGIL_DB or the user data folder)")
+    ses.add_argument("--db", help=_READ_DB)
+    ses.add_argument("--chair", help="only this chair's sessions (the clinic record)")
     ses.add_argument("--json", action="store_true", help="one JSON object per session")
+
+    cli = sub.add_parser("clinic-setup", help="make or migrate the clinic record on a PostgreSQL server")
+    cli.add_argument("url", help="postgresql://admin@server/database, as a role that may create roles and schemas")
     return parser
+
+
+# ---------------------------------------------------------------------------------- clinic-setup
+def cmd_clinic_setup(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """Make the group roles and apply the schema migrations; prints the schema version."""
+    from monitor.store.postgres import ClinicRecordError, safe_url, setup  # noqa: PLC0415
+
+    try:
+        version = setup(args.url)
+    except ClinicRecordError as exc:
+        raise CliError(f"vigil clinic-setup: {exc}", status=1) from None
+    out.write(f"{safe_url(args.url)}: clinic record schema version {version}\n")
+    return 0
 
 
 # ---------------------------------------------------------------------------------- decode
@@ -331,7 +361,7 @@ def run_cli(argv: Sequence[str], window: Callable[[argparse.Namespace], int] | N
 
         handler = {"decode": cmd_decode, "simulate": cmd_simulate, "devices": cmd_devices,
                    "record": cmd_record, "sessions": cmd_sessions, "export": cmd_export,
-                   "import": cmd_import}[args.command]
+                   "import": cmd_import, "clinic-setup": cmd_clinic_setup}[args.command]
         return handler(args, out, err)
     except CliError as exc:
         err.write(str(exc) + "\n")

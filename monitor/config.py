@@ -17,7 +17,8 @@ import platformdirs
 
 from monitor.alarms.profile import AlarmProfile, default_profile, load_profile
 from monitor.settings import ClinicSettings, load_settings, override_payload
-from monitor.store import default_db_path
+from monitor.store import SessionStore, StoreError, default_db_path
+from monitor.store.reader import StoreReader, is_postgres_url
 
 APP = "Vigil"
 
@@ -29,6 +30,31 @@ def db_path(cli_value: str | None = None) -> Path:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         return path
     return default_db_path()
+
+
+def open_reader(db: str | None = None, *, prefer_writable: bool = False) -> StoreReader:
+    """The record to read for ``vigil sessions``, ``vigil export``, ``vigil review`` and the review
+    window: ``db`` (``--db``, else ``VIGIL_DB``) is a ``postgresql://`` URL → the clinic record, every
+    chair's sessions (:class:`monitor.store.postgres.PostgresReader`, read-only); else the SQLite file
+    :func:`db_path` names, read-only — or, with ``prefer_writable``, read-write unless another Vigil
+    is recording into it (then read-only), so that late entries can be added.
+
+    A missing file (when not writable), an unreadable file, an unreachable server or a clinic record
+    without this Vigil's schema raise :class:`StoreError` (or ``OSError``) with a one-line message."""
+    db = db or os.environ.get("VIGIL_DB") or None
+    if is_postgres_url(db):
+        from monitor.store.postgres import PostgresReader  # noqa: PLC0415 (psycopg only when needed)
+
+        return PostgresReader(str(db))
+    path = db_path(db)
+    if prefer_writable:
+        try:
+            return SessionStore(path)
+        except StoreError:  # another Vigil records into it: review read-only (no late entries)
+            pass
+    if not path.exists():
+        raise StoreError(f"no database at {path}")
+    return SessionStore(path, readonly=True)
 
 
 def config_dir() -> Path:

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import IO
 
 from monitor.cli import CliError
-from monitor.config import db_path
+from monitor.config import db_path, open_reader
 from monitor.store import NotFoundError, SessionStore, StoreError
+from monitor.store.reader import StoreReader
 
 _EXTENSIONS = {"csv": "zip", "pdf": "pdf", "fhir": "json", "hl7": "hl7", "edf": "edf", "json": "vigil.json",
                "rems": "pdf"}
@@ -25,12 +26,10 @@ def parse_interval(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2) or ""]
 
 
-def _open_store(args: argparse.Namespace, command: str, readonly: bool) -> SessionStore:
-    path = db_path(args.db)
-    if not path.exists():
-        raise CliError(f"vigil {command}: no database at {path}", status=1)
+def _open_reader(args: argparse.Namespace, command: str) -> StoreReader:
+    """The record ``--db`` names, read-only: an SQLite file or the clinic record (postgresql://…)."""
     try:
-        return SessionStore(path, readonly=readonly)
+        return open_reader(args.db)
     except (StoreError, OSError) as exc:
         raise CliError(f"vigil {command}: {exc}", status=1) from None
 
@@ -59,7 +58,7 @@ def cmd_export(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     destination = Path(args.out) if args.out else Path(f"session-{session_id}{'-deidentified' if args.deidentify else ''}"
                                                           f".{_EXTENSIONS[fmt]}")
     _headless()
-    store = _open_store(args, "export", readonly=True)
+    store = _open_reader(args, "export")
     try:
         path = export_session(store, session_id, fmt, destination, deidentify=args.deidentify,
                               interval_s=interval, paper=args.paper)

@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable, Mapping
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from monitor.board.config import BoardSettings
+from monitor.clinic.config import ClinicRecordSettings
 from monitor.protocols import (
     DOSE_HARD_LIMITS_MG_PER_KG, DURATION_RANGE_MIN, MIN_ESKETAMINE_MONITORING_MIN, RATE_HARD_MAX_LIMITS_MG_PER_KG_PER_H,
 )
@@ -94,6 +95,10 @@ class ClinicSettings(BaseModel):
     broker, clinic and chair names, account (a password *file*, never a password), CA, keep-alive
     (2–10 s), whether waves are published, whether the board may acknowledge, whether it shows
     patient names. See docs/clinic-board.md.
+
+    Clinic record: ``clinic_record`` (:class:`monitor.clinic.config.ClinicRecordSettings`; off by
+    default): the PostgreSQL clinic record this chair copies its sessions to, the chair's name there,
+    and whether staff accounts and settings are kept there. See docs/clinic-record.md.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -120,6 +125,7 @@ class ClinicSettings(BaseModel):
     discharge_bp_ceiling_dia_mmhg: int = 110
     min_patient_age_years: int = 18
     board: BoardSettings = BoardSettings()
+    clinic_record: ClinicRecordSettings = ClinicRecordSettings()
 
     @field_validator("ketamine_max_rate_mg_per_kg_per_h")
     @classmethod
@@ -235,9 +241,11 @@ class ClinicSettings(BaseModel):
 
     def to_payload(self) -> dict[str, Any]:
         """A JSON-ready dict: the copy of the settings in force that a session record keeps. The
-        ``board`` section is left out: where the broker is and whose password file are no part of
-        a patient's record (and would be free text in a de-identified export)."""
-        return self.model_dump(mode="json", exclude={"board"})
+        chair's links to the clinic board (``board``) and to the clinic record (``clinic_record``)
+        are the chair's configuration, not the session's, and are left out: where the broker is and
+        whose password file are no part of a patient's record (and would be free text in a
+        de-identified export); :meth:`from_payload` gives them their defaults."""
+        return self.model_dump(mode="json", exclude={"board", "clinic_record"})
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> "ClinicSettings":

@@ -17,7 +17,7 @@ import pytest
 from drivers.model import DeviceCondition, Quality, WaveformChunk, numeric
 from monitor import store as store_mod
 from monitor.store import database as store_db
-from monitor.store import devicedata as store_devicedata
+from monitor.store import codec as store_codec
 from monitor.store import schema as store_schema
 from monitor.store import writer as store_writer
 from monitor.store import (
@@ -448,8 +448,8 @@ def test_waveform_range_reads_only_overlapping_blocks(store, monkeypatch):
     sid = new_session(store)
     store.add_waveforms(sid, ecg_chunks(60))
     decoded = []
-    real = store_devicedata.decode_samples
-    monkeypatch.setattr(store_devicedata, "decode_samples", lambda *a: decoded.append(a[1]) or real(*a))
+    real = store_codec.decode_samples
+    monkeypatch.setattr(store_codec, "decode_samples", lambda *a: decoded.append(a[1]) or real(*a))
     w = store.waveform(sid, "ecg", at(17), at(18), max_points=10)
     assert len(decoded) == 1 and w.decimated  # one 8 s block covers 16..24 s
 

@@ -53,7 +53,9 @@ def run_window(args: argparse.Namespace) -> int:
 
 def run_review(args: argparse.Namespace) -> int:
     """``vigil review``: the session browser with no monitoring (a prescriber's or charge nurse's
-    desk), on the database ``args.db``, after staff sign-in; ``args.session`` opens one at once."""
+    desk), on the database ``args.db`` — a chair's file, or the clinic record (``postgresql://…``:
+    every chair's sessions, read-only, signed in with the clinic's staff accounts) — after staff
+    sign-in; ``args.session`` opens one at once."""
     from monitor.app.chair import ChairSetupError, Desk  # noqa: PLC0415
     from ui.context import UiContext  # noqa: PLC0415
     from ui.dialogs import SignInDialog, run_modal  # noqa: PLC0415

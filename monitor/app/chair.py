@@ -3,8 +3,11 @@
 A :class:`Chair` is one chair's store, clinic settings and alarm profile, its recording pipeline
 and the pipeline's consumers: the clinic-board publisher when publishing is on (a pipeline
 listener; its broker state becomes the LOW technical alarm ``board_unreachable``, an acknowledge
-from the board is acknowledged and audited with the board user's name). A :class:`Desk` is the
-record with no monitoring: read-only when another Vigil records into it.
+from the board is acknowledged and audited with the board user's name) and the clinic-record link
+when one is configured (:mod:`monitor.clinic.link`: it copies the chair's file to PostgreSQL from
+its own read-only connection, so it never waits on, nor delays, the recording). A :class:`Desk` is
+the record with no monitoring: a chair's file (read-only when another Vigil records into it) or
+the clinic record (``postgresql://…``, every chair's sessions, read-only).
 
 Both are Qt-free; the window passes a service class with Qt signals (``service_factory``).
 """
@@ -20,9 +23,10 @@ from monitor.app.clinic import Clinic
 from monitor.app.pipeline import Pipeline, open_pipeline
 from monitor.app.records import Records
 from monitor.app.service import SessionService
-from monitor.config import db_path, load_clinic_profile, load_clinic_settings
+from monitor.config import db_path, load_clinic_profile, load_clinic_settings, open_reader
 from monitor.settings import ClinicSettings, SettingsError
 from monitor.store import SessionStore, StoreError
+from monitor.store.reader import StoreReader
 
 log = logging.getLogger(__name__)
 
@@ -43,21 +47,21 @@ def _settings() -> tuple[ClinicSettings, AlarmProfile]:
 
 class Desk:
     """The record at a desk (no monitoring): :attr:`records` (read-only queries), :attr:`clinic`
-    (accounts and sign-in), :attr:`settings`, :attr:`profile`. Opens the database read-only when
-    another Vigil records into it (no late entries then)."""
+    (accounts and sign-in), :attr:`settings`, :attr:`profile`. ``db``: a chair's file, opened
+    read-only when another Vigil records into it (no late entries then), or the clinic record
+    (``postgresql://…``: read-only; its staff accounts are those the chairs keep there, and it must
+    hold at least one)."""
 
     def __init__(self, db: str | None = None) -> None:
-        path = db_path(db)
         try:
-            try:
-                self.store = SessionStore(path)
-            except StoreError as exc:
-                log.info("%s; opening it read-only", exc)
-                self.store = SessionStore(path, readonly=True)
+            self.store: StoreReader = open_reader(db, prefer_writable=True)
         except (StoreError, OSError) as exc:
             raise ChairSetupError(f"the database cannot be opened: {exc}") from None
         try:
             self.settings, self.profile = _settings()
+            if not isinstance(self.store, SessionStore) and not self.store.list_users():
+                raise ChairSetupError(f"nobody can sign in: {self.store.path} holds no staff accounts yet "
+                                      "(sign in once at a chair that keeps its accounts there)")
         except ChairSetupError:
             self.store.close()
             raise
@@ -72,7 +76,8 @@ class Desk:
 class Chair:
     """One chair (see the module docstring). ``device``: a device URL; ``db``: the database
     (``--db``, else ``VIGIL_DB``, else the user data folder); ``board_args``: the command-line
-    options of the clinic board (``--publish``, ``--chair`` …; the clinic settings otherwise);
+    options of the clinic board (``--publish``, ``--chair`` …; the clinic settings otherwise) and
+    of the clinic record (``--clinic-db``, ``--chair``; the ``clinic_record`` settings otherwise);
     ``service_factory``: builds the session service over the pipeline (the window's has Qt
     signals). Raises :class:`ChairSetupError` or ``DeviceUrlError``."""
 
@@ -83,11 +88,15 @@ class Chair:
             self.store = SessionStore(db_path(db))
         except (StoreError, OSError) as exc:
             raise ChairSetupError(f"the database cannot be opened: {exc}") from None
+        self.clinic_link: Any = None
         try:
             self.settings, self.profile = _settings()
+            self._start_clinic_link(board_args)
             self.pipeline = open_pipeline(device, self.store, self.settings, self.profile,
                                           on_writer_error=on_writer_error)
         except BaseException:
+            if self.clinic_link is not None:
+                self.clinic_link.stop()
             self.store.close()
             raise
         self.service = service_factory(self.pipeline)
@@ -100,6 +109,22 @@ class Chair:
         self.publisher = None
         if board_args is not None or self.settings.board.publish_url:
             self._attach_board(board_args)
+
+    def _start_clinic_link(self, args: Any) -> None:
+        """Start copying this chair's record to the clinic record when one is configured; staff
+        accounts and clinic settings are brought up to date from it first (settings reloaded)."""
+        url = getattr(args, "clinic_db", None)
+        if not (url or self.settings.clinic_record.url):
+            return
+        from monitor.clinic.link import start_clinic_link  # noqa: PLC0415 (psycopg only when configured)
+
+        try:
+            self.clinic_link = start_clinic_link(self.store, self.settings, url=url,
+                                                 chair=getattr(args, "chair", None))
+        except (ValueError, StoreError) as exc:
+            raise ChairSetupError(f"the clinic record cannot be used: {exc}") from None
+        if self.clinic_link is not None and self.clinic_link.settings_changed:
+            self.settings, self.profile = _settings()
 
     def _attach_board(self, args: Any) -> None:
         from monitor.board.setup import (  # noqa: PLC0415 (paho is loaded only when publishing)
@@ -144,4 +169,7 @@ class Chair:
         if self.publisher is not None:
             self.publisher.close()
         self.pipeline.stop(timeout)
+        if self.clinic_link is not None:  # what is left is copied the next time the chair runs
+            if not self.clinic_link.finish(timeout):
+                log.warning("clinic record: not everything was copied; the rest goes at the next start")
         self.store.close()

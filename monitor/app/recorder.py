@@ -1,7 +1,7 @@
 """Recording a session: device items → session, alarm engine and store, in one place.
 
 :class:`SessionRecorder` is the plain-Python core, used by the window's Qt service
-(:mod:`monitor.recording_service`) and by ``vigil record``. It is driven from one thread: call
+(:mod:`monitor.app.pipeline`) and by ``vigil record``. It is driven from one thread: call
 :meth:`~SessionRecorder.on_items` with each batch from the device and :meth:`~SessionRecorder.tick`
 a few times a second. Alarms are evaluated as each batch arrives. Every write goes through the
 :class:`~monitor.store.StoreWriter` (its own thread, committing at least once a second), so the

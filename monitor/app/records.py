@@ -14,9 +14,8 @@ from typing import Any
 from monitor.app.readmodel import SessionView, load_session
 from monitor.app.review import add_late_entry, check_late_entry
 from monitor.staff import Actor
-from monitor.store import (
-    SESSION_STATUSES, Entry, SessionRecord, SessionStore, SessionSummary, UserRecord, WaveformSlice,
-)
+from monitor.store import SESSION_STATUSES, Entry, SessionRecord, SessionSummary, UserRecord, WaveformSlice
+from monitor.store.reader import StoreReader
 
 __all__ = ["Records", "SessionRecord", "SessionSummary", "Entry", "UserRecord", "WaveformSlice",
            "SESSION_STATUSES"]
@@ -26,7 +25,7 @@ class Records:
     """Queries over one store (see the module docstring). ``store`` is kept for the application
     layer's own helpers (the review's loaders), which receive it from here."""
 
-    def __init__(self, store: SessionStore) -> None:
+    def __init__(self, store: StoreReader) -> None:
         self.store = store
 
     @property
@@ -36,16 +35,20 @@ class Records:
 
     @property
     def location(self) -> str:
-        """Where the record is (a file path), for messages."""
+        """Where the record is (a file path; the clinic record's server and database), for messages."""
         return str(self.store.path)
+
+    def chairs(self) -> list[str]:
+        """The chairs whose sessions the record holds: the clinic record's; none for a chair's file."""
+        return self.store.chairs()
 
     def list_sessions(self, **filters: Any) -> list[SessionSummary]:
         """Sessions matching the browser's filters (see ``SessionStore.list_sessions``)."""
         return self.store.list_sessions(**filters)
 
     def open_sessions(self) -> list[SessionRecord]:
-        """Sessions a crash left open."""
-        return self.store.open_sessions()
+        """Sessions a crash left open (a chair's own file; none elsewhere)."""
+        return self.store.open_sessions() if hasattr(self.store, "open_sessions") else []
 
     def get_session(self, session_id: int) -> SessionRecord:
         """One session's record (``NotFoundError`` if there is none)."""

@@ -185,7 +185,9 @@ def add_broker_arguments(parser: argparse.ArgumentParser, *, chair: bool) -> Non
     if chair:
         parser.add_argument("--publish", metavar="URL",
                             help="publish this chair to the clinic board: mqtt://host:port or mqtts://host:port (TLS)")
-        parser.add_argument("--chair", help="this chair's name on the board (and its broker account by default)")
+        parser.add_argument("--chair", help="this chair's name on the clinic board and in the clinic record (and its broker "
+                                 "account by default; else board.chair / clinic_record.chair, else the host name "
+                                 "for the clinic record)")
     else:
         parser.add_argument("--broker", metavar="URL", help="the clinic's broker: mqtts://host:port (or mqtt://)")
     parser.add_argument("--clinic-id", help="the clinic's name in the topics (default: clinic settings, 'clinic')")

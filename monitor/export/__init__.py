@@ -45,7 +45,8 @@ from monitor.export.archive import MAX_ARCHIVE_BYTES, import_archive
 from monitor.export.atomic import atomic_output, check_destination
 from monitor.export.errors import ExportError
 from monitor.app.readmodel import load_session
-from monitor.store import NotFoundError, SessionStore
+from monitor.store import NotFoundError
+from monitor.store.reader import StoreReader
 
 __all__ = ["FORMATS", "PAPERS", "ExportError", "export_session", "import_archive", "MAX_ARCHIVE_BYTES",
            "build_long_session"]
@@ -82,7 +83,7 @@ def _writer(fmt: str) -> Callable[..., None]:
     raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
-def export_session(store: SessionStore, session_id: int, fmt: str, out_path: str | os.PathLike[str], *,
+def export_session(store: StoreReader, session_id: int, fmt: str, out_path: str | os.PathLike[str], *,
                    deidentify: bool = False, interval_s: float = 60, paper: str = "A4",
                    edf_gaps: str = "fill") -> Path:
     """Export session ``session_id`` of ``store`` as ``fmt`` to ``out_path`` and return the path.
@@ -113,8 +114,8 @@ def export_session(store: SessionStore, session_id: int, fmt: str, out_path: str
     paper_key = {p.lower(): p for p in PAPERS}.get(str(paper).strip().lower())
     if paper_key is None:
         raise ExportError(f"paper must be one of {', '.join(PAPERS)}, not {paper!r}")
-    if not isinstance(store, SessionStore):
-        raise ExportError("export needs a SessionStore")
+    if not isinstance(store, StoreReader):
+        raise ExportError("export needs a session store (a SessionStore or the clinic record's reader)")
     out = check_destination(out_path)
     try:
         view = load_session(store, session_id, deidentify=bool(deidentify))

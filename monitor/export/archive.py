@@ -98,7 +98,7 @@ def archive_document(view: SessionView) -> dict[str, Any]:
     marker = import_marker(store, sid)
     audit = [{"seq": r[0], "t": r[1], "user": r[2], "session": r[3], "action": r[4], "payload": json.loads(r[5]),
               "prev_hash": r[6], "hash": r[7]} for r in raw["audit"]]
-    original_id = sid
+    original_id = store.session_origin(sid).session_id  # the id it has at the chair that recorded it
     if marker is not None and isinstance(marker.payload.get("audit"), list):
         audit = list(marker.payload["audit"]) + [r for r in audit if r["seq"] > marker.seq]
         original_id = marker.payload.get("origin_session_id", sid)

@@ -80,6 +80,7 @@ from __future__ import annotations
 from monitor.store.alarms import AlarmsMixin
 from monitor.store.audit import AuditMixin
 from monitor.store.bulk import BulkMixin
+from monitor.store.changes import ChangesMixin
 from monitor.store.codec import (
     ENC_F32_SHUFFLE_ZLIB,
     ENC_F32_ZLIB,
@@ -133,7 +134,8 @@ __all__ = [
 ]
 
 
-class SessionStore(SessionsMixin, DeviceDataMixin, EntriesMixin, AlarmsMixin, AuditMixin, UsersMixin, BulkMixin):
+class SessionStore(SessionsMixin, DeviceDataMixin, EntriesMixin, AlarmsMixin, AuditMixin, UsersMixin, BulkMixin,
+                   ChangesMixin):
     """Vigil's record of sessions, data, charting, alarms and the audit trail in one SQLite file.
 
     ``path``: the database file (created if missing; its folder must exist, see

@@ -19,7 +19,7 @@ import numpy as np
 from drivers.model import Quality
 
 
-from monitor.store.records import PRIORITIES
+from monitor.store.records import PRIORITIES, StoreError, WaveformSlice
 
 #: Waveform block encodings: 0 = zlib(float32 LE), 1 = zlib(byte-shuffled float32 LE).
 ENC_F32_ZLIB = 0
@@ -156,6 +156,55 @@ def decode_samples(data: bytes, n: int, enc: int, *, max_bytes: int | None = Non
     if enc == ENC_F32_ZLIB:
         return np.frombuffer(raw, dtype="<f4").astype(np.float32)
     raise ValueError(f"unknown waveform encoding {enc}")
+
+
+def _stored_samples(blob: bytes, n: int, enc: int) -> np.ndarray:
+    try:
+        return decode_samples(blob, n, enc)
+    except ValueError as exc:
+        raise StoreError(f"a stored waveform block is damaged: {exc}") from None
+
+
+def slice_blocks(blocks: Iterable[tuple[float, float, int, int, bytes]], s: float, e: float,
+                 max_points: int | None) -> WaveformSlice:
+    """The samples with ``s <= t < e`` (epoch s) of stored waveform ``blocks`` — ``(t0, rate, n,
+    enc, data)`` in time order — as a :class:`WaveformSlice`: the samples themselves, or, when there
+    are more than ``max_points``, the min/max of each of ``max_points`` equal bins (the rule of
+    ``SessionStore.waveform``; every backend slices with this one function). A damaged block raises
+    :class:`StoreError`."""
+    pieces: list[tuple[np.ndarray, int, int, bytes, int]] = []
+    total = 0
+    for t0, rate, n, enc, blob in blocks:
+        times = t0 + np.arange(n, dtype=np.float64) / rate
+        i0, i1 = np.searchsorted(times, s, "left"), np.searchsorted(times, e, "left")
+        if i1 > i0:
+            pieces.append((times, int(i0), int(i1), blob, enc))
+            total += int(i1 - i0)
+    if max_points is None or total <= max_points:
+        if not pieces:
+            empty = np.empty(0, dtype=np.float32)
+            return WaveformSlice(np.empty(0, dtype=np.float64), empty, empty)
+        ts_, vs = [], []
+        for times, i0, i1, blob, enc in pieces:
+            samples = _stored_samples(blob, len(times), enc)
+            ts_.append(times[i0:i1])
+            vs.append(samples[i0:i1])
+        v = np.concatenate(vs)
+        return WaveformSlice(np.concatenate(ts_), v, v)
+    width = (e - s) / max_points
+    out_min = np.full(max_points, np.nan, dtype=np.float32)
+    out_max = np.full(max_points, np.nan, dtype=np.float32)
+    for times, i0, i1, blob, enc in pieces:
+        v = _stored_samples(blob, len(times), enc)[i0:i1]
+        bins = np.clip(((times[i0:i1] - s) / width).astype(np.int64), 0, max_points - 1)
+        starts = np.flatnonzero(np.diff(bins, prepend=-1))
+        lo = np.fmin.reduceat(v, starts)  # fmin/fmax skip NaN; an all-NaN bin stays NaN
+        hi = np.fmax.reduceat(v, starts)
+        idx = bins[starts]
+        out_min[idx] = np.fmin(out_min[idx], lo)
+        out_max[idx] = np.fmax(out_max[idx], hi)
+    centres = s + (np.arange(max_points, dtype=np.float64) + 0.5) * width
+    return WaveformSlice(centres, out_min, out_max)
 
 
 def _patient_name(patient: dict[str, Any]) -> str:

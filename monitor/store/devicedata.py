@@ -27,26 +27,18 @@ from monitor.store.codec import (
     _sid,
     _ts,
     bits_to_quality,
-    decode_samples,
     encode_samples,
     quality_to_bits,
+    slice_blocks,
 )
 from monitor.store.database import StoreCore
 from monitor.store.records import (
-    StoreError,
     VitalSummary,
     WaveformSlice,
 )
 from monitor.store.schema import (
     MAX_BLOCK_SECONDS,
 )
-
-
-def _stored_samples(blob: bytes, n: int, enc: int) -> np.ndarray:
-    try:
-        return decode_samples(blob, n, enc)
-    except ValueError as exc:
-        raise StoreError(f"a stored waveform block is damaged: {exc}") from None
 
 
 class DeviceDataMixin(StoreCore):
@@ -280,39 +272,7 @@ class DeviceDataMixin(StoreCore):
             raise ValueError("end must be after start")
         if max_points is not None and max_points < 1:
             raise ValueError("max_points must be at least 1")
-        pieces: list[tuple[np.ndarray, int, int, float, float, bytes, int]] = []
-        total = 0
-        for t0, rate, n, enc, blob in self._blocks(_sid(session_id), channel, s, e):
-            times = t0 + np.arange(n, dtype=np.float64) / rate
-            i0, i1 = np.searchsorted(times, s, "left"), np.searchsorted(times, e, "left")
-            if i1 > i0:
-                pieces.append((times, int(i0), int(i1), t0, rate, blob, enc))
-                total += int(i1 - i0)
-        if max_points is None or total <= max_points:
-            if not pieces:
-                empty = np.empty(0, dtype=np.float32)
-                return WaveformSlice(np.empty(0, dtype=np.float64), empty, empty)
-            ts_, vs = [], []
-            for times, i0, i1, _t0, _rate, blob, enc in pieces:
-                samples = _stored_samples(blob, len(times), enc)
-                ts_.append(times[i0:i1])
-                vs.append(samples[i0:i1])
-            v = np.concatenate(vs)
-            return WaveformSlice(np.concatenate(ts_), v, v)
-        width = (e - s) / max_points
-        out_min = np.full(max_points, np.nan, dtype=np.float32)
-        out_max = np.full(max_points, np.nan, dtype=np.float32)
-        for times, i0, i1, _t0, _rate, blob, enc in pieces:
-            v = _stored_samples(blob, len(times), enc)[i0:i1]
-            bins = np.clip(((times[i0:i1] - s) / width).astype(np.int64), 0, max_points - 1)
-            starts = np.flatnonzero(np.diff(bins, prepend=-1))
-            lo = np.fmin.reduceat(v, starts)  # fmin/fmax skip NaN; an all-NaN bin stays NaN
-            hi = np.fmax.reduceat(v, starts)
-            idx = bins[starts]
-            out_min[idx] = np.fmin(out_min[idx], lo)
-            out_max[idx] = np.fmax(out_max[idx], hi)
-        centres = s + (np.arange(max_points, dtype=np.float64) + 0.5) * width
-        return WaveformSlice(centres, out_min, out_max)
+        return slice_blocks(self._blocks(_sid(session_id), channel, s, e), s, e, max_points)
 
     def summary(self, session_id: int, *, exclude: Iterable[Quality] = ()) -> dict[str, VitalSummary]:
         """Per vital: count, min, max, mean of the values, and the first/last observation time.

@@ -1,6 +1,7 @@
 """The session browser: find a recorded session and open it for review.
 
-Filters (patient name or record number, date range, protocol, status, had alarms) go straight to
+Filters (patient name or record number, date range, protocol, status, had alarms, and the chair when
+the store is the clinic record, which holds every chair's sessions) go straight to
 :meth:`SessionStore.list_sessions`, which answers from the sessions table and its counters (no scan
 of the data), and the list is a Qt model, so thousands of sessions stay quick. Typing in the patient
 field searches after a short pause. Opening a session (double-click, Enter or "Open") shows a
@@ -49,12 +50,16 @@ _Index = QModelIndex | QPersistentModelIndex
 
 
 class SessionListModel(QAbstractTableModel):
-    """Sessions as rows: id, started (local), patient, protocol, status, duration, observations, alarms."""
+    """Sessions as rows: id, started (local), patient, protocol, status, duration, observations, alarms,
+    and, for the clinic record (``chairs=True``), the chair that recorded it. A session whose record
+    failed verification in the clinic record says "flagged" in its status (the reason as tooltip)."""
 
     COLUMNS = ("ID", "Started", "Patient", "Protocol", "Status", "Duration", "Observations", "Alarms")
 
-    def __init__(self, parent: Any = None) -> None:
+    def __init__(self, parent: Any = None, *, chairs: bool = False) -> None:
         super().__init__(parent)
+        if chairs:
+            self.COLUMNS = (*SessionListModel.COLUMNS, "Chair")
         self._rows: list[SessionSummary] = []
         self.live_id: int | None = None
         self.now = datetime.now(timezone.utc)
@@ -101,21 +106,30 @@ class SessionListModel(QAbstractTableModel):
                 except ValueError:
                     return s.protocol
             if column == 4:
-                return "recording" if s.id == self.live_id else s.status
+                return ("recording" if s.id == self.live_id else s.status) + (" — flagged" if _flag(s) else "")
             if column == 5:
                 end = s.ended_at or self.now
                 return duration_text((end - s.started_at).total_seconds()) + ("" if s.ended_at else " so far")
             if column == 6:
                 return f"{s.n_observations:,}"
+            if column == 8:
+                return getattr(s, "chair", "")
             return str(s.n_alarms)
+        if role == Qt.ItemDataRole.ToolTipRole and column == 4 and _flag(s):
+            return _flag(s)
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (0, 5, 6, 7):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ForegroundRole:
-            if column == 4 and s.status == "open":
+            if column == 4 and (s.status == "open" or _flag(s)):
                 return QBrush(QColor("#ffb000"))
             if column == 7 and s.n_alarms:
                 return QBrush(QColor(theme.PRIORITY_COLOURS["MEDIUM"]))
         return None
+
+
+def _flag(s: SessionSummary) -> str | None:
+    """Why the clinic record does not trust this session's record as it is (None: nothing found)."""
+    return getattr(s, "flag", None)
 
 
 class SessionBrowser(QWidget):
@@ -155,6 +169,12 @@ class SessionBrowser(QWidget):
         self.alarms.addItem("With or without alarms", None)
         self.alarms.addItem("Had alarms", True)
         self.alarms.addItem("No alarms", False)
+        chairs = context.records.chairs()
+        self.chair = QComboBox()  # the clinic record's chairs (a chair's own database has none)
+        self.chair.addItem("Any chair", None)
+        for name in chairs:
+            self.chair.addItem(name, name)
+        self.chair.setVisible(bool(chairs))
         self.open_button = QPushButton("Open")
         self.open_button.setObjectName("primary")
         self.open_button.setEnabled(False)
@@ -165,7 +185,7 @@ class SessionBrowser(QWidget):
         self.error.setObjectName("error")
         self.error.hide()
 
-        self.model = SessionListModel(self)
+        self.model = SessionListModel(self, chairs=bool(chairs))
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -188,6 +208,7 @@ class SessionBrowser(QWidget):
         filters.addWidget(self.protocol)
         filters.addWidget(self.status)
         filters.addWidget(self.alarms)
+        filters.addWidget(self.chair)
         buttons = QHBoxLayout()
         buttons.addWidget(self.count, 1)
         buttons.addWidget(self.refresh_button)
@@ -212,7 +233,7 @@ class SessionBrowser(QWidget):
         self.use_dates.toggled.connect(self._dates_toggled)
         for edit in (self.date_from, self.date_to):
             edit.dateChanged.connect(lambda _=None: self.search())
-        for box in (self.protocol, self.status, self.alarms):
+        for box in (self.protocol, self.status, self.alarms, self.chair):
             box.currentIndexChanged.connect(lambda _=0: self.search())
         self.refresh_button.clicked.connect(self.search)
         self.open_button.clicked.connect(self.open_selected)
@@ -240,7 +261,8 @@ class SessionBrowser(QWidget):
             since = datetime.combine(self.date_from.date().toPython(), time.min).astimezone()
             until = datetime.combine(self.date_to.date().toPython() + timedelta(days=1), time.min).astimezone()
             out["since"], out["until"] = since, until
-        for key, box in (("protocol", self.protocol), ("status", self.status), ("had_alarms", self.alarms)):
+        for key, box in (("protocol", self.protocol), ("status", self.status), ("had_alarms", self.alarms),
+                         ("chair", self.chair)):
             if box.currentData() is not None:
                 out[key] = box.currentData()
         return out
