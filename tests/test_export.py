@@ -673,7 +673,7 @@ def _original_times(store: SessionStore, sid: int) -> list[str]:
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_deidentified_exports_hold_no_identifier(fmt, iv, esk, out, qapp):
     store, sid = esk if fmt == "rems" else iv
-    path = export_session(store, sid, fmt, out / f"d{FORMATS[fmt]}", deidentify=True)
+    path = export_session(store, sid, fmt, out / f"d{FORMATS[fmt].suffix}", deidentify=True)
     text, binary = _texts(fmt, path)
     lower, binary_lower = text.lower(), binary.lower()
     leaks = [x for x in IDENTIFIERS if x.lower() in lower or (len(x) >= 8 and x.lower() in binary_lower)]
@@ -721,7 +721,7 @@ def test_synthetic_long_session_exports(tmp_path, qapp):
         assert record.status == "closed" and record.n_observations > 2 * 3600 * 7
         assert store.waveform_channels(sid) == ["ecg", "pleth", "co2"]
         for fmt in ("csv", "pdf", "fhir", "edf"):
-            assert export_session(store, sid, fmt, tmp_path / f"long{FORMATS[fmt]}").stat().st_size > 1000
+            assert export_session(store, sid, fmt, tmp_path / f"long{FORMATS[fmt].suffix}").stat().st_size > 1000
         tables = _zip_tables(tmp_path / "long.zip")
         assert len(tables["events.csv"]) + len(tables["assessments.csv"]) == 40 + 1  # + the discharge Aldrete
     finally:

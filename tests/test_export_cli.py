@@ -10,7 +10,7 @@ import pytest
 
 from monitor.cli import run_cli
 from monitor.export import build_long_session
-from monitor.export_cli import parse_interval
+from monitor.cli.records import parse_interval
 from monitor.store import SessionStore
 
 

@@ -36,8 +36,10 @@ is wrong.
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -48,39 +50,42 @@ from monitor.app.readmodel import load_session
 from monitor.store import NotFoundError
 from monitor.store.reader import StoreReader
 
-__all__ = ["FORMATS", "PAPERS", "ExportError", "export_session", "import_archive", "MAX_ARCHIVE_BYTES",
+__all__ = ["FORMATS", "ExportFormat", "PAPERS", "ExportError", "export_session", "import_archive", "MAX_ARCHIVE_BYTES",
            "build_long_session"]
 
-#: Export formats and the usual file suffix of each.
-FORMATS: dict[str, str] = {"csv": ".zip", "pdf": ".pdf", "fhir": ".json", "hl7": ".hl7", "edf": ".edf",
-                           "json": ".json", "rems": ".pdf"}
+@dataclass(frozen=True)
+class ExportFormat:
+    """One export format: its ``name`` (``vigil export --format``), the menu's ``label``, the usual
+    file ``suffix``, where its writer is (``module``, ``function``: imported only when used — the PDF
+    writers load QtGui), and whether it is for esketamine sessions only. A writer is
+    ``write(view, path, *, interval_s, paper, edf_gaps)`` and ignores the options it has no use for."""
+
+    name: str
+    label: str
+    suffix: str
+    module: str
+    function: str
+    esketamine_only: bool = False
+
+    def writer(self) -> Callable[..., None]:
+        """The writer function."""
+        return getattr(importlib.import_module(self.module), self.function)
+
+
+#: The export formats, in menu order: the one table the CLI, the review window's menu and
+#: :func:`export_session` read. A new format is one row here and one writer module.
+FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
+    ExportFormat("csv", "CSV tables (zip)", ".zip", "monitor.export.csv_export", "write_csv"),
+    ExportFormat("pdf", "PDF session report", ".pdf", "monitor.export.pdf", "write_pdf"),
+    ExportFormat("fhir", "FHIR R4 bundle (JSON)", ".json", "monitor.export.fhir", "write_fhir"),
+    ExportFormat("hl7", "HL7 v2 message", ".hl7", "monitor.export.hl7", "write_hl7"),
+    ExportFormat("edf", "EDF+ signals", ".edf", "monitor.export.edf", "write_edf"),
+    ExportFormat("json", "JSON archive", ".vigil.json", "monitor.export.archive", "write_archive"),
+    ExportFormat("rems", "REMS monitoring form (esketamine)", ".pdf", "monitor.export.rems", "write_rems",
+                 esketamine_only=True),
+)}
 #: Paper sizes of the PDF exports.
 PAPERS = ("A4", "Letter")
-
-
-def _writer(fmt: str) -> Callable[..., None]:
-    if fmt == "csv":
-        from monitor.export.csv_export import write_csv
-        return write_csv
-    if fmt == "pdf":
-        from monitor.export.pdf import write_pdf
-        return write_pdf
-    if fmt == "fhir":
-        from monitor.export.fhir import write_fhir
-        return write_fhir
-    if fmt == "hl7":
-        from monitor.export.hl7 import write_hl7
-        return write_hl7
-    if fmt == "edf":
-        from monitor.export.edf import write_edf
-        return write_edf
-    if fmt == "json":
-        from monitor.export.archive import write_archive
-        return lambda view, path, **_: write_archive(view, path)
-    if fmt == "rems":
-        from monitor.export.rems import write_rems
-        return write_rems
-    raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
 def export_session(store: StoreReader, session_id: int, fmt: str, out_path: str | os.PathLike[str], *,
@@ -121,12 +126,13 @@ def export_session(store: StoreReader, session_id: int, fmt: str, out_path: str 
         view = load_session(store, session_id, deidentify=bool(deidentify))
     except NotFoundError as exc:
         raise ExportError(str(exc)) from None
-    if fmt_key == "rems":
+    row = FORMATS[fmt_key]
+    if row.esketamine_only:
         from monitor.protocols import ProtocolKind
         if view.protocol is not ProtocolKind.ESKETAMINE:
-            raise ExportError(f"the REMS Patient Monitoring Form is for esketamine sessions; session {session_id} "
-                              f"is {view.protocol_label}")
-    writer = _writer(fmt_key)
+            raise ExportError(f"the {row.name.upper()} export is for esketamine sessions only; session "
+                              f"{session_id} is {view.protocol_label}")
+    writer = row.writer()
     options: dict[str, Any] = {"interval_s": float(interval_s), "paper": paper_key, "edf_gaps": edf_gaps}
     with atomic_output(out) as tmp:
         try:

@@ -183,8 +183,8 @@ def _kind(kind: str) -> str:
     return kind if any(is_coded(key, kind) for key in ("type", "kind", "action")) else "entry"
 
 
-def write_archive(view: SessionView, path: Path) -> None:
-    """Write the archive of ``view`` to ``path`` (canonical bytes)."""
+def write_archive(view: SessionView, path: Path, **_: Any) -> None:
+    """Write the archive of ``view`` to ``path`` (canonical bytes); the other formats' options are ignored."""
     data = canonical_bytes(archive_document(view))
     with open(path, "wb") as fh:
         fh.write(data)

@@ -5,7 +5,7 @@ in step with the plots, a summary, late entries on closed sessions, and exports.
 from ui.review.browser import SessionBrowser, SessionListModel
 from ui.review.dialogs import LateEntryDialog
 from ui.review.plots import ReviewPlots, WaveRequest
-from ui.review.window import EXPORT_LABELS, ReviewWindow, live_session_id
+from ui.review.window import ReviewWindow, live_session_id
 
 __all__ = ["SessionBrowser", "SessionListModel", "ReviewWindow", "ReviewPlots", "WaveRequest", "LateEntryDialog",
-           "EXPORT_LABELS", "live_session_id"]
+           "live_session_id"]

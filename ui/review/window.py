@@ -67,14 +67,8 @@ from ui.review.table import ROW_ROLE, CategoryFilter, TimelineModel
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ReviewWindow", "EXPORT_LABELS", "live_session_id"]
+__all__ = ["ReviewWindow", "live_session_id"]
 
-#: Export formats as the menu names them.
-EXPORT_LABELS: dict[str, str] = {
-    "csv": "CSV tables (zip)…", "pdf": "PDF session report…", "fhir": "FHIR R4 bundle (JSON)…",
-    "hl7": "HL7 v2 message…", "edf": "EDF+ signals…", "json": "JSON archive…",
-    "rems": "REMS monitoring form (esketamine)…",
-}
 #: Bins of the min/max envelopes the first frame draws the trends from (about two per pixel).
 ENVELOPE_BINS = 2000
 #: How often an open session refreshes itself when auto-refresh is on (ms).
@@ -246,11 +240,11 @@ class ReviewWindow(QMainWindow):
         bar.addSeparator()
         self.export_menu = QMenu("Export", self)
         self.export_actions: dict[str, QAction] = {}
-        for fmt in FORMATS:
-            action = self.export_menu.addAction(EXPORT_LABELS.get(fmt, fmt))
+        for fmt, row in FORMATS.items():
+            action = self.export_menu.addAction(row.label + "…")
             action.triggered.connect(lambda _=False, f=fmt: self.export(f))
+            action.setEnabled(not row.esketamine_only or self.view.protocol is ProtocolKind.ESKETAMINE)
             self.export_actions[fmt] = action
-        self.export_actions["rems"].setEnabled(self.view.protocol is ProtocolKind.ESKETAMINE)
         self.export_button = QToolButton()
         self.export_button.setText("Export…")
         self.export_button.setMenu(self.export_menu)
@@ -475,7 +469,7 @@ class ReviewWindow(QMainWindow):
         the reason is shown)."""
         deid = self.deidentify.isChecked() if deidentify is None else deidentify
         if path is None:
-            suffix = FORMATS.get(fmt, "")
+            suffix = FORMATS[fmt].suffix if fmt in FORMATS else ""
             default = Path.home() / f"vigil-session-{self.session_id}{'-deid' if deid else ''}-{fmt}{suffix}"
             # While Vigil monitors, its own file dialog: F1/F2 and the placement below the alarm
             # area cannot reach a native one.

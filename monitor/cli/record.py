@@ -32,12 +32,10 @@ from monitor.app.listeners import PipelineListener
 from monitor.app.service import SessionService
 from monitor.cli import CliError
 from monitor.alarms.profile import ProfileError
-from monitor.config import db_path, load_clinic_profile, load_clinic_settings, open_reader
+from monitor.config import load_clinic_profile, load_clinic_settings
 from monitor.patient import Patient
 from monitor.protocols import EsketaminePlan, KetamineIVPlan
 from monitor.staff import Actor, RefusedAction, Role, nurse_message
-from monitor.store import SessionStore, SessionSummary, StoreError
-from monitor.store.reader import ChairSessionSummary, StoreReader
 
 RECORDER = Actor(username="vigil-record", display_name="vigil record (unattended)", role=Role.NURSE)
 CLOSE_MEANING = "recording ended by vigil record (unattended; not clinically reviewed)"
@@ -208,48 +206,3 @@ def _install_signals(stop: threading.Event) -> dict:
 def _restore_signals(previous: dict) -> None:
     for sig, handler in previous.items():
         signal.signal(sig, handler)
-
-
-def cmd_sessions(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    """List sessions, one line (or JSON object) each; from the clinic record (``--db postgresql://…``)
-    every chair's, with the chair's name (and ``chair_session``, its id there; ``complete``; ``flag``)."""
-    try:
-        store = open_reader(args.db)
-    except (StoreError, OSError) as exc:
-        raise CliError(f"vigil sessions: {exc}", status=1) from None
-    try:
-        chair = args.chair
-        if chair is not None and chair not in store.chairs():
-            raise CliError(f"vigil sessions: no chair named {chair!r} in {store.path}"
-                           + (f" (chairs: {', '.join(store.chairs())})" if store.chairs() else ""), status=1)
-        for s in store.list_sessions(**({"chair": chair} if chair is not None else {})):
-            status, phase = _outcome(store, s)
-            record = {"id": s.id, "patient": s.patient, "protocol": s.protocol, "status": status,
-                      "phase": phase, "started_at": s.started_at.isoformat(),
-                      "ended_at": s.ended_at.isoformat() if s.ended_at else None,
-                      "n_observations": s.n_observations, "n_alarms": s.n_alarms, "device": s.device}
-            where = ""
-            if isinstance(s, ChairSessionSummary):
-                record.update(chair=s.chair, chair_session=s.chair_session_id, complete=s.complete, flag=s.flag)
-                where = f"{s.chair}#{s.chair_session_id}  " + ("FLAGGED  " if s.flag else "")
-            if args.json:
-                out.write(json.dumps(record) + "\n")
-            else:
-                ended = f"{s.ended_at:%Y-%m-%d %H:%M}" if s.ended_at else "—"
-                out.write(f"{s.id:>5}  {s.started_at:%Y-%m-%d %H:%M}  {ended:16}  {status:10}  {s.protocol:12}  "
-                          f"{s.n_observations:>8} obs  {s.n_alarms:>4} alarms  {where}{s.patient}\n")
-    finally:
-        store.close()
-    return 0
-
-
-def _outcome(store: StoreReader, s: SessionSummary) -> tuple[str, str]:
-    """How a session ended, as ``(status, phase)`` for the listing: "discharged" when its record holds
-    the discharge sign-off (the ``session_closed`` entry), "aborted" when it ended without discharge,
-    "closed" when recording stopped with neither (``vigil record``), else the stored status and phase
-    (the store's phase stops at the last phase of an open session)."""
-    if s.status == "aborted":
-        return "aborted", "aborted"
-    if s.status == "closed" and any(e.kind == "session_closed" for e in store.effective_entries(s.id, "signoff")):
-        return "discharged", "discharged"
-    return s.status, s.phase
