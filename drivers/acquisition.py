@@ -24,6 +24,7 @@ from typing import Protocol
 import serial
 
 from drivers.base import Decoder, DecoderStats, condition_text
+from drivers.errors import DeviceError
 from drivers.model import DeviceCondition, Item, NumericObservation, WaveformChunk, utc_now
 from drivers.serialport import open_serial
 
@@ -42,7 +43,7 @@ class LinkState(str, enum.Enum):
     STOPPED = "stopped"
 
 
-class LinkError(OSError):
+class LinkError(DeviceError, OSError):
     """The device could not be reached or went away (unplugged, port vanished, cable pulled).
     ``at``: when it went away, if the link knows better than "now" (aware UTC)."""
 

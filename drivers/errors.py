@@ -7,6 +7,8 @@ that went away). The branches::
 
     VigilError
     ├── DeviceError        drivers: a device URL, protocol or link problem
+    ├── ConfigError        settings, an alarm profile, a broker address or a chair set-up that
+    │                      cannot be used (ValueError)
     ├── RefusedAction      monitor: a clinical or administrative rule refused an action (ValueError)
     ├── StoreError         monitor.store: the record cannot be read or written as asked
     └── ExportError        monitor.export: an export or import that cannot be done
@@ -17,7 +19,7 @@ the root; ``monitor.errors`` gathers the whole tree.
 
 from __future__ import annotations
 
-__all__ = ["VigilError", "DeviceError"]
+__all__ = ["VigilError", "DeviceError", "ConfigError"]
 
 
 class VigilError(Exception):
@@ -27,3 +29,8 @@ class VigilError(Exception):
 class DeviceError(VigilError):
     """A device problem: a URL or protocol that cannot be used, a link that cannot be opened or
     went away, a frame that cannot be built."""
+
+
+class ConfigError(VigilError, ValueError):
+    """A configuration that cannot be used: a settings or alarm-profile file, a broker address, a
+    chair that cannot be set up as asked. The message says what is wrong and how to fix it."""

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from drivers.errors import DeviceError
+
 if TYPE_CHECKING:
     from drivers.base import Decoder, SerialSettings
     from drivers.emulation import DeviceEmulator
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 SERIAL, MLLP = "serial", "mllp"
 
 
-class UnknownProtocolError(ValueError):
+class UnknownProtocolError(DeviceError, ValueError):
     """Raised for a protocol name that is not registered; the message lists the known ones."""
 
 

@@ -33,6 +33,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import serial.tools.list_ports
 
 from drivers.acquisition import Link, SerialLink
+from drivers.errors import DeviceError
 from drivers.registry import MLLP, SERIAL, ProtocolSpec, UnknownProtocolError, protocol, protocol_names
 
 _VIGIL_KEYS = {"protocol", "baud"}
@@ -40,7 +41,7 @@ _SIM_KEYS = {"scenario", "speed", "seed", "nibp", "waves"}
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
 
-class DeviceUrlError(ValueError):
+class DeviceUrlError(DeviceError, ValueError):
     """A device URL that cannot be used; the message says why and what would work."""
 
 

@@ -28,6 +28,8 @@ from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from drivers.errors import DeviceError
+
 # --- association control (session layer) ---------------------------------------------------
 CN_SPDU_SI = 0x0D  #: association request (session connect)
 AC_SPDU_SI = 0x0E  #: association accepted
@@ -212,7 +214,7 @@ _NU = struct.Struct(">HHHI")       # NuObsValue: physio_id, state, unit_code, va
 _EVT = struct.Struct(">HHHIHH")    # EventReportArgument / Result
 
 
-class PduError(ValueError):
+class PduError(DeviceError, ValueError):
     """A message whose lengths or fields are inconsistent (never raised out of a decoder)."""
 
 

@@ -39,6 +39,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from drivers.errors import ConfigError
+
 PROFILE_SCHEMA_VERSION = 3
 
 
@@ -336,7 +338,7 @@ def _in_bounds(what: str, value: float, bounds: tuple[float, float] | None) -> N
         raise ValueError(f"{what} {value:g} is outside the clinic's bounds {low:g}–{high:g}")
 
 
-class ProfileError(ValueError):
+class ProfileError(ConfigError):
     """A profile file that cannot be used; the message names the file and the problem."""
 
 

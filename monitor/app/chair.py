@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from drivers.errors import VigilError
 from monitor.alarms.profile import AlarmProfile, ProfileError
 from monitor.app.clinic import Clinic
 from monitor.app.pipeline import Pipeline, open_pipeline
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 __all__ = ["Chair", "Desk", "ChairSetupError"]
 
 
-class ChairSetupError(Exception):
+class ChairSetupError(VigilError):
     """The chair cannot start: the database or the clinic's settings cannot be used (the message
     says which and why)."""
 

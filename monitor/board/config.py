@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from drivers.errors import ConfigError
 from monitor.board.messages import MessageError, check_name
 from monitor.staff import refuse
 
@@ -24,7 +25,7 @@ from monitor.staff import refuse
 PASSWORD_ENV = "VIGIL_MQTT_PASSWORD"
 
 
-class BrokerUrlError(ValueError):
+class BrokerUrlError(ConfigError):
     """A broker URL that cannot be used; the message says why."""
 
 

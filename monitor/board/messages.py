@@ -22,6 +22,8 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from drivers.errors import VigilError
+
 #: The schema version this code writes and the newest it reads.
 SCHEMA_VERSION = 1
 #: Topic roots: chair data, and commands to a chair.
@@ -39,7 +41,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PriorityName = Literal["LOW", "MEDIUM", "HIGH"]
 
 
-class MessageError(ValueError):
+class MessageError(VigilError, ValueError):
     """A message or topic that cannot be read; the text says which and why."""
 
 

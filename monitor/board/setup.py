@@ -15,11 +15,12 @@ from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
+from drivers.errors import ConfigError
 from monitor.alarms.profile import AlarmProfile
+from monitor.app.snapshot import snapshot_from_state
 from monitor.board.config import BoardSettings, BrokerOptions, BrokerUrlError, broker_options
 from monitor.board.messages import AckCommand, MessageError, check_name
 from monitor.board.publisher import ChairPublisher
-from monitor.app.snapshot import snapshot_from_state
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
 
@@ -30,7 +31,7 @@ UNREACHABLE_CODE = "board_unreachable"
 UNREACHABLE_TEXT = "Clinic board unreachable"
 
 
-class BoardSetupError(ValueError):
+class BoardSetupError(ConfigError):
     """Publishing or the board cannot be set up as asked; the message says what to fix."""
 
 
