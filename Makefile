@@ -1,6 +1,7 @@
 # Vigil: two commands do everything on a fresh machine.
 #   make run    create .venv if needed, install, start Vigil on the simulated monitor
-#   make test   same environment, every test headless
+#   make test   same environment: the import rules, the type-check baseline, every test headless
+#   make test-fast  the tests that need no real time, subprocess or service (a quick loop)
 #   make bench  benchmarks: prints figures, writes bench/results.json
 #   make screenshots  the README's screenshots (needs Debian's xvfb)
 
@@ -13,7 +14,7 @@ SPEED ?= 1
 DB ?= var/vigil-dev.sqlite
 PYTEST_ARGS ?=
 
-.PHONY: run test bench screenshots venv clean
+.PHONY: run test test-fast check bench screenshots venv clean
 
 venv: $(STAMP)
 
@@ -27,9 +28,17 @@ run: $(STAMP)
 	@mkdir -p $(dir $(DB))
 	$(BIN)/vigil run --device 'sim://?scenario=$(SCENARIO)&speed=$(SPEED)' --db $(DB)
 
-test: $(STAMP)
+test: check
 	@tools/ensure-services
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -n 2 -q -m "not slow and not window" $(PYTEST_ARGS)
+
+# the layers' import rules and the type-check baseline (docs/architecture.md)
+check: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python tools/check-types
 
 bench: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m bench

@@ -211,6 +211,7 @@ def test_device_absent_at_start_is_a_loss_and_a_failing_listener_does_not_stop_a
         assert worker.stop()
 
 
+@pytest.mark.slow  # real-time acquisition through the worker
 def test_cable_pull_scenario_through_the_worker():
     link = SimulatedMonitorLink("cable_pull", speed=400, waves=False)
     rec = Recorder()

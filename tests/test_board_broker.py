@@ -34,6 +34,9 @@ from monitor.staff import Actor, Role
 from monitor.store import SessionStore, StoreWriter
 from tests.factories import act
 
+#: Starts a real server on loopback (make test-fast leaves it out).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
 NURSE = Actor(username="ann", display_name="Ann Lee", role=Role.NURSE)

@@ -45,6 +45,9 @@ from monitor.store.reader import ChairSessionSummary, StoreReader
 from tests.clinic_chairs import T0, Chair
 from tests.postgres_server import require_server
 
+#: Starts a real server on loopback (make test-fast leaves it out).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def pg():

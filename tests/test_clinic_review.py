@@ -20,6 +20,9 @@ from tests.test_clinic_record import replicate_once
 from tests.test_review import NURSE, context, record
 from ui.review import ReviewWindow, SessionBrowser
 
+#: Starts a real server on loopback (make test-fast leaves it out).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def clinic(tmp_path_factory):

@@ -24,6 +24,9 @@ from monitor.store.postgres import REPLICATION_ROLE, REVIEW_ROLE, ClinicWriter, 
 from tests.clinic_chairs import T0, Chair
 from tests.postgres_server import require_server
 
+#: Starts a real server on loopback (make test-fast leaves it out).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 5, 4, 12, 0, tzinfo=timezone.utc)
 

@@ -273,6 +273,7 @@ def records(items):
     return [i.as_record() for i in items]
 
 
+@pytest.mark.slow  # exhaustive: every split offset of the capture
 def test_capture_split_at_every_offset_decodes_the_same():
     data = emulator_capture(5.5)
     assert b"\x7d\x5e" in data or b"\x7d\x5d" in data

@@ -713,6 +713,7 @@ def test_one_offset_per_export_keeps_the_intervals(iv, out):
 
 
 # ================================================================================= the benchmark builder
+@pytest.mark.slow  # a long session in every format
 def test_synthetic_long_session_exports(tmp_path, qapp):
     store = SessionStore(tmp_path / "long.sqlite")
     try:

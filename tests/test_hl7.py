@@ -369,6 +369,7 @@ def test_probe_off_is_sent_as_status_x():
     assert all(o.value is None and o.quality == {Quality.INVALID} for o in numerics(result.items, "spo2"))
 
 
+@pytest.mark.slow  # exhaustive: every split offset
 @pytest.mark.parametrize("variant", ["pcd01", "local"])
 def test_capture_split_at_every_offset_decodes_and_acknowledges_the_same(variant):
     data = capture(variant, 1.0)           # one message of numerics, one of waveforms

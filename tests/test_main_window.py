@@ -20,6 +20,9 @@ from ui import theme
 from ui.audio import AlarmAudio
 from ui.main_window import MainWindow
 
+#: Drives whole windows (make test-fast leaves them out).
+pytestmark = pytest.mark.window
+
 ANN = Actor(username="ann", display_name="Ann Lee", role=Role.NURSE)
 
 

@@ -25,6 +25,7 @@ def service(qtbot, tmp_path):
     store.close()
 
 
+@pytest.mark.slow  # real-time acquisition until an alarm
 def test_alarms_run_before_a_session_and_are_logged_with_one(qtbot, service):
     events = []
     service.alarm_event.connect(events.append)

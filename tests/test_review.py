@@ -43,6 +43,9 @@ from ui.dialogs import SignInDialog, set_dialog_runner
 from ui.review import LateEntryDialog, ReviewWindow, SessionBrowser
 from ui.review.panels import vital_text
 
+#: Drives whole windows (make test-fast leaves them out).
+pytestmark = pytest.mark.window
+
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
 NURSE = Actor(username="ann", display_name="Ann Lee", role=Role.NURSE)
 PIN = "2468"

@@ -27,6 +27,9 @@ from ui.dialogs import run_modal
 from ui.placement import place_below
 from ui.review import ReviewWindow, SessionBrowser
 
+#: Drives whole windows (make test-fast leaves them out).
+pytestmark = pytest.mark.window
+
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = "sim://?scenario=normal&speed=20&waves=0&nibp=3600"
 RAISE_WINDOW = pytest.mark.qt_log_ignore("This plugin does not support raise")  # offscreen platform
