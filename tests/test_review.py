@@ -227,7 +227,7 @@ def test_cursor_reads_out_the_stored_values(window, desat):
     _, dia = store.numerics(sid, "nibp_dia", end=datetime.fromtimestamp(at, timezone.utc))
     assert window.cursor_panel.value_text("nibp").startswith(f"{sys_[-1]:.0f}/{dia[-1]:.0f}")
     assert "old" in window.cursor_panel.notes["nibp"].text()
-    assert "from start" in window.cursor_panel.time_label.text()
+    assert "from start" in window.cursor_panel.time_label.full_text
 
 
 def test_clicking_an_alarm_row_moves_the_view_and_the_cursor(qtbot, window, desat):

@@ -498,7 +498,7 @@ def test_infusion_actions_follow_the_phase():
     with pytest.raises(SessionError, match="has not been started yet"):
         state.pause_infusion(at(1), ANN, "x")
     run_iv_to_recovery(state)
-    with pytest.raises(PhaseError, match="A session in dosing cannot go to dosing"):
+    with pytest.raises(PhaseError, match="The session is already in dosing"):
         state.start_infusion(at(6), ANN)
     with pytest.raises(InfusionError, match="Give a reason"):
         state.pause_infusion(at(6), ANN, "  ")

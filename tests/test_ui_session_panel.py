@@ -140,8 +140,8 @@ def test_iv_session_from_start_to_pause_resume_with_events_and_assessments(qtbot
     click(qtbot, panel.start_session_button)
     assert runner.seen == ["SignInDialog", "StartSessionDialog"] and ctx.user == ANN
     assert panel.stack.currentIndex() == 1 and bar.content.isEnabled()
-    assert panel.patient_label.text().startswith("Jo Doe, ")
-    assert "0.5 mg/kg × 70 kg = 35.0 mg over 40 min" in panel.plan_label.text()
+    assert panel.patient_label.full_text.startswith("Jo Doe, ")
+    assert "0.5 mg/kg × 70 kg = 35.0 mg over 40 min" in panel.plan_label.full_text
     assert "NIBP" in panel.due_label.text() or "MOAA/S before the infusion" in panel.due_label.text()
 
     # Start the infusion: the advisory needs a decision (refused without one, then proceed).
@@ -159,11 +159,11 @@ def test_iv_session_from_start_to_pause_resume_with_events_and_assessments(qtbot
     assert state.phase is Phase.INFUSION and state.bp_decisions[-1].decision == "proceed"
     assert panel.error.text() == ""
     panel.refresh()
-    assert panel.nibp_label.text().startswith("Next NIBP in ")
+    assert panel.nibp_label.full_text.startswith("Next NIBP in ")
     assert "MOAA/S at 20 min of infusion" in panel.due_label.text()
     assert "CADSS-6 at 20 min of infusion" in panel.due_label.text()
-    assert "infusion running" in panel.phase_label.text()
-    assert panel.values["dose"][1].text().endswith(" / 35.0 mg") and panel.values["rate"][1].text() == "52.5 mg/h"
+    assert "infusion running" in panel.phase_label.full_text
+    assert panel.values["dose"][1].full_text.endswith(" / 35.0 mg") and panel.values["rate"][1].full_text == "52.5 mg/h"
     assert not panel.buttons["start"].isVisible() and panel.buttons["pause"].isVisible()
 
     # Pause with a reason (refused without), then resume.
@@ -175,7 +175,7 @@ def test_iv_session_from_start_to_pause_resume_with_events_and_assessments(qtbot
 
     runner.on(PauseDialog, pause)
     click(qtbot, panel.buttons["pause"])
-    assert state.infusion.status.value == "paused" and "PAUSED" in panel.phase_label.text()
+    assert state.infusion.status.value == "paused" and "PAUSED" in panel.phase_label.full_text
     assert "(infusion paused)" in panel.due_label.text()
     click(qtbot, panel.buttons["resume"])
     assert state.infusion.status.value == "running" and panel.buttons["pause"].isVisible()
@@ -224,7 +224,7 @@ def test_esketamine_devices_and_nibp_due(qtbot, ctx, runner):
     runner.on(StartSessionDialog, start_form(ProtocolKind.ESKETAMINE, None))
     click(qtbot, panel.start_session_button)
     panel.refresh()
-    assert panel.nibp_label.text() == "NIBP due" and panel.nibp_label.property("status") == "due"
+    assert panel.nibp_label.full_text == "NIBP due" and panel.nibp_label.property("status") == "due"
     assert panel.buttons["device"].text() == "Log device 1"
 
     # The first device without a pre-dose BP: monitor's refusal, then a manual NIBP from the dialog.
@@ -244,8 +244,8 @@ def test_esketamine_devices_and_nibp_due(qtbot, ctx, runner):
     runner.on(InfusionStartDialog, first_device)
     click(qtbot, panel.buttons["device"])
     devices = ctx.service.pipeline.recorder.state.devices
-    assert devices.devices_logged == 1 and panel.values["dose"][1].text().startswith("1 of 2 logged")
-    assert panel.values["next_device"][1].text().startswith("from ")
+    assert devices.devices_logged == 1 and panel.values["dose"][1].full_text.startswith("1 of 2 logged")
+    assert panel.values["next_device"][1].full_text.startswith("from ")
     assert panel.buttons["device"].text() == "Log device 2"
 
     # The second device at once: monitor's 5-minute rule, shown in the panel.

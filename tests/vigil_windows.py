@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from PySide6.QtWidgets import QDialog, QFileDialog, QMessageBox, QWidget
+from PySide6.QtWidgets import QDialog, QMessageBox, QWidget
 
 from monitor.assessments import ASSESSMENTS
 from monitor.patient import Patient
@@ -44,9 +44,9 @@ def _late_entry(window) -> QDialog:
 
 
 def _file_dialog(window) -> QDialog:
-    dialog = QFileDialog(window, "Export session", str(Path.home() / "vigil-session.csv"))
-    dialog.setOption(QFileDialog.Option.DontUseNativeDialog)
-    return dialog
+    from ui.dialogs.files import ExportFileDialog  # noqa: PLC0415
+
+    return ExportFileDialog(window, "Export session", str(Path.home() / "vigil-session.csv"))
 
 
 def _question(window) -> QDialog:
@@ -56,6 +56,7 @@ def _question(window) -> QDialog:
 
 def _dialogs() -> dict[str, Callable[[QWidget], QDialog]]:
     from ui import dialogs as d  # noqa: PLC0415
+    from ui.help import HelpDialog  # noqa: PLC0415
 
     made: dict[str, Callable] = {
         "SignInDialog": lambda w: d.SignInDialog(w.context, w),
@@ -76,7 +77,8 @@ def _dialogs() -> dict[str, Callable[[QWidget], QDialog]]:
         "ResumeDialog": lambda w: d.ResumeDialog(w.context.records.open_sessions(), w.context.records, w),
         "LateEntryDialog": _late_entry,
         "QMessageBox (question)": _question,
-        "QFileDialog (export)": _file_dialog,
+        "ExportFileDialog": _file_dialog,
+        "HelpDialog": lambda w: HelpDialog(w.service.session_profile, w),
     }
     for kind in ASSESSMENTS:
         made[f"AssessmentDialog({kind})"] = lambda w, k=kind: d.AssessmentDialog(k, w)

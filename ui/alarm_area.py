@@ -15,8 +15,9 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePol
 
 from monitor.alarms.engine import AlarmState
 from monitor.alarms.profile import AlarmProfile
-from monitor.display import alarm_text
+from monitor.display import alarm_texts
 from ui import theme
+from ui.layout import FitLabel
 
 _STEP_SECONDS = 2.5  # several alarms of the top priority are stepped through in the indicator
 
@@ -43,18 +44,18 @@ class AlarmArea(QFrame):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(6)
 
-        self.indicator = QLabel("No active alarms")
+        # Each alarm is written in its longest form that fits (the value and limit always whole).
+        self.indicator = FitLabel(theme.font(13 if compact else 20, bold=True), min_ratio=0.7)
         self.indicator.setObjectName("alarmIndicator")
-        self.indicator.setFont(theme.font(13 if compact else 20, bold=True))
+        self.indicator.set_forms("No active alarms")
         self.indicator.setAlignment(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
         self.indicator.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Expanding)
-        self.indicator.setContentsMargins(14, 0, 14, 0)
-        layout.addWidget(self.indicator, stretch=6)
+        self.indicator.setContentsMargins(theme.px(10), 0, theme.px(10), 0)
+        layout.addWidget(self.indicator, stretch=5)
 
-        self.listing = QLabel("")
+        self.listing = FitLabel(theme.font(10), rich=True, min_ratio=0.85,
+                                more=lambda n: f'<span style="color:{theme.TEXT_DIM}">… {n} more</span>')
         self.listing.setObjectName("alarmList")
-        self.listing.setFont(theme.font(10))
-        self.listing.setTextFormat(Qt.TextFormat.RichText)
         self.listing.setAlignment(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
         self.listing.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Expanding)
         if compact:  # one line: the list is the indicator's tool tip
@@ -76,10 +77,11 @@ class AlarmArea(QFrame):
         self.pause_button.clicked.connect(self._pause_clicked)
         for button in (self.ack_button, self.pause_button):
             button.setFont(theme.font(10 if compact else 11, bold=True))
-            button.setMinimumHeight(int((26 if compact else 34) * theme.scale()))
+            button.setMinimumHeight(theme.px(26 if compact else 32))
+            button.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Preferred)
             buttons.addWidget(button)
         side.addLayout(buttons)
-        layout.addLayout(side, stretch=0 if compact else 3)  # compact: the buttons keep their text
+        layout.addLayout(side, stretch=0)  # the buttons keep their text; the indicator and list share the rest
         self._shown: tuple = ()
 
     def _pause_clicked(self) -> None:
@@ -101,13 +103,15 @@ class AlarmArea(QFrame):
         alarms = state.alarms
         top = state.visual_priority.name if state.visual_priority else None
         if top is None:
-            text, background, foreground = "No active alarms", theme.PANEL, theme.TEXT_DIM
+            forms, background, foreground = ("No active alarms",), theme.PANEL, theme.TEXT_DIM
         else:
             highest = [a for a in alarms if a.priority == state.visual_priority]
             shown = highest[int(t / _STEP_SECONDS) % len(highest)]
             more = f"  +{len(alarms) - 1}" if len(alarms) > 1 else ""
             latched = "  [latched]" if shown.latched else ""
-            text = f"{top}  {alarm_text(shown, self.profile)}{latched}{more}"
+            texts = alarm_texts(shown, self.profile)
+            forms = (*(f"{top}  {text}{latched}{more}" for text in texts),
+                     f"{top} {texts[-1]}{' L' if latched else ''}{more.strip() and ' ' + more.strip()}")
             lit = theme.flash_on(top, t)
             if top == "LOW":  # constant: cyan, framed rather than filled so it does not shout
                 background = theme.PANEL
@@ -119,30 +123,34 @@ class AlarmArea(QFrame):
         if self.audio_note:
             inactivation = (inactivation + "  " if inactivation else "") + self.audio_note
         rows = []
-        for alarm in alarms[:6]:
+        for alarm in alarms:
             name = alarm.priority.name
-            rows.append(f'<span style="color:{theme.PRIORITY_COLOURS[name]}; font-weight:bold">{name:<6}</span> '
-                        f'{_clock(alarm.started_at)}  {alarm_text(alarm, self.profile)}'
-                        f'{"  (ack)" if alarm.acknowledged else ""}{"  (latched)" if alarm.latched else ""}')
-        if len(alarms) > 6:
-            rows.append(f"… {len(alarms) - 6} more")
-        key = (text, background, foreground, inactivation, tuple(rows))
+            head = f'<span style="color:{theme.PRIORITY_COLOURS[name]}; font-weight:bold">{name}</span> '
+            marks = f'{" (ack)" if alarm.acknowledged else ""}{" (latched)" if alarm.latched else ""}'
+            texts = [_escape(text) for text in alarm_texts(alarm, self.profile)]
+            rows.append((*(f"{head}{_clock(alarm.started_at)}  {text}{marks}" for text in texts),
+                         f"{head}{texts[-1]}{marks}"))
+        key = (forms, background, foreground, inactivation, tuple(rows))
         if key == self._shown:
             return
         self._shown = key
-        self.indicator.setText(text)
+        self.indicator.set_forms(*forms)
         border = theme.PRIORITY_COLOURS[top] if top else theme.PANEL_EDGE
         self.indicator.setStyleSheet(f"background: {background}; color: {foreground}; border-radius: 4px;"
                                      f" border: 3px solid {border};")
-        self.listing.setText("<br>".join(rows) if rows else "")
+        self.listing.set_lines(rows)
         if self.compact:
-            self.indicator.setToolTip("<br>".join(rows))
+            self.indicator.setToolTip("<br>".join(row[0] for row in rows))
         self.inactivation.setText(inactivation or "Alarm audio on")
         paused = state.inactivation.audio_paused
         self.inactivation.setStyleSheet(
             f"color: {'#000' if paused else theme.TEXT_DIM}; background: {'#ffd000' if paused else 'transparent'};"
             " border-radius: 3px; padding: 2px;")
         self.pause_button.setText("Resume audio (F2)" if paused else "Audio pause (F2)")
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _clock(t: datetime) -> str:

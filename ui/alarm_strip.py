@@ -44,9 +44,8 @@ class AlarmKeys(QObject):
     """
 
     def __init__(self, context: UiContext, owner: QWidget) -> None:
-        super().__init__(owner)
-        self.context = context
-        self.owner = owner
+        super().__init__(owner)   # the owner is the parent: no reference to it here (a cycle would leave
+        self.context = context    # the window to the garbage collector, on whatever thread it runs)
         QCoreApplication.instance().installEventFilter(self)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt override)
@@ -54,7 +53,8 @@ class AlarmKeys(QObject):
         if kind not in (QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride):
             return False
         signal = _KEY_SIGNALS.get(event.key())
-        if signal is None or not self.owner.isVisible():
+        owner = self.parent()
+        if signal is None or not isinstance(owner, QWidget) or not owner.isVisible():
             return False
         if kind == QEvent.Type.ShortcutOverride:
             event.accept()  # the key press comes here, whatever shortcut the focused window has

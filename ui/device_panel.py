@@ -88,9 +88,10 @@ class DevicePanel(QFrame):
                        "values dropped (unit not recognised)</span>")
         quality = signal_quality(self.active - {"connection_lost", "stale_data"})
         stale = " · NO VALID DATA" if "stale_data" in self.active else ""
+        signal = f" &nbsp; signal: {quality}" if self.state == "connected" else ""  # no signal without a link
         self.label.setText(
             f"<b>{service.device_label}</b> &nbsp; <span style='color:{colour}'>{_STATE_TEXT.get(self.state, self.state)}"
-            f"{retry}</span> &nbsp; signal: {quality}{stale}{counts}")
+            f"{retry}</span>{signal}{stale}{counts}")
         self.scenario.setEnabled(not service.recording)
 
     def _scenario_chosen(self, index: int) -> None:

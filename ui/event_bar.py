@@ -18,7 +18,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QFrame,
-    QGridLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QMenu,
@@ -39,6 +39,8 @@ from monitor.staff import clock
 from monitor.errors import StoreError
 from ui import theme
 from ui.context import UiContext
+from ui.layout import FlowGrid
+from ui.status_line import UNDO_S, Confirmation
 from ui.dialogs import (
     AssessmentDialog,
     RescueMedicationDialog,
@@ -48,10 +50,10 @@ from ui.dialogs import (
     session_state,
 )
 from ui.dialogs.base import (
-    DIALOG_STYLE,
     ErrorLabel,
     apply_base_font,
     describe_error,
+    dialog_style,
     hint,
 )
 
@@ -80,7 +82,7 @@ class EventBar(QFrame):
     monitor refused it (the message, also shown in the error label).
     """
 
-    recorded = Signal(str)
+    recorded = Signal(object)
     refused = Signal(str)
 
     def __init__(self, context: UiContext, parent: QWidget | None = None) -> None:
@@ -88,28 +90,29 @@ class EventBar(QFrame):
         self.context = context
         self.setObjectName("eventBar")
         self.setFont(theme.font(10.5))   # before the style sheet, or children keep the default font
-        self.setStyleSheet(DIALOG_STYLE + f"QFrame#eventBar {{ background: {theme.BACKGROUND}; "
+        self.setStyleSheet(dialog_style() + f"QFrame#eventBar {{ background: {theme.BACKGROUND}; "
                            f"border: 1px solid {theme.PANEL_EDGE}; border-radius: 4px; }}")
         outer = QVBoxLayout(self)
         outer.setContentsMargins(4, 2, 4, 2)
         outer.setSpacing(2)
         self.content = QWidget()
-        grid = QGridLayout(self.content)
-        grid.setContentsMargins(0, 0, 0, 0)
-        grid.setSpacing(6)
+        row = QHBoxLayout(self.content)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(theme.px(6))
+        grid = FlowGrid(spacing=theme.px(6), uniform=False)   # one row when it fits, else as many as it takes
         self.event_buttons: dict[str, QPushButton] = {}
         events = [cls for cls in EVENTS.values() if issubclass(cls, PresetEvent)]
-        for i, cls in enumerate(events):
+        for cls in events:
             button = QPushButton(_two_lines(cls.title))
-            button.setToolTip(f"Record {cls.title.lower()} now")
+            button.setToolTip(f"Record {cls.title.lower()} now (Undo for {UNDO_S} s after)")
             button.clicked.connect(lambda _=False, c=cls: self.record_event(c()))
-            grid.addWidget(button, 0, i)
+            grid.addWidget(button)
             self.event_buttons[cls.kind] = button
         self.rescue_button = QPushButton("Rescue\nmedication…")
         self.rescue_button.clicked.connect(self.rescue_medication)
-        grid.addWidget(self.rescue_button, 0, len(events))
+        grid.addWidget(self.rescue_button)
         # Assessments share one button with a menu, so that the bar stays one row high.
-        self.assessment_button = QPushButton("Assess-\nment ▾")
+        self.assessment_button = QPushButton("Assessment ▾")
         self.assessment_button.setToolTip("Chart an assessment (MOAA/S, RASS, CADSS, BPRS+, pain, nausea, Aldrete)")
         menu = QMenu(self.assessment_button)
         menu.setFont(theme.font(12))
@@ -119,20 +122,22 @@ class EventBar(QFrame):
             action.triggered.connect(lambda _=False, k=kind: self.chart(k))
             self.assessment_actions[kind] = action
         self.assessment_button.setMenu(menu)
-        grid.addWidget(self.assessment_button, 0, len(events) + 1)
+        grid.addWidget(self.assessment_button)
+        row.addLayout(grid, stretch=5)
         self.note = QLineEdit()
         self.note.setPlaceholderText("Note for the record… (F3)")
         self.note.returnPressed.connect(self.save_note)
-        self.note.setMinimumWidth(140)
-        self.note.setMinimumHeight(38)
-        grid.addWidget(self.note, 0, len(events) + 2)
-        grid.setColumnStretch(len(events) + 2, 1)
+        self.note.setMinimumWidth(theme.px(150))
+        self.note.setMinimumHeight(theme.px(38))
+        row.addWidget(self.note, stretch=1)
         self.save_button = QPushButton("Save\nnote")
         self.save_button.clicked.connect(self.save_note)
-        grid.addWidget(self.save_button, 0, len(events) + 3)
-        for button in (list(self.event_buttons.values())
-                       + [self.rescue_button, self.assessment_button, self.save_button]):
-            button.setMinimumSize(78, 40)     # explicit: the text's width must not widen the window
+        row.addWidget(self.save_button)
+        self._titles = {button: (text, _two_lines(text)) for button, text in
+                        [*((self.event_buttons[cls.kind], cls.title) for cls in events),
+                         (self.rescue_button, "Rescue medication…"), (self.save_button, "Save note")]}
+        self._grid = grid
+        self._two_line = None
         outer.addWidget(self.content)
         # One row of buttons only: what was recorded or refused goes out through the signals
         # (the window shows it in its message line); the labels keep the last texts.
@@ -148,16 +153,44 @@ class EventBar(QFrame):
         """Children built apart keep Qt's default font under a style sheet: give them ours."""
         apply_base_font(self)
         super().showEvent(event)
+        self._fit_titles()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        super().resizeEvent(event)
+        self._fit_titles()
+
+    def _fit_titles(self) -> None:
+        """One line per button when the whole bar fits in one row so; else long titles on two
+        lines (lower buttons, and fewer rows where the bar must wrap)."""
+        if not self.isVisible():
+            return
+
+        def needed(button: QPushButton, text: str) -> int:
+            metrics = button.fontMetrics()
+            shown = max(metrics.horizontalAdvance(line) for line in button.text().split("\n"))
+            return button.sizeHint().width() - shown + metrics.horizontalAdvance(text)
+
+        spacing = self._grid.spacing()
+        row = sum(needed(button, text) + spacing for button, (text, _) in self._titles.items())
+        row += self.assessment_button.sizeHint().width() + self.note.minimumWidth() + 2 * spacing
+        two_line = row > self.content.width()
+        if two_line != self._two_line:
+            self._two_line = two_line
+            for button, (text, split) in self._titles.items():
+                button.setText(split if two_line else text)
 
     # ------------------------------------------------------------------ state
     def refresh(self, *_: object) -> None:
         """Enable the bar only while a session is being recorded."""
         state = session_state(self.context)
         active = state is not None and not state.phase.terminal
-        self.content.setEnabled(active)
-        self.hint.setText("" if active else "Start a session to chart events and assessments.")
+        locked = self.context.user is None
+        self.content.setEnabled(active and not locked)
+        self.hint.setText("Locked: sign in to chart" if locked and active else
+                          "" if active else "Start a session to chart events and assessments.")
         self.content.setToolTip(self.hint.text())
-        self.note.setPlaceholderText("Note for the record… (F3)" if active else self.hint.text())
+        self.note.setPlaceholderText("Note for the record… (F3)" if active and not locked else
+                                     "Locked" if locked and active else "No session")
         if not active:
             self.status.setText("")
 
@@ -167,7 +200,7 @@ class EventBar(QFrame):
         self.note.selectAll()
 
     # ------------------------------------------------------------------ recording
-    def _run(self, work: Callable[[], str | None], name: str) -> bool:
+    def _run(self, work: Callable[[], Confirmation | str | None], name: str) -> bool:
         self.error.setText("")
         try:
             done = work()
@@ -182,28 +215,37 @@ class EventBar(QFrame):
             self.refused.emit(self.error.text())
             return False
         if done:
-            self.status.setText(done)
+            done = done if isinstance(done, Confirmation) else Confirmation(done)
+            self.status.setText(done.text)
             self.recorded.emit(done)
         return True
 
     def _user(self):
         return require_user(self.context, self, "Sign in to chart this.")
 
-    def _record(self, event: Event, user) -> str:
+    def _record(self, event: Event, user) -> Confirmation:
+        """Record ``event`` now; a one-tap event can be undone (a correction) for a few seconds."""
         now = device_now(self.context)
-        self.context.service.record_event(event, user, t=now)
-        return f"Recorded {event.describe()} at {clock(now)} ({user.display_name})"
+        entries = self.context.service.record_event(event, user, t=now)
+        what = event.describe()
+        undo = None
+        seq = next((e.seq for e in entries if e.seq is not None), None)
+        if isinstance(event, PresetEvent) and seq is not None:
+            def undo() -> str:
+                self.context.service.correct(seq, f"Tapped in error: undone at the chair within {UNDO_S} s", user)
+                return f"Undone: {what} at {clock(now)} (marked entered in error)"
+        return Confirmation(f"Recorded {what} at {clock(now)} ({user.display_name})", f"{what} {clock(now)}", undo)
 
     def record_event(self, event: Event) -> bool:
-        """Record ``event`` now as the signed-in user."""
-        def work() -> str | None:
+        """Record ``event`` now as the signed-in user (a one-tap event: with an undo)."""
+        def work() -> Confirmation | None:
             user = self._user()
             return None if user is None else self._record(event, user)
         return self._run(work, event.kind)
 
     def save_note(self) -> bool:
         """Record the note field (kept when refused, cleared once recorded)."""
-        def work() -> str | None:
+        def work() -> Confirmation | None:
             note = Note(text=self.note.text())
             user = self._user()
             if user is None:
@@ -226,7 +268,7 @@ class EventBar(QFrame):
 
     def chart(self, kind: str) -> bool:
         """The assessment dialog for ``kind``; OK charts it at the device time then."""
-        def work() -> str | None:
+        def work() -> Confirmation | None:
             user = self._user()
             state = session_state(self.context)
             if user is None or state is None:
@@ -235,12 +277,13 @@ class EventBar(QFrame):
             post_dose = state.post_dose_bp(device_now(self.context))
             latest_sys = post_dose[0] if post_dose else None   # never the pre-dose reading
             baseline = state.baseline
-            charted: list[str] = []
+            charted: list[Confirmation] = []
 
             def chart(assessment: Assessment) -> None:
                 now = device_now(self.context)
                 self.context.service.chart(assessment, user, t=now)
-                charted.append(f"Charted {assessment.describe()} at {clock(now)} ({user.display_name})")
+                charted.append(Confirmation(f"Charted {assessment.describe()} at {clock(now)} ({user.display_name})",
+                                            f"{assessment.describe()} {clock(now)}"))
 
             dialog = AssessmentDialog(kind, self, latest_spo2=spo2.value if spo2 is not None else None,
                                       latest_sys=latest_sys, baseline_sys=baseline.sys if baseline else None,

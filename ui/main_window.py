@@ -25,17 +25,29 @@ from drivers.catalogue import CATALOGUE
 from drivers.model import DeviceCondition, Item, NumericObservation, Quality, WaveformChunk
 from monitor.alarms.engine import AlarmEvent, AlarmState
 from monitor.alarms.profile import Priority
-from monitor.display import Freshness, alarm_vitals, nibp_freshness, tile_limits, trend_direction
+from monitor.display import (
+    ACTION_NAMES,
+    Freshness,
+    ParameterPresence,
+    alarm_vitals,
+    display_name,
+    nibp_freshness,
+    tile_limits,
+    trend_direction,
+)
 from monitor.schedule import nibp_interval_min
 from monitor.session.record import AssessmentEntry, EntryBase, EventEntry, InfusionStepEntry, NasalDeviceEntry
-from monitor.staff import Actor, Role, nurse_message
+from monitor.staff import Actor, Role, clock, nurse_message
 from ui import theme
 from ui.alarm_area import AlarmArea
 from ui.alarm_strip import AlarmKeys
 from ui.audio import AlarmAudio
 from ui.context import UiContext
 from ui.device_panel import DevicePanel
+from ui.layout import FitLabel
+from ui.lock import LockOverlay
 from ui.placement import WindowPlacer
+from ui.status_line import Confirmation, StatusLine
 from ui.tiles import NibpTile, NumericTile
 from ui.trends import SessionTrends
 from ui.waves import SweepWave
@@ -53,6 +65,7 @@ _WAVES = (("ecg", "ECG II", 250.0, (-0.6, 1.4)), ("pleth", "Pleth", 100.0, (0.0,
           ("co2", "CO2", 25.0, (0.0, 60.0)))
 _SENSOR_CODES = {"sensor_off", "no_sensor", "defective_sensor"}
 _TRACKED = ("hr", "pr", "spo2", "rr", "etco2", "temp", "pi")
+_STATUS_POINTS = 10  # one font for the whole status line
 
 
 class MainWindow(QMainWindow):
@@ -78,6 +91,7 @@ class MainWindow(QMainWindow):
         self._limits_shown = None
         self._was_flashing = False
         self._frame = 0
+        self.presence = ParameterPresence()
         self._build()
         self._wire()
         self.audio.availability_changed.connect(self.on_audio_availability)
@@ -100,28 +114,31 @@ class MainWindow(QMainWindow):
 
         central = QWidget()
         root = QVBoxLayout(central)
-        root.setContentsMargins(4, 4, 4, 2)
-        root.setSpacing(4)
+        root.setContentsMargins(theme.px(4), theme.px(4), theme.px(4), theme.px(2))
+        root.setSpacing(theme.px(4))
 
         self.alarm_area = AlarmArea(self.service.session_profile)
-        self.alarm_area.setFixedHeight(int(56 * theme.scale()))
+        self.alarm_area.setFixedHeight(max(theme.px(56), self.alarm_area.sizeHint().height()))
         root.addWidget(self.alarm_area)
 
         middle = QHBoxLayout()
-        middle.setSpacing(4)
-        wave_box = QVBoxLayout()
-        wave_box.setSpacing(2)
+        middle.setSpacing(theme.px(4))
+        self.wave_box = QWidget()
+        wave_layout = QVBoxLayout(self.wave_box)
+        wave_layout.setContentsMargins(0, 0, 0, 0)
+        wave_layout.setSpacing(theme.px(2))
         self.waves: dict[str, SweepWave] = {}
         for key, label, rate, y_range in _WAVES:
             wave = SweepWave(key, label, rate, seconds=6.0, y_range=y_range)
             self.waves[key] = wave
-            wave_box.addWidget(wave)
-        middle.addLayout(wave_box, stretch=11)
-        grid = QGridLayout()
-        grid.setSpacing(4)
+            wave_layout.addWidget(wave)
+        middle.addWidget(self.wave_box, stretch=11)
+        self.tile_grid = QGridLayout()
+        self.tile_grid.setSpacing(theme.px(4))
+        self.tile_grid.setContentsMargins(0, 0, 0, 0)
         self.tiles: dict[str, NumericTile] = {}
         profile = self.service.session_profile
-        for index, (key, label) in enumerate(_TILES):
+        for key, label in _TILES:
             spec = CATALOGUE[key]
             if key == "nibp_sys":
                 tile = NibpTile("nibp_sys", label, spec.unit)
@@ -129,53 +146,105 @@ class MainWindow(QMainWindow):
                 tile = NumericTile(key, label, spec.unit, decimals=spec.decimals)
             tile.set_limits(*tile_limits(profile, key))
             self.tiles[key] = tile
-            row, column = divmod(index, 2)
-            grid.addWidget(tile, row, column)
-        tiles_box = QWidget()
-        tiles_box.setLayout(grid)
-        middle.addWidget(tiles_box, stretch=9)
-        root.addLayout(middle, stretch=11)
+        self.tiles_box = QWidget()
+        self.tiles_box.setLayout(self.tile_grid)
+        middle.addWidget(self.tiles_box, stretch=9)
+        self.middle = middle
+        root.addLayout(middle, stretch=10)
+        self._shown_keys: tuple[tuple[str, ...], tuple[str, ...], str] = ((), (), "")
+        self._lay_out_parameters(tuple(k for k, _ in _TILES), tuple(self.waves), "hr")
 
         bottom = QHBoxLayout()
-        bottom.setSpacing(4)
+        bottom.setSpacing(theme.px(4))
         self.trends = SessionTrends()
         bottom.addWidget(self.trends, stretch=11)
         self.session_panel = SessionPanel(self.context)
         bottom.addWidget(self.session_panel, stretch=9)
-        root.addLayout(bottom, stretch=8)
+        root.addLayout(bottom, stretch=9)
 
-        footer = QHBoxLayout()
-        footer.setSpacing(6)
         self.event_bar = EventBar(self.context)
-        footer.addWidget(self.event_bar, stretch=1)
-        root.addLayout(footer)
+        root.addWidget(self.event_bar)
 
+        # The status line: one font for everything in it.
         status = QHBoxLayout()
-        status.setSpacing(6)
+        status.setSpacing(theme.px(6))
         self.device_panel = DevicePanel(self.context)
         status.addWidget(self.device_panel, stretch=3)
-        self.message = QLabel("")
-        self.message.setFont(theme.font(10))
-        self.message.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        status.addWidget(self.message, stretch=4)
-        self.user_label = QLabel()
-        self.user_label.setFont(theme.font(10))
+        self.status_line = StatusLine(_STATUS_POINTS)
+        self.message = self.status_line.message
+        status.addWidget(self.status_line, stretch=4)
+        self.user_label = FitLabel(theme.font(_STATUS_POINTS), rich=True)
+        self.user_label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
         status.addWidget(self.user_label)
         self.sign_button = QPushButton()
         self.sign_button.clicked.connect(self.toggle_sign_in)
-        status.addWidget(self.sign_button)
         self.review_button = QPushButton("Review…")
         self.review_button.setToolTip("Recorded sessions, this one included: review, late entries, reports and "
                                       "exports (signed-in staff)")
         self.review_button.clicked.connect(self.open_review)
-        status.addWidget(self.review_button)
         self.admin_button = QPushButton("Clinic…")
         self.admin_button.setToolTip("Clinic settings, default alarm limits and staff accounts (charge nurse)")
         self.admin_button.clicked.connect(self.open_admin)
-        status.addWidget(self.admin_button)
+        self.help_button = QPushButton("?")
+        self.help_button.setToolTip("Help: the alarms and what they mean, their delays, the keys, the trend legend")
+        self.help_button.clicked.connect(self.open_help)
+        for button in (self.sign_button, self.review_button, self.admin_button, self.help_button):
+            button.setFont(theme.font(_STATUS_POINTS))
+            button.setStyleSheet(f"padding: {theme.px(3)}px {theme.px(10)}px;")
+            status.addWidget(button)
         root.addLayout(status)
         self.setCentralWidget(central)
+
+        # Locked: the session panel (the patient's details) and the event bar are veiled.
+        self.lock_overlays = [LockOverlay(self.session_panel, "Locked — sign in", "Sign in (F12)"),
+                              LockOverlay(self.event_bar, "Locked — sign in to chart", points=11)]
+        for overlay in self.lock_overlays:
+            overlay.sign_in_requested.connect(self.toggle_sign_in)
         self._show_user(self.context.user)
+
+    def _lay_out_parameters(self, tiles: tuple[str, ...], waves: tuple[str, ...], heart: str) -> None:
+        """Show these tiles and waveforms (what the device provides), the rest collapsed: the
+        waveforms on the left (the column goes when there are none, and the tiles take the width),
+        the tiles in a grid. ``heart``: "hr" (ECG heart rate) or "pr" (the HR tile shows the pulse
+        rate, labelled PR, when the device has no ECG)."""
+        key = (tiles, waves, heart)
+        if key == self._shown_keys:
+            return
+        self._shown_keys = key
+        for name, wave in self.waves.items():
+            wave.setVisible(name in waves)
+        self.wave_box.setVisible(bool(waves))
+        self.middle.setStretchFactor(self.tiles_box, 9 if waves else 20)
+        for tile in self.tiles.values():
+            self.tile_grid.removeWidget(tile)
+            tile.hide()
+        columns = 2 if waves or len(tiles) <= 4 else min(4, (len(tiles) + 1) // 2)
+        for index, name in enumerate(tiles):
+            row, column = divmod(index, columns)
+            self.tile_grid.addWidget(self.tiles[name], row, column)
+            self.tiles[name].show()
+        for column in range(4):
+            self.tile_grid.setColumnStretch(column, 1 if column < columns else 0)
+        hr = self.tiles["hr"]
+        hr.set_label(*(("HR", "hr") if heart == "hr" else ("PR", "pr")))
+
+    def _apply_presence(self, now: float) -> None:
+        """Collapse what the device does not provide (:class:`monitor.display.ParameterPresence`)."""
+        presence = self.presence
+        ecg_hr, pulse = presence.provided("hr", now), presence.provided("pr", now)
+        tiles = []
+        for key, _ in _TILES:
+            if key == "hr":
+                shown = ecg_hr or pulse
+            elif key == "pr":
+                shown = ecg_hr and pulse
+            else:
+                shown = key == "nibp_sys" or presence.provided(key, now)  # NIBP: the cuff, or by hand
+            if shown:
+                tiles.append(key)
+        waves = presence.shown(self.waves, now)
+        self._lay_out_parameters(tuple(tiles), waves, "hr" if ecg_hr or not pulse else "pr")
+        self.trends.show_rows({"resp": presence.provided("rr", now) or presence.provided("etco2", now)})
 
     def _wire(self) -> None:
         service = self.service
@@ -194,10 +263,7 @@ class MainWindow(QMainWindow):
         self.event_bar.recorded.connect(self.show_message)
         self.event_bar.refused.connect(self.show_refusal)
         self.session_panel.refused.connect(self.show_refusal)
-        self.session_panel.action_done.connect(lambda name: self.show_message(f"Recorded: {name.replace('_', ' ')}"))
-        self._message_timer = QTimer(self)
-        self._message_timer.setSingleShot(True)
-        self._message_timer.timeout.connect(lambda: self.message.setText(""))
+        self.session_panel.action_done.connect(self._action_done)
         for keys, slot in (("F3", self.event_bar_focus), ("F11", self.toggle_full_screen), ("F12", self.lock)):
             QShortcut(QKeySequence(keys), self, activated=slot, context=Qt.ShortcutContext.ApplicationShortcut)
         # Alarms within reach whatever is open: F1/F2 and the alarm strips of the other windows, in
@@ -218,6 +284,10 @@ class MainWindow(QMainWindow):
     def on_batch(self, items: list[Item]) -> None:
         """Device items (and readings entered by hand): buffer them for the next frame / refresh."""
         cuff_times = set()
+        self.presence.arrived({item.channel if isinstance(item, WaveformChunk) else item.vital for item in items
+                               if isinstance(item, (WaveformChunk, NumericObservation))
+                               and (isinstance(item, WaveformChunk) or Quality.MANUAL not in item.quality)},
+                              time.monotonic())
         for item in items:
             if isinstance(item, WaveformChunk):
                 wave = self.waves.get(item.channel)
@@ -310,7 +380,8 @@ class MainWindow(QMainWindow):
             tile.set_limits(*tile_limits(profile, key))
 
     def on_device_changed(self) -> None:
-        """Another device: forget the old one's values."""
+        """Another device: forget the old one's values and what it provided."""
+        self.presence.reset()
         self.latest.clear()
         for series in self.history.values():
             series.clear()
@@ -360,8 +431,11 @@ class MainWindow(QMainWindow):
             self.alarm_area.profile = profile
             for key, tile in self.tiles.items():
                 tile.set_limits(*tile_limits(profile, key))
+        self._apply_presence(time.monotonic())
+        heart = "pr" if self._shown_keys[2] == "pr" else "hr"
         for key, tile in self.tiles.items():
-            obs = self.latest.get(key)
+            source = heart if key == "hr" else key  # the HR tile shows the pulse rate when there is no ECG
+            obs = self.latest.get(source)
             if key == "nibp_sys":
                 self._refresh_nibp(tile, now)
                 continue
@@ -369,7 +443,8 @@ class MainWindow(QMainWindow):
             value = None if obs is None or stale else obs.value
             tile.set_value(value)
             tile.set_dimmed(obs is not None and obs.flagged and value is not None)
-            tile.set_trend(trend_direction(key, list(self.history.get(key, ())), now) if key in self.history else 0)
+            tile.set_trend(trend_direction(source, list(self.history.get(source, ())), now)
+                           if source in self.history else 0)
         self.trends.refresh(now)
         self.device_panel.refresh()
         self.alarm_area.animate(time.monotonic())  # the audio-pause count-down
@@ -394,19 +469,21 @@ class MainWindow(QMainWindow):
         tile.set_trend(trend_direction("nibp_sys", list(self.nibp_history), now))
 
     # ------------------------------------------------------------------ messages
-    def show_message(self, text: str) -> None:
-        """What was just recorded, for a few seconds."""
-        self.message.setStyleSheet(f"color: {theme.TEXT};")
-        self.message.setText(text)
-        self.message.setToolTip(text)
-        self._message_timer.start(10000)
+    def show_message(self, message: Confirmation | str) -> None:
+        """What was just recorded, until the next message (the log keeps the last few)."""
+        self.status_line.show_message(message)
 
     def show_refusal(self, text: str) -> None:
-        """Why something was refused, until the next message."""
-        self.message.setStyleSheet("color: #ff6a6a; font-weight: bold;")
-        self.message.setText(text)
-        self.message.setToolTip(text)
-        self._message_timer.start(30000)
+        """Why something was refused, in red until the next message."""
+        self.status_line.show_message(text, refused=True)
+
+    def _action_done(self, name: str) -> None:
+        """A session-panel action was recorded: say what, when and by whom, in words."""
+        user = self.context.user
+        done = display_name(name, ACTION_NAMES)
+        at = clock(self.service.now())
+        self.show_message(Confirmation(f"{done} at {at}" + (f" ({user.display_name})" if user else ""),
+                                       f"{done} {at}"))
 
     # ------------------------------------------------------------------ staff
     def _actor(self) -> Actor:
@@ -502,13 +579,33 @@ class MainWindow(QMainWindow):
             self.browser.close()  # closes its review windows too
 
     def _show_user(self, user: Actor | None) -> None:
+        """Signed in, or locked: the veil over the patient's details and the session's actions."""
         if user is None:
             self._close_review()
-            self.user_label.setText("<span style='color:#ffd000'>Screen locked</span> — monitoring continues")
+            self.user_label.set_forms("<span style='color:#ffd000'><b>Screen locked</b></span> — monitoring continues",
+                                      "<span style='color:#ffd000'><b>Screen locked</b></span>")
             self.sign_button.setText("Sign in (F12)")
         else:
-            self.user_label.setText(f"Signed in: <b>{user.display_name}</b> ({user.role.value.replace('_', ' ')})")
+            role = user.role.label
+            self.user_label.set_forms(f"Signed in: <b>{_html(user.display_name)}</b> ({role})",
+                                      f"<b>{_html(user.display_name)}</b> ({role})", f"<b>{_html(user.display_name)}</b>")
             self.sign_button.setText("Lock (F12)")
+        self.user_label.setToolTip("" if user is None else f"Signed in: {user.display_name} ({user.role.label})")
+        for overlay in self.lock_overlays:
+            overlay.setVisible(user is None)
+            if user is None:
+                overlay.show()
+
+    @property
+    def locked(self) -> bool:
+        """True while nobody is signed in (the screen is locked)."""
+        return self.context.user is None
+
+    def open_help(self) -> None:
+        """The help window: alarms and their meanings and delays, keys, the trend legend."""
+        from ui.help import HelpDialog  # noqa: PLC0415
+
+        HelpDialog(self.service.session_profile, self).exec()
 
     # ------------------------------------------------------------------ Qt
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt override)
@@ -534,3 +631,7 @@ class MainWindow(QMainWindow):
         self.audio.stop()
         self._close_review()
         super().closeEvent(event)
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -10,10 +10,12 @@ system maps it, so nothing jumps on screen.
 
 from __future__ import annotations
 
+import weakref
+
 from PySide6.QtCore import QCoreApplication, QEvent, QMargins, QObject, QPoint, QRect, Qt
 from PySide6.QtWidgets import QWidget
 
-__all__ = ["FRAME_ALLOWANCE", "GAP", "WindowPlacer", "frame_margins", "place_below"]
+__all__ = ["FRAME_ALLOWANCE", "GAP", "WindowPlacer", "frame_margins", "place_again", "place_below"]
 
 #: The window manager's frame assumed around a window that has none yet: a 30 px title bar and
 #: 4 px borders. A window whose real frame is known uses the larger of the two, side by side.
@@ -63,6 +65,21 @@ def frame_margins(window: QWidget) -> QMargins:
                     max(real.right(), FRAME_ALLOWANCE.right()), max(real.bottom(), FRAME_ALLOWANCE.bottom()))
 
 
+_PLACERS: "weakref.WeakSet[WindowPlacer]" = weakref.WeakSet()
+
+
+def place_again(window: QWidget) -> None:
+    """Place ``window`` again (it grew, e.g. to show an error message) with every placer at work;
+    with none, only keep it inside its screen's available area."""
+    placers = [placer for placer in _PLACERS if placer.zone() is not None]
+    for placer in placers:
+        placer.place(window)
+    if not placers and window.screen() is not None:
+        target = place_below(window.geometry(), None, window.screen().availableGeometry(), frame_margins(window))
+        if target != window.geometry():
+            window.setGeometry(target)
+
+
 class WindowPlacer(QObject):
     """Places every dialog and top-level window the application shows (menus, pop-ups and tool
     tips excepted) below ``keep_clear`` (the alarm area) while that widget is on screen.
@@ -76,6 +93,7 @@ class WindowPlacer(QObject):
         self.keep_clear = keep_clear
         self._showing: set[int] = set()
         QCoreApplication.instance().installEventFilter(self)
+        _PLACERS.add(self)
 
     def zone(self) -> QRect | None:
         """The alarm area's global rectangle, or None while its window is hidden or minimised."""

@@ -35,6 +35,7 @@ from monitor.staff import Actor, clock
 from monitor.errors import StoreError
 from ui import theme
 from ui.context import UiContext
+from ui.layout import FitLabel, FlowGrid
 from ui.dialogs import (
     AbortDialog,
     AlarmLimitsDialog,
@@ -53,10 +54,10 @@ from ui.dialogs import (
     session_state,
 )
 from ui.dialogs.base import (
-    DIALOG_STYLE,
     ErrorLabel,
     apply_base_font,
     describe_error,
+    dialog_style,
     heading,
     hint,
 )
@@ -68,16 +69,17 @@ __all__ = ["STATUS_COLOURS", "SessionPanel"]
 #: Text colour of a due item by status (upcoming items are plain).
 STATUS_COLOURS = {DueStatus.UPCOMING: theme.TEXT, DueStatus.DUE: "#ffd27a", DueStatus.OVERDUE: "#ff8a3d"}
 _DUE_LINES = 5  # the due list shows the soonest few; the rest are counted
-_THREE_COLUMNS_PX = 640   # wide enough for three columns of buttons beside the facts
-_WIDE_PX = 520  # from this panel width, facts and controls sit side by side
-_PANEL_STYLE = DIALOG_STYLE + f"""
+_WIDE_PX = 520  # from this panel width (at the 1366x768 scale), facts and controls sit side by side
+def _panel_style() -> str:
+    px = theme.px
+    return dialog_style() + f"""
 QFrame#sessionPanel {{ background: {theme.BACKGROUND}; border: 1px solid {theme.PANEL_EDGE}; border-radius: 4px; }}
 QLabel#caption {{ color: {theme.TEXT_DIM}; }}
-QLabel#nibpCountdown {{ border: 2px solid {theme.PANEL_EDGE}; border-radius: 6px; padding: 6px 10px; }}
+QLabel#nibpCountdown {{ border: 2px solid {theme.PANEL_EDGE}; border-radius: 6px; padding: {px(2)}px {px(10)}px; }}
 QLabel#nibpCountdown[status="due"] {{ color: #000000; background: #ffd27a; border-color: #ffd27a; }}
 QLabel#nibpCountdown[status="overdue"] {{ color: #000000; background: #ff8a3d; border-color: #ff8a3d; }}
-QPushButton#startSession {{ min-height: 96px; }}
-QFrame#sessionPanel QPushButton {{ padding: 4px 6px; }}
+QPushButton#startSession {{ min-height: {px(80)}px; }}
+QFrame#sessionPanel QPushButton {{ padding: {px(4)}px {px(6)}px; }}
 """
 
 
@@ -101,9 +103,9 @@ class SessionPanel(QFrame):
         self.context = context
         self.setObjectName("sessionPanel")
         self.setFont(theme.font(10.5))   # before the style sheet, or children keep the default font
-        self.setStyleSheet(_PANEL_STYLE)
+        self.setStyleSheet(_panel_style())
         outer = QVBoxLayout(self)
-        outer.setContentsMargins(8, 4, 8, 4)
+        outer.setContentsMargins(theme.px(8), theme.px(4), theme.px(8), theme.px(4))
         self.stack = QStackedWidget()
         outer.addWidget(self.stack, stretch=1)
         self.error = ErrorLabel(11)
@@ -127,7 +129,7 @@ class SessionPanel(QFrame):
         page = QWidget()
         self.columns = QBoxLayout(QBoxLayout.Direction.TopToBottom, page)
         self.columns.setContentsMargins(0, 0, 0, 0)
-        self.columns.setSpacing(12)
+        self.columns.setSpacing(theme.px(12))
         facts, actions = QWidget(), QWidget()
         pl = QVBoxLayout(facts)        # patient, plan, times, dose, NIBP count-down
         pl.setContentsMargins(0, 0, 0, 0)
@@ -137,35 +139,31 @@ class SessionPanel(QFrame):
         al.setSpacing(6)
         self.columns.addWidget(facts, stretch=0)
         self.columns.addWidget(actions, stretch=1)
-        self.patient_label = heading("", 14)
+        # One line each, in the longest form that fits (no wrapping: the panel's height is known).
+        self.patient_label = FitLabel(theme.font(14, bold=True))
+        self.patient_label.setObjectName("heading")
         pl.addWidget(self.patient_label)
-        self.plan_label = QLabel("")
+        self.plan_label = FitLabel(theme.font(10.5))
         self.plan_label.setObjectName("hint")
-        self.plan_label.setWordWrap(True)
         pl.addWidget(self.plan_label)
-        self.phase_label = QLabel("")
-        self.phase_label.setFont(theme.font(12, bold=True))
+        self.phase_label = FitLabel(theme.font(12, bold=True))
         pl.addWidget(self.phase_label)
         grid = QGridLayout()
-        grid.setHorizontalSpacing(12)
+        grid.setHorizontalSpacing(theme.px(12))
         grid.setVerticalSpacing(0)
-        self.values: dict[str, tuple[QLabel, QLabel]] = {}
+        self.values: dict[str, tuple[FitLabel, FitLabel]] = {}
         for i, key in enumerate(("since_start", "dosing", "remaining", "dose", "rate", "next_device")):
-            caption, value = QLabel(""), QLabel("")
+            caption, value = FitLabel(theme.font(9.5)), FitLabel(theme.font(12.5, bold=True))
             caption.setObjectName("caption")
-            caption.setFont(theme.font(9.5))
-            value.setFont(theme.font(12.5, bold=True))
-            value.setWordWrap(True)
-            row, col = divmod(i, 3)
+            row, col = divmod(i, 2)
             grid.addWidget(caption, row * 2, col, Qt.AlignmentFlag.AlignBottom)
             grid.addWidget(value, row * 2 + 1, col, Qt.AlignmentFlag.AlignTop)
             self.values[key] = (caption, value)
-        for col in range(3):
+        for col in range(2):
             grid.setColumnStretch(col, 1)
         pl.addLayout(grid)
-        self.nibp_label = QLabel("")
+        self.nibp_label = FitLabel(theme.font(14, bold=True))
         self.nibp_label.setObjectName("nibpCountdown")
-        self.nibp_label.setFont(theme.font(15, bold=True))
         pl.addWidget(self.nibp_label)
         self.nibp_detail = hint("")      # shown as the count-down's tooltip: the panel must fit 768 px
         pl.addStretch(1)
@@ -182,12 +180,11 @@ class SessionPanel(QFrame):
         due_area.setWidgetResizable(True)
         due_area.setFrameShape(QFrame.Shape.NoFrame)
         due_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        due_area.setMinimumHeight(64)
+        due_area.setMinimumHeight(theme.px(40))
         due_area.setWidget(self.due_label)
         al.addWidget(due_area, stretch=1)
 
-        controls = QGridLayout()
-        controls.setSpacing(6)
+        controls = FlowGrid(spacing=theme.px(6))   # as many columns as the longest text allows
         self.buttons: dict[str, QPushButton] = {}
         specs: list[tuple[str, str, Callable[[], None]]] = [
             ("start", "Start infusion", self.start_dosing),
@@ -204,9 +201,10 @@ class SessionPanel(QFrame):
         ]
         for key, text, slot in specs:
             button = QPushButton(text)
-            button.setMinimumSize(96, 40)     # explicit: the text's width must not widen the window
             button.setFont(theme.font(10.5, bold=key in ("start", "device", "pause", "resume")))
             button.clicked.connect(slot)
+            button.hide()
+            controls.addWidget(button)
             self.buttons[key] = button
         self.buttons["start"].setObjectName("primary")
         self.buttons["device"].setObjectName("primary")
@@ -223,21 +221,15 @@ class SessionPanel(QFrame):
         service.entries_recorded.connect(self.refresh)
         context.user_changed.connect(self.refresh)
         self._layout_key: tuple[str, ...] = ()
-        self._button_columns = 3
         self.refresh()
 
     def resizeEvent(self, event) -> None:
         """Side by side when the slot is wide, stacked when it is narrow."""
-        wide = self.width() >= _WIDE_PX
+        wide = self.width() >= theme.px(_WIDE_PX)
         direction = QBoxLayout.Direction.LeftToRight if wide else QBoxLayout.Direction.TopToBottom
         if self.columns.direction() != direction:
             self.columns.setDirection(direction)
             self.columns.setStretch(0, 1 if wide else 0)   # stacked: the due list takes the spare height
-            self._arrange(list(self._layout_key), force=True)
-        columns = 3 if (not wide or self.width() >= _THREE_COLUMNS_PX) else 2
-        if columns != self._button_columns:
-            self._button_columns = columns
-            self._arrange(list(self._layout_key), force=True)
         super().resizeEvent(event)
 
     def showEvent(self, event) -> None:
@@ -263,40 +255,47 @@ class SessionPanel(QFrame):
         except Exception:  # a display fault must not stop the panel refreshing
             log.exception("session panel refresh failed")
 
-    def _set(self, key: str, caption: str, value: str) -> None:
+    def _set(self, key: str, caption: str, *forms: str) -> None:
+        """One fact: its caption and its value in forms from the longest ("" caption: hidden)."""
         cap, val = self.values[key]
-        cap.setText(caption)
-        val.setText(value)
+        cap.set_forms(caption)
+        val.set_forms(*forms)
         cap.setVisible(bool(caption))
         val.setVisible(bool(caption))
 
     def _show(self, state: SessionState, now) -> None:
         p = state.patient
-        age = f", {state.age_years} y" if state.age_years is not None else ""
-        mrn = f" · {p.mrn}" if p.mrn else ""
-        self.patient_label.setText(f"{p.display_name}{age}{mrn}")
-        label = state.protocol.label
-        self.plan_label.setText(f"{label[:1].upper()}{label[1:]}: {state.plan.describe()}")
+        if self.context.user is None:  # locked: the patient's details are not on screen
+            self.patient_label.set_forms("Patient details hidden: screen locked", "Screen locked")
+            self.plan_label.set_forms("")
+        else:
+            age = f", {state.age_years} y" if state.age_years is not None else ""
+            mrn = f" · {p.mrn}" if p.mrn else ""
+            self.patient_label.set_forms(f"{p.display_name}{age}{mrn}", f"{p.display_name}{age}", p.display_name)
+            label = state.protocol.label
+            label = f"{label[:1].upper()}{label[1:]}"
+            self.plan_label.set_forms(f"{label}: {state.plan.describe()}", f"{label}: {state.plan.dose_mg:g} mg", label)
         since = (now - state.opened_at).total_seconds() / 60
         self._set("since_start", "Since start", minutes_text(since))
         visible: list[str] = []
         if state.infusion is not None:
             log_ = state.infusion
             status = log_.status_at(now)
-            self.phase_label.setText(f"Phase: {state.phase.label} · infusion {_status_text(status)}")
+            self.phase_label.set_forms(f"Phase: {state.phase.label} · infusion {_status_text(status)}",
+                                       f"{state.phase.label.capitalize()} · infusion {_status_text(status)}")
             running_for = log_.minutes_since_start(now)
             if running_for is None:
                 self._set("dosing", "Infusion", "not started")
             else:
                 paused = log_.paused_min(now)
                 extra = f" (paused {minutes_text(paused)})" if paused else ""
-                self._set("dosing", "Since infusion start", minutes_text(running_for) + extra)
+                self._set("dosing", "Since infusion start", minutes_text(running_for) + extra, minutes_text(running_for))
             remaining = log_.remaining_min(now)
             if status is InfusionStatus.STOPPED or remaining is None:
                 self._set("remaining", "Infusion ended", clock(log_.ended_at) if log_.ended_at else "—")
             else:
                 self._set("remaining", "Remaining", minutes_text(remaining)
-                          + (" (when resumed)" if status is InfusionStatus.PAUSED else ""))
+                          + (" (when resumed)" if status is InfusionStatus.PAUSED else ""), minutes_text(remaining))
             self._set("dose", "Dose delivered", f"{log_.delivered_mg(now):.1f} / {state.plan.dose_mg:.1f} mg")
             # the planned dose is in (the "dose reached" alarm sounds while it runs on): alarm colour
             over = log_.dose_complete(now)
@@ -312,23 +311,25 @@ class SessionPanel(QFrame):
                 visible = ["resume", "rate", "stop"]
         else:
             d = state.devices
-            self.phase_label.setText(f"Phase: {state.phase.label}")
+            self.phase_label.set_forms(f"Phase: {state.phase.label}", state.phase.label.capitalize())
             since_first = d.minutes_since_first(now)
             self._set("dosing", "Since first device", "no device yet" if since_first is None else minutes_text(since_first))
             end = d.monitoring_end_earliest
             if end is None:
-                self._set("remaining", "Monitoring", f"{d.plan.monitoring_min} min from the first device")
+                self._set("remaining", "Monitoring", f"{d.plan.monitoring_min} min from the first device",
+                          f"{d.plan.monitoring_min} min from device 1", f"{d.plan.monitoring_min} min")
             else:
                 left = (end - now).total_seconds() / 60
-                self._set("remaining", "Monitoring until", f"{clock(end)} ({minutes_text(left)} left)")
-            self._set("dose", "Devices", f"{d.devices_logged} of {d.plan.devices} logged ({state.plan.dose_mg} mg)")
+                self._set("remaining", "Monitoring until", f"{clock(end)} ({minutes_text(left)} left)", clock(end))
+            self._set("dose", "Devices", f"{d.devices_logged} of {d.plan.devices} logged ({state.plan.dose_mg} mg)",
+                      f"{d.devices_logged} of {d.plan.devices} logged")
             self.values["dose"][1].setStyleSheet("")
             self._set("rate", "", "")
             allowed = d.next_device_allowed_at
             if allowed is not None:
                 wait = (allowed - now).total_seconds() / 60
                 self._set("next_device", "Next device", f"from {clock(allowed)}"
-                          + (f" (in {minutes_text(wait)})" if allowed > now else " (now)"))
+                          + (f" (in {minutes_text(wait)})" if allowed > now else " (now)"), f"from {clock(allowed)}")
             else:
                 self._set("next_device", "", "")
             if state.phase in (Phase.BASELINE, Phase.INFUSION) and not d.complete:
@@ -339,17 +340,13 @@ class SessionPanel(QFrame):
         self._show_nibp(state, now)
         self._show_due(state, now)
 
-    def _arrange(self, keys: list[str], force: bool = False) -> None:
-        if tuple(keys) == self._layout_key and not force:
+    def _arrange(self, keys: list[str]) -> None:
+        """Show the buttons of ``keys`` (in the panel's order), hide the others; the grid wraps them."""
+        if tuple(keys) == self._layout_key:
             return
         self._layout_key = tuple(keys)
-        for button in self.buttons.values():
-            self._controls.removeWidget(button)
-            button.hide()
-        for i, key in enumerate(keys):
-            row, col = divmod(i, self._button_columns)
-            self._controls.addWidget(self.buttons[key], row, col)
-            self.buttons[key].show()
+        for key, button in self.buttons.items():
+            button.setVisible(key in keys)
 
     def _show_nibp(self, state: SessionState, now) -> None:
         item = next_nibp_due(state, now)
@@ -364,7 +361,7 @@ class SessionPanel(QFrame):
             else:
                 text, status = f"NIBP overdue {int(-minutes)} min", "overdue"
             detail = item.label
-        self.nibp_label.setText(text)
+        self.nibp_label.set_forms(text)
         if self.nibp_label.property("status") != status:
             self.nibp_label.setProperty("status", status)
             self.nibp_label.style().unpolish(self.nibp_label)

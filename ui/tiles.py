@@ -88,11 +88,22 @@ class NumericTile(QFrame):
         self._fitted_text = ""
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setMinimumSize(120, 60)
+        self.setMinimumSize(theme.px(110), theme.px(56))
         self.setProperty("alarm", "")
         self.setAccessibleName(label)
 
     # ------------------------------------------------------------------ setters
+    def set_label(self, label: str, colour_key: str) -> None:
+        """Show another parameter's name and colour (the HR tile showing the pulse rate as "PR"
+        when the device has no ECG)."""
+        colour = theme.colour(colour_key)
+        if label != self.label or colour != self.parameter_colour:
+            self.label = label
+            self.parameter_colour = colour
+            self.setAccessibleName(label)
+            self._layout = None
+            self.update()
+
     def set_value(self, value: str | float | None) -> None:
         """Show ``value``: a number (formatted with ``decimals``), a ready text, or None/NaN ("--")."""
         if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -287,6 +298,30 @@ class NumericTile(QFrame):
                                                               lay.sub_rect.width())
             painter.drawText(lay.sub_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, elided)
         painter.end()
+
+    def clipped_texts(self) -> list[str]:
+        """What this tile cannot show in full at its current size ("label 'EtCO2' needs 80 px, has
+        60"): empty when every text fits (the value shrinks to fit by design; the sub-line is elided
+        when too long, which counts as cut)."""
+        lay = self._current_layout()
+        out = []
+        width, height = float(self.width()), float(self.height())
+        label = QFontMetricsF(lay.label_font)
+        if lay.label_pos.x() + label.horizontalAdvance(self.label) > width:
+            out.append(f"label {self.label!r} needs {label.horizontalAdvance(self.label):.0f} px, has {width:.0f}")
+        if lay.unit_pos.y() + QFontMetricsF(lay.unit_font).descent() > height:
+            out.append(f"unit {self.unit!r} below the tile ({height:.0f} px high)")
+        small = QFontMetricsF(lay.small_font)
+        if self.subtext and small.horizontalAdvance(self.subtext) > lay.sub_rect.width() + 1:
+            out.append(f"sub-line {self.subtext!r} needs {small.horizontalAdvance(self.subtext):.0f} px, "
+                       f"has {lay.sub_rect.width():.0f}")
+        for text, rect in ((self.limits[1], lay.high_rect), (self.limits[0], lay.low_rect)):
+            if text and small.horizontalAdvance(text) > rect.width() + 1:
+                out.append(f"limit {text!r} needs {small.horizontalAdvance(text):.0f} px, has {rect.width():.0f}")
+        value = QFontMetricsF(lay.value_font).horizontalAdvance(self.value_text)
+        if value > lay.value_rect.width() + 1:
+            out.append(f"value {self.value_text!r} needs {value:.0f} px, has {lay.value_rect.width():.0f}")
+        return out
 
     def value_font_pixels(self) -> int:
         """Pixel size of the value's font at the current size (for tests and layout checks)."""

@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
 )
 
 from ui import theme
+from ui.layout import FitLabel
 from ui.ringbuffer import TimedRing
 from ui.waves import Badge
 
@@ -78,6 +79,38 @@ _AXIS_WIDTH = 38
 _VALUE_TICK_PX = 22.0
 #: Minute steps the time axes may use.
 _STEPS_MIN = (1, 2, 5, 10, 15, 30, 60, 120, 240, 480)
+
+
+#: The lane symbols as text, for the legend (pyqtgraph's "t" points down, "t1" up).
+_GLYPHS = {"t": "▼", "d": "◆", "s": "■", "t1": "▲"}
+_KIND_NAMES = {"event": "event", "assessment": "assessment", "infusion": "dosing step", "alarm": "alarm"}
+
+
+def _phase_swatch(name: str) -> str:
+    """The shading colour of a phase over the black background, as #rrggbb."""
+    r, g, b, a = PHASE_COLOURS.get(name, _PHASE_DEFAULT)
+    return "#%02x%02x%02x" % tuple(round(c * a / 255) for c in (r, g, b))
+
+
+def legend_forms() -> tuple[str, ...]:
+    """The trend legend (HTML), longest first: marker symbols, phase shading, what the axes count."""
+    def marks(words: bool) -> str:
+        parts = []
+        for kind, (colour, symbol, _) in MARKER_STYLE.items():
+            colour = theme.PRIORITY_COLOURS["HIGH"] if kind == "alarm" else colour
+            parts.append(f"<span style='color:{colour}'>{_GLYPHS[symbol]}</span>" + (f"&nbsp;{_KIND_NAMES[kind]}"
+                                                                                     if words else ""))
+        return " ".join(parts)
+
+    phases = " ".join(f"<span style='background:{_phase_swatch(p)}'>&nbsp;{p}&nbsp;</span>" for p in PHASE_COLOURS)
+    dim = theme.TEXT_DIM
+    return (f"<b>Session trends</b> &nbsp;{marks(True)} <span style='color:{dim}'>(alarm: its priority's colour)"
+            f"</span> &nbsp;{phases} &nbsp;<span style='color:{dim}'>top: clock · bottom: min from infusion start"
+            "</span>",
+            f"<b>Trends</b> &nbsp;{marks(True)} &nbsp;{phases} &nbsp;<span style='color:{dim}'>"
+            "top: clock · bottom: min</span>",
+            f"<b>Trends</b> &nbsp;{marks(True)} &nbsp;{phases}",
+            f"<b>Trends</b> {marks(False)} {phases}")
 
 
 def _ts(t: datetime) -> float:
@@ -277,11 +310,19 @@ class SessionTrends(QWidget):
         self.graphics.ci.layout.setVerticalSpacing(0)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        # The legend heads the trends: it also sets them apart from the waveforms above, whose
+        # sweep the clock axis must not seem to measure.
+        self.legend = FitLabel(theme.font(8.5), rich=True, min_ratio=0.8)
+        self.legend.setObjectName("trendLegend")
+        self.legend.setStyleSheet(f"background: {theme.PANEL}; border-top: 1px solid {theme.PANEL_EDGE};"
+                                  " padding: 1px 4px;")
+        self.legend.set_forms(*legend_forms())
+        layout.addWidget(self.legend)
         layout.addWidget(self.graphics)
 
         tick_font = QFont(theme.font(8))
         self.clock_axis = ClockAxis("top")
-        self.minutes_axis = MinutesAxis("bottom")
         self.lane = self._add_plot(0, {"top": self.clock_axis}, tick_font)
         self.lane.setYRange(0.0, 1.0, padding=0)
         self.lane.getAxis("left").setStyle(showValues=False, tickLength=0)
@@ -299,9 +340,10 @@ class SessionTrends(QWidget):
         self.rows: dict[str, _Row] = {}
         self.series: dict[str, _Series] = {}
         last = len(TREND_ROWS)
+        self._minutes_axes: dict[str, MinutesAxis] = {}
         for index, (name, vitals, span) in enumerate(TREND_ROWS, start=1):
-            axes = {"bottom": self.minutes_axis} if index == last else {}
-            plot = self._add_plot(index, axes, tick_font)
+            self._minutes_axes[name] = MinutesAxis("bottom")  # shown under the lowest strip shown
+            plot = self._add_plot(index, {"bottom": self._minutes_axes[name]}, tick_font)
             plot.setXLink(self.lane)
             row = _Row(plot, span)
             self.rows[name] = row
@@ -320,6 +362,8 @@ class SessionTrends(QWidget):
         self.graphics.ci.layout.setRowStretchFactor(0, 0)
         for index in range(1, last + 1):
             self.graphics.ci.layout.setRowStretchFactor(index, 1)
+        self._rows_shown = {name: True for name in self.rows}
+        self._place_minutes_axis()
 
         nibp = self.rows["nibp"].plot
         white = theme.colour("nibp")
@@ -371,6 +415,41 @@ class SessionTrends(QWidget):
             badge.setZValue(20)
             badge.setPos(x, 1)
             x += badge.rect().width() + 4
+
+    def show_rows(self, shown: dict[str, bool]) -> None:
+        """Show or collapse strips by name ("resp" when the device measures no breathing); the
+        minutes axis moves under the lowest strip shown. Data keep arriving either way."""
+        changed = False
+        for name, visible in shown.items():
+            if name in self.rows and self._rows_shown[name] != bool(visible):
+                self._rows_shown[name] = bool(visible)
+                changed = True
+        if not changed:
+            return
+        layout = self.graphics.ci.layout
+        for index, name in enumerate(self.rows, start=1):
+            plot = self.rows[name].plot
+            visible = self._rows_shown[name]
+            plot.setVisible(visible)
+            plot.setMaximumHeight(10_000 if visible else 0)
+            plot.setMinimumHeight(0)
+            layout.setRowStretchFactor(index, 1 if visible else 0)
+        self._place_minutes_axis()
+
+    def row_shown(self, name: str) -> bool:
+        """Whether the strip ``name`` is shown."""
+        return self._rows_shown[name]
+
+    def _place_minutes_axis(self) -> None:
+        lowest = [name for name in self.rows if self._rows_shown[name]][-1:]
+        for name, row in self.rows.items():
+            (row.plot.showAxis if name in lowest else row.plot.hideAxis)("bottom")
+
+    @property
+    def minutes_axis(self) -> "MinutesAxis":
+        """The minutes axis shown (under the lowest strip shown)."""
+        lowest = [name for name in self.rows if self._rows_shown[name]][-1]
+        return self._minutes_axes[lowest]
 
     # ------------------------------------------------------------------ data in
     def set_origin(self, infusion_start: datetime | None) -> None:

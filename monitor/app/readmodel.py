@@ -31,6 +31,7 @@ import numpy as np
 from drivers.catalogue import CATALOGUE, VITAL_KEYS
 from drivers.model import Quality
 from monitor.assessments import parse_assessment, parse_event
+from monitor.display import MEDICATION_NAMES, VITAL_NAMES, display_name
 from monitor.app.privacy import DEIDENTIFIED, Privacy, SafeHarbor
 from monitor.patient import age_on
 from monitor.protocols import MG_PER_DEVICE, ProtocolKind
@@ -644,9 +645,8 @@ class _Builder:
             return ChartRow(t, category, kind, kind, None, kind, None, by, seq)
         title = type(model).title
         if category == "assessment":
-            fields = model.model_dump(mode="json")
             return ChartRow(t, category, kind, title, float(model.score), model.describe(), None, by, seq,
-                            fields=fields)
+                            fields=model.model_dump(mode="json"))
         data = model.model_dump(mode="json")
         detail = None
         if kind == "note":
@@ -672,12 +672,12 @@ class _Builder:
             return f"decision: {pl.get('decision')}"
         if kind == "baseline":
             values = pl.get("values") or {}
-            parts = [f"{CATALOGUE[k].label} {v:g}" for k, v in values.items()
+            parts = [f"{display_name(k, VITAL_NAMES)} {v:g}" for k, v in values.items()
                      if k in CATALOGUE and isinstance(v, (int, float))]
             return ("manual: " if pl.get("manual") else "computed: ") + (", ".join(parts) or "no values")
         if kind == "concomitant_medications":
             meds = pl.get("medications") or {}
-            return ", ".join(f"{k.replace('_', ' ')} {'yes' if v else 'no'}" for k, v in meds.items())
+            return ", ".join(f"{display_name(k, MEDICATION_NAMES)}: {'yes' if v else 'no'}" for k, v in meds.items())
         if kind in ("session_closed", "clinically_stable"):
             return self.p.meaning(str(pl.get("meaning", "")))
         return ""

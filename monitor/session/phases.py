@@ -58,5 +58,7 @@ def check_transition(current: Phase, target: Phase) -> None:
     if target not in ALLOWED_TRANSITIONS[current]:
         if current.terminal:
             raise PhaseError(f"The session is {current.label}: it is read-only")
+        if current is target:
+            raise PhaseError(f"The session is already in {current.label}")
         allowed = " or ".join(sorted(p.label for p in ALLOWED_TRANSITIONS[current]))
         raise PhaseError(f"A session in {current.label} cannot go to {target.label} (only to {allowed})")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -24,7 +25,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
-    QScrollArea,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -41,6 +41,7 @@ from monitor.staff import (
     Role,
     require_role,
 )
+from ui import theme
 from ui.context import UiContext
 from ui.dialogs.base import (
     ChoiceRow,
@@ -93,54 +94,69 @@ def _decimals(*values: float) -> int:
 
 
 class LimitsEditor(QWidget):
-    """A spin box per adjustable limit of ``profile``, limited to its bounds, grouped by rule,
-    with the reference value of ``reference`` (the clinic default) beside it. :meth:`changes`
-    gives the changed limits by key."""
+    """A spin box per adjustable limit of ``profile``, limited to its bounds, grouped by rule in
+    ``columns`` balanced columns (0: as many as the screen's width takes, at most three), with the
+    value of ``reference`` (the clinic default) and the bounds beside each. :meth:`changes` gives
+    the changed limits by key."""
 
     def __init__(self, profile: AlarmProfile, reference: AlarmProfile | None, reference_label: str,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, columns: int = 0) -> None:
         super().__init__(parent)
         self.limits = adjustable_limits(profile)
         refs = adjustable_limits(reference) if reference is not None else {}
         self.spins: dict[str, QDoubleSpinBox] = {}
-        outer = QVBoxLayout(self)
+        outer = QHBoxLayout(self)   # the rules in balanced columns: no scrolling
         outer.setContentsMargins(0, 0, 0, 0)
-        area = QScrollArea()
-        area.setWidgetResizable(True)
-        inner = QWidget()
-        columns = QHBoxLayout(inner)
-        cols = [QVBoxLayout(), QVBoxLayout()]
-        for col in cols:
-            columns.addLayout(col, stretch=1)
-        groups: dict[str, QGridLayout] = {}
+        outer.setSpacing(theme.px(10))
+        groups: dict[str, tuple[QGroupBox, QGridLayout]] = {}
         for key, info in self.limits.items():
             rule = info["rule"]
-            grid = groups.get(rule.id)
-            if grid is None:
+            if rule.id not in groups:
                 box = QGroupBox(rule.label)
-                grid = groups[rule.id] = QGridLayout(box)
+                grid = QGridLayout(box)
                 grid.setColumnStretch(2, 1)
-                cols[0 if len(groups) % 2 else 1].addWidget(box)
+                grid.setVerticalSpacing(theme.px(4))
+                groups[rule.id] = (box, grid)
+            grid = groups[rule.id][1]
             low, high = info["bounds"]
             spin = QDoubleSpinBox()
             spin.setDecimals(_decimals(low, high, info["value"]))
             spin.setRange(low, high)
             spin.setValue(info["value"])
             spin.setSuffix(f" {info['unit']}" if info["unit"] and info["unit"] != "%" else info["unit"])
-            spin.setMinimumWidth(130)
+            spin.setFont(theme.font(12))  # the dialogs' font, to size it by
+            spin.setMinimumWidth(spin.sizeHint().width() + theme.px(12))
             spin.setAccessibleName(key)
             ref = refs.get(key)
-            ref_text = f"{reference_label} {ref['value']:g}, " if ref else ""
+            ref_text = f"{ref['value']:g} " if ref else ""
             text = f"{info['priority']} {info['part']} {info['sign']}".replace("  ", " ")
             row = grid.rowCount()
             grid.addWidget(QLabel(text), row, 0)
             grid.addWidget(spin, row, 1)
-            grid.addWidget(hint(f"{ref_text}range {low:g}–{high:g}"), row, 2)
+            bounds = hint(f"{ref_text}({low:g}–{high:g})")
+            bounds.setToolTip(f"{reference_label} {ref['value']:g}; allowed {low:g}–{high:g}" if ref else
+                              f"allowed {low:g}–{high:g}")
+            bounds.setWordWrap(False)
+            grid.addWidget(bounds, row, 2)
             self.spins[key] = spin
-        for col in cols:
-            col.addStretch(1)
-        area.setWidget(inner)
-        outer.addWidget(area)
+        boxes = [box for box, _ in groups.values()]
+        if columns <= 0:  # as many as the screen's width takes, at most three
+            screen = QGuiApplication.primaryScreen()
+            room = screen.availableGeometry().width() - theme.px(60) if screen is not None else 1300
+            widest = max((box.sizeHint().width() for box in boxes), default=1) + theme.px(10)
+            columns = max(1, min(3, room // widest))
+        self.columns = [QVBoxLayout() for _ in range(max(1, min(columns, len(boxes))))]
+        for column in self.columns:
+            column.setSpacing(theme.px(6))
+            outer.addLayout(column, stretch=1)
+        # greedily: each group to the column with the fewest limits so far (group title = one row)
+        load = [0] * len(self.columns)
+        for box in sorted(boxes, key=lambda b: -len(b.findChildren(QDoubleSpinBox))):
+            target = load.index(min(load))
+            self.columns[target].addWidget(box)
+            load[target] += len(box.findChildren(QDoubleSpinBox)) + 1
+        for column in self.columns:
+            column.addStretch(1)
 
     def changes(self) -> dict[str, float]:
         """Limits whose value differs from the profile's, by key."""
@@ -162,11 +178,11 @@ class AlarmLimitsDialog(FormDialog):
     def __init__(self, context: UiContext, parent: QWidget | None = None) -> None:
         super().__init__("Alarm limits for this session", parent, ok_text="Apply")
         self.context = context
-        self.body.addWidget(hint("Each limit can be changed within the bounds the clinic set. The change is "
-                                 "recorded with your name and applies to this session only."))
+        self.body.addWidget(hint("Each limit can be changed within the bounds the clinic set; beside it: the "
+                                 "clinic's value and (the bounds). The change is recorded with your name and "
+                                 "applies to this session only."))
         self.editor = LimitsEditor(context.service.session_profile, context.profile, "clinic")
         self.body.addWidget(self.editor, stretch=1)
-        self.resize(1100, 680)
 
     def apply_changes(self, changes: dict[str, float]) -> None:
         """Adjust the session's limits (monitor refuses a value outside the bounds)."""
@@ -263,14 +279,13 @@ class ClinicSettingsDialog(FormDialog):
             self.tabs.addTab(page, tab)
         limits_page = QWidget()
         lp = QVBoxLayout(limits_page)
-        lp.addWidget(hint("The clinic's default alarm limits, used from the next session. Each can be set "
-                          "within the bounds of the alarm profile."))
+        lp.addWidget(hint("The clinic's default alarm limits, used from the next session. Beside each: the "
+                          "shipped value and (the bounds it can be set within)."))
         self.limits = LimitsEditor(context.profile, default_profile(), "shipped")
         lp.addWidget(self.limits, stretch=1)
         self.tabs.addTab(limits_page, "Default alarm limits")
         self.body.addWidget(self.tabs, stretch=1)
         self.allowed = self._check_role()
-        self.resize(1100, 680)
 
     @staticmethod
     def _field(kind: str, value: Any) -> Any:
@@ -281,7 +296,7 @@ class ClinicSettingsDialog(FormDialog):
         if kind == "multiline":
             edit = QPlainTextEdit(str(value))
             edit.setTabChangesFocus(True)
-            edit.setMaximumHeight(90)
+            edit.setMaximumHeight(theme.px(90))
             return edit
         if kind == "pair":
             return (QLineEdit(f"{value[0]:g}"), QLineEdit(f"{value[1]:g}"))
@@ -397,9 +412,9 @@ class UsersDialog(FormDialog):
         self.add_box = add_box = QGroupBox("Add a staff member")
         form = QGridLayout(add_box)
         self.add_id = QLineEdit()
-        self.add_id.setPlaceholderText("staff ID, e.g. alee")
+        self.add_id.setPlaceholderText("staff ID")
         self.add_name = QLineEdit()
-        self.add_name.setPlaceholderText("printed name, e.g. Ann Lee")
+        self.add_name.setPlaceholderText("printed name")
         self.add_role = ChoiceRow([(r, r.label) for r in Role])
         self.add_role.set_value(Role.NURSE)
         self.add_pin = QLineEdit()
@@ -422,7 +437,7 @@ class UsersDialog(FormDialog):
         self.body.addWidget(self.status)
         self.allowed = self._check_role()
         self.reload()
-        self.resize(900, 620)
+        self.resize(theme.px(900), theme.px(620))
 
     def _check_role(self) -> bool:
         try:

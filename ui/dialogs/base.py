@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QAbstractButton,
     QButtonGroup,
@@ -36,11 +36,12 @@ from monitor.staff import Actor, nurse_message
 from monitor.errors import StoreError
 from ui import theme
 from ui.context import UiContext
+from ui.placement import place_again
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DIALOG_STYLE",
+    "dialog_style",
     "ChoiceRow",
     "FormDialog",
     "FormError",
@@ -60,41 +61,43 @@ __all__ = [
     "set_dialog_runner",
 ]
 
-#: Extra style for dialogs and panels: large touch targets, readable hints, visible focus.
-DIALOG_STYLE = f"""
+def dialog_style() -> str:
+    """Extra style for dialogs and panels: large touch targets, readable hints, visible focus (sizes
+    in pixels of this screen: call it once the application exists)."""
+    px = theme.px
+    return f"""
 QLabel#heading {{ color: {theme.TEXT}; }}
 QLabel#hint {{ color: {theme.TEXT_DIM}; }}
 QLabel#advisory {{ color: #000000; background: #ffb000; border-radius: 4px; }}
 QLabel#error {{ color: #ff6a6a; font-weight: bold; }}
-QPushButton {{ min-height: 40px; min-width: 64px; }}
+QPushButton {{ min-height: {px(26)}px; min-width: {px(48)}px; padding: {px(5)}px {px(10)}px; }}
 QPushButton:checked {{ background: #2f6fb0; border-color: #6fb0ff; color: #ffffff; }}
 QPushButton:focus, QLineEdit:focus, QPlainTextEdit:focus, QAbstractSpinBox:focus, QComboBox:focus {{
     border: 2px solid #6fb0ff; }}
 QPushButton#primary {{ background: #1f5a2e; border-color: #3c9a55; font-weight: bold; }}
 QPushButton#primary:disabled {{ background: #1a2420; color: #56606a; }}
 QPushButton#danger {{ background: #5a1f1f; border-color: #9a3c3c; }}
-QLineEdit, QComboBox, QAbstractSpinBox {{ min-height: 36px; }}
+QLineEdit, QComboBox, QAbstractSpinBox {{ min-height: {px(28)}px; }}
 QLineEdit:disabled, QPlainTextEdit:disabled, QAbstractSpinBox:disabled, QComboBox:disabled {{
     color: {theme.TEXT_DIM}; background: #0c1014; border-color: #2a3138; }}
-QAbstractSpinBox::up-button, QAbstractSpinBox::down-button {{ width: 28px; }}
-QRadioButton, QCheckBox {{ spacing: 12px; padding: 3px; }}
+QAbstractSpinBox::up-button, QAbstractSpinBox::down-button {{ width: {px(24)}px; }}
+QRadioButton, QCheckBox {{ spacing: {px(10)}px; padding: {px(3)}px; }}
 QRadioButton::indicator, QCheckBox::indicator {{
-    width: 22px; height: 22px; border: 2px solid #8a939b; background: #161c22; }}
+    width: {px(20)}px; height: {px(20)}px; border: 2px solid #8a939b; background: #161c22; }}
 QCheckBox::indicator {{ border-radius: 4px; }}
-QRadioButton::indicator {{ border-radius: 13px; }}
+QRadioButton::indicator {{ border-radius: {px(12)}px; }}
 QCheckBox::indicator:checked {{ background: #6fb0ff; border-color: #cfe4ff; }}
 QRadioButton::indicator:checked {{ border-color: #6fb0ff; background: qradialgradient(cx:0.5, cy:0.5, radius:0.5,
     fx:0.5, fy:0.5, stop:0 #6fb0ff, stop:0.55 #6fb0ff, stop:0.62 #161c22, stop:1 #161c22); }}
 QRadioButton::indicator:disabled, QCheckBox::indicator:disabled {{ border-color: #3a4650; }}
-QGroupBox {{ border: 1px solid {theme.PANEL_EDGE}; border-radius: 4px; margin-top: 14px; padding: 6px; }}
+QGroupBox {{ border: 1px solid {theme.PANEL_EDGE}; border-radius: 4px; margin-top: {px(14)}px; padding: {px(6)}px; }}
 QGroupBox::title {{ subcontrol-origin: margin; left: 8px; padding: 0 4px; color: {theme.TEXT_DIM}; }}
 QTabWidget::pane {{ border: 1px solid {theme.PANEL_EDGE}; }}
-QTabBar::tab {{ background: #1f2830; color: {theme.TEXT}; padding: 10px 18px; min-height: 28px; }}
+QTabBar::tab {{ background: #1f2830; color: {theme.TEXT}; padding: {px(8)}px {px(16)}px; }}
 QTabBar::tab:selected {{ background: #34424e; }}
-QListWidget, QTableWidget {{ background: #161c22; border: 1px solid #3a4650; }}
-QListWidget::item, QTableWidget::item {{ padding: 8px; }}
-QListWidget::item:selected, QTableWidget::item:selected {{ background: #2f6fb0; }}
-QHeaderView::section {{ background: #1f2830; color: {theme.TEXT}; padding: 6px; border: 0; }}
+QTabBar::tab:hover {{ background: #2a3640; }}
+QListWidget::item, QTableWidget::item {{ padding: {px(6)}px; }}
+QWidget#compactChoice QPushButton {{ min-width: {px(24)}px; padding: {px(4)}px {px(6)}px; }}
 QScrollArea {{ border: 0; }}
 """
 
@@ -247,11 +250,15 @@ class ChoiceRow(QWidget):
 
     ``options`` are ``(value, text)``; :meth:`value` is the chosen value or None (unanswered: the
     model then refuses it with its own message). Keyboard: Tab to a button, Space to choose.
+    ``compact``: narrow buttons for short texts (scores).
     """
 
     def __init__(self, options: Iterable[tuple[Any, str]], parent: QWidget | None = None, *,
-                 columns: int = 0, tooltips: dict[Any, str] | None = None, min_width: int = 48) -> None:
+                 columns: int = 0, tooltips: dict[Any, str] | None = None, min_width: int | None = None,
+                 compact: bool = False) -> None:
         super().__init__(parent)
+        if compact:  # narrow buttons (scores 0–4, 1–7): many in a row
+            self.setObjectName("compactChoice")
         self.group = QButtonGroup(self)
         self.group.setExclusive(True)
         self._values: dict[int, Any] = {}
@@ -263,7 +270,7 @@ class ChoiceRow(QWidget):
             button = QPushButton(text)
             button.setCheckable(True)
             button.setAutoDefault(False)
-            button.setMinimumWidth(min_width)
+            button.setMinimumWidth(theme.px(48) if min_width is None else min_width)
             button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
             if tooltips and value in tooltips:
                 button.setToolTip(tooltips[value])
@@ -329,10 +336,10 @@ class FormDialog(QDialog):
         self.setWindowTitle(f"Vigil — {title}")
         self.setModal(True)
         self.setFont(theme.font(12))   # before the style sheet, or children keep the default font
-        self.setStyleSheet(theme.STYLE + DIALOG_STYLE)
+        self.setStyleSheet(theme.style(theme.DIALOG_BACKGROUND) + dialog_style())
         outer = QVBoxLayout(self)
-        outer.setContentsMargins(18, 14, 18, 14)
-        outer.setSpacing(10)
+        outer.setContentsMargins(theme.px(16), theme.px(12), theme.px(16), theme.px(12))
+        outer.setSpacing(theme.px(8))
         self.title_label = heading(title, 16)
         outer.addWidget(self.title_label)
         if subtitle:
@@ -340,7 +347,7 @@ class FormDialog(QDialog):
         self.body_widget = QWidget()
         self.body = QVBoxLayout(self.body_widget)
         self.body.setContentsMargins(0, 0, 0, 0)
-        self.body.setSpacing(10)
+        self.body.setSpacing(theme.px(8))
         self.scroll_area: QScrollArea | None = None
         if scroll:  # long forms: they scroll where the room below the alarm area is too small
             area = self.scroll_area = QScrollArea()
@@ -360,34 +367,84 @@ class FormDialog(QDialog):
         self.ok_button = self.buttons.addButton(ok_text, QDialogButtonBox.ButtonRole.AcceptRole)
         self.ok_button.setObjectName("primary")
         self.ok_button.setDefault(True)
-        self.ok_button.setMinimumSize(160, 48)
+        self.ok_button.setMinimumSize(theme.px(150), theme.px(42))
         self.cancel_button = self.buttons.addButton(cancel_text, QDialogButtonBox.ButtonRole.RejectRole)
-        self.cancel_button.setMinimumSize(120, 48)
+        self.cancel_button.setMinimumSize(theme.px(110), theme.px(42))
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         outer.addWidget(self.buttons)
 
     def showEvent(self, event) -> None:
-        """Grow to fit wrapped text (Qt under-estimates word-wrapped labels), within the screen."""
+        """Size to the content (Qt under-estimates word-wrapped labels), within the screen."""
         apply_base_font(self)
         super().showEvent(event)
+        self._watch_inputs()
+        self.fit_to_content()
+
+    def fit_to_content(self, keep_width: bool = False) -> None:
+        """Grow to what the form needs (never past the screen's available area; ``keep_width``: at
+        its width, e.g. when an error message appears): nothing of the form is pushed out or cut."""
         layout = self.layout()
+        layout.invalidate()
         layout.activate()
-        width = max(self.width(), self.sizeHint().width())
+        width = self.width() if keep_width else max(self.width(), self.sizeHint().width(), self.minimumWidth(),
+                                                       self.minimumSizeHint().width())
+        screen = self.screen().availableGeometry() if self.screen() is not None else None
+        if screen is not None:
+            width = min(width, screen.width() - theme.px(8))
         height = layout.totalHeightForWidth(width) if layout.hasHeightForWidth() else self.sizeHint().height()
         if self.scroll_area is not None:  # a scroll area asks for little: ask for the whole form
             height += max(0, self.body_widget.sizeHint().height() - self.scroll_area.sizeHint().height())
-        height = max(height, self.height())
-        screen = self.screen().availableGeometry() if self.screen() is not None else None
+        height = max(height, self.height(), layout.totalMinimumSize().height())
         if screen is not None:
-            width, height = min(width, screen.width()), min(height, screen.height() - 40)
+            height = min(height, screen.height() - theme.px(40))
         if (width, height) != (self.width(), self.height()):
             self.resize(width, height)
+            if self.isVisible():
+                place_again(self)  # below the alarm area and inside the screen, as when it opened
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        """Grown by its layout once shown (fonts, an error): placed again, within the screen."""
+        super().resizeEvent(event)
+        if self.isVisible() and event.oldSize().isValid():
+            QTimer.singleShot(0, self, self._place_again)
+
+    def _place_again(self) -> None:
+        if self.isVisible():
+            place_again(self)
 
     # ------------------------------------------------------------------ refusals
     def show_error(self, text: str) -> None:
-        """Show ``text`` in the error label (empty clears it)."""
+        """Show ``text`` in the error label (empty clears it); the dialog grows to keep it and the
+        form in view."""
+        if text == self.error.text():
+            return
         self.error.setText(text)
+        if text and self.isVisible():
+            self.fit_to_content(keep_width=True)
+
+    def check(self) -> str | None:
+        """What is still wrong with the form as it is now, without doing anything ("" when nothing
+        is; None when only OK can tell). Called as the nurse edits while a refusal is shown, so
+        that the message follows the form (subclasses)."""
+        return None
+
+    def _watch_inputs(self) -> None:
+        if getattr(self, "_watching", False):
+            return
+        self._watching = True
+        for edit in self.findChildren(QLineEdit):
+            edit.textEdited.connect(self._input_changed)
+        for box in self.findChildren(QAbstractButton):
+            if box.isCheckable():
+                box.toggled.connect(self._input_changed)
+
+    def _input_changed(self, *_: object) -> None:
+        """An edit while a refusal shows: show what is still wrong (or nothing once it is fixed)."""
+        if not self.error.text():
+            return
+        problem = self.check()
+        self.show_error(problem or "")
 
     def attempt(self, work: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
         """Run ``work``; on a refusal show its message and return False (nothing is lost)."""

@@ -93,7 +93,7 @@ class LevelList(QWidget):
         for i, (value, text) in enumerate(options):
             button = QRadioButton(f"{value:+d}" if signed and value else str(value))
             button.setFont(theme.font(points, bold=True))
-            button.setMinimumHeight(36)
+            button.setMinimumHeight(theme.px(36))
             label = _RowLabel(text, button)
             label.setFont(theme.font(points))
             self.group.addButton(button, i)
@@ -133,7 +133,8 @@ def _legend(anchors: dict[int, str]) -> str:
 
 
 def _score_row(anchors: dict[int, str]) -> ChoiceRow:
-    return ChoiceRow([(k, str(k)) for k in sorted(anchors)], tooltips=dict(anchors), min_width=52)
+    return ChoiceRow([(k, str(k)) for k in sorted(anchors)], tooltips=dict(anchors), min_width=theme.px(40),
+                     compact=True)
 
 
 class AssessmentDialog(FormDialog):
@@ -155,8 +156,7 @@ class AssessmentDialog(FormDialog):
             raise ValueError(f"Unknown assessment {kind!r}; known: {', '.join(ASSESSMENTS)}")
         self.kind = kind
         self.model_class = ASSESSMENTS[kind]
-        super().__init__(self.model_class.title, parent, ok_text="Chart" if on_submit else "OK",
-                         scroll=kind in ("cadss", "aldrete"))
+        super().__init__(self.model_class.title, parent, ok_text="Chart" if on_submit else "OK")
         self.on_submit = on_submit
         self.assessment: Assessment | None = None
         self.fields: dict[str, Any] = {}     # answer name → widget with value()/set_value() or QLineEdit
@@ -168,39 +168,45 @@ class AssessmentDialog(FormDialog):
         levels = LevelList(sorted(MOAAS_LEVELS.items(), reverse=True))
         self.fields["level"] = levels
         self.body.addWidget(levels)
-        self.setMinimumWidth(680)
+        self.setMinimumWidth(theme.px(680))
 
     def _build_rass(self, **_: Any) -> None:
         levels = LevelList(sorted(RASS_LEVELS.items(), reverse=True), signed=True)
         self.fields["level"] = levels
         self.body.addWidget(levels)
-        self.setMinimumWidth(860)
+        self.setMinimumWidth(theme.px(860))
 
-    def _items_grid(self, numbers: Iterable[int], anchors: dict[int, str], mark: Iterable[int] = ()) -> None:
+    def _items_grid(self, numbers: Iterable[int], anchors: dict[int, str], mark: Iterable[int] = (),
+                    columns: int = 1) -> None:
+        """One row per item (its number, then a score button per anchor), in ``columns`` columns."""
         self.body.addWidget(hint(_legend(anchors)))
         grid = QGridLayout()
-        grid.setVerticalSpacing(4)
+        grid.setVerticalSpacing(theme.px(4))
+        grid.setHorizontalSpacing(theme.px(8))
         marked = set(mark)
-        for row, n in enumerate(numbers):
-            label = QLabel(f"Item {n}" + ("  (CADSS-6)" if n in marked else ""))
-            label.setMinimumWidth(150)
+        numbers = list(numbers)
+        per_column = -(-len(numbers) // columns)
+        for index, n in enumerate(numbers):
+            column, row = divmod(index, per_column)
+            label = QLabel(f"Item {n}" + (" ★" if n in marked else ""))
+            if n in marked:
+                label.setToolTip("One of the six CADSS-6 items")
             choice = _score_row(anchors)
-            grid.addWidget(label, row, 0)
-            grid.addWidget(choice, row, 1)
+            grid.addWidget(label, row, column * 2)
+            grid.addWidget(choice, row, column * 2 + 1)
+            grid.setColumnStretch(column * 2 + 1, 1)
             self.fields[f"item{n}"] = choice
-        grid.setColumnStretch(1, 1)
         self.body.addLayout(grid)
 
     def _build_cadss6(self, **_: Any) -> None:
         self.body.addWidget(hint("Items 1, 2, 6, 7, 15 and 22 of the CADSS, as worded on the clinic's form."))
         self._items_grid(CADSS6_ITEMS, CADSS_ANCHORS)
-        self.setMinimumWidth(640)
+        self.setMinimumWidth(theme.px(640))
 
     def _build_cadss(self, **_: Any) -> None:
-        self.body.addWidget(hint("The 23 subjective items, as worded on the clinic's licensed form."))
-        self._items_grid(range(1, 24), CADSS_ANCHORS, CADSS6_ITEMS)
-        self.setMinimumWidth(680)
-        self.resize(700, 700)
+        self.body.addWidget(hint("The 23 subjective items, as worded on the clinic's licensed form "
+                                 "(★: the CADSS-6 items)."))
+        self._items_grid(range(1, 24), CADSS_ANCHORS, CADSS6_ITEMS, columns=3)
 
     def _build_bprs_plus(self, **_: Any) -> None:
         self.body.addWidget(hint(_legend(BPRS_ANCHORS)))
@@ -212,27 +218,26 @@ class AssessmentDialog(FormDialog):
             self.fields[name] = choice
         grid.setColumnStretch(1, 1)
         self.body.addLayout(grid)
-        self.setMinimumWidth(760)
+        self.setMinimumWidth(theme.px(760))
 
     def _build_pain_nrs(self, **_: Any) -> None:
-        form = QFormLayout()
+        self.body.addWidget(QLabel("Pain rating: 0 no pain … 10 worst imaginable"))
         rating = QLineEdit()
         rating.setPlaceholderText("the number the patient gives")
         rating.setFont(theme.font(18, bold=True))
-        form.addRow("Pain rating (0 no pain … 10 worst imaginable)", rating)
         self.fields["rating"] = rating
-        self.body.addLayout(form)
+        self.body.addWidget(rating)
         rating.setFocus()
-        self.setMinimumWidth(560)
+        self.setMinimumWidth(theme.px(560))
 
     def _build_nausea(self, **_: Any) -> None:
         form = QFormLayout()
         for name in ("nausea", "vomiting"):
-            choice = ChoiceRow([(True, "Yes"), (False, "No")], min_width=90)
+            choice = ChoiceRow([(True, "Yes"), (False, "No")], min_width=theme.px(90))
             form.addRow(name.capitalize(), choice)
             self.fields[name] = choice
         self.body.addLayout(form)
-        self.setMinimumWidth(480)
+        self.setMinimumWidth(theme.px(480))
 
     def _build_aldrete(self, latest_sys: float | None = None, baseline_sys: float | None = None, **_: Any) -> None:
         grid = QGridLayout()
@@ -253,7 +258,7 @@ class AssessmentDialog(FormDialog):
                 self.on_oxygen = QCheckBox("Patient is on oxygen")
                 self.on_oxygen.toggled.connect(self._suggest_spo2)
                 layout.addWidget(self.on_oxygen)
-            grid.addWidget(box, i // 2, i % 2)
+            grid.addWidget(box, i // 3, i % 3)
         self.body.addLayout(grid)
         self._suggest_spo2()
         if latest_sys is not None and baseline_sys is not None:
@@ -267,7 +272,7 @@ class AssessmentDialog(FormDialog):
                 self.fields["circulation"].set_value(score)
                 self.suggestions["circulation"].setText(
                     f"Suggested {score} from BP {latest_sys:.0f} systolic vs baseline {baseline_sys:.0f}: confirm.")
-        self.setMinimumWidth(1000)
+        self.setMinimumWidth(theme.px(1000))
 
     def _suggest_spo2(self) -> None:
         note = self.suggestions["oxygen_saturation"]
@@ -347,7 +352,7 @@ class RescueMedicationDialog(SessionDialog):
         form.addRow("Comment", self.comment)
         self.body.addLayout(form)
         self.drug.setFocus()
-        self.setMinimumWidth(640)
+        self.setMinimumWidth(theme.px(640))
 
     def medication(self) -> RescueMedication:
         """The event from the form (the model refuses bad values)."""
@@ -370,14 +375,14 @@ class NoteDialog(SessionDialog):
         super().__init__(context, "Note", parent, ok_text="Save note")
         self.text = QPlainTextEdit(text)
         self.text.setTabChangesFocus(True)
-        self.text.setMinimumHeight(180)
+        self.text.setMinimumHeight(theme.px(180))
         self.body.addWidget(self.text)
         self.count = hint("")
         self.body.addWidget(self.count)
         self.text.textChanged.connect(self._count)
         self._count()
         self.text.setFocus()
-        self.setMinimumWidth(640)
+        self.setMinimumWidth(theme.px(640))
 
     def _count(self) -> None:
         self.count.setText(f"{len(self.text.toPlainText().strip())} of {NOTE_MAX_CHARS} characters. "

@@ -66,7 +66,7 @@ class _HighRateConfirmation:
         self.message.setFont(theme.font(12, bold=True))
         layout.addWidget(self.message)
         self.reason = QLineEdit()
-        self.reason.setPlaceholderText("reason for this rate (required to confirm), e.g. prescriber's order")
+        self.reason.setPlaceholderText("reason for this rate (required)")
         layout.addWidget(self.reason)
         self.box.hide()
         dialog.body.addWidget(self.box)
@@ -108,7 +108,7 @@ class ManualNibpDialog(SessionDialog):
             self.body.addWidget(hint(f"Last reading {state.nibp_readings[-1].text()}."))
         self.body.addWidget(hint("Recorded at the monitor's time now, as measured by you."))
         self.sys.setFocus()
-        self.setMinimumWidth(480)
+        self.setMinimumWidth(theme.px(480))
 
     def submit(self) -> None:
         """Record the reading (monitor refuses impossible values)."""
@@ -165,12 +165,12 @@ class InfusionStartDialog(SessionDialog):
         self.decision = ChoiceRow([("proceed", "Proceed with dosing"), ("defer", "Defer dosing")])
         box.addWidget(self.decision)
         self.note = QLineEdit()
-        self.note.setPlaceholderText("note on the decision (optional), e.g. prescriber informed")
+        self.note.setPlaceholderText("optional note, e.g. prescriber informed")
         box.addWidget(self.note)
         self.body.addWidget(self.advisory_box)
         self.high_rate = _HighRateConfirmation(self)
         self.refresh()
-        self.setMinimumWidth(760)
+        self.setMinimumWidth(theme.px(760))
 
     def refresh(self) -> None:
         """Show the pre-dose BP, the advisory (if any) and monitor's reason if dosing would be refused."""
@@ -243,7 +243,7 @@ class _ReasonDialog(SessionDialog):
         self.picks = QuickPicks(self.reason, picks)
         self.body.addWidget(self.picks)
         self.reason.setFocus()
-        self.setMinimumWidth(640)
+        self.setMinimumWidth(theme.px(640))
 
 
 class PauseDialog(_ReasonDialog):

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGridLayout,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -17,6 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from monitor.display import display_name
+from monitor.protocols import ProtocolKind
 from monitor.session import CLOSE_MEANING
 from monitor.staff import PermissionDenied, Role, clock, require_role
 from monitor.app.records import Records, SessionRecord
@@ -32,12 +35,21 @@ from ui.dialogs.base import (
     session_state,
 )
 
-__all__ = ["ABORT_REASONS", "AbortDialog", "DischargeDialog", "ResumeDialog"]
+__all__ = ["ABORT_REASONS", "AbortDialog", "DischargeDialog", "ResumeDialog", "protocol_name"]
 
 #: Quick-pick reasons for ending a session without discharge.
 ABORT_REASONS = ("Treatment deferred (blood pressure)", "Patient declined treatment", "Transfer of care",
                  "Started in error")
 _MET, _UNMET = "#40d070", "#ff6a6a"
+
+
+def protocol_name(key: str) -> str:
+    """A protocol as the nurse reads it ("IV ketamine"), from its stored key ("ketamine-iv")."""
+    try:
+        label = ProtocolKind(key).label
+    except ValueError:
+        label = display_name(key)
+    return label[:1].upper() + label[1:]
 
 
 class DischargeDialog(SessionDialog):
@@ -52,19 +64,26 @@ class DischargeDialog(SessionDialog):
     """
 
     def __init__(self, context: UiContext, parent: QWidget | None = None) -> None:
-        super().__init__(context, "Discharge and close the session", parent, ok_text="Sign and close", scroll=True)
+        super().__init__(context, "Discharge and close the session", parent, ok_text="Sign and close")
         state = session_state(context)
         if state is None:
             raise ValueError("No session is being recorded")
         self.esketamine = state.devices is not None
         self.body.addWidget(hint(f"{state.patient.display_name} · {state.plan.describe()}"))
+        columns = QHBoxLayout()   # the criteria beside the escort and the signature: no scrolling
+        columns.setSpacing(theme.px(12))
+        left, right = QVBoxLayout(), QVBoxLayout()
+        columns.addLayout(left, stretch=1)
+        columns.addLayout(right, stretch=1)
+        self.body.addLayout(columns, stretch=1)
         crit_box = QGroupBox("Discharge criteria")
         self.crit_grid = QGridLayout(crit_box)
         self.crit_grid.setVerticalSpacing(8)
         self.crit_grid.setColumnStretch(1, 1)
         self.criteria_labels: dict[str, tuple[QLabel, QLabel]] = {}   # key → (✓/✗, detail)
         self._criteria_titles: dict[str, QLabel] = {}
-        self.body.addWidget(crit_box)
+        left.addWidget(crit_box)
+        left.addStretch(1)
 
         escort_box = QGroupBox("Escort")
         escort = QVBoxLayout(escort_box)
@@ -76,14 +95,17 @@ class DischargeDialog(SessionDialog):
         self.escort_button = QPushButton("Confirm an adult escort is present")
         self.escort_button.setAutoDefault(False)
         self.escort_button.clicked.connect(self._confirm_escort)
-        escort.addLayout(self.row(self.escort_name, self.escort_button))
-        self.body.addWidget(escort_box)
+        escort.addWidget(self.escort_name)
+        escort.addWidget(self.escort_button)
+        right.addWidget(escort_box)
 
-        self.stable_button = QPushButton("Sign: clinically stable (may leave before the monitoring period ends)")
+        self.stable_button = QPushButton("Sign: clinically stable")
+        self.stable_button.setToolTip("A clinician's sign-off that the patient is clinically stable (esketamine: "
+                                      "needed with the end of the monitoring period)")
         self.stable_button.setAutoDefault(False)
         self.stable_button.clicked.connect(self._sign_stable)
         self.stable_button.setVisible(self.esketamine)
-        self.body.addWidget(self.stable_button)
+        right.addWidget(self.stable_button)
 
         sign_box = QGroupBox("Signature")
         sign = QFormLayout(sign_box)
@@ -94,18 +116,19 @@ class DischargeDialog(SessionDialog):
         sign.addRow("Time", self.sign_time)
         sign.addRow("Meaning", QLabel(CLOSE_MEANING))
         self.override = QLineEdit()
-        self.override.setPlaceholderText("why the session is closed with unmet criteria")
+        self.override.setPlaceholderText("reason, with unmet criteria")
         sign.addRow("Override reason", self.override)
         self.override_hint = hint("")
         sign.addRow("", self.override_hint)
-        self.body.addWidget(sign_box)
+        right.addWidget(sign_box)
+        right.addStretch(1)
         self.check = None
         self.refresh()
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.refresh)
         self.timer.start(1000)
         self.context.user_changed.connect(self._user_changed)
-        self.setMinimumWidth(900)
+        self.setMinimumWidth(theme.px(900))
 
     def refresh(self) -> None:
         """Re-run the discharge check at the device time now."""
@@ -119,6 +142,8 @@ class DischargeDialog(SessionDialog):
                 mark, title, detail = QLabel(), QLabel(), QLabel()
                 mark.setFont(theme.font(14, bold=True))
                 title.setFont(theme.font(12, bold=True))
+                title.setWordWrap(True)
+                detail.setWordWrap(True)
                 detail.setFont(theme.font(11.5))
                 cell = QVBoxLayout()
                 cell.setSpacing(0)
@@ -201,7 +226,7 @@ class AbortDialog(SessionDialog):
         self.body.addLayout(form)
         self.body.addWidget(QuickPicks(self.reason, ABORT_REASONS, columns=2))
         self.reason.setFocus()
-        self.setMinimumWidth(640)
+        self.setMinimumWidth(theme.px(640))
 
     def submit(self) -> None:
         """End the session (monitor refuses an empty reason or a running infusion)."""
@@ -224,7 +249,7 @@ class ResumeDialog(FormDialog):
         for record in self.sessions:
             last = records.last_data_time(record.id) or record.last_seen
             started = record.started_at.astimezone().strftime("%Y-%m-%d %H:%M")
-            text = (f"{record.patient_name} · {record.protocol.replace('-', ' ')} · started {started} · "
+            text = (f"{record.patient_name} · {protocol_name(record.protocol)} · started {started} · "
                     f"last data {last.astimezone().strftime('%H:%M') if last else 'none'}")
             item = QListWidgetItem(text)
             item.setData(Qt.ItemDataRole.UserRole, record.id)
@@ -234,7 +259,7 @@ class ResumeDialog(FormDialog):
         self.listing.itemDoubleClicked.connect(lambda *_: self.accept())
         self.body.addWidget(self.listing)
         self.listing.setFocus()
-        self.setMinimumSize(720, 360)
+        self.setMinimumSize(theme.px(720), theme.px(360))
 
     def submit(self) -> None:
         """Take the chosen session."""

@@ -8,6 +8,7 @@ import logging
 from PySide6.QtWidgets import QFormLayout, QLineEdit, QWidget
 
 from monitor.staff import Actor
+from ui import theme
 from ui.context import UiContext
 from ui.dialogs.base import FormDialog, hint
 
@@ -50,7 +51,7 @@ class SignInDialog(FormDialog):
             form.addRow("PIN", self.pin)
         self.body.addLayout(form)
         self.staff_id.setFocus()
-        self.setMinimumWidth(520)
+        self.setMinimumWidth(theme.px(520))
 
     def submit(self) -> None:
         """Sign in, or create the first account (refusals come from monitor's staff rules)."""

@@ -29,6 +29,7 @@ from monitor.protocols import (
     KetamineIVPlan,
     ProtocolKind,
 )
+from monitor.display import MEDICATION_NAMES, display_name
 from monitor.session import CONCOMITANT_KEYS
 from monitor.staff import Actor
 from ui import theme
@@ -52,13 +53,8 @@ __all__ = [
     "start_session",
 ]
 
-#: How each REMS concomitant-medication question reads on screen.
-CONCOMITANT_LABELS: dict[str, str] = {
-    "benzodiazepines": "Benzodiazepines",
-    "non_benzodiazepine_hypnotics": "Non-benzodiazepine hypnotics (sleep medicines)",
-    "psychostimulants": "Psychostimulants",
-    "maois": "MAO inhibitors (MAOIs)",
-}
+#: How each REMS concomitant-medication question reads on screen (the display-name table).
+CONCOMITANT_LABELS: dict[str, str] = {key: MEDICATION_NAMES[key] for key in CONCOMITANT_KEYS}
 #: Manual baseline fields: vital key → label (the BP pair is recorded as a manual NIBP reading).
 BASELINE_FIELDS: dict[str, str] = {"nibp_sys": "BP systolic", "nibp_dia": "BP diastolic", "hr": "Heart rate",
                                    "spo2": "SpO2", "rr": "Respiratory rate"}
@@ -105,7 +101,7 @@ class StartSessionDialog(FormDialog):
     """
 
     def __init__(self, context: UiContext, parent: QWidget | None = None, *, start: bool = True) -> None:
-        super().__init__("Start a session", parent, ok_text="Start session", scroll=True)
+        super().__init__("Start a session", parent, ok_text="Start session")
         self.context = context
         self.start = start
         self.request: StartRequest | None = None
@@ -120,7 +116,7 @@ class StartSessionDialog(FormDialog):
         form = QFormLayout(patient_box)
         form.setSpacing(8)
         self.name = QLineEdit()
-        self.name.setPlaceholderText("name shown at the chair")
+        self.name.setPlaceholderText("patient's name")
         form.addRow("Name", self.name)
         self.mrn = QLineEdit()
         self.mrn.setPlaceholderText("optional")
@@ -134,7 +130,7 @@ class StartSessionDialog(FormDialog):
         dob_box.addWidget(self.dob)
         dob_box.addWidget(self.age)
         form.addRow("Date of birth", dob_box)
-        self.sex = ChoiceRow([(s, s.value) for s in Sex], columns=2)
+        self.sex = ChoiceRow([(s, s.value.capitalize()) for s in Sex], columns=2)
         form.addRow("Sex", self.sex)
         self.weight = QLineEdit()
         self.weight.setPlaceholderText("kg")
@@ -151,7 +147,7 @@ class StartSessionDialog(FormDialog):
         # ---------------------------------------------------------------- protocol
         protocol_box = QGroupBox("Protocol")
         pcol = QVBoxLayout(protocol_box)
-        self.protocol = ChoiceRow([(k, k.label) for k in ProtocolKind])
+        self.protocol = ChoiceRow([(k, k.label[:1].upper() + k.label[1:]) for k in ProtocolKind], columns=1)
         self.protocol.group.idToggled.connect(lambda *_: self._protocol_changed())
         pcol.addWidget(self.protocol)
         self.pages = QStackedWidget()
@@ -177,7 +173,7 @@ class StartSessionDialog(FormDialog):
         esk_form = QFormLayout(esk)
         esk_form.setContentsMargins(0, 6, 0, 0)
         doses = typing.get_args(EsketaminePlan.model_fields["dose_mg"].annotation)
-        self.esk_dose = ChoiceRow([(mg, f"{mg} mg ({mg // MG_PER_DEVICE} devices)") for mg in doses])
+        self.esk_dose = ChoiceRow([(mg, f"{mg} mg ({mg // MG_PER_DEVICE} devices)") for mg in doses], columns=1)
         esk_form.addRow("Dose", self.esk_dose)
         self.lot = QLineEdit()
         self.lot.setPlaceholderText("as printed on the carton")
@@ -197,9 +193,11 @@ class StartSessionDialog(FormDialog):
         grid.setVerticalSpacing(4)
         self.concomitant: dict[str, ChoiceRow] = {}
         for i, key in enumerate(CONCOMITANT_KEYS):
-            label = QLabel(CONCOMITANT_LABELS.get(key, key.replace("_", " ").capitalize()))
+            label = QLabel(CONCOMITANT_LABELS.get(key) or display_name(key))
             label.setWordWrap(True)
-            choice = ChoiceRow([(True, "Yes"), (False, "No")], min_width=56)
+            label.setFont(theme.font(12))  # the dialog's, to measure the longest word with
+            label.setMinimumWidth(max(label.fontMetrics().horizontalAdvance(word) for word in label.text().split()))
+            choice = ChoiceRow([(True, "Yes"), (False, "No")], min_width=theme.px(56))
             grid.addWidget(label, i, 0)
             grid.addWidget(choice, i, 1)
             self.concomitant[key] = choice
@@ -239,7 +237,6 @@ class StartSessionDialog(FormDialog):
         self._update_plan()
         self._update_age()
         self.name.setFocus()
-        self.resize(1300, 700)
 
     # ------------------------------------------------------------------ live feedback
     def _protocol_changed(self) -> None:
@@ -265,7 +262,7 @@ class StartSessionDialog(FormDialog):
             return
         try:
             born = date.fromisoformat(text)
-            self.age.setText(f"{age_on(born, date.today())} years today")
+            self.age.setText(f"age {age_on(born, date.today())}")
         except ValueError as exc:
             self.age.setText("write it as YYYY-MM-DD" if "isoformat" in str(exc) else describe_error(exc))
 
@@ -337,6 +334,16 @@ class StartSessionDialog(FormDialog):
         """The request from the form (monitor's models validate each part)."""
         return StartRequest(patient=self._patient(), plan=self._plan(), concomitant=self._concomitant(),
                             manual_baseline=self._manual_baseline())
+
+    def check(self) -> str | None:
+        """What still stops the start, as the nurse edits (the same checks as OK, nothing stored)."""
+        try:
+            request = self.build_request()
+            if self.context.user is not None:
+                check_request(self.context, request, self.context.user)
+        except (ValueError, LookupError) as exc:
+            return describe_error(exc)
+        return ""
 
     def submit(self) -> None:
         """Build, check on a trial session, then start (when ``start``)."""

@@ -15,7 +15,7 @@ from datetime import datetime, time, timedelta, timezone
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QDate, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush, QColor, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -39,7 +39,7 @@ from monitor.errors import StoreError
 from ui import theme
 from ui.alarm_strip import AlarmStrip
 from ui.context import UiContext
-from ui.dialogs.base import DIALOG_STYLE, describe_error
+from ui.dialogs.base import describe_error, dialog_style
 from ui.review.window import ReviewWindow, live_session_id
 
 __all__ = ["SessionBrowser", "SessionListModel"]
@@ -144,7 +144,7 @@ class SessionBrowser(QWidget):
         self.windows: dict[int, ReviewWindow] = {}
         self.setWindowTitle("Vigil — sessions")
         self.setFont(theme.font(10))
-        self.setStyleSheet(theme.STYLE + DIALOG_STYLE)
+        self.setStyleSheet(theme.STYLE + dialog_style())
 
         self.patient = QLineEdit()
         self.patient.setPlaceholderText("Patient name or record number")
@@ -193,11 +193,12 @@ class SessionBrowser(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().hide()
-        self.table.verticalHeader().setDefaultSectionSize(30)
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + theme.px(10))
         header = self.table.horizontalHeader()
-        for column, width in enumerate((56, 140, 240, 170, 90, 110, 110, 70)):
-            self.table.setColumnWidth(column, width)
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        header.setResizeContentsPrecision(200)   # the first rows are enough to size a column
+        for column in range(self.model.columnCount()):   # every column as wide as its texts …
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)  # … but the patient's, which takes the rest
 
         filters = QHBoxLayout()
         filters.addWidget(self.patient, 2)
@@ -241,7 +242,9 @@ class SessionBrowser(QWidget):
         self.table.activated.connect(lambda index: self.open_row(index.row()))
         self.table.selectionModel().selectionChanged.connect(
             lambda *_: self.open_button.setEnabled(self.table.selectionModel().hasSelection()))
-        self.resize(1200, 640)
+        self.resize(theme.px(1200), theme.px(640))
+        for keys in (QKeySequence(Qt.Key.Key_Escape), QKeySequence(QKeySequence.StandardKey.Close)):
+            QShortcut(keys, self, activated=self.close)   # Esc, Ctrl+W: back to the monitoring window
         self.search()
 
     # ------------------------------------------------------------------ searching

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QComboBox, QDateTimeEdit, QFormLayout, QLineEdit, 
 
 from monitor.assessments import EVENTS, PresetEvent, Route, Severity
 from monitor.app.review import late_entry_events
+from ui import theme
 from ui.context import UiContext
 from ui.dialogs.base import FormDialog, FormError, hint, parse_number, require_user
 
@@ -63,10 +64,10 @@ class LateEntryDialog(FormDialog):
                               ("Given by", self.given_by)):
             form.addRow(label, widget)
         self.text = QPlainTextEdit()
-        self.text.setFixedHeight(90)
+        self.text.setFixedHeight(theme.px(90))
         form.addRow("Text", self.text)
         self.reason = QLineEdit()
-        self.reason.setPlaceholderText("why it is charted now, e.g. \"charted at review from the paper note\"")
+        self.reason.setPlaceholderText("why now, e.g. from the paper note")
         form.addRow("Reason", self.reason)
         self.form = form
         self.body.addLayout(form)
@@ -75,7 +76,7 @@ class LateEntryDialog(FormDialog):
                                  else "You will be asked to sign in."))
         self.kind.currentIndexChanged.connect(self._kind_changed)
         self._kind_changed()
-        self.setMinimumWidth(620)
+        self.setMinimumWidth(theme.px(620))
 
     def _kind_changed(self, *_: object) -> None:
         kind = self.kind.currentData()

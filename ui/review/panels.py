@@ -17,6 +17,7 @@ from drivers.catalogue import CATALOGUE
 from monitor.app.stats import NIBP_KEYS
 from monitor.app.review import Reading, ReviewSummary, duration_text, elapsed_text
 from ui import theme
+from ui.layout import FitLabel
 
 __all__ = ["CursorPanel", "SummaryPanel", "vital_text"]
 
@@ -45,10 +46,10 @@ class CursorPanel(QFrame):
         super().__init__(parent)
         self.setObjectName("panel")
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(8, 6, 8, 6)
+        layout.setContentsMargins(theme.px(8), theme.px(6), theme.px(8), theme.px(6))
         layout.setSpacing(4)
-        self.time_label = QLabel("—")
-        self.time_label.setFont(theme.font(10, bold=True))
+        self.time_label = FitLabel(theme.font(10, bold=True))
+        self.time_label.set_forms("—")
         self.time_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.time_label)
         self.grid = QGridLayout()
@@ -100,7 +101,7 @@ class CursorPanel(QFrame):
         (vital → the value there or None) and ``nibp`` (systolic, diastolic, mean readings in
         force, or None)."""
         clock = datetime.fromtimestamp(t).astimezone().strftime("%H:%M:%S")
-        self.time_label.setText(f"Cursor {clock}   ({elapsed_text(t - origin)} from start)")
+        self.time_label.set_forms(f"Cursor {clock}   ({elapsed_text(t - origin)} from start)", f"Cursor {clock}")
         for key, label in self.values.items():
             note = self.notes[key]
             if key == _NIBP:

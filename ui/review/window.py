@@ -19,12 +19,11 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -59,7 +58,8 @@ from monitor.errors import StoreError
 from ui import theme
 from ui.alarm_strip import AlarmStrip
 from ui.context import UiContext
-from ui.dialogs.base import DIALOG_STYLE, describe_error, run_modal
+from ui.dialogs.base import describe_error, dialog_style, run_modal
+from ui.dialogs.files import ExportFileDialog
 from ui.review.dialogs import LateEntryDialog
 from ui.review.panels import CursorPanel, SummaryPanel
 from ui.review.plots import ReviewPlots
@@ -130,7 +130,7 @@ class ReviewWindow(QMainWindow):
         self._from_table = False
         self.setWindowTitle(self._title())
         self.setFont(theme.font(9))
-        self.setStyleSheet(theme.STYLE + DIALOG_STYLE + _STYLE)
+        self.setStyleSheet(theme.STYLE + dialog_style() + _STYLE)
 
         self.plots = ReviewPlots(self.records, session_id, start, self.view.end.timestamp(),
                                  self.records.waveform_channels(session_id))
@@ -183,7 +183,9 @@ class ReviewWindow(QMainWindow):
         screen = QGuiApplication.primaryScreen()
         if screen is not None:
             area = screen.availableGeometry()
-            self.resize(min(1600, area.width()), min(1000, area.height()))
+            self.resize(min(theme.px(1340), area.width()), min(theme.px(700), area.height()))
+        for keys in (QKeySequence(Qt.Key.Key_Escape), QKeySequence(QKeySequence.StandardKey.Close)):
+            QShortcut(keys, self, activated=self.close)   # Esc, Ctrl+W: back to the browser
 
     # ------------------------------------------------------------------ building
     def _title(self) -> str:
@@ -199,14 +201,14 @@ class ReviewWindow(QMainWindow):
         table.setAlternatingRowColors(True)
         table.setWordWrap(False)
         table.verticalHeader().hide()
-        table.verticalHeader().setDefaultSectionSize(22)
+        table.verticalHeader().setDefaultSectionSize(table.fontMetrics().height() + theme.px(6))
         table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         header = table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(False)
-        for column, width in enumerate((62, 92, 200, 92, 64)):
-            table.setColumnWidth(column, width)
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        header.setResizeContentsPrecision(200)   # the first rows are enough to size a column
+        for column in range(len(TimelineModel.COLUMNS)):  # every column as wide as its texts …
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)  # … but "What", which takes the rest
         return table
 
     def _build_toolbar(self) -> None:
@@ -279,9 +281,9 @@ class ReviewWindow(QMainWindow):
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 1)
         splitter.setStretchFactor(1, 0)
-        splitter.setSizes([880, 486])
+        splitter.setSizes([theme.px(880), theme.px(486)])
         splitter.setChildrenCollapsible(False)
-        right.setMinimumWidth(420)
+        right.setMinimumWidth(theme.px(420))
         self.splitter = splitter
         central = QWidget()
         outer = QVBoxLayout(central)
@@ -473,9 +475,10 @@ class ReviewWindow(QMainWindow):
             default = Path.home() / f"vigil-session-{self.session_id}{'-deid' if deid else ''}-{fmt}{suffix}"
             # While Vigil monitors, its own file dialog: F1/F2 and the placement below the alarm
             # area cannot reach a native one.
-            native = QFileDialog.Option(0) if self.alarm_strip is None else QFileDialog.Option.DontUseNativeDialog
-            chosen, _ = QFileDialog.getSaveFileName(self, f"Export session {self.session_id} ({fmt})", str(default),
-                                                    options=native)
+            dialog = ExportFileDialog(self, f"Export session {self.session_id} ({fmt})", str(default),
+                                      native=self.alarm_strip is None)
+            run_modal(dialog)
+            chosen = dialog.chosen()
             if not chosen:
                 return None
             path = chosen
