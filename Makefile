@@ -3,7 +3,8 @@
 #   make test   same environment: the import rules, the type-check baseline, every test headless
 #   make test-fast  the tests that need no real time, subprocess or service (a quick loop)
 #   make bench  benchmarks: prints figures, writes bench/results.json
-#   make screenshots  the README's screenshots (needs Debian's xvfb)
+#   make sessions     the sessions make run recorded (vigil sessions on its database)
+#   make screenshots  the screenshots of docs/screenshots at 1366x768, 1920x1080, 2560x1440 (needs xvfb, openbox)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +15,7 @@ SPEED ?= 1
 DB ?= var/vigil-dev.sqlite
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast check bench screenshots venv clean
+.PHONY: run sessions test test-fast check bench screenshots venv clean
 
 venv: $(STAMP)
 
@@ -27,6 +28,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	@mkdir -p $(dir $(DB))
 	$(BIN)/vigil run --device 'sim://?scenario=$(SCENARIO)&speed=$(SPEED)' --db $(DB)
+
+# the same database as make run (or: export VIGIL_DB=$$PWD/var/vigil-dev.sqlite, then vigil sessions, vigil export …)
+sessions: $(STAMP)
+	$(BIN)/vigil sessions --db $(DB)
 
 test: check
 	@tools/ensure-services
@@ -44,7 +49,9 @@ bench: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m bench
 
 screenshots: $(STAMP)
-	xvfb-run -a -s "-screen 0 1366x768x24" $(BIN)/python docs/make_screenshots.py
+	for size in 1366x768 1920x1080 2560x1440; do \
+		xvfb-run -a -s "-screen 0 $${size}x24" sh -c 'openbox & sleep 1; $(BIN)/python docs/make_screenshots.py' || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis build *.egg-info

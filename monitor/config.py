@@ -53,8 +53,18 @@ def open_reader(db: str | None = None, *, prefer_writable: bool = False) -> Stor
         except StoreError:  # another Vigil records into it: review read-only (no late entries)
             pass
     if not path.exists():
-        raise StoreError(f"no database at {path}")
+        raise StoreError(f"no database at {path}: give the one to read with --db PATH (or set VIGIL_DB)"
+                         + _dev_database_hint())
     return SessionStore(path, readonly=True)
+
+
+#: Where ``make run`` records (the Makefile also exports it as ``VIGIL_DB`` for the commands it runs).
+DEV_DB = Path("var") / "vigil-dev.sqlite"
+
+
+def _dev_database_hint() -> str:
+    """A pointer to the database ``make run`` recorded into, when there is one in this folder."""
+    return f"; make run records into {DEV_DB} here: --db {DEV_DB}" if DEV_DB.exists() else ""
 
 
 def config_dir() -> Path:

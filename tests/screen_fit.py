@@ -113,7 +113,7 @@ def label_problem(label: QLabel) -> str | None:
     width, height = _label_needs(label)
     if width > inner.width() + SLACK:
         return f"text needs {width:.0f} px, has {inner.width()}"
-    if height > inner.height() + SLACK + 2:
+    if height > inner.height() + SLACK:
         return f"text needs {height:.0f} px high, has {inner.height()}"
     return None
 

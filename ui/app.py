@@ -25,7 +25,7 @@ def run_window(args: argparse.Namespace) -> int:
     from monitor.app.chair import Chair, ChairSetupError  # noqa: PLC0415
     from monitor.qt.service import QtSessionService  # noqa: PLC0415
     from ui.context import UiContext  # noqa: PLC0415
-    from ui.main_window import MainWindow  # noqa: PLC0415
+    from ui.main_window import MainWindow, show_at_start  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -39,10 +39,9 @@ def run_window(args: argparse.Namespace) -> int:
     service = chair.service
     context = UiContext(service, chair.records, chair.clinic, chair.settings, chair.profile)
     window = MainWindow(context)
-    window.resize(1366, 768)
     window.first_painted.connect(lambda: log.info("window ready: %s", service.device_label))
     window.first_painted.connect(lambda: QTimer.singleShot(0, lambda: startup_questions(window)))
-    window.showFullScreen() if getattr(args, "full_screen", False) else window.show()
+    show_at_start(window, full_screen=getattr(args, "full_screen", False))
     chair.start()
     try:
         status = app.exec()

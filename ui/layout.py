@@ -83,7 +83,7 @@ class FlowGrid(QLayout):
             self._width = rect.width()
             if rows != self._rows:  # the minimum height changed: the layouts around must know
                 self._rows = rows
-                QTimer.singleShot(0, self._changed)
+                QTimer.singleShot(0, self, self._changed)  # not after the layout is gone
 
     def _changed(self) -> None:
         self.invalidate()
@@ -231,17 +231,22 @@ class FitLabel(QLabel):
         """One line in these forms (longest first)."""
         self.set_lines([forms] if forms else [])
 
+    def _frame(self) -> QSize:
+        """What the label's frame, margins and style-sheet box take around the text."""
+        inner = self.contentsRect()
+        return QSize(self.width() - inner.width() + 2 * self.margin(), self.height() - inner.height() + 2 * self.margin())
+
     def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt override)
-        return QSize(0, QFontMetricsF(self.base_font).height().__ceil__())
+        """Any width (a shorter form or a smaller font fits it); one line of the full font high."""
+        return QSize(0, int(QFontMetricsF(self.base_font).lineSpacing() + self._frame().height() + 1))
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt override)
         """Room for every line in its longest form, in the full-size font."""
-        margins = self.contentsMargins()
-        extra = 2 * self.margin() + margins.left() + margins.right()
+        frame = self._frame()
         width = max((text_width(forms[0], self.base_font, self.rich) for forms in self._lines), default=0.0)
         lines = max(1, len(self._lines))
-        height = QFontMetricsF(self.base_font).lineSpacing() * lines + 2 * self.margin() + margins.top() + margins.bottom()
-        return QSize(int(width + extra + 1), int(height + 1))
+        height = QFontMetricsF(self.base_font).lineSpacing() * lines + frame.height()
+        return QSize(int(width + frame.width() + 1), int(height + 1))
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt override)
         super().resizeEvent(event)

@@ -14,10 +14,10 @@ import time
 from collections import deque
 from datetime import datetime, timedelta
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QGridLayout, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPushButton, QSizePolicy, QVBoxLayout,
+    QGridLayout, QHBoxLayout, QMainWindow, QMessageBox, QPushButton, QSizePolicy, QVBoxLayout,
     QWidget,
 )
 
@@ -66,6 +66,30 @@ _WAVES = (("ecg", "ECG II", 250.0, (-0.6, 1.4)), ("pleth", "Pleth", 100.0, (0.0,
 _SENSOR_CODES = {"sensor_off", "no_sensor", "defective_sensor"}
 _TRACKED = ("hr", "pr", "spo2", "rr", "etco2", "temp", "pi")
 _STATUS_POINTS = 10  # one font for the whole status line
+
+
+#: Screens up to this size (available area, pixels) get the window maximised at start.
+SMALL_SCREEN = (1920, 1200)
+
+
+def show_at_start(window: QMainWindow, full_screen: bool = False) -> None:
+    """Show the monitoring window as it should first appear: full screen when asked (a bedside
+    monitor, F11 toggles), maximised on a screen up to :data:`SMALL_SCREEN` (a laptop, an
+    all-in-one), else at two thirds of a large screen's area, centred (F11 or the title bar
+    maximise it)."""
+    if full_screen:
+        window.showFullScreen()
+        return
+    screen = window.screen() or QGuiApplication.primaryScreen()
+    area = screen.availableGeometry() if screen is not None else None
+    if area is None or (area.width() <= SMALL_SCREEN[0] and area.height() <= SMALL_SCREEN[1]):
+        window.showMaximized()
+        return
+    size = QSize(max(area.width() * 2 // 3, window.minimumSizeHint().width()),
+                 max(area.height() * 4 // 5, window.minimumSizeHint().height()))
+    window.resize(size.boundedTo(area.size()))
+    window.move(area.center() - window.rect().center())
+    window.show()
 
 
 class MainWindow(QMainWindow):
@@ -157,6 +181,9 @@ class MainWindow(QMainWindow):
         bottom = QHBoxLayout()
         bottom.setSpacing(theme.px(4))
         self.trends = SessionTrends()
+        # the rows share the height by their stretch, whatever the plots or tiles would like
+        for box in (self.wave_box, self.tiles_box, self.trends):
+            box.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
         bottom.addWidget(self.trends, stretch=11)
         self.session_panel = SessionPanel(self.context)
         bottom.addWidget(self.session_panel, stretch=9)
@@ -221,7 +248,8 @@ class MainWindow(QMainWindow):
         columns = 2 if waves or len(tiles) <= 4 else min(4, (len(tiles) + 1) // 2)
         for index, name in enumerate(tiles):
             row, column = divmod(index, columns)
-            self.tile_grid.addWidget(self.tiles[name], row, column)
+            last_alone = index == len(tiles) - 1 and column == 0 and columns > 1
+            self.tile_grid.addWidget(self.tiles[name], row, column, 1, columns if last_alone else 1)  # no hole
             self.tiles[name].show()
         for column in range(4):
             self.tile_grid.setColumnStretch(column, 1 if column < columns else 0)
@@ -582,6 +610,7 @@ class MainWindow(QMainWindow):
         """Signed in, or locked: the veil over the patient's details and the session's actions."""
         if user is None:
             self._close_review()
+            self.status_line.drop_undo()   # nobody may undo the last nurse's event on a locked screen
             self.user_label.set_forms("<span style='color:#ffd000'><b>Screen locked</b></span> — monitoring continues",
                                       "<span style='color:#ffd000'><b>Screen locked</b></span>")
             self.sign_button.setText("Sign in (F12)")
@@ -603,9 +632,10 @@ class MainWindow(QMainWindow):
 
     def open_help(self) -> None:
         """The help window: alarms and their meanings and delays, keys, the trend legend."""
+        from ui.dialogs import run_modal  # noqa: PLC0415
         from ui.help import HelpDialog  # noqa: PLC0415
 
-        HelpDialog(self.service.session_profile, self).exec()
+        run_modal(HelpDialog(self.service.session_profile, self))
 
     # ------------------------------------------------------------------ Qt
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt override)

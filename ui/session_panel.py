@@ -218,7 +218,7 @@ class SessionPanel(QFrame):
         self.timer.start(1000)
         service = context.service
         service.session_changed.connect(self.refresh)
-        service.entries_recorded.connect(self.refresh)
+        service.entries_recorded.connect(self._entries_recorded)
         context.user_changed.connect(self.refresh)
         self._layout_key: tuple[str, ...] = ()
         self.refresh()
@@ -389,6 +389,12 @@ class SessionPanel(QFrame):
         if len(lines) > len(shown):
             shown.append(f"<div style='color:{theme.TEXT_DIM}'>… and {len(lines) - len(shown)} more</div>")
         self.due_label.setText("".join(shown) or f"<span style='color:{theme.TEXT_DIM}'>Nothing due.</span>")
+
+    def _entries_recorded(self, *_: object) -> None:
+        """Something was recorded (a BP, a decision…): a refusal shown for an earlier attempt may no
+        longer hold, so it goes (the window's message log keeps it); the panel is redrawn."""
+        self.error.setText("")
+        self.refresh()
 
     # ------------------------------------------------------------------ actions
     def _show_refusal(self, exc: BaseException) -> None:

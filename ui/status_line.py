@@ -59,7 +59,7 @@ class StatusLine(QWidget):
         self.undo_button.hide()
         layout.addWidget(self.undo_button)
         self.log_button = QToolButton()
-        self.log_button.setText("Log")
+        self.log_button.setText("Log ▾")
         self.log_button.setFont(theme.font(points))
         self.log_button.setToolTip("The last messages, in full")
         self.log_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
@@ -72,7 +72,7 @@ class StatusLine(QWidget):
         self._undo: Callable[[], str] | None = None
         self._undo_timer = QTimer(self)
         self._undo_timer.setSingleShot(True)
-        self._undo_timer.timeout.connect(self._undo_expired)
+        self._undo_timer.timeout.connect(self.drop_undo)
         self.log_button.setEnabled(False)
 
     @property
@@ -114,9 +114,12 @@ class StatusLine(QWidget):
             return
         self.show_message(said)
 
-    def _undo_expired(self) -> None:
+    def drop_undo(self) -> None:
+        """No more undo for the last event (its time is up, or the screen was locked)."""
         self._undo = None
+        self._undo_timer.stop()
         self.undo_button.hide()
+
 
     def _fill_log(self) -> None:
         self.log_menu.clear()

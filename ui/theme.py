@@ -90,6 +90,10 @@ QPushButton {{ background: #1f2830; color: {TEXT}; border: 1px solid #3a4650; bo
 QPushButton:hover {{ background: #2a3640; }}
 QPushButton:pressed {{ background: #34424e; }}
 QPushButton:disabled {{ color: #56606a; border-color: #2a3138; }}
+QToolButton {{ background: #1f2830; color: {TEXT}; border: 1px solid #3a4650; border-radius: 4px; padding: 3px 8px; }}
+QToolButton:hover {{ background: #2a3640; }}
+QToolButton:disabled {{ color: #56606a; border-color: #2a3138; }}
+QToolButton::menu-indicator {{ image: none; width: 0px; }}
 QLineEdit, QSpinBox, QDoubleSpinBox, QComboBox, QDateEdit, QTimeEdit, QPlainTextEdit, QTextEdit {{
     background: #161c22; color: {TEXT}; border: 1px solid #3a4650; border-radius: 3px; padding: 3px; }}
 QLabel#error {{ color: #ff6a6a; }}

@@ -31,8 +31,9 @@ clinic-setup) run the commands. The window commands (run, review, board) are han
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
 from drivers.registry import SERVED_PROTOCOLS, protocol_names
@@ -150,6 +151,20 @@ def _check_broker(url: str | None, command: str) -> None:
             raise CliError(f"vigil {command}: {exc}") from None
 
 
+def _check_display(command: str, environ: Mapping[str, str] | None = None) -> None:
+    """Refuse, in one line, to open a window where there is no display to show it on (Qt would
+    abort the process instead): on Linux and the BSDs, neither ``DISPLAY`` nor ``WAYLAND_DISPLAY``
+    set and no ``QT_QPA_PLATFORM`` chosen (offscreen, vnc…); other systems always have one."""
+    env = os.environ if environ is None else environ
+    if not sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
+        return
+    if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY") or env.get("QT_QPA_PLATFORM"):
+        return
+    hint = " (or vigil record for recording without a window)" if command == "run" else ""
+    raise CliError(f"vigil {command}: no display to open the window on (DISPLAY is not set): run it on the "
+                   f"computer's desktop{hint}", status=1)
+
+
 def run_cli(argv: Sequence[str], window: Callable[[argparse.Namespace], int] | None = None,
             out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the exit status."""
@@ -160,6 +175,8 @@ def run_cli(argv: Sequence[str], window: Callable[[argparse.Namespace], int] | N
         argv.insert(0, "run")
     args = _parser().parse_args(argv)
     try:
+        if args.command in ("run", "review", "board"):
+            _check_display(args.command)
         if args.command in ("review", "board"):
             _check_broker(getattr(args, "broker", None), args.command)
             if window is None:

@@ -102,7 +102,12 @@ def cmd_sessions(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         if chair is not None and chair not in store.chairs():
             raise CliError(f"vigil sessions: no chair named {chair!r} in {store.path}"
                            + (f" (chairs: {', '.join(store.chairs())})" if store.chairs() else ""), status=1)
-        for s in store.list_sessions(**({"chair": chair} if chair is not None else {})):
+        sessions = store.list_sessions(**({"chair": chair} if chair is not None else {}))
+        if not args.json:  # the text listing's columns, named (the JSON lines name their own fields)
+            where = "CHAIR#ID  " if any(isinstance(s, ChairSessionSummary) for s in sessions) else ""
+            out.write(f"{'ID':>5}  {'STARTED':16}  {'ENDED':16}  {'STATUS':10}  {'PROTOCOL':12}  {'OBSERVATIONS':>12}  "
+                      f"{'ALARMS':>11}  {where}PATIENT\n")
+        for s in sessions:
             status, phase = _outcome(store, s)
             record = {"id": s.id, "patient": s.patient, "protocol": s.protocol, "status": status,
                       "phase": phase, "started_at": s.started_at.isoformat(),

@@ -68,7 +68,7 @@ def pre_dose_bp(readings: Sequence[NibpReading], before: datetime | None = None)
     if len(usable) >= 2 and (last.t - usable[-2].t) <= timedelta(minutes=NIBP_PAIR_WITHIN_MIN):
         prev = usable[-2]
         return ((prev.sys + last.sys) / 2, (prev.dia + last.dia) / 2, last.t,
-                f"mean of the readings at {clock(prev.t)} and {clock(last.t)}")
+                f"mean of {prev.text()} and {last.text()}")
     return last.sys, last.dia, last.t, f"reading at {clock(last.t)}"
 
 

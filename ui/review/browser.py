@@ -15,7 +15,7 @@ from datetime import datetime, time, timedelta, timezone
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QDate, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QKeySequence, QShortcut
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -40,7 +40,7 @@ from ui import theme
 from ui.alarm_strip import AlarmStrip
 from ui.context import UiContext
 from ui.dialogs.base import describe_error, dialog_style
-from ui.review.window import ReviewWindow, live_session_id
+from ui.review.window import ReviewWindow, close_on_keys, live_session_id
 
 __all__ = ["SessionBrowser", "SessionListModel"]
 
@@ -243,8 +243,7 @@ class SessionBrowser(QWidget):
         self.table.selectionModel().selectionChanged.connect(
             lambda *_: self.open_button.setEnabled(self.table.selectionModel().hasSelection()))
         self.resize(theme.px(1200), theme.px(640))
-        for keys in (QKeySequence(Qt.Key.Key_Escape), QKeySequence(QKeySequence.StandardKey.Close)):
-            QShortcut(keys, self, activated=self.close)   # Esc, Ctrl+W: back to the monitoring window
+        close_on_keys(self)   # Esc, Ctrl+W: back to the monitoring window
         self.search()
 
     # ------------------------------------------------------------------ searching

@@ -67,7 +67,7 @@ from ui.review.table import ROW_ROLE, CategoryFilter, TimelineModel
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ReviewWindow", "live_session_id"]
+__all__ = ["ReviewWindow", "close_on_keys", "live_session_id"]
 
 #: Bins of the min/max envelopes the first frame draws the trends from (about two per pixel).
 ENVELOPE_BINS = 2000
@@ -93,6 +93,14 @@ QLabel#error {{ color: #ff6a6a; font-weight: bold; }}
 QFrame#panel QLabel {{ background: transparent; }}
 QLabel#banner {{ color: #000000; background: #ffb000; border-radius: 3px; padding: 2px 8px; font-weight: bold; }}
 """
+
+
+def close_on_keys(window: QWidget) -> None:
+    """Esc and Ctrl+W (and the platform's own "close" key, where it is another) close ``window``."""
+    keys = [QKeySequence(Qt.Key.Key_Escape), QKeySequence("Ctrl+W")]
+    keys += [k for k in QKeySequence.keyBindings(QKeySequence.StandardKey.Close) if k not in keys]
+    for key in keys:
+        QShortcut(key, window, activated=window.close)
 
 
 def live_session_id(context: UiContext) -> int | None:
@@ -184,8 +192,7 @@ class ReviewWindow(QMainWindow):
         if screen is not None:
             area = screen.availableGeometry()
             self.resize(min(theme.px(1340), area.width()), min(theme.px(700), area.height()))
-        for keys in (QKeySequence(Qt.Key.Key_Escape), QKeySequence(QKeySequence.StandardKey.Close)):
-            QShortcut(keys, self, activated=self.close)   # Esc, Ctrl+W: back to the browser
+        close_on_keys(self)   # Esc, Ctrl+W: back to the browser
 
     # ------------------------------------------------------------------ building
     def _title(self) -> str:
