@@ -173,3 +173,47 @@ def test_table_rows_read_light_on_dark_and_alternate_rows_stay_dark(qtbot):
         background = QColor(image.pixel(rect.center()))
         assert background.lightness() < 60, (row, background.name())
     assert QColor(theme.TEXT).lightness() > 200
+
+
+# ------------------------------------------------------------------------------ trends
+@pytest.mark.parametrize("recovery_for_min", [0.1, 3.0, 30.0])
+def test_a_phase_is_named_whole_or_not_at_all(qtbot, recovery_for_min):
+    from datetime import datetime, timedelta, timezone  # noqa: PLC0415
+
+    from ui.trends import SessionTrends  # noqa: PLC0415
+
+    trends = SessionTrends()
+    trends.resize(700, 300)
+    qtbot.addWidget(trends)
+    trends.show()
+    qtbot.waitExposed(trends)
+    start = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+    infusion, stopped = start + timedelta(minutes=5), start + timedelta(minutes=45)
+    now = stopped + timedelta(minutes=recovery_for_min)
+    trends.set_phases([(start, infusion, "baseline"), (infusion, stopped, "infusion"), (stopped, None, "recovery")])
+    trends.set_origin(infusion)
+    trends.refresh(now)
+    trends.refresh(now)   # the second pass sees the view's new range
+    view = trends.lane.getViewBox()
+    shown = view.sceneBoundingRect()
+    named = []
+    for label in trends._phase_labels:
+        if label.isVisible():
+            assert shown.contains(label.sceneBoundingRect()), label.toPlainText()
+            named.append(label.toPlainText())
+    assert "infusion" in named and ("recovery" in named) == (recovery_for_min >= 3.0)
+    assert trends.legend.full_text.startswith("<b>Session trends</b>")
+
+
+def test_dialogs_have_a_visible_frame(qtbot):
+    from ui.dialogs import FormDialog  # noqa: PLC0415
+
+    dialog = FormDialog("Manual blood pressure")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    image = dialog.grab().toImage()
+    edge = QColor(theme.DIALOG_EDGE)
+    assert QColor(image.pixel(0, dialog.height() // 2)) == edge and QColor(image.pixel(dialog.width() // 2, 0)) == edge
+    inside = QColor(image.pixel(dialog.width() // 2, dialog.height() - 4))
+    assert inside != QColor(theme.BACKGROUND)   # not black on black: the dialog stands out of the window

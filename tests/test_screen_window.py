@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtGui import QKeySequence
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QPushButton
 
 from drivers.model import WaveformChunk, numeric
 from monitor.session.record import Correction, EventEntry
@@ -183,3 +183,35 @@ def test_the_window_opens_maximised_on_a_small_screen(make_window):
     window.showNormal()
     show_at_start(window)
     assert window.isMaximized()
+
+
+def test_the_status_line_has_one_font_and_the_event_bar_no_broken_words(make_window):
+    window = make_window(QUIET)
+    start_infusion(window)
+    window.show_message("Recorded Anxiety at 10:02:03 (Ann Lee)")
+    status = [window.device_panel.label, window.message, window.user_label, window.sign_button,
+              window.review_button, window.admin_button, window.help_button, window.status_line.log_button]
+    assert {round(widget.font().pointSizeF(), 2) for widget in status} == {round(status[0].font().pointSizeF(), 2)}
+    for button in window.event_bar.findChildren(QPushButton):
+        assert not any(line.endswith("-") for line in button.text().split("\n")), button.text()
+
+
+def test_a_lost_connection_shows_no_signal_quality(make_window):
+    window = make_window(QUIET)
+    panel = window.device_panel
+    panel._on_link("connected", "")
+    assert "signal: Good" in panel.label.text()
+    panel._on_link("lost", "cable pulled")
+    assert "CONNECTION LOST" in panel.label.text() and "signal:" not in panel.label.text()
+
+
+def test_after_the_infusion_stops_the_panel_shows_no_rate(make_window):
+    window = make_window(QUIET)
+    start_infusion(window)
+    panel = window.session_panel
+    panel.refresh()
+    assert "mg/h" in panel.plan_label.full_text and panel.values["rate"][1].isVisible()
+    window.service.stop_infusion(ANN, "planned dose given")
+    panel.refresh()
+    assert "mg/h" not in panel.plan_label.full_text and "infusion stopped" in panel.plan_label.full_text
+    assert not panel.values["rate"][0].isVisible() and not panel.values["rate"][1].isVisible()

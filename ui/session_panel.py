@@ -274,7 +274,10 @@ class SessionPanel(QFrame):
             self.patient_label.set_forms(f"{p.display_name}{age}{mrn}", f"{p.display_name}{age}", p.display_name)
             label = state.protocol.label
             label = f"{label[:1].upper()}{label[1:]}"
-            self.plan_label.set_forms(f"{label}: {state.plan.describe()}", f"{label}: {state.plan.dose_mg:g} mg", label)
+            stopped = state.infusion is not None and state.infusion.status_at(now) is InfusionStatus.STOPPED
+            plan = (f"{state.plan.dose_mg:.1f} mg planned; infusion stopped" if stopped  # no rate after it stops
+                    else state.plan.describe())
+            self.plan_label.set_forms(f"{label}: {plan}", f"{label}: {state.plan.dose_mg:g} mg", label)
         since = (now - state.opened_at).total_seconds() / 60
         self._set("since_start", "Since start", minutes_text(since))
         visible: list[str] = []

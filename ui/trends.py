@@ -638,14 +638,24 @@ class SessionTrends(QWidget):
             label.setFont(theme.font(9))
             self.lane.addItem(label, ignoreBounds=True)
             self._phase_labels.append(label)
-        x_min, x_max = self.lane.getViewBox().viewRange()[0]
-        room = 0.08 * max(x_max - x_min, 1e-6)  # about a label's width
-        nexts = [span[0] for span in self._phase_spans[1:]] + [float("inf")]
+        box = self.lane.getViewBox()
+        x_min, x_max = box.viewRange()[0]
+        per_pixel = box.viewPixelSize()[0] or (x_max - x_min) / max(1.0, box.width())
+        nexts = [span[0] for span in self._phase_spans[1:]] + [x_max]
         for label, (x0, _, name), next_x0 in zip(self._phase_labels, self._phase_spans, nexts):
             if label.toPlainText() != name:
                 label.setText(name)
-            label.setPos(x0, 1.0)
-            label.setVisible(next_x0 - x0 >= room)  # a phase too short to label stays shaded only
+            width = (label.boundingRect().width() + 4) * per_pixel   # the label's width, in minutes
+            if x0 + width <= min(next_x0, x_max):
+                label.setAnchor((0, 0))
+                label.setPos(x0, 1.0)
+                label.setVisible(True)
+            elif next_x0 >= x_max and x_max - width >= max(x0, x_min):   # the last phase, near the right
+                label.setAnchor((1, 0))                                  # edge: its name ends there
+                label.setPos(x_max, 1.0)
+                label.setVisible(True)
+            else:
+                label.setVisible(False)  # a phase too short to name stays shaded only, never half-named
 
     def _draw_markers(self, origin: float) -> None:
         groups: dict[str, list[float]] = {}
