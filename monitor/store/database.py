@@ -156,6 +156,7 @@ class StoreCore:
                             self.path, mode)
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA temp_store = MEMORY")  # savepoint journals never touch the disk
             conn.execute("BEGIN IMMEDIATE")  # creates -wal/-shm inside the umask window
             conn.execute("COMMIT")
             _chmod_owner_only(self.path)
@@ -164,7 +165,7 @@ class StoreCore:
         if version < target:
             self._migrate(version, target)
         self._restore_triggers()
-        self._recover_pending_waveforms()
+        self._recover_device_data()
 
     def _migrate(self, version: int, target: int) -> None:
         conn = self._conn
@@ -212,21 +213,8 @@ class StoreCore:
                 c.execute(sql)
             self._audit(c, None, "schema_triggers_restored", None, {"triggers": sorted(missing)})
 
-    def _recover_pending_waveforms(self) -> None:
-        conn = self._conn
-        assert conn is not None
-        rows = conn.execute(
-            "SELECT p.session_id, p.channel FROM waveform_pending p JOIN sessions s ON s.id = p.session_id "
-            "WHERE s.status = 'open'").fetchall()
-        if not rows:
-            return
-        with self._tx() as c:
-            c.execute("INSERT INTO waveforms (session_id, channel, t0, rate, n, enc, source_id, data) "
-                      "SELECT p.session_id, p.channel, p.t0, p.rate, p.n, p.enc, p.source_id, p.data "
-                      "FROM waveform_pending p JOIN sessions s ON s.id = p.session_id WHERE s.status = 'open'")
-            c.execute("DELETE FROM waveform_pending WHERE session_id IN "
-                      "(SELECT id FROM sessions WHERE status = 'open')")
-        log.info("recovered %d unfinished waveform block(s) left by an earlier run", len(rows))
+    def _recover_device_data(self) -> None:
+        """Store what a crash left unfinished (the device-data part of the store does it)."""
 
     def _check_readonly_version(self) -> None:
         conn = sqlite3.connect(_ro_uri(self.path), uri=True, isolation_level=None)

