@@ -97,9 +97,67 @@ def write_cost(hours: float = 0.25, speed: float = 20.0, warmup: float = 0.02) -
     return figures
 
 
+_EXPORT = r"""
+import json, resource, sys, time, tracemalloc
+from pathlib import Path
+from monitor.export import export_session
+from monitor.store import SessionStore
+
+db, fmt, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+store = SessionStore(db, readonly=True)
+tracemalloc.start()
+began = time.perf_counter()
+export_session(store, 1, fmt, out)
+seconds = time.perf_counter() - began
+peak = tracemalloc.get_traced_memory()[1]
+tracemalloc.stop()
+print(json.dumps({"peak": peak, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "seconds": seconds, "bytes": out.stat().st_size}))
+"""
+
+
+def long_session(hours: float) -> Path:
+    """A synthetic session of ``hours`` with waveforms, built once into var/bench-<hours>h.sqlite."""
+    from monitor.export.synthetic import build_long_session
+    from monitor.store import SessionStore
+
+    path = ROOT / "var" / f"bench-{hours:g}h.sqlite"
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        partial = path.with_suffix(".partial")
+        for old in path.parent.glob(partial.name + "*"):
+            old.unlink()
+        with SessionStore(partial) as store:
+            build_long_session(store, hours=hours, seed=0)
+        partial.rename(path)
+    return path
+
+
+def export_memory(hours: float = 24.0, formats: tuple[str, ...] | None = None) -> dict[str, dict[str, float]]:
+    """Peak memory of each export format on a ``hours`` session, each in a fresh process."""
+    from monitor.export import FORMATS
+
+    db = long_session(hours)
+    out: dict[str, dict[str, float]] = {}
+    for fmt in formats or tuple(f for f, row in FORMATS.items() if not row.esketamine_only):
+        with tempfile.TemporaryDirectory() as folder:
+            result = subprocess.run([sys.executable, "-c", _EXPORT, str(db), fmt, str(Path(folder) / f"x.{fmt}")],
+                                    capture_output=True, text=True, cwd=ROOT, timeout=3600,
+                                    env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+        if result.returncode:
+            raise RuntimeError(result.stderr[-3000:])
+        raw = json.loads(result.stdout.splitlines()[-1])
+        out[fmt] = {"peak_traced_mb": round(raw["peak"] / 1e6, 1), "max_rss_mb": round(raw["maxrss_kb"] / 1024, 1),
+                    "seconds": round(raw["seconds"], 1), "file_mb": round(raw["bytes"] / 1e6, 1)}
+        print(f"export {fmt} of a {hours:g}-hour session: peak {out[fmt]['peak_traced_mb']} MB traced "
+              f"(max RSS {out[fmt]['max_rss_mb']} MB), {out[fmt]['seconds']} s, {out[fmt]['file_mb']} MB "
+              "(target ≤ 200 MB)")
+    return out
+
+
 def run() -> dict:
     """All cost figures."""
-    return {"write": write_cost()}
+    return {"write": write_cost(), "export_memory_24h": export_memory()}
 
 
 if __name__ == "__main__":
