@@ -92,16 +92,16 @@ def digest(data: bytes, fmt: str) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def exports(tmp_path) -> dict[str, str]:
+def exports(tmp_path, options=OPTIONS) -> dict[str, str]:
     out = {}
     clock = lambda: datetime(2026, 3, 3, 9, tzinfo=timezone.utc)  # noqa: E731 (fixed creation and audit times)
     with SessionStore(tmp_path / "golden.sqlite", clock=clock, block_seconds=30) as store:
         sessions = {"closed": build_long_session(store, hours=2, seed=3, events=40),
                     "open": open_session_with_a_gap(store)}
         for name, sid in sessions.items():
-            for fmt, options in OPTIONS:
-                key = f"{name} {fmt}" + "".join(f" {k}={v}" for k, v in options.items())
-                path = export_session(store, sid, fmt, tmp_path / f"{len(out)}{FORMATS[fmt].suffix}", **options)
+            for fmt, kwargs in options:
+                key = f"{name} {fmt}" + "".join(f" {k}={v}" for k, v in kwargs.items())
+                path = export_session(store, sid, fmt, tmp_path / f"{len(out)}{FORMATS[fmt].suffix}", **kwargs)
                 out[key] = digest(path.read_bytes(), fmt)
     return out
 
@@ -111,3 +111,15 @@ def test_every_export_is_byte_identical_to_the_whole_session_writers(tmp_path):
     if os.environ.get("VIGIL_GOLDEN_OUT"):  # to re-take the digests after a deliberate change of a format
         Path(os.environ["VIGIL_GOLDEN_OUT"]).write_text(json.dumps(got, indent=4))
     assert got == GOLDEN
+
+
+def test_the_pieces_streamed_do_not_change_the_bytes(tmp_path, monkeypatch):
+    """Small pieces: waveform blocks that straddle the EDF's chunks of records, observation rows
+    over many chunks."""
+    from monitor.app import readmodel
+    from monitor.export import edf
+    monkeypatch.setattr(edf, "CHUNK_RECORDS", 7)
+    monkeypatch.setattr(readmodel, "OBSERVATION_CHUNK", 999)
+    streamed = [(f, o) for f, o in OPTIONS if f in ("csv", "edf", "json")]
+    got = exports(tmp_path, streamed)
+    assert got == {k: v for k, v in GOLDEN.items() if k in got} and len(got) == 2 * len(streamed)

@@ -3,8 +3,9 @@
 :func:`load_session` reads a session once (record, charted entries, alarms, gaps, conditions) and
 builds a :class:`SessionView`: the patient, plan, staff and signature, and lists of rows
 (assessments, events, infusion steps, nasal devices, NIBP readings, other charted facts, alarms with
-who acknowledged them, phases, discharge criteria). Bulk data (numerics, waveforms, raw
-observation rows) is read lazily, once, on first use.
+who acknowledged them, phases, discharge criteria). Bulk data is read lazily: a vital's arrays once,
+on first use; observation rows and waveform blocks as iterators, a chunk or a block at a time, so an
+export of a 24-hour session never holds its waveforms or its rows whole.
 
 Every time, person, free-text field and device name in the view has passed through the view's
 :class:`~monitor.app.privacy.Privacy`, so a writer that reads only the view cannot leak what a
@@ -24,6 +25,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -41,7 +43,6 @@ from monitor.store import (
     NotFoundError,
     ObservationRows,
     SessionStore,
-    decode_samples,
 )
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ __all__ = [
 
 #: Quality bits that make a value unusable for statistics and trends (all but SIMULATED and MANUAL).
 FLAGGED_BITS = sum(bit for flag, bit in QUALITY_BITS.items() if flag not in (Quality.SIMULATED, Quality.MANUAL))
+#: Observation rows read at a time by :meth:`SessionView.iter_observation_rows`.
+OBSERVATION_CHUNK = 50_000
 #: The audit action recorded when a session is imported from an archive.
 IMPORT_ACTION = "session_imported"
 _SEX = {"female": "female", "male": "male", "other": "other"}
@@ -318,43 +321,31 @@ class SessionView:
     @property
     def vitals(self) -> list[str]:
         """Vitals with at least one stored observation, in catalogue order."""
-        return [k for k in VITAL_KEYS if k in self._index()]
+        return [k for k in VITAL_KEYS if len(self.numeric(k)[0])]
 
-    def observation_rows(self) -> ObservationRows:
-        """Every observation row in time order (times shifted, sources and device times through the
-        privacy filter). Read once, in one sequential pass; the per-vital series come from it too."""
-        if "rows" not in self._cache:
-            raw = self.store.observation_rows(self.session_id)
-            p = self.privacy
+    def iter_observation_rows(self) -> Iterator[ObservationRows]:
+        """Every observation row in time order, :data:`OBSERVATION_CHUNK` rows at a time (times
+        shifted, sources and device times through the privacy filter): a long session is never held
+        whole."""
+        p = self.privacy
+        names: dict[str, str] = {}
+        for raw in self.store.iter_observation_rows(self.session_id, OBSERVATION_CHUNK):
             if p.deidentified:
-                names = {s: p.source(s) for s in dict.fromkeys(raw.source)}
+                for s in dict.fromkeys(raw.source):
+                    if s not in names:
+                        names[s] = p.source(s)
                 raw = raw._replace(t=p.times(raw.t), source=[names[s] for s in raw.source],
                                    device_time=[None] * len(raw.t))
-            self._cache["rows"] = raw
-        return self._cache["rows"]
-
-    def _index(self) -> dict[str, np.ndarray]:
-        """vital → indices of its rows (time order)."""
-        if "index" not in self._cache:
-            rows = self.observation_rows()
-            codes = {k: i for i, k in enumerate(dict.fromkeys(rows.vital))}
-            keys = list(codes)
-            arr = np.fromiter((codes[v] for v in rows.vital), dtype=np.int64, count=len(rows.vital))
-            order = np.argsort(arr, kind="stable")
-            bounds = np.searchsorted(arr[order], np.arange(len(keys) + 1))
-            self._cache["index"] = {k: order[bounds[i]:bounds[i + 1]] for i, k in enumerate(keys)}
-            self._cache["quality"] = np.asarray(rows.quality, dtype=np.int64)
-        return self._cache["index"]
+            yield raw
 
     def numeric(self, vital: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(t, value, quality bits)`` of one vital in time order (t exported epoch s, value NaN where
-        the device sent none)."""
-        idx = self._index().get(vital)
-        if idx is None:
-            empty = np.empty(0)
-            return empty, empty.copy(), np.empty(0, dtype=np.int64)
-        rows = self.observation_rows()
-        return rows.t[idx], rows.values[idx], self._cache["quality"][idx]
+        the device sent none); read once per view (24 bytes a row)."""
+        key = f"numeric:{vital}"
+        if key not in self._cache:
+            t, v, q = self.store.numerics(self.session_id, vital, with_quality=True)
+            self._cache[key] = (self.privacy.times(t) if self.privacy.deidentified else t, v, q)
+        return self._cache[key]
 
     def valid(self, vital: str) -> tuple[np.ndarray, np.ndarray]:
         """``(t, value)`` of one vital without missing or flagged values (artifact, sensor off…)."""
@@ -365,23 +356,19 @@ class SessionView:
             self._cache[key] = (t[ok], v[ok])
         return self._cache[key]
 
-    def waveform_blocks(self) -> list[Block]:
-        """The stored waveform blocks (``t0`` shifted, source through the privacy filter)."""
-        if "blocks" not in self._cache:
-            p = self.privacy
-            self._cache["blocks"] = [b._replace(t0=p.time(b.t0), source=p.source(b.source) if p.deidentified else b.source)
-                                     for b in self.store.waveform_blocks(self.session_id)]
-        return self._cache["blocks"]
+    def iter_waveform_blocks(self, channel: str | None = None) -> Iterator[Block]:
+        """The stored waveform blocks (of one channel, or all) one at a time, in channel then time
+        order (``t0`` shifted, source through the privacy filter; data as stored)."""
+        p = self.privacy
+        for b in self.store.iter_waveform_blocks(self.session_id, channel):
+            yield b._replace(t0=p.time(b.t0), source=p.source(b.source) if p.deidentified else b.source)
 
     @property
     def waveform_channels(self) -> list[str]:
         """Channels with stored samples, in catalogue order."""
-        return list(dict.fromkeys(b.channel for b in self.waveform_blocks()))
-
-    def waveform(self, channel: str) -> list[tuple[float, float, np.ndarray]]:
-        """The channel's blocks decoded: ``(t0 exported epoch s, rate Hz, float32 samples)`` in time order."""
-        return [(b.t0, b.rate, decode_samples(b.data, b.n, b.enc))
-                for b in self.waveform_blocks() if b.channel == channel]
+        if "channels" not in self._cache:
+            self._cache["channels"] = self.store.waveform_channels(self.session_id)
+        return self._cache["channels"]
 
     def conditions(self) -> list[tuple[datetime, str, bool, str | None, str]]:
         """Device condition changes: ``(t, code, active, text, source)``."""
@@ -643,6 +630,7 @@ class _Builder:
         except (ValueError, TypeError):
             return ChartRow(t, category, kind, kind, None, kind, None, by, seq)
         title = type(model).title
+        fields: dict[str, Any]
         if category == "assessment":
             fields = model.model_dump(mode="json")
             return ChartRow(t, category, kind, title, float(model.score), model.describe(), None, by, seq,
@@ -651,7 +639,7 @@ class _Builder:
         detail = None
         if kind == "note":
             summary, detail = "Note", p.text(data.get("text"))
-            fields: dict[str, Any] = {}
+            fields = {}
         elif kind == "rescue_medication":  # drug and "given by" are typed: free text
             given = p.person(data.get("given_by"), None) if not p.deidentified else "staff"
             drug = p.text(data["drug"])

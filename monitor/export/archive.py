@@ -40,6 +40,7 @@ import os
 import re
 import stat
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from drivers.catalogue import CATALOGUE
@@ -88,7 +89,29 @@ def canonical_bytes(doc: Any) -> bytes:
 def archive_document(view: SessionView) -> dict[str, Any]:
     """The archive of the session in ``view`` as a JSON-ready dict (see the module docstring). Reads
     the stored rows as they are (exact floats); de-identified archives pass them through the view's
-    privacy filter."""
+    privacy filter. Holds the whole session: :func:`write_archive` streams the same bytes."""
+    doc = _document(view)
+    doc["observations"]["rows"] = [row for chunk in _observation_rows(view) for row in chunk]
+    doc["waveforms"] = list(_waveforms(view))
+    return doc
+
+
+def _observation_rows(view: SessionView) -> Iterator[list[list[Any]]]:
+    """The archive's observation rows, a chunk at a time."""
+    for rows in view.iter_observation_rows():
+        yield [list(r) for r in zip(rows.t.tolist(), rows.vital, rows.value, rows.quality, rows.device_time,
+                                    rows.unit, rows.source)]
+
+
+def _waveforms(view: SessionView) -> Iterator[dict[str, Any]]:
+    """The archive's waveform blocks, one at a time."""
+    for b in view.iter_waveform_blocks():
+        yield {"channel": b.channel, "t0": b.t0, "rate": b.rate, "n": b.n, "enc": b.enc, "source": b.source,
+               "data": base64.b64encode(b.data).decode("ascii")}
+
+
+def _document(view: SessionView) -> dict[str, Any]:
+    """The archive without its bulk: ``observations.rows`` and ``waveforms`` are empty lists."""
     store, sid, p = view.store, view.session_id, view.privacy
     deid = p.deidentified
     raw = store.raw_tables(sid)
@@ -140,11 +163,6 @@ def archive_document(view: SessionView) -> dict[str, Any]:
         "n_observations": n_obs, "n_alarms": n_alarms,
     }
 
-    rows = view.observation_rows()
-    obs_rows = [list(r) for r in zip(rows.t.tolist(), rows.vital, rows.value, rows.quality, rows.device_time,
-                                     rows.unit, rows.source)]
-    waveforms = [{"channel": b.channel, "t0": b.t0, "rate": b.rate, "n": b.n, "enc": b.enc, "source": b.source,
-                  "data": base64.b64encode(b.data).decode("ascii")} for b in view.waveform_blocks()]
     conditions = [{"t": t(r[0]), "code": r[1], "active": bool(r[2]), "text": "" if deid else r[3],
                    "source": (p.source(r[4]) if deid else r[4]) or ""} for r in raw["conditions"]]
     doc_entries = [{
@@ -167,8 +185,8 @@ def archive_document(view: SessionView) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "deidentified": deid,
         "session": session, "staff": staff,
-        "observations": {"columns": OBS_COLUMNS, "rows": obs_rows},
-        "waveforms": waveforms, "conditions": conditions, "entries": doc_entries,
+        "observations": {"columns": OBS_COLUMNS, "rows": []},
+        "waveforms": [], "conditions": conditions, "entries": doc_entries,
         "alarms": doc_alarms, "alarm_actions": doc_actions, "gaps": gaps,
         "audit": [] if deid else audit,
     }
@@ -183,11 +201,36 @@ def _kind(kind: str) -> str:
     return kind if any(is_coded(key, kind) for key in ("type", "kind", "action")) else "entry"
 
 
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
 def write_archive(view: SessionView, path: Path, **_: Any) -> None:
-    """Write the archive of ``view`` to ``path`` (canonical bytes); the other formats' options are ignored."""
-    data = canonical_bytes(archive_document(view))
+    """Write the archive of ``view`` to ``path``: the canonical bytes of :func:`archive_document`,
+    written a piece at a time (observation rows a chunk, waveform blocks one at a time), so a long
+    session is never held whole. The other formats' options are ignored."""
+    doc = _document(view)
     with open(path, "wb") as fh:
-        fh.write(data)
+        fh.write(b"{")
+        for i, key in enumerate(sorted(doc)):
+            fh.write((b"," if i else b"") + _canonical(key) + b":")
+            if key == "observations":
+                fh.write(b'{"columns":' + _canonical(doc[key]["columns"]) + b',"rows":[')
+                first = True
+                for chunk in _observation_rows(view):
+                    if chunk:
+                        fh.write((b"" if first else b",") + _canonical(chunk)[1:-1])
+                        first = False
+                fh.write(b"]}")
+            elif key == "waveforms":
+                fh.write(b"[")
+                for j, block in enumerate(_waveforms(view)):
+                    fh.write((b"," if j else b"") + _canonical(block))
+                fh.write(b"]")
+            else:
+                fh.write(_canonical(doc[key]))
+        fh.write(b"}\n")
 
 
 # ========================================================================================= import

@@ -35,7 +35,7 @@ import re
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -90,16 +90,15 @@ class _Zip:
             text.flush()
             text.detach()
 
-    def lines(self, name: str, header: list[str], lines: list[str]) -> None:
-        """A member from pre-formatted CSV lines (each ending in CRLF)."""
+    def lines(self, name: str, header: list[str], chunks: Iterable[str]) -> None:
+        """A member from pre-formatted CSV text, a chunk of lines (each ending in CRLF) at a time."""
         info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
         info.compress_type = zipfile.ZIP_DEFLATED
         info.external_attr = 0o600 << 16
         with self.zf.open(info, "w", force_zip64=True) as raw:
             raw.write((",".join(_quote(h) for h in header) + "\r\n").encode("utf-8"))
-            step = 50_000
-            for i in range(0, len(lines), step):
-                raw.write("".join(lines[i:i + step]).encode("utf-8"))
+            for chunk in chunks:
+                raw.write(chunk.encode("utf-8"))
 
     def close(self, comment: str) -> None:
         self.zf.comment = comment.encode("utf-8")[:65535]
@@ -242,28 +241,30 @@ def _quote(text: str) -> str:
     return text
 
 
-def _long_lines(view: SessionView) -> list[str]:
-    """numerics_long.csv lines, formatted in one pass (the long table of a 12-hour session has
-    ~300 000 rows: the csv module and per-row lists would cost more than everything else)."""
-    rows = view.observation_rows()
-    if not len(rows.t):
-        return []
-    uniq, inverse = np.unique(rows.t, return_inverse=True)
+def _long_lines(view: SessionView) -> Iterator[str]:
+    """numerics_long.csv, formatted a chunk of rows at a time (the long table of a 24-hour session
+    has ~600 000 rows: the csv module and per-row lists would cost more than everything else, and
+    the whole table at once hundreds of MB)."""
     start = view.start_epoch
-    prefix = [f"{iso(float(t))},{round(float(t) - start, 6)!r}," for t in uniq]
     flags: dict[int, str] = {}
-    for q in set(rows.quality):
-        flags[q] = _quote("|".join(sorted(x.value for x in bits_to_quality(q))))
     units = {k: _quote(s.unit) for k, s in CATALOGUE.items()}
     quoted: dict[str | None, str] = {}
-    for u in set(rows.unit):
-        if u is not None:
-            quoted[u] = _quote(u)
-    sources = {s: _quote(s) for s in set(rows.source)}
-    return [f"{prefix[i]}{vital},{'' if value is None else repr(value)},{units[vital] if unit is None else quoted[unit]},"
+    sources: dict[str, str] = {}
+    for rows in view.iter_observation_rows():
+        uniq, inverse = np.unique(rows.t, return_inverse=True)
+        prefix = [f"{iso(float(t))},{round(float(t) - start, 6)!r}," for t in uniq]
+        for q in set(rows.quality) - flags.keys():
+            flags[q] = _quote("|".join(sorted(x.value for x in bits_to_quality(q))))
+        for u in set(rows.unit) - quoted.keys():
+            if u is not None:
+                quoted[u] = _quote(u)
+        for src in set(rows.source) - sources.keys():
+            sources[src] = _quote(src)
+        yield "".join(
+            f"{prefix[i]}{vital},{'' if value is None else repr(value)},{units[vital] if unit is None else quoted[unit]},"
             f"{flags[q]},{sources[src]}\r\n"
             for i, vital, value, unit, q, src in zip(inverse.tolist(), rows.vital, rows.value, rows.unit, rows.quality,
-                                                     rows.source)]
+                                                     rows.source))
 
 
 def column_name(vital: str) -> str:

@@ -445,6 +445,21 @@ class PostgresReader:
         return [Block(r[0], float(r[1]), float(r[2]), int(r[3]), int(r[4]), r[5], bytes(r[6]), bool(r[7]))
                 for r in rows]
 
+    def iter_observation_rows(self, session_id: int, chunk: int = 50_000) -> Iterator[ObservationRows]:
+        """The rows of :meth:`observation_rows` in ``chunk``-row pieces (read whole from the server:
+        the chair's store is the one that streams)."""
+        rows = self.observation_rows(session_id)
+        for a in range(0, len(rows.t), chunk):
+            b = a + chunk
+            yield ObservationRows(rows.t[a:b], rows.vital[a:b], rows.value[a:b], rows.quality[a:b],
+                                  rows.device_time[a:b], rows.unit[a:b], rows.source[a:b], rows.values[a:b])
+
+    def iter_waveform_blocks(self, session_id: int, channel: str | None = None) -> Iterator[Block]:
+        """The blocks of :meth:`waveform_blocks` (of one channel, or all), in the same order."""
+        for block in self.waveform_blocks(session_id):
+            if channel is None or block.channel == channel:
+                yield block
+
     def waveform_channels(self, session_id: int) -> list[str]:
         """Channels with stored samples for the session."""
         sid = _sid(session_id)
