@@ -106,14 +106,14 @@ def exports(tmp_path, options=OPTIONS) -> dict[str, str]:
     return out
 
 
-def test_every_export_is_byte_identical_to_the_whole_session_writers(tmp_path):
+def test_every_export_is_byte_identical_to_the_whole_session_writers(tmp_path, qapp):  # qapp: widgets may follow
     got = exports(tmp_path)
     if os.environ.get("VIGIL_GOLDEN_OUT"):  # to re-take the digests after a deliberate change of a format
         Path(os.environ["VIGIL_GOLDEN_OUT"]).write_text(json.dumps(got, indent=4))
     assert got == GOLDEN
 
 
-def test_the_pieces_streamed_do_not_change_the_bytes(tmp_path, monkeypatch):
+def test_the_pieces_streamed_do_not_change_the_bytes(tmp_path, monkeypatch, qapp):
     """Small pieces: waveform blocks that straddle the EDF's chunks of records, observation rows
     over many chunks."""
     from monitor.app import readmodel

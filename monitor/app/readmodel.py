@@ -451,7 +451,7 @@ class _Builder:
         local_date = _local_date(opened, record.started_at)
 
         assessments, events, nibp, notes = self.chart_rows()
-        infusion = self.infusion_rows(plan)
+        infusion = self.infusion_rows(state)
         devices = [DeviceRow(p.dt(e.t), int(e.payload.get("number", i + 1)), float(MG_PER_DEVICE),
                              self.actor(e.payload.get("by"), e.user))
                    for i, e in enumerate(x for x in self.entries if x.payload.get("type") == "nasal_device"
@@ -459,20 +459,19 @@ class _Builder:
         if not nibp:
             nibp = self.nibp_from_numerics()
 
-        dosing_start, dosing_end = _dosing_span(infusion, devices, self.entries, plan, p)
+        # dose, dosing span and phases: the replayed domain's (times as exported)
+        dosing_start = p.dt(state.dosing_started_at) if state is not None else None
+        dosing_end = p.dt(state.dosing_ended_at) if state is not None else None
         closed_at = p.dt(record.ended_at)
         start, end = p.dt(record.started_at), p.dt(self.raw_end)
         phases = _phases(start, end, dosing_start, dosing_end, closed_at)
-
         delivered: float | None
-        if infusion:
-            delivered = infusion[-1].delivered_mg
-            if record.status == "open" and infusion[-1].action not in ("stop", "pause"):
-                delivered = _delivered(infusion, end)
-        elif devices:
-            delivered = float(sum(d.dose_mg for d in devices))
+        if state is not None and state.infusion is not None:
+            delivered = round(float(state.infusion.delivered_mg(self.raw_end)), 6)
+        elif state is not None and state.devices is not None:
+            delivered = float(state.devices.devices_logged * MG_PER_DEVICE)
         else:
-            delivered = 0.0 if protocol is not None else None
+            delivered = 0.0 if protocol is not None and state is not None else None
 
         age = state.age_years if state is not None else None
         if age is None and isinstance(record.patient.get("date_of_birth"), str):
@@ -677,33 +676,15 @@ class _Builder:
                "baseline": "note"}.get(kind)
         return p.text(pl.get(key)) if key else None
 
-    def infusion_rows(self, plan: dict[str, Any]) -> list[InfusionRow]:
-        p = self.p
-        out: list[InfusionRow] = []
-        delivered = 0.0
-        running_since: datetime | None = None
-        rate = None
-        for e in self.entries:
-            pl = e.payload
-            if pl.get("type") != "infusion_step" or e.amends is not None:
-                continue
-            t = p.dt(e.t)
-            action = str(pl.get("action"))
-            if running_since is not None and rate:
-                delivered += rate * (t - running_since).total_seconds() / 3600.0
-            new_rate = pl.get("rate_mg_per_h")
-            if action == "start":
-                rate, running_since = float(new_rate or 0), t
-            elif action == "resume":
-                running_since = t
-            elif action == "rate_change":
-                rate = float(new_rate or rate or 0)
-                running_since = t if running_since is not None else None
-            else:
-                running_since = None
-            out.append(InfusionRow(t, action, None if new_rate is None else float(new_rate), p.text(pl.get("reason")),
-                                   self.actor(pl.get("by"), e.user), round(delivered, 6)))
-        return out
+    def infusion_rows(self, state: Any) -> list[InfusionRow]:
+        """The replayed infusion's steps, each with the dose the domain says was delivered by then."""
+        if state is None or state.infusion is None:
+            return []
+        p, log_ = self.p, state.infusion
+        return [InfusionRow(p.dt(step.t), step.action.value, step.rate_mg_per_h, p.text(step.reason),
+                            p.person(step.by.display_name or step.by.username, step.by.role.value),
+                            round(float(log_.delivered_mg(step.t)), 6))
+                for step in log_.steps]
 
     def nibp_from_numerics(self) -> list[NibpRow]:
         sys_t, sys_v, _ = self.store.numerics(self.record.id, "nibp_sys", with_quality=True)
@@ -784,11 +765,23 @@ def _replace(row: Any, **changes: Any) -> Any:
 
 
 def _replay(payloads: list[dict[str, Any]]) -> tuple[Any, str | None]:
+    """The session replayed from its entries (late entries included: the domain takes them), and
+    None or why it does not replay; a record damaged part-way replays up to the damage (the longest
+    prefix that does), so its export still shows what came before."""
     from monitor.session import SessionState
     try:
         return SessionState.from_entries(payloads), None
-    except Exception as exc:  # the export still works without the domain's computations
-        return None, str(exc)
+    except Exception as exc:  # the export still works, with what replays
+        error = str(exc)
+    good, bad = 0, len(payloads)   # payloads[:good] replays (or good == 0), payloads[:bad] does not
+    state = None
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        try:
+            state, good = SessionState.from_entries(payloads[:mid]), mid
+        except Exception:
+            bad = mid
+    return state, error
 
 
 def _settings(opened: dict[str, Any] | None) -> ClinicSettings:
@@ -838,23 +831,6 @@ def import_marker(store: SessionStore, session_id: int) -> Any:
     return next((r for r in store.audit_rows(session_id) if r.action == IMPORT_ACTION), None)
 
 
-def _dosing_span(infusion: list[InfusionRow], devices: list[DeviceRow], entries: list[Any], plan: dict[str, Any],
-                 p: Privacy) -> tuple[datetime | None, datetime | None]:
-    if infusion:
-        start = next((r.t for r in infusion if r.action == "start"), None)
-        end = next((r.t for r in infusion if r.action == "stop"), None)
-        return start, end
-    if devices:
-        start = devices[0].t
-        planned = int(plan.get("dose_mg") or 0) // MG_PER_DEVICE
-        end = devices[-1].t if planned and len(devices) >= planned else None
-        if end is None:
-            early = next((e for e in entries if e.payload.get("type") == "dosing_ended" and e.amends is None), None)
-            end = p.dt(early.t) if early is not None else None
-        return start, end
-    return None, None
-
-
 def _phases(start: datetime, end: datetime, dosing_start: datetime | None, dosing_end: datetime | None,
             closed: datetime | None) -> list[PhaseSpan]:
     out = []
@@ -866,25 +842,6 @@ def _phases(start: datetime, end: datetime, dosing_start: datetime | None, dosin
     if dosing_end is not None:
         out.append(PhaseSpan("recovery", "Recovery", dosing_end, max(last, dosing_end)))
     return [ph for ph in out if ph.end >= ph.start]
-
-
-def _delivered(rows: list[InfusionRow], at: datetime) -> float:
-    total, since, rate = 0.0, None, 0.0
-    for r in rows:
-        if since is not None:
-            total += rate * (r.t - since).total_seconds() / 3600.0
-        if r.action == "start":
-            rate, since = r.rate_mg_per_h or 0.0, r.t
-        elif r.action == "resume":
-            since = r.t
-        elif r.action == "rate_change":
-            rate = r.rate_mg_per_h or rate
-            since = r.t if since is not None else None
-        else:
-            since = None
-    if since is not None:
-        total += rate * max(0.0, (at - since).total_seconds()) / 3600.0
-    return round(total, 6)
 
 
 @functools.lru_cache(maxsize=1)
