@@ -252,13 +252,20 @@ def test_clicking_an_alarm_row_moves_the_view_and_the_cursor(qtbot, window, desa
     assert rows[index].by.startswith("ack.") or rows[index].by == ""
 
 
-def test_export_from_the_review_window(window, desat, tmp_path):
+def exported(qtbot, job):
+    qtbot.waitUntil(lambda: job.done, timeout=30_000)
+    return job.result
+
+
+def test_export_from_the_review_window(window, desat, tmp_path, qtbot):
     store, sid = desat
-    csv = window.export("csv", tmp_path / "session.zip")
-    assert csv is not None and csv.stat().st_size > 1000
-    fhir = window.export("fhir", tmp_path / "bundle.json", deidentify=True)
+    job = window.export("csv", tmp_path / "session.zip")
+    assert window.export("fhir", tmp_path / "other.json") is None  # one at a time
+    csv = exported(qtbot, job)
+    assert csv is not None and csv.stat().st_size > 1000 and window.export_button.isEnabled()
+    fhir = exported(qtbot, window.export("fhir", tmp_path / "bundle.json", deidentify=True))
     assert fhir is not None and "Sim Patient" not in fhir.read_text()
-    assert window.export("rems", tmp_path / "rems.pdf") is None  # an IV session has no REMS form
+    assert exported(qtbot, window.export("rems", tmp_path / "rems.pdf")) is None  # an IV session has no REMS form
     assert "esketamine" in window.error.text() and window.error.isVisible()
     assert not (tmp_path / "rems.pdf").exists()
     assert not window.export_actions["rems"].isEnabled()
@@ -416,3 +423,33 @@ def test_vigil_review_opens_the_browser_after_sign_in(qtbot, desat, monkeypatch)
     assert not seen["review"][0].late_action.isEnabled()
     monkeypatch.setattr("ui.dialogs.run_modal", lambda dialog: False)  # nobody signs in
     assert main.main(["review", "--db", str(store.path)]) == 1
+
+
+def test_an_export_runs_off_the_window_thread_reports_progress_and_can_be_cancelled(window, tmp_path, qtbot,
+                                                                                   monkeypatch):
+    import threading
+
+    import monitor.export as export
+    threads = []
+    gate = threading.Event()
+    real = export.export_session
+
+    def slow(*args, progress=None, cancel=None, **kwargs):
+        threads.append(threading.current_thread())
+        progress(0.25)
+        gate.wait(10)   # the window keeps running meanwhile
+        return real(*args, progress=progress, cancel=cancel, **kwargs)
+    monkeypatch.setattr("ui.review.exporting.export_session", slow)
+    job = window.export("edf", tmp_path / "cancelled.edf")
+    qtbot.waitUntil(lambda: window.export_progress.value() == 25, timeout=10_000)
+    assert window.export_cancel.isVisible() and not window.export_button.isEnabled()
+    window.cancel_export()
+    gate.set()
+    qtbot.waitUntil(lambda: job.done, timeout=30_000)
+    assert threads and threads[0] is not threading.main_thread()
+    assert job.cancelled and job.result is None and not (tmp_path / "cancelled.edf").exists()
+    assert "cancelled" in window.statusBar().currentMessage() and not window.export_cancel.isVisible()
+    gate.clear()
+    gate.set()
+    done = window.export("edf", tmp_path / "whole.edf").wait(30)
+    assert done is not None and done.exists()

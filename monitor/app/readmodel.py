@@ -25,7 +25,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -48,7 +48,7 @@ from monitor.store import (
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "FLAGGED_BITS", "PatientView", "ChartRow", "InfusionRow", "DeviceRow", "NibpRow", "NoteRow",
+    "Progress", "OBSERVATION_CHUNK", "FLAGGED_BITS", "PatientView", "ChartRow", "InfusionRow", "DeviceRow", "NibpRow", "NoteRow",
     "AlarmActionRow", "ACTION_LABELS", "AlarmView", "PhaseSpan", "Criterion", "SignatureView", "SessionView",
     "load_session", "IMPORT_ACTION", "condition_label",
 ]
@@ -60,6 +60,39 @@ OBSERVATION_CHUNK = 50_000
 #: The audit action recorded when a session is imported from an archive.
 IMPORT_ACTION = "session_imported"
 _SEX = {"female": "female", "male": "male", "other": "other"}
+
+
+class Progress:
+    """How far a long read of a session has come, and the way to stop it.
+
+    The view's bulk reads call :meth:`at` with the session time (epoch s, as exported) they have
+    reached; ``report(fraction)`` (0…1, never going back) hears of it. A writer that reads the session
+    several times says so with :meth:`begin_pass` (pass ``number`` of ``of``), so the fraction covers
+    every pass. When ``cancelled()`` turns true, the next :meth:`at` raises ``stop()`` (the caller's
+    exception: an export's :class:`~monitor.export.ExportCancelled`).
+    """
+
+    def __init__(self, start: float = 0.0, end: float = 1.0, report: Callable[[float], None] | None = None,
+                 cancelled: Callable[[], bool] | None = None,
+                 stop: Callable[[], Exception] = lambda: InterruptedError("cancelled")) -> None:
+        self.start, self.span = start, max(end - start, 1e-9)
+        self.report, self.cancelled, self.stop = report, cancelled, stop
+        self.number, self.of, self.done = 0, 1, 0.0
+
+    def begin_pass(self, number: int, of: int) -> None:
+        """The writer starts pass ``number`` (from 0) of ``of``."""
+        self.number, self.of = number, max(of, 1)
+
+    def at(self, t: float | None = None) -> None:
+        """The read has reached session time ``t`` (None: only check for a cancel)."""
+        if self.cancelled is not None and self.cancelled():
+            raise self.stop()
+        if t is None or self.report is None:
+            return
+        fraction = (self.number + min(max((t - self.start) / self.span, 0.0), 1.0)) / self.of
+        if fraction > self.done + 0.001:
+            self.done = fraction
+            self.report(min(fraction, 1.0))
 
 
 # ----------------------------------------------------------------------------------------- rows
@@ -283,6 +316,8 @@ class SessionView:
     state: Any = None
     replay_error: str | None = None
     staff: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: Where the bulk reads report to (and may be cancelled from): see :class:`Progress`.
+    progress: Progress = field(default_factory=Progress, repr=False)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ small helpers
@@ -336,6 +371,7 @@ class SessionView:
                         names[s] = p.source(s)
                 raw = raw._replace(t=p.times(raw.t), source=[names[s] for s in raw.source],
                                    device_time=[None] * len(raw.t))
+            self.progress.at(float(raw.t[-1]))
             yield raw
 
     def numeric(self, vital: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -343,6 +379,7 @@ class SessionView:
         the device sent none); read once per view (24 bytes a row)."""
         key = f"numeric:{vital}"
         if key not in self._cache:
+            self.progress.at()
             t, v, q = self.store.numerics(self.session_id, vital, with_quality=True)
             self._cache[key] = (self.privacy.times(t) if self.privacy.deidentified else t, v, q)
         return self._cache[key]
@@ -361,7 +398,9 @@ class SessionView:
         order (``t0`` shifted, source through the privacy filter; data as stored)."""
         p = self.privacy
         for b in self.store.iter_waveform_blocks(self.session_id, channel):
-            yield b._replace(t0=p.time(b.t0), source=p.source(b.source) if p.deidentified else b.source)
+            t0 = p.time(b.t0)
+            self.progress.at(t0)
+            yield b._replace(t0=t0, source=p.source(b.source) if p.deidentified else b.source)
 
     @property
     def waveform_channels(self) -> list[str]:

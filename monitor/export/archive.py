@@ -98,16 +98,21 @@ def archive_document(view: SessionView) -> dict[str, Any]:
 
 def _observation_rows(view: SessionView) -> Iterator[list[list[Any]]]:
     """The archive's observation rows, a chunk at a time."""
+    view.progress.begin_pass(0, len(view.waveform_channels) + 1)
     for rows in view.iter_observation_rows():
         yield [list(r) for r in zip(rows.t.tolist(), rows.vital, rows.value, rows.quality, rows.device_time,
                                     rows.unit, rows.source)]
 
 
 def _waveforms(view: SessionView) -> Iterator[dict[str, Any]]:
-    """The archive's waveform blocks, one at a time."""
-    for b in view.iter_waveform_blocks():
-        yield {"channel": b.channel, "t0": b.t0, "rate": b.rate, "n": b.n, "enc": b.enc, "source": b.source,
-               "data": base64.b64encode(b.data).decode("ascii")}
+    """The archive's waveform blocks, one at a time (channel after channel: the rows were the first
+    of the passes over the session)."""
+    channels = view.waveform_channels
+    for number, channel in enumerate(channels, start=1):
+        view.progress.begin_pass(number, len(channels) + 1)
+        for b in view.iter_waveform_blocks(channel):
+            yield {"channel": b.channel, "t0": b.t0, "rate": b.rate, "n": b.n, "enc": b.enc, "source": b.source,
+                   "data": base64.b64encode(b.data).decode("ascii")}
 
 
 def _document(view: SessionView) -> dict[str, Any]:

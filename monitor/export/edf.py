@@ -363,7 +363,9 @@ def write_edf(view: SessionView, path: Path, *, edf_gaps: str = "fill", **_: Any
     # first pass: each signal's physical range over the records kept
     headers = []
     scales: list[tuple[float, float]] = []
-    for sig in signals:
+    waves = sum(isinstance(sig, _Wave) for sig in signals)
+    for number, sig in enumerate(signals):
+        view.progress.begin_pass(min(number, waves), waves + 1)  # each channel read once, then all together
         spr = int(round(sig.rate * duration))
         lo, hi = math.inf, -math.inf
         for first_record, data in zip(range(0, n_records, CHUNK_RECORDS), sig.chunks(n_records, duration)):
@@ -413,6 +415,7 @@ def write_edf(view: SessionView, path: Path, *, edf_gaps: str = "fill", **_: Any
     with open(path, "wb") as fh:
         fh.write(encoded)
         # second pass: the data records, a chunk at a time
+        view.progress.begin_pass(waves, waves + 1)
         streams = [sig.chunks(n_records, duration) for sig in signals]
         for first_record in range(0, n_records, CHUNK_RECORDS):
             kept_here = keep[first_record:first_record + CHUNK_RECORDS]

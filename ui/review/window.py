@@ -30,6 +30,8 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMenu,
+    QProgressBar,
+    QPushButton,
     QSplitter,
     QTableView,
     QTabWidget,
@@ -39,7 +41,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from monitor.export import FORMATS, ExportError, export_session
+from monitor.export import FORMATS, ExportError
 from monitor.app.stats import NIBP_KEYS
 from monitor.app.readmodel import SessionView
 from monitor.protocols import ProtocolKind
@@ -61,6 +63,7 @@ from ui.alarm_strip import AlarmStrip
 from ui.context import UiContext
 from ui.dialogs.base import DIALOG_STYLE, describe_error, run_modal
 from ui.review.dialogs import LateEntryDialog
+from ui.review.exporting import ExportJob
 from ui.review.panels import CursorPanel, SummaryPanel
 from ui.review.plots import ReviewPlots
 from ui.review.table import ROW_ROLE, CategoryFilter, TimelineModel
@@ -253,6 +256,16 @@ class ReviewWindow(QMainWindow):
         self.deidentify = QCheckBox("De-identify")
         self.deidentify.setToolTip("HIPAA Safe Harbor: no names, record numbers, dates (year only), free text")
         bar.addWidget(self.deidentify)
+        #: The export running on its worker thread, if any (one at a time).
+        self.export_job: ExportJob | None = None
+        self.export_progress = QProgressBar()
+        self.export_progress.setRange(0, 100)
+        self.export_progress.setMaximumWidth(220)
+        self.export_cancel = QPushButton("Cancel export")
+        self.export_cancel.clicked.connect(self.cancel_export)
+        for widget in (self.export_progress, self.export_cancel):
+            self.statusBar().addPermanentWidget(widget)
+            widget.hide()
 
     def _build_layout(self) -> None:
         right = QWidget()
@@ -463,10 +476,15 @@ class ReviewWindow(QMainWindow):
         self.statusBar().showMessage("Late entry added to the record", 8000)
         return dialog.entry_id
 
-    def export(self, fmt: str, path: str | Path | None = None, deidentify: bool | None = None) -> Path | None:
-        """Export the session as ``fmt`` to ``path`` (None: ask with a file dialog); ``deidentify``
-        None takes the toolbar's check box. Return the file written, or None (cancelled or refused:
-        the reason is shown)."""
+    def export(self, fmt: str, path: str | Path | None = None, deidentify: bool | None = None) -> ExportJob | None:
+        """Export the session as ``fmt`` to ``path`` (None: ask with a file dialog) on a worker
+        thread, with its progress and a Cancel button in the status bar; ``deidentify`` None takes
+        the toolbar's check box. Returns the running :class:`ExportJob` (its ``ended`` signal tells
+        the outcome, which the window shows), or None when cancelled at the file dialog or while
+        another export runs."""
+        if self.export_job is not None:
+            self.show_error("An export is running: wait for it or cancel it first")
+            return None
         deid = self.deidentify.isChecked() if deidentify is None else deidentify
         if path is None:
             suffix = FORMATS[fmt].suffix if fmt in FORMATS else ""
@@ -479,17 +497,37 @@ class ReviewWindow(QMainWindow):
             if not chosen:
                 return None
             path = chosen
-        QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-        try:
-            written = export_session(self.records, self.session_id, fmt, path, deidentify=deid)
-        except ExportError as exc:
-            self.show_error(f"Export failed: {describe_error(exc)}")
-            return None
-        finally:
-            QGuiApplication.restoreOverrideCursor()
-        self.show_error("")
-        self.statusBar().showMessage(f"Exported {fmt.upper()} to {written}", 10000)
-        return written
+        job = ExportJob(self.records, self.session_id, fmt, path, deidentify=deid, parent=self)
+        job.progressed.connect(lambda fraction: self.export_progress.setValue(round(fraction * 100)))
+        job.ended.connect(lambda: self._export_ended(job))
+        self.export_job = job
+        self.export_button.setEnabled(False)
+        self.export_progress.setValue(0)
+        self.export_progress.setFormat(f"{fmt.upper()} %p%")
+        self.export_progress.show()
+        self.export_cancel.show()
+        self.statusBar().showMessage(f"Exporting {fmt.upper()}…")
+        job.start()
+        return job
+
+    def cancel_export(self) -> None:
+        """Stop the running export (no file is left)."""
+        if self.export_job is not None:
+            self.export_job.cancel()
+
+    def _export_ended(self, job: ExportJob) -> None:
+        self.export_job = None
+        self.export_button.setEnabled(True)
+        self.export_progress.hide()
+        self.export_cancel.hide()
+        if job.result is not None:
+            self.show_error("")
+            self.statusBar().showMessage(f"Exported {job.fmt.upper()} to {job.result}", 10000)
+        elif job.cancelled:
+            self.statusBar().showMessage(f"{job.fmt.upper()} export cancelled: no file was written", 10000)
+        else:
+            self.statusBar().clearMessage()
+            self.show_error(f"Export failed: {describe_error(job.error)}" if job.error else "Export failed")
 
     def show_error(self, text: str) -> None:
         """Show ``text`` in the window's error line (empty hides it)."""
@@ -497,6 +535,9 @@ class ReviewWindow(QMainWindow):
         self.error.setVisible(bool(text))
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if self.export_job is not None:  # closing the window abandons its export
+            self.export_job.cancel()
+            self.export_job.wait(10.0)
         self.auto_timer.stop()
         self._load_timer.stop()
         if self._loader is not None:
