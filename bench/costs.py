@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -153,6 +154,79 @@ def export_memory(hours: float = 24.0, formats: tuple[str, ...] | None = None) -
               f"(max RSS {out[fmt]['max_rss_mb']} MB), {out[fmt]['seconds']} s, {out[fmt]['file_mb']} MB "
               "(target ≤ 200 MB)")
     return out
+
+
+_CYCLES = r"""
+import gc, json, sys, time
+from types import SimpleNamespace
+from PySide6.QtCore import QCoreApplication, QEvent
+from PySide6.QtWidgets import QApplication
+from monitor.alarms.profile import default_profile
+from monitor.app.clinic import Clinic
+from monitor.app.records import Records
+from monitor.settings import ClinicSettings
+from monitor.store import SessionStore
+from ui.context import UiContext
+from ui.review import ReviewWindow
+
+app = QApplication([])
+store = SessionStore(sys.argv[1], readonly=True)
+context = UiContext(SimpleNamespace(session_id=None), Records(store), Clinic(store), ClinicSettings(), default_profile())
+
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+
+def settle():
+    for _ in range(3):
+        app.processEvents()
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gc.collect()
+
+out = []
+for _ in range(int(sys.argv[2])):
+    began = time.perf_counter()
+    window = ReviewWindow(context, 1)
+    window.resize(1366, 768)
+    window.show()
+    while not window.plots.painted:
+        app.processEvents()
+    first = time.perf_counter() - began
+    window.load_all_vitals()
+    while not window.plots.waves_drawn():
+        app.processEvents()
+        time.sleep(0.001)
+    full = time.perf_counter() - began
+    window.close()
+    window.deleteLater()
+    del window
+    settle()
+    out.append([first, full, rss()])
+print(json.dumps(out))
+"""
+
+
+def review_cycles(hours: float, cycles: int = 10) -> dict[str, float]:
+    """Open (to fully loaded) and close the review window ``cycles`` times on a ``hours`` session in
+    one process: RSS after each close, first paint and fully loaded (every vital read, the first
+    view's waveforms drawn)."""
+    db = long_session(hours)
+    result = subprocess.run([sys.executable, "-c", _CYCLES, str(db), str(cycles)], capture_output=True, text=True,
+                            cwd=ROOT, timeout=3600, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    if result.returncode:
+        raise RuntimeError(result.stderr[-3000:])
+    points = json.loads(result.stdout.splitlines()[-1])
+    rss = [round(p[2], 1) for p in points]
+    figures = {"rss_mb_after_each_close": rss, "growth_mb_after_first": round(rss[-1] - rss[0], 1),
+               "first_paint_s": round(statistics.median(p[0] for p in points), 3),
+               "fully_loaded_s": round(statistics.median(p[1] for p in points), 3),
+               "first_open_first_paint_s": round(points[0][0], 3), "first_open_fully_loaded_s": round(points[0][1], 3)}
+    print(f"review of a {hours:g}-hour session opened and closed {cycles}×: RSS {rss[0]} → {rss[-1]} MB "
+          f"(+{figures['growth_mb_after_first']} MB; target ≤ 30); first paint {figures['first_paint_s']} s, "
+          f"fully loaded {figures['fully_loaded_s']} s (medians; the first opening {figures['first_open_first_paint_s']} / "
+          f"{figures['first_open_fully_loaded_s']} s)")
+    return figures
 
 
 def run() -> dict:

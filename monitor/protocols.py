@@ -314,11 +314,6 @@ class InfusionLog:
         """Status after the last recorded step."""
         return self._status
 
-    @property
-    def current_rate_mg_per_h(self) -> float:
-        """The rate set by the last start or rate change (the plan rate before start), mg/h."""
-        return self._rate
-
     def start(self, t: datetime, rate_mg_per_h: float | None = None, *, by: Actor) -> InfusionStep:
         """Start the infusion at ``t`` at ``rate_mg_per_h`` (default: the plan rate)."""
         rate = self.plan.rate_mg_per_h if rate_mg_per_h is None else rate_mg_per_h

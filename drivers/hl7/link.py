@@ -249,7 +249,6 @@ class MllpServerLink(MllpLink):
         super().__init__(host, port, source or f"hl7:mllp://{host}:{port}", **options)
         self._listener: socket.socket | None = None
         self.address: tuple[str, int] | None = None
-        self.connections_refused = 0
         self._had_peer = False
         self._alone_since: float | None = None
 
@@ -291,7 +290,6 @@ class MllpServerLink(MllpLink):
                     return
                 raise LinkError(f"{self.source}: {exc}") from exc
             if len(self._conns) >= self.max_connections:
-                self.connections_refused += 1
                 sock.close()
                 continue
             self._adopt(sock, f"{addr[0]}:{addr[1]}")

@@ -216,7 +216,6 @@ class IntelliVueEmulator(DeviceEmulator):
         self.model = model
         self.system_id = system_id
         self.state = "idle"  # idle → configuring (accepted, MDS Create sent) → associated
-        self.polls_answered = 0
         self._unframer = Unframer()
         self._snapshot: DeviceSnapshot | None = None
         self._elapsed = 0.0
@@ -310,7 +309,6 @@ class IntelliVueEmulator(DeviceEmulator):
                 snapshot.values, conditions=snapshot.conditions, rel_time=rel, nibp_time=nibp_local,
                 nibp_rel_time=nibp_rel, nibp_in_progress=snapshot.nibp_in_progress,
                 attr_group=request.attr_group)
-        self.polls_answered += 1
         self._sequence = (self._sequence + 1) & 0xFFFF
         return _reply_messages(
             objects, invoke_id=request.invoke_id, poll_number=request.poll_number, rel_time=rel,

@@ -160,11 +160,6 @@ class NumericsLoader:
         with self._cond:
             return {v: r for (kind, v), r in self._results.items() if kind == "series"}
 
-    def has(self, vitals: Iterable[str]) -> bool:
-        """True when all of ``vitals`` are read."""
-        with self._cond:
-            return all(("series", v) in self._results for v in vitals)
-
     def done(self) -> bool:
         """True when everything is read."""
         with self._cond:

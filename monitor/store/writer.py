@@ -127,7 +127,6 @@ class StoreWriter(threading.Thread):
         self._put_lock = threading.Lock()
         self.failing = False
         self.last_error: BaseException | None = None
-        self.commits = 0
         self._batch_len = 0
 
     # -------------------------------------------------------------------------- producers
@@ -253,7 +252,6 @@ class StoreWriter(threading.Thread):
                 n = len(batch)
                 batch, oldest, unsafe, urgent = [], None, None, False
                 self._batch_len = 0
-                self.commits += 1
                 for w in waiters:
                     w.set()
                 waiters = []

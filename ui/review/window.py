@@ -424,12 +424,6 @@ class ReviewWindow(QMainWindow):
         self.plots.centre_on(row.epoch)
         self.plots.set_cursor(row.epoch)
 
-    def click_row(self, source_row: int) -> None:
-        """Select and act on the table row with this index in the unfiltered table (for tests)."""
-        index = self.filter.mapFromSource(self.model.index(source_row, 0))
-        self.table.setCurrentIndex(index)
-        self._row_clicked(index)
-
     # ------------------------------------------------------------------ actions
     def refresh(self) -> None:
         """Read what the open session recorded since the last read (numerics appended, record,
