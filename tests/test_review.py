@@ -453,3 +453,29 @@ def test_an_export_runs_off_the_window_thread_reports_progress_and_can_be_cancel
     gate.set()
     done = window.export("edf", tmp_path / "whole.edf").wait(30)
     assert done is not None and done.exists()
+
+
+def test_a_closed_review_window_gives_its_memory_back(desat, qtbot, monkeypatch):
+    """A 24-hour review holds ~100 MB of arrays; glibc keeps freed heap, so without handing it back
+    RSS grew by tens of MB per window opened and closed (issue 10 §4)."""
+    import weakref
+
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    from ui.review import window as review_window
+    given_back = []
+    monkeypatch.setattr(review_window, "_return_freed_memory", lambda: given_back.append(True))
+    store, sid = desat
+    win = ReviewWindow(context(store), sid)
+    win.show()
+    qtbot.waitUntil(lambda: win.plots.painted, timeout=5000)
+    win.load_all_vitals()
+    gone = weakref.ref(win)
+    win.close()
+    win.deleteLater()
+    del win
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    qtbot.waitUntil(lambda: given_back == [True], timeout=5000)
+    import gc
+    gc.collect()
+    assert gone() is None

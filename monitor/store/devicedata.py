@@ -285,15 +285,13 @@ class DeviceDataMixin(StoreCore):
             raise ValueError(f"unknown vital {vital!r}; known: {', '.join(VITAL_KEYS)}")
         where, args = ["session_id = ?", "vital = ?"], [_sid(session_id), vital]
         self._range(where, args, "t", start, end)
-        with self._read() as conn:
-            rows = conn.execute(f"SELECT t, value, quality FROM observations WHERE {' AND '.join(where)} ORDER BY t",
-                                args).fetchall()
-        if not rows:
-            empty = np.empty(0, dtype=np.float64)
-            return (empty, empty.copy(), np.empty(0, dtype=np.int64)) if with_quality else (empty, empty.copy())
-        t, v, q = zip(*rows)
-        out = (np.array(t, dtype=np.float64), np.array(v, dtype=np.float64))
-        return (*out, np.array(q, dtype=np.int64)) if with_quality else out
+        with self._read() as conn:  # straight into numpy: no list of row tuples (a vital of 24 h has 86 400)
+            rows = np.fromiter(conn.execute(f"SELECT t, ifnull(value, 0.0), value IS NULL, quality FROM observations "
+                                            f"WHERE {' AND '.join(where)} ORDER BY t", args),
+                               dtype=[("t", "<f8"), ("v", "<f8"), ("missing", "?"), ("q", "<i8")])
+        t, v = rows["t"].copy(), rows["v"].copy()
+        v[rows["missing"]] = np.nan
+        return (t, v, rows["q"].copy()) if with_quality else (t, v)
 
     def observations(self, session_id: int, vital: str | None = None, start: datetime | None = None,
                      end: datetime | None = None) -> list[NumericObservation]:

@@ -13,6 +13,8 @@ read one per event-loop turn after the first frame; waveforms only ever for the 
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -96,6 +98,17 @@ QLabel#error {{ color: #ff6a6a; font-weight: bold; }}
 QFrame#panel QLabel {{ background: transparent; }}
 QLabel#banner {{ color: #000000; background: #ffb000; border-radius: 3px; padding: 2px 8px; font-weight: bold; }}
 """
+
+
+def _return_freed_memory() -> None:
+    """After a review window is gone: collect it and hand the C heap's free memory back to the system
+    (glibc keeps what a 24-hour session's arrays and their temporaries used, so RSS would otherwise
+    grow by tens of MB with each window opened and closed; elsewhere nothing to do)."""
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def live_session_id(context: UiContext) -> int | None:
@@ -538,4 +551,5 @@ class ReviewWindow(QMainWindow):
             self._loader.join(5.0)
         self.plots.shutdown()
         self.closed_window.emit(self.session_id)
+        self.destroyed.connect(lambda: QTimer.singleShot(0, _return_freed_memory))
         super().closeEvent(event)
