@@ -7,7 +7,14 @@
   ``write_bytes`` (what reached the block layer: database, WAL and checkpoints) after a
   warm-up; also the stored database size per hour, so the ratio is the write amplification.
 * Peak memory of every export format on a synthetic 24-hour session (tracemalloc peak, Python
-  allocations incl. numpy), each format in its own subprocess.
+  allocations incl. numpy, and the process's max RSS), each format in its own subprocess.
+* The review window opened (to fully loaded) and closed 10 times in one process, on a 2-hour and
+  on a 24-hour session: RSS after each close; first paint and fully loaded.
+* A live session at real speed (real pipeline + monitoring window, offscreen) while a 12-hour
+  session of the same file is opened in review and exported from it in every format: device batch
+  → alarm evaluation done, and the longest gap of a 10 ms QTimer heartbeat on the window's thread.
+
+Synthetic sessions are built once into ``var/bench-<hours>h.sqlite`` (delete them to rebuild).
 """
 
 from __future__ import annotations
@@ -131,6 +138,7 @@ def long_session(hours: float) -> Path:
         with SessionStore(partial) as store:
             build_long_session(store, hours=hours, seed=0)
         partial.rename(path)
+        Path(f"{partial}.lock").unlink(missing_ok=True)
     return path
 
 
@@ -229,9 +237,174 @@ def review_cycles(hours: float, cycles: int = 10) -> dict[str, float]:
     return figures
 
 
+_LIVE = r"""
+import json, shutil, statistics, sys, time
+from pathlib import Path
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from monitor.alarms.profile import default_profile
+from monitor.app import pipeline as pipeline_module
+from monitor.app.clinic import Clinic
+from monitor.app.pipeline import open_pipeline
+from monitor.app.records import Records
+from monitor.patient import Patient
+from monitor.protocols import KetamineIVPlan
+from monitor.qt.service import QtSessionService
+from monitor.settings import ClinicSettings
+from monitor.staff import Actor, Role
+from monitor.store import SessionStore
+from ui.audio import AlarmAudio
+from ui.context import UiContext
+from ui.main_window import MainWindow
+from ui.review import ReviewWindow
+
+folder = Path(sys.argv[2])
+db = folder / "chair.sqlite"
+shutil.copy(sys.argv[1], db)           # the chair's file holds the 12-hour session; a new one is recorded into it
+formats, minimum = sys.argv[3].split(","), float(sys.argv[4])
+phase = ["start"]
+lags, beats = [], []
+arrived = {}
+original_received, original_batch = pipeline_module._Inbox.items_received, pipeline_module.Pipeline._batch
+
+def items_received(self, items):       # the device worker hands a batch over
+    arrived[id(items)] = time.perf_counter()
+    original_received(self, items)
+
+def batch(self, items):                # the pipeline thread: recorder and alarm engine
+    t = arrived.pop(id(items), None)
+    original_batch(self, items)
+    if t is not None:
+        lags.append((phase[0], (time.perf_counter() - t) * 1000))
+
+pipeline_module._Inbox.items_received, pipeline_module.Pipeline._batch = items_received, batch
+app = QApplication([])
+settings, profile = ClinicSettings(), default_profile()
+store = SessionStore(db)
+service = QtSessionService(open_pipeline("sim://?scenario=normal&speed=1", store, settings, profile))
+context = UiContext(service, Records(store), Clinic(store), settings, profile)
+window = MainWindow(context, audio=AlarmAudio(enabled=False))
+window.resize(1366, 768)
+window.show()
+service.start()
+nurse = Actor(username="bench", display_name="Bench", role=Role.NURSE)
+heartbeat = QTimer()
+heartbeat.setInterval(10)
+heartbeat.timeout.connect(lambda: beats.append((phase[0], time.perf_counter())))
+heartbeat.start()
+results = {}
+
+def steps():
+    service.start_session(Patient(display_name="Live", weight_kg=70), KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), nurse)
+    service.waive_pre_dose_check(nurse, "benchmark")
+    service.start_infusion(nurse)
+    yield from hold("idle", time.perf_counter())
+    began = time.perf_counter()
+    phase[0] = "review"
+    review = ReviewWindow(context, 1)  # the 12-hour session
+    review.resize(1366, 768)
+    review.show()
+    while review.loading or not review.plots.painted or not review.plots.waves_drawn():  # fully loaded
+        yield
+    results["review"] = {"work_s": time.perf_counter() - began}
+    yield from hold("review", began)
+    for fmt in formats:
+        began = time.perf_counter()
+        phase[0] = fmt
+        job = review.export(fmt, folder / f"export-{fmt}")
+        while not job.done:
+            yield
+        results[fmt] = {"work_s": time.perf_counter() - began, "ok": job.result is not None}
+        yield from hold(fmt, began)
+    review.close()
+    window.force_close = True          # Qt 6 closes every window on quit; the monitoring one would ask
+    app.quit()
+
+def hold(name, began):
+    phase[0] = name
+    while time.perf_counter() - began < minimum:
+        yield
+
+runner = steps()
+def step():
+    try:
+        next(runner)
+    except StopIteration:
+        return
+    QTimer.singleShot(5, step)
+QTimer.singleShot(2000, step)
+app.exec()
+heartbeat.stop()
+window.force_close = True
+window.close()
+service.shutdown()
+store.close()
+
+def pct(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * (len(values) - 1)))] if values else None
+
+by_phase = {}
+for name, ms in lags:
+    by_phase.setdefault(name, {"lag": [], "gaps": []})["lag"].append(ms)
+previous = None
+for name, t in beats:
+    if previous is not None and name == previous[0]:
+        by_phase.setdefault(name, {"lag": [], "gaps": []})["gaps"].append((t - previous[1]) * 1000)
+    previous = (name, t)
+out = {}
+for name, data in by_phase.items():
+    if name == "start":
+        continue
+    out[name] = {**results.get(name, {}), "lag_n": len(data["lag"]), "lag_p50_ms": pct(data["lag"], 0.5),
+                 "lag_p99_ms": pct(data["lag"], 0.99), "lag_max_ms": max(data["lag"], default=None),
+                 "ui_beats": len(data["gaps"]), "ui_p99_gap_ms": pct(data["gaps"], 0.99),
+                 "ui_max_gap_ms": max(data["gaps"], default=None)}
+all_lags = [ms for name, ms in lags if name != "start"]
+out["all"] = {"lag_n": len(all_lags), "lag_p99_ms": pct(all_lags, 0.99), "lag_max_ms": max(all_lags),
+              "ui_max_gap_ms": max(v["ui_max_gap_ms"] or 0 for v in out.values())}
+print(json.dumps(out))
+"""
+
+
+def live_while_busy(hours: float = 12.0, minimum_s: float = 15.0, xvfb: bool = False) -> dict[str, dict[str, float]]:
+    """A live session at real speed (the real pipeline and the monitoring window, offscreen) while a
+    ``hours`` session is opened in review and exported from it in every format: device batch →
+    alarm evaluation done (ms) and the longest gap of a 10 ms QTimer heartbeat on the window's
+    thread (ms), per phase (each at least ``minimum_s``)."""
+    from monitor.export import FORMATS
+
+    db = long_session(hours)
+    formats = [f for f, row in FORMATS.items() if not row.esketamine_only]
+    with tempfile.TemporaryDirectory() as folder:
+        command = [sys.executable, "-c", _LIVE, str(db), folder, ",".join(formats), str(minimum_s)]
+        env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+        if xvfb:
+            env.pop("QT_QPA_PLATFORM")
+            command = ["xvfb-run", "-a", "-s", "-screen 0 1366x768x24"] + command
+        result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=3600, env=env)
+    if result.returncode:
+        raise RuntimeError(result.stderr[-3000:])
+    out = json.loads(result.stdout.splitlines()[-1])
+    for name, f in out.items():
+        if name == "all":
+            continue
+        work = f" ({f['work_s']:.1f} s)" if "work_s" in f else ""
+        print(f"live session while {'idle' if name == 'idle' else 'opening the review' if name == 'review' else 'exporting ' + name.upper()}"
+              f"{work}: alarm evaluation lag p50 {f['lag_p50_ms']:.1f} ms, p99 {f['lag_p99_ms']:.1f} ms, "
+              f"max {f['lag_max_ms']:.1f} ms (n={f['lag_n']}); longest UI stall {f['ui_max_gap_ms']:.0f} ms "
+              f"(p99 gap {f['ui_p99_gap_ms']:.0f} ms)")
+    a = out["all"]
+    print(f"all phases: alarm evaluation lag p99 {a['lag_p99_ms']:.1f} ms, max {a['lag_max_ms']:.1f} ms "
+          f"(n={a['lag_n']}); longest UI stall {a['ui_max_gap_ms']:.0f} ms (targets ≤ 100 ms)")
+    return out
+
+
 def run() -> dict:
     """All cost figures."""
-    return {"write": write_cost(), "export_memory_24h": export_memory()}
+    return {"write": write_cost(), "export_memory_24h": export_memory(),
+            "review_cycles_2h": review_cycles(2), "review_cycles_24h": review_cycles(24),
+            "live_while_busy": live_while_busy()}
 
 
 if __name__ == "__main__":
