@@ -348,10 +348,10 @@ by_phase = {}
 for name, ms in lags:
     by_phase.setdefault(name, {"lag": [], "gaps": []})["lag"].append(ms)
 previous = None
-for name, t in beats:
-    if previous is not None and name == previous[0]:
-        by_phase.setdefault(name, {"lag": [], "gaps": []})["gaps"].append((t - previous[1]) * 1000)
-    previous = (name, t)
+for name, t in beats:   # a gap counts for the phase of the beat that ends it (a phase's work starts at once)
+    if previous is not None:
+        by_phase.setdefault(name, {"lag": [], "gaps": []})["gaps"].append((t - previous) * 1000)
+    previous = t
 out = {}
 for name, data in by_phase.items():
     if name == "start":
