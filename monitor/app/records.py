@@ -12,9 +12,11 @@ from datetime import datetime
 from typing import Any
 
 from monitor.app.readmodel import SessionView, load_session
-from monitor.app.review import add_late_entry, check_late_entry
+from monitor.app.review import LateEntryError, add_late_entry, check_late_entry
 from monitor.staff import Actor
-from monitor.store import SESSION_STATUSES, Entry, SessionRecord, SessionSummary, UserRecord, WaveformSlice
+from monitor.store import (
+    SESSION_STATUSES, Entry, SessionRecord, SessionStore, SessionSummary, UserRecord, WaveformSlice,
+)
 from monitor.store.reader import StoreReader
 
 __all__ = ["Records", "SessionRecord", "SessionSummary", "Entry", "UserRecord", "WaveformSlice",
@@ -44,7 +46,7 @@ class Records:
 
     def list_sessions(self, **filters: Any) -> list[SessionSummary]:
         """Sessions matching the browser's filters (see ``SessionStore.list_sessions``)."""
-        return self.store.list_sessions(**filters)
+        return list(self.store.list_sessions(**filters))
 
     def open_sessions(self) -> list[SessionRecord]:
         """Sessions a crash left open (a chair's own file; none elsewhere)."""
@@ -90,5 +92,9 @@ class Records:
 
     def add_late_entry(self, session_id: int, event: Mapping[str, Any], t: datetime, actor: Actor,
                        reason: str) -> int:
-        """Chart an event after the fact on a closed session (checked, audited; returns its id)."""
+        """Chart an event after the fact on a closed session (checked, audited; returns its id). The
+        clinic record is read-only here: late entries are charted at the chair that recorded it."""
+        if not isinstance(self.store, SessionStore):
+            raise LateEntryError(f"{self.location} is read-only here: chart late entries at the chair that "
+                                 "recorded the session")
         return add_late_entry(self.store, session_id, event, t, actor, reason)

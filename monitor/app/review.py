@@ -37,6 +37,7 @@ from monitor.app.stats import CONTINUOUS, NIBP_KEYS, VitalStats, vital_stats
 from monitor.app.readmodel import FLAGGED_BITS, Criterion, SessionView
 from monitor.staff import Actor, RefusedAction
 from monitor.store import PRIORITIES, Entry, Envelope, SessionStore, bits_to_quality
+from monitor.store.reader import StoreReader
 
 log = logging.getLogger(__name__)
 
@@ -379,7 +380,7 @@ def late_entry_events() -> dict[str, str]:
     return kinds
 
 
-def check_late_entry(store: SessionStore, session_id: int, event: Mapping[str, Any], t: datetime,
+def check_late_entry(store: StoreReader, session_id: int, event: Mapping[str, Any], t: datetime,
                      reason: str) -> Event:
     """Everything :func:`add_late_entry` checks before recording, without recording: return the
     validated event or raise (:class:`LateEntryError`, or the event model's refusal)."""

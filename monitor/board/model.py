@@ -31,7 +31,8 @@ from datetime import datetime, timedelta
 from monitor.alarms.engine import UNRELIABLE
 from monitor.alarms.profile import Priority
 from monitor.board.messages import (
-    AlarmsMessage, MessageError, SessionInfo, StatusMessage, VitalsMessage, WaveBlock, WavesMessage, decode, parse_topic,
+    AlarmsMessage, MessageError, SessionInfo, SessionMessage, StatusMessage, VitalsMessage, WaveBlock, WavesMessage,
+    decode, parse_topic, priority_name,
 )
 
 #: Seconds without any message from an online chair before ``chair_stale``.
@@ -188,7 +189,7 @@ class BoardModel:
                 blocks.append(block)
                 while blocks and (block.start - blocks[0].start).total_seconds() > WAVE_S:
                     blocks.popleft()
-        else:
+        elif isinstance(message, SessionMessage):
             chair.session = message.session
             chair.session_t = message.t
         return name
@@ -296,7 +297,7 @@ class BoardModel:
             top = alarms[0]
             banner = f"{top.priority}  {top.text}" + (f"  +{len(alarms) - 1}" if len(alarms) > 1 else "")
         if board_alarm is not None and (priority is None or board_alarm.priority >= Priority[priority]):
-            priority, banner = board_alarm.priority.name, board_alarm.text
+            priority, banner = priority_name(board_alarm.priority.name), board_alarm.text
         cutoff = now - timedelta(seconds=TREND_S)
         trend = tuple(((now - t).total_seconds(), v) for t, v in chair.trend if t >= cutoff)
         return TileView(chair.name, state, patient, phase, clock, numerics, priority, banner, len(alarms), trend,
