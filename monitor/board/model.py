@@ -13,6 +13,8 @@ patient:
   chair sends vitals every second): MEDIUM, HIGH likewise.
 * ``board_disconnected`` — the board itself has had no broker for :data:`STALE_AFTER_S`: one alarm
   (MEDIUM, HIGH if any chair had an active alarm) instead of one per chair.
+* ``board_audio_unavailable`` — the board cannot sound alarms (no sound device, the sound system
+  failed): MEDIUM, shown for as long as it lasts, so that nobody relies on a silent board.
 
 A chair whose Vigil was closed with no session open raises nothing (the end of a day).
 The board sounds the highest of: each fresh online chair's *audio* priority (what sounds at the
@@ -59,7 +61,7 @@ class BoardAlarm:
     """A technical alarm raised by the board itself (see the module docstring)."""
 
     chair: str           # "" for the board's own connection
-    condition: str       # chair_offline | chair_stale | board_disconnected
+    condition: str       # chair_offline | chair_stale | board_disconnected | board_audio_unavailable
     priority: Priority
     text: str
     since: datetime
@@ -138,6 +140,7 @@ class BoardModel:
         self.connected = False
         self._disconnected_since: datetime | None = None
         self._acked: dict[tuple[str, str], Priority] = {}
+        self._audio_lost: tuple[datetime, str] | None = None  # since when, and why
 
     # ------------------------------------------------------------------ inputs
     def set_connected(self, connected: bool, now: datetime) -> None:
@@ -147,6 +150,13 @@ class BoardModel:
         elif self.connected or self._disconnected_since is None:
             self._disconnected_since = now
         self.connected = connected
+
+    def set_audio(self, available: bool, reason: str, now: datetime) -> None:
+        """The board's alarm sound became unavailable (``reason`` says why) or came back."""
+        if available:
+            self._audio_lost = None
+        elif self._audio_lost is None or self._audio_lost[1] != reason:
+            self._audio_lost = (now if self._audio_lost is None else self._audio_lost[0], reason)
 
     def receive(self, topic: str, payload: bytes, now: datetime) -> str | None:
         """Take one message; returns the chair it changed, or None when it was refused (counted in
@@ -229,12 +239,16 @@ class BoardModel:
 
     def board_alarms(self, now: datetime) -> list[BoardAlarm]:
         """Every board technical alarm at ``now``, highest priority first."""
-        if self._disconnected(now):
+        own: list[BoardAlarm] = []
+        if self._audio_lost is not None:
+            own.append(BoardAlarm("", "board_audio_unavailable", Priority.MEDIUM,
+                                  f"Board alarm sound unavailable: {self._audio_lost[1]}", self._audio_lost[0]))
+        if self._disconnected_since is not None and self._disconnected(now):
             priority = Priority.HIGH if any(c.had_active_alarm for c in self.chairs.values()) else Priority.MEDIUM
-            return [BoardAlarm("", "board_disconnected", priority,
-                               "Board not connected to the broker: chairs are not being watched",
-                               self._disconnected_since)]  # type: ignore[arg-type]
-        alarms = [a for c in self.chairs.values() if (a := self.chair_alarm(c, now)) is not None]
+            return sorted([*own, BoardAlarm("", "board_disconnected", priority,
+                                            "Board not connected to the broker: chairs are not being watched",
+                                            self._disconnected_since)], key=lambda a: -a.priority)
+        alarms = own + [a for c in self.chairs.values() if (a := self.chair_alarm(c, now)) is not None]
         present = {(a.chair, a.condition) for a in alarms}
         for key in [k for k in self._acked if k not in present]:
             del self._acked[key]
