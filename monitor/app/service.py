@@ -195,11 +195,14 @@ class SessionService:
     def _readings(self, items: list[Any]) -> None:
         self.pipeline._notify("on_batch", items)
 
-    def _expect_patient(self, patient: Patient) -> None:
-        """A network link that checks whose messages it accepts (HL7) is told this patient."""
+    def _expect_patient(self, patient: Patient | None) -> None:
+        """A network link that checks whose messages it accepts (HL7) is told this session's
+        patient (by record number; none: whoever the monitor sends first), or, with None at the
+        session's end, that the next patient may come: an expectation left over from the previous
+        patient would refuse every message of the next one."""
         expect = getattr(self.pipeline.link, "set_expected_patient", None)
-        if callable(expect) and patient.mrn:
-            expect(patient=patient.mrn)
+        if callable(expect):
+            expect(patient=(patient.mrn or None) if patient is not None else None)
 
     def close_session(self, actor: Actor, *, override_reason: str | None = None,
                       meaning: str = CLOSE_MEANING) -> list[EntryBase]:
@@ -227,6 +230,7 @@ class SessionService:
             recorder.end_patient(t, actor.username)   # logged in the closing session (listeners told)
             recorder.finish(t, signed_name=actor.display_name, meaning=meaning, status=status)
             p.recorder = None
+            self._expect_patient(None)
             if p.session_profile is not p.profile:
                 p.engine.update_profile(p.profile)
                 p.session_profile = p.profile
@@ -246,6 +250,7 @@ class SessionService:
                 return
             recorder.finish(self._t(None), signed_name=actor.display_name, meaning=meaning)
             p.recorder = None
+            self._expect_patient(None)
             p.session_changed()
         self._call(work)
 
