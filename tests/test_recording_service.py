@@ -48,7 +48,8 @@ def test_alarms_run_before_a_session_and_are_logged_with_one(qtbot, service):
     assert rows and rows[0].condition == "spo2_low"
     assert any(action.action == "acknowledge" and action.user == "ann" for row in rows for action in row.actions)
     entries = service.pipeline.store.entries(recorder.session_id, order="recorded")
-    assert [e.payload["type"] for e in entries][:3] == ["session_opened", "pre_dose_waiver", "infusion_step"]
+    assert [e.payload["type"] for e in entries][:4] == ["session_opened", "alarm_limits", "pre_dose_waiver",
+                                                            "infusion_step"]
 
 
 def test_abort_ends_the_session_read_only(qtbot, service):

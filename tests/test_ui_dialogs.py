@@ -246,7 +246,7 @@ def test_start_dialog_starts_the_session_with_medications_and_baseline(qtbot, ct
     assert state.pre_dose_bp()[:2] == (128, 82) and state.nibp_readings[-1].source == "manual"
     assert state.baseline.values == {"hr": 72, "spo2": 98, "rr": 14}
     types = [e.payload["type"] for e in entries(ctx, recorder)]
-    assert types[:4] == ["session_opened", "concomitant_medications", "nibp", "baseline"]
+    assert types[:5] == ["session_opened", "alarm_limits", "concomitant_medications", "nibp", "baseline"]
     assert all(e.user == "ann" for e in entries(ctx, recorder))
     assert ctx.test_store.get_session(recorder.session_id).patient["date_of_birth"] == "1980-05-17"
 

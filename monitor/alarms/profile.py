@@ -37,7 +37,8 @@ import hashlib
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -328,12 +329,18 @@ class AlarmProfile(_Model):
         return _named(self.model_dump(mode="python"))
 
     def fingerprint(self) -> str:
-        """SHA-256 (hex) of the profile's rules and schema version in canonical JSON (sorted keys, no
-        spaces): equal for profiles that alarm alike, whatever their names."""
-        payload = self.to_payload()
-        text = json.dumps({"schema_version": payload["schema_version"], "rules": payload["rules"]},
-                          sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        """:func:`profile_fingerprint` of this profile."""
+        return profile_fingerprint(self.to_payload())
+
+
+def profile_fingerprint(payload: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a profile's JSON payload (:meth:`AlarmProfile.to_payload`): its ``rules`` and
+    ``schema_version`` in canonical JSON (sorted keys, no spaces), not its name — equal for profiles
+    that alarm alike. Computed on the payload as recorded, so a session's record can be checked
+    against it by any later Vigil. A payload without ``rules`` raises ``KeyError``."""
+    text = json.dumps({"schema_version": payload.get("schema_version"), "rules": payload["rules"]},
+                      sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _named(value):

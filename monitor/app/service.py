@@ -16,6 +16,7 @@ any thread; nothing here hands out the alarm engine or the live session.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal
@@ -24,7 +25,8 @@ from drivers.acquisition import Link
 from drivers.base import DecoderStats
 from drivers.transport import DeviceSpec, open_link, parse_device_url
 from monitor.alarms.engine import AlarmState
-from monitor.alarms.profile import AlarmProfile
+from monitor.alarms.profile import AlarmProfile, migrate_profile_data
+from monitor.alarms.safety import check_profile
 from monitor.app.pipeline import Pipeline
 from monitor.app.recorder import SessionRecorder
 from monitor.assessments import Assessment, Event
@@ -33,9 +35,11 @@ from monitor.protocols import EsketaminePlan, KetamineIVPlan
 from monitor.session import CLOSE_MEANING, SessionState
 from monitor.session.record import EntryBase
 from monitor.settings import ClinicSettings
-from monitor.staff import Actor
+from monitor.staff import Actor, nurse_message
 
 __all__ = ["SessionService"]
+
+log = logging.getLogger(__name__)
 
 
 class SessionService:
@@ -170,6 +174,7 @@ class SessionService:
                 p.store, p.writer, patient=patient, plan=plan, device=p.device_label, actor=actor, t=at,
                 settings=p.settings, profile=p.profile, engine=p.engine, on_readings=self._readings,
                 on_alarm_event=p.on_recorder_event)
+            self._record_profile(at, actor, p.session_profile)
             p.recorder.record(lambda state: start_follow_up(state, at, actor, concomitant, manual_baseline))
             self._expect_patient(patient)
             p.session_changed()
@@ -187,10 +192,40 @@ class SessionService:
             p.recorder = SessionRecorder.resume(p.store, p.writer, session_id, actor=actor, now=p.link.clock(),
                                                 settings=p.settings, profile=p.profile, engine=p.engine,
                                                 on_readings=self._readings, on_alarm_event=p.on_recorder_event)
+            self._resume_profile(actor)
             self._expect_patient(p.recorder.state.patient)
             p.session_changed()
             return session_id
         return self._call(work)
+
+    def _record_profile(self, t: datetime, actor: Actor, profile: AlarmProfile,
+                        changes: Mapping[str, float] | None = None) -> list[EntryBase]:
+        """Record ``profile`` as the alarm profile in force for the session (pipeline thread)."""
+        p = self.pipeline
+        default = profile.fingerprint() == p.profile.fingerprint()
+        return self._recorder().record(lambda state: state.record_alarm_limits(
+            t, actor, profile.to_payload(), source="clinic default" if default else "changed at the chair",
+            changes=changes))
+
+    def _resume_profile(self, actor: Actor) -> None:
+        """After a resume: carry on with the alarm profile recorded for the session (its limits
+        changed at the chair included); when none was recorded, or it can no longer be used (a
+        newer Vigil's hard limits refuse it: logged), record the clinic's profile in force now."""
+        p = self.pipeline
+        recorded = self._recorder().state.alarm_limits
+        if recorded:
+            try:
+                data, _ = migrate_profile_data(dict(recorded[-1].profile))
+                profile = check_profile(AlarmProfile.model_validate(data), "the alarm profile recorded for the session")
+            except ValueError as exc:
+                log.warning("session %s: %s; carrying on with the clinic's profile", self.session_id, nurse_message(exc))
+            else:
+                p.engine.update_profile(profile)
+                p.session_profile = profile
+                return
+        p.session_profile = p.profile
+        p.engine.update_profile(p.profile)
+        self._record_profile(self._t(None), actor, p.profile)
 
     def _readings(self, items: list[Any]) -> None:
         self.pipeline._notify("on_batch", items)
@@ -380,10 +415,12 @@ class SessionService:
             if recorder is None:
                 raise ValueError("alarm limits are adjusted for a session: start one first")
             adjusted = p.session_profile.adjusted(dict(changes))
+            entries = self._record_profile(self._t(None), actor, adjusted, changes)
             p.engine.update_profile(adjusted)
             p.session_profile = adjusted
             p.writer.put_call(p.store.audit, actor.username, "alarm_limits_changed", recorder.session_id,
                               {"changes": {k: float(v) for k, v in changes.items()}})
+            p.entries_recorded(entries)
             p._publish_state()
             return adjusted
         return self._call(work)

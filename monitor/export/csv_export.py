@@ -3,7 +3,9 @@
 Members:
 
 * ``session.csv`` — key, value: format, session, patient, protocol, plan, times, staff, signature,
-  units of every vital, the resampling interval, and whether the export is de-identified;
+  the alarm profile in force (``alarm_limits``: "clinic default" or "changed at the chair";
+  ``alarm_profile_sha256``; every profile recorded is in ``other_entries.csv``), units of every vital,
+  the resampling interval, and whether the export is de-identified;
 * ``numerics_long.csv`` — every stored observation: time (ISO 8601 with UTC offset), elapsed_s (from
   the session start), vital, value (as stored; empty when the device sent none), unit, quality flags
   ("|"-separated), source;
@@ -227,6 +229,8 @@ def _session_rows(view: SessionView, interval_s: float) -> list[list[str]]:
         ["signed_by", view.signature.name if view.signature else ""],
         ["signed_at", iso(view.signature.t) if view.signature else ""],
         ["signature_meaning", view.signature.meaning if view.signature else ""],
+        ["alarm_limits", view.alarm_limits[-1].source if view.alarm_limits else ""],
+        ["alarm_profile_sha256", view.alarm_limits[-1].sha256 if view.alarm_limits else ""],
         ["interval_s", _num(float(interval_s))],
         ["time_zone", "UTC"],
     ]
