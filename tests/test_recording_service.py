@@ -7,7 +7,7 @@ import pytest
 from monitor.alarms.profile import Priority, default_profile
 from monitor.patient import Patient
 from monitor.protocols import KetamineIVPlan
-from tests.factories import make_service
+from tests.factories import make_service, sign_in
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
 from monitor.store import SessionStore
@@ -60,7 +60,7 @@ def test_abort_ends_the_session_read_only(qtbot, service):
     recorder = service.pipeline.recorder
     with pytest.raises(ValueError, match="already being recorded"):
         service.start_session(Patient(display_name="X", weight_kg=70), KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), ANN)
-    service.abort_session(ANN, "patient declined")
+    service.abort_session(sign_in(service, ANN), "patient declined")
     assert service.pipeline.recorder is None
     record = service.pipeline.store.get_session(recorder.session_id)
     assert record.status == "aborted" and record.signed_name == "Ann Lee"

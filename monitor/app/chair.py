@@ -66,8 +66,8 @@ class Desk:
         except ChairSetupError:
             self.store.close()
             raise
-        self.records = Records(self.store)
-        self.clinic = Clinic(self.store)
+        self.clinic = Clinic(self.store, settings=self.settings)
+        self.records = Records(self.store, self.clinic.signins)
 
     def close(self) -> None:
         """Close the database."""
@@ -101,12 +101,12 @@ class Chair:
             self.store.close()
             raise
         self.service = service_factory(self.pipeline)
-        self.records = Records(self.store)
+        self.records = Records(self.store, self.service.signins)
         writer = self.pipeline.writer
 
         def submit(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:  # in order with the recording
             return writer.put_call(fn, *args, **kwargs).result(30) if writer.is_alive() else fn(*args, **kwargs)
-        self.clinic = Clinic(self.store, submit=submit)
+        self.clinic = Clinic(self.store, submit=submit, signins=self.service.signins, settings=self.settings)
         self.publisher = None
         if board_args is not None or self.settings.board.publish_url:
             self._attach_board(board_args)

@@ -23,6 +23,7 @@ from monitor.session.record import AlarmLimitsEntry
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, RefusedAction, Role
 from monitor.store import SessionStore
+from tests.factories import sign_in
 
 DEVICE = "sim://?scenario=normal&speed=60&waves=0&nibp=3600"
 ANN = Actor(username="ann", display_name="Ann Lee", role=Role.NURSE)
@@ -48,14 +49,14 @@ def recorded(tmp_path):
     try:
         sid = first.start_session(Patient(display_name="Jo Doe", weight_kg=70),
                                   KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), ANN)
-        first.set_alarm_limits({"spo2_low.MEDIUM": 89}, ANN)
+        first.set_alarm_limits({"spo2_low.MEDIUM": 89}, sign_in(first, ANN))
     finally:
         first.pipeline.stop()
     second = chair(store)
     try:
         second.resume_session(sid, ANN)
         resumed_limit = second.session_profile.rule("spo2_low").levels[0].threshold
-        second.abort_session(ANN, "test over")
+        second.abort_session(sign_in(second, ANN), "test over")
     finally:
         second.pipeline.stop()
     yield store, sid, resumed_limit

@@ -13,9 +13,18 @@ from drivers.model import DeviceCondition, numeric
 from monitor.alarms.engine import AlarmEngine
 from monitor.alarms.profile import AlarmProfile, Priority, ProfileError, UnsafeProfileError, default_profile, load_profile
 from monitor.alarms.safety import LIMIT_FLOORS, TECHNICAL_REQUIRED, profile_problems
+from monitor.app.chair import Chair, ChairSetupError
+from monitor.app.clinic import Clinic
+from monitor.app.pipeline import open_pipeline
+from monitor.app.service import SessionService
+from monitor.settings import ClinicSettings
+from monitor.staff import Actor, Role
+from monitor.store import SessionStore
+from tests.factories import TEST_PIN, ensure_account, sign_in
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
 PROFILE = default_profile()
+CHIEF = Actor(username="chief", display_name="Chris Chief", role=Role.CHARGE_NURSE)
 
 
 def data() -> dict:
@@ -174,3 +183,40 @@ def test_a_technical_rule_escalating_in_time_or_high_from_the_start_passes():
     engine = AlarmEngine(AlarmProfile.model_validate(d))
     [event] = engine.process([DeviceCondition(code="connection_lost", active=True, source="dev", time=T0)])
     assert event.priority is Priority.HIGH
+
+
+# ------------------------------------------------------------------ at save, at the chair, at start-up
+def unsafe_in_memory() -> AlarmProfile:
+    """A profile that never came from a file: its device-link rule removed."""
+    d = data()
+    d["rules"] = [r for r in d["rules"] if r["id"] != "device_link"]
+    return AlarmProfile.model_validate(d)
+
+
+def test_the_charge_nurses_save_refuses_an_unsafe_profile_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIGIL_CONFIG_DIR", str(tmp_path / "config"))
+    with SessionStore(tmp_path / "s.sqlite") as store:
+        ensure_account(store, CHIEF)
+        clinic = Clinic(store)
+        chief = clinic.authenticate(CHIEF.username, TEST_PIN)
+        before = len(store.audit_rows())
+        with pytest.raises(UnsafeProfileError, match="'connection_lost': no rule raises it"):
+            clinic.save_settings(chief, ClinicSettings(), {}, unsafe_in_memory(), {"spo2_low.MEDIUM": 90})
+        assert not (tmp_path / "config" / "alarm_profile.json").exists()
+        assert [r.action for r in store.audit_rows()[before:]] == []
+
+
+def test_the_chair_refuses_an_unsafe_profile_to_apply_or_to_start_with(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIGIL_CONFIG_DIR", str(tmp_path / "config"))
+    d = data()
+    rule(d, "spo2_low")["levels"][0].update(threshold=50, bounds=[40, 94])
+    (tmp_path / "config").mkdir()
+    write(tmp_path / "config", d)
+    with pytest.raises(ChairSetupError, match="alarm_profile.json: refused.*bounds 40–94 % let a chair go below"):
+        Chair("sim://?scenario=normal&waves=0", str(tmp_path / "chair.sqlite"))
+    with SessionStore(tmp_path / "s.sqlite") as store:
+        service = SessionService(open_pipeline("sim://?scenario=normal&waves=0", store, ClinicSettings(), PROFILE))
+        chief = sign_in(service, CHIEF)
+        with pytest.raises(UnsafeProfileError):
+            service.apply_settings(chief, ClinicSettings(), unsafe_in_memory())
+        assert service.profile is PROFILE
