@@ -26,6 +26,11 @@ Members:
   it, with how long it lasted).
 
 Times are UTC. Numbers are written as Python writes floats (round-trip exact).
+
+Every text cell that a spreadsheet would take for a formula — one that begins with ``=``, ``+``,
+``-``, ``@``, a tab or a carriage return — is written with a leading single quote (OWASP's CSV
+injection advice: ``=HYPERLINK(…)`` in a note shows as text, never runs); numbers, negative ones
+included, are written as they are (:func:`neutralise`).
 """
 
 from __future__ import annotations
@@ -47,12 +52,24 @@ from monitor.app.stats import NIBP_KEYS, interval_last, interval_medians
 from monitor.app.readmodel import SessionView
 from monitor.store import bits_to_quality
 
-__all__ = ["write_csv", "iso", "column_name", "MEMBERS"]
+__all__ = ["write_csv", "iso", "column_name", "neutralise", "MEMBERS"]
 
 MEMBERS = ("session.csv", "numerics_long.csv", "numerics_wide.csv", "nibp.csv", "events.csv", "assessments.csv",
            "infusion_steps.csv", "nasal_devices.csv", "other_entries.csv", "alarms.csv", "alarm_log.csv",
            "conditions.csv", "gaps.csv")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+#: What a spreadsheet reads as the start of a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf|nan)")
+
+
+def neutralise(cell: Any) -> Any:
+    """``cell`` as written to the CSV: a text that begins with ``=``, ``+``, ``-``, ``@``, a tab or a
+    carriage return gets a leading single quote, unless it is a number ("-3.5" stays a number);
+    anything else is returned as it is."""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START) and not _NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
 
 
 def iso(t: datetime | float | None) -> str:
@@ -87,8 +104,8 @@ class _Zip:
         with self.zf.open(info, "w", force_zip64=True) as raw:
             text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
             writer = csv.writer(text, lineterminator="\r\n")
-            writer.writerow(header)
-            writer.writerows(rows)
+            writer.writerow([neutralise(h) for h in header])
+            writer.writerows([neutralise(cell) for cell in row] for row in rows)
             text.flush()
             text.detach()
 
@@ -240,7 +257,9 @@ def _session_rows(view: SessionView, interval_s: float) -> list[list[str]]:
 
 
 def _quote(text: str) -> str:
-    """One CSV field, quoted as the csv module would (minimal quoting)."""
+    """One text CSV field, neutralised (:func:`neutralise`) and quoted as the csv module would
+    (minimal quoting)."""
+    text = neutralise(text)
     if any(ch in text for ch in ',"\r\n'):
         return '"' + text.replace('"', '""') + '"'
     return text
