@@ -77,7 +77,7 @@ class NibpFloor:
 
 #: Continuous vitals (clinical table §4; the bounds of the shipped default as the hard limits).
 LIMIT_FLOORS: tuple[LimitFloor, ...] = (
-    LimitFloor("SpO2 low", ("spo2",), "low", MEDIUM, 85, "%", 15, max_satseconds=100),
+    LimitFloor("SpO2 low", ("spo2",), "low", MEDIUM, 85, "%", 15, max_satseconds=25),
     LimitFloor("SpO2 low", ("spo2",), "low", HIGH, 80, "%", 0),
     LimitFloor("Heart rate high", ("hr", "pr"), "high", MEDIUM, 140, "/min", 30, escalate_within_s=300),
     LimitFloor("Heart rate high", ("hr", "pr"), "high", HIGH, 180, "/min", 10),

@@ -137,6 +137,15 @@ def test_any_accepted_profile_alarms_on_a_desaturation_to_84():
     events = desaturate(loosest(), 84)
     assert events and events[0].priority >= Priority.MEDIUM
     assert (events[0].t - T0).total_seconds() <= 15
+    d = json.loads(loosest().to_json())
+    rule(d, "spo2_low")["levels"][0].update(satseconds=25, safety_net={"violations": 3, "window_s": 60})
+    with_satseconds = AlarmProfile.model_validate(d)
+    assert profile_problems(with_satseconds) == []
+    events = desaturate(with_satseconds, 84)
+    assert events and (events[0].t - T0).total_seconds() <= 25
+    rule(d, "spo2_low")["levels"][0]["satseconds"] = 50
+    assert any("SatSeconds 50 is more than the most allowed 25" in p
+               for p in profile_problems(AlarmProfile.model_validate(d)))
 
 
 def test_every_floor_and_required_code_is_checked():
