@@ -272,10 +272,10 @@ def check_pin_policy(pin: str, min_length: int = PIN_MIN_LENGTH) -> None:
     if not min_length <= len(pin) <= PIN_MAX_LENGTH:
         raise PinPolicyError(f"A PIN must have {min_length}–{PIN_MAX_LENGTH} digits (this one has {len(pin)})")
     if len(set(pin)) == 1:
-        raise PinPolicyError("A PIN may not repeat one digit (like 1111): choose another")
+        raise PinPolicyError("A PIN may not repeat one digit (like 111111): choose another")
     steps = {(int(b) - int(a)) % 10 for a, b in zip(pin, pin[1:])}
     if steps in ({1}, {9}):
-        raise PinPolicyError("A PIN may not be a run of consecutive digits (like 1234): choose another")
+        raise PinPolicyError("A PIN may not be a run of consecutive digits (like 123456): choose another")
 
 
 def _b64(data: bytes) -> str:

@@ -169,15 +169,14 @@ def _limit_failures(floor: LimitFloor, level: Level) -> list[str]:
     return out
 
 
-def _bounds_failures(floor: LimitFloor, level: Level) -> list[str]:
-    if floor.limit is None or level.bounds is None or level.priority != floor.priority:
-        return []
-    low, high = level.bounds
-    unit = f" {floor.unit}"
-    if floor.direction == "low" and low < floor.limit:
-        return [f"its bounds {_g(low)}–{_g(high)}{unit} let a chair go below the hard floor {_g(floor.limit)}{unit}"]
-    if floor.direction == "high" and high > floor.limit:
-        return [f"its bounds {_g(low)}–{_g(high)}{unit} let a chair go above the hard ceiling {_g(floor.limit)}{unit}"]
+def _bounds_past(direction: str, bounds: tuple[float, float], limit: float, unit: str, part: str = "") -> list[str]:
+    """Why a level's bounds (what a chair may choose) reach past the hard ``limit`` (empty: they do not)."""
+    low, high = bounds
+    what = f"its {part + ' ' if part else ''}bounds {_g(low)}–{_g(high)} {unit} let a chair go"
+    if direction == "low" and low < limit:
+        return [f"{what} below the hard floor {_g(limit)} {unit}"]
+    if direction == "high" and high > limit:
+        return [f"{what} above the hard ceiling {_g(limit)} {unit}"]
     return []
 
 
@@ -187,18 +186,18 @@ def _limit_problems(profile: AlarmProfile) -> Iterable[str]:
                  and set(floor.vitals) <= set(r.vitals)]
         levels = [lv for r in rules for lv in r.levels if lv.priority >= floor.priority]
         for level in levels:
-            for why in _bounds_failures(floor, level):
-                yield f"{floor.what} {floor.priority.name}: {why}"
+            if floor.limit is not None and level.bounds is not None and level.priority == floor.priority:
+                for why in _bounds_past(floor.direction, level.bounds, floor.limit, floor.unit):
+                    yield f"{floor.what} {floor.priority.name}: {why}"
         if any(not _limit_failures(floor, lv) for lv in levels):
             continue
-        same = [lv for lv in levels if lv.priority == floor.priority] or levels
         if not rules:
-            watched = " and ".join(floor.vitals)
-            yield f"{floor.what}: the rule is missing (no {floor.direction} limit on {watched})"
-        elif not same:
+            yield f"{floor.what}: the rule is missing (no {floor.direction} limit on {' and '.join(floor.vitals)})"
+        elif not levels:
             yield f"{floor.what}: no {floor.priority.name} level (required)"
         else:
-            yield f"{floor.what} {floor.priority.name}: " + "; ".join(_limit_failures(floor, same[0]))
+            shown = next((lv for lv in levels if lv.priority == floor.priority), levels[0])
+            yield f"{floor.what} {floor.priority.name}: " + "; ".join(_limit_failures(floor, shown))
 
 
 # ------------------------------------------------------------------------------ NIBP
@@ -223,30 +222,16 @@ def _nibp_failures(floor: NibpFloor, level: NibpLevel) -> list[str]:
     return out
 
 
-def _nibp_bounds_failures(floor: NibpFloor, level: NibpLevel) -> list[str]:
-    out: list[str] = []
-    if level.priority != floor.priority:
-        return out
-    for part, need, bounds in (("systolic", floor.sys, level.bounds_sys), ("diastolic", floor.dia, level.bounds_dia)):
-        if need is None or bounds is None:
-            continue
-        low, high = bounds
-        if floor.direction == "high" and high > need:
-            out.append(f"its {part} bounds {_g(low)}–{_g(high)} mmHg let a chair go above the hard ceiling "
-                       f"{_g(need)} mmHg")
-        elif floor.direction == "low" and low < need:
-            out.append(f"its {part} bounds {_g(low)}–{_g(high)} mmHg let a chair go below the hard floor "
-                       f"{_g(need)} mmHg")
-    return out
-
-
 def _nibp_problems(profile: AlarmProfile) -> Iterable[str]:
     for floor in NIBP_FLOORS:
         levels = [lv for r in profile.rules if isinstance(r, NibpRule) and r.direction == floor.direction
                   for lv in r.levels if lv.priority >= floor.priority]
-        for level in levels:
-            for why in _nibp_bounds_failures(floor, level):
-                yield f"{floor.what} {floor.priority.name}: {why}"
+        for level in (lv for lv in levels if lv.priority == floor.priority):
+            for part, need, bounds in (("systolic", floor.sys, level.bounds_sys),
+                                       ("diastolic", floor.dia, level.bounds_dia)):
+                if need is not None and bounds is not None:
+                    for why in _bounds_past(floor.direction, bounds, need, "mmHg", part):
+                        yield f"{floor.what} {floor.priority.name}: {why}"
         if any(not _nibp_failures(floor, lv) for lv in levels):
             continue
         same = [lv for lv in levels if lv.priority == floor.priority]

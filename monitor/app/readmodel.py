@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "FLAGGED_BITS", "PatientView", "ChartRow", "InfusionRow", "DeviceRow", "NibpRow", "NoteRow",
-    "AlarmActionRow", "AlarmLimitsRow", "ACTION_LABELS", "AlarmView", "PhaseSpan", "Criterion", "SignatureView", "SessionView",
+    "AlarmActionRow", "AlarmLimitsRow", "ACTION_LABELS", "AlarmView", "PhaseSpan", "Criterion", "SignatureView",
+    "SessionView",
     "load_session", "IMPORT_ACTION", "condition_label",
 ]
 

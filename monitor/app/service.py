@@ -225,9 +225,11 @@ class SessionService:
         if recorded:
             try:
                 data, _ = migrate_profile_data(dict(recorded[-1].profile))
-                profile = check_profile(AlarmProfile.model_validate(data), "the alarm profile recorded for the session")
+                profile = check_profile(AlarmProfile.model_validate(data),
+                                        "the alarm profile recorded for the session")
             except ValueError as exc:
-                log.warning("session %s: %s; carrying on with the clinic's profile", self.session_id, nurse_message(exc))
+                log.warning("session %s: %s; carrying on with the clinic's profile", self.session_id,
+                            nurse_message(exc))
             else:
                 p.engine.update_profile(profile)
                 p.session_profile = profile

@@ -68,8 +68,8 @@ from monitor.session.readings import (
 )
 from monitor.session.record import (
     AlarmLimitsEntry, AssessmentEntry, BaselineEntry, BpDecisionEntry, ClinicallyStableEntry, ConcomitantMedications,
-    Correction, DosingEnded, EntryBase, EntryType, EscortEntry, EventEntry, InfusionStepEntry, NasalDeviceEntry, NibpEntry,
-    PreDoseWaiver, RecordError, SessionAborted, SessionClosed, SessionOpened, parse_entry,
+    Correction, DosingEnded, EntryBase, EntryType, EscortEntry, EventEntry, InfusionStepEntry, NasalDeviceEntry,
+    NibpEntry, PreDoseWaiver, RecordError, SessionAborted, SessionClosed, SessionOpened, parse_entry,
 )
 from monitor.settings import ClinicSettings
 from monitor.staff import (

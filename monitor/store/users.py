@@ -1,7 +1,7 @@
 """Staff accounts, wrong-PIN counts (kept across a restart) and the clinic settings history.
 
-Account changes are audited here, in the transaction that makes them; so are sign-ins and wrong
-PINs. Only the application layer (``monitor.app.clinic``, after its role checks) and the clinic
+Account changes are audited here, in the transaction that makes them, and so are wrong PINs
+(completed sign-ins are audited by the application layer). Only the application layer (``monitor.app.clinic``, after its role checks) and the clinic
 record's account copy (``monitor.clinic.accounts``, audited as ``clinic-record``) call the writers."""
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from monitor.store.records import (
 class UsersMixin(StoreCore):
     """Staff accounts, wrong-PIN counts (kept across a restart) and the clinic settings history.
 
-Account changes are audited here, in the transaction that makes them; so are sign-ins and wrong
-PINs. Only the application layer (``monitor.app.clinic``, after its role checks) and the clinic
+Account changes are audited here, in the transaction that makes them, and so are wrong PINs
+(completed sign-ins are audited by the application layer). Only the application layer (``monitor.app.clinic``, after its role checks) and the clinic
 record's account copy (``monitor.clinic.accounts``, audited as ``clinic-record``) call the writers."""
 
     def add_user(self, login: str, display_name: str, role: str, pin_hash: str | None, by: str | None) -> int:

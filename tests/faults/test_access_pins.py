@@ -63,7 +63,8 @@ def test_a_lockout_survives_reopening_the_store_and_every_failure_is_audited(db)
         assert locked.value.until == until
         token = clinic.authenticate("nina", TEST_PIN, now=until)
         assert clinic.actor(token) == NURSE
-        rows = [(r.user, r.action, r.payload) for r in store.audit_rows() if r.action in ("sign_in_failed", "signed_in")]
+        rows = [(r.user, r.action, r.payload) for r in store.audit_rows()
+                if r.action in ("sign_in_failed", "signed_in")]
     failed = [p for _, action, p in rows if action == "sign_in_failed"]
     assert [(p["login"], p["failures"]) for p in failed] == [("nina", n) for n in range(1, 6)] + [("nobody", 1)]
     assert failed[4]["locked_until"] == until.isoformat() and failed[3]["locked_until"] is None

@@ -11,7 +11,9 @@ import pytest
 
 from drivers.model import DeviceCondition, numeric
 from monitor.alarms.engine import AlarmEngine
-from monitor.alarms.profile import AlarmProfile, Priority, ProfileError, UnsafeProfileError, default_profile, load_profile
+from monitor.alarms.profile import (
+    AlarmProfile, Priority, ProfileError, UnsafeProfileError, default_profile, load_profile,
+)
 from monitor.alarms.safety import LIMIT_FLOORS, TECHNICAL_REQUIRED, profile_problems
 from monitor.app.chair import Chair, ChairSetupError
 from monitor.app.clinic import Clinic

@@ -36,6 +36,7 @@ from monitor.alarms.profile import AlarmProfile, LimitRule, NibpRule, default_pr
 from monitor.display import alarm_unit
 from monitor.settings import ClinicSettings, update_settings
 from monitor.staff import (
+    PIN_MAX_LENGTH,
     Actor,
     PermissionDenied,
     Role,
@@ -380,7 +381,7 @@ class UsersDialog(FormDialog):
         actions.addWidget(self.toggle_button)
         self.new_pin = QLineEdit()
         self.new_pin.setEchoMode(QLineEdit.EchoMode.Password)
-        self.new_pin.setPlaceholderText("new PIN")
+        self.new_pin.setPlaceholderText(f"new PIN ({context.clinic.settings.pin_min_length}–{PIN_MAX_LENGTH} digits)")
         self.new_pin_again = QLineEdit()
         self.new_pin_again.setEchoMode(QLineEdit.EchoMode.Password)
         self.new_pin_again.setPlaceholderText("new PIN again")
@@ -403,7 +404,7 @@ class UsersDialog(FormDialog):
         self.add_role.set_value(Role.NURSE)
         self.add_pin = QLineEdit()
         self.add_pin.setEchoMode(QLineEdit.EchoMode.Password)
-        self.add_pin.setPlaceholderText("PIN")
+        self.add_pin.setPlaceholderText(f"PIN ({context.clinic.settings.pin_min_length}–{PIN_MAX_LENGTH} digits)")
         self.add_pin_again = QLineEdit()
         self.add_pin_again.setEchoMode(QLineEdit.EchoMode.Password)
         self.add_pin_again.setPlaceholderText("PIN again")

@@ -91,8 +91,8 @@ class SignInDialog(FormDialog):
 
     def _ask_new_pin(self) -> None:
         self.changing_pin = True
-        self.pin_hint.setText(f"Type a new PIN twice ({self.context.clinic.settings.pin_min_length}–{PIN_MAX_LENGTH} "
-                              "digits; not one digit repeated, not a run like 123456), then sign in with it.")
+        minimum = self.context.clinic.settings.pin_min_length
+        self.pin_hint.setText(f"Type a new PIN twice ({minimum}–{PIN_MAX_LENGTH} digits), then sign in with it.")
         self.pin_hint.setVisible(True)
         self.form.setRowVisible(self.new_pin, True)
         self.form.setRowVisible(self.new_pin_again, True)
