@@ -299,14 +299,15 @@ class SessionView:
     @property
     def alarm_limits_text(self) -> str:
         """One line on the alarm profile in force at the end: "clinic default" or "changed at the
-        chair" (how many changes), and its SHA-256; "not recorded" for a session recorded before
-        Vigil kept it."""
+        chair" (how many changes), and its SHA-256 (in four groups of 16 hex digits, so that it
+        wraps); "not recorded" for a session recorded before Vigil kept it."""
         if not self.alarm_limits:
             return "not recorded (session recorded before Vigil kept its alarm profile)"
         last = self.alarm_limits[-1]
         changes = sum(1 for row in self.alarm_limits if row.changes)
         more = f" ({changes} change{'s' if changes != 1 else ''})" if changes else ""
-        return f"{last.source}{more}, profile SHA-256 {last.sha256}"
+        sha = " ".join(last.sha256[i:i + 16] for i in range(0, len(last.sha256), 16))
+        return f"{last.source}{more}, profile SHA-256 {sha}"
 
     # ------------------------------------------------------------------ small helpers
     @property

@@ -82,7 +82,8 @@ def test_review_and_exports_show_the_profile_in_force(recorded, tmp_path, qapp):
     store, sid, _ = recorded
     sha = limits_entries(store, sid)[-1]["sha256"]
     view = load_session(store, sid)
-    assert view.alarm_limits_text == f"changed at the chair (1 change), profile SHA-256 {sha}"
+    grouped = " ".join(sha[i:i + 16] for i in range(0, 64, 16))
+    assert view.alarm_limits_text == f"changed at the chair (1 change), profile SHA-256 {grouped}"
     assert summarize(view, {}).alarm_limits == view.alarm_limits_text
     export_session(store, sid, "csv", tmp_path / "s.zip")
     with zipfile.ZipFile(tmp_path / "s.zip") as z:
@@ -97,7 +98,7 @@ def test_review_and_exports_show_the_profile_in_force(recorded, tmp_path, qapp):
     pypdf = pytest.importorskip("pypdf")
     export_session(store, sid, "pdf", tmp_path / "s.pdf")
     text = " ".join(" ".join(page.extract_text().split()) for page in pypdf.PdfReader(tmp_path / "s.pdf").pages)
-    assert "Alarm limits" in text and "changed at the chair" in text and sha[:16] in text.replace(" ", "")
+    assert "Alarm limits" in text and "changed at the chair" in text and sha in text.replace(" ", "")
 
 
 def test_a_recorded_profile_that_does_not_match_its_fingerprint_does_not_replay(recorded):

@@ -97,6 +97,7 @@ class SignInDialog(FormDialog):
         self.form.setRowVisible(self.new_pin, True)
         self.form.setRowVisible(self.new_pin_again, True)
         self.ok_button.setText("Change PIN and sign in")
+        self.adjustSize()
         self.new_pin.setFocus()
 
     def accept(self) -> None:
