@@ -69,8 +69,8 @@ class Desk:
         except ChairSetupError:
             self.store.close()
             raise
-        self.records = Records(self.store)
-        self.clinic = Clinic(self.store)
+        self.clinic = Clinic(self.store, settings=self.settings)
+        self.records = Records(self.store, self.clinic.signins)
 
     def close(self) -> None:
         """Close the database."""
@@ -104,12 +104,12 @@ class Chair:
             self.store.close()
             raise
         self.service = service_factory(self.pipeline)
-        self.records = Records(self.store)
+        self.records = Records(self.store, self.service.signins)
         writer = self.pipeline.writer
 
         def submit(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:  # in order with the recording
             return writer.put_call(fn, *args, **kwargs).result(30) if writer.is_alive() else fn(*args, **kwargs)
-        self.clinic = Clinic(self.store, submit=submit)
+        self.clinic = Clinic(self.store, submit=submit, signins=self.service.signins, settings=self.settings)
         self.publisher: ChairPublisher | None = None
         if board_args is not None or self.settings.board.publish_url:
             self._attach_board(board_args)

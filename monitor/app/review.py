@@ -351,12 +351,15 @@ class ReviewSummary:
     discharge_source: str
     duration_s: float
     gaps: list[tuple[datetime, datetime, str]] = field(default_factory=list)
+    #: The alarm profile in force (:attr:`SessionView.alarm_limits_text`).
+    alarm_limits: str = ""
 
 
 def summarize(view: SessionView, numerics: Mapping[str, Series]) -> ReviewSummary:
     """Per vital (continuous vitals and NIBP, catalogue order): usable values, min / max / mean and
     time (or NIBP readings) outside the default limits; alarms counted by their highest priority;
-    the dose delivered and planned; each phase's duration (s); the discharge criteria."""
+    the dose delivered and planned; each phase's duration (s); the discharge criteria; the alarm
+    profile in force."""
     stats = []
     for key in CATALOGUE:
         if key not in numerics or (key not in CONTINUOUS and key not in NIBP_KEYS):
@@ -368,7 +371,7 @@ def summarize(view: SessionView, numerics: Mapping[str, Series]) -> ReviewSummar
     phases = [(ph.label, (ph.end - ph.start).total_seconds()) for ph in view.phases]
     return ReviewSummary(stats, counts, sum(1 for a in view.alarms if a.kind == "technical"), view.delivered_mg,
                          view.planned_dose_mg, phases, list(view.discharge), view.discharge_source,
-                         (view.end - view.start).total_seconds(), list(view.gaps))
+                         (view.end - view.start).total_seconds(), list(view.gaps), view.alarm_limits_text)
 
 
 # ----------------------------------------------------------------------------------------- late entries

@@ -21,7 +21,7 @@ Entry envelope: ``{"seq": 1, "type": "...", "t": ISO-8601 UTC, "by": actor dict 
 ``by`` is null only for readings taken by a device. Types: ``session_opened``, ``nibp``,
 ``baseline``, ``bp_decision``, ``infusion_step``, ``nasal_device``, ``clinically_stable``,
 ``dosing_ended``, ``assessment``, ``event``, ``correction``, ``escort``, ``session_aborted``,
-``session_closed``.
+``session_closed``, ``alarm_limits`` (the alarm profile in force, at the start and at each change).
 
 Continuous vitals are not entries (the store keeps numerics); :meth:`SessionState.observe` uses them
 for the pre-dose baseline window and turns device NIBP readings into ``nibp`` entries. After a
@@ -38,6 +38,7 @@ from typing import Any, Callable, ClassVar, Iterable, Literal, Mapping, TypeVar
 
 from drivers.catalogue import CATALOGUE, VITAL_KEYS
 from drivers.model import NumericObservation
+from monitor.alarms.profile import profile_fingerprint
 from monitor.assessments import Assessment, Event, parse_assessment, parse_event
 from monitor.patient import Patient
 from monitor.protocols import (
@@ -66,9 +67,9 @@ from monitor.session.readings import (
     pre_dose_bp,
 )
 from monitor.session.record import (
-    AssessmentEntry, BaselineEntry, BpDecisionEntry, ClinicallyStableEntry, ConcomitantMedications, Correction,
-    DosingEnded, EntryBase, EntryType, EscortEntry, EventEntry, InfusionStepEntry, NasalDeviceEntry, NibpEntry,
-    PreDoseWaiver, RecordError, SessionAborted, SessionClosed, SessionOpened, parse_entry,
+    AlarmLimitsEntry, AssessmentEntry, BaselineEntry, BpDecisionEntry, ClinicallyStableEntry, ConcomitantMedications,
+    Correction, DosingEnded, EntryBase, EntryType, EscortEntry, EventEntry, InfusionStepEntry, NasalDeviceEntry,
+    NibpEntry, PreDoseWaiver, RecordError, SessionAborted, SessionClosed, SessionOpened, parse_entry,
 )
 from monitor.settings import ClinicSettings
 from monitor.staff import (
@@ -162,6 +163,8 @@ class SessionState:
         self.pre_dose_waiver: tuple[datetime, Actor, str] | None = None
         self.concomitant: dict[str, bool] | None = None
         self.concomitant_other: str | None = None
+        #: The alarm profiles recorded for the session, oldest first (the last one is in force).
+        self.alarm_limits: list[AlarmLimitsEntry] = []
         self._baseline_pending = False
 
     # ------------------------------------------------------------------ creation and replay
@@ -579,6 +582,22 @@ class SessionState:
         """Record that an adult escort is present to take the patient home."""
         return self._commit(self._envelope(EscortEntry, t, by, escort_name=_text(escort_name, 80, "Escort name", required=False)))
 
+    def record_alarm_limits(self, t: datetime, by: Actor, profile: Mapping[str, Any], *,
+                            source: Literal["clinic default", "changed at the chair"],
+                            changes: Mapping[str, float] | None = None) -> list[EntryBase]:
+        """Record the alarm profile in force (``profile``: its JSON payload, from
+        ``AlarmProfile.to_payload``) with its fingerprint; ``source`` says whether it is the clinic's
+        default or was changed at the chair (``changes``: what this change set). Refused on a closed
+        session; a payload that is not a profile raises ``RefusedAction``."""
+        payload = dict(profile)
+        try:
+            sha256 = profile_fingerprint(payload)
+        except KeyError:
+            raise RefusedAction("The alarm profile to record has no rules") from None
+        return self._commit(self._envelope(AlarmLimitsEntry, t, self._need_by(by), source=source, sha256=sha256,
+                                           profile=payload,
+                                           changes={k: float(v) for k, v in changes.items()} if changes else None))
+
     # ------------------------------------------------------------------ ending
 
     def discharge_check(self, now: datetime, latest_vitals: Mapping[str, Any] | None = None,
@@ -824,6 +843,12 @@ class SessionState:
     def _apply_escort(self, entry: EscortEntry, t: datetime, by: Actor | None) -> None:
         self.escort = (t, self._need_by(by), _text(entry.escort_name, 80, "Escort name", required=False))
 
+    def _apply_alarm_limits(self, entry: AlarmLimitsEntry, t: datetime, by: Actor | None) -> None:
+        self._need_by(by)
+        if not isinstance(entry.profile.get("rules"), list) or profile_fingerprint(entry.profile) != entry.sha256:
+            raise SessionError("The recorded alarm profile does not match its fingerprint")
+        self.alarm_limits.append(entry)
+
     def _apply_session_aborted(self, entry: SessionAborted, t: datetime, by: Actor | None) -> None:
         by = self._need_by(by)
         check_transition(self.phase, Phase.ABORTED)
@@ -861,4 +886,5 @@ class SessionState:
         EntryType.EVENT: _apply_event, EntryType.CORRECTION: _apply_correction,
         EntryType.CONCOMITANT_MEDICATIONS: _apply_concomitant_medications, EntryType.ESCORT: _apply_escort,
         EntryType.SESSION_ABORTED: _apply_session_aborted, EntryType.SESSION_CLOSED: _apply_session_closed,
+        EntryType.ALARM_LIMITS: _apply_alarm_limits,
     }
