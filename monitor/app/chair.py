@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers.errors import VigilError
 from monitor.alarms.profile import AlarmProfile, ProfileError
@@ -28,6 +28,9 @@ from monitor.config import db_path, load_clinic_profile, load_clinic_settings, o
 from monitor.settings import ClinicSettings, SettingsError
 from monitor.store import SessionStore, StoreError
 from monitor.store.reader import StoreReader
+
+if TYPE_CHECKING:
+    from monitor.board.publisher import ChairPublisher
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +69,8 @@ class Desk:
         except ChairSetupError:
             self.store.close()
             raise
-        self.records = Records(self.store)
-        self.clinic = Clinic(self.store)
+        self.clinic = Clinic(self.store, settings=self.settings)
+        self.records = Records(self.store, self.clinic.signins)
 
     def close(self) -> None:
         """Close the database."""
@@ -101,13 +104,13 @@ class Chair:
             self.store.close()
             raise
         self.service = service_factory(self.pipeline)
-        self.records = Records(self.store)
+        self.records = Records(self.store, self.service.signins)
         writer = self.pipeline.writer
 
         def submit(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:  # in order with the recording
             return writer.put_call(fn, *args, **kwargs).result(30) if writer.is_alive() else fn(*args, **kwargs)
-        self.clinic = Clinic(self.store, submit=submit)
-        self.publisher = None
+        self.clinic = Clinic(self.store, submit=submit, signins=self.service.signins, settings=self.settings)
+        self.publisher: ChairPublisher | None = None
         if board_args is not None or self.settings.board.publish_url:
             self._attach_board(board_args)
 

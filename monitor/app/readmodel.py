@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -34,6 +34,7 @@ from drivers.catalogue import CATALOGUE, VITAL_KEYS
 from drivers.model import Quality
 from monitor.assessments import parse_assessment, parse_event
 from monitor.app.privacy import DEIDENTIFIED, Privacy, SafeHarbor
+from monitor.app.progress import Progress
 from monitor.patient import age_on
 from monitor.protocols import MG_PER_DEVICE, ProtocolKind
 from monitor.settings import ClinicSettings
@@ -48,8 +49,9 @@ from monitor.store import (
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "Progress", "OBSERVATION_CHUNK", "FLAGGED_BITS", "PatientView", "ChartRow", "InfusionRow", "DeviceRow", "NibpRow", "NoteRow",
-    "AlarmActionRow", "ACTION_LABELS", "AlarmView", "PhaseSpan", "Criterion", "SignatureView", "SessionView",
+    "OBSERVATION_CHUNK", "FLAGGED_BITS", "PatientView", "ChartRow", "InfusionRow", "DeviceRow", "NibpRow",
+    "NoteRow", "AlarmActionRow", "AlarmLimitsRow", "ACTION_LABELS", "AlarmView", "PhaseSpan", "Criterion",
+    "SignatureView", "SessionView",
     "load_session", "IMPORT_ACTION", "condition_label",
 ]
 
@@ -61,39 +63,6 @@ OBSERVATION_CHUNK = 10_000
 #: The audit action recorded when a session is imported from an archive.
 IMPORT_ACTION = "session_imported"
 _SEX = {"female": "female", "male": "male", "other": "other"}
-
-
-class Progress:
-    """How far a long read of a session has come, and the way to stop it.
-
-    The view's bulk reads call :meth:`at` with the session time (epoch s, as exported) they have
-    reached; ``report(fraction)`` (0…1, never going back) hears of it. A writer that reads the session
-    several times says so with :meth:`begin_pass` (pass ``number`` of ``of``), so the fraction covers
-    every pass. When ``cancelled()`` turns true, the next :meth:`at` raises ``stop()`` (the caller's
-    exception: an export's :class:`~monitor.export.ExportCancelled`).
-    """
-
-    def __init__(self, start: float = 0.0, end: float = 1.0, report: Callable[[float], None] | None = None,
-                 cancelled: Callable[[], bool] | None = None,
-                 stop: Callable[[], Exception] = lambda: InterruptedError("cancelled")) -> None:
-        self.start, self.span = start, max(end - start, 1e-9)
-        self.report, self.cancelled, self.stop = report, cancelled, stop
-        self.number, self.of, self.done = 0, 1, 0.0
-
-    def begin_pass(self, number: int, of: int) -> None:
-        """The writer starts pass ``number`` (from 0) of ``of``."""
-        self.number, self.of = number, max(of, 1)
-
-    def at(self, t: float | None = None) -> None:
-        """The read has reached session time ``t`` (None: only check for a cancel)."""
-        if self.cancelled is not None and self.cancelled():
-            raise self.stop()
-        if t is None or self.report is None:
-            return
-        fraction = (self.number + min(max((t - self.start) / self.span, 0.0), 1.0)) / self.of
-        if fraction > self.done + 0.001:
-            self.done = fraction
-            self.report(min(fraction, 1.0))
 
 
 # ----------------------------------------------------------------------------------------- rows
@@ -182,6 +151,18 @@ class NoteRow:
     title: str
     summary: str
     detail: str | None
+    by: str
+
+
+@dataclass(frozen=True)
+class AlarmLimitsRow:
+    """An alarm profile recorded for the session: when, by whom, where from ("clinic default" or
+    "changed at the chair"), its SHA-256 fingerprint, and the limits that entry changed."""
+
+    t: datetime
+    source: str
+    sha256: str
+    changes: dict[str, float]
     by: str
 
 
@@ -317,9 +298,23 @@ class SessionView:
     state: Any = None
     replay_error: str | None = None
     staff: dict[str, tuple[str, str]] = field(default_factory=dict)
+    alarm_limits: list[AlarmLimitsRow] = field(default_factory=list)
     #: Where the bulk reads report to (and may be cancelled from): see :class:`Progress`.
     progress: Progress = field(default_factory=Progress, repr=False)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def alarm_limits_text(self) -> str:
+        """One line on the alarm profile in force at the end: "clinic default" or "changed at the
+        chair" (how many changes), and its SHA-256 (in four groups of 16 hex digits, so that it
+        wraps); "not recorded" for a session recorded before Vigil kept it."""
+        if not self.alarm_limits:
+            return "not recorded (session recorded before Vigil kept its alarm profile)"
+        last = self.alarm_limits[-1]
+        changes = sum(1 for row in self.alarm_limits if row.changes)
+        more = f" ({changes} change{'s' if changes != 1 else ''})" if changes else ""
+        sha = " ".join(last.sha256[i:i + 16] for i in range(0, len(last.sha256), 16))
+        return f"{last.source}{more}, profile SHA-256 {sha}"
 
     # ------------------------------------------------------------------ small helpers
     @property
@@ -480,15 +475,14 @@ class _Builder:
     def build(self) -> SessionView:
         p, record = self.p, self.record
         payloads = [e.payload for e in self.entries if e.amends is None]
-        opened = next((pl for pl in payloads if pl.get("type") == "session_opened"), None)
         state, replay_error = _replay(payloads)
-        settings = _settings(opened)
+        settings = state.settings if state is not None else ClinicSettings()   # as the session was opened
         try:
             protocol: ProtocolKind | None = ProtocolKind(record.protocol)
         except ValueError:
             protocol = None
         plan = dict(record.plan)
-        local_date = _local_date(opened, record.started_at)
+        local_date = state.local_date if state is not None else record.started_at.astimezone().date()
 
         assessments, events, nibp, notes = self.chart_rows()
         infusion = self.infusion_rows(state)
@@ -541,6 +535,8 @@ class _Builder:
         baseline = {k: float(v) for k, v in baseline.items() if k in CATALOGUE and isinstance(v, (int, float))}
 
         alarms, system_actions = self.alarms()
+        alarm_limits = [self.alarm_limits_row(e) for e in self.entries
+                        if e.payload.get("type") == "alarm_limits" and e.amends is None]
         gaps = [(p.dt(g.start), p.dt(g.end), p.text(g.reason) or "not recording") for g in self.store.gaps(record.id)]
 
         if protocol is ProtocolKind.ESKETAMINE:
@@ -572,9 +568,18 @@ class _Builder:
             nibp=nibp, notes=notes, alarms=alarms, system_actions=system_actions, gaps=gaps, phases=phases,
             discharge=discharge, discharge_source=discharge_source, concomitant=concomitant,
             concomitant_other=concomitant_other, baseline=baseline, dosing_start=dosing_start,
-            dosing_end=dosing_end, delivered_mg=delivered, state=state, replay_error=replay_error, staff=self.staff)
+            dosing_end=dosing_end, delivered_mg=delivered, state=state, replay_error=replay_error, staff=self.staff,
+            alarm_limits=alarm_limits)
 
     # ------------------------------------------------------------------------------------------
+    def alarm_limits_row(self, e: Any) -> AlarmLimitsRow:
+        pl = e.payload
+        t = self.p.dt(e.t)
+        assert t is not None
+        return AlarmLimitsRow(t, str(pl.get("source", "")), str(pl.get("sha256", "")),
+                              {str(k): float(v) for k, v in (pl.get("changes") or {}).items()},
+                              self.actor(pl.get("by"), e.user))
+
     def patient(self, payload: dict[str, Any], name: str, age: int | None) -> PatientView:
         p = self.p
         sex = _SEX.get(str(payload.get("sex", "")).lower(), "unknown")
@@ -615,7 +620,7 @@ class _Builder:
             elif kind == "event" and isinstance(pl.get("event"), dict):
                 rows[seq] = self.chart_row("event", pl["event"], t, by, seq)
                 if e.is_late:
-                    rows[seq] = _replace(rows[seq], late=True, late_reason=p.text(e.reason),
+                    rows[seq] = replace(rows[seq], late=True, late_reason=p.text(e.reason),
                                          recorded_at=p.dt(e.recorded_at))
                 order.append(seq)
             elif kind == "nibp":
@@ -633,14 +638,14 @@ class _Builder:
                 note = f"corrected by {by}" + (f": {reason}" if reason else "")
                 if target in rows:
                     old = rows[target]
-                    rows[target] = _replace(old, status="entered in error", correction=note)
+                    rows[target] = replace(old, status="entered in error", correction=note)
                     if isinstance(replacement, dict):
-                        rows[seq] = _replace(self.chart_row(old.category, replacement, old.t, by, seq),
+                        rows[seq] = replace(self.chart_row(old.category, replacement, old.t, by, seq),
                                              status="correction", correction=note)
                         order.append(seq)
                 elif target in nibp:
                     old_r = nibp[target]
-                    nibp[target] = _replace(old_r, status="entered in error")
+                    nibp[target] = replace(old_r, status="entered in error")
                     if isinstance(replacement, dict) and {"sys", "dia"} <= set(replacement):
                         try:
                             nibp[seq] = NibpRow(old_r.t, float(replacement["sys"]), float(replacement["dia"]),
@@ -707,6 +712,9 @@ class _Builder:
             return ", ".join(f"{k.replace('_', ' ')} {'yes' if v else 'no'}" for k, v in meds.items())
         if kind in ("session_closed", "clinically_stable"):
             return self.p.meaning(str(pl.get("meaning", "")))
+        if kind == "alarm_limits":
+            changes = ", ".join(f"{k} {v:g}" for k, v in (pl.get("changes") or {}).items())
+            return f"{pl.get('source')}{': ' + changes if changes else ''} (SHA-256 {str(pl.get('sha256'))[:12]}…)"
         return ""
 
     def note_detail(self, kind: str, pl: dict[str, Any]) -> str | None:
@@ -796,12 +804,8 @@ _NOTE_TITLES = {
     "escort": "Escort confirmed", "clinically_stable": "Clinically stable sign-off", "dosing_ended": "Dosing ended early",
     "concomitant_medications": "Concomitant medications", "session_closed": "Session closed",
     "session_aborted": "Session ended without discharge", "session_opened": "Session opened",
+    "alarm_limits": "Alarm limits",
 }
-
-
-def _replace(row: Any, **changes: Any) -> Any:
-    from dataclasses import replace
-    return replace(row, **changes)
 
 
 def _replay(payloads: list[dict[str, Any]]) -> tuple[Any, str | None]:
@@ -822,24 +826,6 @@ def _replay(payloads: list[dict[str, Any]]) -> tuple[Any, str | None]:
         except Exception:
             bad = mid
     return state, error
-
-
-def _settings(opened: dict[str, Any] | None) -> ClinicSettings:
-    if opened and isinstance(opened.get("settings"), dict):
-        try:
-            return ClinicSettings.from_payload(opened["settings"])
-        except Exception:
-            pass
-    return ClinicSettings()
-
-
-def _local_date(opened: dict[str, Any] | None, started: datetime) -> date:
-    if opened and isinstance(opened.get("local_date"), str):
-        try:
-            return date.fromisoformat(opened["local_date"])
-        except ValueError:
-            pass
-    return started.astimezone().date()
 
 
 def _staff(store: SessionStore, record: Any, entries: list[Any]) -> dict[str, tuple[str, str]]:

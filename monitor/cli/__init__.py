@@ -11,7 +11,7 @@ Commands::
     vigil record --device URL --duration SECONDS [--patient NAME] [--weight KG]
                  [--protocol ketamine-iv|esketamine] [--db PATH] [--resume] [--clinic-db URL] [--chair NAME]
     vigil sessions [--db PATH|URL] [--chair NAME] [--json]
-    vigil export SESSION --format csv|pdf|fhir|hl7|edf|json|rems [--out PATH] [--deidentify]
+    vigil export SESSION --format csv|pdf|fhir|hl7|edf|json|rems [--out PATH] [--force] [--deidentify]
                  [--interval 60s] [--paper A4|Letter] [--db PATH|URL]
     vigil import FILE [--db PATH]
     vigil board --broker mqtts://HOST:PORT [--clinic-id C] [--mqtt-user U] [--mqtt-password-file F]
@@ -115,7 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="export a session (csv, pdf, fhir, hl7, edf, json, rems)")
     exp.add_argument("session", help="session id (see vigil sessions)")
     exp.add_argument("--format", required=True, help="csv, pdf, fhir, hl7, edf, json or rems")
-    exp.add_argument("--out", help="output file (default: session-ID.EXT in the current folder)")
+    exp.add_argument("--out", help="output file (default: session-ID.EXT in the current folder); a new or "
+                     "regular file, never a device or a link")
+    exp.add_argument("--force", action="store_true", help="replace the output file if it exists")
     exp.add_argument("--deidentify", action="store_true", help="HIPAA Safe Harbor de-identified export")
     exp.add_argument("--interval", default="60s", help="resampling interval for csv/fhir/hl7: 60s, 5min, 1h")
     exp.add_argument("--paper", default="A4", help="A4 or Letter (pdf, rems)")

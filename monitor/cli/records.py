@@ -42,7 +42,8 @@ def _headless() -> None:
 
 
 def cmd_export(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    """Export one session; prints the path written."""
+    """Export one session; prints the path written. An existing file is replaced only with
+    ``--force``; the database, a device, a fifo or a symbolic link never."""
     from monitor.export import FORMATS, ExportError, export_session  # noqa: PLC0415
 
     fmt = args.format.strip().lower()
@@ -62,7 +63,7 @@ def cmd_export(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     store = _open_reader(args, "export")
     try:
         path = export_session(store, session_id, fmt, destination, deidentify=args.deidentify,
-                              interval_s=interval, paper=args.paper)
+                              interval_s=interval, paper=args.paper, overwrite=args.force)
     except (ExportError, NotFoundError) as exc:
         raise CliError(f"vigil export: {exc}", status=1) from None
     finally:

@@ -3,7 +3,7 @@
 Public API::
 
     export_session(store, session_id, fmt, out_path, *, deidentify=False, interval_s=60, paper="A4",
-                   edf_gaps="fill") -> Path
+                   edf_gaps="fill", overwrite=False) -> Path
     import_archive(store, path, *, user=None, max_bytes=MAX_ARCHIVE_BYTES) -> int
     FORMATS, ExportError, build_long_session (monitor.export.synthetic)
 
@@ -47,8 +47,9 @@ from typing import Any, Callable
 from monitor.export.archive import MAX_ARCHIVE_BYTES, import_archive
 from monitor.export.atomic import atomic_output, check_destination
 from monitor.export.errors import ExportCancelled, ExportError
-from monitor.app.readmodel import Progress, load_session
-from monitor.store import NotFoundError
+from monitor.app.progress import Progress
+from monitor.app.readmodel import load_session
+from monitor.store import NotFoundError, SessionStore
 from monitor.store.reader import StoreReader
 
 __all__ = ["FORMATS", "ExportFormat", "PAPERS", "ExportError", "ExportCancelled", "export_session", "import_archive", "MAX_ARCHIVE_BYTES",
@@ -91,7 +92,7 @@ PAPERS = ("A4", "Letter")
 
 def export_session(store: StoreReader, session_id: int, fmt: str, out_path: str | os.PathLike[str], *,
                    deidentify: bool = False, interval_s: float = 60, paper: str = "A4",
-                   edf_gaps: str = "fill", progress: Callable[[float], None] | None = None,
+                   edf_gaps: str = "fill", overwrite: bool = False, progress: Callable[[float], None] | None = None,
                    cancel: threading.Event | None = None) -> Path:
     """Export session ``session_id`` of ``store`` as ``fmt`` to ``out_path`` and return the path.
 
@@ -103,6 +104,10 @@ def export_session(store: StoreReader, session_id: int, fmt: str, out_path: str 
     (EDF of a session with recording gaps): "fill" = EDF+C with the gaps filled with the no-data
     value (the default: edflib, pyedflib and most clinical tools read no EDF+D), "drop" = EDF+D
     without the records inside gaps.
+
+    ``overwrite``: replace ``out_path`` when it is an existing regular file (else
+    :class:`~monitor.export.atomic.DestinationExists`); never the database itself, a file kept with
+    it, a device, a fifo or a symbolic link (:func:`~monitor.export.atomic.check_destination`).
 
     ``progress(fraction)`` (optional, called on the exporting thread, 0…1 as the writer reads the
     session) and ``cancel`` (an event: once set, the export stops at its next read and raises
@@ -127,7 +132,8 @@ def export_session(store: StoreReader, session_id: int, fmt: str, out_path: str 
         raise ExportError(f"paper must be one of {', '.join(PAPERS)}, not {paper!r}")
     if not isinstance(store, StoreReader):
         raise ExportError("export needs a session store (a SessionStore or the clinic record's reader)")
-    out = check_destination(out_path)
+    database = store.path if isinstance(store, SessionStore) else None
+    out = check_destination(out_path, overwrite=overwrite, database=database)
     try:
         view = load_session(store, session_id, deidentify=bool(deidentify))
     except NotFoundError as exc:
@@ -143,7 +149,7 @@ def export_session(store: StoreReader, session_id: int, fmt: str, out_path: str 
     view.progress = Progress(view.start_epoch, view.end_epoch, progress, cancel.is_set if cancel else None,
                              lambda: ExportCancelled(f"the {fmt_key} export of session {session_id} was cancelled; "
                                                      "no file was written"))
-    with atomic_output(out) as tmp:
+    with atomic_output(out, overwrite=overwrite, database=database) as tmp:
         try:
             view.progress.at()
             writer(view, tmp, **options)

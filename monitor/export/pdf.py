@@ -316,6 +316,7 @@ def build_report(view: SessionView, path: Path, paper: str = "A4") -> Document:
         ("Session", view.label), ("Opened by", view.opened_by or "—"),
         ("Signed by", view.signature.name if view.signature else "—"),
         ("Device", view.device),
+        ("Alarm limits", view.alarm_limits_text),
         ("Baseline", ", ".join(f"{CATALOGUE[k].label} {v:.{CATALOGUE[k].decimals}f}"
                                for k, v in view.baseline.items() if k in ("hr", "spo2", "nibp_sys", "nibp_dia", "rr"))
          or "—"),

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from monitor.store.codec import _dt, _sid
+from monitor.store.codec import _at, _sid
 from monitor.store.database import StoreCore
 from monitor.store.records import AuditRow, NotFoundError, StoreError
 
@@ -167,7 +167,7 @@ class ChangesMixin(StoreCore):
             args += wanted
         with self._read() as conn:
             rows = conn.execute(sql + " ORDER BY seq LIMIT ?", (*args, int(limit))).fetchall()
-        return [AuditRow(r[0], _dt(r[1]), r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
+        return [AuditRow(r[0], _at(r[1]), r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
 
     def audit_hash(self, seq: int) -> str | None:
         """The stored hash of audit row ``seq``, or None if there is no such row."""

@@ -296,11 +296,19 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
             conn.execute(sql)
 
 
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """Version 4: wrong-PIN counts and lockouts kept across a restart (one row per user name as
+    typed, known or not; ``locked_until`` in epoch seconds, UTC). Not a record: rows change."""
+    conn.execute("CREATE TABLE sign_in_failures (login TEXT PRIMARY KEY, failures INTEGER NOT NULL "
+                 "CHECK (failures >= 0), locked_until REAL) WITHOUT ROWID")
+
+
 #: Forward migrations: ``MIGRATIONS[i](conn)`` upgrades schema version ``i`` to ``i + 1`` inside
 #: one transaction. The current version is ``len(MIGRATIONS)``.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3]
-#: Trigger definitions of the current schema (used to restore triggers found missing; version 3
-#: keeps version 2's).
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3,
+                                                          _migrate_3_to_4]
+#: Trigger definitions of the current schema (used to restore triggers found missing; versions 3
+#: and 4 keep version 2's).
 _CURRENT_TRIGGERS = _v2_triggers
 
 

@@ -1,4 +1,8 @@
-"""Staff accounts and the clinic settings history."""
+"""Staff accounts, wrong-PIN counts (kept across a restart) and the clinic settings history.
+
+Account changes are audited here, in the transaction that makes them, and so are wrong PINs
+(completed sign-ins are audited by the application layer). Only the application layer (``monitor.app.clinic``, after its role checks) and the clinic
+record's account copy (``monitor.clinic.accounts``, audited as ``clinic-record``) call the writers."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 from monitor.store.codec import (
     _dt,
     _text,
+    _ts,
 )
 from monitor.store.database import StoreCore
 from monitor.store.records import (
@@ -21,7 +26,11 @@ from monitor.store.records import (
 
 
 class UsersMixin(StoreCore):
-    """Staff accounts and the clinic settings history."""
+    """Staff accounts, wrong-PIN counts (kept across a restart) and the clinic settings history.
+
+Account changes are audited here, in the transaction that makes them, and so are wrong PINs
+(completed sign-ins are audited by the application layer). Only the application layer (``monitor.app.clinic``, after its role checks) and the clinic
+record's account copy (``monitor.clinic.accounts``, audited as ``clinic-record``) call the writers."""
 
     def add_user(self, login: str, display_name: str, role: str, pin_hash: str | None, by: str | None) -> int:
         """Add a staff account (active) and return its id. ``pin_hash`` is stored as given (hash it
@@ -72,6 +81,39 @@ class UsersMixin(StoreCore):
             if conn.execute("UPDATE users SET pin_hash = ? WHERE login = ?", (pin_hash, login)).rowcount == 0:
                 raise NotFoundError(f"no user {login!r}")
             self._audit(conn, by, "user_pin_changed", None, {"login": login})
+
+    # ------------------------------------------------------------------ sign-in
+    #: Longest user name kept for a failed sign-in (what was typed may be anything).
+    _LOGIN_KEPT = 64
+
+    def sign_in_failures(self, login: str) -> tuple[int, datetime | None]:
+        """``(wrong PINs in a row, locked until (UTC) or None)`` for the user name ``login`` as typed
+        (lower-cased by the caller); ``(0, None)`` when there are none."""
+        with self._read() as conn:
+            row = conn.execute("SELECT failures, locked_until FROM sign_in_failures WHERE login = ?",
+                               (login[:self._LOGIN_KEPT],)).fetchone()
+        return (int(row[0]), _dt(row[1])) if row else (0, None)
+
+    def record_sign_in_failure(self, login: str, failures: int, locked_until: datetime | None) -> None:
+        """A wrong PIN or unknown user name: keep the count (and the lock, when it starts) and audit
+        it (``sign_in_failed``, by nobody: the user name is in the payload, with the count and the
+        lock). ``failures`` below 1 raises ``ValueError``."""
+        if isinstance(failures, bool) or not isinstance(failures, int) or failures < 1:
+            raise ValueError(f"failures must be a whole number from 1, not {failures!r}")
+        login = str(login)[:self._LOGIN_KEPT]
+        until = None if locked_until is None else _ts(locked_until, "locked_until")
+        with self._tx() as conn:
+            conn.execute("INSERT OR REPLACE INTO sign_in_failures (login, failures, locked_until) VALUES (?, ?, ?)",
+                         (login, failures, until))
+            self._audit(conn, None, "sign_in_failed", None,
+                        {"login": login, "failures": failures,
+                         "locked_until": None if locked_until is None else locked_until.isoformat()})
+
+    def clear_sign_in_failures(self, login: str) -> None:
+        """A right PIN: the wrong-PIN count of ``login`` starts again (the sign-in itself is audited
+        by the caller when it completes)."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM sign_in_failures WHERE login = ?", (login[:self._LOGIN_KEPT],))
 
     def save_settings(self, json_text: str, by: str | None) -> int:
         """Append a new version of the clinic settings (a JSON document, stored verbatim) and

@@ -31,7 +31,7 @@ class ExportJob(QObject):
     _finished = Signal()
 
     def __init__(self, records: Any, session_id: int, fmt: str, path: str | Path, *, deidentify: bool,
-                 parent: QObject | None = None) -> None:
+                 overwrite: bool = False, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.fmt, self.path = fmt, Path(path)
         self.result: Path | None = None
@@ -39,7 +39,7 @@ class ExportJob(QObject):
         #: True once the job has ended and its ``ended`` signal was sent (on the window's thread).
         self.done = False
         self._cancel = threading.Event()
-        self._args = (records, session_id, fmt, path, deidentify)
+        self._args = (records, session_id, fmt, path, deidentify, overwrite)
         self._finished.connect(self._on_finished)
         self._thread = threading.Thread(target=self._run, name=f"vigil export {fmt}", daemon=True)
 
@@ -57,9 +57,9 @@ class ExportJob(QObject):
         self._cancel.set()
 
     def _run(self) -> None:
-        records, session_id, fmt, path, deidentify = self._args
+        records, session_id, fmt, path, deidentify, overwrite = self._args
         try:
-            self.result = export_session(records, session_id, fmt, path, deidentify=deidentify,
+            self.result = export_session(records, session_id, fmt, path, deidentify=deidentify, overwrite=overwrite,
                                          progress=self.progressed.emit, cancel=self._cancel)
         except ExportError as exc:
             self.error = exc

@@ -483,12 +483,14 @@ class ReviewWindow(QMainWindow):
         self.statusBar().showMessage("Late entry added to the record", 8000)
         return dialog.entry_id
 
-    def export(self, fmt: str, path: str | Path | None = None, deidentify: bool | None = None) -> ExportJob | None:
-        """Export the session as ``fmt`` to ``path`` (None: ask with a file dialog) on a worker
-        thread, with its progress and a Cancel button in the status bar; ``deidentify`` None takes
-        the toolbar's check box. Returns the running :class:`ExportJob` (its ``ended`` signal tells
-        the outcome, which the window shows), or None when cancelled at the file dialog or while
-        another export runs."""
+    def export(self, fmt: str, path: str | Path | None = None, deidentify: bool | None = None, *,
+               overwrite: bool = False) -> ExportJob | None:
+        """Export the session as ``fmt`` to ``path`` (None: ask with a file dialog, which asks before
+        replacing an existing file) on a worker thread, with its progress and a Cancel button in the
+        status bar; ``deidentify`` None takes the toolbar's check box; ``overwrite``: replace an
+        existing ``path``. Returns the running :class:`ExportJob` (its ``ended`` signal tells the
+        outcome, which the window shows), or None when cancelled at the file dialog or while another
+        export runs."""
         if self.export_job is not None:
             self.show_error("An export is running: wait for it or cancel it first")
             return None
@@ -503,8 +505,8 @@ class ReviewWindow(QMainWindow):
                                                     options=native)
             if not chosen:
                 return None
-            path = chosen
-        job = ExportJob(self.records, self.session_id, fmt, path, deidentify=deid, parent=self)
+            path, overwrite = chosen, True   # the file dialog asked before choosing an existing file
+        job = ExportJob(self.records, self.session_id, fmt, path, deidentify=deid, overwrite=overwrite, parent=self)
         job.progressed.connect(lambda fraction: self.export_progress.setValue(round(fraction * 100)))
         job.ended.connect(lambda: self._export_ended(job))
         self.export_job = job
