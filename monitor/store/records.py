@@ -35,6 +35,16 @@ class NotFoundError(StoreError, LookupError):
     """The session, entry, alarm or user named does not exist."""
 
 
+class DamagedStoreError(StoreError):
+    """The database file fails SQLite's integrity check (or is empty where a database was): Vigil
+    does not write to it. The message says what to do (restore a backup, or ``vigil salvage``)."""
+
+
+class StoreLockedError(StoreError):
+    """Another Vigil (or another store in this process) holds the file open for writing; the message
+    names it (process id and host)."""
+
+
 # --------------------------------------------------------------------------------------- records
 @dataclass(frozen=True, slots=True)
 class UserRecord:
@@ -206,12 +216,17 @@ class AuditRow:
 @dataclass(frozen=True, slots=True)
 class AuditCheck:
     """Result of :meth:`SessionStore.verify_audit`: ``ok``, the number of rows checked and the
-    first row whose sequence, link or hash is wrong (with ``problem`` saying which)."""
+    first row whose sequence, link, hash or MAC is wrong (with ``problem`` saying which).
+    ``keyed_from``: the first row of the keyed chain (None: no row is keyed). ``unverified``: rows
+    whose MAC could not be checked because their key is not on this computer (``ok`` is then
+    False too, with ``problem`` saying so, unless a broken row was found first)."""
 
     ok: bool
     rows: int
     first_bad_seq: int | None
     problem: str | None = None
+    keyed_from: int | None = None
+    unverified: int = 0
 
 
 class WaveformSlice(NamedTuple):
