@@ -229,6 +229,32 @@ class AuditCheck:
     unverified: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class SessionCheck:
+    """Result of :meth:`SessionStore.verify_session`: ``problems`` (each a sentence; none = the
+    record is intact as far as it could be checked), ``notes`` (what could not be checked, e.g. MACs
+    whose key is not on this computer, a session closed before Vigil sealed sessions) and the
+    number of audit rows checked."""
+
+    session_id: int
+    problems: tuple[str, ...]
+    notes: tuple[str, ...]
+    audit_rows: int
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was found wrong."""
+        return not self.problems
+
+    def summary(self) -> str:
+        """One line for an export's notice or a screen: verified, or the first problem."""
+        if self.problems:
+            more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+            return f"Record NOT verified: {self.problems[0]}{more}"
+        text = f"Record verified against its audit trail ({self.audit_rows} rows)"
+        return text + (f"; not checked: {'; '.join(self.notes)}" if self.notes else "")
+
+
 class WaveformSlice(NamedTuple):
     """Samples of one channel over a time range.
 
