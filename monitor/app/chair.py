@@ -162,6 +162,11 @@ class Chair:
             self.publisher = publisher
             self.pipeline.add_listener(publisher)
 
+    @property
+    def unsaved(self) -> Any:
+        """What the recording could not write, once closed (a :class:`monitor.store.recovery.Backlog`), or None."""
+        return self.pipeline.writer.unsaved
+
     def start(self) -> None:
         """Start the pipeline (and the publisher)."""
         self.pipeline.start()
@@ -169,10 +174,14 @@ class Chair:
             self.publisher.start()
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop everything (an open session stays open, to be resumed) and close the database."""
+        """Stop everything (an open session stays open, to be resumed) and close the database. If
+        writing still fails after ``timeout`` s, what was not written is saved to a recovery file:
+        :attr:`unsaved` says how much and where (None when everything was written)."""
         if self.publisher is not None:
             self.publisher.close()
         self.pipeline.stop(timeout)
+        if self.unsaved is not None:
+            log.error("%s", self.unsaved.message())
         if self.clinic_link is not None:  # what is left is copied the next time the chair runs
             if not self.clinic_link.finish(timeout):
                 log.warning("clinic record: not everything was copied; the rest goes at the next start")

@@ -20,6 +20,7 @@ and removes the file once it is written; exit status 0 when every item was writt
 from __future__ import annotations
 
 import argparse
+import sqlite3
 from typing import IO
 
 from monitor.cli import CliError
@@ -73,7 +74,7 @@ def cmd_verify(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             else "TAMPERED: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in triggers.items() if v))
         try:
             chain = store.verify_audit()
-        except StoreError as exc:
+        except (StoreError, sqlite3.DatabaseError) as exc:
             say(False, "audit chain", f"cannot be read: {exc}")
         else:
             keyed = f", keyed from row {chain.keyed_from}" if chain.keyed_from else ", not keyed"
@@ -92,7 +93,7 @@ def cmd_verify(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             except NotFoundError:
                 raise CliError(f"vigil verify: no session {sid} in {path}", status=1) from None
             say(check.ok, f"session {sid}", check.summary() if check.ok else "; ".join(check.problems))
-    except StoreError as exc:
+    except (StoreError, sqlite3.DatabaseError) as exc:
         say(False, "reading", f"stopped: {exc}")
     finally:
         store.close()

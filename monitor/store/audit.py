@@ -24,6 +24,7 @@ from monitor.store.records import (
     AuditRow,
     NotFoundError,
     SessionCheck,
+    StoreError,
 )
 from monitor.store.schema import _CURRENT_TRIGGERS, trigger_differences
 from monitor.store.seal import IMPORTED_ACTION, check_chain_rows, check_entries, check_record, content_digest
@@ -137,12 +138,18 @@ class AuditMixin(StoreCore):
 
     # ------------------------------------------------------------------ vigil verify
     def integrity_check(self) -> list[str]:
-        """SQLite's full ``integrity_check`` (pages, records, indexes); empty when the file is sound."""
-        with self._read() as conn:
-            try:
-                rows = conn.execute("PRAGMA integrity_check(50)").fetchall()
-            except sqlite3.DatabaseError as exc:
-                return [str(exc)]
+        """SQLite's full ``integrity_check`` (pages, records, indexes); empty when the file is sound.
+        Uses a connection of its own (a damaged file may fail anything)."""
+        try:
+            conn = self._connect_ro()
+        except (sqlite3.DatabaseError, StoreError) as exc:
+            return [str(exc)]
+        try:
+            rows = conn.execute("PRAGMA integrity_check(50)").fetchall()
+        except sqlite3.DatabaseError as exc:
+            return [str(exc)]
+        finally:
+            conn.close()
         return [r[0] for r in rows if r[0] != "ok"]
 
     def trigger_report(self) -> dict[str, list[str]]:

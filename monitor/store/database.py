@@ -129,6 +129,14 @@ class StoreCore:
         folder = self.real_path.parent
         if not folder.is_dir():
             raise StoreError(f"folder {self.path.parent} does not exist")
+        try:
+            media_ro = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+        except (OSError, AttributeError):  # pragma: no cover - no statvfs (Windows)
+            media_ro = False
+        if media_ro or not folder.stat().st_mode & 0o222 or not os.access(folder, os.W_OK):
+            raise ReadOnlyError(
+                f"{self.path} is on read-only storage ({folder} cannot be written): it can be reviewed "
+                "(opened read-only) but not recorded into")
         if kind == "vigil":
             info = self.real_path.stat()
             if info.st_nlink > 1:
@@ -141,14 +149,6 @@ class StoreCore:
                     f"{self.path} is read-only (mode {stat.S_IMODE(info.st_mode):04o}): it can be reviewed "
                     "(opened read-only) but not recorded into. Vigil does not change a file's permissions; make "
                     "it writable yourself if it should take new sessions")
-        try:
-            media_ro = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-        except (OSError, AttributeError):  # pragma: no cover - no statvfs (Windows)
-            media_ro = False
-        if media_ro or not folder.stat().st_mode & 0o222 or not os.access(folder, os.W_OK):
-            raise ReadOnlyError(
-                f"{self.path} is on read-only storage ({folder} cannot be written): it can be reviewed "
-                "(opened read-only) but not recorded into")
 
     def _acquire_file_lock(self) -> int:
         lock_path = Path(f"{self.real_path}.lock")
