@@ -180,8 +180,6 @@ class Chair:
         if self.publisher is not None:
             self.publisher.close()
         self.pipeline.stop(timeout)
-        if self.unsaved is not None:
-            log.error("%s", self.unsaved.message())
         if self.clinic_link is not None:  # what is left is copied the next time the chair runs
             if not self.clinic_link.finish(timeout):
                 log.warning("clinic record: not everything was copied; the rest goes at the next start")

@@ -140,7 +140,7 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             try:
                 service.finish_unattended(RECORDER, CLOSE_MEANING)
             except (TimeoutError, StoreError) as exc:  # writing fails: the closing is kept with the backlog
-                err.write(f"vigil record: the session could not be closed now ({exc or 'writing is failing'})\n")
+                err.write(f"vigil record: the session could not be closed now ({str(exc) or 'writing is failing'})\n")
         chair.close(30)
     if chair.unsaved is not None:
         raise CliError(f"vigil record: {chair.unsaved.message()}", status=1)

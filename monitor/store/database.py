@@ -435,8 +435,8 @@ class StoreCore:
             if self._conn is not None and self._pending:
                 try:
                     self.flush_waveforms()
-                except Exception:  # keep closing; the pending rows survive in waveform_pending
-                    log.exception("could not write pending waveform blocks while closing %s", self.path)
+                except Exception as exc:  # keep closing; the pending rows survive in waveform_pending
+                    log.error("could not write pending waveform blocks while closing %s: %s", self.path, exc)
         finally:
             self._closed = True
             with self._readers_lock:

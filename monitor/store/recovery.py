@@ -5,7 +5,9 @@ read-only), :class:`monitor.store.StoreWriter` gives up at :meth:`~monitor.store
 and saves its backlog with :func:`save_backlog`: a JSON-lines file, owner-only, in the first of
 these folders that takes it — beside the database, the user data folder, the temporary folder,
 the home folder. ``vigil recover FILE [--db PATH]`` (:func:`replay`) writes it into the database
-once the cause is fixed, in one transaction, then renames it ``FILE.replayed``.
+once the cause is fixed, in one transaction and in the order it was queued (a session's closing
+last: the device's data that arrived while the closing waited still belong to the session), then
+renames it ``FILE.replayed``.
 
 Format: a first line ``{"format": "vigil-recovery", "version": 1, "database": …, "saved_at": …,
 "error": …, "counts": {…}}``, then one line per queued item in order:
@@ -15,8 +17,10 @@ Format: a first line ``{"format": "vigil-recovery", "version": 1, "database": �
 * ``{"op": "conditions", "session": ID, "items": [DeviceCondition as JSON, …]}``;
 * ``{"op": "call", "method": NAME, "args": […], "kwargs": {…}}`` for a store method (datetimes as
   ``{"$datetime": ISO}``), replayed by name among :data:`REPLAYABLE`;
-* ``{"op": "call", "method": QUALNAME, "replayable": false, "text": …}`` for any other call
-  (e.g. the recorder's alarm log): described for a person, not replayed — the replay reports them.
+* ``{"op": "alarm_event", "session": ID, "event": {…}}`` for the recorder's alarm log (an alarm
+  started, escalated, ended, acknowledged; audio paused): replayed into the session's alarm log;
+* ``{"op": "call", "method": QUALNAME, "replayable": false, "text": …}`` for any other call:
+  described for a person, not replayed — the replay reports them.
 """
 
 from __future__ import annotations
@@ -47,6 +51,11 @@ FORMAT = "vigil-recovery"
 #: Store methods a recovery file may replay.
 REPLAYABLE = frozenset({"add_entry", "set_phase", "set_baseline", "set_plan", "heartbeat", "close_session",
                         "audit", "add_gap", "alarm_action", "alarm_started", "alarm_ended", "alarm_escalated"})
+
+
+#: The fields of an alarm event (:class:`monitor.alarms.engine.AlarmEvent`) a recovery file keeps.
+_ALARM_FIELDS = ("event", "t", "condition", "priority", "value", "limit", "alarm_id", "label", "kind", "message",
+                 "user", "detail")
 
 
 class RecoveryError(StoreError):
@@ -109,6 +118,12 @@ def _line(kind: str, session_id: int | None, items: list[Any], fn: Callable[...,
     name = getattr(fn, "__name__", repr(fn))
     if getattr(fn, "__self__", None) is store and name in REPLAYABLE:
         return {"op": "call", "method": name, "args": _encode(list(args)), "kwargs": _encode(kwargs or {})}
+    owner = getattr(fn, "__self__", None)
+    if len(args) == 1 and all(hasattr(args[0], f) for f in _ALARM_FIELDS) and isinstance(
+            getattr(owner, "session_id", None), int):  # the recorder logging an alarm event
+        event = args[0]
+        return {"op": "alarm_event", "session": owner.session_id,
+                "event": _encode({f: getattr(event, f) for f in _ALARM_FIELDS})}
     text = f"{getattr(fn, '__qualname__', name)}{tuple(args)!r}"
     return {"op": "call", "method": getattr(fn, "__qualname__", name), "replayable": False, "text": text[:4000]}
 
@@ -204,14 +219,22 @@ def replay(store: Any, path: str | os.PathLike[str]) -> ReplayResult:
            "conditions": store.add_conditions}
     names = {"observations": "observations", "waveforms": "waveform chunks", "conditions": "device conditions"}
     try:
+        numbered = list(enumerate(lines[1:], start=2))
+        # a closing goes last: what the device sent while the closing waited belongs to the session
+        numbered.sort(key=lambda x: x[1].get("method") == "close_session")
+        alarm_rows: dict[int, int] = {}
         with store.transaction():
-            for n, line in enumerate(lines[1:], start=2):
+            for n, line in numbered:
                 op = line.get("op")
                 try:
                     if op in add:
                         with store.transaction():
                             add[op](line["session"], _objects(line))
                         result.written[names[op]] = result.written.get(names[op], 0) + len(line["items"])
+                    elif op == "alarm_event":
+                        with store.transaction():
+                            _replay_alarm(store, line["session"], _decode(line["event"]), alarm_rows)
+                        result.written["recorded actions"] = result.written.get("recorded actions", 0) + 1
                     elif op == "call" and line.get("replayable", True) and line.get("method") in REPLAYABLE:
                         with store.transaction():
                             getattr(store, line["method"])(*_decode(line["args"]), **_decode(line["kwargs"]))
@@ -225,3 +248,37 @@ def replay(store: Any, path: str | os.PathLike[str]) -> ReplayResult:
         raise RecoveryError(f"nothing was written: {exc}") from None
     os.replace(source, source.with_name(source.name + ".replayed"))
     return result
+
+
+def _replay_alarm(store: Any, sid: int, e: dict[str, Any], rows: dict[int, int]) -> None:
+    """One alarm event into the session's alarm log, as the recorder logs it (engine alarm ids are
+    mapped to the rows started in this file, else to the session's open row of the condition)."""
+    def row() -> int:
+        if e["alarm_id"] in rows:
+            return rows[e["alarm_id"]]
+        found = [a for a in store.alarms(sid) if a.condition == e["condition"] and a.ended_at is None]
+        if not found:
+            raise ValueError(f"no open {e['condition']} alarm to {e['event'].replace('ed', '')}")
+        return int(found[-1].id)
+    kind = e["event"]
+    priority = str(e["priority"]).upper() if e["priority"] is not None else None
+    if isinstance(e["priority"], int):
+        priority = ("LOW", "MEDIUM", "HIGH")[e["priority"] - 1]
+    if kind == "started":
+        rows[e["alarm_id"]] = store.alarm_started(
+            sid, condition=e["condition"], kind=e["kind"] or "physiological", priority=priority, started_at=e["t"],
+            limit=e["limit"], value=e["value"], message=e["message"] or e["label"])
+    elif kind == "escalated":
+        store.alarm_escalated(row(), priority, e["t"])
+    elif kind == "deescalated":
+        store.alarm_action(sid, alarm_id=row(), at=e["t"], action="deescalate", user=e["user"], detail=priority)
+    elif kind == "ended":
+        store.alarm_ended(row(), e["t"])
+    elif kind in ("acknowledged", "reset"):
+        store.alarm_action(sid, alarm_id=row(), at=e["t"], action="acknowledge" if kind == "acknowledged" else "reset",
+                           user=e["user"], detail=e["condition"])
+    elif kind in ("audio_paused", "audio_resumed"):
+        action = "audio_pause" if kind == "audio_paused" else "audio_pause_cancel" if e["user"] else "audio_pause_end"
+        store.alarm_action(sid, alarm_id=None, at=e["t"], action=action, user=e["user"], detail=e["detail"])
+    else:
+        raise ValueError(f"unknown alarm event {kind!r}")
