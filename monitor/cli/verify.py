@@ -30,7 +30,7 @@ from monitor.store import NotFoundError, SessionStore, StoreError
 __all__ = ["cmd_verify", "cmd_salvage", "cmd_recover", "add_parsers"]
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction) -> None:
     """The three commands' parsers."""
     ver = sub.add_parser("verify", help="check the record: integrity, triggers, audit chain, accounts, sessions")
     ver.add_argument("session", nargs="?", help="also check this session's record (see vigil sessions)")
@@ -56,7 +56,7 @@ def cmd_verify(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if not path.exists():
         raise CliError(f"vigil verify: no database at {path}", status=1)
     try:
-        store = SessionStore(path, readonly=True, check_integrity=False)
+        store = SessionStore(path, readonly=True)
     except (StoreError, OSError) as exc:
         raise CliError(f"vigil verify: {exc}", status=1) from None
     bad = False

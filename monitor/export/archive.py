@@ -342,7 +342,7 @@ class _Scan:
         self.file_sha256 = reader.sha256.hexdigest()
         if self.blocks == 0:
             self.digest.part("waveforms")
-        return top.value  # type: ignore[no-any-return]
+        return top.value
 
     def _row(self, row: Any) -> None:
         if self.blocks:
@@ -491,16 +491,17 @@ def _check_block(i: int, b: Any) -> bytes:
     rate = c.num(b["rate"], f"{where}.rate", 1e-3, 10_000)
     if rate <= 0:  # type: ignore[operator]
         raise _Bad(f"{where}.rate must be positive")
-    n = c.int_(b["n"], f"{where}.n", 1, int(math.ceil(MAX_BLOCK_SECONDS * rate)) + 1)  # type: ignore[operator]
+    assert rate is not None
+    n = int(c.int_(b["n"], f"{where}.n", 1, int(math.ceil(MAX_BLOCK_SECONDS * rate)) + 1) or 0)
     c.choice(b["enc"], f"{where}.enc", (ENC_F32_ZLIB, ENC_F32_SHUFFLE_ZLIB))  # type: ignore[arg-type]
     c.text(b["source"], f"{where}.source", 200, none=True)
-    data = c.text(b["data"], f"{where}.data", 4 * (n * 4 + 1024))  # type: ignore[operator]
+    data = str(c.text(b["data"], f"{where}.data", 4 * (n * 4 + 1024)))
     try:
-        raw = base64.b64decode(data, validate=True)  # type: ignore[arg-type]
+        raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise _Bad(f"{where}.data is not base64") from None
     try:
-        decode_samples(raw, n, b["enc"], max_bytes=n * 4)  # type: ignore[arg-type]
+        decode_samples(raw, n, b["enc"], max_bytes=n * 4)
     except ValueError as exc:
         raise _Bad(f"{where}: {exc}") from None
     return raw

@@ -147,10 +147,15 @@ class SessionStore(SessionsMixin, DeviceDataMixin, EntriesMixin, AlarmsMixin, Au
     once to migrate). ``clock``: returns the current aware UTC time for ``recorded_at``, audit and
     creation times (default: the system clock). ``block_seconds``: target duration of a stored
     waveform block (0 < x ≤ 60). ``busy_timeout``: seconds to wait for a lock held by another
-    connection.
+    connection. ``check_integrity``: run SQLite's ``quick_check`` at opening (default: when opening
+    read-write — a damaged file is never written to; read-only openings skip it unless asked, and
+    ``vigil verify`` runs the full ``integrity_check``).
 
     Raises :class:`StoreError` if the file is not a Vigil database (left unchanged), was written by
-    a newer Vigil (left unchanged), or is already open read-write by another store.
+    a newer Vigil (left unchanged); :class:`StoreLockedError` if another store holds it open
+    read-write (naming its process and host); :class:`ReadOnlyError` if opened read-write but the
+    file, its folder or its storage cannot be written; :class:`DamagedStoreError` if it fails the
+    integrity check, or is an empty file that was a database.
     """
 
 

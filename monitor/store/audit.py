@@ -233,13 +233,13 @@ class AuditMixin(StoreCore):
             users = conn.execute("SELECT login, display_name, role, pin_hash, active FROM users ORDER BY id").fetchall()
         problems = []
         for login, display_name, role, pin_hash, active in users:
-            state = expected.pop(login, None)
-            if state is None or not state.get("added"):
+            found = expected.pop(login) if login in expected else None
+            if found is None or not found.get("added"):
                 problems.append(f"account {login!r} was not added through Vigil (no audit row records it)")
                 continue
             now = {"display_name": display_name, "role": role, "active": bool(active),
                    "pin_sha256": None if pin_hash is None else hashlib.sha256(pin_hash.encode()).hexdigest()}
-            wrong = [f for f in ("display_name", "role", "active", "pin_sha256") if f in state and state[f] != now[f]]
+            wrong = [f for f in ("display_name", "role", "active", "pin_sha256") if f in found and found[f] != now[f]]
             if wrong:
                 problems.append(f"account {login!r} differs from its audit rows ({', '.join(wrong)}): changed by hand")
         problems += [f"account {login!r}, recorded in the audit trail, is missing" for login in expected]

@@ -74,7 +74,7 @@ class StoreCore:
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False,
                  clock: Callable[[], datetime] | None = None, block_seconds: float = 30.0,
-                 busy_timeout: float = 5.0, check_integrity: bool = True) -> None:
+                 busy_timeout: float = 5.0, check_integrity: bool | None = None) -> None:
         if not 0 < block_seconds <= MAX_BLOCK_SECONDS:
             raise ValueError(f"block_seconds must be in (0, {MAX_BLOCK_SECONDS}], got {block_seconds}")
         self.path = Path(path)
@@ -109,8 +109,10 @@ class StoreCore:
         if readonly:
             if kind == "new":
                 raise StoreError(f"{self.path} does not exist; a read-only store cannot create it")
-            self._open_readonly(check_integrity)
+            self._open_readonly(bool(check_integrity))
             return
+        if check_integrity is None:
+            check_integrity = True
         self._check_can_write(kind)
         self._lock_fd = self._acquire_file_lock()
         try:

@@ -118,11 +118,10 @@ def _line(kind: str, session_id: int | None, items: list[Any], fn: Callable[...,
     name = getattr(fn, "__name__", repr(fn))
     if getattr(fn, "__self__", None) is store and name in REPLAYABLE:
         return {"op": "call", "method": name, "args": _encode(list(args)), "kwargs": _encode(kwargs or {})}
-    owner = getattr(fn, "__self__", None)
-    if len(args) == 1 and all(hasattr(args[0], f) for f in _ALARM_FIELDS) and isinstance(
-            getattr(owner, "session_id", None), int):  # the recorder logging an alarm event
-        event = args[0]
-        return {"op": "alarm_event", "session": owner.session_id,
+    session = getattr(getattr(fn, "__self__", None), "session_id", None)
+    if len(args) == 1 and all(hasattr(args[0], f) for f in _ALARM_FIELDS) and isinstance(session, int):
+        event = args[0]  # the recorder logging an alarm event
+        return {"op": "alarm_event", "session": session,
                 "event": _encode({f: getattr(event, f) for f in _ALARM_FIELDS})}
     text = f"{getattr(fn, '__qualname__', name)}{tuple(args)!r}"
     return {"op": "call", "method": getattr(fn, "__qualname__", name), "replayable": False, "text": text[:4000]}

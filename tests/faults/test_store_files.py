@@ -132,10 +132,12 @@ def test_a_damaged_file_is_refused_and_never_written(tmp_path):
     db = tmp_path / "vigil.sqlite"
     _damage(db)
     before = db.read_bytes()
-    for readonly in (False, True):
+    for readonly in (False, True):  # reading asks for the check (writing always runs it)
         with pytest.raises(DamagedStoreError, match="is damaged.*vigil salvage") as caught:
-            SessionStore(db, readonly=readonly)
+            SessionStore(db, readonly=readonly, check_integrity=True)
         assert "restore a backup" in str(caught.value)
+    with pytest.raises(DamagedStoreError):
+        SessionStore(db)
     assert db.read_bytes() == before
     status, out, _ = cli("verify", "--db", str(db))
     assert status == 1 and "integrity: DAMAGED" in out
