@@ -28,6 +28,7 @@ from monitor.config import db_path, load_clinic_profile, load_clinic_settings, o
 from monitor.settings import ClinicSettings, SettingsError
 from monitor.store import SessionStore, StoreError
 from monitor.store.reader import StoreReader
+from monitor.store.recovery import Backlog
 
 if TYPE_CHECKING:
     from monitor.board.publisher import ChairPublisher
@@ -163,8 +164,8 @@ class Chair:
             self.pipeline.add_listener(publisher)
 
     @property
-    def unsaved(self) -> Any:
-        """What the recording could not write, once closed (a :class:`monitor.store.recovery.Backlog`), or None."""
+    def unsaved(self) -> Backlog | None:
+        """What the recording could not write and where it was saved, once closed; None when all was written."""
         return self.pipeline.writer.unsaved
 
     def start(self) -> None:

@@ -22,11 +22,15 @@ read-only as the original; the import itself is recorded in the audit trail (act
 ``session_imported``, with the original audit rows and staff in its payload), and an export of the
 imported session reproduces the archive it came from.
 
-:func:`import_archive` refuses anything that is not such an archive (size, encoding, JSON, format and
-version, types, ranges, references between rows, audit hashes, a record that does not replay as a
-session, a session already in the store) with :class:`ExportError`, inside one transaction: a
-refused archive changes nothing. A de-identified archive (``"deidentified": true``) is for research
-and cannot be imported.
+:func:`import_archive` reads the file as a stream, twice (memory stays bounded whatever its size), and
+refuses anything that is not such an archive (size, encoding, JSON, format and version, types,
+ranges, references between rows, audit hashes and the links between consecutive rows, a record that
+differs from its audit rows — opening, entries, closing and the seal of its data
+(:mod:`monitor.store.seal`) —, someone who signed or charted but is not among its staff, a record
+that does not replay as a session, a session already in the store, a file that changed between the
+two readings) with :class:`ExportError`, inside one transaction: a refused archive changes nothing.
+The archive carries no MACs (audit keys never leave their computer). A de-identified archive
+(``"deidentified": true``) is for research and cannot be imported.
 """
 
 from __future__ import annotations

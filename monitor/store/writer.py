@@ -164,9 +164,10 @@ class StoreWriter(threading.Thread):
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop accepting items, commit everything queued, finalise pending waveform blocks and end
-        the thread. True if everything was written within ``timeout``. Otherwise (writes still
-        failing) the writer gives up: what it holds is saved to a recovery file, :attr:`unsaved`
-        says how much and where (see the class docstring), and False is returned."""
+        the thread. True if everything was written within ``timeout``. Otherwise False: if writes
+        still fail, the writer gives up — what it holds is saved to a recovery file and
+        :attr:`unsaved` says how much and where (see the class docstring); if they are only slow,
+        the thread carries on writing."""
         with self._put_lock:
             if not self._stopping:
                 self._stopping = True
@@ -176,7 +177,7 @@ class StoreWriter(threading.Thread):
             return True
         if self.is_alive():
             self.join(timeout)
-        if self.is_alive() and self.unsaved is None:
+        if self.is_alive() and self.failing and self.unsaved is None:
             self._give_up()
         return not self.is_alive() and self.unsaved is None
 

@@ -172,8 +172,8 @@ def test_salvage_copies_every_readable_session(tmp_path):
         assert rows[0].action == "session_imported" and rows[0].payload["salvaged_from"] == str(db)
         assert rows[0].payload["not_read_in_full"]
         assert r.verify_audit().ok
-    status, out, _ = cli("salvage", str(db), str(new))
-    assert status == 1 and "exists" in _  # never replaces a file
+    status, _, err = cli("salvage", str(db), str(new))
+    assert status == 1 and "exists" in err  # never replaces a file
 
 
 def test_an_empty_file_that_was_a_database_is_not_reinitialised(tmp_path):
