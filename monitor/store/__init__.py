@@ -55,7 +55,7 @@ Audit trail
 Every call that records a staff action appends a row to ``audit`` in the same transaction. The
 rows are hash-chained: ``hash = sha256(prev_hash + canonical_json({seq, t, user, session, action,
 payload}))`` with canonical JSON = sorted keys, no spaces, UTF-8; the first row's ``prev_hash`` is
-64 zeros. Since schema 4 each row also has a ``mac``: an HMAC of its hash under the database's key,
+64 zeros. Since schema 5 each row also has a ``mac``: an HMAC of its hash under the database's key,
 kept outside the file (:mod:`.keys`), so a row edited with every later hash recomputed is still
 found. The closing row of a session seals its data (:mod:`.seal`). At every read-write opening the
 protective triggers are compared with the schema's (missing or changed ones restored, unexpected

@@ -571,7 +571,7 @@ class StoreCore:
             conn.execute("INSERT INTO audit (seq, t, user_login, session_id, action, payload_json, prev_hash, hash, "
                          "mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (seq, t, user, session_id, action, payload_json, prev, digest, signed))
-        else:  # a file of schema 3 or older being written by a test's patched schema
+        else:  # a file of schema 4 or older being written by a test's patched schema
             conn.execute("INSERT INTO audit (seq, t, user_login, session_id, action, payload_json, prev_hash, hash) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (seq, t, user, session_id, action, payload_json, prev,
                                                              digest))

@@ -161,8 +161,9 @@ def test_a_schema_change_by_hand_is_audited(recorded):
 
 def test_an_older_database_is_keyed_from_a_recorded_row_and_its_old_rows_still_verify(tmp_path, monkeypatch):
     db = tmp_path / "old.sqlite"
-    monkeypatch.setattr(store_db, "MIGRATIONS", store_schema.MIGRATIONS[:3])
-    with SessionStore(db) as s:  # a schema-3 file: plain chain
+    before_keying = store_schema.MIGRATIONS.index(store_schema._migrate_4_to_5)
+    monkeypatch.setattr(store_db, "MIGRATIONS", store_schema.MIGRATIONS[:before_keying])
+    with SessionStore(db) as s:  # a file from before the keyed chain: plain
         sid = s.create_session(patient={"display_name": "P"}, protocol="ketamine-iv", plan={}, device="x",
                                user="ann", started_at=T0)
         s.close_session(sid, user="ann", signed_name="Ann", meaning="closed", at=at(60))
