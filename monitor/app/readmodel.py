@@ -35,6 +35,7 @@ from monitor.app.privacy import DEIDENTIFIED, Privacy, SafeHarbor
 from monitor.patient import age_on
 from monitor.protocols import MG_PER_DEVICE, ProtocolKind
 from monitor.settings import ClinicSettings
+from monitor.store.seal import IMPORTED_ACTION
 from monitor.store import (
     QUALITY_BITS,
     Block,
@@ -50,13 +51,13 @@ __all__ = [
     "FLAGGED_BITS", "PatientView", "ChartRow", "InfusionRow", "DeviceRow", "NibpRow", "NoteRow",
     "AlarmActionRow", "AlarmLimitsRow", "ACTION_LABELS", "AlarmView", "PhaseSpan", "Criterion", "SignatureView",
     "SessionView",
-    "load_session", "IMPORT_ACTION", "condition_label",
+    "load_session", "IMPORT_ACTION", "condition_label", "import_label",
 ]
 
 #: Quality bits that make a value unusable for statistics and trends (all but SIMULATED and MANUAL).
 FLAGGED_BITS = sum(bit for flag, bit in QUALITY_BITS.items() if flag not in (Quality.SIMULATED, Quality.MANUAL))
-#: The audit action recorded when a session is imported from an archive.
-IMPORT_ACTION = "session_imported"
+#: The audit action recorded when a session is imported from an archive (or salvaged from a damaged file).
+IMPORT_ACTION = IMPORTED_ACTION
 _SEX = {"female": "female", "male": "male", "other": "other"}
 
 
@@ -294,6 +295,8 @@ class SessionView:
     replay_error: str | None = None
     staff: dict[str, tuple[str, str]] = field(default_factory=dict)
     alarm_limits: list[AlarmLimitsRow] = field(default_factory=list)
+    #: Where the session came from when it was not recorded here ("Imported from … by … on …"), else None.
+    imported: str | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -308,6 +311,26 @@ class SessionView:
         more = f" ({changes} change{'s' if changes != 1 else ''})" if changes else ""
         sha = " ".join(last.sha256[i:i + 16] for i in range(0, len(last.sha256), 16))
         return f"{last.source}{more}, profile SHA-256 {sha}"
+
+    @property
+    def verified(self) -> str:
+        """One line: the record checked against its audit trail now (``vigil verify SESSION``), for an
+        export's notice. Computed on first use (it reads the whole session)."""
+        if "verified" not in self._cache:
+            check = getattr(self.store, "verify_session", None)
+            self._cache["verified"] = (check(self.session_id).summary() if check is not None else
+                                       "Record checked by the clinic record when it arrived from its chair "
+                                       "(see its flags in vigil sessions)")
+        return str(self._cache["verified"])
+
+    @property
+    def record_notice(self) -> list[str]:
+        """What every export says of the record: the verification at export, and where an imported
+        session came from (only that it was imported, when de-identified)."""
+        lines = [self.verified]
+        if self.imported:
+            lines.append("Imported from an archive" if self.deidentified else self.imported)
+        return lines
 
     # ------------------------------------------------------------------ small helpers
     @property
@@ -576,7 +599,7 @@ class _Builder:
             discharge=discharge, discharge_source=discharge_source, concomitant=concomitant,
             concomitant_other=concomitant_other, baseline=baseline, dosing_start=dosing_start,
             dosing_end=dosing_end, delivered_mg=delivered, state=state, replay_error=replay_error, staff=self.staff,
-            alarm_limits=alarm_limits)
+            alarm_limits=alarm_limits, imported=import_label(self.store, self.record.id))
 
     # ------------------------------------------------------------------------------------------
     def alarm_limits_row(self, e: Any) -> AlarmLimitsRow:
@@ -890,6 +913,20 @@ def _staff(store: SessionStore, record: Any, entries: list[Any]) -> dict[str, tu
 def import_marker(store: SessionStore, session_id: int) -> Any:
     """The audit row that recorded the import of this session from an archive, or None."""
     return next((r for r in store.audit_rows(session_id) if r.action == IMPORT_ACTION), None)
+
+
+def import_label(store: Any, session_id: int) -> str | None:
+    """"Imported from FILE by WHO on DATE" (or "Salvaged from FILE …") for a session that was not
+    recorded in this record, else None: the one line every screen and export shows of it."""
+    marker = import_marker(store, session_id)
+    if marker is None:
+        return None
+    p = marker.payload
+    when = marker.t.astimezone().strftime("%Y-%m-%d %H:%M")
+    if p.get("salvaged_from"):
+        return f"Salvaged from the damaged database {p['salvaged_from']} on {when}"
+    who = marker.user or p.get("imported_by") or "unknown"
+    return f"Imported from {p.get('file') or 'an archive'} by {who} on {when}"
 
 
 def _dosing_span(infusion: list[InfusionRow], devices: list[DeviceRow], entries: list[Any], plan: dict[str, Any],
