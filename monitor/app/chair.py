@@ -28,6 +28,7 @@ from monitor.config import db_path, load_clinic_profile, load_clinic_settings, o
 from monitor.settings import ClinicSettings, SettingsError
 from monitor.store import SessionStore, StoreError
 from monitor.store.reader import StoreReader
+from monitor.store.recovery import Backlog
 
 if TYPE_CHECKING:
     from monitor.board.publisher import ChairPublisher
@@ -162,6 +163,11 @@ class Chair:
             self.publisher = publisher
             self.pipeline.add_listener(publisher)
 
+    @property
+    def unsaved(self) -> Backlog | None:
+        """What the recording could not write and where it was saved, once closed; None when all was written."""
+        return self.pipeline.writer.unsaved
+
     def start(self) -> None:
         """Start the pipeline (and the publisher)."""
         self.pipeline.start()
@@ -169,7 +175,9 @@ class Chair:
             self.publisher.start()
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop everything (an open session stays open, to be resumed) and close the database."""
+        """Stop everything (an open session stays open, to be resumed) and close the database. If
+        writing still fails after ``timeout`` s, what was not written is saved to a recovery file:
+        :attr:`unsaved` says how much and where (None when everything was written)."""
         if self.publisher is not None:
             self.publisher.close()
         self.pipeline.stop(timeout)

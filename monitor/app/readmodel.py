@@ -38,6 +38,7 @@ from monitor.app.progress import Progress
 from monitor.patient import age_on
 from monitor.protocols import MG_PER_DEVICE, ProtocolKind
 from monitor.settings import ClinicSettings
+from monitor.app.provenance import IMPORT_ACTION, import_label, import_marker
 from monitor.store import (
     QUALITY_BITS,
     Block,
@@ -52,7 +53,7 @@ __all__ = [
     "OBSERVATION_CHUNK", "FLAGGED_BITS", "PatientView", "ChartRow", "InfusionRow", "DeviceRow", "NibpRow",
     "NoteRow", "AlarmActionRow", "AlarmLimitsRow", "ACTION_LABELS", "AlarmView", "PhaseSpan", "Criterion",
     "SignatureView", "SessionView",
-    "load_session", "IMPORT_ACTION", "condition_label",
+    "load_session", "condition_label",
 ]
 
 #: Quality bits that make a value unusable for statistics and trends (all but SIMULATED and MANUAL).
@@ -60,8 +61,6 @@ FLAGGED_BITS = sum(bit for flag, bit in QUALITY_BITS.items() if flag not in (Qua
 #: Observation rows read at a time by :meth:`SessionView.iter_observation_rows` (small enough that
 #: formatting one chunk in C, holding the GIL, never stalls the window for long).
 OBSERVATION_CHUNK = 10_000
-#: The audit action recorded when a session is imported from an archive.
-IMPORT_ACTION = "session_imported"
 _SEX = {"female": "female", "male": "male", "other": "other"}
 
 
@@ -301,6 +300,8 @@ class SessionView:
     alarm_limits: list[AlarmLimitsRow] = field(default_factory=list)
     #: Where the bulk reads report to (and may be cancelled from): see :class:`Progress`.
     progress: Progress = field(default_factory=Progress, repr=False)
+    #: Where the session came from when it was not recorded here ("Imported from … by … on …"), else None.
+    imported: str | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -315,6 +316,26 @@ class SessionView:
         more = f" ({changes} change{'s' if changes != 1 else ''})" if changes else ""
         sha = " ".join(last.sha256[i:i + 16] for i in range(0, len(last.sha256), 16))
         return f"{last.source}{more}, profile SHA-256 {sha}"
+
+    @property
+    def verified(self) -> str:
+        """One line: the record checked against its audit trail now (``vigil verify SESSION``), for an
+        export's notice. Computed on first use (it reads the whole session)."""
+        if "verified" not in self._cache:
+            check = getattr(self.store, "verify_session", None)
+            self._cache["verified"] = (check(self.session_id).summary() if check is not None else
+                                       "Record checked by the clinic record when it arrived from its chair "
+                                       "(see its flags in vigil sessions)")
+        return str(self._cache["verified"])
+
+    @property
+    def record_notice(self) -> list[str]:
+        """What every export says of the record: the verification at export, and where an imported
+        session came from (only that it was imported, when de-identified)."""
+        lines = [self.verified]
+        if self.imported:
+            lines.append("Imported from an archive" if self.deidentified else self.imported)
+        return lines
 
     # ------------------------------------------------------------------ small helpers
     @property
@@ -569,7 +590,7 @@ class _Builder:
             discharge=discharge, discharge_source=discharge_source, concomitant=concomitant,
             concomitant_other=concomitant_other, baseline=baseline, dosing_start=dosing_start,
             dosing_end=dosing_end, delivered_mg=delivered, state=state, replay_error=replay_error, staff=self.staff,
-            alarm_limits=alarm_limits)
+            alarm_limits=alarm_limits, imported=import_label(self.store, self.record.id))
 
     # ------------------------------------------------------------------------------------------
     def alarm_limits_row(self, e: Any) -> AlarmLimitsRow:
@@ -850,11 +871,6 @@ def _staff(store: SessionStore, record: Any, entries: list[Any]) -> dict[str, tu
             if isinstance(info, dict):
                 staff[login] = (str(info.get("display_name") or login), str(info.get("role") or ""))
     return {login: who for login, who in staff.items() if login in mentioned}
-
-
-def import_marker(store: SessionStore, session_id: int) -> Any:
-    """The audit row that recorded the import of this session from an archive, or None."""
-    return next((r for r in store.audit_rows(session_id) if r.action == IMPORT_ACTION), None)
 
 
 def _phases(start: datetime, end: datetime, dosing_start: datetime | None, dosing_end: datetime | None,

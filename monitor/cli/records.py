@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO
 
 from monitor.cli import CliError
+from monitor.app.provenance import import_label
 from monitor.config import db_path, open_reader
 from monitor.store import NotFoundError, SessionStore, StoreError
 from monitor.store import SessionSummary
@@ -105,10 +106,12 @@ def cmd_sessions(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                            + (f" (chairs: {', '.join(store.chairs())})" if store.chairs() else ""), status=1)
         for s in store.list_sessions(**({"chair": chair} if chair is not None else {})):
             status, phase = _outcome(store, s)
+            imported = import_label(store, s.id)
             record = {"id": s.id, "patient": s.patient, "protocol": s.protocol, "status": status,
                       "phase": phase, "started_at": s.started_at.isoformat(),
                       "ended_at": s.ended_at.isoformat() if s.ended_at else None,
-                      "n_observations": s.n_observations, "n_alarms": s.n_alarms, "device": s.device}
+                      "n_observations": s.n_observations, "n_alarms": s.n_alarms, "device": s.device,
+                      "imported": imported}
             where = ""
             if isinstance(s, ChairSessionSummary):
                 record.update(chair=s.chair, chair_session=s.chair_session_id, complete=s.complete, flag=s.flag)
@@ -118,7 +121,8 @@ def cmd_sessions(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             else:
                 ended = f"{s.ended_at:%Y-%m-%d %H:%M}" if s.ended_at else "—"
                 out.write(f"{s.id:>5}  {s.started_at:%Y-%m-%d %H:%M}  {ended:16}  {status:10}  {s.protocol:12}  "
-                          f"{s.n_observations:>8} obs  {s.n_alarms:>4} alarms  {where}{s.patient}\n")
+                          f"{s.n_observations:>8} obs  {s.n_alarms:>4} alarms  {where}{s.patient}"
+                          + (f"  [{imported}]" if imported else "") + "\n")
     finally:
         store.close()
     return 0

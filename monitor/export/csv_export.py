@@ -223,6 +223,7 @@ def _session_rows(view: SessionView, interval_s: float) -> list[list[str]]:
     ]
     if view.deidentified:
         rows.append(["notice", deid_notice(year_only_dates=True)])
+    rows += [["record", line] for line in view.record_notice]
     rows += [
         ["session", view.label],
         ["status", view.status + (" (snapshot of a session still being recorded)" if view.is_open else "")],

@@ -15,7 +15,6 @@ deleted), so "every row with an id above the watermark" is exactly what is missi
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -185,14 +184,7 @@ class ChangesMixin(StoreCore):
             return str(row[0])
         if self.readonly:
             raise StoreError(f"{self.path} has no chair identity yet: open it read-write once to make one")
-        with self._tx() as conn:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'chair_uid'").fetchone()
-            if row is not None:
-                return str(row[0])
-            uid = str(uuid.uuid4())
-            conn.execute("INSERT INTO meta (key, value) VALUES ('chair_uid', ?)", (uid,))
-            self._audit(conn, None, "chair_identity_created", None, {"chair_uid": uid})
-            return uid
+        return self._ensure_uid()
 
     def session_origin(self, session_id: int) -> SessionOrigin:
         """Where session ``session_id`` was recorded: here (its own id; the chair identity if this

@@ -45,7 +45,7 @@ record's account copy (``monitor.clinic.accounts``, audited as ``clinic-record``
             cur = conn.execute("INSERT INTO users (login, display_name, role, pin_hash, created_at, active) "
                                "VALUES (?, ?, ?, ?, ?, 1)", (login, display_name, role, pin_hash, self._now()))
             self._audit(conn, by, "user_added", None,
-                        {"login": login, "display_name": display_name, "role": role})
+                        {"login": login, "display_name": display_name, "role": role, "pin_sha256": _pin_digest(pin_hash)})
             return int(cur.lastrowid)
 
     def get_user(self, login: str) -> UserRecord | None:
@@ -75,12 +75,13 @@ record's account copy (``monitor.clinic.accounts``, audited as ``clinic-record``
             self._audit(conn, by, "user_activated" if active else "user_deactivated", None, {"login": login})
 
     def set_pin_hash(self, login: str, pin_hash: str | None, by: str | None) -> None:
-        """Replace an account's PIN hash (the audit row records that it changed, not the hash).
+        """Replace an account's PIN hash (the audit row records that it changed and a digest of the new
+        hash, never the hash: ``vigil verify`` notices a hash edited by hand).
         Unknown login raises :class:`NotFoundError`."""
         with self._tx() as conn:
             if conn.execute("UPDATE users SET pin_hash = ? WHERE login = ?", (pin_hash, login)).rowcount == 0:
                 raise NotFoundError(f"no user {login!r}")
-            self._audit(conn, by, "user_pin_changed", None, {"login": login})
+            self._audit(conn, by, "user_pin_changed", None, {"login": login, "pin_sha256": _pin_digest(pin_hash)})
 
     # ------------------------------------------------------------------ sign-in
     #: Longest user name kept for a failed sign-in (what was typed may be anything).
@@ -143,3 +144,8 @@ record's account copy (``monitor.clinic.accounts``, audited as ``clinic-record``
         with self._read() as conn:
             rows = conn.execute("SELECT version, t, user_login, json FROM settings ORDER BY version").fetchall()
         return [(r[0], _dt(r[1]), r[2], r[3]) for r in rows]
+
+
+def _pin_digest(pin_hash: str | None) -> str | None:
+    """What the audit trail keeps of a PIN hash: its SHA-256 (None for no PIN)."""
+    return None if pin_hash is None else hashlib.sha256(pin_hash.encode()).hexdigest()

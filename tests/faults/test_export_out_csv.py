@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 import zipfile
 
 import pytest
@@ -45,6 +46,10 @@ def exported(tmp_path):
     try:
         sid = service.start_session(Patient(display_name="Jo Doe", weight_kg=70),
                                     KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), NURSE)
+        deadline = time.monotonic() + 30            # numerics of its own before it is closed (CI is slower)
+        while not service.pipeline.call(lambda: service.pipeline.session_view().latest):
+            assert time.monotonic() < deadline, "no vitals reached the session"
+            time.sleep(0.05)
         for text in PLANTED:
             service.record_event({"kind": "note", "text": text}, NURSE)
         service.abort_session(sign_in(service, NURSE), "=cmd|' /C calc'!A0")

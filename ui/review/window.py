@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import html
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -359,7 +360,7 @@ class ReviewWindow(QMainWindow):
                   f"{v.signature.meaning}") if v.signature is not None else ""
         self.header.setText(f"<b>{who}</b> · {v.protocol_label} · {start.strftime('%Y-%m-%d %H:%M')}–"
                             f"{end.strftime('%H:%M')} ({duration_text((v.end - v.start).total_seconds())}) · "
-                            f"{self.record.status}{signed}")
+                            f"{self.record.status}{signed}" + (f"<br><i>{html.escape(v.imported)}</i>" if v.imported else ""))
 
     def _present_vitals(self) -> list[str]:
         return [k for k, s in self.numerics.items() if len(s.t)]
