@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-SUITES = ("acquisition", "store_alarms", "ui", "review", "board", "devices", "clinic_record")
+SUITES = ("acquisition", "store_alarms", "ui", "review", "board", "devices", "clinic_record", "costs")
 RESULTS = Path(__file__).with_name("results.json")
 
 

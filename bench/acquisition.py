@@ -4,6 +4,7 @@
   emulator) decoded as ``vigil decode`` does — 64 KiB reads, items consumed and dropped — in
   bytes/s and as a multiple of the protocol's line rate (9600 baud = 960 bytes/s for Masimo and
   Nonin, 115200 baud = 11,520 bytes/s for IntelliVue).
+* ``vigil decode`` as a whole command (a subprocess writing JSON lines), in input MB/s.
 * Latency: one frame written into a pseudo-terminal at a time; the time until the decoded
   observation reaches a subscriber of the acquisition worker (p50, p99).
 * CPU: ``vigil simulate`` serves each protocol at real speed in one process; a second process
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tty
@@ -32,6 +35,8 @@ from drivers.transport import open_link
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_BYTES = 20_000_000
+#: Frames timed per protocol (a p99 wants at least 2,000 samples).
+N_LATENCY = 2000
 
 
 def _stream_decode(protocol: str, data: bytes) -> tuple[float, int]:
@@ -63,6 +68,37 @@ def decode_throughput() -> dict[str, dict[str, float]]:
     return out
 
 
+def decode_command(megabytes: float = 8.0) -> dict[str, dict[str, float]]:
+    """``vigil decode`` as a whole command: a subprocess (interpreter start-up included) reading a
+    capture file and writing its JSON lines (waveforms included) to a file; input MB/s and JSON
+    lines a second, best of 2."""
+    out = {}
+    for protocol, variant, hours in (("masimo", "rad8", 6), ("nonin", "2", 2), ("intellivue", None, 2),
+                                     ("datex", None, 2)):
+        one = device_capture(protocol, hours * 3600, variant=variant)
+        data = one * max(1, int(megabytes * 1e6) // len(one))
+        with tempfile.TemporaryDirectory() as folder:
+            capture, json_out = Path(folder) / "capture.bin", Path(folder) / "out.jsonl"
+            capture.write_bytes(data)
+            best = math.inf
+            for _ in range(2):
+                with open(json_out, "wb") as sink:
+                    started = time.perf_counter()
+                    subprocess.run([sys.executable, str(ROOT / "main.py"), "decode", "--protocol", protocol, "--waves",
+                                    str(capture)], stdout=sink, stderr=subprocess.DEVNULL, check=True, cwd=ROOT)
+                    best = min(best, time.perf_counter() - started)
+            with open(json_out, "rb") as fh:
+                lines = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+            written = json_out.stat().st_size
+        out[protocol] = {"input_bytes": len(data), "seconds": round(best, 2), "mb_per_s": round(len(data) / best / 1e6, 2),
+                         "json_lines_per_s": round(lines / best), "json_mb": round(written / 1e6, 1),
+                         "x_line_rate": round(len(data) / best / LINE_RATE[protocol])}
+        print(f"vigil decode {protocol:10s} (whole command, JSON out): {out[protocol]['mb_per_s']:.2f} MB/s in, "
+              f"{out[protocol]['json_lines_per_s']:,} JSON lines/s, {out[protocol]['x_line_rate']:,}x line rate "
+              f"({len(data) / 1e6:.1f} MB in {best:.1f} s)")
+    return out
+
+
 class _Probe:
     def __init__(self) -> None:
         self.event = threading.Event()
@@ -82,13 +118,13 @@ def _frames(protocol: str) -> list[bytes]:
     if protocol == "masimo":
         from drivers.masimo import encode_line
         return [encode_line({"spo2": 97, "pr": 70 + i % 20, "pi": 2.5}, device_time=datetime(2026, 11, 28, 9, 0, i % 60))
-                for i in range(200)]
+                for i in range(N_LATENCY)]
     if protocol == "nonin":
         from drivers.nonin import encode_format2_packet
-        return [encode_format2_packet(97, 70 + i % 20, [0.5] * 25) for i in range(200)]
+        return [encode_format2_packet(97, 70 + i % 20, [0.5] * 25) for i in range(N_LATENCY)]
     from drivers.intellivue.device import build_numerics_reply
     return [build_numerics_reply({"hr": 70.0 + i % 20, "spo2": 97.0}, device_time=datetime(2026, 11, 28, 9, 0, i % 60))
-            for i in range(200)]
+            for i in range(N_LATENCY)]
 
 
 def latency(protocol: str) -> dict[str, float]:
@@ -164,6 +200,7 @@ def run() -> dict:
     """All acquisition figures."""
     return {
         "decode": decode_throughput(),
+        "decode_command": decode_command(),
         "latency": {p: latency(p) for p in ("masimo", "nonin", "intellivue")},
         "live_cpu": {p: live_cpu(p) for p in ("masimo", "nonin", "intellivue")},
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -1,10 +1,11 @@
 """Session review benchmarks (offscreen), on a 12-hour session from :func:`build_long_session`
 (1 Hz numerics, ECG 250 Hz, pleth 100 Hz, capnogram 25 Hz, 300 charted events).
 
-* Opening the session in the review window to its first painted frame (target ≤ 1 s): the first
-  opening and the median of three.
+* Opening the session in the review window to its first painted frame (target ≤ 1 s), and to
+  fully loaded (every vital read, the first view's waveforms drawn): the first opening and the
+  median of three.
 * A zoom or pan redraw (target ≤ 50 ms): the range set, the waveforms read from the store for it
-  and the frame painted, over ~50 ranges from 2 s to the whole session. Ranges up to
+  and the frame painted, over 2,040 ranges from 2 s to the whole session. Ranges up to
   ``SYNC_WAVE_SPAN_S`` read their waveforms on the spot, so their figure includes the read; wider
   ones read in the background, so their redraw figure does not, and the time until their
   waveforms are drawn is reported apart.
@@ -22,6 +23,10 @@ from types import SimpleNamespace
 import numpy as np
 
 
+#: Pans at each of the 12 spans after the first range: 12 × 170 = 2,040 redraws (a p99 wants ≥ 2,000).
+PANS = 169
+
+
 def _percentiles(samples: list[float]) -> dict[str, float]:
     samples = sorted(samples)
     return {"n": len(samples), "median_ms": round(statistics.median(samples), 2),
@@ -30,10 +35,12 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 
 def _context(store):
     from monitor.alarms.profile import default_profile
+    from monitor.app.clinic import Clinic
+    from monitor.app.records import Records
     from monitor.settings import ClinicSettings
     from ui.context import UiContext
 
-    return UiContext(SimpleNamespace(recorder=None), store, ClinicSettings(), default_profile())
+    return UiContext(SimpleNamespace(session_id=None), Records(store), Clinic(store), ClinicSettings(), default_profile())
 
 
 def _open(app, context, session_id: int):
@@ -68,22 +75,29 @@ def _open(app, context, session_id: int):
 
 
 def first_frame(app, context, session_id: int) -> dict[str, float]:
-    """Open → first painted frame, three times (the first one reads a cold record)."""
-    times = []
+    """Open → first painted frame, and → fully loaded (every vital read and shown, the first view's
+    waveforms drawn), three times (the first one reads a cold record)."""
+    times, full = [], []
     for _ in range(3):
+        began = time.perf_counter()
         window, seconds = _open(app, context, session_id)
         times.append(seconds)
-        window.load_all_vitals()
+        while window.loading or not window.plots.waves_drawn():
+            app.processEvents()
+            time.sleep(0.001)
+        full.append(time.perf_counter() - began)
         window.close()
         app.processEvents()
-    figures = {"first_s": round(times[0], 3), "median_s": round(statistics.median(times), 3)}
+    figures = {"first_s": round(times[0], 3), "median_s": round(statistics.median(times), 3),
+               "fully_loaded_first_s": round(full[0], 3), "fully_loaded_median_s": round(statistics.median(full), 3)}
     print(f"open a 12-hour session to its first painted frame: {figures['first_s']} s the first time, "
-          f"median {figures['median_s']} s of 3 (target ≤ 1 s)")
+          f"median {figures['median_s']} s of 3 (target ≤ 1 s); fully loaded: {figures['fully_loaded_first_s']} s "
+          f"the first time, median {figures['fully_loaded_median_s']} s")
     return figures
 
 
 def redraws(app, window) -> dict[str, dict[str, float]]:
-    """~50 zooms and pans at spans from 2 s to the whole session."""
+    """2,040 zooms and pans at spans from 2 s to the whole session."""
     from ui.review.plots import SYNC_WAVE_SPAN_S
 
     plots = window.plots
@@ -94,7 +108,7 @@ def redraws(app, window) -> dict[str, dict[str, float]]:
     for span in spans:
         centre = rng.uniform(start + span / 2, max(start + span / 2, end - span / 2) + 1e-6)
         ranges.append((centre - span / 2, centre + span / 2))
-        for _ in range(3):  # pans at the same span
+        for _ in range(PANS):  # pans at the same span
             centre += span * rng.uniform(-0.4, 0.4)
             centre = min(max(centre, start + span / 2), end - span / 2)
             ranges.append((centre - span / 2, centre + span / 2))
@@ -131,7 +145,7 @@ def exports(window, folder: Path) -> dict[str, float]:
     figures = {}
     for fmt, target in (("csv", 2), ("pdf", 5), ("fhir", 5)):
         began = time.perf_counter()
-        written = window.export(fmt, folder / f"bench-{fmt}")
+        written = window.export(fmt, folder / f"bench-{fmt}").wait(600)
         figures[f"{fmt}_s"] = round(time.perf_counter() - began, 2)
         size = written.stat().st_size / 1e6 if written else 0.0
         print(f"export {fmt.upper()}: {figures[f'{fmt}_s']} s ({size:.1f} MB; target ≤ {target} s)")

@@ -112,7 +112,7 @@ class _Listener:
         pass
 
 
-def alarm_latency(rounds: int = 150) -> dict[str, float]:
+def alarm_latency(rounds: int = 2000) -> dict[str, float]:
     """Byte written at the pseudo-terminal → alarm_started from the recorder (ms)."""
     master, slave = os.openpty()
     tty.setraw(slave)

@@ -81,11 +81,12 @@ def window(device: str, folder: str, name: str, session: str | None = "iv", waiv
     esketamine ("esketamine") session started by Ann Lee, or none."""
     store = SessionStore(Path(folder) / f"{name}.sqlite")
     service = QtSessionService(open_pipeline(device, store, ClinicSettings(), default_profile()))
-    context = UiContext(service, Records(store), Clinic(store), ClinicSettings(), default_profile())
+    clinic = Clinic(store, signins=service.signins)
+    context = UiContext(service, Records(store, clinic.signins), clinic, ClinicSettings(), default_profile())
     win = MainWindow(context, audio=QuietAudio())
     show_at_start(win)
     service.start()
-    context.set_user(ANN)
+    context.sign_in(clinic.signins.issue(ANN))   # signed in as after a PIN (no account in this throw-away file)
     settle(1.0)
     if session == "iv":
         service.start_session(Patient(display_name="Jo Doe", mrn="MRN-20431", weight_kg=72),
@@ -135,7 +136,7 @@ def main() -> None:
         save("normal")
         win.lock()
         save("locked")
-        win.context.set_user(ANN)
+        win.context.sign_in(win.context.clinic.signins.issue(ANN))
         win.help_button.setFocus()
         from ui.help import HelpDialog
         dialog = HelpDialog(win.service.session_profile, win)

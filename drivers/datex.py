@@ -624,7 +624,6 @@ class DatexEmulator(DeviceEmulator):
         self.interval = 0
         self.classes = 0
         self.waves: tuple[str, ...] = ()
-        self.requests_seen = 0
         self._unframer = Unframer()
         self._clock = 0.0
         self._next_displ: float | None = None
@@ -646,13 +645,11 @@ class DatexEmulator(DeviceEmulator):
             if maintype == DRI_MT_PHDB and first_type == DRI_PH_XMIT_REQ and len(body) >= _PHDB_REQ.size:
                 kind, interval, classes, _ = _PHDB_REQ.unpack_from(body)
                 if kind == DRI_PH_DISPL:
-                    self.requests_seen += 1
                     self.interval = max(0, interval)
                     self.classes = classes
                     self._next_displ = self._clock if self.interval else None
             elif maintype == DRI_MT_WAVE and first_type == DRI_WF_CMD and len(body) >= _WAVE_REQ.size:
                 req, _res, *types = _WAVE_REQ.unpack_from(body)
-                self.requests_seen += 1
                 if req == WF_REQ_CONT_STOP:
                     self.waves = ()
                 elif req == WF_REQ_CONT_START:

@@ -314,11 +314,6 @@ class InfusionLog:
         """Status after the last recorded step."""
         return self._status
 
-    @property
-    def current_rate_mg_per_h(self) -> float:
-        """The rate set by the last start or rate change (the plan rate before start), mg/h."""
-        return self._rate
-
     def start(self, t: datetime, rate_mg_per_h: float | None = None, *, by: Actor) -> InfusionStep:
         """Start the infusion at ``t`` at ``rate_mg_per_h`` (default: the plan rate)."""
         rate = self.plan.rate_mg_per_h if rate_mg_per_h is None else rate_mg_per_h
@@ -646,7 +641,9 @@ class EsketaminePlan(BaseModel):
     @classmethod
     def for_clinic(cls, settings: "ClinicSettings", *, dose_mg: int, lot_number: str) -> "EsketaminePlan":
         """A plan with the clinic's monitoring period."""
-        return cls(dose_mg=dose_mg, lot_number=lot_number, monitoring_min=settings.esketamine_monitoring_min)
+        # validated like any plan: a dose other than 56 or 84 mg is refused with the model's message
+        return cls.model_validate({"dose_mg": dose_mg, "lot_number": lot_number,
+                                   "monitoring_min": settings.esketamine_monitoring_min})
 
     @property
     def devices(self) -> int:

@@ -229,13 +229,16 @@ def test_sigkill_then_resume_keeps_everything_and_marks_a_gap(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    with SessionStore(db, readonly=True) as ro:
-        [session] = ro.open_sessions()
-        last_numeric = max(ro.numerics(session.id, "hr")[0])
-        ecg = ro.waveform(session.id, "ecg", session.started_at, killed_at + timedelta(seconds=5))
+    assert Path(f"{db}.tail").exists()  # what was not committed yet is in the tail file
+    with SessionStore(db) as rw:  # the next read-write opening (a resume does it) stores the tail
+        [session] = rw.open_sessions()
+        last_numeric = max(rw.numerics(session.id, "hr")[0])
+        ecg = rw.waveform(session.id, "ecg", session.started_at, killed_at + timedelta(seconds=5))
         last_wave = ecg.t[-1]
-    # everything produced up to one second before the kill is on disk (numerics come once a second)
+    # everything produced up to one second before the kill is on disk (numerics come once a second),
+    # the waveform without a hole from the start of the session
     assert killed_at.timestamp() - last_wave <= 1.5
+    assert ecg.t[0] - session.started_at.timestamp() < 1.0 and np.diff(ecg.t).max() < 1.5 / 250
     assert killed_at.timestamp() - last_numeric <= 2.5
     result = vigil("record", "--device", "sim://?scenario=normal&speed=20", "--duration", "20", "--db", str(db), "--resume")
     assert result.returncode == 0, result.stderr

@@ -35,9 +35,9 @@ from monitor.app.review import (
     with_gaps,
 )
 from monitor.settings import ClinicSettings
-from monitor.staff import Actor, Role, hash_pin
+from monitor.staff import Actor, Role
 from monitor.store import SessionStore, StoreWriter
-from tests.factories import act, make_context
+from tests.factories import TEST_PIN, act, ensure_account, make_context, sign_in
 from ui.context import UiContext
 from ui.dialogs import SignInDialog, set_dialog_runner
 from ui.review import LateEntryDialog, ReviewWindow, SessionBrowser
@@ -48,7 +48,7 @@ pytestmark = pytest.mark.window
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
 NURSE = Actor(username="ann", display_name="Ann Lee", role=Role.NURSE)
-PIN = "2468"
+PIN = TEST_PIN
 
 
 def record(store: SessionStore, scenario: str, seconds: float, *, waves: bool, start: datetime = T0,
@@ -94,6 +94,7 @@ def desat(tmp_path_factory):
     folder = tmp_path_factory.mktemp("review")
     store = SessionStore(folder / "review.sqlite")
     sid = record(store, "desaturation", 25 * 60, waves=True)
+    ensure_account(store, NURSE)   # `vigil review` signs in with it
     yield store, sid
     store.close()
 
@@ -252,13 +253,20 @@ def test_clicking_an_alarm_row_moves_the_view_and_the_cursor(qtbot, window, desa
     assert rows[index].by.startswith("ack.") or rows[index].by == ""
 
 
-def test_export_from_the_review_window(window, desat, tmp_path):
+def exported(qtbot, job):
+    qtbot.waitUntil(lambda: job.done, timeout=30_000)
+    return job.result
+
+
+def test_export_from_the_review_window(window, desat, tmp_path, qtbot):
     store, sid = desat
-    csv = window.export("csv", tmp_path / "session.zip")
-    assert csv is not None and csv.stat().st_size > 1000
-    fhir = window.export("fhir", tmp_path / "bundle.json", deidentify=True)
+    job = window.export("csv", tmp_path / "session.zip")
+    assert window.export("fhir", tmp_path / "other.json") is None  # one at a time
+    csv = exported(qtbot, job)
+    assert csv is not None and csv.stat().st_size > 1000 and window.export_button.isEnabled()
+    fhir = exported(qtbot, window.export("fhir", tmp_path / "bundle.json", deidentify=True))
     assert fhir is not None and "Sim Patient" not in fhir.read_text()
-    assert window.export("rems", tmp_path / "rems.pdf") is None  # an IV session has no REMS form
+    assert exported(qtbot, window.export("rems", tmp_path / "rems.pdf")) is None  # an IV session has no REMS form
     assert "esketamine" in window.error.text() and window.error.isVisible()
     assert not (tmp_path / "rems.pdf").exists()
     assert not window.export_actions["rems"].isEnabled()
@@ -278,7 +286,7 @@ class Runner:
 
 def test_a_late_entry_on_a_closed_session_reaches_the_store_and_the_table(qtbot, tmp_path):
     store = SessionStore(tmp_path / "late.sqlite")
-    store.add_user("ann", "Ann Lee", "nurse", hash_pin(PIN), by=None)
+    ensure_account(store, NURSE)
     sid = record(store, "normal", 600, waves=False)
     ctx = context(store)
     win = ReviewWindow(ctx, sid)
@@ -298,7 +306,7 @@ def test_a_late_entry_on_a_closed_session_reaches_the_store_and_the_table(qtbot,
         assert win.add_late_entry() is None
         assert not [e for e in store.entries(sid) if e.is_late]
 
-        def sign_in(dialog: SignInDialog) -> None:
+        def pin_in(dialog: SignInDialog) -> None:
             dialog.staff_id.setText("ann")
             dialog.pin.setText(PIN)
             dialog.accept()
@@ -309,7 +317,7 @@ def test_a_late_entry_on_a_closed_session_reaches_the_store_and_the_table(qtbot,
             dialog.reason.setText("charted at review from the paper note")
             dialog.accept()
 
-        runner.handlers = {LateEntryDialog: fill, SignInDialog: sign_in}
+        runner.handlers = {LateEntryDialog: fill, SignInDialog: pin_in}
         entry_id = win.add_late_entry()
     finally:
         set_dialog_runner(None)
@@ -395,8 +403,8 @@ def test_vigil_review_opens_the_browser_after_sign_in(qtbot, desat, monkeypatch)
     store, sid = desat
     seen = {}
 
-    def sign_in(dialog):
-        dialog.context.set_user(NURSE)
+    def signed_in(dialog):
+        sign_in(dialog.context, NURSE)
         return True
 
     def exec_(*_):
@@ -407,7 +415,7 @@ def test_vigil_review_opens_the_browser_after_sign_in(qtbot, desat, monkeypatch)
         seen["browser"].close()
         return 0
 
-    monkeypatch.setattr("ui.dialogs.run_modal", sign_in)
+    monkeypatch.setattr("ui.dialogs.run_modal", signed_in)
     monkeypatch.setattr(QApplication, "exec", exec_)
     assert main.main(["review", str(sid), "--db", str(store.path)]) == 0
     assert sid in seen["ids"] and [w.session_id for w in seen["review"]] == [sid]
@@ -416,3 +424,59 @@ def test_vigil_review_opens_the_browser_after_sign_in(qtbot, desat, monkeypatch)
     assert not seen["review"][0].late_action.isEnabled()
     monkeypatch.setattr("ui.dialogs.run_modal", lambda dialog: False)  # nobody signs in
     assert main.main(["review", "--db", str(store.path)]) == 1
+
+
+def test_an_export_runs_off_the_window_thread_reports_progress_and_can_be_cancelled(window, tmp_path, qtbot,
+                                                                                   monkeypatch):
+    import threading
+
+    import monitor.export as export
+    threads = []
+    gate = threading.Event()
+    real = export.export_session
+
+    def slow(*args, progress=None, cancel=None, **kwargs):
+        threads.append(threading.current_thread())
+        progress(0.25)
+        gate.wait(10)   # the window keeps running meanwhile
+        return real(*args, progress=progress, cancel=cancel, **kwargs)
+    monkeypatch.setattr("ui.review.exporting.export_session", slow)
+    job = window.export("edf", tmp_path / "cancelled.edf")
+    qtbot.waitUntil(lambda: window.export_progress.value() == 25, timeout=10_000)
+    assert window.export_cancel.isVisible() and not window.export_button.isEnabled()
+    window.cancel_export()
+    gate.set()
+    qtbot.waitUntil(lambda: job.done, timeout=30_000)
+    assert threads and threads[0] is not threading.main_thread()
+    assert job.cancelled and job.result is None and not (tmp_path / "cancelled.edf").exists()
+    assert "cancelled" in window.statusBar().currentMessage() and not window.export_cancel.isVisible()
+    gate.clear()
+    gate.set()
+    done = window.export("edf", tmp_path / "whole.edf").wait(30)
+    assert done is not None and done.exists()
+
+
+def test_a_closed_review_window_gives_its_memory_back(desat, qtbot, monkeypatch):
+    """A 24-hour review holds ~100 MB of arrays; glibc keeps freed heap, so without handing it back
+    RSS grew by tens of MB per window opened and closed (issue 10 §4)."""
+    import weakref
+
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    from ui.review import window as review_window
+    given_back = []
+    monkeypatch.setattr(review_window, "_return_freed_memory", lambda: given_back.append(True))
+    store, sid = desat
+    win = ReviewWindow(context(store), sid)
+    win.show()
+    qtbot.waitUntil(lambda: win.plots.painted, timeout=5000)
+    win.load_all_vitals()
+    gone = weakref.ref(win)
+    win.close()
+    win.deleteLater()
+    del win
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    qtbot.waitUntil(lambda: given_back == [True], timeout=5000)
+    import gc
+    gc.collect()
+    assert gone() is None

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_start_form_refusal_follows_the_corrections_and_goes_once_fixed(qtbot, ctx):
-    ctx.set_user(ANN)
+    sign_in(ctx, ANN)
     dialog = StartSessionDialog(ctx)
     qtbot.addWidget(dialog)
     dialog.show()

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QApplication, QPushButton
 
 from drivers.model import WaveformChunk, numeric
 from monitor.session.record import Correction, EventEntry
+from tests.factories import sign_in
 from tests.test_main_window import make_window  # noqa: F401 (the fixture)
 from tests.vigil_windows import ANN, start_infusion
 from ui.dialogs import set_dialog_runner
@@ -79,7 +80,7 @@ def test_locked_veils_the_patient_and_the_actions_but_not_the_alarms(qtbot, make
         assert not veil.intersects(zone)
         for tile in window.tiles.values():
             assert not veil.intersects(QRect(tile.mapTo(window, QPoint(0, 0)), tile.size()))
-    window.context.set_user(ANN)
+    sign_in(window.context, ANN)
     QApplication.processEvents()
     assert not any(overlay.isVisible() for overlay in window.lock_overlays) and bar.content.isEnabled()
 

@@ -660,11 +660,12 @@ def test_commit_policy():
     assert due(10.1, 10.0, True, True, 1.0, 0.5)  # a staff action commits when drained
 
 
-def test_writer_commits_without_being_asked(db):
+@pytest.mark.parametrize("options", [{"tail": False}, {"data_commit_interval": 2.0}])
+def test_writer_commits_without_being_asked(db, options):
     committed = threading.Event()
     with SessionStore(db) as s:
         sid = new_session(s)
-        w = StoreWriter(s, on_commit=lambda n: committed.set())
+        w = StoreWriter(s, on_commit=lambda n: committed.set(), **options)
         w.start()
         w.put_observations(sid, [numeric("hr", 70 + i, "sim", at(i)) for i in range(5)])
         w.put_waveforms(sid, ecg_chunks(1))

@@ -18,6 +18,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from drivers.emulation import DeviceEmulator, DeviceSnapshot
 from drivers.intellivue import messages as m
@@ -177,7 +178,7 @@ def _reply_messages(
     extended: bool, objects_per_message: int | None, obj_code: int = m.NOM_MOC_VMO_METRIC_NU,
     attr_group: int = m.NOM_ATTR_GRP_ALL, sequence_no: int = 0,
 ) -> list[bytes]:
-    common = dict(invoke_id=invoke_id, poll_number=poll_number, rel_time=rel_time, abs_time=abs_time,
+    common: dict[str, Any] = dict(invoke_id=invoke_id, poll_number=poll_number, rel_time=rel_time, abs_time=abs_time,
                   obj_code=obj_code, attr_group=attr_group, extended=extended, sequence_no=sequence_no)
     if not objects_per_message or len(objects) <= objects_per_message:
         return [m.build_poll_reply(objects, **common)]
@@ -216,7 +217,6 @@ class IntelliVueEmulator(DeviceEmulator):
         self.model = model
         self.system_id = system_id
         self.state = "idle"  # idle → configuring (accepted, MDS Create sent) → associated
-        self.polls_answered = 0
         self._unframer = Unframer()
         self._snapshot: DeviceSnapshot | None = None
         self._elapsed = 0.0
@@ -310,7 +310,6 @@ class IntelliVueEmulator(DeviceEmulator):
                 snapshot.values, conditions=snapshot.conditions, rel_time=rel, nibp_time=nibp_local,
                 nibp_rel_time=nibp_rel, nibp_in_progress=snapshot.nibp_in_progress,
                 attr_group=request.attr_group)
-        self.polls_answered += 1
         self._sequence = (self._sequence + 1) & 0xFFFF
         return _reply_messages(
             objects, invoke_id=request.invoke_id, poll_number=request.poll_number, rel_time=rel,

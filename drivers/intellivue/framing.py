@@ -122,10 +122,6 @@ class Unframer:
         """Bytes held back waiting for the end of a frame."""
         return len(self._buf)
 
-    def reset(self) -> None:
-        """Forget any partial frame (counts are kept)."""
-        self._buf = b""
-
     def feed(self, data: bytes) -> list[bytes]:
         """Consume ``data``; return the user data of the frames it completed, in order."""
         buf = self._buf + bytes(data) if self._buf else bytes(data)

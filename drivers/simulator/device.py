@@ -76,7 +76,6 @@ class SimulatedMonitorLink(Link):
         self._real0: float | None = None
         self._open = False
         self._cancel = threading.Event()
-        self._nibp_requested = False
         self._pulled_at: datetime | None = None
         self._lock = threading.Lock()
 
@@ -100,9 +99,6 @@ class SimulatedMonitorLink(Link):
                     mid = (low + high) / 2
                     low, high = (low, mid) if scenario.disconnected(mid) else (mid, high)
                 target = high
-            if self._nibp_requested:
-                self._nibp_requested = False
-                self.model.request_nibp()
             return self.model.advance(target - t0)
 
     def clock(self) -> datetime:
@@ -139,6 +135,3 @@ class SimulatedMonitorLink(Link):
     def cancel(self) -> None:
         self._cancel.set()
 
-    def start_nibp(self) -> None:
-        """Start a cuff measurement at the next step (thread-safe)."""
-        self._nibp_requested = True

@@ -3,8 +3,9 @@
 :func:`load_session` reads a session once (record, charted entries, alarms, gaps, conditions) and
 builds a :class:`SessionView`: the patient, plan, staff and signature, and lists of rows
 (assessments, events, infusion steps, nasal devices, NIBP readings, other charted facts, alarms with
-who acknowledged them, phases, discharge criteria). Bulk data (numerics, waveforms, raw
-observation rows) is read lazily, once, on first use.
+who acknowledged them, phases, discharge criteria). Bulk data is read lazily: a vital's arrays once,
+on first use; observation rows and waveform blocks as iterators, a chunk or a block at a time, so an
+export of a 24-hour session never holds its waveforms or its rows whole.
 
 Every time, person, free-text field and device name in the view has passed through the view's
 :class:`~monitor.app.privacy.Privacy`, so a writer that reads only the view cannot leak what a
@@ -22,8 +23,9 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -33,30 +35,33 @@ from drivers.model import Quality
 from monitor.assessments import parse_assessment, parse_event
 from monitor.display import MEDICATION_NAMES, VITAL_NAMES, display_name
 from monitor.app.privacy import DEIDENTIFIED, Privacy, SafeHarbor
+from monitor.app.progress import Progress
 from monitor.patient import age_on
 from monitor.protocols import MG_PER_DEVICE, ProtocolKind
 from monitor.settings import ClinicSettings
+from monitor.app.provenance import IMPORT_ACTION, import_label, import_marker
 from monitor.store import (
     QUALITY_BITS,
     Block,
     NotFoundError,
     ObservationRows,
     SessionStore,
-    decode_samples,
 )
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "FLAGGED_BITS", "PatientView", "ChartRow", "InfusionRow", "DeviceRow", "NibpRow", "NoteRow",
-    "AlarmActionRow", "ACTION_LABELS", "AlarmView", "PhaseSpan", "Criterion", "SignatureView", "SessionView",
-    "load_session", "IMPORT_ACTION", "condition_label",
+    "OBSERVATION_CHUNK", "FLAGGED_BITS", "PatientView", "ChartRow", "InfusionRow", "DeviceRow", "NibpRow",
+    "NoteRow", "AlarmActionRow", "AlarmLimitsRow", "ACTION_LABELS", "AlarmView", "PhaseSpan", "Criterion",
+    "SignatureView", "SessionView",
+    "load_session", "condition_label",
 ]
 
 #: Quality bits that make a value unusable for statistics and trends (all but SIMULATED and MANUAL).
 FLAGGED_BITS = sum(bit for flag, bit in QUALITY_BITS.items() if flag not in (Quality.SIMULATED, Quality.MANUAL))
-#: The audit action recorded when a session is imported from an archive.
-IMPORT_ACTION = "session_imported"
+#: Observation rows read at a time by :meth:`SessionView.iter_observation_rows` (small enough that
+#: formatting one chunk in C, holding the GIL, never stalls the window for long).
+OBSERVATION_CHUNK = 10_000
 _SEX = {"female": "female", "male": "male", "other": "other"}
 
 
@@ -146,6 +151,18 @@ class NoteRow:
     title: str
     summary: str
     detail: str | None
+    by: str
+
+
+@dataclass(frozen=True)
+class AlarmLimitsRow:
+    """An alarm profile recorded for the session: when, by whom, where from ("clinic default" or
+    "changed at the chair"), its SHA-256 fingerprint, and the limits that entry changed."""
+
+    t: datetime
+    source: str
+    sha256: str
+    changes: dict[str, float]
     by: str
 
 
@@ -281,7 +298,45 @@ class SessionView:
     state: Any = None
     replay_error: str | None = None
     staff: dict[str, tuple[str, str]] = field(default_factory=dict)
+    alarm_limits: list[AlarmLimitsRow] = field(default_factory=list)
+    #: Where the bulk reads report to (and may be cancelled from): see :class:`Progress`.
+    progress: Progress = field(default_factory=Progress, repr=False)
+    #: Where the session came from when it was not recorded here ("Imported from … by … on …"), else None.
+    imported: str | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def alarm_limits_text(self) -> str:
+        """One line on the alarm profile in force at the end: "clinic default" or "changed at the
+        chair" (how many changes), and its SHA-256 (in four groups of 16 hex digits, so that it
+        wraps); "not recorded" for a session recorded before Vigil kept it."""
+        if not self.alarm_limits:
+            return "not recorded (session recorded before Vigil kept its alarm profile)"
+        last = self.alarm_limits[-1]
+        changes = sum(1 for row in self.alarm_limits if row.changes)
+        more = f" ({changes} change{'s' if changes != 1 else ''})" if changes else ""
+        sha = " ".join(last.sha256[i:i + 16] for i in range(0, len(last.sha256), 16))
+        return f"{last.source}{more}, profile SHA-256 {sha}"
+
+    @property
+    def verified(self) -> str:
+        """One line: the record checked against its audit trail now (``vigil verify SESSION``), for an
+        export's notice. Computed on first use (it reads the whole session)."""
+        if "verified" not in self._cache:
+            check = getattr(self.store, "verify_session", None)
+            self._cache["verified"] = (check(self.session_id).summary() if check is not None else
+                                       "Record checked by the clinic record when it arrived from its chair "
+                                       "(see its flags in vigil sessions)")
+        return str(self._cache["verified"])
+
+    @property
+    def record_notice(self) -> list[str]:
+        """What every export says of the record: the verification at export, and where an imported
+        session came from (only that it was imported, when de-identified)."""
+        lines = [self.verified]
+        if self.imported:
+            lines.append("Imported from an archive" if self.deidentified else self.imported)
+        return lines
 
     # ------------------------------------------------------------------ small helpers
     @property
@@ -319,43 +374,33 @@ class SessionView:
     @property
     def vitals(self) -> list[str]:
         """Vitals with at least one stored observation, in catalogue order."""
-        return [k for k in VITAL_KEYS if k in self._index()]
+        return [k for k in VITAL_KEYS if len(self.numeric(k)[0])]
 
-    def observation_rows(self) -> ObservationRows:
-        """Every observation row in time order (times shifted, sources and device times through the
-        privacy filter). Read once, in one sequential pass; the per-vital series come from it too."""
-        if "rows" not in self._cache:
-            raw = self.store.observation_rows(self.session_id)
-            p = self.privacy
+    def iter_observation_rows(self) -> Iterator[ObservationRows]:
+        """Every observation row in time order, :data:`OBSERVATION_CHUNK` rows at a time (times
+        shifted, sources and device times through the privacy filter): a long session is never held
+        whole."""
+        p = self.privacy
+        names: dict[str, str] = {}
+        for raw in self.store.iter_observation_rows(self.session_id, OBSERVATION_CHUNK):
             if p.deidentified:
-                names = {s: p.source(s) for s in dict.fromkeys(raw.source)}
+                for s in dict.fromkeys(raw.source):
+                    if s not in names:
+                        names[s] = p.source(s)
                 raw = raw._replace(t=p.times(raw.t), source=[names[s] for s in raw.source],
                                    device_time=[None] * len(raw.t))
-            self._cache["rows"] = raw
-        return self._cache["rows"]
-
-    def _index(self) -> dict[str, np.ndarray]:
-        """vital → indices of its rows (time order)."""
-        if "index" not in self._cache:
-            rows = self.observation_rows()
-            codes = {k: i for i, k in enumerate(dict.fromkeys(rows.vital))}
-            keys = list(codes)
-            arr = np.fromiter((codes[v] for v in rows.vital), dtype=np.int64, count=len(rows.vital))
-            order = np.argsort(arr, kind="stable")
-            bounds = np.searchsorted(arr[order], np.arange(len(keys) + 1))
-            self._cache["index"] = {k: order[bounds[i]:bounds[i + 1]] for i, k in enumerate(keys)}
-            self._cache["quality"] = np.asarray(rows.quality, dtype=np.int64)
-        return self._cache["index"]
+            self.progress.at(float(raw.t[-1]))
+            yield raw
 
     def numeric(self, vital: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(t, value, quality bits)`` of one vital in time order (t exported epoch s, value NaN where
-        the device sent none)."""
-        idx = self._index().get(vital)
-        if idx is None:
-            empty = np.empty(0)
-            return empty, empty.copy(), np.empty(0, dtype=np.int64)
-        rows = self.observation_rows()
-        return rows.t[idx], rows.values[idx], self._cache["quality"][idx]
+        the device sent none); read once per view (24 bytes a row)."""
+        key = f"numeric:{vital}"
+        if key not in self._cache:
+            self.progress.at()
+            t, v, q = self.store.numerics(self.session_id, vital, with_quality=True)
+            self._cache[key] = (self.privacy.times(t) if self.privacy.deidentified else t, v, q)
+        return self._cache[key]
 
     def valid(self, vital: str) -> tuple[np.ndarray, np.ndarray]:
         """``(t, value)`` of one vital without missing or flagged values (artifact, sensor off…)."""
@@ -366,23 +411,21 @@ class SessionView:
             self._cache[key] = (t[ok], v[ok])
         return self._cache[key]
 
-    def waveform_blocks(self) -> list[Block]:
-        """The stored waveform blocks (``t0`` shifted, source through the privacy filter)."""
-        if "blocks" not in self._cache:
-            p = self.privacy
-            self._cache["blocks"] = [b._replace(t0=p.time(b.t0), source=p.source(b.source) if p.deidentified else b.source)
-                                     for b in self.store.waveform_blocks(self.session_id)]
-        return self._cache["blocks"]
+    def iter_waveform_blocks(self, channel: str | None = None) -> Iterator[Block]:
+        """The stored waveform blocks (of one channel, or all) one at a time, in channel then time
+        order (``t0`` shifted, source through the privacy filter; data as stored)."""
+        p = self.privacy
+        for b in self.store.iter_waveform_blocks(self.session_id, channel):
+            t0 = p.time(b.t0)
+            self.progress.at(t0)
+            yield b._replace(t0=t0, source=p.source(b.source) if p.deidentified else b.source)
 
     @property
     def waveform_channels(self) -> list[str]:
         """Channels with stored samples, in catalogue order."""
-        return list(dict.fromkeys(b.channel for b in self.waveform_blocks()))
-
-    def waveform(self, channel: str) -> list[tuple[float, float, np.ndarray]]:
-        """The channel's blocks decoded: ``(t0 exported epoch s, rate Hz, float32 samples)`` in time order."""
-        return [(b.t0, b.rate, decode_samples(b.data, b.n, b.enc))
-                for b in self.waveform_blocks() if b.channel == channel]
+        if "channels" not in self._cache:
+            self._cache["channels"] = self.store.waveform_channels(self.session_id)
+        return self._cache["channels"]
 
     def conditions(self) -> list[tuple[datetime, str, bool, str | None, str]]:
         """Device condition changes: ``(t, code, active, text, source)``."""
@@ -454,18 +497,17 @@ class _Builder:
     def build(self) -> SessionView:
         p, record = self.p, self.record
         payloads = [e.payload for e in self.entries if e.amends is None]
-        opened = next((pl for pl in payloads if pl.get("type") == "session_opened"), None)
         state, replay_error = _replay(payloads)
-        settings = _settings(opened)
+        settings = state.settings if state is not None else ClinicSettings()   # as the session was opened
         try:
             protocol: ProtocolKind | None = ProtocolKind(record.protocol)
         except ValueError:
             protocol = None
         plan = dict(record.plan)
-        local_date = _local_date(opened, record.started_at)
+        local_date = state.local_date if state is not None else record.started_at.astimezone().date()
 
         assessments, events, nibp, notes = self.chart_rows()
-        infusion = self.infusion_rows(plan)
+        infusion = self.infusion_rows(state)
         devices = [DeviceRow(p.dt(e.t), int(e.payload.get("number", i + 1)), float(MG_PER_DEVICE),
                              self.actor(e.payload.get("by"), e.user))
                    for i, e in enumerate(x for x in self.entries if x.payload.get("type") == "nasal_device"
@@ -473,20 +515,19 @@ class _Builder:
         if not nibp:
             nibp = self.nibp_from_numerics()
 
-        dosing_start, dosing_end = _dosing_span(infusion, devices, self.entries, plan, p)
+        # dose, dosing span and phases: the replayed domain's (times as exported)
+        dosing_start = p.dt(state.dosing_started_at) if state is not None else None
+        dosing_end = p.dt(state.dosing_ended_at) if state is not None else None
         closed_at = p.dt(record.ended_at)
         start, end = p.dt(record.started_at), p.dt(self.raw_end)
         phases = _phases(start, end, dosing_start, dosing_end, closed_at)
-
         delivered: float | None
-        if infusion:
-            delivered = infusion[-1].delivered_mg
-            if record.status == "open" and infusion[-1].action not in ("stop", "pause"):
-                delivered = _delivered(infusion, end)
-        elif devices:
-            delivered = float(sum(d.dose_mg for d in devices))
+        if state is not None and state.infusion is not None:
+            delivered = round(float(state.infusion.delivered_mg(self.raw_end)), 6)
+        elif state is not None and state.devices is not None:
+            delivered = float(state.devices.devices_logged * MG_PER_DEVICE)
         else:
-            delivered = 0.0 if protocol is not None else None
+            delivered = 0.0 if protocol is not None and state is not None else None
 
         age = state.age_years if state is not None else None
         if age is None and isinstance(record.patient.get("date_of_birth"), str):
@@ -516,6 +557,8 @@ class _Builder:
         baseline = {k: float(v) for k, v in baseline.items() if k in CATALOGUE and isinstance(v, (int, float))}
 
         alarms, system_actions = self.alarms()
+        alarm_limits = [self.alarm_limits_row(e) for e in self.entries
+                        if e.payload.get("type") == "alarm_limits" and e.amends is None]
         gaps = [(p.dt(g.start), p.dt(g.end), p.text(g.reason) or "not recording") for g in self.store.gaps(record.id)]
 
         if protocol is ProtocolKind.ESKETAMINE:
@@ -547,9 +590,18 @@ class _Builder:
             nibp=nibp, notes=notes, alarms=alarms, system_actions=system_actions, gaps=gaps, phases=phases,
             discharge=discharge, discharge_source=discharge_source, concomitant=concomitant,
             concomitant_other=concomitant_other, baseline=baseline, dosing_start=dosing_start,
-            dosing_end=dosing_end, delivered_mg=delivered, state=state, replay_error=replay_error, staff=self.staff)
+            dosing_end=dosing_end, delivered_mg=delivered, state=state, replay_error=replay_error, staff=self.staff,
+            alarm_limits=alarm_limits, imported=import_label(self.store, self.record.id))
 
     # ------------------------------------------------------------------------------------------
+    def alarm_limits_row(self, e: Any) -> AlarmLimitsRow:
+        pl = e.payload
+        t = self.p.dt(e.t)
+        assert t is not None
+        return AlarmLimitsRow(t, str(pl.get("source", "")), str(pl.get("sha256", "")),
+                              {str(k): float(v) for k, v in (pl.get("changes") or {}).items()},
+                              self.actor(pl.get("by"), e.user))
+
     def patient(self, payload: dict[str, Any], name: str, age: int | None) -> PatientView:
         p = self.p
         sex = _SEX.get(str(payload.get("sex", "")).lower(), "unknown")
@@ -590,7 +642,7 @@ class _Builder:
             elif kind == "event" and isinstance(pl.get("event"), dict):
                 rows[seq] = self.chart_row("event", pl["event"], t, by, seq)
                 if e.is_late:
-                    rows[seq] = _replace(rows[seq], late=True, late_reason=p.text(e.reason),
+                    rows[seq] = replace(rows[seq], late=True, late_reason=p.text(e.reason),
                                          recorded_at=p.dt(e.recorded_at))
                 order.append(seq)
             elif kind == "nibp":
@@ -608,14 +660,14 @@ class _Builder:
                 note = f"corrected by {by}" + (f": {reason}" if reason else "")
                 if target in rows:
                     old = rows[target]
-                    rows[target] = _replace(old, status="entered in error", correction=note)
+                    rows[target] = replace(old, status="entered in error", correction=note)
                     if isinstance(replacement, dict):
-                        rows[seq] = _replace(self.chart_row(old.category, replacement, old.t, by, seq),
+                        rows[seq] = replace(self.chart_row(old.category, replacement, old.t, by, seq),
                                              status="correction", correction=note)
                         order.append(seq)
                 elif target in nibp:
                     old_r = nibp[target]
-                    nibp[target] = _replace(old_r, status="entered in error")
+                    nibp[target] = replace(old_r, status="entered in error")
                     if isinstance(replacement, dict) and {"sys", "dia"} <= set(replacement):
                         try:
                             nibp[seq] = NibpRow(old_r.t, float(replacement["sys"]), float(replacement["dia"]),
@@ -644,6 +696,7 @@ class _Builder:
         except (ValueError, TypeError):
             return ChartRow(t, category, kind, kind, None, kind, None, by, seq)
         title = type(model).title
+        fields: dict[str, Any]
         if category == "assessment":
             return ChartRow(t, category, kind, title, float(model.score), model.describe(), None, by, seq,
                             fields=model.model_dump(mode="json"))
@@ -651,7 +704,7 @@ class _Builder:
         detail = None
         if kind == "note":
             summary, detail = "Note", p.text(data.get("text"))
-            fields: dict[str, Any] = {}
+            fields = {}
         elif kind == "rescue_medication":  # drug and "given by" are typed: free text
             given = p.person(data.get("given_by"), None) if not p.deidentified else "staff"
             drug = p.text(data["drug"])
@@ -680,6 +733,9 @@ class _Builder:
             return ", ".join(f"{display_name(k, MEDICATION_NAMES)}: {'yes' if v else 'no'}" for k, v in meds.items())
         if kind in ("session_closed", "clinically_stable"):
             return self.p.meaning(str(pl.get("meaning", "")))
+        if kind == "alarm_limits":
+            changes = ", ".join(f"{k} {v:g}" for k, v in (pl.get("changes") or {}).items())
+            return f"{pl.get('source')}{': ' + changes if changes else ''} (SHA-256 {str(pl.get('sha256'))[:12]}…)"
         return ""
 
     def note_detail(self, kind: str, pl: dict[str, Any]) -> str | None:
@@ -689,33 +745,15 @@ class _Builder:
                "baseline": "note"}.get(kind)
         return p.text(pl.get(key)) if key else None
 
-    def infusion_rows(self, plan: dict[str, Any]) -> list[InfusionRow]:
-        p = self.p
-        out: list[InfusionRow] = []
-        delivered = 0.0
-        running_since: datetime | None = None
-        rate = None
-        for e in self.entries:
-            pl = e.payload
-            if pl.get("type") != "infusion_step" or e.amends is not None:
-                continue
-            t = p.dt(e.t)
-            action = str(pl.get("action"))
-            if running_since is not None and rate:
-                delivered += rate * (t - running_since).total_seconds() / 3600.0
-            new_rate = pl.get("rate_mg_per_h")
-            if action == "start":
-                rate, running_since = float(new_rate or 0), t
-            elif action == "resume":
-                running_since = t
-            elif action == "rate_change":
-                rate = float(new_rate or rate or 0)
-                running_since = t if running_since is not None else None
-            else:
-                running_since = None
-            out.append(InfusionRow(t, action, None if new_rate is None else float(new_rate), p.text(pl.get("reason")),
-                                   self.actor(pl.get("by"), e.user), round(delivered, 6)))
-        return out
+    def infusion_rows(self, state: Any) -> list[InfusionRow]:
+        """The replayed infusion's steps, each with the dose the domain says was delivered by then."""
+        if state is None or state.infusion is None:
+            return []
+        p, log_ = self.p, state.infusion
+        return [InfusionRow(p.dt(step.t), step.action.value, step.rate_mg_per_h, p.text(step.reason),
+                            p.person(step.by.display_name or step.by.username, step.by.role.value),
+                            round(float(log_.delivered_mg(step.t)), 6))
+                for step in log_.steps]
 
     def nibp_from_numerics(self) -> list[NibpRow]:
         sys_t, sys_v, _ = self.store.numerics(self.record.id, "nibp_sys", with_quality=True)
@@ -787,38 +825,28 @@ _NOTE_TITLES = {
     "escort": "Escort confirmed", "clinically_stable": "Clinically stable sign-off", "dosing_ended": "Dosing ended early",
     "concomitant_medications": "Concomitant medications", "session_closed": "Session closed",
     "session_aborted": "Session ended without discharge", "session_opened": "Session opened",
+    "alarm_limits": "Alarm limits",
 }
 
 
-def _replace(row: Any, **changes: Any) -> Any:
-    from dataclasses import replace
-    return replace(row, **changes)
-
-
 def _replay(payloads: list[dict[str, Any]]) -> tuple[Any, str | None]:
+    """The session replayed from its entries (late entries included: the domain takes them), and
+    None or why it does not replay; a record damaged part-way replays up to the damage (the longest
+    prefix that does), so its export still shows what came before."""
     from monitor.session import SessionState
     try:
         return SessionState.from_entries(payloads), None
-    except Exception as exc:  # the export still works without the domain's computations
-        return None, str(exc)
-
-
-def _settings(opened: dict[str, Any] | None) -> ClinicSettings:
-    if opened and isinstance(opened.get("settings"), dict):
+    except Exception as exc:  # the export still works, with what replays
+        error = str(exc)
+    good, bad = 0, len(payloads)   # payloads[:good] replays (or good == 0), payloads[:bad] does not
+    state = None
+    while bad - good > 1:
+        mid = (good + bad) // 2
         try:
-            return ClinicSettings.from_payload(opened["settings"])
+            state, good = SessionState.from_entries(payloads[:mid]), mid
         except Exception:
-            pass
-    return ClinicSettings()
-
-
-def _local_date(opened: dict[str, Any] | None, started: datetime) -> date:
-    if opened and isinstance(opened.get("local_date"), str):
-        try:
-            return date.fromisoformat(opened["local_date"])
-        except ValueError:
-            pass
-    return started.astimezone().date()
+            bad = mid
+    return state, error
 
 
 def _staff(store: SessionStore, record: Any, entries: list[Any]) -> dict[str, tuple[str, str]]:
@@ -845,28 +873,6 @@ def _staff(store: SessionStore, record: Any, entries: list[Any]) -> dict[str, tu
     return {login: who for login, who in staff.items() if login in mentioned}
 
 
-def import_marker(store: SessionStore, session_id: int) -> Any:
-    """The audit row that recorded the import of this session from an archive, or None."""
-    return next((r for r in store.audit_rows(session_id) if r.action == IMPORT_ACTION), None)
-
-
-def _dosing_span(infusion: list[InfusionRow], devices: list[DeviceRow], entries: list[Any], plan: dict[str, Any],
-                 p: Privacy) -> tuple[datetime | None, datetime | None]:
-    if infusion:
-        start = next((r.t for r in infusion if r.action == "start"), None)
-        end = next((r.t for r in infusion if r.action == "stop"), None)
-        return start, end
-    if devices:
-        start = devices[0].t
-        planned = int(plan.get("dose_mg") or 0) // MG_PER_DEVICE
-        end = devices[-1].t if planned and len(devices) >= planned else None
-        if end is None:
-            early = next((e for e in entries if e.payload.get("type") == "dosing_ended" and e.amends is None), None)
-            end = p.dt(early.t) if early is not None else None
-        return start, end
-    return None, None
-
-
 def _phases(start: datetime, end: datetime, dosing_start: datetime | None, dosing_end: datetime | None,
             closed: datetime | None) -> list[PhaseSpan]:
     out = []
@@ -878,25 +884,6 @@ def _phases(start: datetime, end: datetime, dosing_start: datetime | None, dosin
     if dosing_end is not None:
         out.append(PhaseSpan("recovery", "Recovery", dosing_end, max(last, dosing_end)))
     return [ph for ph in out if ph.end >= ph.start]
-
-
-def _delivered(rows: list[InfusionRow], at: datetime) -> float:
-    total, since, rate = 0.0, None, 0.0
-    for r in rows:
-        if since is not None:
-            total += rate * (r.t - since).total_seconds() / 3600.0
-        if r.action == "start":
-            rate, since = r.rate_mg_per_h or 0.0, r.t
-        elif r.action == "resume":
-            since = r.t
-        elif r.action == "rate_change":
-            rate = r.rate_mg_per_h or rate
-            since = r.t if since is not None else None
-        else:
-            since = None
-    if since is not None:
-        total += rate * max(0.0, (at - since).total_seconds()) / 3600.0
-    return round(total, 6)
 
 
 @functools.lru_cache(maxsize=1)

@@ -202,7 +202,7 @@ class SessionRecorder:
                 events = events + more
         if self._last_heartbeat is None or now - self._last_heartbeat >= _HEARTBEAT:
             self._last_heartbeat = now
-            self.writer.put_call(self.store.heartbeat, self.session_id, now)
+            self.writer.put_lazy_call(self.store.heartbeat, self.session_id, now)
         return events
 
     # ------------------------------------------------------------------ alarms

@@ -3,7 +3,9 @@
 Members:
 
 * ``session.csv`` — key, value: format, session, patient, protocol, plan, times, staff, signature,
-  units of every vital, the resampling interval, and whether the export is de-identified;
+  the alarm profile in force (``alarm_limits``: "clinic default" or "changed at the chair";
+  ``alarm_profile_sha256``; every profile recorded is in ``other_entries.csv``), units of every vital,
+  the resampling interval, and whether the export is de-identified;
 * ``numerics_long.csv`` — every stored observation: time (ISO 8601 with UTC offset), elapsed_s (from
   the session start), vital, value (as stored; empty when the device sent none), unit, quality flags
   ("|"-separated), source;
@@ -24,6 +26,11 @@ Members:
   it, with how long it lasted).
 
 Times are UTC. Numbers are written as Python writes floats (round-trip exact).
+
+Every text cell that a spreadsheet would take for a formula — one that begins with ``=``, ``+``,
+``-``, ``@``, a tab or a carriage return — is written with a leading single quote (OWASP's CSV
+injection advice: ``=HYPERLINK(…)`` in a note shows as text, never runs); numbers, negative ones
+included, are written as they are (:func:`neutralise`).
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ import re
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -45,12 +52,24 @@ from monitor.app.stats import NIBP_KEYS, interval_last, interval_medians
 from monitor.app.readmodel import SessionView
 from monitor.store import bits_to_quality
 
-__all__ = ["write_csv", "iso", "column_name", "MEMBERS"]
+__all__ = ["write_csv", "iso", "column_name", "neutralise", "MEMBERS"]
 
 MEMBERS = ("session.csv", "numerics_long.csv", "numerics_wide.csv", "nibp.csv", "events.csv", "assessments.csv",
            "infusion_steps.csv", "nasal_devices.csv", "other_entries.csv", "alarms.csv", "alarm_log.csv",
            "conditions.csv", "gaps.csv")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+#: What a spreadsheet reads as the start of a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf|nan)")
+
+
+def neutralise(cell: Any) -> Any:
+    """``cell`` as written to the CSV: a text that begins with ``=``, ``+``, ``-``, ``@``, a tab or a
+    carriage return gets a leading single quote, unless it is a number ("-3.5" stays a number);
+    anything else is returned as it is."""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START) and not _NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
 
 
 def iso(t: datetime | float | None) -> str:
@@ -85,21 +104,20 @@ class _Zip:
         with self.zf.open(info, "w", force_zip64=True) as raw:
             text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
             writer = csv.writer(text, lineterminator="\r\n")
-            writer.writerow(header)
-            writer.writerows(rows)
+            writer.writerow([neutralise(h) for h in header])
+            writer.writerows([neutralise(cell) for cell in row] for row in rows)
             text.flush()
             text.detach()
 
-    def lines(self, name: str, header: list[str], lines: list[str]) -> None:
-        """A member from pre-formatted CSV lines (each ending in CRLF)."""
+    def lines(self, name: str, header: list[str], chunks: Iterable[str]) -> None:
+        """A member from pre-formatted CSV text, a chunk of lines (each ending in CRLF) at a time."""
         info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
         info.compress_type = zipfile.ZIP_DEFLATED
         info.external_attr = 0o600 << 16
         with self.zf.open(info, "w", force_zip64=True) as raw:
             raw.write((",".join(_quote(h) for h in header) + "\r\n").encode("utf-8"))
-            step = 50_000
-            for i in range(0, len(lines), step):
-                raw.write("".join(lines[i:i + step]).encode("utf-8"))
+            for chunk in chunks:
+                raw.write(chunk.encode("utf-8"))
 
     def close(self, comment: str) -> None:
         self.zf.comment = comment.encode("utf-8")[:65535]
@@ -205,6 +223,7 @@ def _session_rows(view: SessionView, interval_s: float) -> list[list[str]]:
     ]
     if view.deidentified:
         rows.append(["notice", deid_notice(year_only_dates=True)])
+    rows += [["record", line] for line in view.record_notice]
     rows += [
         ["session", view.label],
         ["status", view.status + (" (snapshot of a session still being recorded)" if view.is_open else "")],
@@ -227,6 +246,8 @@ def _session_rows(view: SessionView, interval_s: float) -> list[list[str]]:
         ["signed_by", view.signature.name if view.signature else ""],
         ["signed_at", iso(view.signature.t) if view.signature else ""],
         ["signature_meaning", view.signature.meaning if view.signature else ""],
+        ["alarm_limits", view.alarm_limits[-1].source if view.alarm_limits else ""],
+        ["alarm_profile_sha256", view.alarm_limits[-1].sha256 if view.alarm_limits else ""],
         ["interval_s", _num(float(interval_s))],
         ["time_zone", "UTC"],
     ]
@@ -236,34 +257,38 @@ def _session_rows(view: SessionView, interval_s: float) -> list[list[str]]:
 
 
 def _quote(text: str) -> str:
-    """One CSV field, quoted as the csv module would (minimal quoting)."""
+    """One text CSV field, neutralised (:func:`neutralise`) and quoted as the csv module would
+    (minimal quoting)."""
+    text = neutralise(text)
     if any(ch in text for ch in ',"\r\n'):
         return '"' + text.replace('"', '""') + '"'
     return text
 
 
-def _long_lines(view: SessionView) -> list[str]:
-    """numerics_long.csv lines, formatted in one pass (the long table of a 12-hour session has
-    ~300 000 rows: the csv module and per-row lists would cost more than everything else)."""
-    rows = view.observation_rows()
-    if not len(rows.t):
-        return []
-    uniq, inverse = np.unique(rows.t, return_inverse=True)
+def _long_lines(view: SessionView) -> Iterator[str]:
+    """numerics_long.csv, formatted a chunk of rows at a time (the long table of a 24-hour session
+    has ~600 000 rows: the csv module and per-row lists would cost more than everything else, and
+    the whole table at once hundreds of MB)."""
     start = view.start_epoch
-    prefix = [f"{iso(float(t))},{round(float(t) - start, 6)!r}," for t in uniq]
     flags: dict[int, str] = {}
-    for q in set(rows.quality):
-        flags[q] = _quote("|".join(sorted(x.value for x in bits_to_quality(q))))
     units = {k: _quote(s.unit) for k, s in CATALOGUE.items()}
     quoted: dict[str | None, str] = {}
-    for u in set(rows.unit):
-        if u is not None:
-            quoted[u] = _quote(u)
-    sources = {s: _quote(s) for s in set(rows.source)}
-    return [f"{prefix[i]}{vital},{'' if value is None else repr(value)},{units[vital] if unit is None else quoted[unit]},"
+    sources: dict[str, str] = {}
+    for rows in view.iter_observation_rows():
+        uniq, inverse = np.unique(rows.t, return_inverse=True)
+        prefix = [f"{iso(float(t))},{round(float(t) - start, 6)!r}," for t in uniq]
+        for q in set(rows.quality) - flags.keys():
+            flags[q] = _quote("|".join(sorted(x.value for x in bits_to_quality(q))))
+        for u in set(rows.unit) - quoted.keys():
+            if u is not None:
+                quoted[u] = _quote(u)
+        for src in set(rows.source) - sources.keys():
+            sources[src] = _quote(src)
+        yield "".join(
+            f"{prefix[i]}{vital},{'' if value is None else repr(value)},{units[vital] if unit is None else quoted[unit]},"
             f"{flags[q]},{sources[src]}\r\n"
             for i, vital, value, unit, q, src in zip(inverse.tolist(), rows.vital, rows.value, rows.unit, rows.quality,
-                                                     rows.source)]
+                                                     rows.source))
 
 
 def column_name(vital: str) -> str:

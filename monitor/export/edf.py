@@ -27,6 +27,7 @@ import re
 import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ from monitor.export.errors import ExportError
 from monitor.app.privacy import deid_notice
 from monitor.app.stats import CONTINUOUS
 from monitor.app.readmodel import SessionView
+from monitor.store import Block, decode_samples
 
 __all__ = ["write_edf", "DIGITAL_MIN", "DIGITAL_MAX", "NO_DATA"]
 
@@ -95,34 +97,87 @@ def _record_duration(rates: list[float]) -> int:
     return 1
 
 
+#: Data records built at a time: the file is written in pieces of this many records, so a 24-hour
+#: session's waveforms (350 MB as float32 for ECG alone) are never held whole.
+CHUNK_RECORDS = 1800
+
+
 class _Signal:
-    def __init__(self, label: str, dim: str, rate: float, data: np.ndarray, transducer: str = "") -> None:
-        self.label, self.dim, self.rate, self.data, self.transducer = label, dim, rate, data, transducer
+    """One signal of the file. ``chunks(n_records, duration)`` yields its samples (float32, NaN =
+    no data) ``CHUNK_RECORDS`` records at a time; call it once per pass."""
+
+    def __init__(self, label: str, dim: str, rate: float, transducer: str = "") -> None:
+        self.label, self.dim, self.rate, self.transducer = label, dim, rate, transducer
+
+    def chunks(self, n_records: int, duration: int) -> Iterator[np.ndarray]:
+        raise NotImplementedError
 
 
-def _grid(view: SessionView, start: float, n_records: int, duration: int) -> list[_Signal]:
+class _Numeric(_Signal):
+    """A vital at 1 Hz: the value of each second (small enough to build whole)."""
+
+    def __init__(self, label: str, dim: str, data: np.ndarray, transducer: str) -> None:
+        super().__init__(label, dim, 1.0, transducer)
+        self.data = data
+
+    def chunks(self, n_records: int, duration: int) -> Iterator[np.ndarray]:
+        step = CHUNK_RECORDS * duration
+        for lo in range(0, n_records * duration, step):
+            yield self.data[lo:lo + step]
+
+
+class _Wave(_Signal):
+    """A waveform channel on its grid (the rate of its first block), read block by block: a block at
+    another rate goes to the nearest sample of the grid, a later block overwrites an earlier one."""
+
+    def __init__(self, label: str, dim: str, rate: float, transducer: str, view: SessionView, channel: str,
+                 start: float) -> None:
+        super().__init__(label, dim, rate, transducer)
+        self.view, self.channel, self.start = view, channel, start
+
+    def chunks(self, n_records: int, duration: int) -> Iterator[np.ndarray]:
+        rate, start = self.rate, self.start
+        spr = int(round(rate * duration))
+        total = n_records * spr
+        blocks = self.view.iter_waveform_blocks(self.channel)
+        ahead: Block | None = next(blocks, None)
+        live: list[tuple[np.ndarray, np.ndarray | int, float]] = []  # decoded blocks reaching this chunk or later
+        for lo in range(0, total, CHUNK_RECORDS * spr):
+            hi = min(lo + CHUNK_RECORDS * spr, total)
+            # blocks are in time order: take every block that starts before the chunk ends
+            while ahead is not None and int(round((ahead.t0 - start) * rate)) < hi:
+                samples = decode_samples(ahead.data, ahead.n, ahead.enc)
+                if ahead.rate == rate:
+                    live.append((samples, int(round((ahead.t0 - start) * rate)), ahead.rate))
+                else:
+                    idx = np.round((ahead.t0 + np.arange(len(samples)) / ahead.rate - start) * rate).astype(np.int64)
+                    live.append((samples, idx, ahead.rate))
+                ahead = next(blocks, None)
+            data = np.full(hi - lo, np.nan, dtype=np.float32)
+            keep = []
+            for samples, where, _ in live:
+                if isinstance(where, int):
+                    a, b = max(where, lo), min(where + len(samples), hi)
+                    if b > a:
+                        data[a - lo:b - lo] = samples[a - where:b - where]
+                    reaches = where + len(samples)
+                else:
+                    ok = (where >= lo) & (where < hi)
+                    data[where[ok] - lo] = samples[ok]
+                    reaches = int(where.max()) + 1 if len(where) else 0
+                if reaches > hi:
+                    keep.append((samples, where, 0.0))
+            live = keep
+            yield data
+
+
+def _signals(view: SessionView, start: float, n_records: int, duration: int, rates: dict[str, float]) -> list[_Signal]:
     signals: list[_Signal] = []
     total_s = n_records * duration
-    for channel in view.waveform_channels:
-        blocks = view.waveform(channel)
-        if not blocks:
-            continue
-        rate = blocks[0][1]
-        spr = int(round(rate * duration))
-        data = np.full(n_records * spr, np.nan, dtype=np.float32)
-        for t0, block_rate, samples in blocks:
-            if block_rate == rate:
-                i0 = int(round((t0 - start) * rate))
-                lo, hi = max(i0, 0), min(i0 + len(samples), len(data))
-                if hi > lo:
-                    data[lo:hi] = samples[lo - i0:hi - i0]
-            else:  # another rate: nearest sample of this channel's grid
-                idx = np.round((t0 + np.arange(len(samples)) / block_rate - start) * rate).astype(np.int64)
-                ok = (idx >= 0) & (idx < len(data))
-                data[idx[ok]] = samples[ok]
+    for channel, rate in rates.items():
         label, unit, _ = WAVE_CHANNELS.get(channel, (channel, "", rate))
         transducer = "" if view.deidentified else _ascii(f"Vigil {view.device}", 80).strip()
-        signals.append(_Signal(label, _UNITS.get(unit, unit), rate, data, transducer))
+        signals.append(_Wave(label, _UNITS.get(unit, unit), rate, transducer, view, channel, start))
     for vital in CONTINUOUS:
         if vital not in view.vitals:
             continue
@@ -132,8 +187,8 @@ def _grid(view: SessionView, start: float, n_records: int, duration: int) -> lis
         ok = (idx >= 0) & (idx < total_s)
         data[idx[ok]] = v[ok]
         spec = CATALOGUE[vital]
-        signals.append(_Signal(spec.label, _UNITS.get(spec.unit, spec.unit), 1.0, data,
-                               "" if view.deidentified else "Vigil numerics"))
+        signals.append(_Numeric(spec.label, _UNITS.get(spec.unit, spec.unit), data,
+                                "" if view.deidentified else "Vigil numerics"))
     return signals
 
 
@@ -148,6 +203,8 @@ def _annotations(view: SessionView) -> list[tuple[float, float | None, str]]:
     if view.deidentified:
         add(view.start, deid_notice(year_only_dates=False))
     add(view.start, f"Session start ({view.protocol_label}); times are UTC")
+    for line in view.record_notice:
+        add(view.start, line)
     for r in view.infusion:
         text = f"Infusion {r.action.replace('_', ' ')}" + (f" {r.rate_mg_per_h:g} mg/h" if r.rate_mg_per_h else "")
         add(r.t, text + (f" ({r.reason})" if r.reason else "") + f", {r.by}")
@@ -275,14 +332,16 @@ def write_edf(view: SessionView, path: Path, *, edf_gaps: str = "fill", **_: Any
     if edf_gaps not in ("fill", "drop"):
         raise ExportError(f"edf_gaps must be 'drop' or 'fill', not {edf_gaps!r}")
     first_rate: dict[str, float] = {}
-    for b in view.waveform_blocks():
-        first_rate.setdefault(b.channel, b.rate)
+    for channel in view.waveform_channels:
+        block = next(view.iter_waveform_blocks(channel), None)
+        if block is not None:
+            first_rate[channel] = block.rate
     rates = list(first_rate.values())
     duration = _record_duration(rates + [1.0])
     start = math.floor(view.start_epoch)
     span = max(view.end_epoch - start, 1e-9)
     n_records = int(span // duration) + 1  # the record holding the last instant (the end) too
-    signals = _grid(view, start, n_records, duration)
+    signals = _signals(view, start, n_records, duration, first_rate)
 
     rec_starts = [i * duration for i in range(n_records)]
     keep = np.ones(n_records, dtype=bool)
@@ -303,37 +362,33 @@ def write_edf(view: SessionView, path: Path, *, edf_gaps: str = "fill", **_: Any
             tals.append((record, _tal(onset_file, dur, piece)))
     ann_bytes, contents = _place(tals, keep, [float(s) for s in rec_starts])
 
-    # digital data
+    # first pass: each signal's physical range over the records kept
     headers = []
-    kept_idx = np.flatnonzero(keep)
-    n_kept = len(kept_idx)
-    columns: list[np.ndarray] = []
-    for sig in signals:
+    scales: list[tuple[float, float]] = []
+    waves = sum(isinstance(sig, _Wave) for sig in signals)
+    for number, sig in enumerate(signals):
+        view.progress.begin_pass(min(number, waves), waves + 1)  # each channel read once, then all together
         spr = int(round(sig.rate * duration))
-        data = sig.data.reshape(n_records, spr)[kept_idx]
-        finite = data[~np.isnan(data)]
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)
+        lo, hi = math.inf, -math.inf
+        for first_record, data in zip(range(0, n_records, CHUNK_RECORDS), sig.chunks(n_records, duration)):
+            rows = data.reshape(-1, spr)[keep[first_record:first_record + CHUNK_RECORDS]]
+            finite = rows[~np.isnan(rows)]
+            if finite.size:
+                lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+        if lo > hi:
+            lo, hi = -1.0, 1.0
         if hi - lo < 1e-6:
             lo, hi = lo - 1.0, hi + 1.0
         pmin_text, pmin = _fmt8(lo, "min")
         pmax_text, pmax = _fmt8(hi, "max")
-        scale = (DIGITAL_MAX - DIGITAL_MIN) / (pmax - pmin)
-        digital = np.round((data.astype(np.float64) - pmin) * scale + DIGITAL_MIN)
-        digital = np.clip(digital, DIGITAL_MIN + 1, DIGITAL_MAX)
-        digital[np.isnan(data)] = NO_DATA
-        columns.append(digital.astype("<i2").view(np.uint8).reshape(n_kept, spr * 2))
+        scales.append((pmin, (DIGITAL_MAX - DIGITAL_MIN) / (pmax - pmin)))
         headers.append((_ascii(sig.label, 16), _ascii(sig.transducer, 80), _ascii(sig.dim, 8), pmin_text.ljust(8),
                         pmax_text.ljust(8), str(DIGITAL_MIN).ljust(8), str(DIGITAL_MAX).ljust(8), " " * 80,
                         str(spr).ljust(8), " " * 32))
-    ann = np.zeros((n_kept, ann_bytes), dtype=np.uint8)
-    for row, parts in enumerate(contents):
-        blob = b"".join(parts)
-        ann[row, :len(blob)] = np.frombuffer(blob, dtype=np.uint8)
-    columns.append(ann)
     headers.append((_ascii("EDF Annotations", 16), " " * 80, " " * 8, "-1".ljust(8), "1".ljust(8),
                     str(DIGITAL_MIN).ljust(8), str(DIGITAL_MAX).ljust(8), " " * 80, str(ann_bytes // 2).ljust(8),
                     " " * 32))
-    records = np.concatenate(columns, axis=1) if columns else np.zeros((n_kept, 0), dtype=np.uint8)
+    n_kept = int(keep.sum())
 
     ns = len(headers)
     first = datetime.fromtimestamp(start, timezone.utc)
@@ -358,6 +413,30 @@ def write_edf(view: SessionView, path: Path, *, edf_gaps: str = "fill", **_: Any
     encoded = header.encode("ascii")
     if len(encoded) != 256 * (ns + 1):
         raise ExportError(f"internal error: EDF header is {len(encoded)} bytes, expected {256 * (ns + 1)}")
+    kept_rows = np.cumsum(keep) - 1   # record → its row among the kept ones
     with open(path, "wb") as fh:
         fh.write(encoded)
-        fh.write(records.tobytes())
+        # second pass: the data records, a chunk at a time
+        view.progress.begin_pass(waves, waves + 1)
+        streams = [sig.chunks(n_records, duration) for sig in signals]
+        for first_record in range(0, n_records, CHUNK_RECORDS):
+            kept_here = keep[first_record:first_record + CHUNK_RECORDS]
+            if not kept_here.any():
+                for stream in streams:
+                    next(stream)
+                continue
+            columns: list[np.ndarray] = []
+            for sig, stream, (pmin, scale) in zip(signals, streams, scales):
+                spr = int(round(sig.rate * duration))
+                data = next(stream).reshape(-1, spr)[kept_here]
+                digital = np.round((data.astype(np.float64) - pmin) * scale + DIGITAL_MIN)
+                digital = np.clip(digital, DIGITAL_MIN + 1, DIGITAL_MAX)
+                digital[np.isnan(data)] = NO_DATA
+                columns.append(digital.astype("<i2").view(np.uint8).reshape(len(data), spr * 2))
+            rows = kept_rows[first_record:first_record + CHUNK_RECORDS][kept_here]
+            ann = np.zeros((len(rows), ann_bytes), dtype=np.uint8)
+            for i, row in enumerate(rows.tolist()):
+                blob = b"".join(contents[row])
+                ann[i, :len(blob)] = np.frombuffer(blob, dtype=np.uint8)
+            columns.append(ann)
+            fh.write(np.concatenate(columns, axis=1).tobytes())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from drivers.errors import VigilError
 
-__all__ = ["ExportError"]
+__all__ = ["ExportError", "ExportCancelled"]
 
 
 class ExportError(VigilError):
@@ -12,3 +12,7 @@ class ExportError(VigilError):
     session, a destination that cannot be written, an archive that is not a valid Vigil archive.
     The message says what is wrong and, where it can, what to do. Nothing was written (exports)
     and nothing was changed in the store (imports)."""
+
+
+class ExportCancelled(ExportError):
+    """An export stopped because whoever started it cancelled it; no file was written."""

@@ -3,7 +3,7 @@ as public methods (no other package reads the store's tables)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,71 @@ class BulkMixin(StoreCore):
             source = [names[i] for i in source_id]
         return ObservationRows(times, vital, value, quality, device_time, unit, source,
                                np.asarray(value, dtype=np.float64))
+
+    def iter_observation_rows(self, session_id: int, chunk: int = 50_000) -> Iterator[ObservationRows]:
+        """The rows of :meth:`observation_rows`, in the same order, ``chunk`` rows at a time (one read
+        snapshot), so a long session is never held whole: only its times and row ids are (16 bytes a
+        row), to find the order."""
+        sid = _sid(session_id)
+        with self._read() as conn:
+            lo, hi = conn.execute("SELECT min(rowid), max(rowid) FROM observations WHERE session_id = ?",
+                                  (sid,)).fetchone()
+            if lo is None:
+                return
+            keys = np.fromiter(conn.execute("SELECT rowid, t FROM observations NOT INDEXED WHERE rowid BETWEEN ? AND ? "
+                                            "AND session_id = ?", (lo, hi, sid)), dtype=[("id", "<i8"), ("t", "<f8")])
+            rowids, times = keys["id"], keys["t"]
+            in_order = len(times) < 2 or bool(np.all(times[1:] >= times[:-1]))
+            if not in_order:
+                rowids = rowids[np.argsort(times, kind="stable")]
+            del keys, times
+            names = dict(conn.execute("SELECT id, name FROM sources").fetchall())
+            columns = "t, vital, value, quality, device_time, unit, source_id"
+            for first in range(0, len(rowids), chunk):
+                ids = rowids[first:first + chunk]
+                if in_order:
+                    rows = conn.execute(f"SELECT {columns} FROM observations NOT INDEXED WHERE rowid BETWEEN ? AND ? "
+                                        "AND session_id = ?", (int(ids[0]), int(ids[-1]), sid)).fetchall()
+                else:
+                    by_id: dict[int, tuple[Any, ...]] = {}
+                    for part in range(0, len(ids), 30_000):
+                        wanted = ids[part:part + 30_000].tolist()
+                        by_id.update((r[0], r[1:]) for r in conn.execute(
+                            f"SELECT rowid, {columns} FROM observations WHERE rowid IN "
+                            f"({','.join('?' * len(wanted))})", wanted))
+                    rows = [by_id[i] for i in ids.tolist()]
+                t, vital, value, quality, device_time, unit, source_id = (list(c) for c in zip(*rows))
+                del rows
+                yield ObservationRows(np.asarray(t, dtype=np.float64), vital, value, quality, device_time, unit,
+                                      [names[i] for i in source_id], np.asarray(value, dtype=np.float64))
+
+    def iter_waveform_blocks(self, session_id: int, channel: str | None = None) -> Iterator[Block]:
+        """The blocks of :meth:`waveform_blocks` (of one channel, or all), in the same order, read one
+        at a time (one read snapshot), so a long session's waveforms are never held whole."""
+        sid = _sid(session_id)
+        with self._read() as conn:
+            if channel is not None:
+                channels = [channel]
+            else:
+                found = {r[0] for r in conn.execute("SELECT DISTINCT channel FROM waveforms WHERE session_id = ? UNION "
+                                                    "SELECT channel FROM waveform_pending WHERE session_id = ?",
+                                                    (sid, sid))}
+                channels = [c for c in WAVE_CHANNELS if c in found] + sorted(found - set(WAVE_CHANNELS))
+            for ch in channels:
+                tails = [Block(r[0], float(r[1]), float(r[2]), int(r[3]), int(r[4]), r[5], bytes(r[6]), True)
+                         for r in conn.execute(
+                             "SELECT p.channel, p.t0, p.rate, p.n, p.enc, s.name, p.data FROM waveform_pending p "
+                             "LEFT JOIN sources s ON s.id = p.source_id WHERE p.session_id = ? AND p.channel = ?",
+                             (sid, ch))]
+                tails.sort(key=lambda b: b.t0)
+                for r in conn.execute(
+                        "SELECT w.channel, w.t0, w.rate, w.n, w.enc, s.name, w.data FROM waveforms w "
+                        "LEFT JOIN sources s ON s.id = w.source_id WHERE w.session_id = ? AND w.channel = ? "
+                        "ORDER BY w.t0, w.id", (sid, ch)):
+                    while tails and tails[0].t0 < r[1]:  # an unfinished block sorts after finished ones at its t0
+                        yield tails.pop(0)
+                    yield Block(r[0], float(r[1]), float(r[2]), int(r[3]), int(r[4]), r[5], bytes(r[6]), False)
+                yield from tails
 
     def waveform_blocks(self, session_id: int) -> list[Block]:
         """The session's stored waveform blocks as they are (compressed bytes, for a bit-exact archive):

@@ -17,6 +17,7 @@ session was recorded and under which id.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -77,7 +78,7 @@ class StoreReader(Protocol):
 
     def list_sessions(self, *, patient: str | None = None, since: datetime | None = None,
                       until: datetime | None = None, protocol: str | None = None, status: str | None = None,
-                      had_alarms: bool | None = None) -> list[SessionSummary]:
+                      had_alarms: bool | None = None) -> Sequence[SessionSummary]:
         """Sessions matching every filter, newest first."""
 
     def chairs(self) -> list[str]:
@@ -129,6 +130,12 @@ class StoreReader(Protocol):
 
     def waveform_blocks(self, session_id: int) -> list[Block]:
         """The stored waveform blocks, bytes as stored."""
+
+    def iter_observation_rows(self, session_id: int, chunk: int = 50_000) -> Iterator[ObservationRows]:
+        """The rows of :meth:`observation_rows`, in order, a chunk at a time."""
+
+    def iter_waveform_blocks(self, session_id: int, channel: str | None = None) -> Iterator[Block]:
+        """The blocks of :meth:`waveform_blocks` (of one channel, or all), in order, one at a time."""
 
     def waveform_channels(self, session_id: int) -> list[str]:
         """Channels with stored samples."""

@@ -21,6 +21,8 @@ from monitor.store import SessionStore
 from monitor.store.records import (
     StoreError,
 )
+from monitor.store.recovery import Backlog, save_backlog
+from monitor.store.tail import TailFile, TailOp
 
 # ---------------------------------------------------------------------------------- the writer
 _PERMANENT_SQLITE = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError,
@@ -45,7 +47,7 @@ def _commit_due(now: float, oldest: float | None, queue_empty: bool, urgent: boo
 
 
 class _Op(NamedTuple):
-    kind: str  # 'obs' | 'wave' | 'cond' | 'call'
+    kind: str  # 'obs' | 'wave' | 'cond' | 'call' | 'lazy' (a call that waits for the next commit)
     session_id: int | None
     items: list[Any]
     fn: Callable[..., Any] | None = None
@@ -54,19 +56,39 @@ class _Op(NamedTuple):
     future: concurrent.futures.Future[Any] | None = None
 
 
+_DATA = frozenset({"obs", "wave", "cond"})
+#: With the tail file, device data is committed when the oldest uncommitted item is this old, s.
+DATA_COMMIT_INTERVAL = 30.0
 _FLUSH = "flush"
 _STOP = "stop"
+
+
+def _drain(q: queue.SimpleQueue[Any]) -> list[Any]:
+    out = []
+    while True:
+        try:
+            out.append(q.get_nowait())
+        except queue.Empty:
+            return out
 
 
 class StoreWriter(threading.Thread):
     """Writes to a :class:`SessionStore` on its own thread, in batches.
 
     Producers (any thread) call :meth:`put_observations`, :meth:`put_waveforms`,
-    :meth:`put_conditions` and :meth:`put_call`; items are applied in the order they were put.
-    The writer commits when the oldest uncommitted item is ``commit_interval`` (1 s) old, and
-    whenever the queue drains and the batch is at least ``idle_commit`` (0.5 s) old; a
-    :meth:`put_call` is committed as soon as the queue drains. So a crash loses at most about the
-    last second.
+    :meth:`put_conditions`, :meth:`put_call` and :meth:`put_lazy_call`; items are applied in the
+    order they were put.
+
+    Durability: device data is made crash-safe when the oldest item not yet safe is
+    ``commit_interval`` (1 s) old, or when the queue drains and it is ``idle_commit`` (0.5 s) old,
+    so a killed process loses at most about the last second. With ``tail=True`` (the default) it
+    is made safe by appending it to the store's tail file (:mod:`monitor.store.tail`: a few
+    hundred bytes a second, no page rewritten) and committed to the database only when the oldest
+    uncommitted item is ``data_commit_interval`` (:data:`DATA_COMMIT_INTERVAL`, 30 s) old — a commit rewrites whole pages, and a
+    commit a second wrote ~65× the data. Without the tail (``tail=False``, or while another
+    writer of the same store holds it) every safe point is a commit. A :meth:`put_call` (a staff
+    action, an alarm) is committed as soon as the queue drains, with everything before it;
+    :meth:`put_lazy_call` (a heartbeat) rides with the next commit.
 
     If a commit fails for a reason that may pass (disk full, I/O error, locked or read-only file)
     the batch is rolled back but kept in memory with everything queued since, and retried with
@@ -79,7 +101,10 @@ class StoreWriter(threading.Thread):
 
     Start it with :meth:`start`; end it with :meth:`stop` (flushes and commits everything and
     finalises pending waveform blocks). ``on_commit(n_items)`` (optional) is called after each
-    successful commit.
+    successful commit. If writing still fails when :meth:`stop`'s timeout runs out, the writer
+    gives up: everything it holds is saved to a recovery file (:mod:`monitor.store.recovery`,
+    written back with ``vigil recover``) and :attr:`unsaved` says how much and where; calls still
+    waiting get a :class:`StoreError` on their futures.
     """
 
     def __init__(self, store: SessionStore, *, commit_interval: float = 1.0, idle_commit: float = 0.5,
@@ -87,10 +112,20 @@ class StoreWriter(threading.Thread):
                  on_error: Callable[[BaseException], None] | None = None,
                  on_recovered: Callable[[], None] | None = None,
                  on_rejected: Callable[[str, BaseException], None] | None = None,
-                 on_commit: Callable[[int], None] | None = None, name: str = "vigil-store-writer") -> None:
+                 on_commit: Callable[[int], None] | None = None, name: str = "vigil-store-writer",
+                 tail: bool = True, data_commit_interval: float | None = None) -> None:
         super().__init__(name=name, daemon=True)
         if not 0 < idle_commit <= commit_interval:
             raise ValueError("need 0 < idle_commit <= commit_interval")
+        if data_commit_interval is None:
+            data_commit_interval = max(DATA_COMMIT_INTERVAL, commit_interval)
+        if data_commit_interval < commit_interval:
+            raise ValueError("need data_commit_interval >= commit_interval")
+        self.data_commit_interval = data_commit_interval
+        self._want_tail = tail
+        self._tail: TailFile | None = None
+        #: Batch items already in the tail file (the first ones of the batch).
+        self._tailed = 0
         self.store = store
         self.commit_interval = commit_interval
         self.idle_commit = idle_commit
@@ -105,8 +140,11 @@ class StoreWriter(threading.Thread):
         self._put_lock = threading.Lock()
         self.failing = False
         self.last_error: BaseException | None = None
-        self.commits = 0
         self._batch_len = 0
+        self._abandon = threading.Event()
+        self._left: list[_Op] = []
+        #: Set when the writer gave up at :meth:`stop` (what was not written and where it was saved).
+        self.unsaved: Backlog | None = None
 
     # -------------------------------------------------------------------------- producers
     def _put(self, item: Any) -> None:
@@ -135,9 +173,17 @@ class StoreWriter(threading.Thread):
         self._put(_Op("call", None, [], fn, args, kwargs, future))
         return future
 
+    def put_lazy_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        """Like :meth:`put_call`, but committed with the next commit rather than at once (for
+        bookkeeping such as a heartbeat, which need not cost a commit of its own). Thread-safe."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._put(_Op("lazy", None, [], fn, args, kwargs, future))
+        return future
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued before this call is committed. False on timeout (e.g.
-        while writes fail; the data stays queued)."""
+        while writes fail; the data stays queued). Also returns when the writer gave up at
+        :meth:`stop` (then :attr:`unsaved` is set)."""
         if self.ident is None:
             raise StoreError("the store writer was never started: call start() first")
         done = threading.Event()
@@ -146,8 +192,10 @@ class StoreWriter(threading.Thread):
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop accepting items, commit everything queued, finalise pending waveform blocks and end
-        the thread. True if it ended within ``timeout``; otherwise (writes still failing) the
-        thread keeps retrying and the data stays in memory."""
+        the thread. True if everything was written within ``timeout``. Otherwise False: if writes
+        still fail, the writer gives up — what it holds is saved to a recovery file and
+        :attr:`unsaved` says how much and where (see the class docstring); if they are only slow,
+        the thread carries on writing."""
         with self._put_lock:
             if not self._stopping:
                 self._stopping = True
@@ -157,7 +205,28 @@ class StoreWriter(threading.Thread):
             return True
         if self.is_alive():
             self.join(timeout)
-        return not self.is_alive()
+        if self.is_alive() and self.failing and self.unsaved is None:
+            self._give_up()
+        return not self.is_alive() and self.unsaved is None
+
+    def _give_up(self) -> None:
+        """End a writer that cannot write: the thread hands over what it holds, which is saved."""
+        self._abandon.set()
+        self._queue.put((_STOP, None))  # wakes the thread from its back-off
+        self.join(self.retry_max + 5.0)
+        if self.is_alive():  # pragma: no cover - a store call that hangs: leave it, say so
+            log.critical("the store writer does not end; %d item(s) may be lost", self.pending)
+            return
+        left, self._left = self._left, []
+        self.unsaved = save_backlog(self.store, [(o.kind, o.session_id, o.items, o.fn, o.args, o.kwargs)
+                                                 for o in left], self.last_error)
+        where = self.unsaved.path or "nowhere"
+        # The recovery file holds the tail file's items too (they were in the batch): keep the tail
+        # only when the recovery file could not be written, so the next opening stores them.
+        self._close_tail(remove=self.unsaved.path is not None)
+        for op in left:
+            if op.future is not None and not op.future.done():
+                op.future.set_exception(StoreError(f"not written: writing failed; saved in {where}"))
 
     @property
     def pending(self) -> int:
@@ -168,29 +237,39 @@ class StoreWriter(threading.Thread):
     def run(self) -> None:
         batch: list[_Op] = []
         waiters: list[threading.Event] = []
-        oldest: float | None = None
+        oldest: float | None = None     # the oldest uncommitted item arrived then
+        unsafe: float | None = None     # the oldest device data neither committed nor in the tail
         urgent = False
         stopping = False
         retry_at = 0.0
         backoff = self.retry_initial
         q = self._queue
         while True:
+            if self._abandon.is_set():
+                self._left = batch + [x for x in _drain(q) if isinstance(x, _Op)]
+                self._batch_len = 0
+                for w in waiters:
+                    w.set()
+                return
             now = time.monotonic()
             if self.failing:
                 timeout: float | None = max(0.0, retry_at - now)
             elif urgent or stopping:
                 timeout = 0.0
-            elif oldest is not None:
-                timeout = max(0.0, oldest + self.idle_commit - now)
             else:
-                timeout = None
+                deadlines = [t + d for t, d in ((unsafe, self.idle_commit), (oldest, self.data_commit_interval))
+                             if t is not None]
+                timeout = max(0.0, min(deadlines) - now) if deadlines else None
             try:
                 item = q.get(timeout=timeout) if timeout != 0.0 else q.get_nowait()
                 while True:
                     if isinstance(item, _Op):
                         batch.append(item)
+                        arrived = time.monotonic()
                         if oldest is None:
-                            oldest = time.monotonic()
+                            oldest = arrived
+                        if unsafe is None and item.kind in _DATA:
+                            unsafe = arrived
                         if item.kind == "call":
                             urgent = True
                     elif item[0] == _FLUSH:
@@ -198,25 +277,28 @@ class StoreWriter(threading.Thread):
                         urgent = True
                     elif item[0] == _STOP:
                         stopping = True
-                    if oldest is not None and time.monotonic() - oldest >= self.commit_interval:
+                    if unsafe is not None and time.monotonic() - unsafe >= self.commit_interval:
                         break
                     item = q.get_nowait()
             except queue.Empty:
                 pass
             self._batch_len = len(batch)
             now = time.monotonic()
+            drained = q.empty()
+            safe_due = unsafe is not None and _commit_due(now, unsafe, drained, False, self.commit_interval,
+                                                          self.idle_commit)
+            if safe_due and not (stopping and drained) and self._append_tail(batch):
+                unsafe, safe_due = None, False
             if self.failing and now < retry_at:
                 continue
-            drained = q.empty()
-            if not (self.failing or (stopping and drained)
-                    or _commit_due(now, oldest, drained, urgent, self.commit_interval, self.idle_commit)):
+            if not (self.failing or (stopping and drained) or (urgent and drained) or safe_due
+                    or (oldest is not None and now - oldest >= self.data_commit_interval)):
                 continue
             finalize = stopping and drained
             if self._commit(batch, finalize):
                 n = len(batch)
-                batch, oldest, urgent = [], None, False
+                batch, oldest, unsafe, urgent = [], None, None, False
                 self._batch_len = 0
-                self.commits += 1
                 for w in waiters:
                     w.set()
                 waiters = []
@@ -227,11 +309,51 @@ class StoreWriter(threading.Thread):
                 if self.on_commit is not None and n:
                     self._callback(self.on_commit, n)
                 if finalize:
+                    self._close_tail()
                     return
             else:
                 self.failing = True
                 retry_at = time.monotonic() + backoff
                 backoff = min(self.retry_max, backoff * 2)
+
+    # -------------------------------------------------------------------------- the tail file
+    def _append_tail(self, batch: list[_Op]) -> bool:
+        """Append the batch's device data not yet in the tail file; False when there is no tail
+        (the caller commits instead)."""
+        if self._tail is None and self._want_tail:
+            self._tail = self.store._claim_tail()
+            self._want_tail = self._tail is not None
+        tail = self._tail
+        if tail is None:
+            return False
+        ops: list[TailOp] = [(op.kind, op.session_id, op.items) for op in batch[self._tailed:]
+                             if op.kind in _DATA and op.session_id is not None]
+        try:
+            tail.append(ops)
+        except (OSError, TypeError, ValueError) as exc:  # disk full, a wrong item: commit instead
+            log.warning("the tail file could not take %d item(s) (%s); committing them instead", len(ops), exc)
+            return False
+        self._tailed = len(batch)
+        return True
+
+    def _tail_committed(self) -> None:
+        """After a commit that holds everything the tail holds: start the next generation."""
+        tail = self._tail
+        if tail is None or not self._tailed:
+            return
+        self._tailed = 0
+        try:
+            tail.reset(tail.generation + 1)
+        except OSError as exc:  # keep no tail whose generation the database already holds
+            log.warning("the tail file could not be emptied (%s); committing every second from now on", exc)
+            self._close_tail(remove=False)
+            self._want_tail = False
+
+    def _close_tail(self, remove: bool = True) -> None:
+        if self._tail is not None:
+            self._tail.close(remove=remove)
+            self._tail = None
+            self.store._release_tail()
 
     def _callback(self, fn: Callable[..., Any] | None, *args: Any) -> None:
         if fn is None:
@@ -271,12 +393,11 @@ class StoreWriter(threading.Thread):
                 while i < len(batch):
                     op = batch[i]
                     j = i + 1
-                    if op.kind != "call":  # merge consecutive data items of the same kind and session
+                    if op.kind in _DATA:  # merge consecutive data items of the same kind and session
                         while j < len(batch) and batch[j].kind == op.kind and batch[j].session_id == op.session_id:
                             j += 1
                     try:
-                        if op.kind == "call":
-                            assert op.fn is not None
+                        if op.fn is not None:  # a call or a lazy call
                             outcomes.append((op, op.fn(*op.args, **(op.kwargs or {})), None))
                         else:
                             self._apply_data(batch[i:j], outcomes)
@@ -287,11 +408,14 @@ class StoreWriter(threading.Thread):
                     i = j
                 if finalize:
                     store.flush_waveforms()
+                if self._tail is not None and self._tailed:
+                    store._mark_tail(self._tail.generation)
         except Exception as exc:
             self.last_error = exc
             log.warning("store write failed (%s); %d item(s) kept for retry", exc, len(batch))
             self._callback(self.on_error, exc)
             return False
+        self._tail_committed()
         for op, result, exc in outcomes:
             if op.future is not None:
                 if op.future.done():  # cancelled by the caller meanwhile

@@ -79,10 +79,6 @@ class TimelineModel(QAbstractTableModel):
                                       [Qt.ItemDataRole.BackgroundRole])
         return new
 
-    def visible_rows(self) -> tuple[int, int]:
-        """Index range of the highlighted rows."""
-        return self._visible
-
     def is_visible(self, index: int) -> bool:
         """Whether row ``index`` lies in the visible time range."""
         return self._visible[0] <= index < self._visible[1]

@@ -13,6 +13,9 @@ read one per event-loop turn after the first frame; waveforms only ever for the 
 
 from __future__ import annotations
 
+import ctypes
+import gc
+import html
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +32,8 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMenu,
+    QProgressBar,
+    QPushButton,
     QSplitter,
     QTableView,
     QTabWidget,
@@ -38,7 +43,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from monitor.export import FORMATS, ExportError, export_session
+from monitor.export import FORMATS, ExportError
 from monitor.app.stats import NIBP_KEYS
 from monitor.app.readmodel import SessionView
 from monitor.protocols import ProtocolKind
@@ -61,6 +66,7 @@ from ui.context import UiContext
 from ui.dialogs.base import describe_error, dialog_style, run_modal
 from ui.dialogs.files import ExportFileDialog
 from ui.review.dialogs import LateEntryDialog
+from ui.review.exporting import ExportJob
 from ui.review.panels import CursorPanel, SummaryPanel
 from ui.review.plots import ReviewPlots
 from ui.review.table import ROW_ROLE, CategoryFilter, TimelineModel
@@ -101,6 +107,17 @@ def close_on_keys(window: QWidget) -> None:
     keys += [k for k in QKeySequence.keyBindings(QKeySequence.StandardKey.Close) if k not in keys]
     for key in keys:
         QShortcut(key, window, activated=window.close)
+
+
+def _return_freed_memory() -> None:
+    """After a review window is gone: collect it and hand the C heap's free memory back to the system
+    (glibc keeps what a 24-hour session's arrays and their temporaries used, so RSS would otherwise
+    grow by tens of MB with each window opened and closed; elsewhere nothing to do)."""
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def live_session_id(context: UiContext) -> int | None:
@@ -262,6 +279,16 @@ class ReviewWindow(QMainWindow):
         self.deidentify = QCheckBox("De-identify")
         self.deidentify.setToolTip("HIPAA Safe Harbor: no names, record numbers, dates (year only), free text")
         bar.addWidget(self.deidentify)
+        #: The export running on its worker thread, if any (one at a time).
+        self.export_job: ExportJob | None = None
+        self.export_progress = QProgressBar()
+        self.export_progress.setRange(0, 100)
+        self.export_progress.setMaximumWidth(220)
+        self.export_cancel = QPushButton("Cancel export")
+        self.export_cancel.clicked.connect(self.cancel_export)
+        for widget in (self.export_progress, self.export_cancel):
+            self.statusBar().addPermanentWidget(widget)
+            widget.hide()
 
     def _build_layout(self) -> None:
         right = QWidget()
@@ -342,7 +369,7 @@ class ReviewWindow(QMainWindow):
                   f"{v.signature.meaning}") if v.signature is not None else ""
         self.header.setText(f"<b>{who}</b> · {v.protocol_label} · {start.strftime('%Y-%m-%d %H:%M')}–"
                             f"{end.strftime('%H:%M')} ({duration_text((v.end - v.start).total_seconds())}) · "
-                            f"{self.record.status}{signed}")
+                            f"{self.record.status}{signed}" + (f"<br><i>{html.escape(v.imported)}</i>" if v.imported else ""))
 
     def _present_vitals(self) -> list[str]:
         return [k for k, s in self.numerics.items() if len(s.t)]
@@ -420,12 +447,6 @@ class ReviewWindow(QMainWindow):
         self.plots.centre_on(row.epoch)
         self.plots.set_cursor(row.epoch)
 
-    def click_row(self, source_row: int) -> None:
-        """Select and act on the table row with this index in the unfiltered table (for tests)."""
-        index = self.filter.mapFromSource(self.model.index(source_row, 0))
-        self.table.setCurrentIndex(index)
-        self._row_clicked(index)
-
     # ------------------------------------------------------------------ actions
     def refresh(self) -> None:
         """Read what the open session recorded since the last read (numerics appended, record,
@@ -472,10 +493,17 @@ class ReviewWindow(QMainWindow):
         self.statusBar().showMessage("Late entry added to the record", 8000)
         return dialog.entry_id
 
-    def export(self, fmt: str, path: str | Path | None = None, deidentify: bool | None = None) -> Path | None:
-        """Export the session as ``fmt`` to ``path`` (None: ask with a file dialog); ``deidentify``
-        None takes the toolbar's check box. Return the file written, or None (cancelled or refused:
-        the reason is shown)."""
+    def export(self, fmt: str, path: str | Path | None = None, deidentify: bool | None = None, *,
+               overwrite: bool = False) -> ExportJob | None:
+        """Export the session as ``fmt`` to ``path`` (None: ask with a file dialog, which asks before
+        replacing an existing file) on a worker thread, with its progress and a Cancel button in the
+        status bar; ``deidentify`` None takes the toolbar's check box; ``overwrite``: replace an
+        existing ``path``. Returns the running :class:`ExportJob` (its ``ended`` signal tells the
+        outcome, which the window shows), or None when cancelled at the file dialog or while another
+        export runs."""
+        if self.export_job is not None:
+            self.show_error("An export is running: wait for it or cancel it first")
+            return None
         deid = self.deidentify.isChecked() if deidentify is None else deidentify
         if path is None:
             suffix = FORMATS[fmt].suffix if fmt in FORMATS else ""
@@ -488,18 +516,38 @@ class ReviewWindow(QMainWindow):
             chosen = dialog.chosen()
             if not chosen:
                 return None
-            path = chosen
-        QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-        try:
-            written = export_session(self.records, self.session_id, fmt, path, deidentify=deid)
-        except ExportError as exc:
-            self.show_error(f"Export failed: {describe_error(exc)}")
-            return None
-        finally:
-            QGuiApplication.restoreOverrideCursor()
-        self.show_error("")
-        self.statusBar().showMessage(f"Exported {fmt.upper()} to {written}", 10000)
-        return written
+            path, overwrite = chosen, True   # the file dialog asked before choosing an existing file
+        job = ExportJob(self.records, self.session_id, fmt, path, deidentify=deid, overwrite=overwrite, parent=self)
+        job.progressed.connect(lambda fraction: self.export_progress.setValue(round(fraction * 100)))
+        job.ended.connect(lambda: self._export_ended(job))
+        self.export_job = job
+        self.export_button.setEnabled(False)
+        self.export_progress.setValue(0)
+        self.export_progress.setFormat(f"{fmt.upper()} %p%")
+        self.export_progress.show()
+        self.export_cancel.show()
+        self.statusBar().showMessage(f"Exporting {fmt.upper()}…")
+        job.start()
+        return job
+
+    def cancel_export(self) -> None:
+        """Stop the running export (no file is left)."""
+        if self.export_job is not None:
+            self.export_job.cancel()
+
+    def _export_ended(self, job: ExportJob) -> None:
+        self.export_job = None
+        self.export_button.setEnabled(True)
+        self.export_progress.hide()
+        self.export_cancel.hide()
+        if job.result is not None:
+            self.show_error("")
+            self.statusBar().showMessage(f"Exported {job.fmt.upper()} to {job.result}", 10000)
+        elif job.cancelled:
+            self.statusBar().showMessage(f"{job.fmt.upper()} export cancelled: no file was written", 10000)
+        else:
+            self.statusBar().clearMessage()
+            self.show_error(f"Export failed: {describe_error(job.error)}" if job.error else "Export failed")
 
     def show_error(self, text: str) -> None:
         """Show ``text`` in the window's error line (empty hides it)."""
@@ -507,10 +555,14 @@ class ReviewWindow(QMainWindow):
         self.error.setVisible(bool(text))
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if self.export_job is not None:  # closing the window abandons its export
+            self.export_job.cancel()
+            self.export_job.wait(10.0)
         self.auto_timer.stop()
         self._load_timer.stop()
         if self._loader is not None:
             self._loader.join(5.0)
         self.plots.shutdown()
         self.closed_window.emit(self.session_id)
+        self.destroyed.connect(lambda: QTimer.singleShot(0, _return_freed_memory))
         super().closeEvent(event)
