@@ -18,7 +18,7 @@ from monitor.cli import run_cli
 from monitor.config import DEV_DB, open_reader
 from monitor.protocols import ProtocolKind
 from monitor.store import SessionStore, StoreError
-from tests.test_ui_session_panel import ANN, click, ctx, runner, sign_in, start_form  # noqa: F401 (fixtures)
+from tests.test_ui_session_panel import ANN, click, ctx, pin_in, runner, sign_in, start_form  # noqa: F401 (fixtures)
 from ui.dialogs import InfusionStartDialog, SignInDialog, StartSessionDialog
 from ui.session_panel import SessionPanel
 
@@ -45,7 +45,7 @@ def test_the_panels_pre_dose_refusal_goes_once_the_bp_is_recorded(qtbot, ctx, ru
     panel = SessionPanel(ctx)
     qtbot.addWidget(panel)
     panel.show()
-    runner.on(SignInDialog, sign_in)
+    runner.on(SignInDialog, pin_in)
     runner.on(StartSessionDialog, start_form(ProtocolKind.KETAMINE_IV, None))
     click(qtbot, panel.start_session_button)
     panel._show_refusal(ValueError("Record a pre-dose blood pressure before dosing"))
@@ -58,7 +58,7 @@ def test_the_dosing_dialog_says_which_readings_make_the_pre_dose_bp(qtbot, ctx, 
     panel = SessionPanel(ctx)
     qtbot.addWidget(panel)
     panel.show()
-    runner.on(SignInDialog, sign_in)
+    runner.on(SignInDialog, pin_in)
     runner.on(StartSessionDialog, start_form(ProtocolKind.KETAMINE_IV, ("150", "95")))
     click(qtbot, panel.start_session_button)
     ctx.service.record_nibp(118, 76, ANN, t=ctx.service.now())   # a later reading, as the tile shows it
