@@ -94,8 +94,9 @@ def display_name(key: str, table: Mapping[str, str] | None = None) -> str:
 def _labels() -> dict[str, str]:
     labels: dict[str, str] = {}
     for rule in default_profile().rules:
-        if getattr(rule, "label", None):
-            labels[rule.id] = rule.label
+        label = getattr(rule, "label", None)   # (technical and parameter-loss rules have none)
+        if label:
+            labels[rule.id] = str(label)
     return labels
 
 
