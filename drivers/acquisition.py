@@ -15,7 +15,6 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -25,8 +24,9 @@ import serial
 
 from drivers.base import Decoder, DecoderStats, condition_text
 from drivers.errors import DeviceError
-from drivers.model import DeviceCondition, Item, NumericObservation, WaveformChunk, utc_now
+from drivers.model import DeviceCondition, Item, NumericObservation, WaveformChunk
 from drivers.serialport import open_serial
+from drivers.timebase import Timeline, default_timeline
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,17 @@ class Link(ABC):
     #: Device seconds per real second (the simulated monitor runs faster): reconnect attempts
     #: are paced in device time.
     time_scale: float = 1.0
+    _timeline: Timeline | None = None
+
+    @property
+    def timeline(self) -> Timeline:
+        """The timeline this link's items are stamped on: the process's (:mod:`drivers.timebase`),
+        unless a test sets its own."""
+        return self._timeline or default_timeline()
+
+    @timeline.setter
+    def timeline(self, value: Timeline) -> None:
+        self._timeline = value
 
     @abstractmethod
     def open(self) -> None:
@@ -83,8 +94,9 @@ class Link(ABC):
         """Wake a blocked :meth:`read` from another thread."""
 
     def clock(self) -> datetime:
-        """The time base of this device's items (aware UTC); the simulator's runs faster."""
-        return utc_now()
+        """Now in the time base of this device's items (aware UTC): :attr:`timeline` (monotonic,
+        labelled with the wall clock); the simulator's runs faster."""
+        return self.timeline.now()
 
     @property
     def stats(self) -> DecoderStats | None:
@@ -127,6 +139,7 @@ class SerialLink(Link):
             raise LinkError(f"cannot open {self.serial_url}: {exc}") from exc
         self._port = port
         self._decoder = self.decoder_factory()
+        self._decoder.clock = self.clock   # items on the link's timeline, never the raw wall clock
         self._write(self._decoder.start())
 
     def _write(self, data: bytes) -> None:
@@ -224,7 +237,7 @@ class AcquisitionWorker(threading.Thread):
         self.reconnect_attempts = 0
         self._halt = threading.Event()
         self._active: set[str] = set()          # device condition codes reported by the link
-        self._last_valid = time.monotonic()
+        self._last_valid = self._monotonic()
         self._ever_connected = False
 
     # ------------------------------------------------------------------ control
@@ -242,6 +255,9 @@ class AcquisitionWorker(threading.Thread):
         return self._halt.is_set()
 
     # ------------------------------------------------------------------ plumbing
+    def _monotonic(self) -> float:
+        return self.link.timeline.monotonic()
+
     def _emit(self, items: list[Item]) -> None:
         if not items:
             return
@@ -280,14 +296,14 @@ class AcquisitionWorker(threading.Thread):
                 valid = True
             out.append(item)
         if valid:
-            self._last_valid = time.monotonic()
+            self._last_valid = self._monotonic()
             if "stale_data" in self._active:
                 out.insert(0, self._condition("stale_data", False))
         return out
 
     def _check_stale(self) -> None:
         limit = 2.0 * max(self.link.expected_interval, 0.25)
-        if "stale_data" not in self._active and time.monotonic() - self._last_valid > limit:
+        if "stale_data" not in self._active and self._monotonic() - self._last_valid > limit:
             self._emit([self._condition(
                 "stale_data", True, f"No valid data from the device for {limit:g} s")])
 
@@ -312,7 +328,7 @@ class AcquisitionWorker(threading.Thread):
             restored = self._ever_connected or self.reconnect_attempts > 0
             self._ever_connected = True
             self.reconnect_attempts = 0
-            self._last_valid = time.monotonic()
+            self._last_valid = self._monotonic()
             if "connection_lost" in self._active:
                 self._emit([self._condition("connection_lost", False, "Device connection restored")])
             self._set_state(LinkState.CONNECTED, "restored" if restored else "")
@@ -331,7 +347,7 @@ class AcquisitionWorker(threading.Thread):
             if self._halt.is_set():
                 return
             self._emit(self._track(items))
-            self.link.service(time.monotonic())
+            self.link.service(self._monotonic())
             self._check_stale()
 
     def _wait_backoff(self, reason: str) -> None:

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from drivers.acquisition import AcquisitionWorker, Link, LinkState
 from drivers.model import Item
+from drivers.timebase import ClockJump, JumpDetector
 from drivers.transport import DeviceSpec, open_link, parse_device_url
 from monitor.alarms.engine import AlarmEngine, AlarmEvent, AlarmState
 from monitor.alarms.profile import AlarmProfile
@@ -109,6 +110,8 @@ class Pipeline:
         self._dirty = False
         self._session_view: SessionState | None = None
         self._last_snapshot = 0.0
+        self._clock = JumpDetector(link.timeline)
+        self._clock_noted: SessionRecorder | None = None   # the session told of the clock's offset
 
     # ------------------------------------------------------------------ lifecycle
     def add_listener(self, listener: PipelineListener) -> None:
@@ -154,6 +157,8 @@ class Pipeline:
             if worker is not None:
                 worker.stop(1.0)
             self.link = link
+            if link.timeline is not self._clock.timeline:
+                self._clock = JumpDetector(link.timeline)
             self.device_label = label or link.source
             self.device_spec = spec
             self.link_state, self.link_detail, self.link_attempt = LinkState.CONNECTING.value, "", 0
@@ -261,6 +266,7 @@ class Pipeline:
         self._after(events)
 
     def _tick(self) -> None:
+        self._check_clock()
         now = self.now()
         recorder = self.recorder
         if recorder is not None:
@@ -315,8 +321,35 @@ class Pipeline:
 
     def session_changed(self) -> None:
         """A session started, resumed or ended."""
+        recorder = self.recorder
+        if recorder is not None and recorder is not self._clock_noted:
+            self._clock_noted = recorder
+            offset = self._clock.offset_s
+            if abs(offset) > self._clock.threshold_s:   # the wall clock jumped before this session
+                self._record_clock_jump(ClockJump(self._clock.timeline.now(), 0.0, offset))
         self._refresh_view()
         self._publish_session()
+
+    # ------------------------------------------------------------------ time (pipeline thread)
+    def _check_clock(self) -> None:
+        """A jump of the wall clock is logged, and recorded in the session being recorded; nothing
+        else changes (every time here is on the monotonic timeline, see drivers.timebase)."""
+        jump = self._clock.check()
+        if jump is None:
+            return
+        log.warning("the computer's clock jumped by %+.1f s (wall clock minus timeline: %+.1f s → %+.1f s); "
+                    "Vigil's times and durations are unaffected", jump.jump_s, jump.offset_before_s,
+                    jump.offset_after_s)
+        if self.recorder is not None:
+            self._record_clock_jump(jump)
+
+    def _record_clock_jump(self, jump: ClockJump) -> None:
+        recorder = self.recorder
+        assert recorder is not None
+        now = self.now()   # on the record's timeline (a resumed session's may be re-based)
+        t = max(now, recorder.now or now, recorder.state.opened_at)
+        entries = recorder.record(lambda state: state.record_clock_jump(t, jump.offset_before_s, jump.offset_after_s))
+        self.entries_recorded(entries)
 
     def _refresh_view(self) -> None:
         recorder = self.recorder
