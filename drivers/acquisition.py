@@ -43,6 +43,15 @@ class LinkState(str, enum.Enum):
     STOPPED = "stopped"
 
 
+#: A worker promises to report back (a read returned, a reconnect attempt began) within this many
+#: seconds while it reads; the pipeline's watchdog raises ``acquisition_stopped`` when it does not.
+REPORT_EVERY_S = 2.0
+#: Faults further apart than this (seconds of a working link) do not slow reconnection down.
+FAULTS_FORGOTTEN_S = 60.0
+#: Bytes of a read shown (as hex) in the log when the decoder fails on it.
+FAULT_BYTES_LOGGED = 256
+
+
 class LinkError(DeviceError, OSError):
     """The device could not be reached or went away (unplugged, port vanished, cable pulled).
     ``at``: when it went away, if the link knows better than "now" (aware UTC)."""
@@ -50,6 +59,21 @@ class LinkError(DeviceError, OSError):
     def __init__(self, *args: object, at: datetime | None = None) -> None:
         super().__init__(*args)
         self.at = at
+
+
+class DecoderFault(LinkError):
+    """The decoder raised an unexpected exception on ``data`` (a fault in Vigil, never the device's):
+    the link is restarted with a fresh decoder, like a device that went away."""
+
+    def __init__(self, *args: object, data: bytes = b"") -> None:
+        super().__init__(*args)
+        self.data = data
+
+
+def hex_excerpt(data: bytes, limit: int = FAULT_BYTES_LOGGED) -> str:
+    """``data`` as spaced hex, at most ``limit`` bytes of it (then how many there were)."""
+    text = data[:limit].hex(" ")
+    return text if len(data) <= limit else f"{text} … ({len(data)} bytes)"
 
 
 class Link(ABC):
@@ -62,6 +86,8 @@ class Link(ABC):
     #: Device seconds per real second (the simulated monitor runs faster): reconnect attempts
     #: are paced in device time.
     time_scale: float = 1.0
+    #: Seconds :meth:`open` may take (the watchdog allows this long before the first read).
+    open_timeout_s: float = 10.0
     _timeline: Timeline | None = None
 
     @property
@@ -168,7 +194,14 @@ class SerialLink(Link):
             raise LinkError(f"{self.serial_url}: {exc}") from exc
         if not data:
             return []
-        items = decoder.feed(data)
+        try:
+            items = decoder.feed(data)
+        except Exception as exc:  # a decoder must never raise; if it does, Vigil restarts the link
+            decoder.stats.decoder_errors += 1
+            log.error("%s: the %s decoder failed on a read of %d bytes (restarting the link): %s",
+                      self.serial_url, getattr(decoder, "protocol", "?"), len(data), hex_excerpt(data), exc_info=True)
+            raise DecoderFault(f"data from the device could not be decoded ({type(exc).__name__}, a fault in Vigil); "
+                               "restarting the link", data=data) from exc
         self._write(decoder.take_output())
         return items
 
@@ -224,6 +257,12 @@ class AcquisitionWorker(threading.Thread):
     is unreachable) and ``stale_data`` (no valid numerics or waveform for 2x the expected
     interval while connected). When the link drops, every device condition it had reported is
     ended, since nothing is known about the device any more.
+
+    Nothing stops it but :meth:`stop`: an unexpected exception from the link or its decoder (a
+    fault in Vigil) is logged with its traceback (a decoder's with the bytes it failed on),
+    counted in :attr:`faults`, reported as a lost connection, and the link is restarted, with
+    back-off growing while faults repeat. :attr:`due` says by when it will report back, for a
+    watchdog outside it (``monitor.app.pipeline``), which also sees the thread die.
     """
 
     def __init__(self, link: Link, listeners: Sequence[AcquisitionListener] = (),
@@ -237,8 +276,13 @@ class AcquisitionWorker(threading.Thread):
         self.reconnect_attempts = 0
         self._halt = threading.Event()
         self._active: set[str] = set()          # device condition codes reported by the link
-        self._last_valid = self._monotonic()
+        self._last_valid = self._connected_at = self._monotonic()
         self._ever_connected = False
+        #: Unexpected exceptions met so far (each logged and followed by a restart of the link).
+        self.faults = 0
+        self._faults_in_row = 0
+        #: Monotonic time by which the worker will report back (see :data:`REPORT_EVERY_S`).
+        self.due = self._last_valid + link.open_timeout_s
 
     # ------------------------------------------------------------------ control
     def stop(self, timeout: float = 1.0) -> bool:
@@ -308,41 +352,76 @@ class AcquisitionWorker(threading.Thread):
                 "stale_data", True, f"No valid data from the device for {limit:g} s")])
 
     def _drop_link(self, reason: str, at: datetime | None = None) -> None:
-        self.link.close()
+        self._close_link()
         ended = [self._condition(code, False, at=at) for code in sorted(self._active - {"connection_lost"})]
         ended.append(self._condition("connection_lost", True, f"Device connection lost: {reason}", at=at))
         self._emit(ended)
         self._set_state(LinkState.LOST, reason)
 
+    def _close_link(self) -> None:
+        try:
+            self.link.close()
+        except Exception:  # close() must not raise; if it does, the next open() is what matters
+            log.exception("closing %s failed", self.link.source)
+
+    def _reason(self, exc: Exception) -> str:
+        """What to tell the user about ``exc``; an unexpected one (a fault in Vigil, not the device's)
+        is logged with its traceback and counted, and slows the reconnect attempts down."""
+        if isinstance(exc, OSError) and not isinstance(exc, DecoderFault):
+            return str(exc)
+        now = self._monotonic()
+        self._faults_in_row = 1 if now - self._connected_at > FAULTS_FORGOTTEN_S else self._faults_in_row + 1
+        self.faults += 1
+        if isinstance(exc, DecoderFault):   # the link logged it with the bytes
+            return str(exc)
+        log.error("reading %s failed with an unexpected %s (a fault in Vigil): restarting the link",
+                  self.link.source, type(exc).__name__, exc_info=exc)
+        return f"a fault in Vigil ({type(exc).__name__}: {exc}); restarting the link"
+
+    def _beat(self, allowance: float) -> None:
+        """Promise the watchdog to report back within ``allowance`` seconds."""
+        self.due = self._monotonic() + allowance
+
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:   # not an Exception (caught below): the thread ends; the watchdog sees it
+            log.critical("the acquisition thread of %s ended: %r", self.link.source, exc)
+            raise
+
+    def _run(self) -> None:
         self._set_state(LinkState.CONNECTING, self.link.source)
         while not self._halt.is_set():
+            self._beat(self.link.open_timeout_s)
             try:
                 self.link.open()
-            except OSError as exc:
+            except Exception as exc:  # OSError: the device is not there; anything else: a fault in Vigil
+                reason = self._reason(exc)
                 if self.state is not LinkState.LOST:
-                    self._drop_link(str(exc))
-                self._wait_backoff(str(exc))
+                    self._drop_link(reason)
+                self._wait_backoff(reason)
                 continue
             restored = self._ever_connected or self.reconnect_attempts > 0
             self._ever_connected = True
             self.reconnect_attempts = 0
-            self._last_valid = self._monotonic()
+            self._connected_at = self._last_valid = self._monotonic()
             if "connection_lost" in self._active:
                 self._emit([self._condition("connection_lost", False, "Device connection restored")])
             self._set_state(LinkState.CONNECTED, "restored" if restored else "")
             try:
                 self._pump()
-            except OSError as exc:
+            except Exception as exc:  # the device went away (OSError), or a fault in Vigil
                 if not self._halt.is_set():
-                    self._drop_link(str(exc), getattr(exc, "at", None))
-                    self._wait_backoff(str(exc))
-        self.link.close()
+                    reason = self._reason(exc)
+                    self._drop_link(reason, getattr(exc, "at", None))
+                    self._wait_backoff(reason)
+        self._close_link()
         self._set_state(LinkState.STOPPED)
 
     def _pump(self) -> None:
         while not self._halt.is_set():
+            self._beat(REPORT_EVERY_S)
             items = self.link.read(self.read_timeout)
             if self._halt.is_set():
                 return
@@ -351,7 +430,10 @@ class AcquisitionWorker(threading.Thread):
             self._check_stale()
 
     def _wait_backoff(self, reason: str) -> None:
-        delay = self.backoff[min(self.reconnect_attempts, len(self.backoff) - 1)]
+        step = max(self.reconnect_attempts, self._faults_in_row - 1)
+        delay = self.backoff[min(step, len(self.backoff) - 1)]
         self.reconnect_attempts += 1
         self._set_state(LinkState.LOST, f"{reason}; retry {self.reconnect_attempts} in {delay:g} s")
-        self._halt.wait(delay / max(self.link.time_scale, 1e-3))
+        pause = delay / max(self.link.time_scale, 1e-3)
+        self._beat(pause + REPORT_EVERY_S)
+        self._halt.wait(pause)

@@ -57,6 +57,8 @@ CONDITION_TEXTS: dict[str, str] = {
     "association_released": "Monitor ended the data-export association",
     "stale_data": "No valid data from the device",
     "connection_lost": "Device connection lost",
+    "acquisition_stopped": "No data: reading the device stopped (Vigil is restarting it)",
+    "data_unreadable": "Data unreadable: check cable and settings",
 }
 
 
@@ -85,13 +87,16 @@ class SerialSettings:
 class DecoderStats:
     """Running counts of what a decoder did with its input. ``values_dropped_unit``: numerics whose
     value was not passed on because the device sent it in a unit Vigil cannot convert to the
-    catalogue unit (the observation is still emitted, without a value and flagged invalid)."""
+    catalogue unit (the observation is still emitted, without a value and flagged invalid).
+    ``decoder_errors``: reads the decoder failed on with an unexpected exception (a fault in Vigil,
+    counted by the link, which restarts; see ``drivers.acquisition.SerialLink``)."""
 
     bytes_in: int = 0
     frames_decoded: int = 0
     frames_rejected: int = 0
     bytes_skipped: int = 0
     values_dropped_unit: int = 0
+    decoder_errors: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counts as a plain dict."""

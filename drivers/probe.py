@@ -299,6 +299,7 @@ class ProbingLink(Link):
     def __init__(self, port: str, plan: ProbePlan | None = None) -> None:
         self.port = port
         self.plan = plan
+        self.open_timeout_s = (plan or ProbePlan()).budget + 10.0   # the first open probes the port
         self.source = f"auto:{port}"
         self.found: ProbeHit | None = None
         self.report: ProbeReport | None = None

@@ -104,7 +104,8 @@ def test_rad8_line():
         ("numeric", "spmet", None, "%", DT, ()),
     ]
     assert dec.stats.as_dict() == {"bytes_in": len(RAD8), "frames_decoded": 1,
-                                   "frames_rejected": 0, "bytes_skipped": 0, "values_dropped_unit": 0}
+                                   "frames_rejected": 0, "bytes_skipped": 0, "values_dropped_unit": 0,
+                                   "decoder_errors": 0}
     assert dec.has_valid_data and not dec.conditions.active
 
 

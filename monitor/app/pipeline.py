@@ -32,7 +32,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from drivers.acquisition import AcquisitionWorker, Link, LinkState
-from drivers.model import Item
+from drivers.base import condition_text
+from drivers.model import DeviceCondition, Item
 from drivers.timebase import ClockJump, JumpDetector
 from drivers.transport import DeviceSpec, open_link, parse_device_url
 from monitor.alarms.engine import AlarmEngine, AlarmEvent, AlarmState
@@ -47,12 +48,17 @@ from monitor.store import SessionStore, StoreWriter
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Pipeline", "open_pipeline", "TICK_S", "SNAPSHOT_EVERY_S"]
+__all__ = ["Pipeline", "open_pipeline", "TICK_S", "SNAPSHOT_EVERY_S", "WATCHDOG_GRACE_S", "RESTART_EVERY_S"]
 
 #: Seconds between ticks of the alarm engine and the recorder.
 TICK_S = 0.2
 #: A session snapshot is published at least this often (dose, count-downs move on), seconds.
 SNAPSHOT_EVERY_S = 10.0
+#: Seconds past the time an acquisition worker promised to report back (``AcquisitionWorker.due``)
+#: before the watchdog raises ``acquisition_stopped``.
+WATCHDOG_GRACE_S = 3.0
+#: Seconds between restarts of an acquisition worker whose thread died.
+RESTART_EVERY_S = 2.0
 _T = TypeVar("_T")
 _STOP = object()
 
@@ -112,6 +118,10 @@ class Pipeline:
         self._last_snapshot = 0.0
         self._clock = JumpDetector(link.timeline)
         self._clock_noted: SessionRecorder | None = None   # the session told of the clock's offset
+        self._stopping = False
+        self._watchdog_on = False      # acquisition_stopped raised by the watchdog
+        self._heard = False            # a batch arrived since it was raised
+        self._restart_at = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     def add_listener(self, listener: PipelineListener) -> None:
@@ -133,12 +143,16 @@ class Pipeline:
         self._start_worker()
 
     def _start_worker(self) -> None:
-        self._worker = AcquisitionWorker(self.link, [_Inbox(self._queue)])
-        self._worker.start()
+        worker = AcquisitionWorker(self.link, [_Inbox(self._queue)])
+        self._worker = worker
+        worker.start()
+        if self._stopping:   # stop() ran meanwhile (a watchdog restart) and may have missed this one
+            worker.stop(1.0)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the device, let the pipeline finish what is queued, and flush the store (an open
         session stays open, to be resumed)."""
+        self._stopping = True
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.stop(min(timeout, 2.0))
@@ -233,6 +247,7 @@ class Pipeline:
     def _handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "batch":
+            self._heard = True
             self._guard(self._batch, message[1])
         elif kind == "link":
             state, detail = message[1], message[2]
@@ -267,6 +282,7 @@ class Pipeline:
 
     def _tick(self) -> None:
         self._check_clock()
+        self._watch_acquisition()
         now = self.now()
         recorder = self.recorder
         if recorder is not None:
@@ -329,6 +345,41 @@ class Pipeline:
                 self._record_clock_jump(ClockJump(self._clock.timeline.now(), 0.0, offset))
         self._refresh_view()
         self._publish_session()
+
+    # ------------------------------------------------------------------ the watchdog (pipeline thread)
+    def _watch_acquisition(self) -> None:
+        """Monitoring never stops silently: when the acquisition worker's thread has died, or has not
+        reported back for :data:`WATCHDOG_GRACE_S` past the time it promised, ``acquisition_stopped``
+        (a device-link alarm) is raised; a dead worker is replaced every :data:`RESTART_EVERY_S`
+        seconds; the condition ends with the next batch from a worker that is running."""
+        worker = self._worker
+        if worker is None or worker.stopping or self._stopping:
+            return
+        now = self.link.timeline.monotonic()
+        dead = not worker.is_alive()
+        late = now > worker.due + WATCHDOG_GRACE_S
+        if dead or late:
+            if not self._watchdog_on:
+                self._watchdog_on, self._heard = True, False
+                log.error("the acquisition thread of %s %s: raising acquisition_stopped", self.link.source,
+                          "has ended" if dead else f"has not reported for {now - worker.due:.0f} s past its time")
+                self._acquisition_condition(True)
+            if dead and now >= self._restart_at:
+                self._restart_at = now + RESTART_EVERY_S
+                log.warning("restarting the acquisition of %s", self.link.source)
+                try:
+                    self.link.close()
+                except Exception:
+                    log.exception("closing %s before the restart failed", self.link.source)
+                self._start_worker()
+        elif self._watchdog_on and self._heard:
+            self._watchdog_on = False
+            self._acquisition_condition(False)
+
+    def _acquisition_condition(self, active: bool) -> None:
+        self._batch([DeviceCondition(code="acquisition_stopped", active=active,
+                                     text=condition_text("acquisition_stopped") if active else "Reading the device again",
+                                     source=self.link.source, time=self.link.clock())])
 
     # ------------------------------------------------------------------ time (pipeline thread)
     def _check_clock(self) -> None:
