@@ -16,6 +16,7 @@ import enum
 import logging
 import threading
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
@@ -46,6 +47,10 @@ class LinkState(str, enum.Enum):
 #: A worker promises to report back (a read returned, a reconnect attempt began) within this many
 #: seconds while it reads; the pipeline's watchdog raises ``acquisition_stopped`` when it does not.
 REPORT_EVERY_S = 2.0
+#: The data-unreadable watch (see :class:`UnreadableWatch`): its window (seconds) and the rejected
+#: frames within it that make a burst.
+UNREADABLE_WINDOW_S = 10.0
+UNREADABLE_BURST = 5
 #: Faults further apart than this (seconds of a working link) do not slow reconnection down.
 FAULTS_FORGOTTEN_S = 60.0
 #: Bytes of a read shown (as hex) in the log when the decoder fails on it.
@@ -88,6 +93,8 @@ class Link(ABC):
     time_scale: float = 1.0
     #: Seconds :meth:`open` may take (the watchdog allows this long before the first read).
     open_timeout_s: float = 10.0
+    #: Longest a valid reading may be held back by the decoder (``Decoder.hold_s``), seconds.
+    hold_s: float = 0.0
     _timeline: Timeline | None = None
 
     @property
@@ -148,6 +155,7 @@ class SerialLink(Link):
         self.source = source
         probe = decoder_factory()
         self.expected_interval = probe.expected_interval
+        self.hold_s = probe.hold_s
         self._totals = DecoderStats()
         self._port: serial.SerialBase | None = None
         self._decoder: Decoder | None = None
@@ -239,6 +247,47 @@ class SerialLink(Link):
                 pass
 
 
+class UnreadableWatch:
+    """Whether what a device sends is unreadable, judged from its decoder's counts.
+
+    :meth:`update` takes the counts (cumulative, sampled about once a second) and returns True when
+    input becomes unreadable, False when it is readable again, None when nothing changed.
+    Unreadable: within the last ``window_s`` seconds, at least ``burst`` frames were rejected and
+    at least a quarter as many as were decoded (a burst of line noise, a loose connector), or, over
+    a whole window, bytes arrived and not one frame was decoded (a wrong baud rate or data
+    format). Readable again: over a whole window, frames were decoded and fewer than one in twenty
+    was rejected.
+    """
+
+    def __init__(self, window_s: float = UNREADABLE_WINDOW_S, burst: int = UNREADABLE_BURST) -> None:
+        self.window_s = window_s
+        self.burst = burst
+        self.active = False
+        self._samples: deque[tuple[float, int, int, int, int]] = deque()
+
+    def update(self, now: float, stats: DecoderStats) -> bool | None:
+        """Judge the counts ``stats`` at monotonic time ``now`` (seconds)."""
+        sample = (now, stats.bytes_in, stats.frames_decoded, stats.frames_rejected, stats.bytes_skipped)
+        samples = self._samples
+        samples.append(sample)
+        while len(samples) > 1 and samples[1][0] <= now - self.window_s:
+            samples.popleft()
+        first = samples[0]
+        span = now - first[0]
+        bytes_in, decoded, rejected, skipped = (sample[i] - first[i] for i in range(1, 5))
+        full = span >= self.window_s
+        bad = (rejected >= self.burst and 4 * rejected >= decoded) or \
+            (full and bytes_in >= 64 and decoded <= 0 and (rejected > 0 or skipped > 0))
+        good = full and decoded > 0 and 20 * rejected < decoded
+        if bad and not self.active:
+            self.active = True
+            return True
+        if good and self.active:
+            self.active = False
+            return False
+        return None
+
+
 class AcquisitionListener(Protocol):
     """What a worker tells the rest of Vigil (called from the worker thread)."""
 
@@ -254,8 +303,9 @@ class AcquisitionWorker(threading.Thread):
 
     Emits to every listener: batches of items (never one call per sample), link state changes,
     and synthetic conditions in the item stream: ``connection_lost`` (active while the device
-    is unreachable) and ``stale_data`` (no valid numerics or waveform for 2x the expected
-    interval while connected). When the link drops, every device condition it had reported is
+    is unreachable), ``stale_data`` (no valid numerics or waveform for 2x the expected
+    interval while connected) and ``data_unreadable`` (the decoder keeps rejecting what arrives:
+    :class:`UnreadableWatch`). When the link drops, every device condition it had reported is
     ended, since nothing is known about the device any more.
 
     Nothing stops it but :meth:`stop`: an unexpected exception from the link or its decoder (a
@@ -283,6 +333,8 @@ class AcquisitionWorker(threading.Thread):
         self._faults_in_row = 0
         #: Monotonic time by which the worker will report back (see :data:`REPORT_EVERY_S`).
         self.due = self._last_valid + link.open_timeout_s
+        self._unreadable = UnreadableWatch()
+        self._next_watch = 0.0
 
     # ------------------------------------------------------------------ control
     def stop(self, timeout: float = 1.0) -> bool:
@@ -346,10 +398,23 @@ class AcquisitionWorker(threading.Thread):
         return out
 
     def _check_stale(self) -> None:
-        limit = 2.0 * max(self.link.expected_interval, 0.25)
+        # twice the update interval, plus what a protocol without a checksum holds back while it
+        # (re)gains confidence in the stream (drivers.base.SyncGate)
+        limit = 2.0 * max(self.link.expected_interval, 0.25) + self.link.hold_s
         if "stale_data" not in self._active and self._monotonic() - self._last_valid > limit:
             self._emit([self._condition(
                 "stale_data", True, f"No valid data from the device for {limit:g} s")])
+
+    def _check_unreadable(self) -> None:
+        """Once a second: ``data_unreadable`` on or off from the decoder's counts."""
+        now = self._monotonic()
+        stats = self.link.stats
+        if stats is None or now < self._next_watch:
+            return
+        self._next_watch = now + 1.0
+        change = self._unreadable.update(now, stats)
+        if change is not None:
+            self._emit([self._condition("data_unreadable", change)])
 
     def _drop_link(self, reason: str, at: datetime | None = None) -> None:
         self._close_link()
@@ -406,6 +471,7 @@ class AcquisitionWorker(threading.Thread):
             self._ever_connected = True
             self.reconnect_attempts = 0
             self._connected_at = self._last_valid = self._monotonic()
+            self._unreadable = UnreadableWatch()
             if "connection_lost" in self._active:
                 self._emit([self._condition("connection_lost", False, "Device connection restored")])
             self._set_state(LinkState.CONNECTED, "restored" if restored else "")
@@ -428,6 +494,7 @@ class AcquisitionWorker(threading.Thread):
             self._emit(self._track(items))
             self.link.service(self._monotonic())
             self._check_stale()
+            self._check_unreadable()
 
     def _wait_backoff(self, reason: str) -> None:
         step = max(self.reconnect_attempts, self._faults_in_row - 1)

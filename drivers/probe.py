@@ -311,6 +311,11 @@ class ProbingLink(Link):
         """The found protocol's update interval (1 s before anything is found)."""
         return self._link.expected_interval if self._link is not None else 1.0
 
+    @property
+    def hold_s(self) -> float:  # type: ignore[override]
+        """What the found protocol's decoder may hold back (0 before anything is found)."""
+        return self._link.hold_s if self._link is not None else 0.0
+
     def open(self) -> None:
         if self._link is None:
             self._cancel.clear()

@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from drivers.acquisition import AcquisitionWorker, Link, LinkState
-from drivers.base import condition_text
+from drivers.base import DecoderStats, condition_text
 from drivers.model import DeviceCondition, Item
 from drivers.timebase import ClockJump, JumpDetector
 from drivers.transport import DeviceSpec, open_link, parse_device_url
@@ -59,6 +59,9 @@ SNAPSHOT_EVERY_S = 10.0
 WATCHDOG_GRACE_S = 3.0
 #: Seconds between restarts of an acquisition worker whose thread died.
 RESTART_EVERY_S = 2.0
+#: While a session is recorded, the device decoder's counts are recorded in it at most this often
+#: (seconds), when what it rejected changed; and once more when the session ends.
+DEVICE_STATS_EVERY_S = 60.0
 _T = TypeVar("_T")
 _STOP = object()
 
@@ -122,6 +125,9 @@ class Pipeline:
         self._watchdog_on = False      # acquisition_stopped raised by the watchdog
         self._heard = False            # a batch arrived since it was raised
         self._restart_at = 0.0
+        self._stats_base: DecoderStats | None = None   # the decoder's counts when the session started
+        self._stats_recorded: tuple[int, ...] = ()
+        self._stats_due = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     def add_listener(self, listener: PipelineListener) -> None:
@@ -293,6 +299,8 @@ class Pipeline:
         self._after(events, always=True)
         if recorder is not None and time.monotonic() - self._last_snapshot >= SNAPSHOT_EVERY_S:
             self._publish_session()
+        if recorder is not None and self.link.timeline.monotonic() >= self._stats_due:
+            self.record_device_stats()
 
     def on_recorder_event(self, event: AlarmEvent) -> None:
         """The recorder's alarm events (logged in the session): to the listeners; the state is
@@ -340,6 +348,8 @@ class Pipeline:
         recorder = self.recorder
         if recorder is not None and recorder is not self._clock_noted:
             self._clock_noted = recorder
+            self._stats_base, self._stats_recorded = self.link.stats, ()
+            self._stats_due = self.link.timeline.monotonic() + DEVICE_STATS_EVERY_S
             offset = self._clock.offset_s
             if abs(offset) > self._clock.threshold_s:   # the wall clock jumped before this session
                 self._record_clock_jump(ClockJump(self._clock.timeline.now(), 0.0, offset))
@@ -380,6 +390,26 @@ class Pipeline:
         self._batch([DeviceCondition(code="acquisition_stopped", active=active,
                                      text=condition_text("acquisition_stopped") if active else "Reading the device again",
                                      source=self.link.source, time=self.link.clock())])
+
+    def record_device_stats(self) -> None:
+        """Record in the session the device decoder's counts since it started (a ``device_stats``
+        entry), when what was rejected, skipped or failed changed since the last one. Called every
+        :data:`DEVICE_STATS_EVERY_S` and by the service just before a session ends (pipeline thread)."""
+        recorder = self.recorder
+        self._stats_due = self.link.timeline.monotonic() + DEVICE_STATS_EVERY_S
+        stats = self.link.stats
+        if recorder is None or stats is None or recorder.state.phase.terminal:
+            return
+        base = self._stats_base or DecoderStats()
+        counts = {name: getattr(stats, name) - getattr(base, name)
+                  for name in ("bytes_in", "frames_decoded", "frames_rejected", "bytes_skipped", "decoder_errors")}
+        key = (counts["frames_rejected"], counts["bytes_skipped"], counts["decoder_errors"])
+        if key == self._stats_recorded or (not self._stats_recorded and not any(key)):
+            return
+        self._stats_recorded = key
+        now = self.now()
+        t = max(now, recorder.now or now, recorder.state.opened_at)
+        self.entries_recorded(recorder.record(lambda state: state.record_device_stats(t, self.link.source, counts)))
 
     # ------------------------------------------------------------------ time (pipeline thread)
     def _check_clock(self) -> None:

@@ -10,6 +10,7 @@ import os
 import pty
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -37,8 +38,8 @@ def wait(predicate, timeout=10.0):
     return False
 
 
-def masimo_line(spo2=97.0):
-    return encode_line({"spo2": spo2, "pr": 72.0}, device_time=START.replace(tzinfo=None))
+def masimo_line(spo2=97.0, second=0):
+    return encode_line({"spo2": spo2, "pr": 72.0}, device_time=START.replace(tzinfo=None) + timedelta(seconds=second))
 
 
 class TrapDecoder(MasimoDecoder):
@@ -65,11 +66,13 @@ def test_a_decoder_that_raises_is_logged_with_its_bytes_counted_and_the_link_res
     worker.start()
     try:
         assert wait(lambda: worker.state is LinkState.CONNECTED)
-        os.write(master, masimo_line(97))
-        assert wait(lambda: spo2_values(rec) == [97.0])
+        for second in range(3):   # believed once three consistent lines follow each other
+            os.write(master, masimo_line(97, second))
+        assert wait(lambda: spo2_values(rec) == [97.0] * 3)
         os.write(master, b"garbage \xff\xfe\r\n")
         assert wait(lambda: ("connection_lost", False) in rec.conditions())
-        os.write(master, masimo_line(96))
+        for second in range(3, 6):
+            os.write(master, masimo_line(96, second))
         assert wait(lambda: 96.0 in spo2_values(rec))
         assert worker.is_alive() and worker.faults == 1 and link.stats.decoder_errors == 1
         lost = next(i for b in rec.batches for i in b if isinstance(i, DeviceCondition)

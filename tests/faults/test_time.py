@@ -76,7 +76,7 @@ class Chair:
             return lambda *args: None
         raise AttributeError(name)
 
-    def run(self, seconds: int, spo2: float = 97.0) -> None:
+    def run(self, seconds: int, spo2: float = 94.0) -> None:
         for _ in range(seconds):
             self.clock.advance(1.0)
             self.second += 1
@@ -108,18 +108,18 @@ def test_a_clock_jump_changes_no_delay_no_pause_and_no_stored_time(tmp_path, jum
         opened = chair.service.now()
         chair.run(10)
         desat_from = chair.service.now() + timedelta(seconds=1)
-        chair.run(5, spo2=90)                      # MEDIUM at ≤ 91 % after 15 s
+        chair.run(5, spo2=91)                      # MEDIUM at ≤ 91 % after 15 s
         clock.jump(jump_s)                         # the computer's clock is set back / forward an hour
-        chair.run(15, spo2=90)
+        chair.run(15, spo2=91)
         started = chair.alarm("spo2_low")
         assert (started.t - desat_from).total_seconds() == pytest.approx(15, abs=0.01)
         chair.service.pause_audio(ANN)             # the clinic default: 120 s
         paused_at = chair.service.now()
-        chair.run(60, spo2=90)
+        chair.run(60, spo2=91)
         clock.jump(-jump_s)                        # and back again, during the pause
-        chair.run(59, spo2=90)
+        chair.run(59, spo2=91)
         assert chair.service.alarm_state().inactivation.audio_paused
-        chair.run(2, spo2=90)
+        chair.run(2, spo2=91)
         assert not chair.service.alarm_state().inactivation.audio_paused
         resumed = next(e for e in chair.events if e.event == "audio_resumed")
         assert (resumed.t - paused_at).total_seconds() == pytest.approx(120, abs=0.01)
