@@ -26,7 +26,7 @@ import serial
 from drivers.base import Decoder, DecoderStats, condition_text
 from drivers.errors import DeviceError
 from drivers.model import DeviceCondition, Item, NumericObservation, WaveformChunk
-from drivers.serialport import open_serial
+from drivers.serialport import PORT_ERRORS, open_serial, port_error_text
 from drivers.timebase import Timeline, default_timeline
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,16 @@ REPORT_EVERY_S = 2.0
 #: frames within it that make a burst.
 UNREADABLE_WINDOW_S = 10.0
 UNREADABLE_BURST = 5
+#: A serial port that has received no byte at all for this long (seconds; at least 5 update
+#: intervals) is closed and opened again: a USB adapter re-enumerated at the same path, or a
+#: /dev/serial/by-id/… link now pointing at another node, is then followed.
+SILENT_REOPEN_S = 10.0
 #: Faults further apart than this (seconds of a working link) do not slow reconnection down.
 FAULTS_FORGOTTEN_S = 60.0
+#: What opening a port may raise (a bad setting: ValueError), and reading it (a port closed under a
+#: blocked read by cancel() can surface as TypeError/AttributeError).
+_OPEN_ERRORS: tuple[type[Exception], ...] = PORT_ERRORS + (ValueError,)
+_READ_ERRORS: tuple[type[Exception], ...] = PORT_ERRORS + (TypeError, AttributeError)
 #: Bytes of a read shown (as hex) in the log when the decoder fails on it.
 FAULT_BYTES_LOGGED = 256
 
@@ -95,6 +103,9 @@ class Link(ABC):
     open_timeout_s: float = 10.0
     #: Longest a valid reading may be held back by the decoder (``Decoder.hold_s``), seconds.
     hold_s: float = 0.0
+    #: Seconds without a single byte after which the worker closes and reopens the link (None:
+    #: never; a serial port: :data:`SILENT_REOPEN_S`). Needs :attr:`stats` (its ``bytes_in``).
+    reopen_silent_s: float | None = None
     _timeline: Timeline | None = None
 
     @property
@@ -156,6 +167,7 @@ class SerialLink(Link):
         probe = decoder_factory()
         self.expected_interval = probe.expected_interval
         self.hold_s = probe.hold_s
+        self.reopen_silent_s = max(SILENT_REOPEN_S, 5 * probe.expected_interval + probe.hold_s)
         self._totals = DecoderStats()
         self._port: serial.SerialBase | None = None
         self._decoder: Decoder | None = None
@@ -169,8 +181,8 @@ class SerialLink(Link):
     def open(self) -> None:
         try:
             port = open_serial(self.serial_url, self.settings, timeout=0.1, write_timeout=0.5)
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise LinkError(f"cannot open {self.serial_url}: {exc}") from exc
+        except _OPEN_ERRORS as exc:
+            raise LinkError(port_error_text(self.serial_url, exc)) from exc
         self._port = port
         self._decoder = self.decoder_factory()
         self._decoder.clock = self.clock   # items on the link's timeline, never the raw wall clock
@@ -180,7 +192,7 @@ class SerialLink(Link):
         if data and self._port is not None:
             try:
                 self._port.write(data)
-            except (serial.SerialException, OSError) as exc:
+            except PORT_ERRORS as exc:
                 raise LinkError(f"write to {self.serial_url} failed: {exc}") from exc
 
     def read(self, timeout: float) -> list[Item]:
@@ -196,9 +208,10 @@ class SerialLink(Link):
             data = port.read(max(wanted, port.in_waiting, 1))
             if data and port.in_waiting:
                 data += port.read(port.in_waiting)
-        except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
-            # pyserial reports an unplugged device as SerialException/OSError; a port closed
-            # under a blocked read by cancel() can surface as TypeError/AttributeError.
+        except _READ_ERRORS as exc:
+            # pyserial reports an unplugged device as SerialException/OSError, a setting the
+            # system refuses (a new read timeout) as termios.error; a port closed under a blocked
+            # read by cancel() can surface as TypeError/AttributeError.
             raise LinkError(f"{self.serial_url}: {exc}") from exc
         if not data:
             return []
@@ -231,11 +244,11 @@ class SerialLink(Link):
                 if goodbye:
                     port.write(goodbye)
                     port.flush()
-        except (serial.SerialException, OSError):
+        except PORT_ERRORS:
             pass
         try:
             port.close()
-        except (serial.SerialException, OSError):
+        except PORT_ERRORS:
             pass
 
     def cancel(self) -> None:
@@ -243,8 +256,12 @@ class SerialLink(Link):
         if port is not None and hasattr(port, "cancel_read"):
             try:
                 port.cancel_read()
-            except (serial.SerialException, OSError):
+            except PORT_ERRORS:
                 pass
+
+
+class _Silent(Exception):
+    """Raised inside the worker's loop: the link has received nothing for too long."""
 
 
 class UnreadableWatch:
@@ -306,7 +323,11 @@ class AcquisitionWorker(threading.Thread):
     is unreachable), ``stale_data`` (no valid numerics or waveform for 2x the expected
     interval while connected) and ``data_unreadable`` (the decoder keeps rejecting what arrives:
     :class:`UnreadableWatch`). When the link drops, every device condition it had reported is
-    ended, since nothing is known about the device any more.
+    ended, since nothing is known about the device any more. A link that receives no byte at all
+    for :attr:`Link.reopen_silent_s` (a serial port left connected but silent) is closed and
+    opened again at once (counted in :attr:`reopens`; the state detail says "reopened"), so a USB
+    adapter re-enumerated at the same path or a ``/dev/serial/by-id`` link that now points at
+    another node is followed; if it cannot be opened, that is a lost connection.
 
     Nothing stops it but :meth:`stop`: an unexpected exception from the link or its decoder (a
     fault in Vigil) is logged with its traceback (a decoder's with the bytes it failed on),
@@ -335,6 +356,11 @@ class AcquisitionWorker(threading.Thread):
         self.due = self._last_valid + link.open_timeout_s
         self._unreadable = UnreadableWatch()
         self._next_watch = 0.0
+        self._bytes_seen = -1          # bytes_in at the last check, and when it last grew
+        self._heard_at = self._last_valid
+        #: Times the link was reopened because it had gone silent.
+        self.reopens = 0
+        self._reopened = ""
 
     # ------------------------------------------------------------------ control
     def stop(self, timeout: float = 1.0) -> bool:
@@ -405,6 +431,28 @@ class AcquisitionWorker(threading.Thread):
             self._emit([self._condition(
                 "stale_data", True, f"No valid data from the device for {limit:g} s")])
 
+    def _check_silence(self) -> None:
+        """A port that sends nothing at all for :attr:`Link.reopen_silent_s` is reopened."""
+        limit, stats = self.link.reopen_silent_s, self.link.stats
+        if limit is None or stats is None:
+            return
+        now = self._monotonic()
+        if stats.bytes_in != self._bytes_seen:
+            self._bytes_seen, self._heard_at = stats.bytes_in, now
+        elif now - self._heard_at > limit:
+            raise _Silent(f"no byte from the device for {limit:g} s")
+
+    def _reopen(self, reason: str) -> None:
+        """Close a silent link (what it reported about the device ends; stale data goes on) so the
+        next turn of the loop opens it again."""
+        self.reopens += 1
+        log.warning("%s: %s; closing and reopening the port", self.link.source, reason)
+        self._close_link()
+        ended: list[Item] = [self._condition(code, False)
+                             for code in sorted(self._active - {"connection_lost", "stale_data"})]
+        self._emit(ended)
+        self._reopened = reason
+
     def _check_unreadable(self) -> None:
         """Once a second: ``data_unreadable`` on or off from the decoder's counts."""
         now = self._monotonic()
@@ -470,13 +518,19 @@ class AcquisitionWorker(threading.Thread):
             restored = self._ever_connected or self.reconnect_attempts > 0
             self._ever_connected = True
             self.reconnect_attempts = 0
-            self._connected_at = self._last_valid = self._monotonic()
+            self._connected_at = self._last_valid = self._heard_at = self._monotonic()
+            self._bytes_seen = -1
             self._unreadable = UnreadableWatch()
             if "connection_lost" in self._active:
                 self._emit([self._condition("connection_lost", False, "Device connection restored")])
-            self._set_state(LinkState.CONNECTED, "restored" if restored else "")
+            reopened, self._reopened = self._reopened, ""
+            self._set_state(LinkState.CONNECTED, f"reopened ({reopened})" if reopened else
+                            "restored" if restored else "")
             try:
                 self._pump()
+            except _Silent as silent:
+                if not self._halt.is_set():
+                    self._reopen(str(silent))
             except Exception as exc:  # the device went away (OSError), or a fault in Vigil
                 if not self._halt.is_set():
                     reason = self._reason(exc)
@@ -495,6 +549,7 @@ class AcquisitionWorker(threading.Thread):
             self.link.service(self._monotonic())
             self._check_stale()
             self._check_unreadable()
+            self._check_silence()
 
     def _wait_backoff(self, reason: str) -> None:
         step = max(self.reconnect_attempts, self._faults_in_row - 1)

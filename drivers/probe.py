@@ -316,6 +316,11 @@ class ProbingLink(Link):
         """What the found protocol's decoder may hold back (0 before anything is found)."""
         return self._link.hold_s if self._link is not None else 0.0
 
+    @property
+    def reopen_silent_s(self) -> float | None:  # type: ignore[override]
+        """The found protocol's serial link's (None before anything is found)."""
+        return self._link.reopen_silent_s if self._link is not None else None
+
     def open(self) -> None:
         if self._link is None:
             self._cancel.clear()
