@@ -103,6 +103,10 @@ class Link(ABC):
     open_timeout_s: float = 10.0
     #: Longest a valid reading may be held back by the decoder (``Decoder.hold_s``), seconds.
     hold_s: float = 0.0
+    #: Longest wait between reconnect attempts (seconds; None: the worker's back-off as it is). A
+    #: serial port costs nothing to try again: once a second, so that a monitor plugged back in is
+    #: read within a second, not after the back-off's 8 s.
+    max_backoff_s: float | None = None
     #: Seconds without a single byte after which the worker closes and reopens the link (None:
     #: never; a serial port: :data:`SILENT_REOPEN_S`). Needs :attr:`stats` (its ``bytes_in``).
     reopen_silent_s: float | None = None
@@ -168,6 +172,7 @@ class SerialLink(Link):
         self.expected_interval = probe.expected_interval
         self.hold_s = probe.hold_s
         self.reopen_silent_s = max(SILENT_REOPEN_S, 5 * probe.expected_interval + probe.hold_s)
+        self.max_backoff_s = 1.0
         self._totals = DecoderStats()
         self._port: serial.SerialBase | None = None
         self._decoder: Decoder | None = None
@@ -554,6 +559,8 @@ class AcquisitionWorker(threading.Thread):
     def _wait_backoff(self, reason: str) -> None:
         step = max(self.reconnect_attempts, self._faults_in_row - 1)
         delay = self.backoff[min(step, len(self.backoff) - 1)]
+        if self.link.max_backoff_s is not None and not self._faults_in_row:
+            delay = min(delay, self.link.max_backoff_s)
         self.reconnect_attempts += 1
         self._set_state(LinkState.LOST, f"{reason}; retry {self.reconnect_attempts} in {delay:g} s")
         pause = delay / max(self.link.time_scale, 1e-3)
