@@ -17,7 +17,9 @@ import threading
 import time
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QComboBox, QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from PySide6.QtWidgets import (
+    QComboBox, QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QWidget,
+)
 
 from drivers.model import DeviceCondition, Item
 from drivers.probe import ProbePlan, ProbeReport, probe_port
@@ -55,6 +57,9 @@ class DevicePanel(QFrame):
         self.label = QLabel()
         self.label.setFont(theme.font(10))
         self.label.setTextFormat(Qt.TextFormat.RichText)
+        # the line may be longer than the room left (the chooser open): cut at the right, never
+        # widen the window (the whole line is in the tooltip)
+        self.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         layout.addWidget(self.label, stretch=1)
         self.scenario = QComboBox()
         self.scenario.setFont(theme.font(10))
@@ -149,12 +154,12 @@ class DevicePanel(QFrame):
         stale = " · NO VALID DATA" if "stale_data" in self.active else ""
         if "data_unreadable" in self.active:
             stale += " · DATA UNREADABLE"
-        tip = f" · stable name: {self.stable}" if self.stable else ""
-        self.label.setText(
-            f"<b>{service.device_label}</b> &nbsp; <span style='color:{colour}'>{_STATE_TEXT.get(self.state, self.state)}"
-            f"{retry}</span> &nbsp; signal: {quality}{stale}{counts}{tip}")
-        self.label.setToolTip(f"{self.stable} leads to the same port and stays the same when the USB adapter is "
-                              "plugged in again: choose it with Device…" if self.stable else "")
+        tip = f" · stable name: by-id/{os.path.basename(self.stable)}" if self.stable else ""
+        text = (f"<b>{service.device_label}</b> &nbsp; <span style='color:{colour}'>"
+                f"{_STATE_TEXT.get(self.state, self.state)}{retry}</span> &nbsp; signal: {quality}{stale}{counts}{tip}")
+        self.label.setText(text)
+        self.label.setToolTip(text + (f"<br>{self.stable} leads to the same port and stays the same when the USB "
+                                      "adapter is plugged in again: choose it with Device…" if self.stable else ""))
         self.scenario.setEnabled(not service.recording)
         self.connect_button.setEnabled(not service.recording and self._probe_cancel is None)
 
