@@ -265,7 +265,7 @@ class SerialLink(Link):
                 pass
 
 
-class _Silent(Exception):
+class _Silent(DeviceError):
     """Raised inside the worker's loop: the link has received nothing for too long."""
 
 
