@@ -487,8 +487,7 @@ class AcquisitionWorker(threading.Thread):
         is logged with its traceback and counted, and slows the reconnect attempts down."""
         if isinstance(exc, OSError) and not isinstance(exc, DecoderFault):
             return str(exc)
-        now = self._monotonic()
-        self._faults_in_row = 1 if now - self._connected_at > FAULTS_FORGOTTEN_S else self._faults_in_row + 1
+        self._faults_in_row += 1
         self.faults += 1
         if isinstance(exc, DecoderFault):   # the link logged it with the bytes
             return str(exc)
@@ -551,7 +550,10 @@ class AcquisitionWorker(threading.Thread):
             if self._halt.is_set():
                 return
             self._emit(self._track(items))
-            self.link.service(self._monotonic())
+            now = self._monotonic()
+            self.link.service(now)
+            if self._faults_in_row and now - self._connected_at > FAULTS_FORGOTTEN_S:
+                self._faults_in_row = 0   # the link has worked long enough: back to a quick reconnect
             self._check_stale()
             self._check_unreadable()
             self._check_silence()

@@ -180,8 +180,8 @@ class SyncGate(Generic[_F]):
     through once each has passed the format's own structural checks.
 
     A frame is *consistent* when ``consistent(previous, frame)`` holds for the frame before it (the
-    protocol says what may change between two frames: a time that advances by a second, the same
-    fields, values that move as a patient's do). :meth:`admit` returns the frames to emit now: none
+    protocol says what may change between two frames: a device clock that advances by a second,
+    values that move as a patient's do). :meth:`admit` returns the frames to emit now: none
     until ``needed`` frames in a row are consistent (they are then all released, in order, so
     nothing is lost, only delayed), then each consistent frame at once. A frame that is not
     consistent with the one before is rejected (the caller counts it) and, like a frame that does

@@ -121,6 +121,7 @@ _KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _HEX_DIGITS = "0123456789abcdefABCDEF"
 _SECONDS = {f"{second:02d}": timedelta(seconds=second) for second in range(60)}
+_SPO2_BPM = re.compile(r" (SPO2|BPM)=([^ ]*)")
 
 # What a token is, the first element of what _parse_token returns:
 # _VITAL (kind, (vital, value, quality)), _EXC / _ALARM (kind, word), _ATTRIBUTE (kind,
@@ -245,6 +246,7 @@ class MasimoDecoder(Decoder):
         self._steady: dict[str, str] = {}
         self._gate: SyncGate[tuple[_Shape, str, datetime]] = SyncGate(lambda a, b: _steady_lines(a[0], b[0]),
                                                                        sync_frames)
+        self._shape_minute: tuple[str, datetime | None] = ("", None)   # (MM/DD/YY HH:MM, its datetime)
 
     @property
     def hold_s(self) -> float:
@@ -334,25 +336,35 @@ class MasimoDecoder(Decoder):
         date-time, a byte outside printable ASCII, not one KEY=VALUE token). Changes nothing."""
         if _HEAD.match(line) is None or _SECONDS.get(line[15:17]) is None:
             return None
-        try:
-            minute = datetime(2000 + int(line[6:8]), int(line[0:2]), int(line[3:5]), int(line[9:11]),
-                              int(line[12:14]))
-        except ValueError:
+        key, minute = self._shape_minute
+        if line[:14] != key:
+            try:
+                minute = datetime(2000 + int(line[6:8]), int(line[0:2]), int(line[3:5]), int(line[9:11]),
+                                  int(line[12:14]))
+            except ValueError:
+                minute = None
+            self._shape_minute = (line[:14], minute)
+        if minute is None:
             return None
+        tokens = line[18:].split(" ")
         settled = self._settled
-        pairs = False
-        values: dict[str, float | None] = {}
-        for token in line[18:].split(" "):
-            if token not in settled and not (token.isascii() and token.isprintable()):
+        if settled.issuperset(tokens):          # the usual line: every token seen before
+            if self._strays.issuperset(tokens):
                 return None
-            key, sep, _ = token.partition("=")
-            if sep and _KEY.fullmatch(key):
-                pairs = True
-                if key == "SPO2" or key == "BPM":
-                    _, value, flags = self._vitals.get(token) or _parse_token(token)[1]
-                    values[key] = None if flags else value   # an unreadable or implausible value is flagged
-        if not pairs:   # only words without "=": not a line
-            return None
+        else:
+            pairs = False
+            for token in tokens:
+                if token not in settled and not (token.isascii() and token.isprintable()):
+                    return None
+                key, sep, _ = token.partition("=")
+                pairs = pairs or bool(sep and _KEY.fullmatch(key))
+            if not pairs:   # only words without "=": not a line
+                return None
+        values: dict[str, float | None] = {}
+        for key, text in _SPO2_BPM.findall(line):
+            token = f"{key}={text}"
+            _, value, flags = self._vitals.get(token) or _parse_token(token)[1]
+            values[key] = None if flags else value   # an unreadable or implausible value is flagged
         return _Shape(minute + _SECONDS[line[15:17]], values.get("SPO2"), values.get("BPM"))
 
     def _decode_line(self, line: str, now: datetime, build: Callable[..., None],

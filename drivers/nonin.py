@@ -672,15 +672,6 @@ def _segments(codes: np.ndarray, last_code: int | None, cuts: Iterable[int]) -> 
     return bounds, changes
 
 
-def _interleave(*columns: np.ndarray) -> list[Item]:
-    """Items record by record: column 0 of record 0, column 1 of record 0, …"""
-    width = len(columns)
-    out = np.empty(len(columns[0]) * width, object)
-    for i, column in enumerate(columns):
-        out[i::width] = column
-    return out.tolist()
-
-
 #: Largest piece of input judged in one numpy pass (bounds temporary memory).
 _PIECE = 1 << 18
 
@@ -1001,18 +992,24 @@ class Nonin8Decoder(_BinaryDecoder):
     could pass those checks: frames go through a :class:`~drivers.base.SyncGate` — nothing is
     emitted until :data:`~drivers.base.SYNC_FRAMES` frames follow each other on the wire with SpO2
     moving by at most :data:`~drivers.base.MAX_STEP_SPO2` points and HR by
-    :data:`~drivers.base.MAX_STEP_PR` bpm from one frame
-    to the next (missing codes aside); they are then emitted (each with its own read time), and
-    every later frame as soon as its 4 bytes arrive. A frame that breaks that consistency is
-    rejected (``frames_rejected``) and the count starts again; so does a frame after skipped bytes.
-    Conditions come only from believed frames (``sync_frames``: that count; tests of the parsing
-    alone use 1). :meth:`start` sends the format-selection command;
-    ACK/NAK replies are consumed as in :class:`Nonin7Decoder`. Never raises.
+    :data:`~drivers.base.MAX_STEP_PR` bpm from one frame to the next (missing codes aside); they are
+    then emitted (each with its own read time), and every later frame as soon as its 4 bytes
+    arrive. A frame that breaks that consistency is rejected (``frames_rejected``) and the count
+    starts again; so does a frame after skipped bytes. Conditions come only from believed frames
+    (``sync_frames``: that count; tests of the parsing alone use 1). :meth:`start` sends the
+    format-selection command; ACK/NAK replies are consumed as in :class:`Nonin7Decoder`. Never
+    raises.
     """
 
     protocol: ClassVar[str] = "nonin8"
     expected_interval = 1.0
     _MANAGED: ClassVar[frozenset[str]] = STATUS_CONDITIONS | {"low_battery"}
+
+    def __init__(self, source: str = "", clock: Callable[[], datetime] = utc_now, *,
+                 sync_frames: int = SYNC_FRAMES) -> None:
+        super().__init__(source, clock)
+        self._gate: SyncGate[tuple[int, int, int, datetime]] = SyncGate(
+            lambda a, b: _steady_readings((a[2], a[1]), (b[2], b[1])), sync_frames)
 
     def _make_scanner(self) -> _FrameScanner:
         return _FrameScanner(4, _valid_format8, _rows_format8, _header_high_bit)
@@ -1021,12 +1018,6 @@ class Nonin8Decoder(_BinaryDecoder):
         """The format-selection command for format #8 (``02 70 04 02 08 01 7F 03``)."""
         self._scanner.awaiting_reply = True
         return format_select_command(8)
-
-    def __init__(self, source: str = "", clock: Callable[[], datetime] = utc_now, *,
-                 sync_frames: int = SYNC_FRAMES) -> None:
-        super().__init__(source, clock)
-        self._gate: SyncGate[tuple[int, int, int, datetime]] = SyncGate(
-            lambda a, b: _steady_readings((a[2], a[1]), (b[2], b[1])), sync_frames)
 
     @property
     def hold_s(self) -> float:

@@ -14,6 +14,13 @@ and returns its result (or raises its refusal) to the caller; :class:`~monitor.a
 is the typed front of those commands. The window and ``vigil record`` build the pipeline the same
 way (:func:`open_pipeline`).
 
+Times: every time here is on the device link's timeline (``drivers.timebase``: monotonic seconds
+labelled with the wall clock), so no duration moves when the computer's clock is set; a jump of the
+wall clock is logged and recorded in the session (``clock_jump``). Monitoring never stops silently: a
+watchdog on the ticks raises ``acquisition_stopped`` when the acquisition worker's thread has died
+or stopped reporting, and replaces a dead one. While a session is recorded, the decoder's counts of
+rejected input are recorded in it (``device_stats``).
+
 Shutdown order: stop the acquisition worker (no more batches), let the pipeline thread handle what
 is queued and stop, then stop the writer (everything queued is written). An open session stays open,
 to be resumed.
@@ -48,7 +55,8 @@ from monitor.store import SessionStore, StoreWriter
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Pipeline", "open_pipeline", "TICK_S", "SNAPSHOT_EVERY_S", "WATCHDOG_GRACE_S", "RESTART_EVERY_S"]
+__all__ = ["Pipeline", "open_pipeline", "TICK_S", "SNAPSHOT_EVERY_S", "WATCHDOG_GRACE_S", "RESTART_EVERY_S",
+           "DEVICE_STATS_EVERY_S"]
 
 #: Seconds between ticks of the alarm engine and the recorder.
 TICK_S = 0.2
@@ -120,7 +128,7 @@ class Pipeline:
         self._session_view: SessionState | None = None
         self._last_snapshot = 0.0
         self._clock = JumpDetector(link.timeline)
-        self._clock_noted: SessionRecorder | None = None   # the session told of the clock's offset
+        self._session_seen: SessionRecorder | None = None   # the session last set up by session_changed
         self._stopping = False
         self._watchdog_on = False      # acquisition_stopped raised by the watchdog
         self._heard = False            # a batch arrived since it was raised
@@ -346,8 +354,8 @@ class Pipeline:
     def session_changed(self) -> None:
         """A session started, resumed or ended."""
         recorder = self.recorder
-        if recorder is not None and recorder is not self._clock_noted:
-            self._clock_noted = recorder
+        if recorder is not None and recorder is not self._session_seen:
+            self._session_seen = recorder
             self._stats_base, self._stats_recorded = self.link.stats, ()
             self._stats_due = self.link.timeline.monotonic() + DEVICE_STATS_EVERY_S
             offset = self._clock.offset_s
@@ -407,8 +415,7 @@ class Pipeline:
         if key == self._stats_recorded or (not self._stats_recorded and not any(key)):
             return
         self._stats_recorded = key
-        now = self.now()
-        t = max(now, recorder.now or now, recorder.state.opened_at)
+        t = self._entry_time(recorder)
         self.entries_recorded(recorder.record(lambda state: state.record_device_stats(t, self.link.source, counts)))
 
     # ------------------------------------------------------------------ time (pipeline thread)
@@ -427,10 +434,15 @@ class Pipeline:
     def _record_clock_jump(self, jump: ClockJump) -> None:
         recorder = self.recorder
         assert recorder is not None
-        now = self.now()   # on the record's timeline (a resumed session's may be re-based)
-        t = max(now, recorder.now or now, recorder.state.opened_at)
+        t = self._entry_time(recorder)
         entries = recorder.record(lambda state: state.record_clock_jump(t, jump.offset_before_s, jump.offset_after_s))
         self.entries_recorded(entries)
+
+    def _entry_time(self, recorder: SessionRecorder) -> datetime:
+        """Now on the record's timeline (a resumed session's may be re-based), never before what the
+        session has already seen or its opening."""
+        now = self.now()
+        return max(now, recorder.now or now, recorder.state.opened_at)
 
     def _refresh_view(self) -> None:
         recorder = self.recorder
