@@ -67,12 +67,13 @@ def window(scenario: str, speed: float, folder: str, session: bool = True, waive
     store = SessionStore(Path(folder) / f"{scenario}.sqlite")
     service = QtSessionService(open_pipeline(f"sim://?scenario={scenario}&speed={speed:g}", store,
                                              ClinicSettings(), default_profile()))
-    context = UiContext(service, Records(store), Clinic(store), ClinicSettings(), default_profile())
+    clinic = Clinic(store, signins=service.signins)
+    context = UiContext(service, Records(store, clinic.signins), clinic, ClinicSettings(), default_profile())
     win = MainWindow(context, audio=QuietAudio())
     win.resize(1366, 768)
     win.show()
     service.start()
-    context.set_user(ANN)
+    context.sign_in(clinic.signins.issue(ANN))   # signed in as after a PIN (no account in this throw-away file)
     if session:
         settle(1.0)
         service.start_session(Patient(display_name="Jo Doe", mrn="MRN-20431", weight_kg=72),

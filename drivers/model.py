@@ -126,7 +126,7 @@ def numeric(
     """Build a :class:`NumericObservation` with the catalogue unit for ``vital``."""
     return NumericObservation(
         vital=vital, value=value, unit=CATALOGUE[vital].unit, source=source,
-        sample_time=sample_time, device_time=device_time, quality=quality,
+        sample_time=sample_time, device_time=device_time, quality=frozenset(quality),
     )
 
 

@@ -646,7 +646,9 @@ class EsketaminePlan(BaseModel):
     @classmethod
     def for_clinic(cls, settings: "ClinicSettings", *, dose_mg: int, lot_number: str) -> "EsketaminePlan":
         """A plan with the clinic's monitoring period."""
-        return cls(dose_mg=dose_mg, lot_number=lot_number, monitoring_min=settings.esketamine_monitoring_min)
+        # validated like any plan: a dose other than 56 or 84 mg is refused with the model's message
+        return cls.model_validate({"dose_mg": dose_mg, "lot_number": lot_number,
+                                   "monitoring_min": settings.esketamine_monitoring_min})
 
     @property
     def devices(self) -> int:

@@ -291,9 +291,9 @@ def _nibp_candidates(state: "SessionState", now: datetime, cfg: ScheduleConfig) 
 
     if state.protocol.value == "ketamine-iv":
         log = state.infusion
-        start, end = log.started_at, log.ended_at
-        if start is None:
+        if log is None or log.started_at is None:
             return out
+        start, end = log.started_at, log.ended_at
         if end is None or end > now:
             interval = nibp_interval_min(state.patient, cfg)
             anchor = max(last.t, start) if last else start
@@ -306,9 +306,9 @@ def _nibp_candidates(state: "SessionState", now: datetime, cfg: ScheduleConfig) 
         return out
 
     devices = state.devices
-    first, end = devices.first_device_at, devices.monitoring_end_earliest
-    if first is None or end is None:
+    if devices is None or devices.first_device_at is None or devices.monitoring_end_earliest is None:
         return out
+    first, end = devices.first_device_at, devices.monitoring_end_earliest
     esk = cfg.esketamine
     forty = first + _mins(esk.bp_after_first_device_min)
     low, high = esk.bp_window()
@@ -361,7 +361,7 @@ def _iv_items(state: "SessionState", now: datetime, cfg: ScheduleConfig, out: _B
     _pre_dose_items(state, now, out)
     if state.phase.value == "baseline":
         return
-    if log.started_at is None:
+    if log is None or log.started_at is None:
         return
     status = log.status_at(now)
     stopped = status.value == "stopped"
@@ -392,6 +392,8 @@ def _iv_items(state: "SessionState", now: datetime, cfg: ScheduleConfig, out: _B
         return
 
     end = log.ended_at
+    if end is None:  # stopped means ended; nothing to schedule without the time it ended
+        return
     recovery = [c for c in state.charted("moaas") if end <= c.t <= now]
     if not any(c.assessment.score == 5 for c in recovery):
         interval = cfg.iv.recovery_moaas_interval_min
@@ -403,6 +405,8 @@ def _iv_items(state: "SessionState", now: datetime, cfg: ScheduleConfig, out: _B
 
 def _esketamine_items(state: "SessionState", now: datetime, cfg: ScheduleConfig, out: _Builder) -> None:
     devices = state.devices
+    if devices is None:
+        return
     first, end = devices.first_device_at, devices.monitoring_end_earliest
     if first is not None and end is not None:
         early = _mins(cfg.early_window_min)
@@ -493,9 +497,9 @@ def continuous_spo2_required(session_state: "SessionState", now: datetime) -> bo
     if state.phase.value in ("discharged", "aborted", "baseline"):
         return False
     if state.protocol.value == "ketamine-iv":
-        end = state.infusion.ended_at
+        end = state.infusion.ended_at if state.infusion is not None else None
         if end is None or end > now:
             return True
         return not any(c.assessment.score == 5 and end <= c.t <= now for c in state.charted("moaas"))
-    return not state.devices.monitoring_complete(now)
+    return state.devices is None or not state.devices.monitoring_complete(now)
 

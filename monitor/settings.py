@@ -38,7 +38,7 @@ from monitor.protocols import (
     DOSE_HARD_LIMITS_MG_PER_KG, DURATION_RANGE_MIN, MIN_ESKETAMINE_MONITORING_MIN, RATE_HARD_MAX_LIMITS_MG_PER_KG_PER_H,
 )
 from monitor.schedule import ScheduleConfig
-from monitor.staff import Actor, RefusedAction, Role, User, refuse, require_role
+from monitor.staff import PIN_MAX_LENGTH, PIN_MIN_LENGTH, Actor, RefusedAction, Role, User, refuse, require_role
 
 __all__ = [
     "SCHEMA_VERSION", "ENV_PREFIX", "SettingsError", "ClinicSettings", "load_settings", "load_settings_file",
@@ -91,6 +91,9 @@ class ClinicSettings(BaseModel):
 
     Patients: ``min_patient_age_years`` (default 18; 12–100).
 
+    Staff: ``pin_min_length`` (default 6; 6–12 digits): the shortest PIN the clinic accepts; a
+    staff member whose PIN is shorter must choose a new one at the next sign-in.
+
     Clinic board: ``board`` (:class:`monitor.board.config.BoardSettings`; off by default): the
     broker, clinic and chair names, account (a password *file*, never a password), CA, keep-alive
     (2–10 s), whether waves are published, whether the board may acknowledge, whether it shows
@@ -124,6 +127,7 @@ class ClinicSettings(BaseModel):
     discharge_bp_ceiling_sys_mmhg: int = 180
     discharge_bp_ceiling_dia_mmhg: int = 110
     min_patient_age_years: int = 18
+    pin_min_length: int = PIN_MIN_LENGTH
     board: BoardSettings = BoardSettings()
     clinic_record: ClinicRecordSettings = ClinicRecordSettings()
 
@@ -227,6 +231,11 @@ class ClinicSettings(BaseModel):
     @classmethod
     def _age(cls, value: int) -> int:
         return _bounded(value, 12, 100, "Minimum patient age", "years")
+
+    @field_validator("pin_min_length")
+    @classmethod
+    def _pin_length(cls, value: int) -> int:
+        return _bounded(value, PIN_MIN_LENGTH, PIN_MAX_LENGTH, "Shortest PIN", "digits")
 
     @model_validator(mode="after")
     def _cross(self) -> "ClinicSettings":

@@ -12,8 +12,12 @@ the whole session domain also live here, because this module sits at its bottom:
 * :func:`nurse_message`: the readable text of any refusal, including pydantic's ``ValidationError``.
 
 PINs are stored as a self-describing scrypt string (see :func:`hash_pin`), verified in constant
-time (:func:`verify_pin`). :class:`Authenticator` locks a user out for 5 minutes after 5 wrong
-PINs in a row.
+time (:func:`verify_pin`); a PIN has at least :data:`PIN_MIN_LENGTH` digits (a clinic may ask for
+more, up to :data:`PIN_MAX_LENGTH`). :class:`Authenticator` locks a user out for 5 minutes after 5
+wrong PINs in a row, keeping the count where its :class:`FailureLog` says (the store's, so that a
+restart does not clear it). A sign-in gives a :data:`SessionToken` (:class:`SignIns`): an opaque
+random id that the application layer resolves to the :class:`Actor` for every privileged action, so
+that an ``Actor`` made up by a caller is worth nothing there.
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any, Iterable, Mapping
+from typing import Annotated, Any, Iterable, Mapping, NewType, Protocol
 
 from drivers.errors import VigilError
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, ValidationError, field_validator
@@ -34,10 +41,12 @@ from pydantic_core import PydanticCustomError
 
 __all__ = [
     "RefusedAction", "PermissionDenied", "PinPolicyError", "AuthenticationFailed", "AccountLocked",
-    "Role", "Actor", "User", "Signature", "Authenticator",
+    "PinChangeRequired", "NotSignedIn",
+    "Role", "Actor", "User", "Signature", "Authenticator", "FailureLog", "MemoryFailureLog",
+    "SessionToken", "SignIns",
     "check_pin_policy", "hash_pin", "verify_pin", "new_user", "require_role",
     "ensure_utc", "UtcDatetime", "clock", "nurse_message", "refuse",
-    "SCRYPT_LOG2_N", "SCRYPT_R", "SCRYPT_P",
+    "SCRYPT_LOG2_N", "SCRYPT_R", "SCRYPT_P", "PIN_MIN_LENGTH", "PIN_MAX_LENGTH",
 ]
 
 
@@ -66,6 +75,17 @@ class AccountLocked(AuthenticationFailed):
     def __init__(self, message: str, until: datetime) -> None:
         super().__init__(message)
         self.until = until
+
+
+class PinChangeRequired(RefusedAction):
+    """The user name and PIN are right, but the PIN is shorter than the clinic now requires: the
+    user must choose a new PIN to sign in (the message says so; nothing is locked)."""
+
+
+class NotSignedIn(PermissionDenied):
+    """A privileged action was asked without a valid sign-in: no session token, an unknown or made-up
+    one (an ``Actor`` is not a token), or one that ended (the screen was locked, the account was
+    deactivated, or it expired)."""
 
 
 def refuse(message: str) -> PydanticCustomError:
@@ -232,21 +252,30 @@ _KEY_BYTES = 32
 _HASH_RE = re.compile(r"^\$scrypt\$ln=(\d+),r=(\d+),p=(\d+)\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)$")
 
 
-def check_pin_policy(pin: str) -> None:
+#: The shortest PIN Vigil accepts: 6 digits (a 4-digit PIN falls to an offline search of a stolen
+#: database in minutes); a clinic may require more (setting ``pin_min_length``).
+PIN_MIN_LENGTH = 6
+#: The longest PIN, and the most a clinic may require.
+PIN_MAX_LENGTH = 12
+
+
+def check_pin_policy(pin: str, min_length: int = PIN_MIN_LENGTH) -> None:
     """Refuse a weak or malformed PIN with :class:`PinPolicyError`.
 
-    Policy: 4–8 digits; not all the same digit (``0000``); not a run of consecutive digits up or
-    down, wrapping 9→0 (``1234``, ``4321``, ``7890``).
+    Policy: ``min_length``–12 digits (``min_length`` is the clinic's, never below
+    :data:`PIN_MIN_LENGTH`); not all the same digit (``000000``); not a run of consecutive digits up
+    or down, wrapping 9→0 (``123456``, ``654321``, ``789012``).
     """
+    min_length = max(PIN_MIN_LENGTH, min(int(min_length), PIN_MAX_LENGTH))
     if not isinstance(pin, str) or not pin.isascii() or not pin.isdigit():
         raise PinPolicyError("A PIN must contain digits only")
-    if not 4 <= len(pin) <= 8:
-        raise PinPolicyError(f"A PIN must have 4–8 digits (this one has {len(pin)})")
+    if not min_length <= len(pin) <= PIN_MAX_LENGTH:
+        raise PinPolicyError(f"A PIN must have {min_length}–{PIN_MAX_LENGTH} digits (this one has {len(pin)})")
     if len(set(pin)) == 1:
-        raise PinPolicyError("A PIN may not repeat one digit (like 1111): choose another")
+        raise PinPolicyError("A PIN may not repeat one digit (like 111111): choose another")
     steps = {(int(b) - int(a)) % 10 for a, b in zip(pin, pin[1:])}
     if steps in ({1}, {9}):
-        raise PinPolicyError("A PIN may not be a run of consecutive digits (like 1234): choose another")
+        raise PinPolicyError("A PIN may not be a run of consecutive digits (like 123456): choose another")
 
 
 def _b64(data: bytes) -> str:
@@ -273,14 +302,16 @@ def _scrypt(pin: str, salt: bytes, ln: int, r: int, p: int, dklen: int) -> bytes
                           maxmem=128 * r * n * p + (8 << 20))
 
 
-def hash_pin(pin: str, *, log2_n: int = SCRYPT_LOG2_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
+def hash_pin(pin: str, *, log2_n: int = SCRYPT_LOG2_N, r: int = SCRYPT_R, p: int = SCRYPT_P,
+             min_length: int = PIN_MIN_LENGTH) -> str:
     """Hash ``pin`` with scrypt and a fresh random 16-byte salt.
 
     Returns a self-describing string ``$scrypt$ln=14,r=8,p=1$<salt>$<key>`` (PHC style; salt and
     key in unpadded base64), so :func:`verify_pin` needs nothing else. The PIN is first checked
-    against :func:`check_pin_policy` (``PinPolicyError``). ``log2_n`` below 14 is for tests only.
+    against :func:`check_pin_policy` with ``min_length`` (``PinPolicyError``). ``log2_n`` below 14
+    is for tests only.
     """
-    check_pin_policy(pin)
+    check_pin_policy(pin, min_length)
     if not (10 <= log2_n <= 20 and 1 <= r <= 16 and 1 <= p <= 4):
         raise RefusedAction(f"Unsupported scrypt parameters ln={log2_n}, r={r}, p={p}")
     salt = secrets.token_bytes(_SALT_BYTES)
@@ -311,10 +342,36 @@ def new_user(username: str, display_name: str, role: Role, pin: str, *,
 # --------------------------------------------------------------------------- sign-in
 
 
-@dataclass
-class _Failures:
-    count: int = 0
-    locked_until: datetime | None = None
+class FailureLog(Protocol):
+    """Where :class:`Authenticator` keeps wrong-PIN counts (user names as typed, lower-cased)."""
+
+    def failures(self, username: str) -> tuple[int, datetime | None]:
+        """``(wrong PINs in a row, locked until)`` for ``username`` (``(0, None)`` when none)."""
+
+    def failed(self, username: str, count: int, locked_until: datetime | None) -> None:
+        """A wrong PIN (or an unknown user name): the new count, and the lock if it started."""
+
+    def succeeded(self, username: str) -> None:
+        """A sign-in that worked: the count starts again."""
+
+
+class MemoryFailureLog:
+    """A :class:`FailureLog` in memory (a restart clears it): for a record that cannot be written."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, tuple[int, datetime | None]] = {}
+
+    def failures(self, username: str) -> tuple[int, datetime | None]:
+        """See :class:`FailureLog`."""
+        return self._rows.get(username, (0, None))
+
+    def failed(self, username: str, count: int, locked_until: datetime | None) -> None:
+        """See :class:`FailureLog`."""
+        self._rows[username] = (count, locked_until)
+
+    def succeeded(self, username: str) -> None:
+        """See :class:`FailureLog`."""
+        self._rows.pop(username, None)
 
 
 @dataclass
@@ -325,17 +382,18 @@ class Authenticator:
     (default 5 minutes) from the last failure; a successful sign-in resets the count. Attempts while
     locked are refused without checking the PIN and do not extend the lock. Unknown user names are
     tracked the same way, so the responses do not reveal which names exist. Time is injected (aware
-    UTC). State is in memory: a restart clears lockouts (disclosed in the user documentation).
+    UTC): the lock is a wall-clock time, so that it can be kept across a restart. The counts live in
+    ``log`` (default: memory; the chair passes its store's, which survives a restart).
     """
 
     users: Mapping[str, User] | Iterable[User] = field(default_factory=dict)
     max_failures: int = 5
     lockout: timedelta = timedelta(minutes=5)
+    log: FailureLog = field(default_factory=MemoryFailureLog)
 
     def __post_init__(self) -> None:
         users = self.users.values() if isinstance(self.users, Mapping) else self.users
         self._users: dict[str, User] = {u.username: u for u in users}
-        self._failures: dict[str, _Failures] = {}
         self._dummy = f"$scrypt$ln={SCRYPT_LOG2_N},r=8,p=1${_b64(b'vigil-dummy-salt')}${_b64(bytes(32))}"
 
     def add(self, user: User) -> None:
@@ -345,18 +403,15 @@ class Authenticator:
     def locked_until(self, username: str, now: datetime) -> datetime | None:
         """When ``username`` may try again, or None if it is not locked at ``now``."""
         now = ensure_utc(now)
-        state = self._failures.get(username.strip().lower())
-        if state and state.locked_until and now < state.locked_until:
-            return state.locked_until
-        return None
+        _, until = self.log.failures(username.strip().lower())
+        return until if until is not None and now < until else None
 
     def failures(self, username: str) -> int:
         """Wrong PINs in a row so far for ``username``."""
-        state = self._failures.get(username.strip().lower())
-        return state.count if state else 0
+        return self.log.failures(username.strip().lower())[0]
 
-    def authenticate(self, username: str, pin: str, now: datetime) -> Actor:
-        """Return the :class:`Actor` for a correct user name and PIN at ``now``.
+    def check(self, username: str, pin: str, now: datetime) -> User:
+        """Return the :class:`User` for a correct user name and PIN at ``now`` (the count is reset).
 
         Raises :class:`AccountLocked` while locked ("Too many wrong PINs: try again at 10:47"), and
         :class:`AuthenticationFailed` for an unknown or inactive user or a wrong PIN, saying how
@@ -364,27 +419,84 @@ class Authenticator:
         """
         now = ensure_utc(now)
         key = username.strip().lower() if isinstance(username, str) else ""
-        state = self._failures.setdefault(key, _Failures())
-        if state.locked_until is not None:
-            if now < state.locked_until:
-                raise AccountLocked(f"Too many wrong PINs: try again at {clock(state.locked_until)}",
-                                    state.locked_until)
-            state.count, state.locked_until = 0, None
+        count, until = self.log.failures(key)
+        if until is not None:
+            if now < until:
+                raise AccountLocked(f"Too many wrong PINs: try again at {clock(until)}", until)
+            count = 0
         user = self._users.get(key)
         ok = verify_pin(pin, user.pin_hash if user else self._dummy)
         if ok and user is not None and user.active:
-            self._failures.pop(key, None)
-            return user.actor
-        state.count += 1
-        if state.count >= self.max_failures:
-            state.locked_until = now + self.lockout
+            self.log.succeeded(key)
+            return user
+        count += 1
+        if count >= self.max_failures:
+            locked = now + self.lockout
+            self.log.failed(key, count, locked)
             raise AccountLocked(
-                f"Wrong user name or PIN {state.count} times: sign-in locked until "
-                f"{clock(state.locked_until)}", state.locked_until)
-        left = self.max_failures - state.count
+                f"Wrong user name or PIN {count} times: sign-in locked until {clock(locked)}", locked)
+        self.log.failed(key, count, None)
+        left = self.max_failures - count
         raise AuthenticationFailed(
             f"Wrong user name or PIN ({left} attempt{'s' if left != 1 else ''} left before a "
             f"{int(self.lockout.total_seconds() // 60)}-minute lock)")
+
+    def authenticate(self, username: str, pin: str, now: datetime) -> Actor:
+        """:meth:`check`, giving the :class:`Actor`."""
+        return self.check(username, pin, now).actor
+
+
+#: A sign-in's token (:class:`SignIns`): opaque; only the :class:`SignIns` that issued it knows whose.
+SessionToken = NewType("SessionToken", str)
+
+
+class SignIns:
+    """Who is signed in: each sign-in is a :data:`SessionToken` (32 random bytes, URL-safe text)
+    mapped, in memory only, to its :class:`Actor`. A token ends when the user signs out or the screen
+    is locked (:meth:`end`), when the account is deactivated (:meth:`end_user`), or ``lifetime_s``
+    after it was issued (default 12 h: a shift), measured on ``clock`` (monotonic seconds, so that a
+    wall-clock change neither ends nor extends it). Safe to use from several threads."""
+
+    def __init__(self, lifetime_s: float = 12 * 3600.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.lifetime_s = lifetime_s
+        self._clock = clock
+        self._tokens: dict[str, tuple[Actor, float]] = {}
+        self._lock = threading.Lock()
+
+    def issue(self, actor: Actor) -> SessionToken:
+        """A new token for ``actor``."""
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._tokens[token] = (actor, self._clock() + self.lifetime_s)
+        return SessionToken(token)
+
+    def actor(self, token: object) -> Actor:
+        """The signed-in user of ``token``; :class:`NotSignedIn` for anything else (None, an
+        :class:`Actor`, an unknown, ended or expired token)."""
+        if isinstance(token, Actor):
+            raise NotSignedIn(f"{token.display_name} is not signed in here: sign in with your ID and PIN")
+        if not isinstance(token, str) or not token:
+            raise NotSignedIn("Sign in with your ID and PIN first")
+        with self._lock:
+            found = self._tokens.get(token)
+            if found is not None and self._clock() >= found[1]:
+                del self._tokens[token]
+                raise NotSignedIn("Your sign-in has expired: sign in again")
+        if found is None:
+            raise NotSignedIn("You are not signed in (the screen was locked, or the sign-in ended): sign in again")
+        return found[0]
+
+    def end(self, token: object) -> None:
+        """Sign out ``token`` (nothing happens for an unknown one)."""
+        if isinstance(token, str):
+            with self._lock:
+                self._tokens.pop(token, None)
+
+    def end_user(self, username: str) -> None:
+        """End every sign-in of ``username`` (its account was deactivated or its PIN reset)."""
+        with self._lock:
+            for token in [t for t, (a, _) in self._tokens.items() if a.username == username]:
+                del self._tokens[token]
 
 
 # --------------------------------------------------------------------------- signatures

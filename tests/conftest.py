@@ -32,3 +32,10 @@ def broker(broker_accounts):
     instance = Broker(broker_accounts).start()
     yield instance
     instance.stop()
+
+
+# The audit chain's keys (monitor/store/keys.py) go to a folder of the test run, never the user's.
+if "VIGIL_KEY_DIR" not in os.environ:
+    import tempfile  # noqa: E402
+
+    os.environ["VIGIL_KEY_DIR"] = tempfile.mkdtemp(prefix="vigil-test-keys-")

@@ -1,6 +1,9 @@
-"""Building a chair for tests: the session service over a pipeline, and the window's context."""
+"""Building a chair for tests: the session service over a pipeline, the window's context, and signing
+staff in properly (privileged commands take the session token of a real sign-in)."""
 
 from __future__ import annotations
+
+import functools
 
 from monitor.alarms.profile import AlarmProfile, default_profile
 from monitor.app.clinic import Clinic
@@ -8,7 +11,17 @@ from monitor.app.pipeline import open_pipeline
 from monitor.app.records import Records
 from monitor.qt.service import QtSessionService
 from monitor.settings import ClinicSettings
+from monitor.staff import Actor, SessionToken, hash_pin
 from monitor.store import SessionStore
+
+#: The PIN of every account the helpers below create.
+TEST_PIN = "246813"
+
+
+@functools.cache
+def known_pin_hash() -> str:
+    """The scrypt hash of :data:`TEST_PIN` (made once: hashing takes a tenth of a second)."""
+    return hash_pin(TEST_PIN)
 
 
 def make_service(device: str, store: SessionStore, settings: ClinicSettings | None = None,
@@ -28,10 +41,36 @@ def make_context(service: QtSessionService | None, store: SessionStore, settings
         writer = service.pipeline.writer
         def submit(fn, *args, **kwargs):
             return writer.put_call(fn, *args, **kwargs).result(30) if writer.is_alive() else fn(*args, **kwargs)
-    context = UiContext(service, Records(store), Clinic(store, submit=submit), settings or ClinicSettings(),
-                        profile or default_profile())
+    settings = settings or ClinicSettings()
+    clinic = Clinic(store, submit=submit, signins=getattr(service, "signins", None), settings=settings)
+    context = UiContext(service, Records(store, clinic.signins), clinic, settings, profile or default_profile())
     context.test_store = store
     return context
+
+
+def ensure_account(store, actor: Actor) -> None:
+    """Give ``actor`` an account with :data:`TEST_PIN` in ``store`` when it has none (test set-up; a
+    record that cannot be written here — read-only, the clinic record — must hold it already)."""
+    if not isinstance(store, SessionStore) or store.readonly:
+        return
+    if store.get_user(actor.username) is None:
+        store.add_user(actor.username, actor.display_name, actor.role.value, known_pin_hash(), by=None)
+
+
+def sign_in(target, actor: Actor) -> SessionToken:
+    """Sign ``actor`` in for real and return the session token: ``target`` is a window context (then
+    signed in on it, as the sign-in dialog does), a :class:`Clinic`, or a session service over a store
+    (a clinic sharing its sign-ins is made). The account is created first when missing."""
+    from ui.context import UiContext  # noqa: PLC0415
+
+    if isinstance(target, UiContext):
+        ensure_account(target.clinic.store, actor)
+        token = target.clinic.authenticate(actor.username, TEST_PIN)
+        target.sign_in(token)
+        return token
+    clinic = target if isinstance(target, Clinic) else Clinic(target.pipeline.store, signins=target.signins)
+    ensure_account(clinic.store, actor)
+    return clinic.authenticate(actor.username, TEST_PIN)
 
 
 def act(recorder, action: str, *args, **kwargs):

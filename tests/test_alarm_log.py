@@ -23,6 +23,7 @@ from monitor.app.recorder import SessionRecorder
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
 from monitor.store import ReadOnlyError, SessionStore, StoreWriter
+from monitor.store.schema import MIGRATIONS
 from tests.test_export import _pdf_text, _zip_tables
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
@@ -140,7 +141,7 @@ def test_a_schema_2_file_migrates_with_a_backup_and_takes_pause_ends(tmp_path, m
         assert [x.action for x in s.alarm_actions(new)] == ["audio_pause", "audio_pause_end"]
         assert s.verify_audit().ok
     with sqlite3.connect(db) as c:
-        assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
+        assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(len(MIGRATIONS))
         with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
             c.execute("INSERT INTO alarm_actions (session_id, alarm_id, t, action) VALUES (?, NULL, 1.0, 'snooze')",
                       (new,))

@@ -167,6 +167,23 @@ def test_the_board_losing_the_broker_is_one_alarm_not_one_per_chair():
     assert model.board_alarms(at(12)) == []
 
 
+def test_a_board_that_cannot_sound_says_so_as_a_medium_alarm_until_sound_returns():
+    model = live_model("chair-1")
+    model.set_audio(False, "no sound output device was found on this computer", at(1))
+    [alarm] = model.board_alarms(at(2))
+    assert (alarm.condition, alarm.priority, alarm.since) == ("board_audio_unavailable", Priority.MEDIUM, at(1))
+    assert "no sound output device" in alarm.text
+    # the same loss reported again keeps its start; with the broker lost too, both are shown
+    model.set_audio(False, "no sound output device was found on this computer", at(5))
+    model.set_connected(False, at(5))
+    assert [a.condition for a in model.board_alarms(at(16))] == ["board_audio_unavailable", "board_disconnected"]
+    assert model.board_alarms(at(16))[0].since == at(1)
+    model.set_connected(True, at(17))
+    model.receive(topic("chair-1", "vitals"), vitals("chair-1", 17), at(17))
+    model.set_audio(True, "", at(18))
+    assert model.board_alarms(at(18)) == []
+
+
 def test_messages_of_another_clinic_or_naming_another_chair_are_refused():
     model = live_model("chair-1")
     assert model.receive("vigil/other/chair-1/vitals", vitals("chair-1", 1), at(1)) is None

@@ -11,10 +11,10 @@ import pytest
 
 from monitor.clinic.accounts import AccountSync
 from monitor.app.readmodel import load_session
-from monitor.staff import hash_pin
 from monitor.store import SessionStore
 from monitor.store.postgres import REPLICATION_ROLE, REVIEW_ROLE, ClinicWriter, PostgresReader, setup
 from tests.clinic_chairs import T0, Chair
+from tests.factories import ensure_account, sign_in
 from tests.postgres_server import require_server
 from tests.test_clinic_record import replicate_once
 from tests.test_review import NURSE, context, record
@@ -36,7 +36,7 @@ def clinic(tmp_path_factory):
         folder = tmp_path_factory.mktemp("clinic-review")
         one = SessionStore(folder / "one.sqlite")
         real = record(one, "desaturation", 8 * 60, waves=True)
-        one.add_user(NURSE.username, NURSE.display_name, NURSE.role.value, hash_pin("2580"), by=None)
+        ensure_account(one, NURSE)
         replicator = replicate_once(one, server.url(db, "chair_login"), "Chair 1")
         writer = ClinicWriter(server.url(db, "chair_login"))
         writer.open()
@@ -109,9 +109,9 @@ def test_vigil_review_on_the_clinic_record_signs_in_with_the_clinics_accounts(qt
     url, _real, _chair_store, server = clinic
     seen = {}
 
-    def sign_in(dialog):
+    def signed_in(dialog):
         seen["accounts"] = [u.login for u in dialog.context.clinic.users()]
-        dialog.context.set_user(NURSE)
+        sign_in(dialog.context, NURSE)    # with the account the clinic record keeps
         return True
 
     def exec_(*_):
@@ -120,7 +120,7 @@ def test_vigil_review_on_the_clinic_record_signs_in_with_the_clinics_accounts(qt
         browser.close()
         return 0
 
-    monkeypatch.setattr("ui.dialogs.run_modal", sign_in)
+    monkeypatch.setattr("ui.dialogs.run_modal", signed_in)
     monkeypatch.setattr(QApplication, "exec", exec_)
     assert main.main(["review", "--db", url]) == 0
     assert seen["accounts"] == [NURSE.username] and len(seen["ids"]) == 2

@@ -76,33 +76,33 @@ class Station:
 
 def test_one_sign_in_works_at_every_chair_and_offline_from_the_chairs_copy(tmp_path, pg, clinic):
     a, b, c = (Station(tmp_path, n, clinic.replication) for n in ("chair-a", "chair-b", "chair-c"))
-    a.store.add_user("mjones", "Morgan Jones", "nurse", hash_pin("2468"), by=None)  # made at chair A
+    a.store.add_user("mjones", "Morgan Jones", "nurse", hash_pin("246824"), by=None)  # made at chair A
     assert a.run().pushed == 1
     assert b.run().pulled == 1 and c.run().pulled == 1
-    assert b.sign_in("mjones", "2468").display_name == "Morgan Jones"
+    assert b.sign_in("mjones", "246824").display_name == "Morgan Jones"
     assert [r.user for r in b.store.audit_rows() if r.action == "user_added"] == [CLINIC_LOGIN]
     # A new PIN set at chair B works at A and C; the old one nowhere.
-    b.store.set_pin_hash("mjones", hash_pin("1357"), by="charge1")
+    b.store.set_pin_hash("mjones", hash_pin("135713"), by="charge1")
     assert b.run().pushed == 1
     a.run()
     c.run()
     for station in (a, b, c):
-        assert station.sign_in("mjones", "1357")
+        assert station.sign_in("mjones", "135713")
         with pytest.raises(AuthenticationFailed):
-            station.sign_in("mjones", "2468")
+            station.sign_in("mjones", "246824")
     assert a.run() == b.run()  # nothing left to do: no change goes round in circles
     # The server is down: every chair still signs staff in from its own copy; a change made at a chair
     # meanwhile reaches the others once it is back.
     pg.stop()
     try:
-        assert c.sign_in("mjones", "1357")
+        assert c.sign_in("mjones", "135713")
         c.store.set_user_active("mjones", False, "charge1")
     finally:
         pg.start()
     c.run()
     a.run()
     with pytest.raises(AuthenticationFailed):
-        a.sign_in("mjones", "1357")
+        a.sign_in("mjones", "135713")
     with PostgresReader(clinic.review) as reader:  # the review desk signs in with the same accounts
         [account] = reader.list_users()
         assert (account.login, account.active) == ("mjones", False)
@@ -110,30 +110,30 @@ def test_one_sign_in_works_at_every_chair_and_offline_from_the_chairs_copy(tmp_p
 
 def test_the_latest_change_wins_and_a_change_made_during_a_sync_is_not_overwritten(tmp_path, clinic):
     a, b = (Station(tmp_path, n, clinic.replication) for n in ("chair-a", "chair-b"))
-    a.store.add_user("sam", "Sam Lee", "charge_nurse", hash_pin("1470"), by=None)
+    a.store.add_user("sam", "Sam Lee", "charge_nurse", hash_pin("147014"), by=None)
     a.run()
     b.run()
-    a.store.set_pin_hash("sam", hash_pin("2581"), by="sam")  # A offline: not sent yet
-    b.store.set_pin_hash("sam", hash_pin("3692"), by="sam")  # later, at B
+    a.store.set_pin_hash("sam", hash_pin("258125"), by="sam")  # A offline: not sent yet
+    b.store.set_pin_hash("sam", hash_pin("369236"), by="sam")  # later, at B
     b.run()
     a.run()  # A's older change reaches the clinic record, B's later one stays current
     for station in (a, b):
-        assert station.sign_in("sam", "3692")
+        assert station.sign_in("sam", "369236")
     # A PIN changed at B while B's sync is between sending and taking: kept, and sent next time.
     real_push = b.sync._push
 
     def push_then_change(writer, chair_id):
         pushed = real_push(writer, chair_id)
-        b.store.set_pin_hash("sam", hash_pin("4803"), by="sam")
+        b.store.set_pin_hash("sam", hash_pin("480348"), by="sam")
         return pushed
 
     b.sync._push = push_then_change
     b.run()
     b.sync._push = real_push
-    assert b.sign_in("sam", "4803")
+    assert b.sign_in("sam", "480348")
     b.run()
     a.run()
-    assert a.sign_in("sam", "4803")
+    assert a.sign_in("sam", "480348")
 
 
 def test_clinic_settings_reach_every_chair_keeping_each_chairs_own_section(tmp_path, clinic):
@@ -171,7 +171,7 @@ def test_the_link_is_off_unless_configured_and_starts_from_the_settings(tmp_path
         start_clinic_link(chair.store, ClinicSettings(), url="/tmp/other.sqlite")
     with pytest.raises(ValueError):
         ClinicRecordSettings(url="mysql://x")
-    chair.store.add_user("lee", "Lee", "nurse", hash_pin("8642"), by=None)
+    chair.store.add_user("lee", "Lee", "nurse", hash_pin("864286"), by=None)
     settings = ClinicSettings(clinic_record=ClinicRecordSettings(url=clinic.replication, chair="Chair 9", poll_s=0.2))
     link = start_clinic_link(chair.store, settings)
     assert link is not None and link.chair == "Chair 9" and not link.settings_changed

@@ -255,8 +255,8 @@ def test_a_failing_writer_leaves_no_file_and_keeps_the_old_one(iv, out, monkeypa
         export_session(store, sid, "csv", out / "x.zip")
     assert list(out.iterdir()) == []
     (out / "x.zip").write_bytes(b"previous export")
-    with pytest.raises(ExportError):
-        export_session(store, sid, "csv", out / "x.zip")
+    with pytest.raises(ExportError, match="disk on fire"):
+        export_session(store, sid, "csv", out / "x.zip", overwrite=True)
     assert [p.name for p in out.iterdir()] == ["x.zip"] and (out / "x.zip").read_bytes() == b"previous export"
 
 

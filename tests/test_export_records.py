@@ -394,11 +394,11 @@ def test_no_planted_identifier_survives_de_identification(fmt, populated, tmp_pa
     from monitor.app.privacy import deid_notice
     store, iv, esk, plant = populated
     for sid in ((esk,) if fmt == "rems" else (iv, esk)):
-        identified = export_session(store, sid, fmt, tmp_path / f"i{FORMATS[fmt].suffix}")
+        identified = export_session(store, sid, fmt, tmp_path / f"i-{sid}{FORMATS[fmt].suffix}")
         text, _ = _texts(fmt, identified)
         if fmt in ("csv", "json"):  # the planting reached the record an identified export shows
             assert len(set(Planted.PATTERN.findall(text.lower()))) > 10
-        path = export_session(store, sid, fmt, tmp_path / f"d{FORMATS[fmt].suffix}", deidentify=True)
+        path = export_session(store, sid, fmt, tmp_path / f"d-{sid}{FORMATS[fmt].suffix}", deidentify=True)
         text, binary = _texts(fmt, path)
         leaks = sorted({m for m in Planted.PATTERN.findall(text)} | {m for m in Planted.PATTERN.findall(binary)
                                                                       if len(m) >= 8})

@@ -32,6 +32,7 @@ from drivers.model import DeviceAttribute, DeviceCondition, NumericObservation, 
 from drivers.simulator.physiology import PhysiologyModel
 from drivers.transport import DeviceUrlError, open_link, parse_device_url
 from tests.test_e2e_pty import Collector as E2ECollector
+from tests.test_datex import feed_in_pieces  # at import time: test_datex applies @given when imported
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -388,8 +389,6 @@ def test_capture_split_at_every_offset_decodes_and_acknowledges_the_same(variant
 @FAST
 @given(data=st.binary(max_size=2000), cuts=st.lists(st.integers(0, 2000), max_size=5))
 def test_random_bytes_never_raise(data, cuts):
-    from tests.test_datex import feed_in_pieces
-
     decoder = make()
     feed_in_pieces(decoder, data, cuts)
     assert decoder.stats.bytes_in == len(data)

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QMessageBox
 from monitor.alarms.profile import Priority, default_profile
 from monitor.patient import Patient
 from monitor.protocols import KetamineIVPlan
-from tests.factories import make_context, make_service
+from tests.factories import ensure_account, make_context, make_service, sign_in
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
 from monitor.store import SessionStore
@@ -55,7 +55,7 @@ def make_window(qtbot, tmp_path):
 
 def start_session(window: MainWindow) -> None:
     service = window.service
-    window.context.set_user(ANN)
+    sign_in(window.context, ANN)
     service.start_session(Patient(display_name="Jo Doe", weight_kg=70), KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), ANN)
     service.waive_pre_dose_check(ANN, "test")
     service.start_infusion(ANN)
@@ -184,11 +184,9 @@ def test_a_session_left_open_by_a_crash_is_offered_and_resumed(qtbot, make_windo
     from monitor.store import StoreWriter
     from ui.app import startup_questions
     from ui.dialogs import ResumeDialog, SignInDialog, set_dialog_runner
-    from monitor.staff import hash_pin
-
     window = make_window()
     store = window.context.test_store
-    store.add_user("ann", "Ann Lee", "nurse", hash_pin("2580"), by=None)
+    ensure_account(store, ANN)
     writer = StoreWriter(store)
     writer.start()
     crashed = SessionRecorder.start(store, writer, patient=Patient(display_name="Jo Doe", weight_kg=70),
@@ -205,7 +203,7 @@ def test_a_session_left_open_by_a_crash_is_offered_and_resumed(qtbot, make_windo
             dialog.accept()
             return dialog.result()
         if isinstance(dialog, SignInDialog):
-            window.context.set_user(ANN)
+            sign_in(window.context, ANN)
             return 1
         return 0
 
@@ -272,5 +270,5 @@ def test_ending_a_session_clears_its_phases_and_markers_from_the_trend(qtbot, ma
         return all(c > 0 for c in counts) if phases else counts == (0, 0)
     qtbot.waitUntil(lambda: drawn(True), timeout=5000)
     window.service.stop_infusion(ANN)
-    window.service.abort_session(ANN, "patient left")
+    window.service.abort_session(window.context.token, "patient left")
     qtbot.waitUntil(lambda: drawn(False), timeout=5000)

@@ -15,7 +15,7 @@ from monitor.alarms.profile import default_profile
 from monitor.patient import Patient
 from monitor.protocols import KetamineIVPlan
 from monitor.app.recorder import BEFORE_SESSION
-from tests.factories import make_service
+from tests.factories import make_service, sign_in
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
 from monitor.store import SessionStore
@@ -66,7 +66,7 @@ def test_the_next_patient_inherits_no_alarm_baseline_or_confirmation(service, ca
     shown = {al.condition for al in service.alarm_state().alarms}
     assert {"nibp_high", "sbp_rise"} <= shown
     service.stop_infusion(ANN, "hypertension", t=sec(410))
-    service.abort_session(ANN, "hypertension: treatment deferred")
+    service.abort_session(sign_in(service, ANN), "hypertension: treatment deferred")
 
     # patient B sits down; her SpO2 is low before her session is started
     for s in range(420, 440):
@@ -127,7 +127,7 @@ def test_a_bp_entered_by_hand_is_in_review_and_every_export(service, tmp_path):
     recorder = open_session(service, "Patient D", t0)
     t = t0 + timedelta(seconds=20)
     service.record_nibp(144, 92, ANN, t=t)
-    service.abort_session(ANN, "test")
+    service.abort_session(sign_in(service, ANN), "test")
     service.pipeline.writer.flush(10)
     series = load_numerics(service.pipeline.store, recorder.session_id, "nibp_sys")
     reading = reading_before(series, (t + timedelta(seconds=5)).timestamp())

@@ -35,9 +35,9 @@ from monitor.app.review import (
     with_gaps,
 )
 from monitor.settings import ClinicSettings
-from monitor.staff import Actor, Role, hash_pin
+from monitor.staff import Actor, Role
 from monitor.store import SessionStore, StoreWriter
-from tests.factories import act, make_context
+from tests.factories import TEST_PIN, act, ensure_account, make_context, sign_in
 from ui.context import UiContext
 from ui.dialogs import SignInDialog, set_dialog_runner
 from ui.review import LateEntryDialog, ReviewWindow, SessionBrowser
@@ -48,7 +48,7 @@ pytestmark = pytest.mark.window
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
 NURSE = Actor(username="ann", display_name="Ann Lee", role=Role.NURSE)
-PIN = "2468"
+PIN = TEST_PIN
 
 
 def record(store: SessionStore, scenario: str, seconds: float, *, waves: bool, start: datetime = T0,
@@ -94,6 +94,7 @@ def desat(tmp_path_factory):
     folder = tmp_path_factory.mktemp("review")
     store = SessionStore(folder / "review.sqlite")
     sid = record(store, "desaturation", 25 * 60, waves=True)
+    ensure_account(store, NURSE)   # `vigil review` signs in with it
     yield store, sid
     store.close()
 
@@ -278,7 +279,7 @@ class Runner:
 
 def test_a_late_entry_on_a_closed_session_reaches_the_store_and_the_table(qtbot, tmp_path):
     store = SessionStore(tmp_path / "late.sqlite")
-    store.add_user("ann", "Ann Lee", "nurse", hash_pin(PIN), by=None)
+    ensure_account(store, NURSE)
     sid = record(store, "normal", 600, waves=False)
     ctx = context(store)
     win = ReviewWindow(ctx, sid)
@@ -298,7 +299,7 @@ def test_a_late_entry_on_a_closed_session_reaches_the_store_and_the_table(qtbot,
         assert win.add_late_entry() is None
         assert not [e for e in store.entries(sid) if e.is_late]
 
-        def sign_in(dialog: SignInDialog) -> None:
+        def pin_in(dialog: SignInDialog) -> None:
             dialog.staff_id.setText("ann")
             dialog.pin.setText(PIN)
             dialog.accept()
@@ -309,7 +310,7 @@ def test_a_late_entry_on_a_closed_session_reaches_the_store_and_the_table(qtbot,
             dialog.reason.setText("charted at review from the paper note")
             dialog.accept()
 
-        runner.handlers = {LateEntryDialog: fill, SignInDialog: sign_in}
+        runner.handlers = {LateEntryDialog: fill, SignInDialog: pin_in}
         entry_id = win.add_late_entry()
     finally:
         set_dialog_runner(None)
@@ -395,8 +396,8 @@ def test_vigil_review_opens_the_browser_after_sign_in(qtbot, desat, monkeypatch)
     store, sid = desat
     seen = {}
 
-    def sign_in(dialog):
-        dialog.context.set_user(NURSE)
+    def signed_in(dialog):
+        sign_in(dialog.context, NURSE)
         return True
 
     def exec_(*_):
@@ -407,7 +408,7 @@ def test_vigil_review_opens_the_browser_after_sign_in(qtbot, desat, monkeypatch)
         seen["browser"].close()
         return 0
 
-    monkeypatch.setattr("ui.dialogs.run_modal", sign_in)
+    monkeypatch.setattr("ui.dialogs.run_modal", signed_in)
     monkeypatch.setattr(QApplication, "exec", exec_)
     assert main.main(["review", str(sid), "--db", str(store.path)]) == 0
     assert sid in seen["ids"] and [w.session_id for w in seen["review"]] == [sid]

@@ -31,15 +31,16 @@ CHARGE = Actor(username="cara", display_name="Cara Diaz", role=Role.CHARGE_NURSE
 @pytest.mark.parametrize("pin, message", [
     ("12a4", "digits only"),
     ("", "digits only"),
-    ("123", "4–8 digits"),
-    ("123456789", "4–8 digits"),
-    ("0000", "repeat one digit"),
-    ("77777777", "repeat one digit"),
-    ("1234", "consecutive"),
-    ("4321", "consecutive"),
-    ("7890", "consecutive"),
+    ("2580", "6–12 digits"),      # 4 digits: a stolen database's PINs fall to an offline search
+    ("25801", "6–12 digits"),
+    ("1234567890123", "6–12 digits"),
+    ("000000", "repeat one digit"),
+    ("777777777777", "repeat one digit"),
+    ("123456", "consecutive"),
+    ("654321", "consecutive"),
+    ("789012", "consecutive"),
     ("3210987", "consecutive"),
-    ("١٢٣٤", "digits only"),  # non-ASCII digits
+    ("١٢٣٤٥٦", "digits only"),  # non-ASCII digits
 ])
 def test_weak_or_malformed_pins_are_refused(pin, message):
     with pytest.raises(PinPolicyError, match=message):
@@ -47,30 +48,38 @@ def test_weak_or_malformed_pins_are_refused(pin, message):
     assert issubclass(PinPolicyError, ValueError)
 
 
-@pytest.mark.parametrize("pin", ["1357", "2580", "1212", "90210", "13572468", "1235"])
+@pytest.mark.parametrize("pin", ["135791", "258025", "121212", "902100", "135724681357", "123457"])
 def test_acceptable_pins_pass(pin):
     check_pin_policy(pin)
 
 
+def test_a_clinic_may_require_longer_pins_never_shorter():
+    check_pin_policy("13579135", min_length=8)
+    with pytest.raises(PinPolicyError, match="8–12 digits"):
+        check_pin_policy("135791", min_length=8)
+    with pytest.raises(PinPolicyError, match="6–12 digits"):
+        check_pin_policy("2580", min_length=4)   # below the floor: the floor applies
+
+
 def test_hash_is_self_describing_salted_and_verifies_in_constant_time():
-    stored = hash_pin("2580")  # the production cost, once
+    stored = hash_pin("258025")  # the production cost, once
     assert stored.startswith("$scrypt$ln=14,r=8,p=1$")
-    assert verify_pin("2580", stored)
-    assert not verify_pin("2581", stored)
-    assert hash_pin("2580", log2_n=FAST) != hash_pin("2580", log2_n=FAST)  # random salt
+    assert verify_pin("258025", stored)
+    assert not verify_pin("258026", stored)
+    assert hash_pin("258025", log2_n=FAST) != hash_pin("258025", log2_n=FAST)  # random salt
     assert not verify_pin(None, stored)  # type: ignore[arg-type]
 
 
 def test_hash_refuses_weak_pin_and_damaged_records():
     with pytest.raises(PinPolicyError):
-        hash_pin("1111")
+        hash_pin("111111")
     for damaged in ("", "plain", "$scrypt$ln=30,r=8,p=1$AAAA$AAAA", "$bcrypt$ln=14,r=8,p=1$AAAA$AAAA"):
         with pytest.raises(RefusedAction):
-            verify_pin("2580", damaged)
+            verify_pin("258025", damaged)
 
 
 @hsettings(max_examples=25, deadline=None)
-@given(st.text(alphabet="0123456789", min_size=4, max_size=8))
+@given(st.text(alphabet="0123456789", min_size=6, max_size=12))
 def test_policy_accepts_exactly_the_non_trivial_digit_strings(pin):
     trivial = len(set(pin)) == 1 or {(int(b) - int(a)) % 10 for a, b in zip(pin, pin[1:])} in ({1}, {9})
     if trivial:
@@ -83,7 +92,7 @@ def test_policy_accepts_exactly_the_non_trivial_digit_strings(pin):
 # --------------------------------------------------------------------------- users and roles
 
 def test_users_and_actors_validate_names():
-    user = new_user("Ann", "  Ann   Lee ", Role.NURSE, "2580", log2_n=FAST)
+    user = new_user("Ann", "  Ann   Lee ", Role.NURSE, "258025", log2_n=FAST)
     assert user.username == "ann" and user.display_name == "Ann Lee"
     assert user.actor == Actor(username="ann", display_name="Ann Lee", role=Role.NURSE)
     with pytest.raises(ValidationError, match="User name"):
@@ -107,17 +116,17 @@ def test_require_role_orders_roles_and_names_the_user():
 
 @pytest.fixture(scope="module")
 def users():
-    return [new_user("ann", "Ann Lee", Role.NURSE, "2580", log2_n=FAST),
-            new_user("cara", "Cara Diaz", Role.CHARGE_NURSE, "1357", log2_n=FAST)]
+    return [new_user("ann", "Ann Lee", Role.NURSE, "258025", log2_n=FAST),
+            new_user("cara", "Cara Diaz", Role.CHARGE_NURSE, "135791", log2_n=FAST)]
 
 
 def test_sign_in_returns_the_actor_and_success_resets_failures(users):
     auth = Authenticator(users)
-    assert auth.authenticate("ANN ", "2580", T0) == users[0].actor
+    assert auth.authenticate("ANN ", "258025", T0) == users[0].actor
     with pytest.raises(AuthenticationFailed, match="4 attempts left"):
-        auth.authenticate("ann", "0000", T0)
+        auth.authenticate("ann", "000000", T0)
     assert auth.failures("ann") == 1
-    auth.authenticate("ann", "2580", T0)
+    auth.authenticate("ann", "258025", T0)
     assert auth.failures("ann") == 0
 
 
@@ -125,29 +134,29 @@ def test_five_wrong_pins_lock_for_five_minutes(users):
     auth = Authenticator(users)
     for i in range(4):
         with pytest.raises(AuthenticationFailed, match=f"{4 - i} attempt"):
-            auth.authenticate("ann", "9999", T0 + timedelta(seconds=i))
+            auth.authenticate("ann", "999999", T0 + timedelta(seconds=i))
     with pytest.raises(AccountLocked, match="locked until") as locked:
-        auth.authenticate("ann", "9999", T0 + timedelta(seconds=4))
+        auth.authenticate("ann", "999999", T0 + timedelta(seconds=4))
     until = T0 + timedelta(seconds=4, minutes=5)
     assert locked.value.until == until
     # even the right PIN is refused while locked, and the lock is not extended
     with pytest.raises(AccountLocked, match=f"try again at {clock(until)}"):
-        auth.authenticate("ann", "2580", until - timedelta(seconds=1))
+        auth.authenticate("ann", "258025", until - timedelta(seconds=1))
     assert auth.locked_until("ann", until - timedelta(seconds=1)) == until
     assert auth.locked_until("ann", until) is None
-    assert auth.authenticate("ann", "2580", until) == users[0].actor
+    assert auth.authenticate("ann", "258025", until) == users[0].actor
     # other users are unaffected
-    assert auth.authenticate("cara", "1357", T0).role is Role.CHARGE_NURSE
+    assert auth.authenticate("cara", "135791", T0).role is Role.CHARGE_NURSE
 
 
 def test_unknown_and_inactive_users_get_the_same_answer(users):
     inactive = users[0].model_copy(update={"active": False})
     auth = Authenticator([inactive])
-    for name, pin in (("ann", "2580"), ("nobody", "2580")):
+    for name, pin in (("ann", "258025"), ("nobody", "258025")):
         with pytest.raises(AuthenticationFailed, match="Wrong user name or PIN"):
             auth.authenticate(name, pin, T0)
     with pytest.raises(RefusedAction, match="no time zone"):
-        auth.authenticate("ann", "2580", datetime(2026, 3, 2, 9, 0))
+        auth.authenticate("ann", "258025", datetime(2026, 3, 2, 9, 0))
 
 
 # --------------------------------------------------------------------------- signatures and helpers

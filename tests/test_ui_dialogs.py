@@ -18,10 +18,10 @@ from monitor.alarms.profile import default_profile
 from monitor.assessments import ASSESSMENTS, CADSS6_ITEMS, MOAAS_LEVELS, RASS_LEVELS
 from monitor.patient import Patient, Sex
 from monitor.protocols import EsketaminePlan, KetamineIVPlan
-from tests.factories import make_context, make_service
+from tests.factories import TEST_PIN, make_context, make_service, sign_in, known_pin_hash
 from monitor.session import Phase
 from monitor.settings import ClinicSettings
-from monitor.staff import Actor, Role, hash_pin
+from monitor.staff import Actor, Role
 from monitor.store import SessionStore
 from ui.dialogs import (
     AbortDialog,
@@ -49,8 +49,8 @@ from ui.dialogs import (
 DEVICE = "sim://?scenario=normal&speed=60&waves=0&nibp=3600"
 ANN = Actor(username="ann", display_name="Ann Lee", role=Role.NURSE)
 CARA = Actor(username="cara", display_name="Cara Diaz", role=Role.CHARGE_NURSE)
-PIN = "2468"
-PIN_HASH = hash_pin(PIN)
+PIN = TEST_PIN
+PIN_HASH = known_pin_hash()
 
 
 class Runner:
@@ -102,7 +102,7 @@ def patient(**changes) -> Patient:
 
 def open_iv(ctx, bp=(128, 82), user=ANN):
     """An IV session opened through the start helper, with a manual pre-dose BP."""
-    ctx.set_user(user)
+    sign_in(ctx, user)
     plan = KetamineIVPlan.for_clinic(ctx.settings, weight_kg=70)
     start_session(ctx, StartRequest(patient(), plan, {}, {"nibp_sys": bp[0], "nibp_dia": bp[1]} if bp else {}))
     return ctx.service.pipeline.recorder
@@ -130,17 +130,17 @@ def test_first_run_creates_the_charge_nurse_and_signs_in(qtbot, ctx):
     assert dialog.pin.echoMode() == dialog.pin.EchoMode.Password
     dialog.staff_id.setText("cara")
     dialog.printed_name.setText("Cara Diaz")
-    dialog.pin.setText("1234")
-    dialog.pin_again.setText("1234")
+    dialog.pin.setText("123456")
+    dialog.pin_again.setText("123456")
     dialog.accept()
     assert "run of consecutive digits" in dialog.error.text()
     assert dialog.result() != QDialog.DialogCode.Accepted and ctx.user is None
     assert (dialog.staff_id.text(), dialog.printed_name.text()) == ("cara", "Cara Diaz")
-    dialog.pin.setText("2580")
-    dialog.pin_again.setText("2581")
+    dialog.pin.setText("258025")
+    dialog.pin_again.setText("258026")
     dialog.accept()
     assert "The two PINs differ" in dialog.error.text()
-    dialog.pin_again.setText("2580")
+    dialog.pin_again.setText("258025")
     qtbot.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)
     assert dialog.result() == QDialog.DialogCode.Accepted and dialog.error.text() == ""
     assert ctx.user == CARA
@@ -161,7 +161,7 @@ def test_sign_in_wrong_pin_then_lockout(qtbot, ctx):
     dialog = SignInDialog(ctx)
     qtbot.addWidget(dialog)
     dialog.staff_id.setText("ann")
-    dialog.pin.setText("9753")
+    dialog.pin.setText("975310")
     dialog.accept()
     assert "Wrong user name or PIN (4 attempts left" in dialog.error.text()
     assert dialog.staff_id.text() == "ann" and ctx.user is None
@@ -179,7 +179,7 @@ def test_sign_in_wrong_pin_then_lockout(qtbot, ctx):
 # =========================================================================== start session
 
 def test_start_dialog_refuses_bad_input_and_keeps_it(qtbot, ctx):
-    ctx.set_user(ANN)
+    sign_in(ctx, ANN)
     dialog = StartSessionDialog(ctx)
     qtbot.addWidget(dialog)
     assert dialog.dose.text() == "0.5" and dialog.duration.text() == "40"   # the clinic's typical dose
@@ -225,7 +225,7 @@ def test_start_dialog_refuses_bad_input_and_keeps_it(qtbot, ctx):
 
 
 def test_start_dialog_starts_the_session_with_medications_and_baseline(qtbot, ctx):
-    ctx.set_user(ANN)
+    sign_in(ctx, ANN)
     dialog = StartSessionDialog(ctx)
     qtbot.addWidget(dialog)
     fill_start(dialog)
@@ -246,7 +246,7 @@ def test_start_dialog_starts_the_session_with_medications_and_baseline(qtbot, ct
     assert state.pre_dose_bp()[:2] == (128, 82) and state.nibp_readings[-1].source == "manual"
     assert state.baseline.values == {"hr": 72, "spo2": 98, "rr": 14}
     types = [e.payload["type"] for e in entries(ctx, recorder)]
-    assert types[:4] == ["session_opened", "concomitant_medications", "nibp", "baseline"]
+    assert types[:5] == ["session_opened", "alarm_limits", "concomitant_medications", "nibp", "baseline"]
     assert all(e.user == "ann" for e in entries(ctx, recorder))
     assert ctx.test_store.get_session(recorder.session_id).patient["date_of_birth"] == "1980-05-17"
 
@@ -471,7 +471,7 @@ def test_alarm_limits_dialog_limits_to_bounds_and_applies(qtbot, ctx):
 
 
 def test_clinic_settings_are_refused_to_a_nurse(qtbot, ctx, tmp_path):
-    ctx.set_user(ANN)
+    sign_in(ctx, ANN)
     dialog = ClinicSettingsDialog(ctx)
     qtbot.addWidget(dialog)
     assert dialog.error.text() == "Only a charge nurse may change clinic settings (signed in: Ann Lee, nurse)"
@@ -483,7 +483,7 @@ def test_clinic_settings_are_refused_to_a_nurse(qtbot, ctx, tmp_path):
 
 
 def test_clinic_settings_saved_by_the_charge_nurse(qtbot, ctx, tmp_path):
-    ctx.set_user(CARA)
+    sign_in(ctx, CARA)
     dialog = ClinicSettingsDialog(ctx)
     qtbot.addWidget(dialog)
     assert dialog.error.text() == "" and dialog.ok_button.isEnabled()
@@ -510,46 +510,46 @@ def test_clinic_settings_saved_by_the_charge_nurse(qtbot, ctx, tmp_path):
 
 def test_users_dialog(qtbot, ctx):
     ctx.test_store.add_user("cara", "Cara Diaz", "charge_nurse", PIN_HASH, by=None)
-    ctx.set_user(ANN)
+    sign_in(ctx, Actor(username="bob", display_name="Bob Ray", role=Role.NURSE))
     refused = UsersDialog(ctx)
     qtbot.addWidget(refused)
     assert "Only a charge nurse may manage staff accounts" in refused.error.text()
     assert not refused.add_button.isEnabled()
-    ctx.set_user(CARA)
+    sign_in(ctx, CARA)
     dialog = UsersDialog(ctx)
     qtbot.addWidget(dialog)
-    assert dialog.table.rowCount() == 1
+    assert dialog.table.rowCount() == 2
     dialog.add_id.setText("ann")
     dialog.add_name.setText("Ann Lee")
-    dialog.add_pin.setText("1111")
-    dialog.add_pin_again.setText("1111")
+    dialog.add_pin.setText("111111")
+    dialog.add_pin_again.setText("111111")
     qtbot.mouseClick(dialog.add_button, Qt.MouseButton.LeftButton)
     assert "may not repeat one digit" in dialog.error.text() and dialog.add_id.text() == "ann"
     dialog.add_pin.setText(PIN)
-    dialog.add_pin_again.setText("2469")
+    dialog.add_pin_again.setText("246814")
     qtbot.mouseClick(dialog.add_button, Qt.MouseButton.LeftButton)
     assert "The two PINs differ" in dialog.error.text()
     dialog.add_pin_again.setText(PIN)
     qtbot.mouseClick(dialog.add_button, Qt.MouseButton.LeftButton)
-    assert dialog.error.text() == "" and dialog.table.rowCount() == 2
+    assert dialog.error.text() == "" and dialog.table.rowCount() == 3
     assert ctx.test_store.get_user("ann").role == "nurse" and dialog.selected_login() == "ann"
     qtbot.mouseClick(dialog.toggle_button, Qt.MouseButton.LeftButton)
     assert not ctx.test_store.get_user("ann").active and dialog.toggle_button.text() == "Reactivate"
     qtbot.mouseClick(dialog.toggle_button, Qt.MouseButton.LeftButton)
     assert ctx.test_store.get_user("ann").active
-    dialog.new_pin.setText("1357")
-    dialog.new_pin_again.setText("1357")
+    dialog.new_pin.setText("135791")
+    dialog.new_pin_again.setText("135791")
     qtbot.mouseClick(dialog.reset_button, Qt.MouseButton.LeftButton)
     assert dialog.error.text() == ""
     dialog.select("cara")
     qtbot.mouseClick(dialog.toggle_button, Qt.MouseButton.LeftButton)
     assert "cannot deactivate your own account" in dialog.error.text() and ctx.test_store.get_user("cara").active
     ctx.set_user(None)
-    sign_in = SignInDialog(ctx)
-    qtbot.addWidget(sign_in)
-    sign_in.staff_id.setText("ann")
-    sign_in.pin.setText("1357")
-    sign_in.accept()
+    signing_in = SignInDialog(ctx)
+    qtbot.addWidget(signing_in)
+    signing_in.staff_id.setText("ann")
+    signing_in.pin.setText("135791")
+    signing_in.accept()
     assert ctx.user == ANN
 
 
@@ -572,7 +572,7 @@ def test_discharge_dialog_criteria_override_and_close(qtbot, ctx):
     dialog.escort_name.setText("Sam Doe")
     qtbot.mouseClick(dialog.escort_button, Qt.MouseButton.LeftButton)
     assert dialog.criteria_labels["escort"][0].text() == "✓" and "Sam Doe" in dialog.escort_status.text()
-    ctx.set_user(CARA)
+    sign_in(ctx, CARA)
     dialog.refresh()
     assert dialog.override.isEnabled() and dialog.printed_name.text() == "Cara Diaz (charge nurse)"
     dialog.accept()

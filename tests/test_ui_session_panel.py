@@ -17,10 +17,10 @@ from monitor.alarms.profile import default_profile
 from monitor.assessments import EVENTS, PresetEvent
 from monitor.patient import Sex
 from monitor.protocols import ProtocolKind
-from tests.factories import make_context, make_service
+from tests.factories import TEST_PIN, ensure_account, make_context, make_service, sign_in
 from monitor.session import Phase
 from monitor.settings import ClinicSettings
-from monitor.staff import Actor, Role, hash_pin
+from monitor.staff import Actor, Role
 from monitor.store import SessionStore
 from ui.dialogs import (
     AssessmentDialog,
@@ -42,7 +42,7 @@ pytestmark = pytest.mark.qt_log_ignore(r"This plugin does not support propagateS
 # long after these tests, so it cannot be averaged with the manual pre-dose BP under test.
 DEVICE = "sim://?scenario=normal&speed=60&waves=0&nibp=3600"
 ANN = Actor(username="ann", display_name="Ann Lee", role=Role.NURSE)
-PIN = "2468"
+PIN = TEST_PIN
 
 
 class Runner:
@@ -68,7 +68,7 @@ class Runner:
 def ctx(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("VIGIL_CONFIG_DIR", str(tmp_path / "config"))
     store = SessionStore(tmp_path / "s.sqlite")
-    store.add_user("ann", "Ann Lee", "nurse", hash_pin(PIN), by=None)
+    ensure_account(store, ANN)
     service = make_service(DEVICE, store, ClinicSettings(), default_profile(), tick_s=0.05)
     seen: list[bool] = []
     service.batch_received.connect(
@@ -89,7 +89,7 @@ def runner():
     set_dialog_runner(None)
 
 
-def sign_in(dialog: SignInDialog) -> None:
+def pin_in(dialog: SignInDialog) -> None:
     dialog.staff_id.setText("ann")
     dialog.pin.setText(PIN)
     dialog.accept()
@@ -135,7 +135,7 @@ def test_iv_session_from_start_to_pause_resume_with_events_and_assessments(qtbot
     assert not bar.content.isEnabled() and "Start a session" in bar.hint.text()
 
     # Start session: nobody signed in → sign-in first, then the start dialog (manual BP 150/95).
-    runner.on(SignInDialog, sign_in)
+    runner.on(SignInDialog, pin_in)
     runner.on(StartSessionDialog, start_form(ProtocolKind.KETAMINE_IV, ("150", "95")))
     click(qtbot, panel.start_session_button)
     assert runner.seen == ["SignInDialog", "StartSessionDialog"] and ctx.user == ANN
@@ -217,7 +217,7 @@ def test_iv_session_from_start_to_pause_resume_with_events_and_assessments(qtbot
 
 
 def test_esketamine_devices_and_nibp_due(qtbot, ctx, runner):
-    ctx.set_user(ANN)
+    sign_in(ctx, ANN)
     panel = SessionPanel(ctx)
     qtbot.addWidget(panel)
     panel.show()

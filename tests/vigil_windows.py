@@ -20,6 +20,7 @@ from monitor.assessments import ASSESSMENTS
 from monitor.patient import Patient
 from monitor.protocols import KetamineIVPlan
 from monitor.staff import Actor, Role
+from tests.factories import sign_in
 
 ANN = Actor(username="ann", display_name="Ann Lee", role=Role.NURSE)
 
@@ -27,7 +28,7 @@ ANN = Actor(username="ann", display_name="Ann Lee", role=Role.NURSE)
 def start_infusion(window, user: Actor = ANN) -> int:
     """Sign ``user`` in and open an IV ketamine session with the infusion running; its id."""
     service = window.service
-    window.context.set_user(user)
+    sign_in(window.context, user)
     service.start_session(Patient(display_name="Jo Doe", weight_kg=70), KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70),
                           user)
     service.waive_pre_dose_check(user, "test")

@@ -303,7 +303,7 @@ class MainWindow(QMainWindow):
     def on_settings_changed(self) -> None:
         """The charge nurse saved clinic settings: they apply from the next session (limits) and
         at once for latching and the audio pause (decided by the service)."""
-        self.service.apply_settings(self.context.settings, self.context.profile)
+        self.service.apply_settings(self.context.token, self.context.settings, self.context.profile)
         profile = self.service.session_profile
         self.alarm_area.profile = profile
         for key, tile in self.tiles.items():

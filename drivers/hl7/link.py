@@ -58,6 +58,7 @@ class MllpLink(Link):
         self.host, self.port = host, port
         self.source = source
         self.expected_interval = float(interval)
+        self.bed = bed  # the chair's bed from the device URL: kept when a session names its patient
         self.gate = PatientGate(bed, patient)
         self.codebook = Codebook(LocalCodes.load(codes))
         self._selector: selectors.BaseSelector | None = None
@@ -71,9 +72,11 @@ class MllpLink(Link):
 
     # ----------------------------------------------------------------------- public
     def set_expected_patient(self, bed: str | None = None, patient: str | None = None) -> None:
-        """Accept only messages for ``bed`` and ``patient`` from now on (see
-        :class:`~drivers.hl7.host.PatientGate`); thread-safe."""
-        self.gate.set_expected(bed, patient)
+        """Accept only messages for ``bed`` (None: the bed of the device URL, if any) and
+        ``patient`` (None: any, the gate locking on the first patient it accepts) from now on (see
+        :class:`~drivers.hl7.host.PatientGate`); thread-safe. A session's start names its patient;
+        its end clears the patient, so that the next patient at this bed is accepted."""
+        self.gate.set_expected(bed if bed is not None else self.bed, patient)
 
     @property
     def stats(self) -> Hl7Stats:

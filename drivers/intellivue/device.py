@@ -18,6 +18,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from drivers.emulation import DeviceEmulator, DeviceSnapshot
 from drivers.intellivue import messages as m
@@ -177,7 +178,7 @@ def _reply_messages(
     extended: bool, objects_per_message: int | None, obj_code: int = m.NOM_MOC_VMO_METRIC_NU,
     attr_group: int = m.NOM_ATTR_GRP_ALL, sequence_no: int = 0,
 ) -> list[bytes]:
-    common = dict(invoke_id=invoke_id, poll_number=poll_number, rel_time=rel_time, abs_time=abs_time,
+    common: dict[str, Any] = dict(invoke_id=invoke_id, poll_number=poll_number, rel_time=rel_time, abs_time=abs_time,
                   obj_code=obj_code, attr_group=attr_group, extended=extended, sequence_no=sequence_no)
     if not objects_per_message or len(objects) <= objects_per_message:
         return [m.build_poll_reply(objects, **common)]

@@ -48,6 +48,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import cast
 
 from drivers.base import Decoder, SerialSettings
 from drivers.intellivue import messages as m
@@ -92,7 +93,7 @@ def _kelvin_to_celsius(value: float) -> float:
     return round(value - 273.15, 2)
 
 
-_RATE = {m.NOM_DIM_BEAT_PER_MIN: None, m.NOM_DIM_PULS_PER_MIN: None, m.NOM_DIM_PER_MIN: None}
+_RATE: dict[int, Callable[[float], float] | None] = {m.NOM_DIM_BEAT_PER_MIN: None, m.NOM_DIM_PULS_PER_MIN: None, m.NOM_DIM_PER_MIN: None}
 #: Pressures (blood pressure, CO2) in mmHg, or in Pa, hPa, mbar (= hPa) or kPa, converted.
 _PRESSURE = {m.NOM_DIM_MMHG: None, m.NOM_DIM_KILO_PA: _pressure(1.0), m.NOM_DIM_HECTO_PASCAL: _pressure(0.1),
              m.NOM_DIM_MILLI_BAR: _pressure(0.1), m.NOM_DIM_X_PASCAL: _pressure(0.001)}
@@ -180,9 +181,10 @@ class _Template:
         for _context, _handle, attrs in reply.objects:
             if m.NOM_ATTR_NU_VAL_OBS not in attrs and m.NOM_ATTR_NU_CMPD_VAL_OBS not in attrs:
                 continue
+            spans = cast("dict[int, tuple[int, int]]", attrs)  # the reply was parsed with offsets=True
             slot: list[int] = []
             for aid in _ATTR_SLOTS:
-                span = attrs.get(aid)
+                span = spans.get(aid)
                 if span is None:
                     slot += (-1, -1)
                 else:
@@ -467,6 +469,8 @@ class IntelliVueDecoder(Decoder):
         try:
             for nu, compound, stamp_abs, stamp_rel in values:
                 if compound is None:
+                    if nu is None:  # a template slot with neither value (not kept by the template)
+                        continue
                     # The common case, one NuObsValue: inlined.
                     hit = cache_get(nu)
                     if hit is None:
@@ -480,13 +484,12 @@ class IntelliVueDecoder(Decoder):
                         continue
                     raws: Sequence[bytes] = (nu,)
                 else:
-                    raws = self._compound_cache.get(compound)
-                    if raws is None:
+                    cached = self._compound_cache.get(compound)
+                    if cached is None:
                         if len(self._compound_cache) > 256:
                             self._compound_cache.clear()
-                        raws = self._compound_cache[compound] = _compound_raws(compound)
-                    if nu is not None:
-                        raws = (nu, *raws)
+                        cached = self._compound_cache[compound] = _compound_raws(compound)
+                    raws = cached if nu is None else (nu, *cached)
                 object_nibp = False
                 for raw in raws:
                     hit = cache_get(raw)

@@ -27,6 +27,7 @@ import struct
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from drivers.errors import DeviceError
 
@@ -510,9 +511,9 @@ def parse_user_info(message: bytes) -> dict[str, int] | None:
         profiles, _ = parse_attribute_list(info, offset, len(info))
         profile = profiles.get(NOM_POLL_PROFILE_SUPPORT)
         if profile is not None and len(profile) >= 24:
-            names = ("poll_profile_revision", "min_poll_period", "max_mtu_rx", "max_mtu_tx",
-                     "max_bw_tx", "options")
-            result.update(zip(names, struct.unpack_from(">IIIIII", profile)))
+            profile_names = ("poll_profile_revision", "min_poll_period", "max_mtu_rx", "max_mtu_tx",
+                             "max_bw_tx", "options")
+            result.update(zip(profile_names, struct.unpack_from(">IIIIII", profile)))
             packages, _ = parse_attribute_list(profile, 24, len(profile))
             ext = packages.get(NOM_ATTR_POLL_PROFILE_EXT)
             if ext is not None and len(ext) >= 4:
@@ -827,7 +828,7 @@ def _walk_poll_info(
             attrs_end = off + length
             if attrs_end > context_end:
                 raise PduError("ObservationPoll longer than its context")
-            attrs: dict[int, bytes] = {}
+            attrs: dict[int, Any] = {}  # values, or (start, end) spans with ``offsets``
             for _ in range(n_attrs):
                 if off + 4 > attrs_end:
                     raise PduError("AVA header truncated")

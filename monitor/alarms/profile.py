@@ -4,7 +4,8 @@ A profile is data (pydantic, JSON on disk). The clinic default shipped in
 ``resources/alarm_profile_default.json`` is the clinic's table of default limits for an adult
 ketamine session. A session may adjust a limit, but only inside the bounds the clinic set for
 it (:meth:`AlarmProfile.adjusted`); anything else is refused with a message that says which limit
-and which bounds.
+and which bounds. Whatever the clinic or the chair chooses, a profile that goes past the hard limits
+of :mod:`monitor.alarms.safety` (or lacks a required alarm) is refused, at load and at every change.
 
 Rule kinds:
 
@@ -32,10 +33,12 @@ added, the acquisition watchdog joins the device link), and the upgrade is repor
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -312,12 +315,32 @@ class AlarmProfile(_Model):
                 rules[index] = rule.model_copy(update={"levels": tuple(levels)})
             else:
                 raise ValueError(f"limit {key!r} cannot be adjusted")
-        return AlarmProfile(schema_version=self.schema_version, name=self.name + " (adjusted)",
-                            rules=tuple(rules))
+        from monitor.alarms.safety import check_profile  # noqa: PLC0415 (it reads this module's models)
+
+        return check_profile(AlarmProfile(schema_version=self.schema_version, name=self.name + " (adjusted)",
+                                          rules=tuple(rules)), "the changed alarm limits")
 
     def to_json(self) -> str:
         """The profile as JSON (priorities by name)."""
-        return json.dumps(_named(self.model_dump(mode="python")), indent=2)
+        return json.dumps(self.to_payload(), indent=2)
+
+    def to_payload(self) -> dict:
+        """The profile as a JSON-ready dict (priorities by name): what a session's record keeps."""
+        return _named(self.model_dump(mode="python"))
+
+    def fingerprint(self) -> str:
+        """:func:`profile_fingerprint` of this profile."""
+        return profile_fingerprint(self.to_payload())
+
+
+def profile_fingerprint(payload: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a profile's JSON payload (:meth:`AlarmProfile.to_payload`): its ``rules`` and
+    ``schema_version`` in canonical JSON (sorted keys, no spaces), not its name — equal for profiles
+    that alarm alike. Computed on the payload as recorded, so a session's record can be checked
+    against it by any later Vigil. A payload without ``rules`` raises ``KeyError``."""
+    text = json.dumps({"schema_version": payload.get("schema_version"), "rules": payload["rules"]},
+                      sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _named(value):
@@ -342,6 +365,15 @@ class ProfileError(ConfigError):
     """A profile file that cannot be used; the message names the file and the problem."""
 
 
+class UnsafeProfileError(ProfileError):
+    """A profile that goes past the limits a clinic cannot go past (:mod:`monitor.alarms.safety`);
+    ``problems`` lists each one, and the message names them all."""
+
+    def __init__(self, message: str, problems: list[str]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
 def load_profile(path: str | Path | None = None) -> AlarmProfile:
     """Load a profile from ``path`` (default: the clinic default shipped with Vigil)."""
     if path is None:
@@ -360,12 +392,15 @@ def load_profile(path: str | Path | None = None) -> AlarmProfile:
     if isinstance(data, dict):
         data, _ = migrate_profile_data(data)
     try:
-        return AlarmProfile.model_validate(data)
+        profile = AlarmProfile.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first.get("loc", ()))
         raise ProfileError(f"alarm profile {where} is invalid at {loc or 'top level'}: {first.get('msg')} "
                            f"({exc.error_count()} problem(s))") from None
+    from monitor.alarms.safety import check_profile  # noqa: PLC0415 (it reads this module's models)
+
+    return check_profile(profile, f"alarm profile {where}")
 
 
 def _default_data() -> dict:

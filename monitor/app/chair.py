@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers.errors import VigilError
 from monitor.alarms.profile import AlarmProfile, ProfileError
@@ -28,6 +28,10 @@ from monitor.config import db_path, load_clinic_profile, load_clinic_settings, o
 from monitor.settings import ClinicSettings, SettingsError
 from monitor.store import SessionStore, StoreError
 from monitor.store.reader import StoreReader
+from monitor.store.recovery import Backlog
+
+if TYPE_CHECKING:
+    from monitor.board.publisher import ChairPublisher
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +70,8 @@ class Desk:
         except ChairSetupError:
             self.store.close()
             raise
-        self.records = Records(self.store)
-        self.clinic = Clinic(self.store)
+        self.clinic = Clinic(self.store, settings=self.settings)
+        self.records = Records(self.store, self.clinic.signins)
 
     def close(self) -> None:
         """Close the database."""
@@ -101,13 +105,13 @@ class Chair:
             self.store.close()
             raise
         self.service = service_factory(self.pipeline)
-        self.records = Records(self.store)
+        self.records = Records(self.store, self.service.signins)
         writer = self.pipeline.writer
 
         def submit(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:  # in order with the recording
             return writer.put_call(fn, *args, **kwargs).result(30) if writer.is_alive() else fn(*args, **kwargs)
-        self.clinic = Clinic(self.store, submit=submit)
-        self.publisher = None
+        self.clinic = Clinic(self.store, submit=submit, signins=self.service.signins, settings=self.settings)
+        self.publisher: ChairPublisher | None = None
         if board_args is not None or self.settings.board.publish_url:
             self._attach_board(board_args)
 
@@ -159,6 +163,11 @@ class Chair:
             self.publisher = publisher
             self.pipeline.add_listener(publisher)
 
+    @property
+    def unsaved(self) -> Backlog | None:
+        """What the recording could not write and where it was saved, once closed; None when all was written."""
+        return self.pipeline.writer.unsaved
+
     def start(self) -> None:
         """Start the pipeline (and the publisher)."""
         self.pipeline.start()
@@ -166,7 +175,9 @@ class Chair:
             self.publisher.start()
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop everything (an open session stays open, to be resumed) and close the database."""
+        """Stop everything (an open session stays open, to be resumed) and close the database. If
+        writing still fails after ``timeout`` s, what was not written is saved to a recovery file:
+        :attr:`unsaved` says how much and where (None when everything was written)."""
         if self.publisher is not None:
             self.publisher.close()
         self.pipeline.stop(timeout)

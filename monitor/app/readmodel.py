@@ -35,6 +35,7 @@ from monitor.app.privacy import DEIDENTIFIED, Privacy, SafeHarbor
 from monitor.patient import age_on
 from monitor.protocols import MG_PER_DEVICE, ProtocolKind
 from monitor.settings import ClinicSettings
+from monitor.store.seal import IMPORTED_ACTION
 from monitor.store import (
     QUALITY_BITS,
     Block,
@@ -48,14 +49,15 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "FLAGGED_BITS", "PatientView", "ChartRow", "InfusionRow", "DeviceRow", "NibpRow", "NoteRow",
-    "AlarmActionRow", "ACTION_LABELS", "AlarmView", "PhaseSpan", "Criterion", "SignatureView", "SessionView",
-    "load_session", "IMPORT_ACTION", "condition_label",
+    "AlarmActionRow", "AlarmLimitsRow", "ACTION_LABELS", "AlarmView", "PhaseSpan", "Criterion", "SignatureView",
+    "SessionView",
+    "load_session", "IMPORT_ACTION", "condition_label", "import_label",
 ]
 
 #: Quality bits that make a value unusable for statistics and trends (all but SIMULATED and MANUAL).
 FLAGGED_BITS = sum(bit for flag, bit in QUALITY_BITS.items() if flag not in (Quality.SIMULATED, Quality.MANUAL))
-#: The audit action recorded when a session is imported from an archive.
-IMPORT_ACTION = "session_imported"
+#: The audit action recorded when a session is imported from an archive (or salvaged from a damaged file).
+IMPORT_ACTION = IMPORTED_ACTION
 _SEX = {"female": "female", "male": "male", "other": "other"}
 
 
@@ -145,6 +147,18 @@ class NoteRow:
     title: str
     summary: str
     detail: str | None
+    by: str
+
+
+@dataclass(frozen=True)
+class AlarmLimitsRow:
+    """An alarm profile recorded for the session: when, by whom, where from ("clinic default" or
+    "changed at the chair"), its SHA-256 fingerprint, and the limits that entry changed."""
+
+    t: datetime
+    source: str
+    sha256: str
+    changes: dict[str, float]
     by: str
 
 
@@ -280,7 +294,43 @@ class SessionView:
     state: Any = None
     replay_error: str | None = None
     staff: dict[str, tuple[str, str]] = field(default_factory=dict)
+    alarm_limits: list[AlarmLimitsRow] = field(default_factory=list)
+    #: Where the session came from when it was not recorded here ("Imported from … by … on …"), else None.
+    imported: str | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def alarm_limits_text(self) -> str:
+        """One line on the alarm profile in force at the end: "clinic default" or "changed at the
+        chair" (how many changes), and its SHA-256 (in four groups of 16 hex digits, so that it
+        wraps); "not recorded" for a session recorded before Vigil kept it."""
+        if not self.alarm_limits:
+            return "not recorded (session recorded before Vigil kept its alarm profile)"
+        last = self.alarm_limits[-1]
+        changes = sum(1 for row in self.alarm_limits if row.changes)
+        more = f" ({changes} change{'s' if changes != 1 else ''})" if changes else ""
+        sha = " ".join(last.sha256[i:i + 16] for i in range(0, len(last.sha256), 16))
+        return f"{last.source}{more}, profile SHA-256 {sha}"
+
+    @property
+    def verified(self) -> str:
+        """One line: the record checked against its audit trail now (``vigil verify SESSION``), for an
+        export's notice. Computed on first use (it reads the whole session)."""
+        if "verified" not in self._cache:
+            check = getattr(self.store, "verify_session", None)
+            self._cache["verified"] = (check(self.session_id).summary() if check is not None else
+                                       "Record checked by the clinic record when it arrived from its chair "
+                                       "(see its flags in vigil sessions)")
+        return str(self._cache["verified"])
+
+    @property
+    def record_notice(self) -> list[str]:
+        """What every export says of the record: the verification at export, and where an imported
+        session came from (only that it was imported, when de-identified)."""
+        lines = [self.verified]
+        if self.imported:
+            lines.append("Imported from an archive" if self.deidentified else self.imported)
+        return lines
 
     # ------------------------------------------------------------------ small helpers
     @property
@@ -515,6 +565,8 @@ class _Builder:
         baseline = {k: float(v) for k, v in baseline.items() if k in CATALOGUE and isinstance(v, (int, float))}
 
         alarms, system_actions = self.alarms()
+        alarm_limits = [self.alarm_limits_row(e) for e in self.entries
+                        if e.payload.get("type") == "alarm_limits" and e.amends is None]
         gaps = [(p.dt(g.start), p.dt(g.end), p.text(g.reason) or "not recording") for g in self.store.gaps(record.id)]
 
         if protocol is ProtocolKind.ESKETAMINE:
@@ -546,9 +598,18 @@ class _Builder:
             nibp=nibp, notes=notes, alarms=alarms, system_actions=system_actions, gaps=gaps, phases=phases,
             discharge=discharge, discharge_source=discharge_source, concomitant=concomitant,
             concomitant_other=concomitant_other, baseline=baseline, dosing_start=dosing_start,
-            dosing_end=dosing_end, delivered_mg=delivered, state=state, replay_error=replay_error, staff=self.staff)
+            dosing_end=dosing_end, delivered_mg=delivered, state=state, replay_error=replay_error, staff=self.staff,
+            alarm_limits=alarm_limits, imported=import_label(self.store, self.record.id))
 
     # ------------------------------------------------------------------------------------------
+    def alarm_limits_row(self, e: Any) -> AlarmLimitsRow:
+        pl = e.payload
+        t = self.p.dt(e.t)
+        assert t is not None
+        return AlarmLimitsRow(t, str(pl.get("source", "")), str(pl.get("sha256", "")),
+                              {str(k): float(v) for k, v in (pl.get("changes") or {}).items()},
+                              self.actor(pl.get("by"), e.user))
+
     def patient(self, payload: dict[str, Any], name: str, age: int | None) -> PatientView:
         p = self.p
         sex = _SEX.get(str(payload.get("sex", "")).lower(), "unknown")
@@ -644,14 +705,14 @@ class _Builder:
             return ChartRow(t, category, kind, kind, None, kind, None, by, seq)
         title = type(model).title
         if category == "assessment":
-            fields = model.model_dump(mode="json")
+            fields: dict[str, Any] = model.model_dump(mode="json")
             return ChartRow(t, category, kind, title, float(model.score), model.describe(), None, by, seq,
                             fields=fields)
         data = model.model_dump(mode="json")
         detail = None
         if kind == "note":
             summary, detail = "Note", p.text(data.get("text"))
-            fields: dict[str, Any] = {}
+            fields = {}
         elif kind == "rescue_medication":  # drug and "given by" are typed: free text
             given = p.person(data.get("given_by"), None) if not p.deidentified else "staff"
             drug = p.text(data["drug"])
@@ -680,6 +741,9 @@ class _Builder:
             return ", ".join(f"{k.replace('_', ' ')} {'yes' if v else 'no'}" for k, v in meds.items())
         if kind in ("session_closed", "clinically_stable"):
             return self.p.meaning(str(pl.get("meaning", "")))
+        if kind == "alarm_limits":
+            changes = ", ".join(f"{k} {v:g}" for k, v in (pl.get("changes") or {}).items())
+            return f"{pl.get('source')}{': ' + changes if changes else ''} (SHA-256 {str(pl.get('sha256'))[:12]}…)"
         return ""
 
     def note_detail(self, kind: str, pl: dict[str, Any]) -> str | None:
@@ -787,6 +851,7 @@ _NOTE_TITLES = {
     "escort": "Escort confirmed", "clinically_stable": "Clinically stable sign-off", "dosing_ended": "Dosing ended early",
     "concomitant_medications": "Concomitant medications", "session_closed": "Session closed",
     "session_aborted": "Session ended without discharge", "session_opened": "Session opened",
+    "alarm_limits": "Alarm limits",
 }
 
 
@@ -848,6 +913,20 @@ def _staff(store: SessionStore, record: Any, entries: list[Any]) -> dict[str, tu
 def import_marker(store: SessionStore, session_id: int) -> Any:
     """The audit row that recorded the import of this session from an archive, or None."""
     return next((r for r in store.audit_rows(session_id) if r.action == IMPORT_ACTION), None)
+
+
+def import_label(store: Any, session_id: int) -> str | None:
+    """"Imported from FILE by WHO on DATE" (or "Salvaged from FILE …") for a session that was not
+    recorded in this record, else None: the one line every screen and export shows of it."""
+    marker = import_marker(store, session_id)
+    if marker is None:
+        return None
+    p = marker.payload
+    when = marker.t.astimezone().strftime("%Y-%m-%d %H:%M")
+    if p.get("salvaged_from"):
+        return f"Salvaged from the damaged database {p['salvaged_from']} on {when}"
+    who = marker.user or p.get("imported_by") or "unknown"
+    return f"Imported from {p.get('file') or 'an archive'} by {who} on {when}"
 
 
 def _dosing_span(infusion: list[InfusionRow], devices: list[DeviceRow], entries: list[Any], plan: dict[str, Any],

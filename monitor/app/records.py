@@ -12,9 +12,11 @@ from datetime import datetime
 from typing import Any
 
 from monitor.app.readmodel import SessionView, load_session
-from monitor.app.review import add_late_entry, check_late_entry
-from monitor.staff import Actor
-from monitor.store import SESSION_STATUSES, Entry, SessionRecord, SessionSummary, UserRecord, WaveformSlice
+from monitor.app.review import LateEntryError, add_late_entry, check_late_entry
+from monitor.staff import SignIns
+from monitor.store import (
+    SESSION_STATUSES, Entry, SessionRecord, SessionStore, SessionSummary, UserRecord, WaveformSlice,
+)
 from monitor.store.reader import StoreReader
 
 __all__ = ["Records", "SessionRecord", "SessionSummary", "Entry", "UserRecord", "WaveformSlice",
@@ -23,10 +25,12 @@ __all__ = ["Records", "SessionRecord", "SessionSummary", "Entry", "UserRecord", 
 
 class Records:
     """Queries over one store (see the module docstring). ``store`` is kept for the application
-    layer's own helpers (the review's loaders), which receive it from here."""
+    layer's own helpers (the review's loaders), which receive it from here. ``signins``: who is
+    signed in (shared with the clinic's administration), for late entries."""
 
-    def __init__(self, store: StoreReader) -> None:
+    def __init__(self, store: StoreReader, signins: SignIns | None = None) -> None:
         self.store = store
+        self.signins = signins if signins is not None else SignIns()
 
     @property
     def readonly(self) -> bool:
@@ -44,7 +48,7 @@ class Records:
 
     def list_sessions(self, **filters: Any) -> list[SessionSummary]:
         """Sessions matching the browser's filters (see ``SessionStore.list_sessions``)."""
-        return self.store.list_sessions(**filters)
+        return list(self.store.list_sessions(**filters))
 
     def open_sessions(self) -> list[SessionRecord]:
         """Sessions a crash left open (a chair's own file; none elsewhere)."""
@@ -88,7 +92,14 @@ class Records:
         """Refuse a late entry before it is asked for (see :func:`monitor.app.review.check_late_entry`)."""
         return check_late_entry(self.store, session_id, event, t, reason)
 
-    def add_late_entry(self, session_id: int, event: Mapping[str, Any], t: datetime, actor: Actor,
+    def add_late_entry(self, session_id: int, event: Mapping[str, Any], t: datetime, token: object,
                        reason: str) -> int:
-        """Chart an event after the fact on a closed session (checked, audited; returns its id)."""
+        """Chart an event after the fact on a closed session, as the user signed in with ``token``
+        (checked, audited; returns its id). A made-up ``Actor`` or an ended sign-in is refused
+        (:class:`~monitor.staff.NotSignedIn`). The clinic record is read-only here: late entries
+        are charted at the chair that recorded the session."""
+        actor = self.signins.actor(token)
+        if not isinstance(self.store, SessionStore):
+            raise LateEntryError(f"{self.location} is read-only here: chart late entries at the chair that "
+                                 "recorded the session")
         return add_late_entry(self.store, session_id, event, t, actor, reason)

@@ -37,6 +37,7 @@ from monitor.app.stats import CONTINUOUS, NIBP_KEYS, VitalStats, vital_stats
 from monitor.app.readmodel import FLAGGED_BITS, Criterion, SessionView
 from monitor.staff import Actor, RefusedAction
 from monitor.store import PRIORITIES, Entry, Envelope, SessionStore, bits_to_quality
+from monitor.store.reader import StoreReader
 
 log = logging.getLogger(__name__)
 
@@ -350,12 +351,15 @@ class ReviewSummary:
     discharge_source: str
     duration_s: float
     gaps: list[tuple[datetime, datetime, str]] = field(default_factory=list)
+    #: The alarm profile in force (:attr:`SessionView.alarm_limits_text`).
+    alarm_limits: str = ""
 
 
 def summarize(view: SessionView, numerics: Mapping[str, Series]) -> ReviewSummary:
     """Per vital (continuous vitals and NIBP, catalogue order): usable values, min / max / mean and
     time (or NIBP readings) outside the default limits; alarms counted by their highest priority;
-    the dose delivered and planned; each phase's duration (s); the discharge criteria."""
+    the dose delivered and planned; each phase's duration (s); the discharge criteria; the alarm
+    profile in force."""
     stats = []
     for key in CATALOGUE:
         if key not in numerics or (key not in CONTINUOUS and key not in NIBP_KEYS):
@@ -367,7 +371,7 @@ def summarize(view: SessionView, numerics: Mapping[str, Series]) -> ReviewSummar
     phases = [(ph.label, (ph.end - ph.start).total_seconds()) for ph in view.phases]
     return ReviewSummary(stats, counts, sum(1 for a in view.alarms if a.kind == "technical"), view.delivered_mg,
                          view.planned_dose_mg, phases, list(view.discharge), view.discharge_source,
-                         (view.end - view.start).total_seconds(), list(view.gaps))
+                         (view.end - view.start).total_seconds(), list(view.gaps), view.alarm_limits_text)
 
 
 # ----------------------------------------------------------------------------------------- late entries
@@ -379,7 +383,7 @@ def late_entry_events() -> dict[str, str]:
     return kinds
 
 
-def check_late_entry(store: SessionStore, session_id: int, event: Mapping[str, Any], t: datetime,
+def check_late_entry(store: StoreReader, session_id: int, event: Mapping[str, Any], t: datetime,
                      reason: str) -> Event:
     """Everything :func:`add_late_entry` checks before recording, without recording: return the
     validated event or raise (:class:`LateEntryError`, or the event model's refusal)."""

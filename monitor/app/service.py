@@ -10,12 +10,20 @@ raises the session's message (``RefusedAction``/``ValueError``) and records noth
 Times: a command's ``t`` defaults to *now on the record's timeline* (the device's clock; the
 simulated monitor's for the simulated monitor), taken on the pipeline thread.
 
+Privileged commands — closing or aborting a session (signatures), the clinically-stable sign-off,
+a session's alarm limits, applying clinic settings — take the session token of a sign-in
+(:meth:`monitor.app.clinic.Clinic.authenticate`) and find the user in :attr:`SessionService.signins`
+(shared with the clinic's administration); a made-up ``Actor`` or an ended sign-in is refused with
+:class:`~monitor.staff.NotSignedIn`. Bedside actions (charting, acknowledging, pausing audio) take
+the acting user as before.
+
 Queries (``now``, ``alarm_state``, ``session``, ``active_alarms`` …) return copies safe to read on
 any thread; nothing here hands out the alarm engine or the live session.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal
@@ -24,7 +32,8 @@ from drivers.acquisition import Link
 from drivers.base import DecoderStats
 from drivers.transport import DeviceSpec, open_link, parse_device_url
 from monitor.alarms.engine import AlarmState
-from monitor.alarms.profile import AlarmProfile
+from monitor.alarms.profile import AlarmProfile, migrate_profile_data
+from monitor.alarms.safety import check_profile
 from monitor.app.pipeline import Pipeline
 from monitor.app.recorder import SessionRecorder
 from monitor.assessments import Assessment, Event
@@ -33,16 +42,20 @@ from monitor.protocols import EsketaminePlan, KetamineIVPlan
 from monitor.session import CLOSE_MEANING, SessionState
 from monitor.session.record import EntryBase
 from monitor.settings import ClinicSettings
-from monitor.staff import Actor
+from monitor.staff import Actor, Role, SignIns, nurse_message, require_role
 
 __all__ = ["SessionService"]
 
+log = logging.getLogger(__name__)
+
 
 class SessionService:
-    """Typed commands and safe queries over one :class:`Pipeline` (see the module docstring)."""
+    """Typed commands and safe queries over one :class:`Pipeline` (see the module docstring).
+    ``signins``: who is signed in (shared with the clinic's administration; a new set when None)."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, signins: SignIns | None = None) -> None:
         self.pipeline = pipeline
+        self.signins = signins if signins is not None else SignIns()
 
     # ------------------------------------------------------------------ queries
     def now(self) -> datetime:
@@ -170,6 +183,7 @@ class SessionService:
                 p.store, p.writer, patient=patient, plan=plan, device=p.device_label, actor=actor, t=at,
                 settings=p.settings, profile=p.profile, engine=p.engine, on_readings=self._readings,
                 on_alarm_event=p.on_recorder_event)
+            self._record_profile(at, actor, p.session_profile)
             p.recorder.record(lambda state: start_follow_up(state, at, actor, concomitant, manual_baseline))
             self._expect_patient(patient)
             p.session_changed()
@@ -187,32 +201,70 @@ class SessionService:
             p.recorder = SessionRecorder.resume(p.store, p.writer, session_id, actor=actor, now=p.link.clock(),
                                                 settings=p.settings, profile=p.profile, engine=p.engine,
                                                 on_readings=self._readings, on_alarm_event=p.on_recorder_event)
+            self._resume_profile(actor)
             self._expect_patient(p.recorder.state.patient)
             p.session_changed()
             return session_id
         return self._call(work)
 
+    def _record_profile(self, t: datetime, actor: Actor, profile: AlarmProfile,
+                        changes: Mapping[str, float] | None = None) -> list[EntryBase]:
+        """Record ``profile`` as the alarm profile in force for the session (pipeline thread)."""
+        p = self.pipeline
+        default = profile.fingerprint() == p.profile.fingerprint()
+        return self._recorder().record(lambda state: state.record_alarm_limits(
+            t, actor, profile.to_payload(), source="clinic default" if default else "changed at the chair",
+            changes=changes))
+
+    def _resume_profile(self, actor: Actor) -> None:
+        """After a resume: carry on with the alarm profile recorded for the session (its limits
+        changed at the chair included); when none was recorded, or it can no longer be used (a
+        newer Vigil's hard limits refuse it: logged), record the clinic's profile in force now."""
+        p = self.pipeline
+        recorded = self._recorder().state.alarm_limits
+        if recorded:
+            try:
+                data, _ = migrate_profile_data(dict(recorded[-1].profile))
+                profile = check_profile(AlarmProfile.model_validate(data),
+                                        "the alarm profile recorded for the session")
+            except ValueError as exc:
+                log.warning("session %s: %s; carrying on with the clinic's profile", self.session_id,
+                            nurse_message(exc))
+            else:
+                p.engine.update_profile(profile)
+                p.session_profile = profile
+                return
+        p.session_profile = p.profile
+        p.engine.update_profile(p.profile)
+        self._record_profile(self._t(None), actor, p.profile)
+
     def _readings(self, items: list[Any]) -> None:
         self.pipeline._notify("on_batch", items)
 
-    def _expect_patient(self, patient: Patient) -> None:
-        """A network link that checks whose messages it accepts (HL7) is told this patient."""
+    def _expect_patient(self, patient: Patient | None) -> None:
+        """A network link that checks whose messages it accepts (HL7) is told this session's
+        patient (by record number; none: whoever the monitor sends first), or, with None at the
+        session's end, that the next patient may come: an expectation left over from the previous
+        patient would refuse every message of the next one."""
         expect = getattr(self.pipeline.link, "set_expected_patient", None)
-        if callable(expect) and patient.mrn:
-            expect(patient=patient.mrn)
+        if callable(expect):
+            expect(patient=(patient.mrn or None) if patient is not None else None)
 
-    def close_session(self, actor: Actor, *, override_reason: str | None = None,
+    def close_session(self, token: object, *, override_reason: str | None = None,
                       meaning: str = CLOSE_MEANING) -> list[EntryBase]:
-        """Discharge and sign: refused (the session's message) unless the criteria are met or a
-        charge nurse gives an override reason (never for a hard criterion). Active HIGH/MEDIUM
-        physiological alarms count. The record becomes read-only."""
+        """Discharge and sign, as the user signed in with ``token``: refused (the session's message)
+        unless the criteria are met or a charge nurse gives an override reason (never for a hard
+        criterion). Active HIGH/MEDIUM physiological alarms count. The record becomes read-only."""
+        actor = self.signins.actor(token)
+
         def close(state: SessionState, t: datetime) -> list[EntryBase]:
             return state.close(t, actor, meaning=meaning, override_reason=override_reason,
                                latest_vitals=dict(state.latest), active_alarms=self.active_alarms())
         return self._end(close, actor, meaning, "closed")
 
-    def abort_session(self, actor: Actor, reason: str) -> list[EntryBase]:
-        """End the session early with a reason (read-only afterwards)."""
+    def abort_session(self, token: object, reason: str) -> list[EntryBase]:
+        """End the session early with a reason, signed by the user of ``token`` (read-only afterwards)."""
+        actor = self.signins.actor(token)
         return self._end(lambda state, t: state.abort(t, actor, reason), actor, f"aborted: {reason}", "aborted")
 
     def _end(self, action: Callable[[SessionState, datetime], list[EntryBase]], actor: Actor, meaning: str,
@@ -228,6 +280,7 @@ class SessionService:
             recorder.end_patient(t, actor.username)   # logged in the closing session (listeners told)
             recorder.finish(t, signed_name=actor.display_name, meaning=meaning, status=status)
             p.recorder = None
+            self._expect_patient(None)
             if p.session_profile is not p.profile:
                 p.engine.update_profile(p.profile)
                 p.session_profile = p.profile
@@ -248,6 +301,7 @@ class SessionService:
             p.record_device_stats()
             recorder.finish(self._t(None), signed_name=actor.display_name, meaning=meaning)
             p.recorder = None
+            self._expect_patient(None)
             p.session_changed()
         self._call(work)
 
@@ -313,8 +367,10 @@ class SessionService:
         """End esketamine dosing before every planned device (reason required)."""
         return self._record(lambda s, t_: s.end_dosing(t_, by, reason), t)
 
-    def sign_clinically_stable(self, by: Actor, note: str | None = None, t: datetime | None = None) -> list[EntryBase]:
-        """A clinician's clinically-stable sign-off."""
+    def sign_clinically_stable(self, token: object, note: str | None = None,
+                               t: datetime | None = None) -> list[EntryBase]:
+        """A clinician's clinically-stable sign-off, by the user signed in with ``token``."""
+        by = self.signins.actor(token)
         return self._record(lambda s, t_: s.sign_clinically_stable(t_, by, note), t)
 
     # ------------------------------------------------------------------ chart
@@ -372,9 +428,11 @@ class SessionService:
             return self.pipeline.engine.set_technical(code, active, now, text)
         self._alarm_action(fn)
 
-    def set_alarm_limits(self, changes: Mapping[str, float], actor: Actor) -> AlarmProfile:
-        """Adjust alarm limits for this session, within the clinic's bounds (ValueError naming the
-        limit otherwise); recorded in the audit trail with the user."""
+    def set_alarm_limits(self, changes: Mapping[str, float], token: object) -> AlarmProfile:
+        """Adjust alarm limits for this session, by the user signed in with ``token``, within the
+        clinic's bounds and the hard limits (ValueError naming each limit otherwise); the new profile
+        is recorded in the session's record (whole, with the changes) and the audit trail."""
+        actor = self.signins.actor(token)
         p = self.pipeline
 
         def work() -> AlarmProfile:
@@ -382,17 +440,22 @@ class SessionService:
             if recorder is None:
                 raise ValueError("alarm limits are adjusted for a session: start one first")
             adjusted = p.session_profile.adjusted(dict(changes))
+            entries = self._record_profile(self._t(None), actor, adjusted, changes)
             p.engine.update_profile(adjusted)
             p.session_profile = adjusted
             p.writer.put_call(p.store.audit, actor.username, "alarm_limits_changed", recorder.session_id,
                               {"changes": {k: float(v) for k, v in changes.items()}})
+            p.entries_recorded(entries)
             p._publish_state()
             return adjusted
         return self._call(work)
 
-    def apply_settings(self, settings: ClinicSettings, profile: AlarmProfile) -> None:
-        """The charge nurse saved clinic settings: latching and the audio pause apply at once; the
-        default limits from the next session (at once when none is being recorded)."""
+    def apply_settings(self, token: object, settings: ClinicSettings, profile: AlarmProfile) -> None:
+        """The charge nurse signed in with ``token`` saved clinic settings: latching and the audio
+        pause apply at once; the default limits from the next session (at once when none is being
+        recorded). A profile past the hard limits is refused (``UnsafeProfileError``)."""
+        require_role(self.signins.actor(token), Role.CHARGE_NURSE, "change clinic settings")
+        check_profile(profile, "the clinic's default alarm limits")
         p = self.pipeline
 
         def work() -> None:

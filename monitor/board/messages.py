@@ -39,6 +39,16 @@ MAX_WAVE_HZ = 125.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 PriorityName = Literal["LOW", "MEDIUM", "HIGH"]
+_PRIORITY_NAMES: dict[str, PriorityName] = {"LOW": "LOW", "MEDIUM": "MEDIUM", "HIGH": "HIGH"}
+
+
+def priority_name(name: str) -> PriorityName:
+    """``name`` ("LOW", "MEDIUM" or "HIGH", e.g. an alarm ``Priority``'s name) as a message field;
+    another name raises :class:`MessageError`."""
+    try:
+        return _PRIORITY_NAMES[name]
+    except KeyError:
+        raise MessageError(f"{name!r} is not an alarm priority (LOW, MEDIUM, HIGH)") from None
 
 
 class MessageError(VigilError, ValueError):

@@ -13,6 +13,8 @@ patient:
   chair sends vitals every second): MEDIUM, HIGH likewise.
 * ``board_disconnected`` — the board itself has had no broker for :data:`STALE_AFTER_S`: one alarm
   (MEDIUM, HIGH if any chair had an active alarm) instead of one per chair.
+* ``board_audio_unavailable`` — the board cannot sound alarms (no sound device, the sound system
+  failed): MEDIUM, shown for as long as it lasts, so that nobody relies on a silent board.
 
 A chair whose Vigil was closed with no session open raises nothing (the end of a day).
 The board sounds the highest of: each fresh online chair's *audio* priority (what sounds at the
@@ -31,7 +33,8 @@ from datetime import datetime, timedelta
 from monitor.alarms.engine import UNRELIABLE
 from monitor.alarms.profile import Priority
 from monitor.board.messages import (
-    AlarmsMessage, MessageError, SessionInfo, StatusMessage, VitalsMessage, WaveBlock, WavesMessage, decode, parse_topic,
+    AlarmsMessage, MessageError, SessionInfo, SessionMessage, StatusMessage, VitalsMessage, WaveBlock, WavesMessage,
+    decode, parse_topic, priority_name,
 )
 
 #: Seconds without any message from an online chair before ``chair_stale``.
@@ -58,7 +61,7 @@ class BoardAlarm:
     """A technical alarm raised by the board itself (see the module docstring)."""
 
     chair: str           # "" for the board's own connection
-    condition: str       # chair_offline | chair_stale | board_disconnected
+    condition: str       # chair_offline | chair_stale | board_disconnected | board_audio_unavailable
     priority: Priority
     text: str
     since: datetime
@@ -137,6 +140,7 @@ class BoardModel:
         self.connected = False
         self._disconnected_since: datetime | None = None
         self._acked: dict[tuple[str, str], Priority] = {}
+        self._audio_lost: tuple[datetime, str] | None = None  # since when, and why
 
     # ------------------------------------------------------------------ inputs
     def set_connected(self, connected: bool, now: datetime) -> None:
@@ -146,6 +150,13 @@ class BoardModel:
         elif self.connected or self._disconnected_since is None:
             self._disconnected_since = now
         self.connected = connected
+
+    def set_audio(self, available: bool, reason: str, now: datetime) -> None:
+        """The board's alarm sound became unavailable (``reason`` says why) or came back."""
+        if available:
+            self._audio_lost = None
+        elif self._audio_lost is None or self._audio_lost[1] != reason:
+            self._audio_lost = (now if self._audio_lost is None else self._audio_lost[0], reason)
 
     def receive(self, topic: str, payload: bytes, now: datetime) -> str | None:
         """Take one message; returns the chair it changed, or None when it was refused (counted in
@@ -188,7 +199,7 @@ class BoardModel:
                 blocks.append(block)
                 while blocks and (block.start - blocks[0].start).total_seconds() > WAVE_S:
                     blocks.popleft()
-        else:
+        elif isinstance(message, SessionMessage):
             chair.session = message.session
             chair.session_t = message.t
         return name
@@ -228,12 +239,16 @@ class BoardModel:
 
     def board_alarms(self, now: datetime) -> list[BoardAlarm]:
         """Every board technical alarm at ``now``, highest priority first."""
-        if self._disconnected(now):
+        own: list[BoardAlarm] = []
+        if self._audio_lost is not None:
+            own.append(BoardAlarm("", "board_audio_unavailable", Priority.MEDIUM,
+                                  f"Board alarm sound unavailable: {self._audio_lost[1]}", self._audio_lost[0]))
+        if self._disconnected_since is not None and self._disconnected(now):
             priority = Priority.HIGH if any(c.had_active_alarm for c in self.chairs.values()) else Priority.MEDIUM
-            return [BoardAlarm("", "board_disconnected", priority,
-                               "Board not connected to the broker: chairs are not being watched",
-                               self._disconnected_since)]  # type: ignore[arg-type]
-        alarms = [a for c in self.chairs.values() if (a := self.chair_alarm(c, now)) is not None]
+            return sorted([*own, BoardAlarm("", "board_disconnected", priority,
+                                            "Board not connected to the broker: chairs are not being watched",
+                                            self._disconnected_since)], key=lambda a: -a.priority)
+        alarms = own + [a for c in self.chairs.values() if (a := self.chair_alarm(c, now)) is not None]
         present = {(a.chair, a.condition) for a in alarms}
         for key in [k for k in self._acked if k not in present]:
             del self._acked[key]
@@ -296,7 +311,7 @@ class BoardModel:
             top = alarms[0]
             banner = f"{top.priority}  {top.text}" + (f"  +{len(alarms) - 1}" if len(alarms) > 1 else "")
         if board_alarm is not None and (priority is None or board_alarm.priority >= Priority[priority]):
-            priority, banner = board_alarm.priority.name, board_alarm.text
+            priority, banner = priority_name(board_alarm.priority.name), board_alarm.text
         cutoff = now - timedelta(seconds=TREND_S)
         trend = tuple(((now - t).total_seconds(), v) for t, v in chair.trend if t >= cutoff)
         return TileView(chair.name, state, patient, phase, clock, numerics, priority, banner, len(alarms), trend,

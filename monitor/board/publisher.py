@@ -48,6 +48,7 @@ from monitor.board.config import BrokerOptions
 from monitor.board.messages import (
     MAX_WAVE_HZ, AckCommand, AlarmInfo, AlarmsMessage, MessageError, Numeric, SessionInfo, SessionMessage,
     StatusMessage, VitalsMessage, WaveBlock, WavesMessage, ack_topic, chair_topic, check_name, decode, encode,
+    priority_name,
 )
 from monitor.display import alarm_text
 
@@ -188,15 +189,15 @@ class ChairPublisher(PipelineListener):
             del ack[alarm_id]
         self.alarm_seq += 1
         alarms = tuple(AlarmInfo(
-            id=a.id, condition=a.condition, label=a.label, kind=a.kind, priority=a.priority.name, since=a.started_at,
+            id=a.id, condition=a.condition, label=a.label, kind=a.kind, priority=priority_name(a.priority.name), since=a.started_at,
             text=alarm_text(a, self.profile) if self.profile is not None else a.label, value=a.value, limit=a.limit,
             active=a.active, acknowledged=a.acknowledged, acknowledged_by=ack.get(a.id), latched=a.latched)
             for a in state.alarms)
         inactivation = state.inactivation
         message = AlarmsMessage(
             chair=self.chair, t=_now(), seq=self.alarm_seq, alarms=alarms,
-            visual_priority=state.visual_priority.name if state.visual_priority else None,
-            audio_priority=state.audio_priority.name if state.audio_priority else None,
+            visual_priority=priority_name(state.visual_priority.name) if state.visual_priority else None,
+            audio_priority=priority_name(state.audio_priority.name) if state.audio_priority else None,
             audio_paused=inactivation.audio_paused, paused_by=inactivation.paused_by,
             pause_remaining_s=round(inactivation.pause_remaining_s, 1))
         self._put_retained("alarms", message)
@@ -307,6 +308,8 @@ class ChairPublisher(PipelineListener):
         except MessageError as exc:
             log.warning("clinic board: acknowledge command ignored: %s", exc)
             return
+        if not isinstance(command, AckCommand):  # decode("ack", …) gives an AckCommand or raises
+            return
         if command.chair != self.chair:
             log.warning("clinic board: acknowledge command for chair %r ignored", command.chair)
         elif command.seq != self.alarm_seq:
@@ -328,7 +331,7 @@ class ChairPublisher(PipelineListener):
     def _run(self) -> None:
         client = self._client
         address = self.options.address
-        down_since = time.monotonic()
+        down_since: float | None = time.monotonic()
         next_try = 0.0
         failures = 0
         next_vitals = time.monotonic()

@@ -11,9 +11,12 @@ Commands::
     vigil record --device URL --duration SECONDS [--patient NAME] [--weight KG]
                  [--protocol ketamine-iv|esketamine] [--db PATH] [--resume] [--clinic-db URL] [--chair NAME]
     vigil sessions [--db PATH|URL] [--chair NAME] [--json]
-    vigil export SESSION --format csv|pdf|fhir|hl7|edf|json|rems [--out PATH] [--deidentify]
+    vigil export SESSION --format csv|pdf|fhir|hl7|edf|json|rems [--out PATH] [--force] [--deidentify]
                  [--interval 60s] [--paper A4|Letter] [--db PATH|URL]
     vigil import FILE [--db PATH]
+    vigil verify [SESSION|--all] [--db PATH]        integrity, triggers, audit chain, accounts; exit 1 if not intact
+    vigil salvage DAMAGED NEW                       copy every readable session of a damaged file into a new one
+    vigil recover FILE [--db PATH]                  write what a failed recording saved in its recovery file
     vigil board --broker mqtts://HOST:PORT [--clinic-id C] [--mqtt-user U] [--mqtt-password-file F]
                 [--mqtt-ca CA] [--db PATH] [--full-screen]
     vigil review [SESSION] [--db PATH|URL]
@@ -25,7 +28,7 @@ chair's sessions (docs/clinic-record.md).
 
 The package: this module parses and dispatches; :mod:`monitor.cli.devices` (decode, simulate,
 devices), :mod:`monitor.cli.record` (record), :mod:`monitor.cli.records` (sessions, export, import,
-clinic-setup) run the commands. The window commands (run, review, board) are handed to ``window``.
+clinic-setup), :mod:`monitor.cli.verify` (verify, salvage, recover) run the commands. The window commands (run, review, board) are handed to ``window``.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from monitor.board.config import add_broker_arguments
 
 DEFAULT_DEVICE = "sim://?scenario=normal"
 _COMMANDS = ("run", "decode", "simulate", "devices", "record", "sessions", "export", "import", "review", "board",
-             "clinic-setup")
+             "clinic-setup", "verify", "salvage", "recover")
 _CLINIC_DB = "copy this chair's sessions to the clinic record, postgresql://login@server/database (default: the " \
              "clinic_record.url setting; off when empty)"
 _READ_DB = "session database file, or the clinic record postgresql://… (default: VIGIL_DB or the user data folder)"
@@ -115,7 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="export a session (csv, pdf, fhir, hl7, edf, json, rems)")
     exp.add_argument("session", help="session id (see vigil sessions)")
     exp.add_argument("--format", required=True, help="csv, pdf, fhir, hl7, edf, json or rems")
-    exp.add_argument("--out", help="output file (default: session-ID.EXT in the current folder)")
+    exp.add_argument("--out", help="output file (default: session-ID.EXT in the current folder); a new or "
+                     "regular file, never a device or a link")
+    exp.add_argument("--force", action="store_true", help="replace the output file if it exists")
     exp.add_argument("--deidentify", action="store_true", help="HIPAA Safe Harbor de-identified export")
     exp.add_argument("--interval", default="60s", help="resampling interval for csv/fhir/hl7: 60s, 5min, 1h")
     exp.add_argument("--paper", default="A4", help="A4 or Letter (pdf, rems)")
@@ -136,6 +141,9 @@ def _parser() -> argparse.ArgumentParser:
 
     cli = sub.add_parser("clinic-setup", help="make or migrate the clinic record on a PostgreSQL server")
     cli.add_argument("url", help="postgresql://admin@server/database, as a role that may create roles and schemas")
+    from monitor.cli.verify import add_parsers  # noqa: PLC0415 (it imports CliError from here)
+
+    add_parsers(sub)
     return parser
 
 
@@ -179,10 +187,12 @@ def run_cli(argv: Sequence[str], window: Callable[[argparse.Namespace], int] | N
         from monitor.cli.devices import cmd_decode, cmd_devices, cmd_simulate  # noqa: PLC0415
         from monitor.cli.record import cmd_record  # noqa: PLC0415
         from monitor.cli.records import cmd_clinic_setup, cmd_export, cmd_import, cmd_sessions  # noqa: PLC0415
+        from monitor.cli.verify import cmd_recover, cmd_salvage, cmd_verify  # noqa: PLC0415
 
         handler = {"decode": cmd_decode, "simulate": cmd_simulate, "devices": cmd_devices,
                    "record": cmd_record, "sessions": cmd_sessions, "export": cmd_export,
-                   "import": cmd_import, "clinic-setup": cmd_clinic_setup}[args.command]
+                   "import": cmd_import, "clinic-setup": cmd_clinic_setup, "verify": cmd_verify,
+                   "salvage": cmd_salvage, "recover": cmd_recover}[args.command]
         return handler(args, out, err)
     except CliError as exc:
         err.write(str(exc) + "\n")

@@ -118,8 +118,12 @@ def cmd_simulate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     out.flush()
     stop = threading.Event()
     _on_signals(lambda: stop.set())
+    def event(line: str) -> None:
+        err.write(line + "\n")
+        err.flush()
+
     try:
-        server.serve(stop, on_event=lambda line: (err.write(line + "\n"), err.flush()))
+        server.serve(stop, on_event=event)
     finally:
         server.close()
     return 0

@@ -37,6 +37,7 @@ from monitor.config import load_clinic_profile, load_clinic_settings
 from monitor.patient import Patient
 from monitor.protocols import EsketaminePlan, KetamineIVPlan
 from monitor.staff import Actor, RefusedAction, Role, nurse_message
+from monitor.store import StoreError
 
 RECORDER = Actor(username="vigil-record", display_name="vigil record (unattended)", role=Role.NURSE)
 CLOSE_MEANING = "recording ended by vigil record (unattended; not clinically reviewed)"
@@ -141,8 +142,13 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     finally:
         _restore_signals(previous)
         if session_id is not None:
-            service.finish_unattended(RECORDER, CLOSE_MEANING)
+            try:
+                service.finish_unattended(RECORDER, CLOSE_MEANING)
+            except (TimeoutError, StoreError) as exc:  # writing fails: the closing is kept with the backlog
+                err.write(f"vigil record: the session could not be closed now ({str(exc) or 'writing is failing'})\n")
         chair.close(30)
+    if chair.unsaved is not None:
+        raise CliError(f"vigil record: {chair.unsaved.message()}", status=1)
     say({"event": "session_closed", "session": session_id})
     return 0
 

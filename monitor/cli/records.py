@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO
 
 from monitor.cli import CliError
+from monitor.app.readmodel import import_label
 from monitor.config import db_path, open_reader
 from monitor.store import NotFoundError, SessionStore, StoreError
 from monitor.store import SessionSummary
@@ -42,7 +43,8 @@ def _headless() -> None:
 
 
 def cmd_export(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    """Export one session; prints the path written."""
+    """Export one session; prints the path written. An existing file is replaced only with
+    ``--force``; the database, a device, a fifo or a symbolic link never."""
     from monitor.export import FORMATS, ExportError, export_session  # noqa: PLC0415
 
     fmt = args.format.strip().lower()
@@ -62,7 +64,7 @@ def cmd_export(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     store = _open_reader(args, "export")
     try:
         path = export_session(store, session_id, fmt, destination, deidentify=args.deidentify,
-                              interval_s=interval, paper=args.paper)
+                              interval_s=interval, paper=args.paper, overwrite=args.force)
     except (ExportError, NotFoundError) as exc:
         raise CliError(f"vigil export: {exc}", status=1) from None
     finally:
@@ -104,10 +106,12 @@ def cmd_sessions(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                            + (f" (chairs: {', '.join(store.chairs())})" if store.chairs() else ""), status=1)
         for s in store.list_sessions(**({"chair": chair} if chair is not None else {})):
             status, phase = _outcome(store, s)
+            imported = import_label(store, s.id)
             record = {"id": s.id, "patient": s.patient, "protocol": s.protocol, "status": status,
                       "phase": phase, "started_at": s.started_at.isoformat(),
                       "ended_at": s.ended_at.isoformat() if s.ended_at else None,
-                      "n_observations": s.n_observations, "n_alarms": s.n_alarms, "device": s.device}
+                      "n_observations": s.n_observations, "n_alarms": s.n_alarms, "device": s.device,
+                      "imported": imported}
             where = ""
             if isinstance(s, ChairSessionSummary):
                 record.update(chair=s.chair, chair_session=s.chair_session_id, complete=s.complete, flag=s.flag)
@@ -117,7 +121,8 @@ def cmd_sessions(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             else:
                 ended = f"{s.ended_at:%Y-%m-%d %H:%M}" if s.ended_at else "—"
                 out.write(f"{s.id:>5}  {s.started_at:%Y-%m-%d %H:%M}  {ended:16}  {status:10}  {s.protocol:12}  "
-                          f"{s.n_observations:>8} obs  {s.n_alarms:>4} alarms  {where}{s.patient}\n")
+                          f"{s.n_observations:>8} obs  {s.n_alarms:>4} alarms  {where}{s.patient}"
+                          + (f"  [{imported}]" if imported else "") + "\n")
     finally:
         store.close()
     return 0

@@ -159,7 +159,7 @@ class ReplicationWorker:
     def __init__(self, store: SessionStore, url: str, *, chair_name: str, poll_s: float = 1.0,
                  batch_rows: int = 20_000, retry_max_s: float = 30.0, connect_timeout: float = 5.0,
                  on_status: Callable[[ReplicationStatus], None] | None = None,
-                 on_poll: Callable[[ClinicWriter, int], None] | None = None) -> None:
+                 on_poll: Callable[[ClinicWriter, int], object] | None = None) -> None:
         if not 0 < poll_s <= 60:
             raise ValueError("poll_s must be in (0, 60] seconds")
         self.path = store.path

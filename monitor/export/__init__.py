@@ -3,7 +3,7 @@
 Public API::
 
     export_session(store, session_id, fmt, out_path, *, deidentify=False, interval_s=60, paper="A4",
-                   edf_gaps="fill") -> Path
+                   edf_gaps="fill", overwrite=False) -> Path
     import_archive(store, path, *, user=None, max_bytes=MAX_ARCHIVE_BYTES) -> int
     FORMATS, ExportError, build_long_session (monitor.export.synthetic)
 
@@ -47,7 +47,7 @@ from monitor.export.archive import MAX_ARCHIVE_BYTES, import_archive
 from monitor.export.atomic import atomic_output, check_destination
 from monitor.export.errors import ExportError
 from monitor.app.readmodel import load_session
-from monitor.store import NotFoundError
+from monitor.store import NotFoundError, SessionStore
 from monitor.store.reader import StoreReader
 
 __all__ = ["FORMATS", "ExportFormat", "PAPERS", "ExportError", "export_session", "import_archive", "MAX_ARCHIVE_BYTES",
@@ -90,7 +90,7 @@ PAPERS = ("A4", "Letter")
 
 def export_session(store: StoreReader, session_id: int, fmt: str, out_path: str | os.PathLike[str], *,
                    deidentify: bool = False, interval_s: float = 60, paper: str = "A4",
-                   edf_gaps: str = "fill") -> Path:
+                   edf_gaps: str = "fill", overwrite: bool = False) -> Path:
     """Export session ``session_id`` of ``store`` as ``fmt`` to ``out_path`` and return the path.
 
     ``deidentify``: HIPAA Safe Harbor de-identification (names, record numbers, device identifiers, lot
@@ -101,6 +101,10 @@ def export_session(store: StoreReader, session_id: int, fmt: str, out_path: str 
     (EDF of a session with recording gaps): "fill" = EDF+C with the gaps filled with the no-data
     value (the default: edflib, pyedflib and most clinical tools read no EDF+D), "drop" = EDF+D
     without the records inside gaps.
+
+    ``overwrite``: replace ``out_path`` when it is an existing regular file (else
+    :class:`~monitor.export.atomic.DestinationExists`); never the database itself, a file kept with
+    it, a device, a fifo or a symbolic link (:func:`~monitor.export.atomic.check_destination`).
 
     Raises :class:`ExportError` for an unknown session or format, a REMS form for a session that is
     not esketamine, bad ``interval_s``/``paper``, or a destination that cannot be written; a writer
@@ -121,7 +125,8 @@ def export_session(store: StoreReader, session_id: int, fmt: str, out_path: str 
         raise ExportError(f"paper must be one of {', '.join(PAPERS)}, not {paper!r}")
     if not isinstance(store, StoreReader):
         raise ExportError("export needs a session store (a SessionStore or the clinic record's reader)")
-    out = check_destination(out_path)
+    database = store.path if isinstance(store, SessionStore) else None
+    out = check_destination(out_path, overwrite=overwrite, database=database)
     try:
         view = load_session(store, session_id, deidentify=bool(deidentify))
     except NotFoundError as exc:
@@ -134,7 +139,7 @@ def export_session(store: StoreReader, session_id: int, fmt: str, out_path: str 
                               f"{session_id} is {view.protocol_label}")
     writer = row.writer()
     options: dict[str, Any] = {"interval_s": float(interval_s), "paper": paper_key, "edf_gaps": edf_gaps}
-    with atomic_output(out) as tmp:
+    with atomic_output(out, overwrite=overwrite, database=database) as tmp:
         try:
             writer(view, tmp, **options)
         except ExportError:

@@ -22,25 +22,34 @@ read-only as the original; the import itself is recorded in the audit trail (act
 ``session_imported``, with the original audit rows and staff in its payload), and an export of the
 imported session reproduces the archive it came from.
 
-:func:`import_archive` refuses anything that is not such an archive (size, encoding, JSON, format and
-version, types, ranges, references between rows, audit hashes, a record that does not replay as a
-session, a session already in the store) with :class:`ExportError`, inside one transaction: a
-refused archive changes nothing. A de-identified archive (``"deidentified": true``) is for research
-and cannot be imported.
+:func:`import_archive` reads the file as a stream, twice (memory stays bounded whatever its size), and
+refuses anything that is not such an archive (size, encoding, JSON, format and version, types,
+ranges, references between rows, audit hashes and the links between consecutive rows, a record that
+differs from its audit rows — opening, entries, closing and the seal of its data
+(:mod:`monitor.store.seal`) —, someone who signed or charted but is not among its staff, a record
+that does not replay as a session, a session already in the store, a file that changed between the
+two readings) with :class:`ExportError`, inside one transaction: a refused archive changes nothing.
+The archive carries no MACs (audit keys never leave their computer). A de-identified archive
+(``"deidentified": true``) is for research and cannot be imported.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import getpass
 import hashlib
 import json
 import math
 import os
 import re
+import sqlite3
 import stat
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import ijson
 
 from drivers.catalogue import CATALOGUE
 from monitor.export.errors import ExportError
@@ -60,6 +69,7 @@ from monitor.store import (
     audit_digest,
     decode_samples,
 )
+from monitor.store.seal import ContentDigest, check_chain_rows, check_record, waveform_row
 
 __all__ = ["FORMAT", "VERSION", "MAX_ARCHIVE_BYTES", "write_archive", "archive_document", "import_archive",
            "canonical_bytes"]
@@ -195,35 +205,73 @@ class _Bad(Exception):
     """A reason to refuse the archive (message names the place)."""
 
 
-def _parse_int(text: str) -> int:
-    if len(text.lstrip("-")) > 18:
-        raise _Bad(f"the number {text[:24]}… is too large")
-    return int(text)
+_MAX_DEPTH = 64
 
 
-def _parse_float(text: str) -> float:
-    if len(text) > 40:
-        raise _Bad(f"the number {text[:24]}… is too long")
-    value = float(text)
-    if not math.isfinite(value):
-        raise _Bad(f"the number {text[:24]} is out of range")
-    return value
+class _Builder:
+    """Builds one JSON value from ijson events, refusing what no archive holds: a key twice in one
+    object, nesting deeper than 64, numbers that are not finite or beyond 2**62."""
+
+    def __init__(self) -> None:
+        self._stack: list[Any] = []
+        self._keys: list[str | None] = []
+        self.value: Any = None
+        self.done = False
+
+    def event(self, event: str, value: Any) -> None:
+        if event in ("start_map", "start_array"):
+            if len(self._stack) >= _MAX_DEPTH:
+                raise _Bad("it is nested too deeply")
+            new: Any = {} if event == "start_map" else []
+            self._add(new)
+            self._stack.append(new)
+            self._keys.append(None)
+        elif event in ("end_map", "end_array"):
+            self._stack.pop()
+            self._keys.pop()
+            self.done = not self._stack
+        elif event == "map_key":
+            if value in self._stack[-1]:
+                raise _Bad(f"the key {str(value)[:40]!r} appears twice in one object")
+            self._keys[-1] = value
+        else:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise _Bad("a number is out of range")
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2 ** 62:
+                raise _Bad(f"the number {str(value)[:24]}… is too large")
+            self._add(value)
+            self.done = self.done or not self._stack
+
+    def path(self) -> tuple[str | None, ...]:
+        """The keys leading to the array being built ((): not inside an array of an object)."""
+        if not self._stack or not isinstance(self._stack[-1], list):
+            return ()
+        return tuple(self._keys[:-1])
+
+    def _add(self, value: Any) -> None:
+        if not self._stack:
+            self.value = value
+        elif isinstance(self._stack[-1], dict):
+            self._stack[-1][self._keys[-1]] = value
+        else:
+            self._stack[-1].append(value)
 
 
-def _parse_constant(text: str) -> Any:
-    raise _Bad(f"{text} is not allowed in an archive")
+class _HashingReader:
+    """A binary file that hashes what is read from it (to check a file did not change between reads)."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self.sha256 = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._fh.read(n)
+        self.sha256.update(data)
+        return data
 
 
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _Bad(f"the key {key[:40]!r} appears twice in one object")
-        out[key] = value
-    return out
-
-
-def _read(path: str | os.PathLike[str], max_bytes: int) -> bytes:
+def _open(path: str | os.PathLike[str], max_bytes: int) -> BinaryIO:
+    """The archive file opened for reading, once it is known to be a regular file within the size limit."""
     try:
         name = os.fspath(path)
     except TypeError:
@@ -244,45 +292,79 @@ def _read(path: str | os.PathLike[str], max_bytes: int) -> bytes:
         fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise ExportError(f"cannot read {name}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):  # swapped between stat and open
-            raise ExportError(f"{name} is not a regular file: refused")
-        data = _read_bounded(fh, max_bytes)
-    return data
+    fh = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):  # swapped between stat and open
+        fh.close()
+        raise ExportError(f"{name} is not a regular file: refused")
+    return fh
 
 
-def _read_bounded(fh: BinaryIO, max_bytes: int) -> bytes:
-    data = fh.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise ExportError(f"the archive is larger than the {max_bytes} bytes an archive may have")
-    return data
-
-
-def _parse(data: bytes) -> dict[str, Any]:
+def _events(fh: Any) -> Any:
+    """ijson's events of a file (without prefixes: they cost the square of the depth), its errors as :class:`_Bad`."""
     try:
-        text = data.decode("utf-8")
+        yield from ijson.basic_parse(fh, use_float=True)
+    except ijson.JSONError as exc:
+        raise _Bad(f"not JSON ({str(exc)[:120]})") from None
     except UnicodeDecodeError as exc:
-        raise ExportError(f"the file is not a Vigil archive: not UTF-8 text (byte {exc.start})") from None
-    try:
-        doc = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant,
-                         object_pairs_hook=_pairs)
-    except _Bad as exc:
-        raise ExportError(f"the file is not a valid Vigil archive: {exc}") from None
-    except RecursionError:
-        raise ExportError("the file is not a valid Vigil archive: it is nested too deeply") from None
-    except ValueError as exc:
-        raise ExportError(f"the file is not a Vigil archive: not JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise ExportError("the file is not a Vigil archive: its top level is not a JSON object")
-    if doc.get("format") != FORMAT:
-        raise ExportError(f"the file is not a Vigil archive (format {str(doc.get('format'))[:60]!r}, "
-                          f"expected {FORMAT!r})")
-    version = doc.get("version")
-    if version != VERSION or isinstance(version, bool):
-        raise ExportError(f"archive version {str(version)[:20]} is not supported: this Vigil reads version {VERSION}")
-    if doc.get("deidentified") is not False:
-        raise ExportError("this is a de-identified archive: it is for research and cannot be imported as a session")
-    return doc
+        raise _Bad(f"not UTF-8 text (byte {exc.start})") from None
+
+
+class _Scan:
+    """The first reading of an archive: everything but the observation rows and waveform blocks is
+    built in memory; those (most of the file) are checked one at a time and only counted and sealed
+    (:class:`~monitor.store.seal.ContentDigest`). Raises :class:`_Bad`."""
+
+    def __init__(self) -> None:
+        self.digest = ContentDigest()
+        self.rows = 0
+        self.blocks = 0
+        self.file_sha256 = ""
+        self._last_t = -1.0
+
+    def run(self, fh: BinaryIO) -> dict[str, Any]:
+        reader = _HashingReader(fh)
+        top = _Builder()
+        item: _Builder | None = None
+        kind: tuple[str | None, ...] = ()
+        self.digest.part("observations")
+        for event, value in _events(reader):
+            if item is None and event not in ("end_map", "end_array", "map_key"):
+                kind = top.path()
+                if kind in (("observations", "rows"), ("waveforms",)):
+                    item = _Builder()
+            if item is not None:
+                item.event(event, value)
+                if item.done:
+                    self._row(item.value) if kind == ("observations", "rows") else self._block(item.value)
+                    item = None
+                continue
+            top.event(event, value)
+        if not top.done:
+            raise _Bad("not JSON (it ends too early)")
+        while reader.read(65536):  # what follows the JSON value is hashed too (ijson refuses non-space)
+            pass
+        self.file_sha256 = reader.sha256.hexdigest()
+        if self.blocks == 0:
+            self.digest.part("waveforms")
+        return top.value
+
+    def _row(self, row: Any) -> None:
+        if self.blocks:
+            raise _Bad("the observation rows must come before the waveforms (the archive's order)")
+        i = self.rows
+        self._last_t = _check_row(i, row, self._last_t)
+        self.digest.add(row)
+        self.rows += 1
+
+    def _block(self, block: Any) -> None:
+        if self.blocks == 0:
+            self.digest.part("waveforms")
+        raw = _check_block(self.blocks, block)
+        self.digest.add(waveform_row(block["channel"], block["t0"], block["rate"], block["n"], block["enc"],
+                                     block["source"], raw))
+        self.blocks += 1
+        if self.blocks > _MAX_ITEMS:
+            raise _Bad(f"waveforms has more than the {_MAX_ITEMS} items allowed")
 
 
 class _Check:
@@ -372,9 +454,75 @@ _TOP_KEYS = ("format", "version", "deidentified", "session", "staff", "observati
              "entries", "alarms", "alarm_actions", "gaps", "audit")
 
 
-def _validate(doc: dict[str, Any]) -> dict[str, Any]:
-    """Check every part of the archive; returns the blocks decoded from base64. Raises _Bad."""
+def _check_row(i: int, row: Any, last_t: float) -> float:
+    """Check observation row ``i``; returns its time (rows must be in time order after ``last_t``)."""
     c = _Check
+    if not isinstance(row, list) or len(row) != 7:
+        raise _Bad(f"observations.rows[{i}] must be a list of 7 values")
+    t, vital, value, quality, device_time, unit, source = row
+    if isinstance(t, bool) or not isinstance(t, float) or not _T_MIN <= t <= _T_MAX:
+        raise _Bad(f"observations.rows[{i}] time must be epoch seconds (1970–2100)")
+    if t < last_t:
+        raise _Bad(f"observations.rows[{i}] is out of time order")
+    if i >= _MAX_ROWS:
+        raise _Bad(f"observations.rows has more than the {_MAX_ROWS} items allowed")
+    if vital not in CATALOGUE:
+        raise _Bad(f"observations.rows[{i}] has an unknown vital {str(vital)[:40]!r}")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not -1e9 <= value <= 1e9):
+        raise _Bad(f"observations.rows[{i}] value must be a number or null")
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 0 <= quality < 2 ** 31:
+        raise _Bad(f"observations.rows[{i}] quality must be a bitmask 0…2^31")
+    if device_time is not None:
+        c.text(device_time, f"observations.rows[{i}] device time", 64)
+        try:
+            datetime.fromisoformat(device_time)
+        except ValueError:
+            raise _Bad(f"observations.rows[{i}] device time is not an ISO time") from None
+    c.text(unit, f"observations.rows[{i}] unit", 32, none=True)
+    c.text(source, f"observations.rows[{i}] source", 200, empty=False)
+    return t
+
+
+def _check_block(i: int, b: Any) -> bytes:
+    """Check waveform block ``i``; returns its compressed bytes."""
+    c = _Check
+    where = f"waveforms[{i}]"
+    b = c.obj(b, where, ("channel", "t0", "rate", "n", "enc", "source", "data"))
+    if not isinstance(b["channel"], str) or not _CHANNEL.match(b["channel"]):
+        raise _Bad(f"{where}.channel must be a channel key")
+    c.time(b["t0"], f"{where}.t0")
+    rate = c.num(b["rate"], f"{where}.rate", 1e-3, 10_000)
+    if rate <= 0:  # type: ignore[operator]
+        raise _Bad(f"{where}.rate must be positive")
+    assert rate is not None
+    n = int(c.int_(b["n"], f"{where}.n", 1, int(math.ceil(MAX_BLOCK_SECONDS * rate)) + 1) or 0)
+    c.choice(b["enc"], f"{where}.enc", (ENC_F32_ZLIB, ENC_F32_SHUFFLE_ZLIB))  # type: ignore[arg-type]
+    c.text(b["source"], f"{where}.source", 200, none=True)
+    data = str(c.text(b["data"], f"{where}.data", 4 * (n * 4 + 1024)))
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise _Bad(f"{where}.data is not base64") from None
+    try:
+        decode_samples(raw, n, b["enc"], max_bytes=n * 4)
+    except ValueError as exc:
+        raise _Bad(f"{where}: {exc}") from None
+    return raw
+
+
+def _validate(doc: Any, scan: _Scan) -> None:
+    """Check every part of the archive but the rows and blocks ``scan`` checked. Raises _Bad."""
+    c = _Check
+    if not isinstance(doc, dict):
+        raise _Bad("its top level is not a JSON object")
+    if doc.get("format") != FORMAT:
+        raise _Bad(f"it is not a Vigil archive (format {str(doc.get('format'))[:60]!r}, expected {FORMAT!r})")
+    version = doc.get("version")
+    if version != VERSION or isinstance(version, bool):
+        raise _Bad(f"archive version {str(version)[:20]} is not supported: this Vigil reads version {VERSION}")
+    if doc.get("deidentified") is not False:
+        raise _Bad("this is a de-identified archive: it is for research and cannot be imported as a session")
     c.obj(doc, "the archive", _TOP_KEYS)
     s = c.obj(doc["session"], "session", _SESSION_KEYS)
     c.int_(s["original_id"], "session.original_id", 1, 2 ** 62)
@@ -405,60 +553,9 @@ def _validate(doc: dict[str, Any]) -> dict[str, Any]:
     obs = c.obj(doc["observations"], "observations", ("columns", "rows"))
     if obs["columns"] != OBS_COLUMNS:
         raise _Bad(f"observations.columns must be {OBS_COLUMNS}")
-    rows = c.lst(obs["rows"], "observations.rows", _MAX_ROWS)
-    if s["n_observations"] != len(rows) or isinstance(s["n_observations"], bool):
+    if s["n_observations"] != scan.rows or isinstance(s["n_observations"], bool):
         raise _Bad("session.n_observations does not match the number of observation rows")
-    last_t = -1.0
-    for i, row in enumerate(rows):
-        if not isinstance(row, list) or len(row) != 7:
-            raise _Bad(f"observations.rows[{i}] must be a list of 7 values")
-        t, vital, value, quality, device_time, unit, source = row
-        if isinstance(t, bool) or not isinstance(t, float) or not _T_MIN <= t <= _T_MAX:
-            raise _Bad(f"observations.rows[{i}] time must be epoch seconds (1970–2100)")
-        if t < last_t:
-            raise _Bad(f"observations.rows[{i}] is out of time order")
-        last_t = t
-        if vital not in CATALOGUE:
-            raise _Bad(f"observations.rows[{i}] has an unknown vital {str(vital)[:40]!r}")
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not -1e9 <= value <= 1e9):
-            raise _Bad(f"observations.rows[{i}] value must be a number or null")
-        if isinstance(quality, bool) or not isinstance(quality, int) or not 0 <= quality < 2 ** 31:
-            raise _Bad(f"observations.rows[{i}] quality must be a bitmask 0…2^31")
-        if device_time is not None:
-            c.text(device_time, f"observations.rows[{i}] device time", 64)
-            try:
-                from datetime import datetime
-                datetime.fromisoformat(device_time)
-            except ValueError:
-                raise _Bad(f"observations.rows[{i}] device time is not an ISO time") from None
-        c.text(unit, f"observations.rows[{i}] unit", 32, none=True)
-        c.text(source, f"observations.rows[{i}] source", 200, empty=False)
-
-    blocks = []
-    for i, b in enumerate(c.lst(doc["waveforms"], "waveforms")):
-        where = f"waveforms[{i}]"
-        b = c.obj(b, where, ("channel", "t0", "rate", "n", "enc", "source", "data"))
-        if not isinstance(b["channel"], str) or not _CHANNEL.match(b["channel"]):
-            raise _Bad(f"{where}.channel must be a channel key")
-        c.time(b["t0"], f"{where}.t0")
-        rate = c.num(b["rate"], f"{where}.rate", 1e-3, 10_000)
-        if rate <= 0:  # type: ignore[operator]
-            raise _Bad(f"{where}.rate must be positive")
-        n = c.int_(b["n"], f"{where}.n", 1, int(math.ceil(MAX_BLOCK_SECONDS * rate)) + 1)  # type: ignore[operator]
-        c.choice(b["enc"], f"{where}.enc", (ENC_F32_ZLIB, ENC_F32_SHUFFLE_ZLIB))  # type: ignore[arg-type]
-        c.text(b["source"], f"{where}.source", 200, none=True)
-        data = c.text(b["data"], f"{where}.data", 4 * (n * 4 + 1024))  # type: ignore[operator]
-        try:
-            raw = base64.b64decode(data, validate=True)  # type: ignore[arg-type]
-        except (binascii.Error, ValueError):
-            raise _Bad(f"{where}.data is not base64") from None
-        try:
-            samples = decode_samples(raw, n, b["enc"], max_bytes=n * 4)  # type: ignore[arg-type]
-        except ValueError as exc:
-            raise _Bad(f"{where}: {exc}") from None
-        del samples
-        blocks.append(raw)
+    c.lst(doc["waveforms"], "waveforms")
 
     for i, cond in enumerate(c.lst(doc["conditions"], "conditions")):
         where = f"conditions[{i}]"
@@ -557,7 +654,33 @@ def _validate(doc: dict[str, Any]) -> dict[str, Any]:
         if audit_digest(r["prev_hash"], r["seq"], r["t"], r["user"], r["session"], r["action"],
                         r["payload"]) != r["hash"]:
             raise _Bad(f"{where} (audit row {r['seq']}) does not match its hash: the archive was altered")
-    return {"blocks": blocks}
+    s = doc["session"]
+    signers = {s["closed_by"]} | {e["user"] for e in doc["entries"]}
+    unknown = sorted(login for login in signers if login not in doc["staff"])
+    if unknown:
+        raise _Bad(f"{', '.join(unknown[:3])} signed or charted in it but {'is' if len(unknown) == 1 else 'are'} "
+                   "not among its staff")
+
+
+def _verify_record(doc: dict[str, Any], scan: _Scan) -> tuple[list[str], list[str]]:
+    """The archive's record against its audit rows, end to end: each row's hash, the links between
+    consecutive rows, the opening, every entry, the closing and the seal of its data
+    (:mod:`monitor.store.seal`). An archive carries no MACs: audit keys never leave the computer
+    that made them. Returns ``(problems, notes)``."""
+    s = doc["session"]
+    digest = scan.digest
+    digest.part("conditions")
+    digest.add_all([x["t"], x["code"], x["active"], x["text"], x["source"]] for x in doc["conditions"])
+    digest.part("alarms")
+    digest.add_all([a["condition"], a["kind"], a["priority"], a["max_priority"], a["started_at"], a["ended_at"],
+                    a["limit"], a["value"], a["message"]] for a in doc["alarms"])
+    digest.part("alarm_actions")
+    digest.add_all([x["alarm"], x["t"], x["action"], x["user"], x["detail"]] for x in doc["alarm_actions"])
+    digest.part("gaps")
+    digest.add_all([g["start"], g["end"], g["reason"]] for g in doc["gaps"])
+    problems, _ = check_chain_rows(doc["audit"], lambda _kid: None)  # an archive carries no MACs
+    more, notes = check_record(s, doc["entries"], doc["audit"], digest.result(), entry_ids_match=False)
+    return problems + more, notes
 
 
 def _replays(doc: dict[str, Any]) -> None:
@@ -575,24 +698,34 @@ def import_archive(store: SessionStore, path: str | os.PathLike[str], *, user: s
                    max_bytes: int = MAX_ARCHIVE_BYTES) -> int:
     """Restore a session archive into ``store`` and return the new session's id.
 
-    ``user``: login recorded in the audit row of the import (None = Vigil itself). ``max_bytes``:
-    the largest file read. The session keeps its original times, status, signature, data, charted
-    entries (with amendments), alarms with their actions, gaps and audit rows; it is closed and
-    read-only as it was. Anything wrong with the file raises :class:`ExportError` naming the
-    problem, and the store is left unchanged (one transaction). A read-only store, or a session that
-    is already in the store (same creation and start times, patient, author and device), is refused.
+    ``user``: login recorded in the audit row of the import (None = Vigil itself; the computer
+    account is recorded too). ``max_bytes``: the largest file read. The file is read twice as a
+    stream (memory stays bounded whatever its size): first checked whole — its form, its record
+    against its audit rows end to end (:func:`_verify_record`: an archive whose content was edited is
+    refused) and the people who signed and charted in it — then inserted, in one transaction, while
+    checking it is still the same file. The session keeps its original times, status, signature,
+    data, charted entries (with amendments), alarms with their actions, gaps and audit rows; it is
+    closed and read-only as it was, and marked as imported from this file, by whom and when (the
+    import's audit row). Anything wrong raises :class:`ExportError` naming the problem, and the
+    store is left unchanged. A read-only store, or a session that is already in the store (same
+    creation and start times, patient, author and device), is refused.
     """
     if not isinstance(store, SessionStore):
         raise ExportError("import needs a SessionStore")
-    data = _read(path, max_bytes)
-    digest = hashlib.sha256(data).hexdigest()
-    doc = _parse(data)
-    del data
-    try:
-        decoded = _validate(doc)
-        _replays(doc)
-    except _Bad as exc:
-        raise ExportError(f"the archive is refused: {exc}") from None
+    scan = _Scan()
+    with _open(path, max_bytes) as fh:
+        try:
+            doc = scan.run(fh)
+            _validate(doc, scan)
+            problems, notes = _verify_record(doc, scan)
+            if problems:
+                raise _Bad(f"its record does not match its audit trail: {problems[0]}"
+                           + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""))
+            _replays(doc)
+        except _Bad as exc:
+            raise ExportError(f"the archive is refused: {exc}") from None
+        except RecursionError:
+            raise ExportError("the archive is refused: it is nested too deeply") from None
     s = doc["session"]
     try:
         clash = store.find_session(created_at=s["created_at"], started_at=s["started_at"],
@@ -603,36 +736,55 @@ def import_archive(store: SessionStore, path: str | os.PathLike[str], *, user: s
     if clash is not None:
         raise ExportError(f"this session is already in the store as session {clash}: the archive was not imported")
     try:
-        return _insert(store, doc, decoded["blocks"], digest, user)
+        return _insert(store, doc, scan, os.path.abspath(os.fspath(path)), max_bytes, user, notes)
     except ReadOnlyError as exc:
         raise ExportError(f"the store is read-only: {exc}") from None
-    except (StoreError, ValueError, TypeError) as exc:
+    except (StoreError, ValueError, TypeError, _Bad) as exc:
         raise ExportError(f"the archive could not be imported (nothing was changed): {exc}") from None
-    except Exception as exc:
-        import sqlite3
-        if isinstance(exc, sqlite3.Error):
-            raise ExportError(f"the archive could not be imported (nothing was changed): {exc}") from None
-        raise
+    except sqlite3.Error as exc:
+        raise ExportError(f"the archive could not be imported (nothing was changed): {exc}") from None
 
 
-def _insert(store: SessionStore, doc: dict[str, Any], blocks: list[bytes], digest: str, user: str | None) -> int:
+def _account() -> str:
+    """The computer account running the import (recorded with it)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
+def _stream(path: str, max_bytes: int, prefix: str, expected_sha256: str) -> Any:
+    """The items at ``prefix`` read again from the file; the file must hash as it did when checked
+    (else :class:`_Bad`, which rolls the import back)."""
+    with _open(path, max_bytes) as fh:
+        reader = _HashingReader(fh)
+        yield from ijson.items(reader, prefix, use_float=True)
+        while reader.read(65536):
+            pass
+        if reader.sha256.hexdigest() != expected_sha256:
+            raise _Bad("the file changed while it was being imported")
+
+
+def _insert(store: SessionStore, doc: dict[str, Any], scan: _Scan, path: str, max_bytes: int, user: str | None,
+            notes: list[str]) -> int:
     s = doc["session"]
     session = {key: s[key] for key in (
         "created_at", "started_at", "ended_at", "status", "phase", "protocol", "patient_name", "patient_ref",
         "patient", "plan", "baseline", "device", "created_by", "closed_by", "signed_name", "close_meaning",
         "last_seen", "n_observations", "n_alarms")}
+    rows = (tuple(r) for r in _stream(path, max_bytes, "observations.rows.item", scan.file_sha256))
+    blocks = ((b["channel"], b["t0"], b["rate"], b["n"], b["enc"], b["source"], base64.b64decode(b["data"]))
+              for b in _stream(path, max_bytes, "waveforms.item", scan.file_sha256))
     return store.insert_session(
-        session,
-        observations=doc["observations"]["rows"],
-        waveforms=((b["channel"], b["t0"], b["rate"], b["n"], b["enc"], b["source"], raw)
-                   for b, raw in zip(doc["waveforms"], blocks)),
+        session, observations=rows, waveforms=blocks,
         conditions=((x["t"], x["code"], x["active"], x["text"], x["source"]) for x in doc["conditions"]),
         entries=doc["entries"], alarms=doc["alarms"], alarm_actions=doc["alarm_actions"],
         gaps=((g["start"], g["end"], g["reason"]) for g in doc["gaps"]),
         audit_action=IMPORT_ACTION, user=user,
         audit_payload={
-            "format": FORMAT, "version": VERSION, "archive_sha256": digest, "origin_session_id": s["original_id"],
-            "staff": doc["staff"], "audit": doc["audit"],
-            "counts": {"observations": len(doc["observations"]["rows"]), "waveform_blocks": len(blocks),
+            "format": FORMAT, "version": doc["version"], "archive_sha256": scan.file_sha256, "file": path,
+            "imported_by": user or _account(), "origin_session_id": s["original_id"],
+            "staff": doc["staff"], "audit": doc["audit"], "verification": notes,
+            "counts": {"observations": scan.rows, "waveform_blocks": scan.blocks,
                        "entries": len(doc["entries"]), "alarms": len(doc["alarms"])},
         })

@@ -3,7 +3,9 @@
 Members:
 
 * ``session.csv`` — key, value: format, session, patient, protocol, plan, times, staff, signature,
-  units of every vital, the resampling interval, and whether the export is de-identified;
+  the alarm profile in force (``alarm_limits``: "clinic default" or "changed at the chair";
+  ``alarm_profile_sha256``; every profile recorded is in ``other_entries.csv``), units of every vital,
+  the resampling interval, and whether the export is de-identified;
 * ``numerics_long.csv`` — every stored observation: time (ISO 8601 with UTC offset), elapsed_s (from
   the session start), vital, value (as stored; empty when the device sent none), unit, quality flags
   ("|"-separated), source;
@@ -24,6 +26,11 @@ Members:
   it, with how long it lasted).
 
 Times are UTC. Numbers are written as Python writes floats (round-trip exact).
+
+Every text cell that a spreadsheet would take for a formula — one that begins with ``=``, ``+``,
+``-``, ``@``, a tab or a carriage return — is written with a leading single quote (OWASP's CSV
+injection advice: ``=HYPERLINK(…)`` in a note shows as text, never runs); numbers, negative ones
+included, are written as they are (:func:`neutralise`).
 """
 
 from __future__ import annotations
@@ -45,12 +52,24 @@ from monitor.app.stats import NIBP_KEYS, interval_last, interval_medians
 from monitor.app.readmodel import SessionView
 from monitor.store import bits_to_quality
 
-__all__ = ["write_csv", "iso", "column_name", "MEMBERS"]
+__all__ = ["write_csv", "iso", "column_name", "neutralise", "MEMBERS"]
 
 MEMBERS = ("session.csv", "numerics_long.csv", "numerics_wide.csv", "nibp.csv", "events.csv", "assessments.csv",
            "infusion_steps.csv", "nasal_devices.csv", "other_entries.csv", "alarms.csv", "alarm_log.csv",
            "conditions.csv", "gaps.csv")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+#: What a spreadsheet reads as the start of a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf|nan)")
+
+
+def neutralise(cell: Any) -> Any:
+    """``cell`` as written to the CSV: a text that begins with ``=``, ``+``, ``-``, ``@``, a tab or a
+    carriage return gets a leading single quote, unless it is a number ("-3.5" stays a number);
+    anything else is returned as it is."""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START) and not _NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
 
 
 def iso(t: datetime | float | None) -> str:
@@ -85,8 +104,8 @@ class _Zip:
         with self.zf.open(info, "w", force_zip64=True) as raw:
             text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
             writer = csv.writer(text, lineterminator="\r\n")
-            writer.writerow(header)
-            writer.writerows(rows)
+            writer.writerow([neutralise(h) for h in header])
+            writer.writerows([neutralise(cell) for cell in row] for row in rows)
             text.flush()
             text.detach()
 
@@ -205,6 +224,7 @@ def _session_rows(view: SessionView, interval_s: float) -> list[list[str]]:
     ]
     if view.deidentified:
         rows.append(["notice", deid_notice(year_only_dates=True)])
+    rows += [["record", line] for line in view.record_notice]
     rows += [
         ["session", view.label],
         ["status", view.status + (" (snapshot of a session still being recorded)" if view.is_open else "")],
@@ -227,6 +247,8 @@ def _session_rows(view: SessionView, interval_s: float) -> list[list[str]]:
         ["signed_by", view.signature.name if view.signature else ""],
         ["signed_at", iso(view.signature.t) if view.signature else ""],
         ["signature_meaning", view.signature.meaning if view.signature else ""],
+        ["alarm_limits", view.alarm_limits[-1].source if view.alarm_limits else ""],
+        ["alarm_profile_sha256", view.alarm_limits[-1].sha256 if view.alarm_limits else ""],
         ["interval_s", _num(float(interval_s))],
         ["time_zone", "UTC"],
     ]
@@ -236,7 +258,9 @@ def _session_rows(view: SessionView, interval_s: float) -> list[list[str]]:
 
 
 def _quote(text: str) -> str:
-    """One CSV field, quoted as the csv module would (minimal quoting)."""
+    """One text CSV field, neutralised (:func:`neutralise`) and quoted as the csv module would
+    (minimal quoting)."""
+    text = neutralise(text)
     if any(ch in text for ch in ',"\r\n'):
         return '"' + text.replace('"', '""') + '"'
     return text

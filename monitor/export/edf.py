@@ -148,6 +148,8 @@ def _annotations(view: SessionView) -> list[tuple[float, float | None, str]]:
     if view.deidentified:
         add(view.start, deid_notice(year_only_dates=False))
     add(view.start, f"Session start ({view.protocol_label}); times are UTC")
+    for line in view.record_notice:
+        add(view.start, line)
     for r in view.infusion:
         text = f"Infusion {r.action.replace('_', ' ')}" + (f" {r.rate_mg_per_h:g} mg/h" if r.rate_mg_per_h else "")
         add(r.t, text + (f" ({r.reason})" if r.reason else "") + f", {r.by}")

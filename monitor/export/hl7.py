@@ -111,6 +111,7 @@ def message(view: SessionView, interval_s: float = 60) -> str:
         notes.append("The session was still being recorded: this message is a snapshot.")
     if deid:
         notes.append(escape(deid_notice(year_only_dates=False)))
+    notes += [escape(line) for line in view.record_notice]
     segs += [f"NTE|{i}|L|{text}" for i, text in enumerate(notes, start=1)]
     visit = "" if deid else f"{view.session_id}^^^VIGIL^VN"
     segs.append("PV1|1|O" + "|" * 17 + visit + "|" * 25 + _ts(view.start) + "|" + ("" if view.is_open else _ts(view.end)))

@@ -299,6 +299,8 @@ def build_report(view: SessionView, path: Path, paper: str = "A4") -> Document:
     if view.is_open:
         doc.text("This session was still being recorded when the report was made: the record is incomplete.",
                  points=8.5, bold=True, color="#8b0000")
+    for line in view.record_notice:
+        doc.text(line, points=8.5, bold=line.startswith("Record NOT"), color="#8b0000" if "NOT" in line else "#333333")
     doc.space(2)
     dob = p.date_of_birth.isoformat() if p.date_of_birth else ("—" if not view.deidentified else "removed")
     duration = (view.end - view.start).total_seconds()
@@ -316,6 +318,7 @@ def build_report(view: SessionView, path: Path, paper: str = "A4") -> Document:
         ("Session", view.label), ("Opened by", view.opened_by or "—"),
         ("Signed by", view.signature.name if view.signature else "—"),
         ("Device", view.device),
+        ("Alarm limits", view.alarm_limits_text),
         ("Baseline", ", ".join(f"{CATALOGUE[k].label} {v:.{CATALOGUE[k].decimals}f}"
                                for k, v in view.baseline.items() if k in ("hr", "spo2", "nibp_sys", "nibp_dia", "rr"))
          or "—"),

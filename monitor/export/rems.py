@@ -251,6 +251,8 @@ def write_rems(view: SessionView, path: Path, *, paper: str = "A4", **_: Any) ->
              "REMS Patient Monitoring Form.", points=7.5, color="#555555")
     if view.deidentified:
         doc.text(deid_notice(year_only_dates=True), points=7.5, bold=True, color="#8b0000")
+    for line in view.record_notice:
+        doc.text(line, points=7.5, bold="NOT" in line, color="#8b0000" if "NOT" in line else "#555555")
     if view.is_open:
         doc.text("The session is still open: monitoring has not ended.", points=8, bold=True, color="#8b0000")
     elif under_two_hours(view):

@@ -20,6 +20,7 @@ from PySide6.QtCore import QObject, Signal
 from monitor.app.listeners import PipelineListener
 from monitor.app.pipeline import Pipeline
 from monitor.app.service import SessionService
+from monitor.staff import SignIns
 
 __all__ = ["QtSessionService"]
 
@@ -68,8 +69,8 @@ class QtSessionService(SessionService, QObject):
     link_changed = Signal(str, str)
     device_changed = Signal()
 
-    def __init__(self, pipeline: Pipeline, parent: QObject | None = None) -> None:
-        SessionService.__init__(self, pipeline)
+    def __init__(self, pipeline: Pipeline, parent: QObject | None = None, *, signins: SignIns | None = None) -> None:
+        SessionService.__init__(self, pipeline, signins)
         QObject.__init__(self, parent)   # after: Qt's cooperative __init__ would call SessionService's again
         pipeline.add_listener(_Bridge(self))
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union, cast
 
 from pydantic import (
     BaseModel,
@@ -40,8 +40,8 @@ __all__ = [
     "RECORD_VERSION", "EntryType", "EntryBase", "Entry", "STORE_TABLE", "parse_entry", "entry_kind",
     "SessionOpened", "NibpEntry", "BaselineEntry", "BpDecisionEntry", "PreDoseWaiver", "InfusionStepEntry",
     "NasalDeviceEntry", "ClinicallyStableEntry", "DosingEnded", "AssessmentEntry", "EventEntry", "Correction",
-    "ConcomitantMedications", "EscortEntry", "SessionAborted", "SessionClosed", "ClockJumpEntry", "DeviceStatsEntry",
-    "RecordError",
+    "ConcomitantMedications", "EscortEntry", "SessionAborted", "SessionClosed", "AlarmLimitsEntry", "ClockJumpEntry",
+    "DeviceStatsEntry", "RecordError",
 ]
 
 #: Version of the record's shape (1: the entry types below, as first recorded).
@@ -71,6 +71,7 @@ class EntryType(str, enum.Enum):
     ESCORT = "escort"
     SESSION_ABORTED = "session_aborted"
     SESSION_CLOSED = "session_closed"
+    ALARM_LIMITS = "alarm_limits"
     CLOCK_JUMP = "clock_jump"
     DEVICE_STATS = "device_stats"
 
@@ -250,6 +251,20 @@ class SessionClosed(EntryBase):
     override_reason: str | None = None
 
 
+class AlarmLimitsEntry(EntryBase):
+    """The alarm profile in force for the session, whole (``profile``, its JSON payload) with its
+    ``sha256`` (``monitor.alarms.profile.profile_fingerprint``): recorded when the session starts
+    and whenever its limits change. ``source``: "clinic default" (the clinic's profile as it is) or
+    "changed at the chair" (``changes``: each limit changed by this entry, ``RULE.PRIORITY`` → value)."""
+
+    _OMIT_EMPTY: ClassVar[tuple[str, ...]] = ("changes",)
+    type: Literal[EntryType.ALARM_LIMITS] = EntryType.ALARM_LIMITS
+    source: Literal["clinic default", "changed at the chair"]
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    profile: dict[str, Any]
+    changes: dict[str, float] | None = None
+
+
 class ClockJumpEntry(EntryBase):
     """The computer's wall clock jumped (recorded by Vigil, ``by`` None): the wall clock minus the
     record's timeline went from ``offset_before_s`` to ``offset_after_s`` seconds at ``t``. The
@@ -281,10 +296,11 @@ class DeviceStatsEntry(EntryBase):
 Entry = Annotated[
     Union[SessionOpened, NibpEntry, BaselineEntry, BpDecisionEntry, PreDoseWaiver, InfusionStepEntry,
           NasalDeviceEntry, ClinicallyStableEntry, DosingEnded, AssessmentEntry, EventEntry, Correction,
-          ConcomitantMedications, EscortEntry, SessionAborted, SessionClosed, ClockJumpEntry, DeviceStatsEntry],
+          ConcomitantMedications, EscortEntry, SessionAborted, SessionClosed, AlarmLimitsEntry, ClockJumpEntry,
+          DeviceStatsEntry],
     Field(discriminator="type"),
 ]
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(Entry)
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(cast(Any, Entry))  # (a discriminated union, not a class)
 
 #: The store table (``table_kind``) each entry type goes to.
 STORE_TABLE: dict[EntryType, str] = {

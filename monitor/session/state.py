@@ -21,7 +21,7 @@ Entry envelope: ``{"seq": 1, "type": "...", "t": ISO-8601 UTC, "by": actor dict 
 ``by`` is null only for readings taken by a device. Types: ``session_opened``, ``nibp``,
 ``baseline``, ``bp_decision``, ``infusion_step``, ``nasal_device``, ``clinically_stable``,
 ``dosing_ended``, ``assessment``, ``event``, ``correction``, ``escort``, ``session_aborted``,
-``session_closed``.
+``session_closed``, ``alarm_limits`` (the alarm profile in force, at the start and at each change).
 
 Continuous vitals are not entries (the store keeps numerics); :meth:`SessionState.observe` uses them
 for the pre-dose baseline window and turns device NIBP readings into ``nibp`` entries. After a
@@ -38,6 +38,7 @@ from typing import Any, Callable, ClassVar, Iterable, Literal, Mapping, TypeVar
 
 from drivers.catalogue import CATALOGUE, VITAL_KEYS
 from drivers.model import NumericObservation
+from monitor.alarms.profile import profile_fingerprint
 from monitor.assessments import Assessment, Event, parse_assessment, parse_event
 from monitor.patient import Patient
 from monitor.protocols import (
@@ -66,10 +67,10 @@ from monitor.session.readings import (
     pre_dose_bp,
 )
 from monitor.session.record import (
-    AssessmentEntry, BaselineEntry, BpDecisionEntry, ClinicallyStableEntry, ClockJumpEntry, ConcomitantMedications,
-    Correction, DeviceStatsEntry, DosingEnded, EntryBase, EntryType, EscortEntry, EventEntry, InfusionStepEntry,
-    NasalDeviceEntry, NibpEntry, PreDoseWaiver, RecordError, SessionAborted, SessionClosed, SessionOpened,
-    parse_entry,
+    AlarmLimitsEntry, AssessmentEntry, BaselineEntry, BpDecisionEntry, ClinicallyStableEntry, ClockJumpEntry,
+    ConcomitantMedications, Correction, DeviceStatsEntry, DosingEnded, EntryBase, EntryType, EscortEntry, EventEntry,
+    InfusionStepEntry, NasalDeviceEntry, NibpEntry, PreDoseWaiver, RecordError, SessionAborted, SessionClosed,
+    SessionOpened, parse_entry,
 )
 from monitor.settings import ClinicSettings
 from monitor.staff import (
@@ -106,6 +107,14 @@ def _text(value: Any, limit: int, what: str, required: bool) -> str | None:
         raise SessionError(f"{what} may have at most {limit} characters")
     return text
 
+
+
+def _numbered(entry: EntryBase) -> int:
+    """The entry's number; every entry a handler applies has one (:meth:`SessionState._commit`
+    checks it first; late entries, which have none, are replayed apart)."""
+    if entry.seq is None:
+        raise SessionError(f"A {entry.entry_type.value} entry without its number cannot be applied")
+    return entry.seq
 
 class SessionState:
     """One session: patient, protocol, plan, dosing log, readings, baseline, chart, sign-offs, phase.
@@ -155,6 +164,8 @@ class SessionState:
         self.pre_dose_waiver: tuple[datetime, Actor, str] | None = None
         self.concomitant: dict[str, bool] | None = None
         self.concomitant_other: str | None = None
+        #: The alarm profiles recorded for the session, oldest first (the last one is in force).
+        self.alarm_limits: list[AlarmLimitsEntry] = []
         self._baseline_pending = False
 
     # ------------------------------------------------------------------ creation and replay
@@ -587,6 +598,22 @@ class SessionState:
         """Record that an adult escort is present to take the patient home."""
         return self._commit(self._envelope(EscortEntry, t, by, escort_name=_text(escort_name, 80, "Escort name", required=False)))
 
+    def record_alarm_limits(self, t: datetime, by: Actor, profile: Mapping[str, Any], *,
+                            source: Literal["clinic default", "changed at the chair"],
+                            changes: Mapping[str, float] | None = None) -> list[EntryBase]:
+        """Record the alarm profile in force (``profile``: its JSON payload, from
+        ``AlarmProfile.to_payload``) with its fingerprint; ``source`` says whether it is the clinic's
+        default or was changed at the chair (``changes``: what this change set). Refused on a closed
+        session; a payload that is not a profile raises ``RefusedAction``."""
+        payload = dict(profile)
+        try:
+            sha256 = profile_fingerprint(payload)
+        except KeyError:
+            raise RefusedAction("The alarm profile to record has no rules") from None
+        return self._commit(self._envelope(AlarmLimitsEntry, t, self._need_by(by), source=source, sha256=sha256,
+                                           profile=payload,
+                                           changes={k: float(v) for k, v in changes.items()} if changes else None))
+
     # ------------------------------------------------------------------ ending
 
     def discharge_check(self, now: datetime, latest_vitals: Mapping[str, Any] | None = None,
@@ -639,30 +666,32 @@ class SessionState:
         self.age_years = patient.check_age(local_date, settings.min_patient_age_years)
         self.local_date = local_date
         protocol = ProtocolKind(entry.protocol)
+        plan: KetamineIVPlan | EsketaminePlan
         if protocol is ProtocolKind.KETAMINE_IV:
-            plan: KetamineIVPlan | EsketaminePlan = KetamineIVPlan.from_payload(entry.plan)
+            plan = iv = KetamineIVPlan.from_payload(entry.plan)
             low, high = settings.ketamine_dose_bounds_mg_per_kg
-            if not low <= plan.dose_mg_per_kg <= high:
-                raise SessionError(f"Dose {plan.dose_mg_per_kg:g} mg/kg is outside this clinic's {low:g}–{high:g} mg/kg")
-            if abs(plan.weight_kg - patient.weight_kg) > 1e-9:
-                raise SessionError(f"The plan's weight {plan.weight_kg:g} kg differs from the patient's "
+            if not low <= iv.dose_mg_per_kg <= high:
+                raise SessionError(f"Dose {iv.dose_mg_per_kg:g} mg/kg is outside this clinic's {low:g}–{high:g} mg/kg")
+            if abs(iv.weight_kg - patient.weight_kg) > 1e-9:
+                raise SessionError(f"The plan's weight {iv.weight_kg:g} kg differs from the patient's "
                                    f"{patient.weight_kg:g} kg")
-            self.infusion = InfusionLog(plan)
+            self.infusion = InfusionLog(iv)
         else:
-            plan = EsketaminePlan.from_payload(entry.plan)
-            if plan.monitoring_min < settings.esketamine_monitoring_min:
-                raise SessionError(f"Monitoring of {plan.monitoring_min} min is shorter than this clinic's "
+            plan = nasal = EsketaminePlan.from_payload(entry.plan)
+            if nasal.monitoring_min < settings.esketamine_monitoring_min:
+                raise SessionError(f"Monitoring of {nasal.monitoring_min} min is shorter than this clinic's "
                                    f"{settings.esketamine_monitoring_min} min")
-            self.devices = NasalDeviceLog(plan)
+            self.devices = NasalDeviceLog(nasal)
         self.session_id, self.protocol, self.patient, self.plan, self.settings = session_id, protocol, patient, plan, settings
         self.opened_at, self.opened_by, self.phase = t, by, Phase.BASELINE
 
     def _apply_nibp(self, entry: NibpEntry, t: datetime, by: Actor | None) -> None:
+        seq = _numbered(entry)
         reading = NibpReading(t=t, sys=entry.sys, dia=entry.dia, mean=entry.mean,
-                              source=entry.source, by=by, seq=entry.seq)
+                              source=entry.source, by=by, seq=seq)
         self.nibp_readings.append(reading)
         self.nibp_readings.sort(key=lambda r: (r.t, r.seq or 0))
-        self._nibp_by_seq[entry.seq] = reading
+        self._nibp_by_seq[seq] = reading
 
     def _apply_baseline(self, entry: BaselineEntry, t: datetime, by: Actor | None) -> None:
         by = self._need_by(by)
@@ -720,9 +749,9 @@ class SessionState:
                                "no decision is needed")
         if t < advisory.t:
             raise SessionError(f"The decision at {clock(t)} is before the BP it concerns ({clock(advisory.t)})")
-        decision = entry.decision
-        if decision not in ("proceed", "defer"):
-            raise SessionError(f"Decision {decision!r} must be 'proceed' or 'defer'")
+        if entry.decision not in ("proceed", "defer"):
+            raise SessionError(f"Decision {entry.decision!r} must be 'proceed' or 'defer'")
+        decision: Literal["proceed", "defer"] = "proceed" if entry.decision == "proceed" else "defer"
         self.bp_decisions.append(BpDecision(decision=decision, t=t, by=by, sys=advisory.sys, dia=advisory.dia,
                                             note=entry.note))
 
@@ -776,12 +805,12 @@ class SessionState:
         self.phase = Phase.RECOVERY
 
     def _apply_assessment(self, entry: AssessmentEntry, t: datetime, by: Actor | None) -> None:
-        assessment = parse_assessment(entry.assessment)
-        self._assessments[entry.seq] = Charted(seq=entry.seq, t=t, by=self._need_by(by), assessment=assessment)
+        assessment, seq = parse_assessment(entry.assessment), _numbered(entry)
+        self._assessments[seq] = Charted(seq=seq, t=t, by=self._need_by(by), assessment=assessment)
 
     def _apply_event(self, entry: EventEntry, t: datetime, by: Actor | None) -> None:
-        event = parse_event(entry.event)
-        self._events[entry.seq] = ChartedEvent(seq=entry.seq, t=t, by=self._need_by(by), event=event)
+        event, seq = parse_event(entry.event), _numbered(entry)
+        self._events[seq] = ChartedEvent(seq=seq, t=t, by=self._need_by(by), event=event)
 
     def _apply_correction(self, entry: Correction, t: datetime, by: Actor | None) -> None:
         by = self._need_by(by)
@@ -792,7 +821,7 @@ class SessionState:
         replacement = entry.replacement
         if replacement is not None and not isinstance(replacement, Mapping):
             raise SessionError("A replacement must be an assessment, event or BP record")
-        seq = entry.seq
+        seq = _numbered(entry)
         if target in self._assessments:
             old = self._assessments[target]
             new = Charted(seq=seq, t=old.t, by=by, assessment=parse_assessment(replacement)) if replacement else None
@@ -818,7 +847,7 @@ class SessionState:
                 self.nibp_readings.sort(key=lambda r: (r.t, r.seq or 0))
         else:
             raise SessionError(f"Entry {target} is not an assessment, event or BP reading that can be corrected")
-        self._retracted.add(target)  # type: ignore[arg-type]
+        self._retracted.add(target)
         self.corrections.append({"seq": seq, "refers_to": target, "reason": reason, "t": t, "by": by})
 
     def _apply_concomitant_medications(self, entry: ConcomitantMedications, t: datetime, by: Actor | None) -> None:
@@ -834,6 +863,12 @@ class SessionState:
 
     def _apply_escort(self, entry: EscortEntry, t: datetime, by: Actor | None) -> None:
         self.escort = (t, self._need_by(by), _text(entry.escort_name, 80, "Escort name", required=False))
+
+    def _apply_alarm_limits(self, entry: AlarmLimitsEntry, t: datetime, by: Actor | None) -> None:
+        self._need_by(by)
+        if not isinstance(entry.profile.get("rules"), list) or profile_fingerprint(entry.profile) != entry.sha256:
+            raise SessionError("The recorded alarm profile does not match its fingerprint")
+        self.alarm_limits.append(entry)
 
     def _apply_session_aborted(self, entry: SessionAborted, t: datetime, by: Actor | None) -> None:
         by = self._need_by(by)
@@ -872,5 +907,6 @@ class SessionState:
         EntryType.EVENT: _apply_event, EntryType.CORRECTION: _apply_correction,
         EntryType.CONCOMITANT_MEDICATIONS: _apply_concomitant_medications, EntryType.ESCORT: _apply_escort,
         EntryType.SESSION_ABORTED: _apply_session_aborted, EntryType.SESSION_CLOSED: _apply_session_closed,
+        EntryType.ALARM_LIMITS: _apply_alarm_limits,
         EntryType.CLOCK_JUMP: _apply_vigil_note, EntryType.DEVICE_STATS: _apply_vigil_note,
     }

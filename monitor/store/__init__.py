@@ -5,24 +5,35 @@ locking, migrations, transactions and reads), :mod:`.sessions`, :mod:`.devicedat
 :mod:`.entries`, :mod:`.alarms`, :mod:`.audit`, :mod:`.users` and :mod:`.bulk` (whole-session
 reads and writes) — over :mod:`.schema` (tables, triggers, migrations), :mod:`.codec` (times,
 quality bits, canonical JSON, audit digest, the sample codec) and :mod:`.records` (what it
-returns). :class:`StoreWriter` (:mod:`.writer`) is the off-UI-thread writer. This is the only
-package that knows SQL; everything else uses the public names below.
+returns). :class:`StoreWriter` (:mod:`.writer`) is the off-UI-thread writer; when writing fails to
+the end it saves its backlog to a recovery file (:mod:`.recovery`, ``vigil recover``). This is the
+only package that knows SQL; everything else uses the public names below.
 
 Plain Python + :mod:`sqlite3` + numpy + zlib; no Qt. The store keeps rows; clinical rules (who may
 do what, alarm logic, PIN hashing) live elsewhere.
 
 File
 ----
-* SQLite in WAL mode, ``synchronous=FULL``, foreign keys on. The file (and its ``-wal``/``-shm``)
-  is readable and writable by its owner only (0600). ``PRAGMA application_id`` marks the file as
-  Vigil's (:data:`APPLICATION_ID`); an existing file without that mark (garbage bytes, another
+* SQLite in WAL mode, ``synchronous=FULL``, foreign keys on. A new file (and its ``-wal``/``-shm``)
+  is made readable and writable by its owner only (0600, by the umask); Vigil never changes an
+  existing file's permissions. ``PRAGMA application_id`` marks the file as Vigil's
+  (:data:`APPLICATION_ID`); an existing file without that mark (garbage bytes, another
   application's SQLite database) is refused with :class:`StoreError` and never modified.
+* Only a path that does not exist — or an empty file with none of the files Vigil keeps beside a
+  database (``.lock``, ``-wal``, ``-shm``, ``.v<N>.bak``) — becomes a new database; an empty file
+  that has them lost its content and is refused (:class:`DamagedStoreError`).
+* Every read-write opening runs SQLite's ``quick_check`` before anything is written: a damaged file
+  is refused (:class:`DamagedStoreError`, saying to restore a backup or run ``vigil salvage``,
+  :mod:`.salvage`). A read-only or unwritable file, folder or storage is refused for writing
+  (:class:`ReadOnlyError`) and can be opened ``readonly``; on read-only storage it is read
+  ``immutable``.
 * ``meta.schema_version`` is the schema version. :data:`MIGRATIONS` holds one function per version
   step (``MIGRATIONS[i]`` upgrades version ``i`` to ``i + 1``); an older file is migrated forward on
   opening (after a backup copy ``<file>.v<old>.bak``), a newer one is refused.
-* One read-write :class:`SessionStore` per file at a time: it holds an advisory lock on
-  ``<file>.lock`` (a second read-write opening raises :class:`StoreError`; read-only openings are
-  always allowed).
+* One read-write :class:`SessionStore` per file at a time, whatever path names it: it holds an
+  advisory lock on ``<real file>.lock`` (symbolic links resolved) and notes its process and host
+  there; a second read-write opening raises :class:`StoreLockedError` naming them; a file with
+  several hard links is refused for writing. Read-only openings are always allowed.
 
 Times
 -----
@@ -44,7 +55,14 @@ Audit trail
 Every call that records a staff action appends a row to ``audit`` in the same transaction. The
 rows are hash-chained: ``hash = sha256(prev_hash + canonical_json({seq, t, user, session, action,
 payload}))`` with canonical JSON = sorted keys, no spaces, UTF-8; the first row's ``prev_hash`` is
-64 zeros. :meth:`SessionStore.verify_audit` recomputes the chain.
+64 zeros. Since schema 5 each row also has a ``mac``: an HMAC of its hash under the database's key,
+kept outside the file (:mod:`.keys`), so a row edited with every later hash recomputed is still
+found. The closing row of a session seals its data (:mod:`.seal`). At every read-write opening the
+protective triggers are compared with the schema's (missing or changed ones restored, unexpected
+ones dropped, ``schema_triggers_restored``) and the tables with a fingerprint kept in ``meta``
+(``schema_changed``). :meth:`SessionStore.verify_audit` recomputes the chain and its MACs;
+:meth:`SessionStore.verify_session` checks a session against its audit rows;
+:meth:`SessionStore.verify_users` the staff accounts (``vigil verify``).
 
 Observation quality
 -------------------
@@ -111,8 +129,11 @@ from monitor.store.records import (
     Gap,
     NotFoundError,
     ObservationRows,
+    DamagedStoreError,
     ReadOnlyError,
+    SessionCheck,
     SessionRecord,
+    StoreLockedError,
     SessionSummary,
     StoreError,
     UserRecord,
@@ -126,7 +147,7 @@ from monitor.store.users import UsersMixin
 __all__ = [
     "APPLICATION_ID", "MIGRATIONS", "QUALITY_BITS", "TABLE_KINDS", "ALARM_KINDS", "ALARM_ACTIONS", "PRIORITIES",
     "SESSION_STATUSES", "MAX_BLOCK_SECONDS", "ENC_F32_ZLIB", "ENC_F32_SHUFFLE_ZLIB",
-    "StoreError", "ReadOnlyError", "NotFoundError",
+    "StoreError", "ReadOnlyError", "NotFoundError", "DamagedStoreError", "StoreLockedError", "SessionCheck",
     "UserRecord", "SessionRecord", "SessionSummary", "Entry", "AlarmAction", "AlarmRow", "Gap",
     "VitalSummary", "AuditRow", "AuditCheck", "WaveformSlice", "ObservationRows", "Block", "Envelope",
     "SessionStore", "StoreWriter", "default_db_path", "quality_to_bits", "bits_to_quality",
@@ -144,10 +165,15 @@ class SessionStore(SessionsMixin, DeviceDataMixin, EntriesMixin, AlarmsMixin, Au
     once to migrate). ``clock``: returns the current aware UTC time for ``recorded_at``, audit and
     creation times (default: the system clock). ``block_seconds``: target duration of a stored
     waveform block (0 < x ≤ 60). ``busy_timeout``: seconds to wait for a lock held by another
-    connection.
+    connection. ``check_integrity``: run SQLite's ``quick_check`` at opening (default: when opening
+    read-write — a damaged file is never written to; read-only openings skip it unless asked, and
+    ``vigil verify`` runs the full ``integrity_check``).
 
     Raises :class:`StoreError` if the file is not a Vigil database (left unchanged), was written by
-    a newer Vigil (left unchanged), or is already open read-write by another store.
+    a newer Vigil (left unchanged); :class:`StoreLockedError` if another store holds it open
+    read-write (naming its process and host); :class:`ReadOnlyError` if opened read-write but the
+    file, its folder or its storage cannot be written; :class:`DamagedStoreError` if it fails the
+    integrity check, or is an empty file that was a database.
     """
 
 

@@ -6,10 +6,11 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-
 from monitor.store.codec import (
+    _at,
     _dt,
     _priority,
+    _rowid,
     _sid,
     _text,
     _ts,
@@ -47,7 +48,7 @@ class AlarmsMixin(StoreCore):
                 "trigger_value, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (session_id, condition, kind, prio, prio, t, limit, value, message or ""))
             conn.execute("UPDATE sessions SET n_alarms = n_alarms + 1 WHERE id = ?", (session_id,))
-            return int(cur.lastrowid)
+            return _rowid(cur)
 
     def _alarm_session(self, conn: sqlite3.Connection, alarm_id: int) -> tuple[int, str, float | None, float]:
         row = conn.execute("SELECT session_id, max_priority, ended_at, started_at FROM alarms WHERE id = ?",
@@ -99,16 +100,17 @@ class AlarmsMixin(StoreCore):
                                "VALUES (?, ?, ?, ?, ?, ?)", (session_id, alarm_id, t, action, user, detail or ""))
             self._audit(conn, user, f"alarm_{action}", session_id,
                         {"alarm_id": alarm_id, "action": action, "t": t, "detail": detail or ""})
-            return int(cur.lastrowid)
+            return _rowid(cur)
 
     @staticmethod
     def _action(r: tuple[Any, ...]) -> AlarmAction:
-        return AlarmAction(r[0], r[1], r[2], _dt(r[3]), r[4], r[5], r[6])
+        return AlarmAction(r[0], r[1], r[2], _at(r[3]), r[4], r[5], r[6])
 
     def alarms(self, session_id: int, start: datetime | None = None, end: datetime | None = None) -> list[AlarmRow]:
         """Alarms active at some time in ``[start, end)`` (started before ``end``, not ended before
         ``start``), by start time, each with its actions."""
-        where, args = ["session_id = ?"], [_sid(session_id)]
+        where: list[str] = ["session_id = ?"]
+        args: list[Any] = [_sid(session_id)]
         if end is not None:
             where.append("started_at < ?")
             args.append(_ts(end, "end"))
@@ -123,13 +125,14 @@ class AlarmsMixin(StoreCore):
             for r in conn.execute("SELECT id, session_id, alarm_id, t, action, user_login, detail FROM alarm_actions "
                                   "WHERE session_id = ? AND alarm_id IS NOT NULL ORDER BY t, id", (session_id,)):
                 actions.setdefault(r[2], []).append(self._action(r))
-        return [AlarmRow(r[0], r[1], r[2], r[3], r[4], r[5], _dt(r[6]), _dt(r[7]), r[8], r[9], r[10],
+        return [AlarmRow(r[0], r[1], r[2], r[3], r[4], r[5], _at(r[6]), _dt(r[7]), r[8], r[9], r[10],
                          tuple(actions.get(r[0], ()))) for r in rows]
 
     def alarm_actions(self, session_id: int, start: datetime | None = None,
                       end: datetime | None = None) -> list[AlarmAction]:
         """All alarm actions of the session (including system-wide ones) with ``start <= t < end``."""
-        where, args = ["session_id = ?"], [_sid(session_id)]
+        where: list[str] = ["session_id = ?"]
+        args: list[Any] = [_sid(session_id)]
         if start is not None:
             where.append("t >= ?")
             args.append(_ts(start, "start"))

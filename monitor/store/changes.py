@@ -15,11 +15,10 @@ deleted), so "every row with an id above the watermark" is exactly what is missi
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from monitor.store.codec import _dt, _sid
+from monitor.store.codec import _at, _sid
 from monitor.store.database import StoreCore
 from monitor.store.records import AuditRow, NotFoundError, StoreError
 
@@ -167,7 +166,7 @@ class ChangesMixin(StoreCore):
             args += wanted
         with self._read() as conn:
             rows = conn.execute(sql + " ORDER BY seq LIMIT ?", (*args, int(limit))).fetchall()
-        return [AuditRow(r[0], _dt(r[1]), r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
+        return [AuditRow(r[0], _at(r[1]), r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
 
     def audit_hash(self, seq: int) -> str | None:
         """The stored hash of audit row ``seq``, or None if there is no such row."""
@@ -185,14 +184,7 @@ class ChangesMixin(StoreCore):
             return str(row[0])
         if self.readonly:
             raise StoreError(f"{self.path} has no chair identity yet: open it read-write once to make one")
-        with self._tx() as conn:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'chair_uid'").fetchone()
-            if row is not None:
-                return str(row[0])
-            uid = str(uuid.uuid4())
-            conn.execute("INSERT INTO meta (key, value) VALUES ('chair_uid', ?)", (uid,))
-            self._audit(conn, None, "chair_identity_created", None, {"chair_uid": uid})
-            return uid
+        return self._ensure_uid()
 
     def session_origin(self, session_id: int) -> SessionOrigin:
         """Where session ``session_id`` was recorded: here (its own id; the chair identity if this

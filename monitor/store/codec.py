@@ -70,6 +70,19 @@ def _dt(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, timezone.utc)
 
 
+def _at(value: float) -> datetime:
+    """A stored time of a NOT NULL column (epoch seconds) as an aware UTC datetime."""
+    return datetime.fromtimestamp(value, timezone.utc)
+
+
+def _rowid(cursor: Any) -> int:
+    """The id of the row an INSERT just made (sqlite3 gives None only when nothing was inserted)."""
+    rowid = cursor.lastrowid
+    if rowid is None:
+        raise StoreError("the database did not return the new row's id")
+    return int(rowid)
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, datetime):
         return obj.isoformat()
@@ -176,10 +189,10 @@ def slice_blocks(blocks: Iterable[tuple[float, float, int, int, bytes]], s: floa
     total = 0
     for t0, rate, n, enc, blob in blocks:
         times = t0 + np.arange(n, dtype=np.float64) / rate
-        i0, i1 = np.searchsorted(times, s, "left"), np.searchsorted(times, e, "left")
-        if i1 > i0:
-            pieces.append((times, int(i0), int(i1), blob, enc))
-            total += int(i1 - i0)
+        first, stop = int(np.searchsorted(times, s, "left")), int(np.searchsorted(times, e, "left"))
+        if stop > first:
+            pieces.append((times, first, stop, blob, enc))
+            total += stop - first
     if max_points is None or total <= max_points:
         if not pieces:
             empty = np.empty(0, dtype=np.float32)

@@ -6,10 +6,10 @@ import json
 from datetime import datetime
 from typing import Any
 
-
 from monitor.store.codec import (
+    _at,
     _dict_arg,
-    _dt,
+    _rowid,
     _sid,
     _text,
     _to_json,
@@ -76,7 +76,7 @@ class EntriesMixin(StoreCore):
                 "INSERT INTO entries (session_id, t, table_kind, kind, payload_json, user_login, amends_id, reason, "
                 "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (session_id, tt, table_kind, kind, payload_json, user, amends, reason, self._now()))
-            entry_id = int(cur.lastrowid)
+            entry_id = _rowid(cur)
             action = "entry_amended" if amends is not None else "late_entry_added" if late else "entry_added"
             self._audit(conn, user, action, session_id,
                         {"entry_id": entry_id, "table_kind": table_kind, "kind": kind, "t": tt,
@@ -88,7 +88,7 @@ class EntriesMixin(StoreCore):
 
     @staticmethod
     def _entry(r: tuple[Any, ...]) -> Entry:
-        return Entry(r[0], r[1], _dt(r[2]), r[3], r[4], json.loads(r[5]), r[6], r[7], r[8], _dt(r[9]), r[10])
+        return Entry(r[0], r[1], _at(r[2]), r[3], r[4], json.loads(r[5]), r[6], r[7], r[8], _at(r[9]), r[10])
 
     def entries(self, session_id: int, table_kind: str | None = None, start: datetime | None = None,
                 end: datetime | None = None, include_amended: bool = True, *,
@@ -102,7 +102,8 @@ class EntriesMixin(StoreCore):
         """
         if order not in ("time", "recorded"):
             raise ValueError("order must be 'time' or 'recorded'")
-        where, args = ["e.session_id = ?"], [_sid(session_id)]
+        where: list[str] = ["e.session_id = ?"]
+        args: list[Any] = [_sid(session_id)]
         if table_kind is not None:
             where.append("e.table_kind = ?")
             args.append(table_kind)

@@ -17,6 +17,7 @@ session was recorded and under which id.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -77,7 +78,7 @@ class StoreReader(Protocol):
 
     def list_sessions(self, *, patient: str | None = None, since: datetime | None = None,
                       until: datetime | None = None, protocol: str | None = None, status: str | None = None,
-                      had_alarms: bool | None = None) -> list[SessionSummary]:
+                      had_alarms: bool | None = None) -> Sequence[SessionSummary]:
         """Sessions matching every filter, newest first."""
 
     def chairs(self) -> list[str]:

@@ -35,6 +35,16 @@ class NotFoundError(StoreError, LookupError):
     """The session, entry, alarm or user named does not exist."""
 
 
+class DamagedStoreError(StoreError):
+    """The database file fails SQLite's integrity check (or is empty where a database was): Vigil
+    does not write to it. The message says what to do (restore a backup, or ``vigil salvage``)."""
+
+
+class StoreLockedError(StoreError):
+    """Another Vigil (or another store in this process) holds the file open for writing; the message
+    names it (process id and host)."""
+
+
 # --------------------------------------------------------------------------------------- records
 @dataclass(frozen=True, slots=True)
 class UserRecord:
@@ -206,12 +216,43 @@ class AuditRow:
 @dataclass(frozen=True, slots=True)
 class AuditCheck:
     """Result of :meth:`SessionStore.verify_audit`: ``ok``, the number of rows checked and the
-    first row whose sequence, link or hash is wrong (with ``problem`` saying which)."""
+    first row whose sequence, link, hash or MAC is wrong (with ``problem`` saying which).
+    ``keyed_from``: the first row of the keyed chain (None: no row is keyed). ``unverified``: rows
+    whose MAC could not be checked because their key is not on this computer (``ok`` is then
+    False too, with ``problem`` saying so, unless a broken row was found first)."""
 
     ok: bool
     rows: int
     first_bad_seq: int | None
     problem: str | None = None
+    keyed_from: int | None = None
+    unverified: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCheck:
+    """Result of :meth:`SessionStore.verify_session`: ``problems`` (each a sentence; none = the
+    record is intact as far as it could be checked), ``notes`` (what could not be checked, e.g. MACs
+    whose key is not on this computer, a session closed before Vigil sealed sessions) and the
+    number of audit rows checked."""
+
+    session_id: int
+    problems: tuple[str, ...]
+    notes: tuple[str, ...]
+    audit_rows: int
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was found wrong."""
+        return not self.problems
+
+    def summary(self) -> str:
+        """One line for an export's notice or a screen: verified, or the first problem."""
+        if self.problems:
+            more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+            return f"Record NOT verified: {self.problems[0]}{more}"
+        text = f"Record verified against its audit trail ({self.audit_rows} rows)"
+        return text + (f"; not checked: {'; '.join(self.notes)}" if self.notes else "")
 
 
 class WaveformSlice(NamedTuple):

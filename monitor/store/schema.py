@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Callable
 
@@ -296,12 +297,54 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
             conn.execute(sql)
 
 
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """Version 4: wrong-PIN counts and lockouts kept across a restart (one row per user name as
+    typed, known or not; ``locked_until`` in epoch seconds, UTC). Not a record: rows change."""
+    conn.execute("CREATE TABLE sign_in_failures (login TEXT PRIMARY KEY, failures INTEGER NOT NULL "
+                 "CHECK (failures >= 0), locked_until REAL) WITHOUT ROWID")
+
+
+def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
+    """Version 5: the keyed audit chain. Each audit row gets a ``mac`` (``"<key id>:<HMAC>"`` of its
+    hash under the database's key, :mod:`monitor.store.keys`); rows written before the chain was
+    keyed keep ``mac`` NULL and are checked by their plain hashes (the switch is itself an audit
+    row, ``audit_chain_keyed``, written when the file is next opened for writing)."""
+    conn.execute("ALTER TABLE audit ADD COLUMN mac TEXT")
+
+
 #: Forward migrations: ``MIGRATIONS[i](conn)`` upgrades schema version ``i`` to ``i + 1`` inside
 #: one transaction. The current version is ``len(MIGRATIONS)``.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3]
-#: Trigger definitions of the current schema (used to restore triggers found missing; version 3
-#: keeps version 2's).
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3,
+                                                          _migrate_3_to_4, _migrate_4_to_5]
+#: Trigger definitions of the current schema (used to restore triggers found missing or changed;
+#: versions 3 to 5 keep version 2's).
 _CURRENT_TRIGGERS = _v2_triggers
+
+
+def _normal_sql(sql: str | None) -> str:
+    """A schema statement as compared: ``IF NOT EXISTS`` dropped, white space collapsed."""
+    return " ".join((sql or "").replace("IF NOT EXISTS ", "").split())
+
+
+def schema_objects(conn: sqlite3.Connection) -> dict[str, str]:
+    """``"type name"`` → SHA-256 of the normalised SQL of every table, index and view of the file
+    (SQLite's own objects excluded): what :class:`monitor.store.SessionStore` records, to notice a
+    schema changed by hand."""
+    rows = conn.execute("SELECT type, name, sql FROM sqlite_master WHERE type IN ('table', 'index', 'view') "
+                        "AND name NOT LIKE 'sqlite_%' ORDER BY type, name").fetchall()
+    return {f"{t} {n}": hashlib.sha256(_normal_sql(sql).encode()).hexdigest() for t, n, sql in rows}
+
+
+def trigger_differences(conn: sqlite3.Connection, expected: dict[str, str]) -> dict[str, list[str]]:
+    """How the file's triggers differ from ``expected`` (name → SQL, normally the current schema's
+    :data:`_CURRENT_TRIGGERS`): ``missing`` (names), ``changed`` (present with other SQL) and
+    ``unexpected`` (triggers the schema does not have)."""
+    present = {n: sql for n, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")}
+    return {
+        "missing": sorted(n for n in expected if n not in present),
+        "changed": sorted(n for n in expected if n in present and _normal_sql(present[n]) != _normal_sql(expected[n])),
+        "unexpected": sorted(n for n in present if n not in expected),
+    }
 
 
 def _read_version(conn: sqlite3.Connection) -> int:

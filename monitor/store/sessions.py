@@ -18,6 +18,7 @@ from monitor.store.codec import (
     _ts,
 )
 from monitor.store.database import StoreCore
+from monitor.store.seal import content_digest
 from monitor.store.records import (
     SESSION_STATUSES,
     Gap,
@@ -174,7 +175,8 @@ class SessionsMixin(StoreCore):
         """Sign and close a session: ``status`` 'closed' (normal) or 'aborted'. ``signed_name`` is the
         printed name of the signer, ``meaning`` what the signature means (e.g. "reviewed and
         closed"). Pending waveform blocks of the session are written and alarms still active end
-        at ``at``. Afterwards the session is read-only except for amendments. Already closed →
+        at ``at``. Afterwards the session is read-only except for amendments. The closing audit row
+        seals the session's data (:func:`monitor.store.seal.content_digest`). Already closed →
         :class:`ReadOnlyError`; ``at`` before the start → ``ValueError``."""
         if status not in ("closed", "aborted"):
             raise ValueError("status must be 'closed' or 'aborted'")
@@ -194,7 +196,7 @@ class SessionsMixin(StoreCore):
                          "close_meaning = ? WHERE id = ?", (status, t, user, signed_name, meaning, session_id))
             self._audit(conn, user, "session_closed" if status == "closed" else "session_aborted", session_id,
                         {"status": status, "signed_name": signed_name, "meaning": meaning, "at": t,
-                         "alarms_ended": ended})
+                         "alarms_ended": ended, "content": content_digest(conn, session_id)})
 
     def add_gap(self, session_id: int, start: datetime, end: datetime, reason: str) -> int:
         """Record that Vigil was not recording the open session from ``start`` to ``end`` (e.g. after

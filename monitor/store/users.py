@@ -1,4 +1,8 @@
-"""Staff accounts and the clinic settings history."""
+"""Staff accounts, wrong-PIN counts (kept across a restart) and the clinic settings history.
+
+Account changes are audited here, in the transaction that makes them, and so are wrong PINs
+(completed sign-ins are audited by the application layer). Only the application layer (``monitor.app.clinic``, after its role checks) and the clinic
+record's account copy (``monitor.clinic.accounts``, audited as ``clinic-record``) call the writers."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 from monitor.store.codec import (
     _dt,
     _text,
+    _ts,
 )
 from monitor.store.database import StoreCore
 from monitor.store.records import (
@@ -21,7 +26,11 @@ from monitor.store.records import (
 
 
 class UsersMixin(StoreCore):
-    """Staff accounts and the clinic settings history."""
+    """Staff accounts, wrong-PIN counts (kept across a restart) and the clinic settings history.
+
+Account changes are audited here, in the transaction that makes them, and so are wrong PINs
+(completed sign-ins are audited by the application layer). Only the application layer (``monitor.app.clinic``, after its role checks) and the clinic
+record's account copy (``monitor.clinic.accounts``, audited as ``clinic-record``) call the writers."""
 
     def add_user(self, login: str, display_name: str, role: str, pin_hash: str | None, by: str | None) -> int:
         """Add a staff account (active) and return its id. ``pin_hash`` is stored as given (hash it
@@ -36,7 +45,7 @@ class UsersMixin(StoreCore):
             cur = conn.execute("INSERT INTO users (login, display_name, role, pin_hash, created_at, active) "
                                "VALUES (?, ?, ?, ?, ?, 1)", (login, display_name, role, pin_hash, self._now()))
             self._audit(conn, by, "user_added", None,
-                        {"login": login, "display_name": display_name, "role": role})
+                        {"login": login, "display_name": display_name, "role": role, "pin_sha256": _pin_digest(pin_hash)})
             return int(cur.lastrowid)
 
     def get_user(self, login: str) -> UserRecord | None:
@@ -66,12 +75,46 @@ class UsersMixin(StoreCore):
             self._audit(conn, by, "user_activated" if active else "user_deactivated", None, {"login": login})
 
     def set_pin_hash(self, login: str, pin_hash: str | None, by: str | None) -> None:
-        """Replace an account's PIN hash (the audit row records that it changed, not the hash).
+        """Replace an account's PIN hash (the audit row records that it changed and a digest of the new
+        hash, never the hash: ``vigil verify`` notices a hash edited by hand).
         Unknown login raises :class:`NotFoundError`."""
         with self._tx() as conn:
             if conn.execute("UPDATE users SET pin_hash = ? WHERE login = ?", (pin_hash, login)).rowcount == 0:
                 raise NotFoundError(f"no user {login!r}")
-            self._audit(conn, by, "user_pin_changed", None, {"login": login})
+            self._audit(conn, by, "user_pin_changed", None, {"login": login, "pin_sha256": _pin_digest(pin_hash)})
+
+    # ------------------------------------------------------------------ sign-in
+    #: Longest user name kept for a failed sign-in (what was typed may be anything).
+    _LOGIN_KEPT = 64
+
+    def sign_in_failures(self, login: str) -> tuple[int, datetime | None]:
+        """``(wrong PINs in a row, locked until (UTC) or None)`` for the user name ``login`` as typed
+        (lower-cased by the caller); ``(0, None)`` when there are none."""
+        with self._read() as conn:
+            row = conn.execute("SELECT failures, locked_until FROM sign_in_failures WHERE login = ?",
+                               (login[:self._LOGIN_KEPT],)).fetchone()
+        return (int(row[0]), _dt(row[1])) if row else (0, None)
+
+    def record_sign_in_failure(self, login: str, failures: int, locked_until: datetime | None) -> None:
+        """A wrong PIN or unknown user name: keep the count (and the lock, when it starts) and audit
+        it (``sign_in_failed``, by nobody: the user name is in the payload, with the count and the
+        lock). ``failures`` below 1 raises ``ValueError``."""
+        if isinstance(failures, bool) or not isinstance(failures, int) or failures < 1:
+            raise ValueError(f"failures must be a whole number from 1, not {failures!r}")
+        login = str(login)[:self._LOGIN_KEPT]
+        until = None if locked_until is None else _ts(locked_until, "locked_until")
+        with self._tx() as conn:
+            conn.execute("INSERT OR REPLACE INTO sign_in_failures (login, failures, locked_until) VALUES (?, ?, ?)",
+                         (login, failures, until))
+            self._audit(conn, None, "sign_in_failed", None,
+                        {"login": login, "failures": failures,
+                         "locked_until": None if locked_until is None else locked_until.isoformat()})
+
+    def clear_sign_in_failures(self, login: str) -> None:
+        """A right PIN: the wrong-PIN count of ``login`` starts again (the sign-in itself is audited
+        by the caller when it completes)."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM sign_in_failures WHERE login = ?", (login[:self._LOGIN_KEPT],))
 
     def save_settings(self, json_text: str, by: str | None) -> int:
         """Append a new version of the clinic settings (a JSON document, stored verbatim) and
@@ -101,3 +144,8 @@ class UsersMixin(StoreCore):
         with self._read() as conn:
             rows = conn.execute("SELECT version, t, user_login, json FROM settings ORDER BY version").fetchall()
         return [(r[0], _dt(r[1]), r[2], r[3]) for r in rows]
+
+
+def _pin_digest(pin_hash: str | None) -> str | None:
+    """What the audit trail keeps of a PIN hash: its SHA-256 (None for no PIN)."""
+    return None if pin_hash is None else hashlib.sha256(pin_hash.encode()).hexdigest()

@@ -21,6 +21,7 @@ from monitor.store import SessionStore
 from monitor.store.records import (
     StoreError,
 )
+from monitor.store.recovery import Backlog, save_backlog
 
 # ---------------------------------------------------------------------------------- the writer
 _PERMANENT_SQLITE = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError,
@@ -58,6 +59,15 @@ _FLUSH = "flush"
 _STOP = "stop"
 
 
+def _drain(q: queue.SimpleQueue[Any]) -> list[Any]:
+    out = []
+    while True:
+        try:
+            out.append(q.get_nowait())
+        except queue.Empty:
+            return out
+
+
 class StoreWriter(threading.Thread):
     """Writes to a :class:`SessionStore` on its own thread, in batches.
 
@@ -79,7 +89,10 @@ class StoreWriter(threading.Thread):
 
     Start it with :meth:`start`; end it with :meth:`stop` (flushes and commits everything and
     finalises pending waveform blocks). ``on_commit(n_items)`` (optional) is called after each
-    successful commit.
+    successful commit. If writing still fails when :meth:`stop`'s timeout runs out, the writer
+    gives up: everything it holds is saved to a recovery file (:mod:`monitor.store.recovery`,
+    written back with ``vigil recover``) and :attr:`unsaved` says how much and where; calls still
+    waiting get a :class:`StoreError` on their futures.
     """
 
     def __init__(self, store: SessionStore, *, commit_interval: float = 1.0, idle_commit: float = 0.5,
@@ -107,6 +120,10 @@ class StoreWriter(threading.Thread):
         self.last_error: BaseException | None = None
         self.commits = 0
         self._batch_len = 0
+        self._abandon = threading.Event()
+        self._left: list[_Op] = []
+        #: Set when the writer gave up at :meth:`stop` (what was not written and where it was saved).
+        self.unsaved: Backlog | None = None
 
     # -------------------------------------------------------------------------- producers
     def _put(self, item: Any) -> None:
@@ -137,7 +154,8 @@ class StoreWriter(threading.Thread):
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued before this call is committed. False on timeout (e.g.
-        while writes fail; the data stays queued)."""
+        while writes fail; the data stays queued). Also returns when the writer gave up at
+        :meth:`stop` (then :attr:`unsaved` is set)."""
         if self.ident is None:
             raise StoreError("the store writer was never started: call start() first")
         done = threading.Event()
@@ -146,8 +164,10 @@ class StoreWriter(threading.Thread):
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop accepting items, commit everything queued, finalise pending waveform blocks and end
-        the thread. True if it ended within ``timeout``; otherwise (writes still failing) the
-        thread keeps retrying and the data stays in memory."""
+        the thread. True if everything was written within ``timeout``. Otherwise False: if writes
+        still fail, the writer gives up — what it holds is saved to a recovery file and
+        :attr:`unsaved` says how much and where (see the class docstring); if they are only slow,
+        the thread carries on writing."""
         with self._put_lock:
             if not self._stopping:
                 self._stopping = True
@@ -157,7 +177,25 @@ class StoreWriter(threading.Thread):
             return True
         if self.is_alive():
             self.join(timeout)
-        return not self.is_alive()
+        if self.is_alive() and self.failing and self.unsaved is None:
+            self._give_up()
+        return not self.is_alive() and self.unsaved is None
+
+    def _give_up(self) -> None:
+        """End a writer that cannot write: the thread hands over what it holds, which is saved."""
+        self._abandon.set()
+        self._queue.put((_STOP, None))  # wakes the thread from its back-off
+        self.join(self.retry_max + 5.0)
+        if self.is_alive():  # pragma: no cover - a store call that hangs: leave it, say so
+            log.critical("the store writer does not end; %d item(s) may be lost", self.pending)
+            return
+        left, self._left = self._left, []
+        self.unsaved = save_backlog(self.store, [(o.kind, o.session_id, o.items, o.fn, o.args, o.kwargs)
+                                                 for o in left], self.last_error)
+        where = self.unsaved.path or "nowhere"
+        for op in left:
+            if op.future is not None and not op.future.done():
+                op.future.set_exception(StoreError(f"not written: writing failed; saved in {where}"))
 
     @property
     def pending(self) -> int:
@@ -175,6 +213,12 @@ class StoreWriter(threading.Thread):
         backoff = self.retry_initial
         q = self._queue
         while True:
+            if self._abandon.is_set():
+                self._left = batch + [x for x in _drain(q) if isinstance(x, _Op)]
+                self._batch_len = 0
+                for w in waiters:
+                    w.set()
+                return
             now = time.monotonic()
             if self.failing:
                 timeout: float | None = max(0.0, retry_at - now)

@@ -55,6 +55,10 @@ class BoardWindow(QMainWindow):
         self.tiles: dict[str, ChairTile] = {}
         self.detail: ChairDetail | None = None
         self.audio = AlarmAudio(self, enabled=audio)
+        self.audio.availability_changed.connect(
+            lambda available, reason: self.model.set_audio(available, reason, self.clock()))
+        if not self.audio.available:
+            self.model.set_audio(False, self.audio.reason, self.clock())
         self.setWindowTitle(f"Vigil clinic board — {model.clinic}")
         self.setStyleSheet(theme.STYLE)
         central = QWidget()
@@ -155,8 +159,6 @@ class BoardWindow(QMainWindow):
             self.board_alarm.setStyleSheet("")
         self.ack_board.setEnabled(bool(alarms))
         self.audio.update(self.model.audio_priority(now), t)
-        if not self.audio.available and self.audio.reason:
-            self.link.setToolTip(f"Alarm audio unavailable: {self.audio.reason}")
         if self.detail is not None and self.detail.isVisible():
             self.detail.refresh(now)
 

@@ -36,6 +36,7 @@ from monitor.alarms.profile import AlarmProfile, LimitRule, NibpRule, default_pr
 from monitor.display import alarm_unit
 from monitor.settings import ClinicSettings, update_settings
 from monitor.staff import (
+    PIN_MAX_LENGTH,
     Actor,
     PermissionDenied,
     Role,
@@ -49,7 +50,7 @@ from ui.dialogs.base import (
     describe_error,
     hint,
     parse_number,
-    require_user,
+    require_token,
 )
 
 __all__ = [
@@ -157,7 +158,7 @@ class LimitsEditor(QWidget):
 
 class AlarmLimitsDialog(FormDialog):
     """This session's alarm limits (``service.session_profile``), each limited to its bounds, with
-    the clinic default shown. Apply → ``service.set_alarm_limits(changes, user)``; refusals are shown."""
+    the clinic default shown. Apply → ``service.set_alarm_limits(changes, token)``; refusals are shown."""
 
     def __init__(self, context: UiContext, parent: QWidget | None = None) -> None:
         super().__init__("Alarm limits for this session", parent, ok_text="Apply")
@@ -170,10 +171,8 @@ class AlarmLimitsDialog(FormDialog):
 
     def apply_changes(self, changes: dict[str, float]) -> None:
         """Adjust the session's limits (monitor refuses a value outside the bounds)."""
-        actor = require_user(self.context, self, "Sign in to change alarm limits.")
-        if actor is None:
-            raise FormError("Sign in to change alarm limits")
-        self.context.service.set_alarm_limits(changes, actor)
+        token = require_token(self.context, self, "Sign in to change alarm limits.")
+        self.context.service.set_alarm_limits(changes, token)
 
     def submit(self) -> None:
         """Apply the changed limits (nothing to do when none changed)."""
@@ -190,6 +189,7 @@ SETTINGS_FIELDS: dict[str, list[tuple[str, str, str, str]]] = {
         ("clinic_name", "Clinic name", "text", ""),
         ("clinic_address", "Address", "multiline", ""),
         ("min_patient_age_years", "Minimum patient age", "int", "years"),
+        ("pin_min_length", "Shortest staff PIN (6–12)", "int", "digits"),
         ("alarm_latching", "Latching alarms (the signal stays until acknowledged)", "bool", ""),
         ("audio_pause_s", "Audio pause, default", "int", "s"),
         ("audio_pause_max_s", "Audio pause, longest allowed", "int", "s"),
@@ -347,8 +347,8 @@ class ClinicSettingsDialog(FormDialog):
         if not changes and not limit_changes:
             update_settings(self.current, changes, actor)   # checks the role even with nothing to save
             return
-        new, profile = self.context.clinic.save_settings(actor, self.current, changes, self.context.profile,
-                                                         limit_changes)
+        new, profile = self.context.clinic.save_settings(self.context.token, self.current, changes,
+                                                         self.context.profile, limit_changes)
         self.context.profile = profile
         self.context.settings = new
         self.current = new
@@ -381,7 +381,7 @@ class UsersDialog(FormDialog):
         actions.addWidget(self.toggle_button)
         self.new_pin = QLineEdit()
         self.new_pin.setEchoMode(QLineEdit.EchoMode.Password)
-        self.new_pin.setPlaceholderText("new PIN")
+        self.new_pin.setPlaceholderText(f"new PIN ({context.clinic.settings.pin_min_length}–{PIN_MAX_LENGTH} digits)")
         self.new_pin_again = QLineEdit()
         self.new_pin_again.setEchoMode(QLineEdit.EchoMode.Password)
         self.new_pin_again.setPlaceholderText("new PIN again")
@@ -404,7 +404,7 @@ class UsersDialog(FormDialog):
         self.add_role.set_value(Role.NURSE)
         self.add_pin = QLineEdit()
         self.add_pin.setEchoMode(QLineEdit.EchoMode.Password)
-        self.add_pin.setPlaceholderText("PIN")
+        self.add_pin.setPlaceholderText(f"PIN ({context.clinic.settings.pin_min_length}–{PIN_MAX_LENGTH} digits)")
         self.add_pin_again = QLineEdit()
         self.add_pin_again.setEchoMode(QLineEdit.EchoMode.Password)
         self.add_pin_again.setPlaceholderText("PIN again")
@@ -477,9 +477,9 @@ class UsersDialog(FormDialog):
 
     def add_user(self) -> None:
         """Add the account in the form (monitor's rules for the ID, name and PIN)."""
-        by = self._require()
+        self._require()
         self.show_error("")
-        actor = self.context.clinic.add_user(by, self.add_id.text(), self.add_name.text(),
+        actor = self.context.clinic.add_user(self.context.token, self.add_id.text(), self.add_name.text(),
                                              self.add_role.value() or Role.NURSE, self.add_pin.text(),
                                              self.add_pin_again.text())
         for edit in (self.add_id, self.add_name, self.add_pin, self.add_pin_again):
@@ -490,7 +490,7 @@ class UsersDialog(FormDialog):
 
     def toggle_active(self) -> None:
         """Deactivate or reactivate the selected account."""
-        by = self._require()
+        self._require()
         self.show_error("")
         login = self.selected_login()
         if login is None:
@@ -498,18 +498,18 @@ class UsersDialog(FormDialog):
         record = self.context.clinic.get_user(login)
         if record is None:
             raise FormError(f"No staff account {login!r}")
-        self.context.clinic.set_active(by, login, not record.active)
+        self.context.clinic.set_active(self.context.token, login, not record.active)
         self.status.setText(f"{record.display_name} {'deactivated' if record.active else 'reactivated'}.")
         self.reload()
 
     def reset_pin(self) -> None:
         """Give the selected account a new PIN (PIN policy from monitor)."""
-        by = self._require()
+        self._require()
         self.show_error("")
         login = self.selected_login()
         if login is None:
             raise FormError("Choose a staff account in the list first")
-        self.context.clinic.reset_pin(by, login, self.new_pin.text(), self.new_pin_again.text())
+        self.context.clinic.reset_pin(self.context.token, login, self.new_pin.text(), self.new_pin_again.text())
         self.new_pin.clear()
         self.new_pin_again.clear()
         self.status.setText(f"New PIN set for {login}.")

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from monitor.session import SessionState
-from monitor.staff import Actor, nurse_message
+from monitor.staff import Actor, SessionToken, nurse_message
 from monitor.errors import StoreError
 from ui import theme
 from ui.context import UiContext
@@ -54,6 +54,7 @@ __all__ = [
     "hint",
     "minutes_text",
     "parse_number",
+    "require_token",
     "require_user",
     "run_modal",
     "session_state",
@@ -138,6 +139,14 @@ def require_user(context: UiContext, parent: QWidget | None = None, why: str = "
 
     run_modal(SignInDialog(context, parent, why=why))
     return context.user
+
+
+def require_token(context: UiContext, parent: QWidget | None = None, why: str = "") -> SessionToken:
+    """The session token of the signed-in user, for a privileged command (sign-in first when nobody
+    is signed in; :class:`FormError` with ``why`` if cancelled)."""
+    if require_user(context, parent, why) is None or context.token is None:
+        raise FormError(why.rstrip(".") or "Sign in first")
+    return context.token
 
 
 # --------------------------------------------------------------------------- time and session
@@ -448,6 +457,10 @@ class SessionDialog(FormDialog):
         if actor is None:
             raise FormError("Sign in to record this")
         return actor
+
+    def token(self) -> SessionToken:
+        """The signed-in user's session token, for a signature (asks for sign-in first)."""
+        return require_token(self.context, self, "Sign in to sign this.")
 
     def now(self) -> datetime:
         """The device's time now."""

@@ -48,7 +48,7 @@ class DischargeDialog(SessionDialog):
     sessions can record the clinically-stable sign-off. The signature block shows the printed
     name of the signed-in user, the time and the meaning ("reviewed and closed"). The override
     reason is enabled only for a charge nurse and only while a criterion is unmet. Close →
-    ``service.close_session(actor, override_reason=...)``; monitor's refusal is shown.
+    ``service.close_session(token, override_reason=...)``; monitor's refusal is shown.
     """
 
     def __init__(self, context: UiContext, parent: QWidget | None = None) -> None:
@@ -172,14 +172,14 @@ class DischargeDialog(SessionDialog):
 
     def _sign_stable(self) -> None:
         self.show_error("")
-        if self.attempt(lambda: self.service.sign_clinically_stable(self.actor(), t=self.now())):
+        if self.attempt(lambda: self.service.sign_clinically_stable(self.token(), t=self.now())):
             self.refresh()
 
     def submit(self) -> None:
         """Close with the signature (monitor refuses unmet criteria without a charge nurse's override)."""
-        actor = self.actor()
+        token = self.token()
         reason = self.override.text().strip() if self.override.isEnabled() else ""
-        self.context.service.close_session(actor, override_reason=reason or None)
+        self.context.service.close_session(token, override_reason=reason or None)
 
     def done(self, result: int) -> None:
         self.timer.stop()
@@ -205,8 +205,7 @@ class AbortDialog(SessionDialog):
 
     def submit(self) -> None:
         """End the session (monitor refuses an empty reason or a running infusion)."""
-        actor = self.actor()
-        self.context.service.abort_session(actor, self.reason.text())
+        self.context.service.abort_session(self.token(), self.reason.text())
 
 
 class ResumeDialog(FormDialog):

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QComboBox, QDateTimeEdit, QFormLayout, QLineEdit, 
 from monitor.assessments import EVENTS, PresetEvent, Route, Severity
 from monitor.app.review import late_entry_events
 from ui.context import UiContext
-from ui.dialogs.base import FormDialog, FormError, hint, parse_number, require_user
+from ui.dialogs.base import FormDialog, hint, parse_number, require_token
 
 __all__ = ["LateEntryDialog"]
 
@@ -109,8 +109,6 @@ class LateEntryDialog(FormDialog):
         """Record the late entry as the signed-in user (sign-in first if nobody is)."""
         event = self.event_payload()
         self.context.records.check_late_entry(self.session_id, event, self.time(), self.reason.text())
-        actor = require_user(self.context, self, "Sign in to add a late entry.")
-        if actor is None:
-            raise FormError("Sign in to add a late entry")
-        self.entry_id = self.context.records.add_late_entry(self.session_id, event, self.time(), actor,
-                                       self.reason.text())
+        token = require_token(self.context, self, "Sign in to add a late entry.")
+        self.entry_id = self.context.records.add_late_entry(self.session_id, event, self.time(), token,
+                                                            self.reason.text())

@@ -174,6 +174,8 @@ class SummaryPanel(QTextBrowser):
         counts = ", ".join(f"<span style='color:{theme.PRIORITY_COLOURS[p]}'>{p}</span> {n}"
                            for p, n in summary.alarms_by_priority.items())
         parts.append(f"<h3>Alarms</h3><p>{counts} ({summary.technical_alarms} technical)</p>")
+        if summary.alarm_limits:
+            parts.append(f"<p class='dim'>Alarm limits: {esc(summary.alarm_limits)}</p>")
         dose = "—" if summary.delivered_mg is None else f"{summary.delivered_mg:.1f} mg delivered"
         if summary.planned_mg:
             dose += f" of {summary.planned_mg:.1f} mg planned"

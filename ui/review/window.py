@@ -13,6 +13,8 @@ read one per event-loop turn after the first frame; waveforms only ever for the 
 
 from __future__ import annotations
 
+import html
+
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -333,7 +335,7 @@ class ReviewWindow(QMainWindow):
                   f"{v.signature.meaning}") if v.signature is not None else ""
         self.header.setText(f"<b>{who}</b> · {v.protocol_label} · {start.strftime('%Y-%m-%d %H:%M')}–"
                             f"{end.strftime('%H:%M')} ({duration_text((v.end - v.start).total_seconds())}) · "
-                            f"{self.record.status}{signed}")
+                            f"{self.record.status}{signed}" + (f"<br><i>{html.escape(v.imported)}</i>" if v.imported else ""))
 
     def _present_vitals(self) -> list[str]:
         return [k for k, s in self.numerics.items() if len(s.t)]
@@ -463,10 +465,12 @@ class ReviewWindow(QMainWindow):
         self.statusBar().showMessage("Late entry added to the record", 8000)
         return dialog.entry_id
 
-    def export(self, fmt: str, path: str | Path | None = None, deidentify: bool | None = None) -> Path | None:
-        """Export the session as ``fmt`` to ``path`` (None: ask with a file dialog); ``deidentify``
-        None takes the toolbar's check box. Return the file written, or None (cancelled or refused:
-        the reason is shown)."""
+    def export(self, fmt: str, path: str | Path | None = None, deidentify: bool | None = None, *,
+               overwrite: bool = False) -> Path | None:
+        """Export the session as ``fmt`` to ``path`` (None: ask with a file dialog, which asks before
+        replacing an existing file); ``deidentify`` None takes the toolbar's check box; ``overwrite``:
+        replace an existing ``path``. Return the file written, or None (cancelled or refused: the
+        reason is shown)."""
         deid = self.deidentify.isChecked() if deidentify is None else deidentify
         if path is None:
             suffix = FORMATS[fmt].suffix if fmt in FORMATS else ""
@@ -478,10 +482,10 @@ class ReviewWindow(QMainWindow):
                                                     options=native)
             if not chosen:
                 return None
-            path = chosen
+            path, overwrite = chosen, True   # the file dialog asked before choosing an existing file
         QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
-            written = export_session(self.records, self.session_id, fmt, path, deidentify=deid)
+            written = export_session(self.records, self.session_id, fmt, path, deidentify=deid, overwrite=overwrite)
         except ExportError as exc:
             self.show_error(f"Export failed: {describe_error(exc)}")
             return None

@@ -23,7 +23,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -32,8 +32,8 @@ import psycopg
 from drivers.catalogue import CATALOGUE, VITAL_KEYS
 from drivers.model import WAVE_CHANNELS, DeviceCondition
 from monitor.store.changes import SessionOrigin
-from monitor.store.codec import slice_blocks
-from monitor.store.postgres.schema import ClinicRecordError, ClinicUnavailable, check_schema, connect, safe_url
+from monitor.store.codec import _at, _dt, _sid, _ts, slice_blocks
+from monitor.store.postgres.schema import ClinicRecordError, ClinicUnavailable, check_schema, connect, one, safe_url
 from monitor.store.reader import ChairSessionSummary
 from monitor.store.records import (
     SESSION_STATUSES,
@@ -64,24 +64,6 @@ class Location(str):
     def name(self) -> str:
         """The database name."""
         return self.rsplit("/", 1)[-1]
-
-
-def _dt(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, timezone.utc)
-
-
-def _ts(value: datetime, name: str) -> float:
-    if not isinstance(value, datetime):
-        raise TypeError(f"{name} must be a timezone-aware datetime, not {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware (UTC), got naive {value!r}")
-    return value.timestamp()
-
-
-def _sid(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"session id must be an int, not {type(value).__name__}")
-    return value
 
 
 def _range(where: list[str], args: list[Any], column: str, start: datetime | None, end: datetime | None) -> None:
@@ -211,7 +193,7 @@ class PostgresReader:
         with self._read() as cur:
             cur.execute(sql + " ORDER BY s.started_at DESC, s.id DESC", args)
             rows = cur.fetchall()
-        return [ChairSessionSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _dt(r[7]), _dt(r[8]), int(r[9]),
+        return [ChairSessionSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _at(r[7]), _dt(r[8]), int(r[9]),
                                     int(r[10]), r[11], int(r[12]), bool(r[13]),
                                     None if not r[15] else r[14] + (f" (and {r[15] - 1} more)" if r[15] > 1 else ""))
                 for r in rows]
@@ -235,7 +217,7 @@ class PostgresReader:
         if r is None:
             raise NotFoundError(f"no session {session_id} in the clinic record")
         return SessionRecord(
-            id=r[0], created_at=_dt(r[1]), started_at=_dt(r[2]), ended_at=_dt(r[3]), status=r[4], phase=r[5],
+            id=r[0], created_at=_at(r[1]), started_at=_at(r[2]), ended_at=_dt(r[3]), status=r[4], phase=r[5],
             protocol=r[6], patient=json.loads(r[7]), patient_name=r[8], patient_ref=r[9], plan=json.loads(r[10]),
             baseline=json.loads(r[11]) if r[11] is not None else None, device=r[12], created_by=r[13],
             closed_by=r[14], close_meaning=r[15], signed_name=r[16], last_seen=_dt(r[17]), n_observations=int(r[18]),
@@ -256,7 +238,7 @@ class PostgresReader:
         with self._read() as cur:
             cur.execute("SELECT chair_gap_id, start_t, end_t, reason FROM vigil.gaps WHERE session_id = %s "
                         "ORDER BY start_t, chair_gap_id", (_sid(session_id),))
-            return [Gap(r[0], session_id, _dt(r[1]), _dt(r[2]), r[3]) for r in cur.fetchall()]
+            return [Gap(r[0], session_id, _at(r[1]), _at(r[2]), r[3]) for r in cur.fetchall()]
 
     # ------------------------------------------------------------------ entries, alarms, audit, staff
     _ENTRY_SQL = ("SELECT e.chair_entry_id, e.session_id, e.t, e.table_kind, e.kind, e.payload_json, e.user_login, "
@@ -268,7 +250,8 @@ class PostgresReader:
         """The session's entries (as :meth:`monitor.store.SessionStore.entries`)."""
         if order not in ("time", "recorded"):
             raise ValueError("order must be 'time' or 'recorded'")
-        where, args = ["e.session_id = %s"], [_sid(session_id)]
+        where: list[str] = ["e.session_id = %s"]
+        args: list[Any] = [_sid(session_id)]
         if table_kind is not None:
             where.append("e.table_kind = %s")
             args.append(table_kind)
@@ -279,7 +262,7 @@ class PostgresReader:
             cur.execute(f"{self._ENTRY_SQL} WHERE {' AND '.join(where)} ORDER BY "
                         f"{'e.t, e.chair_entry_id' if order == 'time' else 'e.chair_entry_id'}", args)
             rows = cur.fetchall()
-        return [Entry(r[0], r[1], _dt(r[2]), r[3], r[4], json.loads(r[5]), r[6], r[7], r[8], _dt(r[9]), r[10])
+        return [Entry(r[0], r[1], _at(r[2]), r[3], r[4], json.loads(r[5]), r[6], r[7], r[8], _at(r[9]), r[10])
                 for r in rows]
 
     def effective_entries(self, session_id: int, table_kind: str | None = None, start: datetime | None = None,
@@ -289,11 +272,12 @@ class PostgresReader:
 
     @staticmethod
     def _action(r: tuple[Any, ...], session_id: int) -> AlarmAction:
-        return AlarmAction(r[0], session_id, r[1], _dt(r[2]), r[3], r[4], r[5])
+        return AlarmAction(r[0], session_id, r[1], _at(r[2]), r[3], r[4], r[5])
 
     def alarms(self, session_id: int, start: datetime | None = None, end: datetime | None = None) -> list[AlarmRow]:
         """Alarms active at some time in ``[start, end)``, by start time, each with its actions."""
-        where, args = ["a.session_id = %s"], [_sid(session_id)]
+        where: list[str] = ["a.session_id = %s"]
+        args: list[Any] = [_sid(session_id)]
         if end is not None:
             where.append("a.started_at < %s")
             args.append(_ts(end, "end"))
@@ -311,13 +295,14 @@ class PostgresReader:
             actions: dict[int, list[AlarmAction]] = {}
             for r in cur.fetchall():
                 actions.setdefault(r[1], []).append(self._action(r, session_id))
-        return [AlarmRow(r[0], session_id, r[1], r[2], r[3], r[4], _dt(r[5]), _dt(r[6]), r[7], r[8], r[9],
+        return [AlarmRow(r[0], session_id, r[1], r[2], r[3], r[4], _at(r[5]), _dt(r[6]), r[7], r[8], r[9],
                          tuple(actions.get(r[0], ()))) for r in rows]
 
     def alarm_actions(self, session_id: int, start: datetime | None = None,
                       end: datetime | None = None) -> list[AlarmAction]:
         """All alarm actions of the session (system-wide ones too) with ``start <= t < end``."""
-        where, args = ["session_id = %s"], [_sid(session_id)]
+        where: list[str] = ["session_id = %s"]
+        args: list[Any] = [_sid(session_id)]
         _range(where, args, "t", start, end)
         with self._read() as cur:
             cur.execute("SELECT chair_action_id, alarm_id, t, action, user_login, detail FROM vigil.alarm_actions "
@@ -335,7 +320,7 @@ class PostgresReader:
         with self._read() as cur:
             cur.execute(sql + " ORDER BY chair_id, seq", args)
             rows = cur.fetchall()
-        return [AuditRow(r[0], _dt(r[1]), r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
+        return [AuditRow(r[0], _at(r[1]), r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
 
     def list_users(self) -> list[UserRecord]:
         """The clinic's staff accounts (current versions) by login; ``created_at`` is the first
@@ -345,20 +330,21 @@ class PostgresReader:
                         "FROM vigil.staff_current c CROSS JOIN LATERAL (SELECT id, changed_at FROM "
                         "vigil.staff_accounts WHERE login = c.login ORDER BY changed_at, id LIMIT 1) f "
                         "ORDER BY c.login")
-            return [UserRecord(int(r[0]), r[1], r[2], r[3], r[4], _dt(r[5]), bool(r[6])) for r in cur.fetchall()]
+            return [UserRecord(int(r[0]), r[1], r[2], r[3], r[4], _at(r[5]), bool(r[6])) for r in cur.fetchall()]
 
     # ------------------------------------------------------------------ device data
     def conditions(self, session_id: int, start: datetime | None = None,
                    end: datetime | None = None) -> list[DeviceCondition]:
         """Device condition changes with ``start <= t < end``, in time order."""
-        where, args = ["c.session_id = %s"], [_sid(session_id)]
+        where: list[str] = ["c.session_id = %s"]
+        args: list[Any] = [_sid(session_id)]
         _range(where, args, "c.t", start, end)
         with self._read() as cur:
             cur.execute("SELECT c.t, c.code, c.active, c.text, s.name FROM vigil.conditions c "
                         f"LEFT JOIN vigil.sources s ON s.id = c.source_id WHERE {' AND '.join(where)} "
                         "ORDER BY c.t, c.chair_condition_id", args)
             rows = cur.fetchall()
-        return [DeviceCondition(code=r[1], active=bool(r[2]), text=r[3], source=r[4] or "", time=_dt(r[0]))
+        return [DeviceCondition(code=r[1], active=bool(r[2]), text=r[3], source=r[4] or "", time=_at(r[0]))
                 for r in rows]
 
     def numerics(self, session_id: int, vital: str, start: datetime | None = None, end: datetime | None = None,
@@ -366,7 +352,8 @@ class PostgresReader:
         """One vital's ``(t, v[, quality])`` arrays in time order (as the chair's store)."""
         if vital not in CATALOGUE:
             raise ValueError(f"unknown vital {vital!r}; known: {', '.join(VITAL_KEYS)}")
-        where, args = ["session_id = %s", "vital = %s"], [_sid(session_id), vital]
+        where: list[str] = ["session_id = %s", "vital = %s"]
+        args: list[Any] = [_sid(session_id), vital]
         _range(where, args, "t", start, end)
         with self._read() as cur:
             cur.execute(f"SELECT t, value, quality FROM vigil.observations WHERE {' AND '.join(where)} "
@@ -485,7 +472,7 @@ class PostgresReader:
                 "y), (SELECT max(t) FROM vigil.conditions WHERE session_id = %s), "
                 "(SELECT max(t) FROM vigil.entries WHERE session_id = %s))",
                 (list(VITAL_KEYS), sid, list(WAVE_CHANNELS), sid, sid, sid))
-            latest = cur.fetchone()[0]
+            latest = one(cur)[0]
             tails = self._tails(cur, sid)
             cur.execute("SELECT DISTINCT channel FROM vigil.waveforms WHERE session_id = %s AND NOT channel = ANY(%s)",
                         (sid, list(WAVE_CHANNELS)))
@@ -493,7 +480,7 @@ class PostgresReader:
             for channel in others:
                 cur.execute("SELECT t0 + (n - 1) / rate FROM vigil.waveforms WHERE session_id = %s AND channel = %s "
                             "ORDER BY t0 DESC LIMIT 1", (sid, channel))
-                value = cur.fetchone()[0]
+                value = one(cur)[0]
                 latest = value if latest is None else max(latest, value)
         for _channel, t0, rate, n, *_ in tails:
             end = t0 + (n - 1) / rate
@@ -543,4 +530,4 @@ class PostgresReader:
             args = (_sid(session_id),)
         with self._read() as cur:
             cur.execute(sql + " ORDER BY f.id", args)
-            return [tuple(r) for r in cur.fetchall()]  # type: ignore[misc]
+            return [tuple(r) for r in cur.fetchall()]

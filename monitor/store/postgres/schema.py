@@ -103,14 +103,22 @@ def connect(url: str, *, connect_timeout: float = 5.0, autocommit: bool = False,
         raise ClinicRecordError(f"the clinic record URL is not valid: {exc}") from None
 
 
+def one(cur: psycopg.Cursor[Any]) -> tuple[Any, ...]:
+    """The row a query that always returns one (an aggregate, a row just upserted) returned."""
+    row = cur.fetchone()
+    if row is None:
+        raise ClinicRecordError("the clinic record returned no row where one was expected")
+    return tuple(row)
+
+
 def schema_version(conn: psycopg.Connection[Any]) -> int:
     """The highest migration applied to the database (0 when the schema is not there)."""
     with conn.cursor() as cur:
         cur.execute("SELECT to_regclass('vigil.schema_migrations') IS NOT NULL")
-        if not cur.fetchone()[0]:
+        if not one(cur)[0]:
             return 0
         cur.execute("SELECT coalesce(max(version), 0) FROM vigil.schema_migrations")
-        return int(cur.fetchone()[0])
+        return int(one(cur)[0])
 
 
 def check_schema(conn: psycopg.Connection[Any]) -> int:

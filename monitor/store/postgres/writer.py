@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from monitor.store.changes import CHANGE_TABLES, SEALED_TABLES, ChangeSet
-from monitor.store.postgres.schema import ClinicRecordError, ClinicUnavailable, check_schema, connect, safe_url
+from monitor.store.postgres.schema import ClinicRecordError, ClinicUnavailable, check_schema, connect, one, safe_url
 
 __all__ = ["ChairState", "Flag", "ClinicWriter", "AccountVersion", "SettingsVersion"]
 
@@ -176,7 +176,7 @@ class ClinicWriter:
             cur.execute("INSERT INTO vigil.chairs (uid, name) VALUES (%s, %s) ON CONFLICT (uid) DO NOTHING",
                         (uid, name))
             cur.execute("SELECT id, name FROM vigil.chairs WHERE uid = %s", (uid,))
-            chair_id, held = cur.fetchone()
+            chair_id, held = one(cur)
             if held != name:
                 cur.execute("UPDATE vigil.chairs SET name = %s WHERE id = %s", (name, chair_id))
             return int(chair_id)
@@ -188,7 +188,7 @@ class ClinicWriter:
             marks = {}
             for key, (table, column) in _KEYS.items():
                 cur.execute(f"SELECT max({column}) FROM vigil.{table} WHERE chair_id = %s", (chair_id,))
-                marks[key] = int(cur.fetchone()[0] or 0)
+                marks[key] = int(one(cur)[0] or 0)
             cur.execute("SELECT s.chair_session_id, s.id FROM vigil.sessions s WHERE s.chair_id = %s AND NOT EXISTS "
                         "(SELECT 1 FROM vigil.session_seals z WHERE z.session_id = s.id)", (chair_id,))
             watch = {int(a): int(b) for a, b in cur.fetchall()}
@@ -276,7 +276,7 @@ class ClinicWriter:
             if row is None:
                 cur.execute("SELECT id FROM vigil.sessions WHERE chair_id = %s AND chair_session_id = %s",
                             (state.chair_id, r[0]))
-                row = cur.fetchone()
+                row = one(cur)
             known[r[0]] = added[r[0]] = int(row[0])
         mentioned = {r[1] for t in CHANGE_TABLES for r in changes.rows[t] if r[1] is not None}
         mentioned |= {f.chair_session_id for f in flags if f.chair_session_id is not None}
@@ -429,7 +429,7 @@ class ClinicWriter:
         out = {}
         for table in SEALED_TABLES:
             cur.execute(f"SELECT count(*) FROM vigil.{table} WHERE session_id = %s", (session_id,))
-            out[table] = int(cur.fetchone()[0])
+            out[table] = int(one(cur)[0])
         return out
 
     # ------------------------------------------------------------------ staff and settings
@@ -439,7 +439,7 @@ class ClinicWriter:
             cur.execute("SELECT greatest((SELECT max(origin_seq) FROM vigil.staff_accounts WHERE origin_chair_id = "
                         "%s), (SELECT max(origin_seq) FROM vigil.clinic_settings WHERE origin_chair_id = %s))",
                         (chair_id, chair_id))
-            return int(cur.fetchone()[0] or 0)
+            return int(one(cur)[0] or 0)
         return self._run(run)
 
     def push(self, accounts: Sequence[AccountVersion], settings: Sequence[SettingsVersion]) -> None:
