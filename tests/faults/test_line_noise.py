@@ -34,6 +34,7 @@ from monitor.staff import Actor, Role
 from monitor.store import SessionStore
 from tests.faults.clock import START
 from tests.test_acquisition import Recorder
+from tests.factories import sign_in
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("fuzz_line_noise", ROOT / "tools" / "fuzz_line_noise.py")
@@ -217,7 +218,7 @@ def test_rejected_counts_are_stored_with_the_session(tmp_path):
         send(bytes((0xC5, 0x7F, 0x05, 0x00, 0x81)))    # noise: a rejected frame and skipped bytes
         for _ in range(3):
             send(encode_format8_frame(97, 72))
-        service.abort_session(ann, "test over")
+        service.abort_session(sign_in(service, ann), "test over")
         pipeline.writer.flush(10)
         (entry,) = [e.payload for e in store.entries(session, order="recorded") if e.payload["type"] == "device_stats"]
         assert entry["source"] == "nonin8:loop://" and entry["frames_rejected"] >= 1 and entry["bytes_skipped"] >= 1
