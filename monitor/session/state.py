@@ -67,9 +67,10 @@ from monitor.session.readings import (
     pre_dose_bp,
 )
 from monitor.session.record import (
-    AlarmLimitsEntry, AssessmentEntry, BaselineEntry, BpDecisionEntry, ClinicallyStableEntry, ConcomitantMedications,
-    Correction, DosingEnded, EntryBase, EntryType, EscortEntry, EventEntry, InfusionStepEntry, NasalDeviceEntry,
-    NibpEntry, PreDoseWaiver, RecordError, SessionAborted, SessionClosed, SessionOpened, parse_entry,
+    AlarmLimitsEntry, AssessmentEntry, BaselineEntry, BpDecisionEntry, ClinicallyStableEntry, ClockJumpEntry,
+    ConcomitantMedications, Correction, DeviceStatsEntry, DosingEnded, EntryBase, EntryType, EscortEntry, EventEntry,
+    InfusionStepEntry, NasalDeviceEntry, NibpEntry, PreDoseWaiver, RecordError, SessionAborted, SessionClosed,
+    SessionOpened, parse_entry,
 )
 from monitor.settings import ClinicSettings
 from monitor.staff import (
@@ -409,6 +410,21 @@ class SessionState:
         NibpReading(t=ensure_utc(t), sys=sys, dia=dia, mean=mean, source=source, by=by)  # validate first
         entry = self._envelope(NibpEntry, t, by, sys=float(sys), dia=float(dia),
                                mean=None if mean is None else float(mean), source=source)
+        return self._commit(entry)
+
+    def record_clock_jump(self, t: datetime, offset_before_s: float, offset_after_s: float) -> list[EntryBase]:
+        """Record that the computer's wall clock jumped (see :class:`ClockJumpEntry`; by Vigil)."""
+        entry = self._envelope(ClockJumpEntry, t, None, offset_before_s=round(float(offset_before_s), 3),
+                               offset_after_s=round(float(offset_after_s), 3))
+        return self._commit(entry)
+
+    def record_device_stats(self, t: datetime, source: str, counts: Mapping[str, int]) -> list[EntryBase]:
+        """Record the device decoder's counts since the session started (see :class:`DeviceStatsEntry`;
+        by Vigil). ``counts``: bytes_in, frames_decoded, frames_rejected, bytes_skipped, decoder_errors
+        (others ignored; a negative count is refused)."""
+        fields = ("bytes_in", "frames_decoded", "frames_rejected", "bytes_skipped", "decoder_errors")
+        entry = self._envelope(DeviceStatsEntry, t, None, source=_text(source, 200, "Source", required=True),
+                               **{k: int(counts.get(k, 0)) for k in fields})
         return self._commit(entry)
 
     def set_baseline(self, t: datetime, by: Actor, values: Mapping[str, float], note: str | None = None) -> list[EntryBase]:
@@ -840,6 +856,11 @@ class SessionState:
         self.concomitant = {key: bool(meds.get(key, False)) for key in CONCOMITANT_KEYS}
         self.concomitant_other = entry.other
 
+    def _apply_vigil_note(self, entry: EntryBase, t: datetime, by: Actor | None) -> None:
+        """Clock jumps and device counts are recorded by Vigil itself: no user, no change of state."""
+        if by is not None:
+            raise SessionError(f"A {entry.entry_type.value} entry is recorded by Vigil, not by a user")
+
     def _apply_escort(self, entry: EscortEntry, t: datetime, by: Actor | None) -> None:
         self.escort = (t, self._need_by(by), _text(entry.escort_name, 80, "Escort name", required=False))
 
@@ -887,4 +908,5 @@ class SessionState:
         EntryType.CONCOMITANT_MEDICATIONS: _apply_concomitant_medications, EntryType.ESCORT: _apply_escort,
         EntryType.SESSION_ABORTED: _apply_session_aborted, EntryType.SESSION_CLOSED: _apply_session_closed,
         EntryType.ALARM_LIMITS: _apply_alarm_limits,
+        EntryType.CLOCK_JUMP: _apply_vigil_note, EntryType.DEVICE_STATS: _apply_vigil_note,
     }
