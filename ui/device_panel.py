@@ -18,7 +18,12 @@ import time
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
-    QComboBox, QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QWidget,
+    QComboBox,
+    QFrame,
+    QHBoxLayout,
+    QProgressBar,
+    QPushButton,
+    QWidget,
 )
 
 from drivers.model import DeviceCondition, Item
@@ -28,6 +33,7 @@ from drivers.transport import DeviceUrlError, list_ports, parse_device_url, stab
 from monitor.display import signal_quality
 from ui import theme
 from ui.context import UiContext
+from ui.layout import FitLabel
 
 _STATE_TEXT = {"connecting": "connecting…", "connected": "connected", "lost": "CONNECTION LOST", "stopped": "stopped"}
 
@@ -54,12 +60,9 @@ class DevicePanel(QFrame):
         self._probe_budget = ProbePlan().budget
         layout = QHBoxLayout(self)
         layout.setContentsMargins(6, 0, 6, 0)
-        self.label = QLabel()
-        self.label.setFont(theme.font(10))
-        self.label.setTextFormat(Qt.TextFormat.RichText)
-        # the line may be longer than the room left (the chooser open): cut at the right, never
-        # widen the window (the whole line is in the tooltip)
-        self.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        # the line may be longer than the room left (a small screen, the chooser open): it drops its
+        # details, the least useful first, never widens the window; the whole line is in the tooltip
+        self.label = FitLabel(theme.font(10), rich=True, min_ratio=0.8)
         layout.addWidget(self.label, stretch=1)
         self.scenario = QComboBox()
         self.scenario.setFont(theme.font(10))
@@ -156,9 +159,11 @@ class DevicePanel(QFrame):
             stale += " · DATA UNREADABLE"
         signal = f" &nbsp; signal: {quality}" if self.state == "connected" else ""  # no signal without a link
         tip = f" · stable name: by-id/{os.path.basename(self.stable)}" if self.stable else ""
-        text = (f"<b>{service.device_label}</b> &nbsp; <span style='color:{colour}'>"
-                f"{_STATE_TEXT.get(self.state, self.state)}{retry}</span>{signal}{stale}{counts}{tip}")
-        self.label.setText(text)
+        state = f"<span style='color:{colour}'>{_STATE_TEXT.get(self.state, self.state)}{retry}</span>"
+        name = f"<b>{service.device_label}</b> &nbsp; "
+        text = f"{name}{state}{signal}{stale}{counts}{tip}"
+        self.label.set_forms(text, f"{name}{state}{signal}{stale}{counts}", f"{name}{state}{stale}",
+                             f"{state}{stale}")
         self.label.setToolTip(text + (f"<br>{self.stable} leads to the same port and stays the same when the USB "
                                       "adapter is plugged in again: choose it with Device…" if self.stable else ""))
         self.scenario.setEnabled(not service.recording)

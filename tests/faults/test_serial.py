@@ -162,7 +162,7 @@ def test_the_device_panel_suggests_the_stable_name_of_the_port_in_use(qtbot, tmp
     monkeypatch.setattr(device_panel, "stable_port", lambda port: transport.stable_port(port, str(by_id)))
     panel = DevicePanel(SimpleNamespace(service=PanelService(parse_device_url(f"{path}?protocol=masimo"))))
     qtbot.addWidget(panel)
-    assert "stable name: by-id/usb-Masimo_Rad-8-if00-port0" in panel.label.text()
+    assert "stable name: by-id/usb-Masimo_Rad-8-if00-port0" in panel.label.full_text
     assert f"{by_id / 'usb-Masimo_Rad-8-if00-port0'} leads to the same port" in panel.label.toolTip()
     panel.choose.click()
     assert panel.port.currentText() == f"{by_id / 'usb-Masimo_Rad-8-if00-port0'}?protocol=masimo"
