@@ -32,7 +32,7 @@ import numpy as np
 
 from drivers.catalogue import CATALOGUE, VITAL_KEYS
 from drivers.model import Quality
-from monitor.assessments import parse_assessment, parse_event
+from monitor.assessments import Assessment, parse_assessment, parse_event
 from monitor.display import MEDICATION_NAMES, VITAL_NAMES, display_name
 from monitor.app.privacy import DEIDENTIFIED, Privacy, SafeHarbor
 from monitor.app.progress import Progress
@@ -45,8 +45,8 @@ from monitor.store import (
     Block,
     NotFoundError,
     ObservationRows,
-    SessionStore,
 )
+from monitor.store.reader import StoreReader
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ class SessionView:
     """One session, ready to export (see the module docstring). Times are aware UTC datetimes, shifted
     when de-identified; ``epoch`` arrays are float64 seconds, shifted likewise."""
 
-    store: SessionStore
+    store: StoreReader
     session_id: int
     privacy: Privacy
     label: str
@@ -451,7 +451,7 @@ class SessionView:
 
 
 # ----------------------------------------------------------------------------------------- loading
-def load_session(store: SessionStore, session_id: int, *, deidentify: bool = False,
+def load_session(store: StoreReader, session_id: int, *, deidentify: bool = False,
                  privacy: Privacy | None = None) -> SessionView:
     """Read session ``session_id`` from ``store`` into a :class:`SessionView`.
 
@@ -474,7 +474,7 @@ def load_session(store: SessionStore, session_id: int, *, deidentify: bool = Fal
 
 
 class _Builder:
-    def __init__(self, store: SessionStore, record: Any, entries: list[Any], privacy: Privacy, end: datetime) -> None:
+    def __init__(self, store: StoreReader, record: Any, entries: list[Any], privacy: Privacy, end: datetime) -> None:
         self.store, self.record, self.entries, self.p, self.raw_end = store, record, entries, privacy, end
         self.staff = _staff(store, record, entries)
 
@@ -697,7 +697,7 @@ class _Builder:
             return ChartRow(t, category, kind, kind, None, kind, None, by, seq)
         title = type(model).title
         fields: dict[str, Any]
-        if category == "assessment":
+        if isinstance(model, Assessment):
             return ChartRow(t, category, kind, title, float(model.score), model.describe(), None, by, seq,
                             fields=model.model_dump(mode="json"))
         data = model.model_dump(mode="json")
@@ -849,7 +849,7 @@ def _replay(payloads: list[dict[str, Any]]) -> tuple[Any, str | None]:
     return state, error
 
 
-def _staff(store: SessionStore, record: Any, entries: list[Any]) -> dict[str, tuple[str, str]]:
+def _staff(store: StoreReader, record: Any, entries: list[Any]) -> dict[str, tuple[str, str]]:
     """login → (printed name, role) of everyone the session's record mentions (author, signer, whoever
     charted, acted on an alarm or appears in its audit rows): from the archive an imported session
     came from, else from the actors recorded in the entries, else from the store's accounts."""
@@ -891,8 +891,9 @@ def _labels() -> dict[str, str]:
     from monitor.alarms.profile import default_profile
     labels: dict[str, str] = {}
     for rule in default_profile().rules:
-        if getattr(rule, "label", None):
-            labels[rule.id] = rule.label
+        label = getattr(rule, "label", None)  # technical and parameter-loss rules have none
+        if label:
+            labels[rule.id] = label
     return labels
 
 
