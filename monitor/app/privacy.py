@@ -184,6 +184,10 @@ class Privacy:
         """A charted entry's payload as exported (unchanged when identified)."""
         return value
 
+    def patient_payload(self, patient: dict[str, Any], age: int | None = None) -> dict[str, Any]:
+        """The patient's record as exported (unchanged when identified)."""
+        return patient
+
     def meaning(self, value: str | None) -> str:
         """The meaning of a signature (free text given by the caller)."""
         return value or ""

@@ -582,7 +582,7 @@ def _validate(doc: Any, scan: _Scan) -> None:
     if status == "open":
         raise _Bad("the session is still open in the archive: only closed or ended sessions can be imported")
     ended = c.time(s["ended_at"], "session.ended_at")
-    if ended < s["started_at"]:  # type: ignore[operator]
+    if ended < s["started_at"]:
         raise _Bad("session.ended_at is before session.started_at")
     for key, limit in (("phase", 40), ("protocol", 40), ("patient_name", 200), ("device", 2000),
                        ("created_by", 100), ("closed_by", 100), ("close_meaning", 300), ("signed_name", 200)):
