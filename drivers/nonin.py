@@ -514,7 +514,7 @@ class _FrameScanner:
             valid = valid_w[:hi - lo]
             vidx = np.flatnonzero(valid) + lo
             nv = len(vidx)
-            ends = _run_ends(valid, L) + lo if nv else None
+            ends = _run_ends(valid, L) + lo if nv else np.zeros(0, np.int64)  # indexed only below nv
             header_sums: np.ndarray | None = None
             j = 0
             while pos < hi:
@@ -560,7 +560,7 @@ class _FrameScanner:
                         break
                 if j >= nv:
                     break
-                e = int(ends[a - lo])  # type: ignore[index]
+                e = int(ends[a - lo])
                 runs.append((a, e))
                 gap_at_run.append(a != contiguous_at)
                 frames += (e - a) // L

@@ -306,7 +306,7 @@ class ProbingLink(Link):
         self._cancel = threading.Event()
 
     @property
-    def expected_interval(self) -> float:  # type: ignore[override]
+    def expected_interval(self) -> float:  # type: ignore[override]  # read-only here: it follows the found link
         """The found protocol's update interval (1 s before anything is found)."""
         return self._link.expected_interval if self._link is not None else 1.0
 
