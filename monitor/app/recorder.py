@@ -332,10 +332,11 @@ class SessionRecorder:
         """A BP entered by hand becomes numerics flagged ``manual``: stored, judged by the alarm
         engine, and shown (tile, trends, review, exports) like a cuff reading."""
         quality = frozenset({Quality.MANUAL})
-        items: list[Item] = [numeric(vital, value, f"manual:{user}", entry.t, quality=quality)
-                             for vital, value in (("nibp_sys", entry.sys), ("nibp_dia", entry.dia),
-                                                  ("nibp_mean", entry.mean)) if value is not None]
-        self.writer.put_observations(self.session_id, items)  # type: ignore[arg-type]
+        readings = [numeric(vital, value, f"manual:{user}", entry.t, quality=quality)
+                    for vital, value in (("nibp_sys", entry.sys), ("nibp_dia", entry.dia),
+                                         ("nibp_mean", entry.mean)) if value is not None]
+        self.writer.put_observations(self.session_id, readings)
+        items: list[Item] = list(readings)
         self._handle(self.engine.process(items))
         if self.on_readings is not None:
             self.on_readings(items)

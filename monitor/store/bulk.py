@@ -235,11 +235,13 @@ class BulkMixin(StoreCore):
                  None if s["baseline"] is None else canonical_json(s["baseline"]), s["device"], s["created_by"],
                  s["last_seen"], s["n_observations"], s["n_alarms"]))
             sid = _rowid(cur)
-            sources: dict[str | None, int | None] = {None: None}
+            sources: dict[str, int] = {}
 
             def source(name: str | None) -> int | None:
+                if name is None:
+                    return None
                 if name not in sources:
-                    sources[name] = self._source_id(conn, name)  # type: ignore[arg-type]
+                    sources[name] = self._source_id(conn, name)
                 return sources[name]
 
             conn.executemany(

@@ -30,11 +30,11 @@ from drivers.model import Quality
 try:  # POSIX
     import fcntl
 except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # no POSIX locks here: msvcrt is used
 try:  # Windows
     import msvcrt
 except ImportError:
-    msvcrt = None  # type: ignore[assignment]
+    msvcrt = None  # type: ignore[assignment]  # not Windows: fcntl is used
 
 from monitor.store.codec import (
     _GENESIS,
