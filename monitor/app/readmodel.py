@@ -20,26 +20,25 @@ session is also replayed (:meth:`SessionState.from_entries`) for what only the d
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from drivers.catalogue import CATALOGUE, VITAL_KEYS
 from drivers.model import Quality
-from monitor.assessments import Assessment, parse_assessment, parse_event
-from monitor.display import MEDICATION_NAMES, VITAL_NAMES, display_name
 from monitor.app.privacy import DEIDENTIFIED, Privacy, SafeHarbor
 from monitor.app.progress import Progress
+from monitor.app.provenance import import_label, import_marker
+from monitor.assessments import Assessment, parse_assessment, parse_event
+from monitor.display import MEDICATION_NAMES, VITAL_NAMES, condition_label, display_name
 from monitor.patient import age_on
 from monitor.protocols import MG_PER_DEVICE, ProtocolKind
 from monitor.settings import ClinicSettings
-from monitor.app.provenance import IMPORT_ACTION, import_label, import_marker
 from monitor.store import (
     QUALITY_BITS,
     Block,
@@ -54,7 +53,7 @@ __all__ = [
     "OBSERVATION_CHUNK", "FLAGGED_BITS", "PatientView", "ChartRow", "InfusionRow", "DeviceRow", "NibpRow",
     "NoteRow", "AlarmActionRow", "AlarmLimitsRow", "ACTION_LABELS", "AlarmView", "PhaseSpan", "Criterion",
     "SignatureView", "SessionView",
-    "load_session", "condition_label",
+    "load_session",
 ]
 
 #: Quality bits that make a value unusable for statistics and trends (all but SIMULATED and MANUAL).
@@ -884,20 +883,3 @@ def _phases(start: datetime, end: datetime, dosing_start: datetime | None, dosin
     if dosing_end is not None:
         out.append(PhaseSpan("recovery", "Recovery", dosing_end, max(last, dosing_end)))
     return [ph for ph in out if ph.end >= ph.start]
-
-
-@functools.lru_cache(maxsize=1)
-def _labels() -> dict[str, str]:
-    from monitor.alarms.profile import default_profile
-    labels: dict[str, str] = {}
-    for rule in default_profile().rules:
-        label = getattr(rule, "label", None)  # technical and parameter-loss rules have none
-        if label:
-            labels[rule.id] = label
-    return labels
-
-
-def condition_label(condition: str) -> str:
-    """A readable name for an alarm condition ("SpO2 low", "Connection lost")."""
-    label = _labels().get(condition)
-    return label or condition.replace("_", " ").capitalize()

@@ -153,10 +153,14 @@ class SessionRecorder:
 
     # ------------------------------------------------------------------ the data path
     def on_items(self, items: Sequence[Item]) -> list[AlarmEvent]:
-        """Take one batch from the device: store it, update the session, evaluate alarms."""
-        numerics = [i for i in items if isinstance(i, NumericObservation)]
-        waves = [i for i in items if isinstance(i, WaveformChunk)]
-        conditions = [i for i in items if isinstance(i, DeviceCondition)]
+        """Take one batch from the device: store it, update the session, evaluate alarms. What was
+        measured before the session opened (a decoder may release frames it held until it believed
+        the stream) is judged by the alarm engine but not stored: nothing is stored before the
+        session's start."""
+        opened = self.state.opened_at
+        numerics = [i for i in items if isinstance(i, NumericObservation) and i.sample_time >= opened]
+        waves = [i for i in items if isinstance(i, WaveformChunk) and _time(i) > opened]
+        conditions = [i for i in items if isinstance(i, DeviceCondition) and i.time >= opened]
         sid = self.session_id
         if numerics:
             self.writer.put_observations(sid, numerics)

@@ -273,6 +273,7 @@ class SessionService:
 
         def work() -> list[EntryBase]:
             recorder = self._recorder()
+            p.record_device_stats()   # the device's rejected-input counts, before the record closes
             t = self._t(None)
             entries = recorder.record(lambda state: action(state, t))
             p.entries_recorded(entries)
@@ -297,6 +298,7 @@ class SessionService:
             recorder = p.recorder
             if recorder is None:
                 return
+            p.record_device_stats()
             recorder.finish(self._t(None), signed_name=actor.display_name, meaning=meaning)
             p.recorder = None
             self._expect_patient(None)

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from collections.abc import Callable
 
+from drivers.model import NumericObservation, WaveformChunk
 from drivers.transport import DeviceUrlError, parse_device_url
 from monitor.alarms.engine import AlarmEvent
 from monitor.app.chair import Chair, ChairSetupError
@@ -44,14 +45,16 @@ _PRINTED = {"started", "escalated", "ended"}
 
 
 class _Printer(PipelineListener):
-    """Prints alarm starts, escalations and ends as JSON lines; notes the first device batch."""
+    """Prints alarm starts, escalations and ends as JSON lines; notes the first data from the device
+    (a numeric or a waveform: a batch that only says the connection is lost is not data)."""
 
     def __init__(self, say: Callable[[dict[str, Any]], None]) -> None:
         self.say = say
         self.first_batch = threading.Event()
 
     def on_batch(self, items: list[Any]) -> None:
-        self.first_batch.set()
+        if any(isinstance(item, (NumericObservation, WaveformChunk)) for item in items):
+            self.first_batch.set()
 
     def on_alarm_event(self, event: AlarmEvent) -> None:
         if event.event in _PRINTED:
@@ -119,7 +122,9 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         if not printer.first_batch.wait(10):
             if stop.is_set():
                 raise CliError("vigil record: stopped before the device sent anything", status=1)
-            raise CliError("vigil record: no data from the device within 10 s", status=1)
+            detail = chair.pipeline.link_detail   # e.g. the port is in use by another program
+            raise CliError(f"vigil record: no data from the device within 10 s{f': {detail}' if detail else ''}",
+                           status=1)
         session_id = _open(args, chair, patient, plan, err)
         t0 = service.now()
         state = service.session()

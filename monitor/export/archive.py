@@ -45,18 +45,18 @@ import os
 import re
 import sqlite3
 import stat
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any, BinaryIO, Literal, TypeVar, overload
 
 import ijson
 
 from drivers.catalogue import CATALOGUE
-from monitor.export.errors import ExportError
 from monitor.app.privacy import DEIDENTIFIED, deid_notice, is_coded
 from monitor.app.provenance import IMPORT_ACTION, import_marker
 from monitor.app.readmodel import SessionView
+from monitor.export.errors import ExportError
 from monitor.store import (
     ALARM_ACTIONS,
     ALARM_KINDS,
