@@ -471,7 +471,7 @@ class AcquisitionWorker(threading.Thread):
 
     def _drop_link(self, reason: str, at: datetime | None = None) -> None:
         self._close_link()
-        ended = [self._condition(code, False, at=at) for code in sorted(self._active - {"connection_lost"})]
+        ended: list[Item] = [self._condition(code, False, at=at) for code in sorted(self._active - {"connection_lost"})]
         ended.append(self._condition("connection_lost", True, f"Device connection lost: {reason}", at=at))
         self._emit(ended)
         self._set_state(LinkState.LOST, reason)

@@ -526,7 +526,7 @@ class _FrameScanner:
             valid = valid_w[:hi - lo]
             vidx = np.flatnonzero(valid) + lo
             nv = len(vidx)
-            ends = _run_ends(valid, L) + lo if nv else None
+            ends = _run_ends(valid, L) + lo if nv else np.zeros(0, np.int64)  # indexed only below nv
             header_sums: np.ndarray | None = None
             j = 0
             while pos < hi:
@@ -572,7 +572,7 @@ class _FrameScanner:
                         break
                 if j >= nv:
                     break
-                e = int(ends[a - lo])  # type: ignore[index]
+                e = int(ends[a - lo])
                 runs.append((a, e))
                 gap_at_run.append(a != contiguous_at)
                 frames += (e - a) // L
@@ -820,7 +820,7 @@ class _PacketDecoder(_BinaryDecoder):
         firmware = fl[:, 3].astype(np.int64)
 
         def any_bit(bit: int) -> np.ndarray:
-            return (st & bit).any(axis=1).astype(np.int64)
+            return np.asarray((st & bit).any(axis=1), dtype=np.int64)
 
         codes = (any_bit(ST_SNSD) | (any_bit(ST_OOT) << 1) | (any_bit(ST_SNSA) << 2) | (any_bit(ST_ARTF) << 3)
                  | (_PERF_RANK[st & ST_PERF].max(axis=1) << 4) | (self._extra_code(fl) << 8))
@@ -1325,8 +1325,8 @@ class NoninEmulator(DeviceEmulator):
             command = bytes(self._rx[:total])
             del self._rx[:total]
             fmt = parse_format_select_command(command)
-            if fmt in _EMULATED_FORMATS:
-                self._switch(int(fmt))  # type: ignore[arg-type]
+            if fmt is not None and fmt in _EMULATED_FORMATS:
+                self._switch(fmt)
                 reply.append(ACK)
             else:
                 reply.append(NAK)

@@ -307,17 +307,17 @@ class ProbingLink(Link):
         self._cancel = threading.Event()
 
     @property
-    def expected_interval(self) -> float:  # type: ignore[override]
+    def expected_interval(self) -> float:  # type: ignore[override]  # read-only here: it follows the found link
         """The found protocol's update interval (1 s before anything is found)."""
         return self._link.expected_interval if self._link is not None else 1.0
 
     @property
-    def hold_s(self) -> float:  # type: ignore[override]
+    def hold_s(self) -> float:  # type: ignore[override]  # read-only here: it follows the found link
         """What the found protocol's decoder may hold back (0 before anything is found)."""
         return self._link.hold_s if self._link is not None else 0.0
 
     @property
-    def reopen_silent_s(self) -> float | None:  # type: ignore[override]
+    def reopen_silent_s(self) -> float | None:  # type: ignore[override]  # read-only here: it follows the found link
         """The found protocol's serial link's (None before anything is found)."""
         return self._link.reopen_silent_s if self._link is not None else None
 

@@ -304,15 +304,15 @@ class AlarmProfile(_Model):
                 levels[li] = level.model_copy(update={"threshold": value})
                 rules[index] = rule.model_copy(update={"levels": tuple(levels)})
             elif isinstance(rule, NibpRule) and len(parts) == 3 and parts[2] in ("sys", "dia"):
-                levels = list(rule.levels)
-                li = next((i for i, lv in enumerate(levels) if lv.priority == priority), None)
+                nibp_levels = list(rule.levels)
+                li = next((i for i, lv in enumerate(nibp_levels) if lv.priority == priority), None)
                 if li is None:
                     raise ValueError(f"{rule.label} has no {priority.name} level")
-                level = levels[li]
-                bounds = level.bounds_sys if parts[2] == "sys" else level.bounds_dia
+                nibp_level = nibp_levels[li]
+                bounds = nibp_level.bounds_sys if parts[2] == "sys" else nibp_level.bounds_dia
                 _in_bounds(f"{rule.label} {priority.name} {parts[2]} limit", value, bounds)
-                levels[li] = level.model_copy(update={parts[2]: value})
-                rules[index] = rule.model_copy(update={"levels": tuple(levels)})
+                nibp_levels[li] = nibp_level.model_copy(update={parts[2]: value})
+                rules[index] = rule.model_copy(update={"levels": tuple(nibp_levels)})
             else:
                 raise ValueError(f"limit {key!r} cannot be adjusted")
         from monitor.alarms.safety import check_profile  # noqa: PLC0415 (it reads this module's models)

@@ -170,9 +170,10 @@ class Pipeline:
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.stop(min(timeout, 2.0))
-        if self.running:
+        thread = self._thread
+        if thread is not None and thread.is_alive():  # self.running
             self._queue.put(_STOP)
-            self._thread.join(timeout)  # type: ignore[union-attr]
+            thread.join(timeout)
         self._running = False
         self.writer.stop(timeout)
 

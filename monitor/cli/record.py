@@ -100,9 +100,11 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         out.write(json.dumps(record) + "\n")
         out.flush()
 
+    def writer_failed(exc: BaseException) -> None:
+        err.write(f"vigil record: recording failed, retrying: {exc}\n")
+
     try:
-        chair = Chair(args.device, args.db, board_args=args,
-                      on_writer_error=lambda exc: err.write(f"vigil record: recording failed, retrying: {exc}\n"))
+        chair = Chair(args.device, args.db, board_args=args, on_writer_error=writer_failed)
     except ChairSetupError as exc:
         raise CliError(f"vigil record: {exc}", status=1) from None
     printer = _Printer(say)
@@ -126,6 +128,8 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         session_id = _open(args, chair, patient, plan, err)
         t0 = service.now()
         state = service.session()
+        if state is None:  # _open started or resumed one, so only a stopped pipeline gets here
+            raise CliError("vigil record: the session is not being recorded", status=1)
         baseline_due = t0 + timedelta(seconds=60) if state.pre_dose_waiver and state.baseline is None else None
         devices_due = _device_schedule(state, t0)
         end = t0 + timedelta(seconds=duration)

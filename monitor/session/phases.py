@@ -12,7 +12,7 @@ Phases::
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, Literal, overload
 
 from monitor.staff import RefusedAction
 
@@ -65,6 +65,12 @@ def check_transition(current: Phase, target: Phase) -> None:
             raise PhaseError(f"The session is already in {current.label}")
         allowed = " or ".join(sorted(p.label for p in ALLOWED_TRANSITIONS[current]))
         raise PhaseError(f"A session in {current.label} cannot go to {target.label} (only to {allowed})")
+
+
+@overload
+def clean_text(value: Any, limit: int, what: str, required: Literal[True]) -> str: ...
+@overload
+def clean_text(value: Any, limit: int, what: str, required: bool) -> str | None: ...
 
 
 def clean_text(value: Any, limit: int, what: str, required: bool) -> str | None:

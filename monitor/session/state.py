@@ -781,10 +781,11 @@ class SessionState:
         devices = self._need_devices()
         if self.phase is not Phase.INFUSION:
             raise SessionError("Dosing can only be ended early while devices are being taken")
-        if t < (devices.last_device_at or t):
-            raise SessionError(f"Time {clock(t)} is before the last device at {clock(devices.last_device_at)}")  # type: ignore[arg-type]
+        last = devices.last_device_at
+        if last is not None and t < last:
+            raise SessionError(f"Time {clock(t)} is before the last device at {clock(last)}")
         reason = clean_text(entry.reason, 200, "Reason", required=True)
-        self.dosing_ended_early = (t, by, reason)  # type: ignore[assignment]
+        self.dosing_ended_early = (t, by, reason)
         self.phase = Phase.RECOVERY
 
     def _apply_assessment(self, entry: AssessmentEntry, t: datetime, by: Actor | None) -> None:
@@ -859,7 +860,7 @@ class SessionState:
         if self.infusion is not None and self.infusion.status.value in ("running", "paused"):
             raise SessionError("Stop the infusion before ending the session")
         reason = clean_text(entry.reason, 300, "Reason", required=True)
-        self.aborted = (t, by, reason)  # type: ignore[assignment]
+        self.aborted = (t, by, reason)
         self.phase = Phase.ABORTED
 
     def _apply_session_closed(self, entry: SessionClosed, t: datetime, by: Actor | None) -> None:
