@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QWidget,
 )
 
@@ -63,6 +64,8 @@ class DevicePanel(QFrame):
         # the line may be longer than the room left (a small screen, the chooser open): it drops its
         # details, the least useful first, never widens the window; the whole line is in the tooltip
         self.label = FitLabel(theme.font(10), rich=True, min_ratio=0.8)
+        self.label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)  # asks for its
+        # whole line where there is room, takes a shorter form where there is not
         layout.addWidget(self.label, stretch=1)
         self.scenario = QComboBox()
         self.scenario.setFont(theme.font(10))
@@ -108,6 +111,8 @@ class DevicePanel(QFrame):
         self.connect_button.clicked.connect(self._connect_clicked)
         row.addWidget(self.connect_button)
         self.chooser.setVisible(False)
+        for widget in (self.choose, self.port, self.find, self.connect_button):   # the status line's one font
+            widget.setFont(theme.font(10))
         layout.addWidget(self.chooser)
         self._tick = QTimer(self)
         self._tick.setInterval(100)

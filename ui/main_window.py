@@ -14,8 +14,8 @@ import time
 from collections import deque
 from datetime import datetime, timedelta
 
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QGridLayout, QHBoxLayout, QMainWindow, QMessageBox, QPushButton, QSizePolicy, QVBoxLayout,
     QWidget,
@@ -68,28 +68,19 @@ _TRACKED = ("hr", "pr", "spo2", "rr", "etco2", "temp", "pi")
 _STATUS_POINTS = 10  # one font for the whole status line
 
 
-#: Screens up to this size (available area, pixels) get the window maximised at start.
-SMALL_SCREEN = (1920, 1200)
+#: The least height of the vitals row (waveforms and numeric tiles), in pixels of the 1366×768 layout:
+#: whatever the window's size, the rows below give way first.
+VITALS_MIN_HEIGHT = 220
 
 
 def show_at_start(window: QMainWindow, full_screen: bool = False) -> None:
     """Show the monitoring window as it should first appear: full screen when asked (a bedside
-    monitor, F11 toggles), maximised on a screen up to :data:`SMALL_SCREEN` (a laptop, an
-    all-in-one), else at two thirds of a large screen's area, centred (F11 or the title bar
-    maximise it)."""
+    monitor, F11 toggles), else maximised, whatever the screen (its type and tiles are sized for
+    the screen, so a smaller window would only squeeze them)."""
     if full_screen:
         window.showFullScreen()
         return
-    screen = window.screen() or QGuiApplication.primaryScreen()
-    area = screen.availableGeometry() if screen is not None else None
-    if area is None or (area.width() <= SMALL_SCREEN[0] and area.height() <= SMALL_SCREEN[1]):
-        window.showMaximized()
-        return
-    size = QSize(max(area.width() * 2 // 3, window.minimumSizeHint().width()),
-                 max(area.height() * 4 // 5, window.minimumSizeHint().height()))
-    window.resize(size.boundedTo(area.size()))
-    window.move(area.center() - window.rect().center())
-    window.show()
+    window.showMaximized()
 
 
 class MainWindow(QMainWindow):
@@ -174,6 +165,8 @@ class MainWindow(QMainWindow):
         self.tiles_box.setLayout(self.tile_grid)
         middle.addWidget(self.tiles_box, stretch=9)
         self.middle = middle
+        for box in (self.wave_box, self.tiles_box):   # the vitals are never squeezed away (a window
+            box.setMinimumHeight(theme.px(VITALS_MIN_HEIGHT))   # made small by hand: the rows below give way)
         root.addLayout(middle, stretch=10)
         self._shown_keys: tuple[tuple[str, ...], tuple[str, ...], str] = ((), (), "")
         self._lay_out_parameters(tuple(k for k, _ in _TILES), tuple(self.waves), "hr")
