@@ -138,3 +138,21 @@ def test_a_bp_entered_by_hand_is_in_review_and_every_export(service, tmp_path):
         rows = list(csv.DictReader(io.StringIO(z.read(name).decode("utf-8-sig"))))
     manual = [r for r in rows if r["vital"] == "nibp_sys"]
     assert [float(r["value"]) for r in manual] == [144.0]
+
+
+def test_a_cuff_reading_from_the_monitor_counts_in_the_live_session(service):
+    """The session the screens see (the pipeline's replica) learns a device NIBP reading when it arrives:
+    the pre-dose BP, the NIBP schedule and discharge read it (they saw none: "NIBP due" beside a
+    reading taken just now, and a nurse re-typing the monitor's BP by hand)."""
+    t0 = service.now()
+    sec = lambda s: t0 + timedelta(seconds=s)  # noqa: E731
+    open_session(service, "Patient A", sec(0))
+    for s in range(1, 60):
+        feed(service, sec(s))
+    cuff(service, sec(60), 124, 78)
+    feed(service, sec(61))
+    view = service.pipeline.session_view()
+    assert [(r.sys, r.dia, r.source) for r in view.nibp_readings] == [(124, 78, "device")]
+    assert view.pre_dose_bp()[:2] == (124, 78)
+    service.start_infusion(ANN, t=sec(90))      # no manual BP needed: the monitor's reading is the pre-dose BP
+    assert service.pipeline.session_view().infusion is not None

@@ -286,8 +286,11 @@ class Pipeline:
         recorder = self.recorder
         if recorder is not None:
             items = recorder.rebase(items)
+            before = len(recorder.state.entries)
             recorder.on_items(items)   # its alarm events reach the listeners through on_recorder_event
-            if self._session_view is not None:  # the replica's latest vitals (the discharge check reads them)
+            if len(recorder.state.entries) > before:   # a device NIBP reading, a computed baseline: the
+                self.entries_recorded(recorder.state.entries[before:])   # replica and the screens learn it
+            elif self._session_view is not None:  # the replica's latest vitals (the discharge check reads them)
                 self._session_view.latest = dict(recorder.state.latest)
             events: list[AlarmEvent] = []
         else:
@@ -301,7 +304,10 @@ class Pipeline:
         now = self.now()
         recorder = self.recorder
         if recorder is not None:
+            before = len(recorder.state.entries)
             recorder.tick(now)
+            if len(recorder.state.entries) > before:
+                self.entries_recorded(recorder.state.entries[before:])
             events: list[AlarmEvent] = []
         else:
             events = self.engine.tick(now)
