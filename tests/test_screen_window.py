@@ -6,12 +6,14 @@ opens maximised on a small screen."""
 from __future__ import annotations
 
 import pytest
-from PySide6.QtCore import QPoint, QRect, Qt
+from PySide6.QtCore import QPoint, QRect, Qt, QTimer
 from PySide6.QtGui import QKeySequence
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QPushButton
 
 from drivers.model import WaveformChunk, numeric
+from monitor.patient import Patient
+from monitor.protocols import KetamineIVPlan
 from monitor.session.record import Correction, EventEntry
 from tests.factories import sign_in
 from tests.test_main_window import make_window  # noqa: F401 (the fixture)
@@ -222,3 +224,48 @@ def test_after_the_infusion_stops_the_panel_shows_no_rate(make_window):
     panel.refresh()
     assert "mg/h" not in panel.plan_label.full_text and "infusion stopped" in panel.plan_label.full_text
     assert not panel.values["rate"][0].isVisible() and not panel.values["rate"][1].isVisible()
+
+
+def test_the_next_patient_starts_with_trends_and_a_log_of_their_own(qtbot, make_window):
+    """Found on a fresh clone: after patient 1 was discharged, patient 2's trends showed patient 1's
+    70 minutes (both desaturations) and *Log* listed patient 1's free-text note."""
+    window = make_window(QUIET)
+    start_infusion(window)
+    QApplication.processEvents()
+    window.show_message("Recorded note: Maria prefers her daughter on 555-0100")
+    qtbot.waitUntil(lambda: any(len(s.ring.view()[0]) for s in window.trends.series.values()), timeout=10000)
+    window.service.stop_infusion(ANN, "test")
+    window.service.abort_session(window.context.token, "next patient")
+    qtbot.waitUntil(lambda: window.service.session() is None, timeout=5000)
+    window.show_message("Recorded: session ended")
+    window.service.start_session(Patient(display_name="Ben Second", weight_kg=80),
+                                 KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=80), ANN)
+    window.show_message("Session started for Ben Second")    # said once his session is open: it stays
+    qtbot.waitUntil(lambda: window._trend_session == window.service.session().session_id, timeout=5000)
+    opened = window.service.session().opened_at.timestamp()
+    assert all(t >= opened - 1.0 for s in window.trends.series.values() for t in s.ring.view()[0])
+    assert [text for _, text, _ in window.status_line.log] == ["Session started for Ben Second"]
+
+
+def test_f12_locks_and_on_a_locked_screen_signs_in_and_the_log_stays_shut(qtbot, make_window):
+    from tests.test_ui_session_panel import pin_in
+    from ui.dialogs import SignInDialog
+
+    window = make_window(QUIET)
+    start_infusion(window)
+    window.show_message("Recorded Nausea at 10:02:03 (Ann Lee)")
+    assert window.status_line.log_button.isEnabled()
+    QTest.keyClick(window, Qt.Key.Key_F12)
+    assert window.locked and not window.status_line.log_button.isEnabled()
+    window.show_message("Alarms acknowledged at the bedside")
+    assert not window.status_line.log_button.isEnabled()   # still shut while locked
+    opened = []
+
+    def answer() -> None:
+        dialog = QApplication.activeModalWidget()
+        opened.append(type(dialog))
+        pin_in(dialog)
+
+    QTimer.singleShot(0, answer)
+    QTest.keyClick(window, Qt.Key.Key_F12)      # the button says "Sign in (F12)": so does the key
+    assert opened == [SignInDialog] and not window.locked and window.status_line.log_button.isEnabled()

@@ -169,6 +169,7 @@ class MainWindow(QMainWindow):
             box.setMinimumHeight(theme.px(VITALS_MIN_HEIGHT))   # made small by hand: the rows below give way)
         root.addLayout(middle, stretch=10)
         self._shown_keys: tuple[tuple[str, ...], tuple[str, ...], str] = ((), (), "")
+        self._trend_session: str | None = None   # the session whose samples the trends hold
         self._lay_out_parameters(tuple(k for k, _ in _TILES), tuple(self.waves), "hr")
 
         bottom = QHBoxLayout()
@@ -285,7 +286,7 @@ class MainWindow(QMainWindow):
         self.event_bar.refused.connect(self.show_refusal)
         self.session_panel.refused.connect(self.show_refusal)
         self.session_panel.action_done.connect(self._action_done)
-        for keys, slot in (("F3", self.event_bar_focus), ("F11", self.toggle_full_screen), ("F12", self.lock)):
+        for keys, slot in (("F3", self.event_bar_focus), ("F11", self.toggle_full_screen), ("F12", self.toggle_sign_in)):
             QShortcut(QKeySequence(keys), self, activated=slot, context=Qt.ShortcutContext.ApplicationShortcut)
         # Alarms within reach whatever is open: F1/F2 and the alarm strips of the other windows, in
         # every window, modal dialogs included; every dialog and window opens below the alarm area.
@@ -383,11 +384,17 @@ class MainWindow(QMainWindow):
         self._phases()
 
     def on_session_changed(self) -> None:
-        """A session started, resumed or ended: reset the trends' frame of reference."""
+        """A session started, resumed or ended: reset the trends' frame of reference. A new
+        patient's session starts with trends and a message log of its own: nothing of the patient
+        before (samples, markers, free-text notes) stays on the screen under the new name."""
         state = self.service.session()
         if state is None:  # discharged or aborted: nothing of that session stays on the trend
             self.trends.clear_session()
             return
+        if state.session_id != self._trend_session:
+            self._trend_session = state.session_id
+            self.trends.clear()
+            self.status_line.keep_only(state.session_id)
         self.trends.set_origin(state.dosing_started_at or state.opened_at)
         self._phases()
 
@@ -492,11 +499,15 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ messages
     def show_message(self, message: Confirmation | str) -> None:
         """What was just recorded, until the next message (the log keeps the last few)."""
-        self.status_line.show_message(message)
+        self.status_line.show_message(message, tag=self._session_tag())
+
+    def _session_tag(self) -> str | None:
+        state = self.service.session()
+        return None if state is None else state.session_id
 
     def show_refusal(self, text: str) -> None:
         """Why something was refused, in red until the next message."""
-        self.status_line.show_message(text, refused=True)
+        self.status_line.show_message(text, refused=True, tag=self._session_tag())
 
     def _action_done(self, name: str) -> None:
         """A session-panel action was recorded: say what, when and by whom, in words."""
@@ -601,6 +612,7 @@ class MainWindow(QMainWindow):
 
     def _show_user(self, user: Actor | None) -> None:
         """Signed in, or locked: the veil over the patient's details and the session's actions."""
+        self.status_line.set_locked(user is None)   # the log lists what staff recorded: not while locked
         if user is None:
             self._close_review()
             self.status_line.drop_undo()   # nobody may undo the last nurse's event on a locked screen

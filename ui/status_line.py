@@ -69,24 +69,28 @@ class StatusLine(QWidget):
         self.log_menu.aboutToShow.connect(self._fill_log)
         layout.addWidget(self.log_button)
         self.log: deque[tuple[datetime, str, bool]] = deque(maxlen=LOG_LENGTH)
+        self._tags: deque[object] = deque(maxlen=LOG_LENGTH)   # the session each message was said in
         self._undo: Callable[[], str] | None = None
         self._undo_timer = QTimer(self)
         self._undo_timer.setSingleShot(True)
         self._undo_timer.timeout.connect(self.drop_undo)
         self.log_button.setEnabled(False)
+        self.locked = False
 
     @property
     def text(self) -> str:
         """The message in full (what the log keeps), "" before the first."""
         return self.log[-1][1] if self.log else ""
 
-    def show_message(self, message: Confirmation | str, refused: bool = False) -> None:
+    def show_message(self, message: Confirmation | str, refused: bool = False, tag: object = None) -> None:
         """Show ``message`` until the next one (red when ``refused``); a confirmation with
-        ``undo`` offers *Undo* for :data:`UNDO_S` seconds."""
+        ``undo`` offers *Undo* for :data:`UNDO_S` seconds. ``tag``: the session it was said in
+        (see :meth:`keep_only`)."""
         if isinstance(message, str):
             message = Confirmation(message)
         self.log.append((datetime.now(), message.text, refused))
-        self.log_button.setEnabled(True)
+        self._tags.append(tag)
+        self.log_button.setEnabled(not self.locked)
         self.message.setStyleSheet(f"color: {_REFUSED}; font-weight: bold;" if refused else f"color: {theme.TEXT};")
         forms = (message.text, message.short) if message.short else (message.text,)
         self.message.set_forms(*forms)
@@ -97,6 +101,28 @@ class StatusLine(QWidget):
             self._undo_timer.start(UNDO_S * 1000)
         else:
             self._undo_timer.stop()
+
+    def set_locked(self, locked: bool) -> None:
+        """While the screen is locked the log does not open (it lists what staff recorded)."""
+        self.locked = locked
+        self.log_menu.close()
+        self.log_button.setEnabled(not locked and bool(self.log))
+
+    def keep_only(self, tag: object) -> None:
+        """A new patient's session (``tag``) started: the messages said under another tag (the last
+        patient's, free text included, and those said between patients) leave the line and the
+        log; what was said for this session stays."""
+        kept = [(item, t) for item, t in zip(self.log, self._tags) if t == tag]
+        if len(kept) == len(self.log):
+            return
+        self.log = deque((item for item, _ in kept), maxlen=LOG_LENGTH)
+        self._tags = deque((t for _, t in kept), maxlen=LOG_LENGTH)
+        if not kept:
+            self.drop_undo()
+            self.undo_button.hide()
+            self.message.set_forms()
+            self.message.setToolTip("")
+        self.log_button.setEnabled(not self.locked and bool(self.log))
 
     def undo(self) -> None:
         """Undo the last one-tap event (while offered); the outcome becomes the message."""
