@@ -317,3 +317,16 @@ def test_no_dialog_or_window_covers_the_alarm_area(tmp_path, width, height):
         if not available.contains(frame):
             outside.append((shown["name"], shown["geometry"]))
     assert covering == [] and outside == []
+
+
+@RAISE_WINDOW
+def test_the_review_windows_say_there_is_no_alarm_sound_too(qtbot, make_window):
+    """Found on a fresh clone: the monitoring window said NO ALARM SOUND while the browser's and the
+    review's strips said "Alarm audio on"."""
+    window = make_window(QUIET, audio=AlarmAudio(enabled=False))     # no sound output on this computer
+    start_infusion(window)
+    window.service.pipeline.writer.flush(10)
+    browser, review = open_review(window)
+    for shown in (window.alarm_area, browser.alarm_strip, review.alarm_strip):
+        shown.animate(0.1)
+        assert "NO ALARM SOUND" in shown.inactivation.text(), type(shown)

@@ -120,8 +120,10 @@ class AlarmArea(QFrame):
                 background = theme.PRIORITY_COLOURS[top] if lit else "#3a0000" if top == "HIGH" else "#3a3000"
                 foreground = theme.PRIORITY_TEXT[top] if lit else theme.PRIORITY_COLOURS[top]
         inactivation = state.inactivation.text
-        if self.audio_note:
-            inactivation = (inactivation + "  " if inactivation else "") + self.audio_note
+        note = self.audio_note or ("NO ALARM SOUND" if any(a.condition == "audio_unavailable" and a.active
+                                                           for a in alarms) else "")   # (every window says so)
+        if note:
+            inactivation = (inactivation + "  " if inactivation else "") + note
         rows = []
         for alarm in alarms:
             name = alarm.priority.name
