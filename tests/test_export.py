@@ -728,3 +728,32 @@ def test_synthetic_long_session_exports(tmp_path, qapp):
         assert len(tables["events.csv"]) + len(tables["assessments.csv"]) == 40 + 1  # + the discharge Aldrete
     finally:
         store.close()
+
+
+def test_pdf_alarm_bars_stay_inside_their_chart(tmp_path, qapp):
+    """An alarm that started before the session (adopted at its start: "alarm audio unavailable" from
+    the start-up) is drawn from the chart's left edge, not into the axis labels and the page margin."""
+    from PySide6.QtCore import QSize
+    from PySide6.QtGui import QColor
+    from PySide6.QtPdf import QPdfDocument
+
+    from tests.test_export_golden import T0, open_session_with_a_gap
+
+    with SessionStore(tmp_path / "s.sqlite") as store:
+        sid = open_session_with_a_gap(store)
+        store.alarm_started(sid, condition="audio_unavailable", kind="technical", priority="MEDIUM",
+                            started_at=T0 - timedelta(minutes=10), limit=None, value=None,
+                            message="Alarm audio unavailable: no sound output")
+        path = export_session(store, sid, "pdf", tmp_path / "s.pdf")
+    document = QPdfDocument()
+    document.load(str(path))
+    image = document.render(0, QSize(1240, 1754))      # A4 at 150 dpi
+    medium, grid = QColor("#f0ad00"), QColor("#d0d0d0")
+
+    def xs(colour: QColor) -> list[int]:
+        return [x for y in range(0, image.height(), 2) for x in range(0, image.width() // 2)
+                if QColor(image.pixel(x, y)) == colour]
+
+    bars, lines = xs(medium), xs(grid)
+    assert bars and lines
+    assert min(bars) >= min(lines) - 1     # the bar starts where the chart does

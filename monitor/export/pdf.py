@@ -159,8 +159,10 @@ class _Charts:
         for a in view.alarms:
             if _ALARM_CHART.get(a.condition, 0) != index:
                 continue
-            x0 = tx(a.start.timestamp())
-            x1 = tx((a.end or view.end).timestamp())
+            # an alarm that started before the session (adopted at its start) or ends after the
+            # chart's end is drawn within the chart, never over the axis labels or the margin
+            x0 = min(max(tx(a.start.timestamp()), plot.left()), plot.right())
+            x1 = min(max(tx((a.end or view.end).timestamp()), plot.left()), plot.right())
             p.fillRect(QRectF(x0, plot.bottom() - mm(1.2), max(x1 - x0, mm(0.5)), mm(1.2)),
                        QColor(_PRIORITY_COLOURS.get(a.max_priority, "#d62728")))
         # series
