@@ -37,7 +37,6 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).with_name("soak-results.json")
 #: Simulated seconds per wall second: 24 h in 6 min on a 2-core machine (measured: docs/reliability.md).
 DEFAULT_SPEED = 240.0
@@ -204,11 +203,14 @@ def _print_row(row: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     """The command line (see the module docstring); the exit status is the verdict."""
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hours", type=float, default=float(os.environ.get("SOAK_HOURS") or 24))
-    parser.add_argument("--speed", type=float, default=float(os.environ.get("SOAK_SPEED") or DEFAULT_SPEED))
-    parser.add_argument("--every-hours", type=float, default=1.0, help="simulated hours between samples")
-    parser.add_argument("--max-growth-mb", type=float, default=MAX_GROWTH_MB)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--hours", type=float, default=float(os.environ.get("SOAK_HOURS") or 24),
+                        help="simulated hours of session (default: SOAK_HOURS, else 24)")
+    parser.add_argument("--speed", type=float, default=float(os.environ.get("SOAK_SPEED") or DEFAULT_SPEED),
+                        help=f"simulated seconds per wall second (default: SOAK_SPEED, else {DEFAULT_SPEED:g})")
+    parser.add_argument("--every-hours", type=float, default=1.0, help="simulated hours between samples (default 1)")
+    parser.add_argument("--max-growth-mb", type=float, default=MAX_GROWTH_MB,
+                        help=f"resident memory allowed to grow after hour 1 (default {MAX_GROWTH_MB:g})")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="the figures as JSON (default bench/soak-results.json)")
     args = parser.parse_args(argv)
     if args.hours <= 0 or args.every_hours <= 0 or not 0.1 <= args.speed <= 10000:
         parser.error("--hours and --every-hours must be positive, --speed between 0.1 and 10000")
