@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-SUITES = ("acquisition", "store_alarms", "ui", "review", "board", "devices", "clinic_record", "costs")
+SUITES = ("acquisition", "store_alarms", "ui", "review", "board", "devices", "clinic_record", "costs", "kills")
 RESULTS = Path(__file__).with_name("results.json")
 
 

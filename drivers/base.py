@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 from drivers.model import DeviceAttribute, DeviceCondition, Item, utc_now
 
@@ -57,6 +57,8 @@ CONDITION_TEXTS: dict[str, str] = {
     "association_released": "Monitor ended the data-export association",
     "stale_data": "No valid data from the device",
     "connection_lost": "Device connection lost",
+    "acquisition_stopped": "No data: reading the device stopped (Vigil is restarting it)",
+    "data_unreadable": "Data unreadable: check cable and settings",
 }
 
 
@@ -85,13 +87,16 @@ class SerialSettings:
 class DecoderStats:
     """Running counts of what a decoder did with its input. ``values_dropped_unit``: numerics whose
     value was not passed on because the device sent it in a unit Vigil cannot convert to the
-    catalogue unit (the observation is still emitted, without a value and flagged invalid)."""
+    catalogue unit (the observation is still emitted, without a value and flagged invalid).
+    ``decoder_errors``: reads the decoder failed on with an unexpected exception (a fault in Vigil,
+    counted by the link, which restarts; see ``drivers.acquisition.SerialLink``)."""
 
     bytes_in: int = 0
     frames_decoded: int = 0
     frames_rejected: int = 0
     bytes_skipped: int = 0
     values_dropped_unit: int = 0
+    decoder_errors: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counts as a plain dict."""
@@ -156,6 +161,65 @@ class AttributeTracker:
             return None
         self.values[name] = value
         return DeviceAttribute(name=name, value=value, source=self.source, time=time)
+
+
+_F = TypeVar("_F")
+
+#: Frames in a row, each consistent with the one before, that a :class:`SyncGate` needs before it
+#: believes a stream (at the start, and again after anything was rejected or skipped).
+SYNC_FRAMES = 3
+#: Largest change between two consecutive once-a-second readings that a protocol without a checksum
+#: believes: SpO2 in points, pulse rate in bpm (a real change larger than this is believed one
+#: frame later, when the frames after it agree with it; see :class:`SyncGate`).
+MAX_STEP_SPO2 = 4.0
+MAX_STEP_PR = 15.0
+
+
+class SyncGate(Generic[_F]):
+    """Line noise never becomes vital signs: the gate a protocol without a checksum puts its frames
+    through once each has passed the format's own structural checks.
+
+    A frame is *consistent* when ``consistent(previous, frame)`` holds for the frame before it (the
+    protocol says what may change between two frames: a device clock that advances by a second,
+    values that move as a patient's do). :meth:`admit` returns the frames to emit now: none
+    until ``needed`` frames in a row are consistent (they are then all released, in order, so
+    nothing is lost, only delayed), then each consistent frame at once. A frame that is not
+    consistent with the one before is rejected (the caller counts it) and, like a frame that does
+    not follow the previous one on the wire (``follows`` False: bytes were skipped between them),
+    starts the count again. Pure; never raises unless ``consistent`` does.
+    """
+
+    def __init__(self, consistent: Callable[[_F, _F], bool], needed: int = SYNC_FRAMES) -> None:
+        self.consistent = consistent
+        self.needed = max(1, needed)
+        self._last: _F | None = None
+        self._held: list[_F] = []
+        self.synced = False
+
+    def reset(self) -> None:
+        """Forget the stream (a break on the wire, a new connection)."""
+        self._last, self._held, self.synced = None, [], False
+
+    def admit(self, frame: _F, follows: bool = True) -> tuple[list[_F], bool]:
+        """(frames to emit now, whether ``frame`` was rejected as inconsistent)."""
+        if not follows:
+            self.reset()
+        if self._last is not None and not self.consistent(self._last, frame):
+            self.reset()
+            return [], True
+        self._last = frame
+        if self.synced:
+            return [frame], False
+        self._held.append(frame)
+        if len(self._held) < self.needed:
+            return [], False
+        held, self._held, self.synced = self._held, [], True
+        return held, False
+
+
+def steady(before: float | None, after: float | None, step: float) -> bool:
+    """True when two consecutive readings differ by at most ``step`` (or either is missing)."""
+    return before is None or after is None or abs(after - before) <= step
 
 
 class WaveClock:
@@ -261,6 +325,13 @@ class Decoder(ABC):
     def queue_output(self, data: bytes) -> None:
         """For subclasses: queue bytes for :meth:`take_output`."""
         self._outbox += data
+
+    @property
+    def hold_s(self) -> float:
+        """Longest a valid reading may be held back before it is emitted (seconds): 0, except for the
+        protocols without a checksum, which believe a stream only after a few consistent frames
+        (:class:`SyncGate`); the acquisition worker allows it before data count as stale."""
+        return 0.0
 
     @property
     def has_valid_data(self) -> bool:

@@ -21,10 +21,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import ClassVar
 
-from drivers.base import Decoder, SerialSettings
+from drivers.base import MAX_STEP_PR, MAX_STEP_SPO2, SYNC_FRAMES, Decoder, SerialSettings, SyncGate, steady
 from drivers.catalogue import CATALOGUE
 from drivers.emulation import DeviceEmulator, DeviceSnapshot
 from drivers.model import Item, NumericEntry, Quality, numerics_into, utc_now
@@ -120,6 +121,7 @@ _KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _HEX_DIGITS = "0123456789abcdefABCDEF"
 _SECONDS = {f"{second:02d}": timedelta(seconds=second) for second in range(60)}
+_SPO2_BPM = re.compile(r" (SPO2|BPM)=([^ ]*)")
 
 # What a token is, the first element of what _parse_token returns:
 # _VITAL (kind, (vital, value, quality)), _EXC / _ALARM (kind, word), _ATTRIBUTE (kind,
@@ -200,6 +202,17 @@ class MasimoDecoder(Decoder):
     ``bytes_skipped``, and the decoder resynchronises at the next line end. Never raises on any
     input bytes.
 
+    Line noise never becomes vital signs: AS1 has no checksum, so a line that passes those checks
+    goes through a :class:`~drivers.base.SyncGate` as well. Consecutive lines must agree: the device
+    time 0–2 s later than the line before, SpO2 and BPM moving by at most
+    :data:`~drivers.base.MAX_STEP_SPO2` points and :data:`~drivers.base.MAX_STEP_PR` bpm (fields may
+    come and go between lines, so the set of keys is not compared). Nothing is emitted until
+    :data:`~drivers.base.SYNC_FRAMES` such lines follow each other (at the start and after a line
+    that was not one); they are then decoded, each with its own read time, and every later line at
+    once. A line inconsistent with the one before counts as ``frames_rejected``, yields nothing and
+    starts the count again. Held lines count as ``frames_decoded`` when they arrive.
+    ``sync_frames`` (default :data:`~drivers.base.SYNC_FRAMES`; tests of the parsing alone use 1).
+
     If something else changes :attr:`conditions` (``conditions.clear(t)`` when the link
     drops), the next line re-raises whatever its EXC and ALARM words say.
     """
@@ -210,7 +223,8 @@ class MasimoDecoder(Decoder):
     #: Longest line accepted, in bytes without the terminator (real lines are 100-250).
     max_line: ClassVar[int] = 1024
 
-    def __init__(self, source: str = "", clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, source: str = "", clock: Callable[[], datetime] = utc_now, *,
+                 sync_frames: int = SYNC_FRAMES) -> None:
         super().__init__(source, clock)
         self._pending = ""          # start of an unterminated line
         self._discarding = False    # inside an over-long line: skip to the next line end
@@ -230,6 +244,14 @@ class MasimoDecoder(Decoder):
         self._vitals: dict[str, _VitalEntry] = {}
         self._strays: set[str] = set()
         self._steady: dict[str, str] = {}
+        self._gate: SyncGate[tuple[_Shape, str, datetime]] = SyncGate(lambda a, b: _steady_lines(a[0], b[0]),
+                                                                       sync_frames)
+        self._shape_minute: tuple[str, datetime | None] = ("", None)   # (MM/DD/YY HH:MM, its datetime)
+
+    @property
+    def hold_s(self) -> float:
+        """Lines are held until :data:`~drivers.base.SYNC_FRAMES` consistent ones follow each other."""
+        return self._gate.needed * self.expected_interval
 
     def feed(self, data: bytes) -> list[Item]:
         """Consume ``data`` (any length, split anywhere) and return the items of the lines it
@@ -259,14 +281,15 @@ class MasimoDecoder(Decoder):
             build = numerics_into
             if self.conditions.active != self._applied:
                 self._forget_status()
-            decode = self._decode_line
+            take = self._take
             first = 0
             if not self._synced:
                 self._synced = True
                 first = 1
                 head = parts[0]
-                if len(head) > limit or (head and not decode(head, now, build, out)):
+                if len(head) > limit or (head and take(head, now, build, out) is None):
                     stats.bytes_skipped += len(head)
+                    self._gate.reset()
                 elif head:
                     stats.frames_decoded += 1
             decoded = rejected = 0
@@ -276,7 +299,8 @@ class MasimoDecoder(Decoder):
                     continue
                 if len(line) > limit:
                     stats.bytes_skipped += len(line)
-                elif decode(line, now, build, out):
+                    self._gate.reset()
+                elif take(line, now, build, out):
                     decoded += 1
                 else:
                     rejected += 1
@@ -293,6 +317,55 @@ class MasimoDecoder(Decoder):
             else:
                 self._pending = tail
         return out
+
+    def _take(self, line: str, now: datetime, build: Callable[..., None], out: list[Item]) -> bool | None:
+        """One complete line through the checks: True when it is believed or held (the lines the
+        gate releases are decoded into ``out``), False when it is inconsistent with the line before,
+        None when it is not a line at all (both break the chain of consistent lines)."""
+        shape = self._shape(line)
+        if shape is None:
+            self._gate.reset()
+            return None
+        admitted, rejected = self._gate.admit((shape, line, now))
+        for _, held, at in admitted:
+            self._decode_line(held, at, build, out)
+        return not rejected
+
+    def _shape(self, line: str) -> _Shape | None:
+        """What consecutive lines must agree on, or None when ``line`` is not a line (no valid
+        date-time, a byte outside printable ASCII, not one KEY=VALUE token). Changes nothing."""
+        if _HEAD.match(line) is None or _SECONDS.get(line[15:17]) is None:
+            return None
+        key, minute = self._shape_minute
+        if line[:14] != key:
+            try:
+                minute = datetime(2000 + int(line[6:8]), int(line[0:2]), int(line[3:5]), int(line[9:11]),
+                                  int(line[12:14]))
+            except ValueError:
+                minute = None
+            self._shape_minute = (line[:14], minute)
+        if minute is None:
+            return None
+        tokens = line[18:].split(" ")
+        settled = self._settled
+        if settled.issuperset(tokens):          # the usual line: every token seen before
+            if self._strays.issuperset(tokens):
+                return None
+        else:
+            pairs = False
+            for token in tokens:
+                if token not in settled and not (token.isascii() and token.isprintable()):
+                    return None
+                key, sep, _ = token.partition("=")
+                pairs = pairs or bool(sep and _KEY.fullmatch(key))
+            if not pairs:   # only words without "=": not a line
+                return None
+        values: dict[str, float | None] = {}
+        for key, text in _SPO2_BPM.findall(line):
+            token = f"{key}={text}"
+            _, value, flags = self._vitals.get(token) or _parse_token(token)[1]
+            values[key] = None if flags else value   # an unreadable or implausible value is flagged
+        return _Shape(minute + _SECONDS[line[15:17]], values.get("SPO2"), values.get("BPM"))
 
     def _decode_line(self, line: str, now: datetime, build: Callable[..., None],
                      out: list[Item]) -> bool:
@@ -403,6 +476,21 @@ class MasimoDecoder(Decoder):
             item = self.attributes.update(unknown_name, hex(unknown), now)
             if item is not None:
                 out.append(item)
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What two consecutive lines must agree on: the device time (0–2 s later) and SpO2 / BPM
+    moving as a patient's do (values flagged unreadable or implausible aside)."""
+
+    time: datetime
+    spo2: float | None
+    pr: float | None
+
+
+def _steady_lines(before: _Shape, after: _Shape) -> bool:
+    return (0 <= (after.time - before.time).total_seconds() <= 2
+            and steady(before.spo2, after.spo2, MAX_STEP_SPO2) and steady(before.pr, after.pr, MAX_STEP_PR))
 
 
 def _flags_of(active: Iterable[str]) -> frozenset[Quality]:

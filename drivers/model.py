@@ -55,7 +55,7 @@ def _as_utc(value: datetime) -> datetime:
     return value
 
 
-VitalKey = Literal[VITAL_KEYS]  # type: ignore[valid-type]
+VitalKey = Literal[VITAL_KEYS]  # type: ignore[valid-type]  # the catalogue's keys: pydantic checks them at run time
 
 
 class NumericObservation(BaseModel):

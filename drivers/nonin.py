@@ -50,7 +50,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from drivers.base import Decoder, SerialSettings
+from drivers.base import MAX_STEP_PR, MAX_STEP_SPO2, SYNC_FRAMES, Decoder, SerialSettings, SyncGate, steady
 from drivers.emulation import DeviceEmulator, DeviceSnapshot
 from drivers.model import Item, Quality, WaveformChunk, numeric, utc_now
 
@@ -373,31 +373,43 @@ def _header_high_bit(arr: np.ndarray, k: int) -> np.ndarray:
 
 #: Highest HR a format #8 frame may carry to count as plausible (Nonin's range ends at 321).
 F8_MAX_PLAUSIBLE_HR = 350
+#: STATUS2 bits of format #8 with no published meaning: a frame with one set is not believed.
+F8S2_RESERVED = 0x50
 
 
 def _valid_format8(arr: np.ndarray) -> np.ndarray:
     """Bool per position p (0..n-4): a plausible format #8 frame starts at p.
 
     Plausible: STATUS has bit 7 set, the three other bytes have it clear, SpO2 is 0..100 or the
-    missing code 127, HR is at most :data:`F8_MAX_PLAUSIBLE_HR` or the missing code 511.
+    missing code 127, HR is at most :data:`F8_MAX_PLAUSIBLE_HR` or the missing code 511, and no
+    reserved STATUS2 bit (:data:`F8S2_RESERVED`) is set.
     """
     k = len(arr) - 3
     if k <= 0:
         return np.zeros(0, bool)
-    b0, b1, b2, b3 = arr[:k], arr[1:k + 1], arr[2:k + 2], arr[3:k + 3]
-    hr = ((b0 & 0x03).astype(np.int16) << 7) | b1
-    return ((b0 >= 0x80) & (b1 < 0x80) & (b2 < 0x80) & (b3 < 0x80)
-            & ((b2 <= 100) | (b2 == MISSING_SPO2))
-            & ((hr <= F8_MAX_PLAUSIBLE_HR) | (hr == MISSING_HR)))
+    return _plausible8(arr[:k], arr[1:k + 1], arr[2:k + 2], arr[3:k + 3])
 
 
 def _rows_format8(rows: np.ndarray) -> np.ndarray:
     """Bool per row of an (n, 4) frame matrix: the row is a plausible format #8 frame."""
     b0, b1, b2, b3 = rows.T
+    return _plausible8(b0, b1, b2, b3)
+
+
+def _plausible8(b0: np.ndarray, b1: np.ndarray, b2: np.ndarray, b3: np.ndarray) -> np.ndarray:
     hr = ((b0 & 0x03).astype(np.int16) << 7) | b1
-    return ((b0 >= 0x80) & (b1 < 0x80) & (b2 < 0x80) & (b3 < 0x80)
+    return ((b0 >= 0x80) & (b1 < 0x80) & (b2 < 0x80) & (b3 < 0x80) & ((b3 & F8S2_RESERVED) == 0)
             & ((b2 <= 100) | (b2 == MISSING_SPO2))
             & ((hr <= F8_MAX_PLAUSIBLE_HR) | (hr == MISSING_HR)))
+
+
+def _steady_readings(before: tuple[int, int], after: tuple[int, int]) -> bool:
+    """Two consecutive (SpO2, HR) wire codes move as a patient's readings do (missing codes aside)."""
+    def value(code: int, missing: int) -> float | None:
+        return None if code == missing else float(code)
+
+    return (steady(value(before[0], MISSING_SPO2), value(after[0], MISSING_SPO2), MAX_STEP_SPO2)
+            and steady(value(before[1], MISSING_HR), value(after[1], MISSING_HR), MAX_STEP_PR))
 
 
 def _run_ends(valid: np.ndarray, length: int) -> np.ndarray:
@@ -514,7 +526,7 @@ class _FrameScanner:
             valid = valid_w[:hi - lo]
             vidx = np.flatnonzero(valid) + lo
             nv = len(vidx)
-            ends = _run_ends(valid, L) + lo if nv else None
+            ends = _run_ends(valid, L) + lo if nv else np.zeros(0, np.int64)  # indexed only below nv
             header_sums: np.ndarray | None = None
             j = 0
             while pos < hi:
@@ -560,7 +572,7 @@ class _FrameScanner:
                         break
                 if j >= nv:
                     break
-                e = int(ends[a - lo])  # type: ignore[index]
+                e = int(ends[a - lo])
                 runs.append((a, e))
                 gap_at_run.append(a != contiguous_at)
                 frames += (e - a) // L
@@ -620,6 +632,10 @@ class _ObservationTable:
         self.source, self.t = source, t
         self._tables: dict[tuple[str, frozenset[Quality]], tuple[np.ndarray, set[int]]] = {}
 
+    def one(self, vital: str, code: int, missing: int, quality: frozenset[Quality]) -> Item:
+        """The observation for one wire code (``missing`` → value None)."""
+        return self.objects(vital, np.array([code], np.intp), missing, quality)[0]
+
     def objects(self, vital: str, codes: np.ndarray, missing: int, quality: frozenset[Quality]) -> np.ndarray:
         """Object array: the observation for each code (``missing`` → value None)."""
         key = (vital, quality)
@@ -654,15 +670,6 @@ def _segments(codes: np.ndarray, last_code: int | None, cuts: Iterable[int]) -> 
     changes = set(np.flatnonzero(codes != previous).tolist())
     bounds = sorted(changes | {c for c in cuts if 0 <= c < count} | {0, count})
     return bounds, changes
-
-
-def _interleave(*columns: np.ndarray) -> list[Item]:
-    """Items record by record: column 0 of record 0, column 1 of record 0, …"""
-    width = len(columns)
-    out = np.empty(len(columns[0]) * width, object)
-    for i, column in enumerate(columns):
-        out[i::width] = column
-    return out.tolist()
 
 
 #: Largest piece of input judged in one numpy pass (bounds temporary memory).
@@ -813,7 +820,7 @@ class _PacketDecoder(_BinaryDecoder):
         firmware = fl[:, 3].astype(np.int64)
 
         def any_bit(bit: int) -> np.ndarray:
-            return (st & bit).any(axis=1).astype(np.int64)
+            return np.asarray((st & bit).any(axis=1), dtype=np.int64)
 
         codes = (any_bit(ST_SNSD) | (any_bit(ST_OOT) << 1) | (any_bit(ST_SNSA) << 2) | (any_bit(ST_ARTF) << 3)
                  | (_PERF_RANK[st & ST_PERF].max(axis=1) << 4) | (self._extra_code(fl) << 8))
@@ -980,15 +987,29 @@ class Nonin8Decoder(_BinaryDecoder):
     Quality flags ARTIFACT, OUT_OF_TRACK, SENSOR_OFF (no_sensor or sensor_off), LOW_PERFUSION.
 
     Framing: a STATUS byte (bit 7 set) followed by three bytes with bit 7 clear, SpO2 0..100 or
-    127 and HR ≤ 350 or 511; otherwise slide one byte (a bit-7 byte that fails counts as a rejected
-    frame). A frame is decoded as soon as its 4 bytes arrive. :meth:`start` sends the
-    format-selection command; ACK/NAK replies are consumed as in :class:`Nonin7Decoder`. Within
-    one read identical numerics are the same immutable object. Never raises.
+    127, HR ≤ 350 or 511 and no reserved STATUS2 bit (0x10, 0x40); otherwise slide one byte (a
+    bit-7 byte that fails counts as a rejected frame). The format has no checksum, so line noise
+    could pass those checks: frames go through a :class:`~drivers.base.SyncGate` — nothing is
+    emitted until :data:`~drivers.base.SYNC_FRAMES` frames follow each other on the wire with SpO2
+    moving by at most :data:`~drivers.base.MAX_STEP_SPO2` points and HR by
+    :data:`~drivers.base.MAX_STEP_PR` bpm from one frame to the next (missing codes aside); they are
+    then emitted (each with its own read time), and every later frame as soon as its 4 bytes
+    arrive. A frame that breaks that consistency is rejected (``frames_rejected``) and the count
+    starts again; so does a frame after skipped bytes. Conditions come only from believed frames
+    (``sync_frames``: that count; tests of the parsing alone use 1). :meth:`start` sends the
+    format-selection command; ACK/NAK replies are consumed as in :class:`Nonin7Decoder`. Never
+    raises.
     """
 
     protocol: ClassVar[str] = "nonin8"
     expected_interval = 1.0
     _MANAGED: ClassVar[frozenset[str]] = STATUS_CONDITIONS | {"low_battery"}
+
+    def __init__(self, source: str = "", clock: Callable[[], datetime] = utc_now, *,
+                 sync_frames: int = SYNC_FRAMES) -> None:
+        super().__init__(source, clock)
+        self._gate: SyncGate[tuple[int, int, int, datetime]] = SyncGate(
+            lambda a, b: _steady_readings((a[2], a[1]), (b[2], b[1])), sync_frames)
 
     def _make_scanner(self) -> _FrameScanner:
         return _FrameScanner(4, _valid_format8, _rows_format8, _header_high_bit)
@@ -998,28 +1019,41 @@ class Nonin8Decoder(_BinaryDecoder):
         self._scanner.awaiting_reply = True
         return format_select_command(8)
 
+    @property
+    def hold_s(self) -> float:
+        """Frames are held until :data:`~drivers.base.SYNC_FRAMES` consistent ones follow each other."""
+        return self._gate.needed * self.expected_interval
+
     def _decode(self, scan: _Scan, t: datetime, table: _ObservationTable, items: list[Item]) -> None:
         arr, starts = scan.arr, scan.starts
         s1 = arr[starts].astype(np.int64)
-        hr = ((s1 & F8_HR_HIGH) << 7) | arr[starts + 1]
-        spo2 = arr[starts + 2].astype(np.int64)
-        codes = (s1 & 0x7C) | ((arr[starts + 3].astype(np.int64) & 0x0B) << 8)
+        hr = (((s1 & F8_HR_HIGH) << 7) | arr[starts + 1]).tolist()
+        spo2 = arr[starts + 2].tolist()
+        codes = ((s1 & 0x7C) | ((arr[starts + 3].astype(np.int64) & 0x0B) << 8)).tolist()
+        gaps = scan.gaps.tolist()
         replies = list(scan.replies)
-        bounds, changes = _segments(codes, self._last_code, [r for r, _ in replies])
-        code_list = codes.tolist()
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            while replies and replies[0][0] <= a:
+        for k, code in enumerate(codes):
+            while replies and replies[0][0] <= k:
                 items.extend(self._reply(replies.pop(0)[1], t))
-            if a in changes:
-                items.extend(self._status_changed(code_list[a], t))
-            if b > a:
-                quality = self._quality
-                items.extend(_interleave(table.objects("pr", hr[a:b], MISSING_HR, quality),
-                                         table.objects("spo2", spo2[a:b], MISSING_SPO2, quality)))
+            admitted, rejected = self._gate.admit((code, hr[k], spo2[k], t), follows=not gaps[k])
+            if rejected:
+                self.stats.frames_decoded -= 1
+                self.stats.frames_rejected += 1
+            for frame in admitted:
+                self._emit_frame(*frame, table, items)
         for _, byte in replies:
             items.extend(self._reply(byte, t))
-        if code_list:
-            self._last_code = code_list[-1]
+
+    def _emit_frame(self, code: int, hr: int, spo2: int, t: datetime, table: _ObservationTable,
+                    items: list[Item]) -> None:
+        """A believed frame (read at ``t``): its condition changes, then its two numerics."""
+        if code != self._last_code:
+            items.extend(self._status_changed(code, t))
+            self._last_code = code
+        if table.t != t:  # a frame held until the stream was believed
+            table = _ObservationTable(self.source, t)
+        items.append(table.one("pr", hr, MISSING_HR, self._quality))
+        items.append(table.one("spo2", spo2, MISSING_SPO2, self._quality))
 
     def _interpret(self, code: int) -> tuple[set[str], set[Quality]]:
         status, status2 = code & 0xFF, code >> 8
@@ -1051,6 +1085,15 @@ _ASCII_LINE = re.compile(
 )
 
 
+def _steady_lines(before: tuple[float | None, float | None, int | None],
+                  after: tuple[float | None, float | None, int | None]) -> bool:
+    """Two consecutive ASCII lines (SpO2, PR, clock seconds) as a device sends them: the clock, when
+    both have one, moves on by 0–2 s (midnight wraps), the values as a patient's do."""
+    if before[2] is not None and after[2] is not None and (after[2] - before[2]) % 86400 > 2:
+        return False
+    return steady(before[0], after[0], MAX_STEP_SPO2) and steady(before[1], after[1], MAX_STEP_PR)
+
+
 class NoninAsciiDecoder(Decoder):
     """Nonin ASCII real-time output: ``[HH:MM:SS ]SPO2=XXX HR=YYY[ F][*][B]`` CR LF, once a second.
 
@@ -1068,7 +1111,15 @@ class NoninAsciiDecoder(Decoder):
     midnight and for a device clock that is off, so ``device_time`` stays None and the time of
     day is not kept. Other printable lines (the power-up header) become attribute ``header``;
     lines that look like data (mention SPO2 or HR) but do not parse count as ``frames_rejected``.
-    Never raises.
+
+    The format has no checksum, so a data line is believed only when it passes every check the
+    format allows: the pattern above, SpO2 at most 100 %, HR at most 350 bpm, a valid clock; and,
+    through a :class:`~drivers.base.SyncGate`, consistency with the line before (its clock 0–2 s
+    later when both have one, SpO2 and HR moving by at most :data:`~drivers.base.MAX_STEP_SPO2` /
+    :data:`~drivers.base.MAX_STEP_PR`). Nothing is emitted until :data:`~drivers.base.SYNC_FRAMES`
+    consistent lines follow each other (then all of them, each with its own read time), again after
+    a rejected line; a line inconsistent with the one before is rejected (``frames_rejected``).
+    ``sync_frames``: that count (tests of the parsing alone use 1). Never raises.
     """
 
     protocol: ClassVar[str] = "nonin-ascii"
@@ -1076,12 +1127,20 @@ class NoninAsciiDecoder(Decoder):
     expected_interval = 1.0
     MAX_LINE: ClassVar[int] = 200
 
-    def __init__(self, source: str = "", clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, source: str = "", clock: Callable[[], datetime] = utc_now, *,
+                 sync_frames: int = SYNC_FRAMES) -> None:
         super().__init__(source, clock)
         self._line = bytearray()
         self._overflow = False
         self._after_cr = False
         self._events = 0
+        self._gate: SyncGate[tuple[tuple[float | None, float | None, int | None], bytes, datetime]] = \
+            SyncGate(lambda a, b: _steady_lines(a[0], b[0]), sync_frames)
+
+    @property
+    def hold_s(self) -> float:
+        """Lines are held until :data:`~drivers.base.SYNC_FRAMES` consistent ones follow each other."""
+        return self._gate.needed * self.expected_interval
 
     def feed(self, data: bytes) -> list[Item]:
         """Consume bytes; return the items of every complete line."""
@@ -1125,6 +1184,7 @@ class NoninAsciiDecoder(Decoder):
         if self._overflow:
             self.stats.bytes_skipped += 1     # the terminator of the discarded line
             self._overflow = False
+            self._gate.reset()
             return
         if not line.strip():
             self.stats.bytes_skipped += len(line) + 1   # a blank line
@@ -1140,9 +1200,39 @@ class NoninAsciiDecoder(Decoder):
             else:
                 self.stats.frames_rejected += 1
                 self.stats.bytes_skipped += len(line) + 1
+                self._gate.reset()
+            return
+        reading = self._reading(match)
+        if reading is None:
+            self.stats.frames_rejected += 1
+            self.stats.bytes_skipped += len(line) + 1
+            self._gate.reset()
+            return
+        admitted, rejected = self._gate.admit((reading, match["flags"].upper(), t))
+        if rejected:
+            self.stats.frames_rejected += 1
             return
         self.stats.frames_decoded += 1
-        flags = match["flags"].upper()
+        for (spo2, pr, _), flags, at in admitted:
+            self._emit_line(spo2, pr, flags, at, items)
+
+    def _reading(self, match: re.Match[bytes]) -> tuple[float | None, float | None, int | None] | None:
+        """(SpO2, pulse rate, seconds of the day of the line's clock) of a data line, or None when a
+        value or the clock is out of range."""
+        spo2, pr = self._value(match["spo2"]), self._value(match["pr"])
+        if (spo2 is not None and spo2 > 100) or (pr is not None and pr > F8_MAX_PLAUSIBLE_HR):
+            return None
+        clock = match["clock"]
+        seconds = None
+        if clock is not None:
+            hours, minutes, secs = (int(part) for part in clock.split(b":"))
+            if hours > 23 or minutes > 59 or secs > 59:
+                return None
+            seconds = hours * 3600 + minutes * 60 + secs
+        return spo2, pr, seconds
+
+    def _emit_line(self, spo2: float | None, pr: float | None, flags: bytes, t: datetime, items: list[Item]) -> None:
+        """The items of a believed data line (read at ``t``)."""
         if b"F" in flags or "averaging" in self.attributes.values:
             attribute = self.attributes.update("averaging", "fast" if b"F" in flags else "standard", t)
             if attribute is not None:
@@ -1152,8 +1242,8 @@ class NoninAsciiDecoder(Decoder):
             attribute = self.attributes.update("event_marker", str(self._events), t)
             if attribute is not None:
                 items.append(attribute)
-        items.append(numeric("pr", self._value(match["pr"]), self.source, t))
-        items.append(numeric("spo2", self._value(match["spo2"]), self.source, t))
+        items.append(numeric("pr", pr, self.source, t))
+        items.append(numeric("spo2", spo2, self.source, t))
 
     @staticmethod
     def _value(text: bytes) -> float | None:
@@ -1235,8 +1325,8 @@ class NoninEmulator(DeviceEmulator):
             command = bytes(self._rx[:total])
             del self._rx[:total]
             fmt = parse_format_select_command(command)
-            if fmt in _EMULATED_FORMATS:
-                self._switch(int(fmt))  # type: ignore[arg-type]
+            if fmt is not None and fmt in _EMULATED_FORMATS:
+                self._switch(fmt)
                 reply.append(ACK)
             else:
                 reply.append(NAK)

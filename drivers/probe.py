@@ -299,6 +299,7 @@ class ProbingLink(Link):
     def __init__(self, port: str, plan: ProbePlan | None = None) -> None:
         self.port = port
         self.plan = plan
+        self.open_timeout_s = (plan or ProbePlan()).budget + 10.0   # the first open probes the port
         self.source = f"auto:{port}"
         self.found: ProbeHit | None = None
         self.report: ProbeReport | None = None
@@ -306,9 +307,19 @@ class ProbingLink(Link):
         self._cancel = threading.Event()
 
     @property
-    def expected_interval(self) -> float:  # type: ignore[override]
+    def expected_interval(self) -> float:  # type: ignore[override]  # read-only here: it follows the found link
         """The found protocol's update interval (1 s before anything is found)."""
         return self._link.expected_interval if self._link is not None else 1.0
+
+    @property
+    def hold_s(self) -> float:  # type: ignore[override]  # read-only here: it follows the found link
+        """What the found protocol's decoder may hold back (0 before anything is found)."""
+        return self._link.hold_s if self._link is not None else 0.0
+
+    @property
+    def reopen_silent_s(self) -> float | None:  # type: ignore[override]  # read-only here: it follows the found link
+        """The found protocol's serial link's (None before anything is found)."""
+        return self._link.reopen_silent_s if self._link is not None else None
 
     def open(self) -> None:
         if self._link is None:

@@ -23,6 +23,7 @@ else is a serial port or a pyserial URL. Bad URLs raise :class:`DeviceUrlError` 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -287,6 +288,32 @@ def open_link(url: str | DeviceSpec) -> Link:
     """A :class:`~drivers.acquisition.Link` for ``url`` (not yet opened)."""
     spec = url if isinstance(url, DeviceSpec) else parse_device_url(url)
     return URL_SCHEMES.get(spec.kind, _SERIAL_HANDLER).open(spec)
+
+
+#: Where udev keeps one stable link per USB-serial adapter (named after its vendor, model and
+#: serial number), whatever ttyUSBn it was given this time.
+BY_ID_DIR = "/dev/serial/by-id"
+
+
+def stable_port(port: str, by_id_dir: str = BY_ID_DIR) -> str | None:
+    """The ``/dev/serial/by-id/…`` link that leads to ``port`` (e.g. ``/dev/ttyUSB0``), when
+    ``port`` is a device path that is not such a link already; None otherwise (no such link, no
+    such directory, not a path). Never raises."""
+    if not port.startswith("/dev/") or os.path.dirname(port) == by_id_dir.rstrip("/"):
+        return None
+    try:
+        target = os.path.realpath(port)
+        names = sorted(os.listdir(by_id_dir))
+    except (OSError, ValueError):
+        return None
+    for name in names:
+        link = os.path.join(by_id_dir, name)
+        try:
+            if os.path.realpath(link) == target:
+                return link
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 @dataclass(frozen=True)

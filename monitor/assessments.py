@@ -36,7 +36,7 @@ These models hold only the content; the session adds the time and acting user. B
 from __future__ import annotations
 
 import enum
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Any, ClassVar, Literal, Mapping, overload
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -465,6 +465,12 @@ DoseUnit = Literal["mg", "mcg", "g", "mL", "units", "mmol"]
 _DOSE_UNITS: tuple[str, ...] = ("mg", "mcg", "g", "mL", "units", "mmol")
 
 
+@overload
+def _text(value: Any, limit: int, what: str, required: Literal[True]) -> str: ...
+@overload
+def _text(value: Any, limit: int, what: str, required: bool) -> str | None: ...
+
+
 def _text(value: Any, limit: int, what: str, required: bool) -> str | None:
     if value is None:
         if required:
@@ -586,12 +592,12 @@ class RescueMedication(Event):
     @field_validator("drug", mode="before")
     @classmethod
     def _drug(cls, value: Any) -> str:
-        return _text(value, 60, "Drug name", required=True)  # type: ignore[return-value]
+        return _text(value, 60, "Drug name", required=True)
 
     @field_validator("given_by", mode="before")
     @classmethod
     def _given_by(cls, value: Any) -> str:
-        return _text(value, 80, "Given by", required=True)  # type: ignore[return-value]
+        return _text(value, 80, "Given by", required=True)
 
     @field_validator("comment", mode="before")
     @classmethod
@@ -642,7 +648,7 @@ class Note(Event):
     @field_validator("text", mode="before")
     @classmethod
     def _check_text(cls, value: Any) -> str:
-        return _text(value, NOTE_MAX_CHARS, "Note", required=True)  # type: ignore[return-value]
+        return _text(value, NOTE_MAX_CHARS, "Note", required=True)
 
     def describe(self) -> str:
         """A short line for the chart or timeline."""

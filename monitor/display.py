@@ -14,12 +14,14 @@
 * :class:`ParameterPresence` — which parameters and waveforms the connected device provides
   (learnt from what arrives, after a grace period), so that the screen follows the monitor.
 * Display names (:data:`VITAL_NAMES`, :data:`VITAL_SHORT`, :data:`MEDICATION_NAMES`,
-  :data:`ACTION_NAMES`, :func:`display_name`): what the nurse reads instead of internal keys.
+  :data:`ACTION_NAMES`, :func:`display_name`, :func:`condition_label`): what the nurse reads instead of
+  internal keys.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
@@ -31,6 +33,7 @@ from monitor.alarms.profile import (
     NoBreathRule,
     ParameterLossRule,
     TechnicalRule,
+    default_profile,
 )
 
 # --------------------------------------------------------------------------- display names
@@ -85,6 +88,22 @@ def display_name(key: str, table: Mapping[str, str] | None = None) -> str:
             return names[key]
     text = str(key).replace("_", " ").replace("-", " ").strip()
     return text[:1].upper() + text[1:]
+
+
+@functools.lru_cache(maxsize=1)
+def _labels() -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for rule in default_profile().rules:
+        label = getattr(rule, "label", None)   # (technical and parameter-loss rules have none)
+        if label:
+            labels[rule.id] = str(label)
+    return labels
+
+
+def condition_label(condition: str) -> str:
+    """A readable name for an alarm condition ("SpO2 low", "Connection lost")."""
+    label = _labels().get(condition)
+    return label or condition.replace("_", " ").capitalize()
 
 
 #: A change over TREND_WINDOW larger than this (in the vital's unit) shows an arrow.

@@ -268,6 +268,14 @@ class InfusionStep(BaseModel):
         """Rebuild from :meth:`to_payload` output; ``type`` and a store's ``seq`` are ignored."""
         return cls.model_validate({k: v for k, v in payload.items() if k not in ("type", "seq")})
 
+    @property
+    def new_rate_mg_per_h(self) -> float:
+        """The rate (mg/h) a start or rate change sets. ``InfusionError`` for a step without a rate
+        (:meth:`InfusionLog.check` refuses a start or rate change without one)."""
+        if self.rate_mg_per_h is None:
+            raise InfusionError(f"An infusion {self.action.value.replace('_', ' ')} without a rate sets no rate")
+        return float(self.rate_mg_per_h)
+
     def text(self) -> str:
         """One line for the timeline: "10:05 infusion paused (nausea), Ann Lee"."""
         what = {
@@ -341,13 +349,13 @@ class InfusionLog:
         self.check(step)
         self._steps.append(step)
         if step.action is InfusionAction.START:
-            self._status, self._rate = InfusionStatus.RUNNING, float(step.rate_mg_per_h)  # type: ignore[arg-type]
+            self._status, self._rate = InfusionStatus.RUNNING, step.new_rate_mg_per_h
         elif step.action is InfusionAction.PAUSE:
             self._status = InfusionStatus.PAUSED
         elif step.action is InfusionAction.RESUME:
             self._status = InfusionStatus.RUNNING
         elif step.action is InfusionAction.RATE_CHANGE:
-            self._rate = float(step.rate_mg_per_h)  # type: ignore[arg-type]
+            self._rate = step.new_rate_mg_per_h
         else:
             self._status = InfusionStatus.STOPPED
         return step
@@ -393,11 +401,11 @@ class InfusionLog:
             raise InfusionError(f"Time {clock(step.t)} is before the last infusion entry "
                                 f"({last.action.value.replace('_', ' ')} at {clock(last.t)})")
         if status is InfusionStatus.STOPPED:
-            raise InfusionError(f"The infusion was stopped at {clock(self.ended_at)}: "  # type: ignore[arg-type]
+            raise InfusionError(f"The infusion was stopped at {clock(self._steps[-1].t)}: "  # stopped: the last step
                                 "no further infusion entries are possible")
         if action is InfusionAction.START:
             if status is not InfusionStatus.NOT_STARTED:
-                raise InfusionError(f"The infusion was already started at {clock(self.started_at)}")  # type: ignore[arg-type]
+                raise InfusionError(f"The infusion was already started at {clock(self._steps[0].t)}")  # the first step
         elif status is InfusionStatus.NOT_STARTED:
             raise InfusionError("The infusion has not been started yet")
         if action is InfusionAction.PAUSE:
@@ -452,14 +460,14 @@ class InfusionLog:
         rate = self.plan.rate_mg_per_h
         for step in self._steps:
             if step.action is InfusionAction.START:
-                rate, running_since = float(step.rate_mg_per_h), step.t  # type: ignore[arg-type]
+                rate, running_since = step.new_rate_mg_per_h, step.t
             elif step.action is InfusionAction.RESUME:
                 running_since = step.t
             elif step.action is InfusionAction.RATE_CHANGE:
                 if running_since is not None:
                     segments.append((running_since, step.t, rate))
                     running_since = step.t
-                rate = float(step.rate_mg_per_h)  # type: ignore[arg-type]
+                rate = step.new_rate_mg_per_h
             else:  # pause, stop
                 if running_since is not None:
                     segments.append((running_since, step.t, rate))

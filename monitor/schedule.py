@@ -248,7 +248,8 @@ def nibp_interval_min(patient: "Patient", config: ScheduleConfig) -> int:
 
 class _Builder:
     def __init__(self, now: datetime, config: ScheduleConfig) -> None:
-        self.now, self.config, self.items = now, config, []  # type: ignore[var-annotated]
+        self.now, self.config = now, config
+        self.items: list[DueItem] = []
 
     def add(self, key: str, kind: str, due_at: datetime, label: str, force: DueStatus | None = None) -> None:
         grace = timedelta(minutes=self.config.grace_min)

@@ -42,7 +42,7 @@ def main(folder: str, pngs: str | None = None) -> int:
     from monitor.staff import Actor, Role
     from monitor.store import SessionStore
     from tests import screen_fit
-    from tests.factories import make_context, make_service
+    from tests.factories import make_context, make_service, sign_in
     from tests.vigil_windows import ANN, DIALOGS, open_review, start_infusion
     from ui.audio import AlarmAudio
     from ui.dialogs import InfusionStartDialog, SignInDialog, StartSessionDialog
@@ -71,7 +71,7 @@ def main(folder: str, pngs: str | None = None) -> int:
         service = make_service(device, store, settings, default_profile())
         context = make_context(service, store, settings, default_profile())
         if not context.clinic.has_users():
-            context.clinic.create_first_account("chief", "Cam Chief", "4826", "4826")
+            context.clinic.create_first_account("chief", "Cam Chief", "482619", "482619")
         win = MainWindow(context, audio=AlarmAudio(enabled=False))
         win.show()
         win.setGeometry(available.adjusted(0, TITLE_BAR, 0, 0))  # maximised under a title bar (after show:
@@ -182,7 +182,7 @@ def main(folder: str, pngs: str | None = None) -> int:
     if hasattr(oxi, "presence"):
         oxi.presence.grace_s = 2.0
     nurse = Actor(username="ann", display_name="Ann Lee", role=Role.NURSE)
-    oxi.context.set_user(nurse)
+    sign_in(oxi.context, nurse)
     settle(until=lambda: oxi.tiles["spo2"].value_text not in ("--", ""), timeout=30)
     settle(3.0)
     oxi.service.start_session(Patient(display_name="Jo Doe", weight_kg=70),

@@ -234,7 +234,7 @@ def test_a_schema_1_clinic_profile_is_upgraded_on_loading(tmp_path):
         if rule["id"] == "sensor_problem":
             rule["codes"].remove("ecg_leads_off")
     upgraded, changes = migrate_profile_data(data)
-    assert len(changes) == 7 and upgraded["schema_version"] == 3
+    assert len(changes) == 7 and upgraded["schema_version"] == 4
     path = tmp_path / "clinic.json"
     path.write_text(json.dumps(data))
     profile = load_profile(path)
@@ -252,7 +252,7 @@ def test_a_schema_2_clinic_profile_gets_the_board_and_device_rules():
         if rule["id"] == "sensor_problem":
             rule["codes"].remove("ecg_leads_off")
     upgraded, changes = migrate_profile_data(data)
-    assert len(changes) == 3 and upgraded["schema_version"] == 3
+    assert len(changes) == 3 and upgraded["schema_version"] == 4
     engine = AlarmEngine(AlarmProfile.model_validate(upgraded))
     [leads] = engine.process([DeviceCondition(code="ecg_leads_off", active=True, source="dev", time=at(0))])
     [bed] = engine.process([DeviceCondition(code="wrong_patient", active=True, source="dev", time=at(1))])

@@ -16,12 +16,14 @@ from monitor.cli import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
-MASIMO = (
-    b"02/22/16 22:47:45 SN=0000012345 SPO2=098% BPM=066 PI=02.58% SPCO=--.-% SPMET=--.-% "
-    b"DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000800\r\n"
-    b"this line is garbage\r\n"
-    b"02/22/16 22:47:46 SN=0000012345 SPO2=---% BPM=--- PI=--.--% SPCO=--.-% SPMET=--.-% "
-    b"DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000821\r\n"
+# Three lines a second apart, a garbage line, three more (a line is believed once three consistent
+# lines follow each other: drivers.base.SyncGate).
+MASIMO = b"".join(
+    f"02/22/16 22:47:{45 + i} SN=0000012345 SPO2=098% BPM=066 PI=02.58% SPCO=--.-% SPMET=--.-% "
+    f"DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000800\r\n".encode() for i in range(3)
+) + b"this line is garbage\r\n" + b"".join(
+    f"02/22/16 22:47:{48 + i} SN=0000012345 SPO2=---% BPM=--- PI=--.--% SPCO=--.-% SPMET=--.-% "
+    f"DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000821\r\n".encode() for i in range(3)
 )
 
 
@@ -45,10 +47,10 @@ def test_decode_masimo_capture(tmp_path):
     conditions = [line for line in lines if line["kind"] == "condition"]
     assert conditions == [{"kind": "condition", "code": "no_sensor", "active": True},
                           {"kind": "condition", "code": "sensor_off", "active": True}]
-    missing = [line for line in lines if line["kind"] == "numeric" and line["device_time"] == "2016-02-22T22:47:46"]
+    missing = [line for line in lines if line["kind"] == "numeric" and line["device_time"] == "2016-02-22T22:47:48"]
     assert missing and all(line["value"] is None for line in missing)
     assert not any(line["kind"] == "attribute" for line in lines)
-    assert "2 frames decoded, 1 frames rejected" in err and err.count("\n") == 1
+    assert "6 frames decoded, 1 frames rejected" in err and err.count("\n") == 1
 
 
 def test_decode_attributes_only_when_asked(tmp_path):

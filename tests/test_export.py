@@ -535,6 +535,7 @@ def _hostile(doc: dict) -> list[tuple[str, bytes]]:
         ("gigantic block", mutate(set_("waveforms.0.n", 10 ** 9))),
         ("block inflating", mutate(set_("waveforms.0.n", block["n"] - 1))),
         ("bad base64", mutate(set_("waveforms.0.data", "not base64!!"))),
+        ("unknown encoding", mutate(set_("waveforms.0.enc", 7))),
         ("future amendment", mutate(set_("entries.2.amends", 5))),
         ("tampered audit", mutate(set_("audit.0.payload.protocol", "esketamine"))),
         ("count mismatch", mutate(set_("session.n_observations", 3))),

@@ -1,8 +1,11 @@
 """Exports are byte-identical to what the whole-session writers produced before they streamed
 (issue 10 §8): a golden digest per format and option, on a closed two-hour session with waveforms
 and on an open session with a recording gap and unfinished waveform blocks. The digests were
-taken with the writers that held whole sessions in memory (commit 1f021e3); the PDF is compared
-by the text of its pages."""
+taken with the writers that held whole sessions in memory (commit 1f021e3) and re-taken once
+when the content of every export changed on purpose (the record's verification line, the alarm
+profile in force, human labels, the clinic's PIN length in the recorded settings — each difference
+read against the exports of 99cc161, nothing else changed); the PDF is compared by the text of
+its pages."""
 
 from __future__ import annotations
 
@@ -33,26 +36,26 @@ T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 OPTIONS = [("csv", {}), ("csv", {"interval_s": 10}), ("pdf", {}), ("fhir", {}), ("fhir", {"interval_s": 10}),
            ("hl7", {}), ("hl7", {"interval_s": 10}), ("edf", {}), ("edf", {"edf_gaps": "drop"}), ("json", {})]
 GOLDEN = {
-    "closed csv": "7b2b2a9dccb0587b3096564d0e0a191ce9ab4c74965baf2efa74030c88a20da7",
-    "closed csv interval_s=10": "b2c97457c73725887b4cd89826f5d8f11d8c45f79d685f81632058747073ab74",
-    "closed pdf": "fef1d3f892d6eca306880636d77c67fdc675711d7c8b1927976d087f199593f1",
+    "closed csv": "fc17339d99cfcde6cf8d3733604fa1ada3102df72d9d814b0baf024e5e2bdf03",
+    "closed csv interval_s=10": "c4aeaced60f4a04ad3207b73015d170fae0b137a454e6f8ede097fa4b80ec4b7",
+    "closed pdf": "0c39d5b8dd32247a59701cb8bd2d2565b227fb25eb45f24db1d291475639de14",
     "closed fhir": "a68a81d09b6534b54b407263d64a758cea6648605353da322a51731efe210f2d",
     "closed fhir interval_s=10": "53c47f1edda9914e45c7b95ea7efdd7a46b2009654e07371b14d5f12aa54b153",
-    "closed hl7": "8af89719cce0b23c0d475943dd168cd1785e42d5ceabee5f98cfcff713f96a17",
-    "closed hl7 interval_s=10": "032de121eaac17532eac38d874223e42e335214a776a4e5056dcd11d57942e62",
-    "closed edf": "44078930f88d3e3c7ecfc0152ccce74f5cade2a53a450fe334fc2df93b2a4862",
-    "closed edf edf_gaps=drop": "44078930f88d3e3c7ecfc0152ccce74f5cade2a53a450fe334fc2df93b2a4862",
-    "closed json": "b3f0b1dfc48a4c7328c76703bdcbd8b3e704cb13c4cf24b096b3a90e946c2bfe",
-    "open csv": "e81c2aa856fb46af3abc4acf119ff2ba2062510f8d54bc81abf8e53d34ba9534",
-    "open csv interval_s=10": "e0c806e9992bb73070502f3ab250200a312508eea4a7d8d6203acc8184da04a3",
-    "open pdf": "28c80d1797580527295a6dca50564c49546bf0a939e465792aff48e860ee9aa7",
+    "closed hl7": "73d0c7e9fc8dd679e6f1d344cf382f24f58d162e282b89778ea7dd2ae4313d46",
+    "closed hl7 interval_s=10": "1d274cc97bc83395796bc84b87e5ecfc8b6ea5343fb9f13f0c2f9f9d719f3731",
+    "closed edf": "a0545afbe1eb74c85a475085e29feea53fadbaf39a26480f5b083794ca538a93",
+    "closed edf edf_gaps=drop": "a0545afbe1eb74c85a475085e29feea53fadbaf39a26480f5b083794ca538a93",
+    "closed json": "34ae1618a61b5a6f727bd173ea7b82807a0068c39104453d24d6775c8fc39f99",
+    "open csv": "41360143230bbad96b3a0f663ec7084e08c66058efc8cff0ab8c1e7ab1606755",
+    "open csv interval_s=10": "f21f8c5187c1d2a6a347e03f47c81e1d6ef7c1263f34016d915c7f2686860b54",
+    "open pdf": "3a6669f9eb554e31ee04375a48c831c923092d713f648a24af91aa88e3372b15",
     "open fhir": "fe09d8f778ed534e8d10780372db0127a951bb01d246248f10b4df7291317ea9",
     "open fhir interval_s=10": "89b095ca7809618d8d098bf6b008ba4cede842a09e5ee729b79d3ced6749fd83",
-    "open hl7": "971e1ca0763585b9581c6a3a422222b3dc9eb3112b9ab699d7a41542d3363ec7",
-    "open hl7 interval_s=10": "c7ec42e087b241c27ec1e91da625440f88907385e029ce5d51ef29878dc81a11",
-    "open edf": "d0bc10b44ddb57b520fb69692bca789204ba78bfbfd201a37da14249f6de837b",
-    "open edf edf_gaps=drop": "4ca23a7e9b2744414b2e0551cfd4114fc358b5d35a038763775b3e76216526c0",
-    "open json": "1b1292cf8eab276b852f76ad09ce6e625be94984e1672cada69fb656c146a7ca",
+    "open hl7": "360def614e71c7ce2bfc9a05370f094163c2c1fb0437cc23dffebc1e56f71efc",
+    "open hl7 interval_s=10": "1a1060301980f527c63ab518dfd0e55044f60c0f9bdba32f5b98cea96a970c11",
+    "open edf": "56636a81a70ed220b58b495307f0fb56699f38430d57c0f7158a21394c9336ad",
+    "open edf edf_gaps=drop": "3bced51dc8503b57e8db679f17216abba3c81abee598fc5d57ec7c1ddc2fc512",
+    "open json": "f85ce2d3f3d8aaf59175c8fa99bcace78b8a4e04d4fdb4c245d1d525eebe1c97",
 }
 
 

@@ -117,7 +117,7 @@ def test_the_device_panel_shows_values_dropped_for_their_unit(qtbot):
     stats = DecoderStats(frames_decoded=40)
     panel = DevicePanel(Context(service=_Service(stats)))  # type: ignore[arg-type]
     qtbot.addWidget(panel)
-    assert "40 frames, 0 rejected" in panel.label.text() and "dropped" not in panel.label.text()
+    assert "40 frames, 0 rejected" in panel.label.full_text and "dropped" not in panel.label.full_text
     stats.values_dropped_unit = 3
     panel.refresh()
-    assert "3 values dropped (unit not recognised)" in panel.label.text()
+    assert "3 values dropped (unit not recognised)" in panel.label.full_text

@@ -8,6 +8,7 @@ from monitor.alarms.profile import Priority, default_profile
 from monitor.patient import Patient
 from monitor.protocols import KetamineIVPlan
 from tests.factories import make_service, sign_in
+from monitor.session import SessionError
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
 from monitor.store import SessionStore
@@ -87,3 +88,15 @@ def test_naming_the_patient_keeps_the_bed_of_the_device_url():
     assert link.gate.expected == "bed 3; patient mrn-1"
     link.set_expected_patient(patient=None)
     assert link.gate.expected == "bed 3"
+
+
+def test_a_manual_pre_dose_bp_with_one_pressure_is_refused_with_what_is_missing(qtbot, service):
+    """A systolic without its diastolic (or the reverse) is refused by name and stores nothing."""
+    with qtbot.waitSignal(service.batch_received, timeout=5000):
+        pass
+    for half in ({"nibp_sys": 128.0}, {"nibp_dia": 79.0}):
+        with pytest.raises(SessionError, match="both the systolic and the diastolic"):
+            service.start_session(Patient(display_name="Jo Doe", weight_kg=70),
+                                  KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), ANN, manual_baseline=half)
+        assert service.pipeline.recorder is None
+    assert service.pipeline.store.list_sessions() == []

@@ -201,9 +201,9 @@ def test_a_lost_connection_shows_no_signal_quality(make_window):
     window = make_window(QUIET)
     panel = window.device_panel
     panel._on_link("connected", "")
-    assert "signal: Good" in panel.label.text()
+    assert "signal: Good" in panel.label.full_text
     panel._on_link("lost", "cable pulled")
-    assert "CONNECTION LOST" in panel.label.text() and "signal:" not in panel.label.text()
+    assert "CONNECTION LOST" in panel.label.full_text and "signal:" not in panel.label.full_text
 
 
 def test_after_the_infusion_stops_the_panel_shows_no_rate(make_window):

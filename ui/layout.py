@@ -210,7 +210,8 @@ class FitLabel(QLabel):
         self.setTextFormat(Qt.TextFormat.RichText if rich else Qt.TextFormat.PlainText)
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.shown_forms: list[str] = []
-        self._owns_tooltip = False  # the tool tip is the full text while a shorter form shows
+        self._owns_tooltip = True  # the tool tip is the full text while a shorter form shows, until
+        # the caller sets a tool tip of its own (:meth:`setToolTip`), which then stays
 
     def set_lines(self, lines: Sequence[Sequence[str]]) -> None:
         """Show these lines (each: its forms, longest first; an empty form list is skipped)."""
@@ -279,10 +280,14 @@ class FitLabel(QLabel):
         self.setFont(font)
         self.shown_forms = chosen
         self.setText(("<br>" if self.rich else "\n").join(chosen))
-        if self._owns_tooltip or not self.toolTip():
+        if self._owns_tooltip:
             shortened = chosen != [forms[0] for forms in lines]
-            self._owns_tooltip = True
-            self.setToolTip(self.full_text if shortened else "")
+            super().setToolTip(self.full_text if shortened else "")
+
+    def setToolTip(self, text: str) -> None:  # noqa: N802 (Qt override)
+        """A tool tip of the caller's: kept from now on (no longer the full text of a shorter form)."""
+        self._owns_tooltip = False
+        super().setToolTip(text)
 
     def _visible_lines(self, font: QFont, height: float) -> list[tuple[str, ...]]:
         spacing = QFontMetricsF(font).lineSpacing()

@@ -32,7 +32,7 @@ from drivers.acquisition import Link, LinkError
 from drivers.base import ConditionTracker
 from drivers.hl7.codes import Codebook, LocalCodes
 from drivers.hl7.host import Hl7Decoder, Hl7Stats, PatientGate
-from drivers.model import DeviceCondition, Item, utc_now
+from drivers.model import DeviceCondition, Item
 
 #: Bytes read from one connection per :meth:`MllpLink.read`.
 READ_SIZE = 64 * 1024
@@ -106,7 +106,7 @@ class MllpLink(Link):
         return self._selector
 
     def _decoder(self) -> Hl7Decoder:
-        return Hl7Decoder(source=self.source, gate=self.gate, codebook=self.codebook,
+        return Hl7Decoder(source=self.source, clock=self.clock, gate=self.gate, codebook=self.codebook,
                           interval=self.expected_interval)
 
     def _adopt(self, sock: socket.socket, peer: str) -> _Connection:
@@ -238,8 +238,8 @@ class MllpLink(Link):
             self._selector = None
 
     def clock(self) -> datetime:
-        """Messages are stamped with the computer's clock when they arrive."""
-        return utc_now()
+        """Messages are stamped with the time they arrive, on the link's timeline."""
+        return self.timeline.now()
 
 
 class MllpServerLink(MllpLink):

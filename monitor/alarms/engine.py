@@ -43,16 +43,16 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from drivers.base import condition_text
 from drivers.model import DeviceCondition, NumericObservation, Quality
 from monitor.alarms.audio import minimum_sound_s
 from monitor.alarms.profile import (
-    AlarmProfile, AssessmentRule, Level, LimitRule, NibpRule, NoBreathRule, ParameterLossRule, Priority,
+    AlarmProfile, AssessmentRule, Level, LimitRule, NibpRule, NoBreathRule, ParameterLossRule, Priority, Rule,
     TechnicalRule,
 )
 
@@ -193,23 +193,27 @@ class _Tracker:
         self.alarm.limit, self.alarm.message = limit, message or self.alarm.message
         self.alarm.value = value
         target = priority
-        due = self._escalation_due()
-        if due is not None and due <= t:
-            target = max(target, self.escalation.escalate_to)  # type: ignore[union-attr]
+        rise = self._escalation_due()
+        if rise is not None and rise[0] <= t:
+            due, to = rise
+            target = max(target, to)
             if target > self.alarm.priority:
                 engine._set_priority(self.alarm, target, due)  # it rose when it was due
         engine._set_priority(self.alarm, target, t)
 
-    def _escalation_due(self) -> datetime | None:
-        if self.escalation is None or self.level_since is None:
+    def _escalation_due(self) -> tuple[datetime, Priority] | None:
+        """When the level in force escalates and to which priority (None: it does not escalate)."""
+        level = self.escalation
+        if level is None or level.escalate_to is None or self.level_since is None:
             return None
-        return _after(self.level_since, self.escalation.escalate_after_s or 0)
+        return _after(self.level_since, level.escalate_after_s or 0), level.escalate_to
 
     def _escalate(self, now: datetime) -> None:
-        due = self._escalation_due()
-        if self.alarm is not None and due is not None and due <= now and \
-                self.alarm.priority < self.escalation.escalate_to:  # type: ignore[union-attr]
-            self.engine._set_priority(self.alarm, self.escalation.escalate_to, due)  # type: ignore[union-attr]
+        rise = self._escalation_due()
+        if self.alarm is not None and rise is not None:
+            due, to = rise
+            if due <= now and self.alarm.priority < to:
+                self.engine._set_priority(self.alarm, to, due)
 
     def tick(self, now: datetime) -> None:
         """Escalate a sustained alarm between observations (logged at the instant it was due)."""
@@ -314,7 +318,7 @@ class _LimitTracker(_Tracker):
                     st.episodes.popleft()
                 return len(st.episodes) >= net.violations
             return False
-        return (t - st.pending_since).total_seconds() >= level.delay_s
+        return st.pending_since is not None and (t - st.pending_since).total_seconds() >= level.delay_s
 
     def _expire_invalid(self, now: datetime) -> None:
         if self.alarm is not None and self.invalid_since is not None and \
@@ -377,9 +381,9 @@ class _NibpTracker(_Tracker):
             met.add(i)
             priority, message = level.priority, level.message
             previous = self.previous
-            if level.confirm_within_s is not None and previous is not None and i in previous.met and \
-                    0 < (t - previous.t).total_seconds() <= level.confirm_within_s:
-                priority, message = level.confirm_priority, level.confirm_message or message  # type: ignore[assignment]
+            if level.confirm_within_s is not None and level.confirm_priority is not None and previous is not None \
+                    and i in previous.met and 0 < (t - previous.t).total_seconds() <= level.confirm_within_s:
+                priority, message = level.confirm_priority, level.confirm_message or message
             value, limit = (sys_, level.sys) if by_sys else (dia, level.dia)
             if best is None or priority > best[0]:
                 best = (priority, value, limit, message)
@@ -473,6 +477,17 @@ class _LossTracker:
         self.last_valid.clear()
 
 
+_R = TypeVar("_R", LimitRule, NibpRule, NoBreathRule, AssessmentRule, TechnicalRule, ParameterLossRule)
+
+
+def _same_kind(rule: _R, by_id: Mapping[str, Rule]) -> _R:
+    """The rule of ``by_id`` with ``rule``'s id; ValueError when it is missing or of another kind."""
+    new = by_id.get(rule.id)
+    if not isinstance(new, type(rule)):
+        raise ValueError(f"the new alarm profile has no {type(rule).__name__} {rule.id!r}")
+    return new
+
+
 # --------------------------------------------------------------------------- the engine
 class AlarmEngine:
     """Evaluates an :class:`AlarmProfile` against observations, charted scores and conditions.
@@ -508,14 +523,16 @@ class AlarmEngine:
         #: NIBP halves by reading time, kept until the reading is complete (or old).
         self._nibp_parts: dict[datetime, dict[str, float | None]] = {}
         self._nibp_touched: set[datetime] = set()
+        tracker: _Tracker
         for rule in profile.rules:
             if isinstance(rule, LimitRule):
                 tracker = _LimitTracker(self, rule)
                 for vital in rule.vitals:
                     self._by_vital.setdefault(vital, []).append(tracker)
             elif isinstance(rule, NibpRule):
-                tracker = _NibpTracker(self, rule)
-                self._nibp.append(tracker)
+                nibp = _NibpTracker(self, rule)
+                self._nibp.append(nibp)
+                tracker = nibp
             elif isinstance(rule, NoBreathRule):
                 tracker = _NoBreathTracker(self, rule)
                 self._by_vital.setdefault("rr", []).append(tracker)
@@ -570,9 +587,11 @@ class AlarmEngine:
         else:
             self.alarms.pop(alarm.id, None)
 
-    def _advance(self, t: datetime) -> None:
+    def _advance(self, t: datetime) -> datetime:
+        """Move the engine's time to ``t`` unless it is already later; return the engine's time."""
         if self._now is None or t > self._now:
             self._now = t
+        return self._now
 
     def _drain(self) -> list[AlarmEvent]:
         events, self._events = self._events, []
@@ -589,16 +608,19 @@ class AlarmEngine:
             raise ValueError("the new alarm profile must have the same rules as the current one")
         by_id = {r.id: r for r in profile.rules}
         for tracker in self._trackers:
-            rule = getattr(tracker, "rule", None)
-            if rule is not None:
-                tracker.rule = by_id[rule.id]
-                if isinstance(tracker, _LimitTracker) and len(tracker.levels) != len(tracker.rule.levels):
+            if isinstance(tracker, _LimitTracker):
+                tracker.rule = _same_kind(tracker.rule, by_id)
+                if len(tracker.levels) != len(tracker.rule.levels):
                     tracker.levels = [_LevelState() for _ in tracker.rule.levels]
+            elif isinstance(tracker, _NibpTracker):
+                tracker.rule = _same_kind(tracker.rule, by_id)
+            elif isinstance(tracker, _NoBreathTracker):
+                tracker.rule = _same_kind(tracker.rule, by_id)
         for assessment, pairs in self._assessment.items():
-            self._assessment[assessment] = [(by_id[r.id], t) for r, t in pairs]
+            self._assessment[assessment] = [(_same_kind(r, by_id), t) for r, t in pairs]
         for loss in self._loss:
-            loss.rule = by_id[loss.rule.id]  # type: ignore[assignment]
-        self._technical = {code: by_id[r.id] for code, r in self._technical.items()}
+            loss.rule = _same_kind(loss.rule, by_id)
+        self._technical = {code: _same_kind(r, by_id) for code, r in self._technical.items()}
         self.profile = profile
 
     def set_baseline(self, baseline: dict[str, float]) -> None:
@@ -710,8 +732,7 @@ class AlarmEngine:
     # ------------------------------------------------------------------ time
     def tick(self, now: datetime) -> list[AlarmEvent]:
         """Advance to ``now`` for what happens between observations."""
-        self._advance(now)
-        self._tick(self._now)
+        self._tick(self._advance(now))
         return self._drain()
 
     def _tick(self, now: datetime) -> None:
@@ -774,13 +795,15 @@ class AlarmEngine:
         now = now or self._now
         alarms = sorted(self.alarms.values(), key=lambda a: (-a.priority, a.started_at, a.id))
         visual = alarms[0].priority if alarms else None
-        paused = self._paused_until is not None and now is not None and now < self._paused_until
+        remaining = 0.0
+        if self._paused_until is not None and now is not None and now < self._paused_until:
+            remaining = (self._paused_until - now).total_seconds()
+        paused = remaining > 0
         sounding = [a.priority for a in alarms
                     if a.active and not a.acknowledged and a.priority > Priority.LOW
                     and not (paused and a.id in self._paused_ids)]
         sounding += [p for a_id, (p, until) in self._owed.items() if now is not None and now < until
                      and not (paused and a_id in self._paused_ids)]
-        remaining = (self._paused_until - now).total_seconds() if paused else 0.0
         inactivation = Inactivation(paused, remaining, self._paused_by if paused else None,
                                     tuple(a.id for a in alarms if a.acknowledged))
         return AlarmState(alarms, visual, max(sounding) if sounding else None, inactivation)

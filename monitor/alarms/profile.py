@@ -24,10 +24,10 @@ Rule kinds:
   valid value for ``after_s`` while the device still sends others: one technical alarm per
   parameter, with a hint ("check the sampling line").
 
-Versions: schema 1 files (Vigil before the clinic audit) are upgraded on loading by
-:func:`migrate_profile_data` (alarm audio unavailable becomes MEDIUM, NIBP confirmation waits for
-the next reading up to 16 min, the parameter-loss, dose-reached and clinic-board-unreachable rules
-are added), and the upgrade is reported.
+Versions: files of an older schema are upgraded on loading by :func:`migrate_profile_data` (see
+there: alarm audio unavailable becomes MEDIUM, NIBP confirmation waits for the next reading up to
+16 min, the parameter-loss, dose-reached, clinic-board-unreachable and data-unreadable rules are
+added, the acquisition watchdog joins the device link), and the upgrade is reported.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from drivers.errors import ConfigError
 
-PROFILE_SCHEMA_VERSION = 3
+PROFILE_SCHEMA_VERSION = 4
 
 
 class Priority(enum.IntEnum):
@@ -304,15 +304,15 @@ class AlarmProfile(_Model):
                 levels[li] = level.model_copy(update={"threshold": value})
                 rules[index] = rule.model_copy(update={"levels": tuple(levels)})
             elif isinstance(rule, NibpRule) and len(parts) == 3 and parts[2] in ("sys", "dia"):
-                levels = list(rule.levels)
-                li = next((i for i, lv in enumerate(levels) if lv.priority == priority), None)
+                nibp_levels = list(rule.levels)
+                li = next((i for i, lv in enumerate(nibp_levels) if lv.priority == priority), None)
                 if li is None:
                     raise ValueError(f"{rule.label} has no {priority.name} level")
-                level = levels[li]
-                bounds = level.bounds_sys if parts[2] == "sys" else level.bounds_dia
+                nibp_level = nibp_levels[li]
+                bounds = nibp_level.bounds_sys if parts[2] == "sys" else nibp_level.bounds_dia
                 _in_bounds(f"{rule.label} {priority.name} {parts[2]} limit", value, bounds)
-                levels[li] = level.model_copy(update={parts[2]: value})
-                rules[index] = rule.model_copy(update={"levels": tuple(levels)})
+                nibp_levels[li] = nibp_level.model_copy(update={parts[2]: value})
+                rules[index] = rule.model_copy(update={"levels": tuple(nibp_levels)})
             else:
                 raise ValueError(f"limit {key!r} cannot be adjusted")
         from monitor.alarms.safety import check_profile  # noqa: PLC0415 (it reads this module's models)
@@ -438,6 +438,23 @@ def _step_2_to_3(rules: list, defaults: dict[str, dict], changes: list[str]) -> 
         changes.append("ECG leads off is now a MEDIUM technical alarm")
 
 
+def _step_3_to_4(rules: list, defaults: dict[str, dict], changes: list[str]) -> None:
+    """Monitoring never stops silently: reading the device stopping (the acquisition watchdog) is a
+    device-link alarm, and a burst of frames rejected as unreadable is a MEDIUM one."""
+    link = next((r for r in rules if r.get("kind") == "technical" and "connection_lost" in (r.get("codes") or ())),
+                None)
+    covered = {code for rule in rules if rule.get("kind") == "technical" for code in (rule.get("codes") or ())}
+    if "acquisition_stopped" not in covered:
+        if link is not None:
+            link["codes"] = [*link.get("codes", []), "acquisition_stopped"]
+        else:
+            rules.append({"kind": "technical", "id": "acquisition", "priority": "MEDIUM",
+                          "codes": ["acquisition_stopped"]})
+        changes.append("reading the device stopping (acquisition_stopped) is now a device-link alarm")
+    if "data_unreadable" not in covered:
+        _add_rules(rules, defaults, ("data_unreadable",), changes)
+
+
 def _add_rules(rules: list, defaults: dict[str, dict], rule_ids: tuple[str, ...], changes: list[str]) -> None:
     ids = {r.get("id") for r in rules}
     for rule_id in rule_ids:
@@ -447,7 +464,7 @@ def _add_rules(rules: list, defaults: dict[str, dict], rule_ids: tuple[str, ...]
 
 
 #: ``_MIGRATIONS[v]`` upgrades a profile of schema ``v`` to ``v + 1``.
-_MIGRATIONS = {1: _step_1_to_2, 2: _step_2_to_3}
+_MIGRATIONS = {1: _step_1_to_2, 2: _step_2_to_3, 3: _step_3_to_4}
 
 
 def migrate_profile_data(data: dict) -> tuple[dict, list[str]]:
@@ -460,6 +477,8 @@ def migrate_profile_data(data: dict) -> tuple[dict, list[str]]:
       ``dose_reached`` rules of the shipped default are added when absent.
     * 2 → 3 (more monitors, the clinic board): ``ecg_leads_off`` joins the sensor problems; the
       ``device_data`` (messages for another bed) and ``board_unreachable`` rules are added.
+    * 3 → 4 (monitoring never stops silently): ``acquisition_stopped`` (the pipeline's watchdog)
+      joins the device-link rule, and the ``data_unreadable`` rule (MEDIUM) is added.
 
     Anything else is left as the clinic wrote it; validation follows.
     """

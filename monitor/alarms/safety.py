@@ -106,7 +106,7 @@ MOAAS_AT_OR_BELOW_MIN = 2.0
 #: Technical conditions every profile raises, at least at MEDIUM.
 TECHNICAL_REQUIRED: tuple[str, ...] = (
     "connection_lost", "stale_data", "sensor_off", "no_sensor", "cuff_error", "ecg_leads_off", "recording_failed",
-    "audio_unavailable", "dose_reached",
+    "audio_unavailable", "dose_reached", "data_unreadable",
 )
 #: The device link's conditions must become HIGH within this many seconds.
 LINK_ESCALATION_MAX_S = 60.0

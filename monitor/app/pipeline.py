@@ -14,6 +14,13 @@ and returns its result (or raises its refusal) to the caller; :class:`~monitor.a
 is the typed front of those commands. The window and ``vigil record`` build the pipeline the same
 way (:func:`open_pipeline`).
 
+Times: every time here is on the device link's timeline (``drivers.timebase``: monotonic seconds
+labelled with the wall clock), so no duration moves when the computer's clock is set; a jump of the
+wall clock is logged and recorded in the session (``clock_jump``). Monitoring never stops silently: a
+watchdog on the ticks raises ``acquisition_stopped`` when the acquisition worker's thread has died
+or stopped reporting, and replaces a dead one. While a session is recorded, the decoder's counts of
+rejected input are recorded in it (``device_stats``).
+
 Shutdown order: stop the acquisition worker (no more batches), let the pipeline thread handle what
 is queued and stop, then stop the writer (everything queued is written). An open session stays open,
 to be resumed.
@@ -32,7 +39,9 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from drivers.acquisition import AcquisitionWorker, Link, LinkState
-from drivers.model import Item
+from drivers.base import DecoderStats, condition_text
+from drivers.model import DeviceCondition, Item
+from drivers.timebase import ClockJump, JumpDetector
 from drivers.transport import DeviceSpec, open_link, parse_device_url
 from monitor.alarms.engine import AlarmEngine, AlarmEvent, AlarmState
 from monitor.alarms.profile import AlarmProfile
@@ -46,12 +55,21 @@ from monitor.store import SessionStore, StoreWriter
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Pipeline", "open_pipeline", "TICK_S", "SNAPSHOT_EVERY_S"]
+__all__ = ["Pipeline", "open_pipeline", "TICK_S", "SNAPSHOT_EVERY_S", "WATCHDOG_GRACE_S", "RESTART_EVERY_S",
+           "DEVICE_STATS_EVERY_S"]
 
 #: Seconds between ticks of the alarm engine and the recorder.
 TICK_S = 0.2
 #: A session snapshot is published at least this often (dose, count-downs move on), seconds.
 SNAPSHOT_EVERY_S = 10.0
+#: Seconds past the time an acquisition worker promised to report back (``AcquisitionWorker.due``)
+#: before the watchdog raises ``acquisition_stopped``.
+WATCHDOG_GRACE_S = 3.0
+#: Seconds between restarts of an acquisition worker whose thread died.
+RESTART_EVERY_S = 2.0
+#: While a session is recorded, the device decoder's counts are recorded in it at most this often
+#: (seconds), when what it rejected changed; and once more when the session ends.
+DEVICE_STATS_EVERY_S = 60.0
 _T = TypeVar("_T")
 _STOP = object()
 
@@ -109,6 +127,15 @@ class Pipeline:
         self._dirty = False
         self._session_view: SessionState | None = None
         self._last_snapshot = 0.0
+        self._clock = JumpDetector(link.timeline)
+        self._session_seen: SessionRecorder | None = None   # the session last set up by session_changed
+        self._stopping = False
+        self._watchdog_on = False      # acquisition_stopped raised by the watchdog
+        self._heard = False            # a batch arrived since it was raised
+        self._restart_at = 0.0
+        self._stats_base: DecoderStats | None = None   # the decoder's counts when the session started
+        self._stats_recorded: tuple[int, ...] = ()
+        self._stats_due = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     def add_listener(self, listener: PipelineListener) -> None:
@@ -130,18 +157,23 @@ class Pipeline:
         self._start_worker()
 
     def _start_worker(self) -> None:
-        self._worker = AcquisitionWorker(self.link, [_Inbox(self._queue)])
-        self._worker.start()
+        worker = AcquisitionWorker(self.link, [_Inbox(self._queue)])
+        self._worker = worker
+        worker.start()
+        if self._stopping:   # stop() ran meanwhile (a watchdog restart) and may have missed this one
+            worker.stop(1.0)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the device, let the pipeline finish what is queued, and flush the store (an open
         session stays open, to be resumed)."""
+        self._stopping = True
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.stop(min(timeout, 2.0))
-        if self.running:
+        thread = self._thread
+        if thread is not None and thread.is_alive():  # self.running
             self._queue.put(_STOP)
-            self._thread.join(timeout)  # type: ignore[union-attr]
+            thread.join(timeout)
         self._running = False
         self.writer.stop(timeout)
 
@@ -154,6 +186,8 @@ class Pipeline:
             if worker is not None:
                 worker.stop(1.0)
             self.link = link
+            if link.timeline is not self._clock.timeline:
+                self._clock = JumpDetector(link.timeline)
             self.device_label = label or link.source
             self.device_spec = spec
             self.link_state, self.link_detail, self.link_attempt = LinkState.CONNECTING.value, "", 0
@@ -228,6 +262,7 @@ class Pipeline:
     def _handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "batch":
+            self._heard = True
             self._guard(self._batch, message[1])
         elif kind == "link":
             state, detail = message[1], message[2]
@@ -261,6 +296,8 @@ class Pipeline:
         self._after(events)
 
     def _tick(self) -> None:
+        self._check_clock()
+        self._watch_acquisition()
         now = self.now()
         recorder = self.recorder
         if recorder is not None:
@@ -271,6 +308,8 @@ class Pipeline:
         self._after(events, always=True)
         if recorder is not None and time.monotonic() - self._last_snapshot >= SNAPSHOT_EVERY_S:
             self._publish_session()
+        if recorder is not None and self.link.timeline.monotonic() >= self._stats_due:
+            self.record_device_stats()
 
     def on_recorder_event(self, event: AlarmEvent) -> None:
         """The recorder's alarm events (logged in the session): to the listeners; the state is
@@ -315,8 +354,96 @@ class Pipeline:
 
     def session_changed(self) -> None:
         """A session started, resumed or ended."""
+        recorder = self.recorder
+        if recorder is not None and recorder is not self._session_seen:
+            self._session_seen = recorder
+            self._stats_base, self._stats_recorded = self.link.stats, ()
+            self._stats_due = self.link.timeline.monotonic() + DEVICE_STATS_EVERY_S
+            offset = self._clock.offset_s
+            if abs(offset) > self._clock.threshold_s:   # the wall clock jumped before this session
+                self._record_clock_jump(ClockJump(self._clock.timeline.now(), 0.0, offset))
         self._refresh_view()
         self._publish_session()
+
+    # ------------------------------------------------------------------ the watchdog (pipeline thread)
+    def _watch_acquisition(self) -> None:
+        """Monitoring never stops silently: when the acquisition worker's thread has died, or has not
+        reported back for :data:`WATCHDOG_GRACE_S` past the time it promised, ``acquisition_stopped``
+        (a device-link alarm) is raised; a dead worker is replaced every :data:`RESTART_EVERY_S`
+        seconds; the condition ends with the next batch from a worker that is running."""
+        worker = self._worker
+        if worker is None or worker.stopping or self._stopping:
+            return
+        now = self.link.timeline.monotonic()
+        dead = not worker.is_alive()
+        late = now > worker.due + WATCHDOG_GRACE_S
+        if dead or late:
+            if not self._watchdog_on:
+                self._watchdog_on, self._heard = True, False
+                log.error("the acquisition thread of %s %s: raising acquisition_stopped", self.link.source,
+                          "has ended" if dead else f"has not reported for {now - worker.due:.0f} s past its time")
+                self._acquisition_condition(True)
+            if dead and now >= self._restart_at:
+                self._restart_at = now + RESTART_EVERY_S
+                log.warning("restarting the acquisition of %s", self.link.source)
+                try:
+                    self.link.close()
+                except Exception:
+                    log.exception("closing %s before the restart failed", self.link.source)
+                self._start_worker()
+        elif self._watchdog_on and self._heard:
+            self._watchdog_on = False
+            self._acquisition_condition(False)
+
+    def _acquisition_condition(self, active: bool) -> None:
+        self._batch([DeviceCondition(code="acquisition_stopped", active=active,
+                                     text=condition_text("acquisition_stopped") if active else "Reading the device again",
+                                     source=self.link.source, time=self.link.clock())])
+
+    def record_device_stats(self) -> None:
+        """Record in the session the device decoder's counts since it started (a ``device_stats``
+        entry), when what was rejected, skipped or failed changed since the last one. Called every
+        :data:`DEVICE_STATS_EVERY_S` and by the service just before a session ends (pipeline thread)."""
+        recorder = self.recorder
+        self._stats_due = self.link.timeline.monotonic() + DEVICE_STATS_EVERY_S
+        stats = self.link.stats
+        if recorder is None or stats is None or recorder.state.phase.terminal:
+            return
+        base = self._stats_base or DecoderStats()
+        counts = {name: getattr(stats, name) - getattr(base, name)
+                  for name in ("bytes_in", "frames_decoded", "frames_rejected", "bytes_skipped", "decoder_errors")}
+        key = (counts["frames_rejected"], counts["bytes_skipped"], counts["decoder_errors"])
+        if key == self._stats_recorded or (not self._stats_recorded and not any(key)):
+            return
+        self._stats_recorded = key
+        t = self._entry_time(recorder)
+        self.entries_recorded(recorder.record(lambda state: state.record_device_stats(t, self.link.source, counts)))
+
+    # ------------------------------------------------------------------ time (pipeline thread)
+    def _check_clock(self) -> None:
+        """A jump of the wall clock is logged, and recorded in the session being recorded; nothing
+        else changes (every time here is on the monotonic timeline, see drivers.timebase)."""
+        jump = self._clock.check()
+        if jump is None:
+            return
+        log.warning("the computer's clock jumped by %+.1f s (wall clock minus timeline: %+.1f s → %+.1f s); "
+                    "Vigil's times and durations are unaffected", jump.jump_s, jump.offset_before_s,
+                    jump.offset_after_s)
+        if self.recorder is not None:
+            self._record_clock_jump(jump)
+
+    def _record_clock_jump(self, jump: ClockJump) -> None:
+        recorder = self.recorder
+        assert recorder is not None
+        t = self._entry_time(recorder)
+        entries = recorder.record(lambda state: state.record_clock_jump(t, jump.offset_before_s, jump.offset_after_s))
+        self.entries_recorded(entries)
+
+    def _entry_time(self, recorder: SessionRecorder) -> datetime:
+        """Now on the record's timeline (a resumed session's may be re-based), never before what the
+        session has already seen or its opening."""
+        now = self.now()
+        return max(now, recorder.now or now, recorder.state.opened_at)
 
     def _refresh_view(self) -> None:
         recorder = self.recorder

@@ -37,7 +37,7 @@ import functools
 import random
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -125,16 +125,26 @@ class Privacy:
     deidentified = False
     offset_s = 0
 
+    @overload
+    def time(self, t: float) -> float: ...
+    @overload
+    def time(self, t: None) -> None: ...
+
     def time(self, t: float | None) -> float | None:
-        """An epoch time (s) as exported."""
+        """An epoch time (s) as exported; None stays None."""
         return None if t is None else t + self.offset_s
 
     def times(self, t: np.ndarray) -> np.ndarray:
         """An array of epoch times (s) as exported."""
         return t + self.offset_s if self.offset_s else t
 
+    @overload
+    def dt(self, value: datetime) -> datetime: ...
+    @overload
+    def dt(self, value: None) -> None: ...
+
     def dt(self, value: datetime | None) -> datetime | None:
-        """A datetime as exported (UTC)."""
+        """A datetime as exported (UTC); None stays None."""
         if value is None:
             return None
         return (value + timedelta(seconds=self.offset_s)).astimezone(timezone.utc)
@@ -173,6 +183,10 @@ class Privacy:
     def payload(self, value: Any) -> Any:
         """A charted entry's payload as exported (unchanged when identified)."""
         return value
+
+    def patient_payload(self, patient: dict[str, Any], age: int | None = None) -> dict[str, Any]:
+        """The patient's record as exported (unchanged when identified)."""
+        return patient
 
     def meaning(self, value: str | None) -> str:
         """The meaning of a signature (free text given by the caller)."""
@@ -254,7 +268,7 @@ class SafeHarbor(Privacy):
             return None
         if value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
-        return self.dt(value).isoformat()  # type: ignore[union-attr]
+        return self.dt(value).isoformat()
 
     def payload(self, value: Any, key: str | None = None) -> Any:
         """Scrub a JSON value: actor dicts become ``{"role": …}``, the patient keeps only sex, weight,

@@ -20,33 +20,32 @@ session is also replayed (:meth:`SessionState.from_entries`) for what only the d
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from drivers.catalogue import CATALOGUE, VITAL_KEYS
 from drivers.model import Quality
-from monitor.assessments import parse_assessment, parse_event
-from monitor.display import MEDICATION_NAMES, VITAL_NAMES, display_name
 from monitor.app.privacy import DEIDENTIFIED, Privacy, SafeHarbor
 from monitor.app.progress import Progress
+from monitor.app.provenance import import_label, import_marker
+from monitor.assessments import Assessment, parse_assessment, parse_event
+from monitor.display import MEDICATION_NAMES, VITAL_NAMES, condition_label, display_name
 from monitor.patient import age_on
 from monitor.protocols import MG_PER_DEVICE, ProtocolKind
 from monitor.settings import ClinicSettings
-from monitor.app.provenance import IMPORT_ACTION, import_label, import_marker
 from monitor.store import (
     QUALITY_BITS,
     Block,
     NotFoundError,
     ObservationRows,
-    SessionStore,
 )
+from monitor.store.reader import StoreReader
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ __all__ = [
     "OBSERVATION_CHUNK", "FLAGGED_BITS", "PatientView", "ChartRow", "InfusionRow", "DeviceRow", "NibpRow",
     "NoteRow", "AlarmActionRow", "AlarmLimitsRow", "ACTION_LABELS", "AlarmView", "PhaseSpan", "Criterion",
     "SignatureView", "SessionView",
-    "load_session", "condition_label",
+    "load_session",
 ]
 
 #: Quality bits that make a value unusable for statistics and trends (all but SIMULATED and MANUAL).
@@ -255,7 +254,7 @@ class SessionView:
     """One session, ready to export (see the module docstring). Times are aware UTC datetimes, shifted
     when de-identified; ``epoch`` arrays are float64 seconds, shifted likewise."""
 
-    store: SessionStore
+    store: StoreReader
     session_id: int
     privacy: Privacy
     label: str
@@ -451,7 +450,7 @@ class SessionView:
 
 
 # ----------------------------------------------------------------------------------------- loading
-def load_session(store: SessionStore, session_id: int, *, deidentify: bool = False,
+def load_session(store: StoreReader, session_id: int, *, deidentify: bool = False,
                  privacy: Privacy | None = None) -> SessionView:
     """Read session ``session_id`` from ``store`` into a :class:`SessionView`.
 
@@ -474,7 +473,7 @@ def load_session(store: SessionStore, session_id: int, *, deidentify: bool = Fal
 
 
 class _Builder:
-    def __init__(self, store: SessionStore, record: Any, entries: list[Any], privacy: Privacy, end: datetime) -> None:
+    def __init__(self, store: StoreReader, record: Any, entries: list[Any], privacy: Privacy, end: datetime) -> None:
         self.store, self.record, self.entries, self.p, self.raw_end = store, record, entries, privacy, end
         self.staff = _staff(store, record, entries)
 
@@ -697,7 +696,7 @@ class _Builder:
             return ChartRow(t, category, kind, kind, None, kind, None, by, seq)
         title = type(model).title
         fields: dict[str, Any]
-        if category == "assessment":
+        if isinstance(model, Assessment):
             return ChartRow(t, category, kind, title, float(model.score), model.describe(), None, by, seq,
                             fields=model.model_dump(mode="json"))
         data = model.model_dump(mode="json")
@@ -849,7 +848,7 @@ def _replay(payloads: list[dict[str, Any]]) -> tuple[Any, str | None]:
     return state, error
 
 
-def _staff(store: SessionStore, record: Any, entries: list[Any]) -> dict[str, tuple[str, str]]:
+def _staff(store: StoreReader, record: Any, entries: list[Any]) -> dict[str, tuple[str, str]]:
     """login → (printed name, role) of everyone the session's record mentions (author, signer, whoever
     charted, acted on an alarm or appears in its audit rows): from the archive an imported session
     came from, else from the actors recorded in the entries, else from the store's accounts."""
@@ -884,19 +883,3 @@ def _phases(start: datetime, end: datetime, dosing_start: datetime | None, dosin
     if dosing_end is not None:
         out.append(PhaseSpan("recovery", "Recovery", dosing_end, max(last, dosing_end)))
     return [ph for ph in out if ph.end >= ph.start]
-
-
-@functools.lru_cache(maxsize=1)
-def _labels() -> dict[str, str]:
-    from monitor.alarms.profile import default_profile
-    labels: dict[str, str] = {}
-    for rule in default_profile().rules:
-        if getattr(rule, "label", None):
-            labels[rule.id] = rule.label
-    return labels
-
-
-def condition_label(condition: str) -> str:
-    """A readable name for an alarm condition ("SpO2 low", "Connection lost")."""
-    label = _labels().get(condition)
-    return label or condition.replace("_", " ").capitalize()

@@ -153,10 +153,14 @@ class SessionRecorder:
 
     # ------------------------------------------------------------------ the data path
     def on_items(self, items: Sequence[Item]) -> list[AlarmEvent]:
-        """Take one batch from the device: store it, update the session, evaluate alarms."""
-        numerics = [i for i in items if isinstance(i, NumericObservation)]
-        waves = [i for i in items if isinstance(i, WaveformChunk)]
-        conditions = [i for i in items if isinstance(i, DeviceCondition)]
+        """Take one batch from the device: store it, update the session, evaluate alarms. What was
+        measured before the session opened (a decoder may release frames it held until it believed
+        the stream) is judged by the alarm engine but not stored: nothing is stored before the
+        session's start."""
+        opened = self.state.opened_at
+        numerics = [i for i in items if isinstance(i, NumericObservation) and i.sample_time >= opened]
+        waves = [i for i in items if isinstance(i, WaveformChunk) and _time(i) > opened]
+        conditions = [i for i in items if isinstance(i, DeviceCondition) and i.time >= opened]
         sid = self.session_id
         if numerics:
             self.writer.put_observations(sid, numerics)
@@ -243,29 +247,31 @@ class SessionRecorder:
     def _log_alarm(self, event: AlarmEvent) -> None:
         """Runs on the writer thread, in order with every other write."""
         store, sid = self.store, self.session_id
-        row = self._alarm_rows.get(event.alarm_id) if event.alarm_id is not None else None
-        if event.event == "started":
-            self._alarm_rows[event.alarm_id] = store.alarm_started(
-                sid, condition=event.condition, kind=event.kind or "physiological", priority=event.priority.name,
-                started_at=event.t, limit=event.limit, value=event.value, message=event.message or event.label)
-        elif row is None and event.alarm_id is not None:
-            log.warning("alarm event %s for an alarm not in the log", event.event)
-        elif event.event == "escalated":
-            store.alarm_escalated(row, event.priority.name, event.t)  # also logs the 'escalate' action
-        elif event.event == "deescalated":
-            store.alarm_action(sid, alarm_id=row, at=event.t, action="deescalate", user=event.user,
-                               detail=event.priority.name)
-        elif event.event == "ended":
-            store.alarm_ended(row, event.t)
-        elif event.event in ("acknowledged", "reset"):
-            store.alarm_action(sid, alarm_id=row, at=event.t, action="acknowledge" if event.event == "acknowledged"
-                               else "reset", user=event.user, detail=event.condition)
-        elif event.event == "audio_paused":
+        alarm_id, priority = event.alarm_id, event.priority
+        if event.event == "audio_paused":
             store.alarm_action(sid, alarm_id=None, at=event.t, action="audio_pause", user=event.user,
                                detail=event.detail)
         elif event.event == "audio_resumed":  # a user's cancel, or (no user) the pause ran out at event.t
             store.alarm_action(sid, alarm_id=None, at=event.t, action="audio_pause_cancel" if event.user
                                else "audio_pause_end", user=event.user, detail=event.detail)
+        elif alarm_id is None or priority is None:  # the engine gives every other event its alarm
+            log.warning("alarm event %s without its alarm", event.event)
+        elif event.event == "started":
+            self._alarm_rows[alarm_id] = store.alarm_started(
+                sid, condition=event.condition, kind=event.kind or "physiological", priority=priority.name,
+                started_at=event.t, limit=event.limit, value=event.value, message=event.message or event.label)
+        elif (row := self._alarm_rows.get(alarm_id)) is None:
+            log.warning("alarm event %s for an alarm not in the log", event.event)
+        elif event.event == "escalated":
+            store.alarm_escalated(row, priority.name, event.t)  # also logs the 'escalate' action
+        elif event.event == "deescalated":
+            store.alarm_action(sid, alarm_id=row, at=event.t, action="deescalate", user=event.user,
+                               detail=priority.name)
+        elif event.event == "ended":
+            store.alarm_ended(row, event.t)
+        elif event.event in ("acknowledged", "reset"):
+            store.alarm_action(sid, alarm_id=row, at=event.t, action="acknowledge" if event.event == "acknowledged"
+                               else "reset", user=event.user, detail=event.condition)
 
     def alarm_state(self) -> AlarmState:
         """The alarm state now."""
@@ -330,10 +336,11 @@ class SessionRecorder:
         """A BP entered by hand becomes numerics flagged ``manual``: stored, judged by the alarm
         engine, and shown (tile, trends, review, exports) like a cuff reading."""
         quality = frozenset({Quality.MANUAL})
-        items: list[Item] = [numeric(vital, value, f"manual:{user}", entry.t, quality=quality)
-                             for vital, value in (("nibp_sys", entry.sys), ("nibp_dia", entry.dia),
-                                                  ("nibp_mean", entry.mean)) if value is not None]
-        self.writer.put_observations(self.session_id, items)  # type: ignore[arg-type]
+        readings = [numeric(vital, value, f"manual:{user}", entry.t, quality=quality)
+                    for vital, value in (("nibp_sys", entry.sys), ("nibp_dia", entry.dia),
+                                         ("nibp_mean", entry.mean)) if value is not None]
+        self.writer.put_observations(self.session_id, readings)
+        items: list[Item] = list(readings)
         self._handle(self.engine.process(items))
         if self.on_readings is not None:
             self.on_readings(items)

@@ -39,7 +39,7 @@ from monitor.app.recorder import SessionRecorder
 from monitor.assessments import Assessment, Event
 from monitor.patient import Patient
 from monitor.protocols import EsketaminePlan, KetamineIVPlan
-from monitor.session import CLOSE_MEANING, SessionState
+from monitor.session import CLOSE_MEANING, SessionError, SessionState
 from monitor.session.record import EntryBase
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role, SignIns, nurse_message, require_role
@@ -273,6 +273,7 @@ class SessionService:
 
         def work() -> list[EntryBase]:
             recorder = self._recorder()
+            p.record_device_stats()   # the device's rejected-input counts, before the record closes
             t = self._t(None)
             entries = recorder.record(lambda state: action(state, t))
             p.entries_recorded(entries)
@@ -297,6 +298,7 @@ class SessionService:
             recorder = p.recorder
             if recorder is None:
                 return
+            p.record_device_stats()
             recorder.finish(self._t(None), signed_name=actor.display_name, meaning=meaning)
             p.recorder = None
             self._expect_patient(None)
@@ -493,8 +495,10 @@ def start_follow_up(state: SessionState, t: datetime, actor: Actor, concomitant:
         entries += state.record_concomitant(t, actor, dict(concomitant))
     values = dict(manual_baseline or {})
     if "nibp_sys" in values or "nibp_dia" in values:
-        entries += state.record_nibp(t, values.pop("nibp_sys", None), values.pop("nibp_dia", None),  # type: ignore[arg-type]
-                                     source="manual", by=actor)
+        sys_, dia = values.pop("nibp_sys", None), values.pop("nibp_dia", None)
+        if sys_ is None or dia is None:
+            raise SessionError("A manual pre-dose BP needs both the systolic and the diastolic pressure")
+        entries += state.record_nibp(t, sys_, dia, source="manual", by=actor)
     if values:
         entries += state.set_baseline(t, actor, values)
     return entries

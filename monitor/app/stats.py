@@ -95,18 +95,18 @@ def default_limits() -> dict[str, tuple[Limit, ...]]:
     out: dict[str, list[Limit]] = {}
     for rule in default_profile().rules:
         if isinstance(rule, LimitRule):
-            levels = [lv for lv in rule.levels if lv.threshold is not None]  # absolute part only
-            if not levels:
+            absolute = [(lv, lv.threshold) for lv in rule.levels if lv.threshold is not None]  # absolute part only
+            if not absolute:
                 continue
-            first = min(levels, key=lambda lv: lv.priority)
+            first, threshold = min(absolute, key=lambda pair: pair[0].priority)
             for vital in rule.vitals:
-                out.setdefault(vital, []).append(Limit(vital, rule.direction, float(first.threshold), first.inclusive,
+                out.setdefault(vital, []).append(Limit(vital, rule.direction, float(threshold), first.inclusive,
                                                        rule.label))
         elif isinstance(rule, NibpRule):
-            first = min(rule.levels, key=lambda lv: lv.priority)
-            for vital, value in (("nibp_sys", first.sys), ("nibp_dia", first.dia)):
+            nibp = min(rule.levels, key=lambda lv: lv.priority)
+            for vital, value in (("nibp_sys", nibp.sys), ("nibp_dia", nibp.dia)):
                 if value is not None:
-                    out.setdefault(vital, []).append(Limit(vital, rule.direction, float(value), first.inclusive, rule.label))
+                    out.setdefault(vital, []).append(Limit(vital, rule.direction, float(value), nibp.inclusive, rule.label))
     return {k: tuple(v) for k, v in out.items()}
 
 

@@ -15,7 +15,8 @@ from drivers.simulator.scenarios import SCENARIOS
 from monitor.cli import CliError
 
 #: DecoderStats fields every decoder has (a protocol's own counts are printed after them).
-_BASE_COUNTS = ("bytes_in", "frames_decoded", "frames_rejected", "bytes_skipped", "values_dropped_unit")
+_BASE_COUNTS = ("bytes_in", "frames_decoded", "frames_rejected", "bytes_skipped", "values_dropped_unit",
+                "decoder_errors")
 
 
 # ---------------------------------------------------------------------------------- decode

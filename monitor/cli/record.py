@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from collections.abc import Callable
 
+from drivers.model import NumericObservation, WaveformChunk
 from drivers.transport import DeviceUrlError, parse_device_url
 from monitor.alarms.engine import AlarmEvent
 from monitor.app.chair import Chair, ChairSetupError
@@ -44,14 +45,16 @@ _PRINTED = {"started", "escalated", "ended"}
 
 
 class _Printer(PipelineListener):
-    """Prints alarm starts, escalations and ends as JSON lines; notes the first device batch."""
+    """Prints alarm starts, escalations and ends as JSON lines; notes the first data from the device
+    (a numeric or a waveform: a batch that only says the connection is lost is not data)."""
 
     def __init__(self, say: Callable[[dict[str, Any]], None]) -> None:
         self.say = say
         self.first_batch = threading.Event()
 
     def on_batch(self, items: list[Any]) -> None:
-        self.first_batch.set()
+        if any(isinstance(item, (NumericObservation, WaveformChunk)) for item in items):
+            self.first_batch.set()
 
     def on_alarm_event(self, event: AlarmEvent) -> None:
         if event.event in _PRINTED:
@@ -97,9 +100,11 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         out.write(json.dumps(record) + "\n")
         out.flush()
 
+    def writer_failed(exc: BaseException) -> None:
+        err.write(f"vigil record: recording failed, retrying: {exc}\n")
+
     try:
-        chair = Chair(args.device, args.db, board_args=args,
-                      on_writer_error=lambda exc: err.write(f"vigil record: recording failed, retrying: {exc}\n"))
+        chair = Chair(args.device, args.db, board_args=args, on_writer_error=writer_failed)
     except ChairSetupError as exc:
         raise CliError(f"vigil record: {exc}", status=1) from None
     printer = _Printer(say)
@@ -117,10 +122,14 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         if not printer.first_batch.wait(10):
             if stop.is_set():
                 raise CliError("vigil record: stopped before the device sent anything", status=1)
-            raise CliError("vigil record: no data from the device within 10 s", status=1)
+            detail = chair.pipeline.link_detail   # e.g. the port is in use by another program
+            raise CliError(f"vigil record: no data from the device within 10 s{f': {detail}' if detail else ''}",
+                           status=1)
         session_id = _open(args, chair, patient, plan, err)
         t0 = service.now()
         state = service.session()
+        if state is None:  # _open started or resumed one, so only a stopped pipeline gets here
+            raise CliError("vigil record: the session is not being recorded", status=1)
         baseline_due = t0 + timedelta(seconds=60) if state.pre_dose_waiver and state.baseline is None else None
         devices_due = _device_schedule(state, t0)
         end = t0 + timedelta(seconds=duration)

@@ -10,11 +10,10 @@ import re
 from pathlib import Path
 from typing import IO
 
-from monitor.cli import CliError
 from monitor.app.provenance import import_label
+from monitor.cli import CliError
 from monitor.config import db_path, open_reader
-from monitor.store import NotFoundError, SessionStore, StoreError
-from monitor.store import SessionSummary
+from monitor.store import NotFoundError, SessionStore, SessionSummary, StoreError
 from monitor.store.reader import ChairSessionSummary, StoreReader
 
 _UNITS = {"": 1, "s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}

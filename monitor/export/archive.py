@@ -45,18 +45,18 @@ import os
 import re
 import sqlite3
 import stat
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal, TypeVar, overload
 
 import ijson
 
 from drivers.catalogue import CATALOGUE
-from monitor.export.errors import ExportError
 from monitor.app.privacy import DEIDENTIFIED, deid_notice, is_coded
 from monitor.app.provenance import IMPORT_ACTION, import_marker
 from monitor.app.readmodel import SessionView
+from monitor.export.errors import ExportError
 from monitor.store import (
     ALARM_ACTIONS,
     ALARM_KINDS,
@@ -85,6 +85,7 @@ OBS_COLUMNS = ["t", "vital", "value", "quality", "device_time", "unit", "source"
 _MAX_ROWS = 50_000_000
 _MAX_ITEMS = 2_000_000
 _T_MIN, _T_MAX = 0.0, 4_102_444_800.0  # 1970 … 2100
+_V = TypeVar("_V")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
 _CHANNEL = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -439,6 +440,13 @@ class _Check:
             raise _Bad(f"{where} has {len(value)} items, more than the {limit} allowed")
         return value
 
+    @overload
+    @staticmethod
+    def num(value: Any, where: str, low: float = ..., high: float = ..., *, none: Literal[False] = ...) -> float: ...
+    @overload
+    @staticmethod
+    def num(value: Any, where: str, low: float = ..., high: float = ..., *, none: bool) -> float | None: ...
+
     @staticmethod
     def num(value: Any, where: str, low: float = -1e12, high: float = 1e12, *, none: bool = False) -> float | None:
         if value is None and none:
@@ -449,6 +457,13 @@ class _Check:
             raise _Bad(f"{where} = {value!r} is outside {low:g}…{high:g}")
         return float(value)
 
+    @overload
+    @classmethod
+    def time(cls, value: Any, where: str, *, none: Literal[False] = ...) -> float: ...
+    @overload
+    @classmethod
+    def time(cls, value: Any, where: str, *, none: bool) -> float | None: ...
+
     @classmethod
     def time(cls, value: Any, where: str, *, none: bool = False) -> float | None:
         if value is None and none:
@@ -456,6 +471,13 @@ class _Check:
         if isinstance(value, int) and not isinstance(value, bool):
             raise _Bad(f"{where} must be a time in epoch seconds written as a decimal number")
         return cls.num(value, where, _T_MIN, _T_MAX)
+
+    @overload
+    @staticmethod
+    def int_(value: Any, where: str, low: int, high: int, *, none: Literal[False] = ...) -> int: ...
+    @overload
+    @staticmethod
+    def int_(value: Any, where: str, low: int, high: int, *, none: bool) -> int | None: ...
 
     @staticmethod
     def int_(value: Any, where: str, low: int, high: int, *, none: bool = False) -> int | None:
@@ -482,10 +504,17 @@ class _Check:
         return value
 
     @staticmethod
-    def choice(value: Any, where: str, allowed: tuple[str, ...]) -> str:
+    def choice(value: Any, where: str, allowed: tuple[_V, ...]) -> _V:
         if value not in allowed:
-            raise _Bad(f"{where} must be one of {', '.join(allowed)}")
-        return value
+            raise _Bad(f"{where} must be one of {', '.join(map(str, allowed))}")
+        return allowed[allowed.index(value)]
+
+    @overload
+    @staticmethod
+    def dict_(value: Any, where: str, *, none: Literal[False] = ...) -> dict[str, Any]: ...
+    @overload
+    @staticmethod
+    def dict_(value: Any, where: str, *, none: bool) -> dict[str, Any] | None: ...
 
     @staticmethod
     def dict_(value: Any, where: str, *, none: bool = False) -> dict[str, Any] | None:
@@ -542,11 +571,10 @@ def _check_block(i: int, b: Any) -> bytes:
         raise _Bad(f"{where}.channel must be a channel key")
     c.time(b["t0"], f"{where}.t0")
     rate = c.num(b["rate"], f"{where}.rate", 1e-3, 10_000)
-    if rate <= 0:  # type: ignore[operator]
+    if rate <= 0:
         raise _Bad(f"{where}.rate must be positive")
-    assert rate is not None
-    n = int(c.int_(b["n"], f"{where}.n", 1, int(math.ceil(MAX_BLOCK_SECONDS * rate)) + 1) or 0)
-    c.choice(b["enc"], f"{where}.enc", (ENC_F32_ZLIB, ENC_F32_SHUFFLE_ZLIB))  # type: ignore[arg-type]
+    n = c.int_(b["n"], f"{where}.n", 1, int(math.ceil(MAX_BLOCK_SECONDS * rate)) + 1)
+    c.choice(b["enc"], f"{where}.enc", (ENC_F32_ZLIB, ENC_F32_SHUFFLE_ZLIB))
     c.text(b["source"], f"{where}.source", 200, none=True)
     data = str(c.text(b["data"], f"{where}.data", 4 * (n * 4 + 1024)))
     try:
@@ -582,7 +610,7 @@ def _validate(doc: Any, scan: _Scan) -> None:
     if status == "open":
         raise _Bad("the session is still open in the archive: only closed or ended sessions can be imported")
     ended = c.time(s["ended_at"], "session.ended_at")
-    if ended < s["started_at"]:  # type: ignore[operator]
+    if ended < s["started_at"]:
         raise _Bad("session.ended_at is before session.started_at")
     for key, limit in (("phase", 40), ("protocol", 40), ("patient_name", 200), ("device", 2000),
                        ("created_by", 100), ("closed_by", 100), ("close_meaning", 300), ("signed_name", 200)):
@@ -593,7 +621,7 @@ def _validate(doc: Any, scan: _Scan) -> None:
     c.dict_(s["baseline"], "session.baseline", none=True)
 
     staff = c.dict_(doc["staff"], "staff")
-    for login, info in staff.items():  # type: ignore[union-attr]
+    for login, info in staff.items():
         c.text(login, "a staff login", 100, empty=False)
         info = c.obj(info, f"staff[{login[:40]!r}]", ("display_name", "role"))
         c.text(info["display_name"], f"staff[{login[:40]!r}].display_name", 200)
@@ -641,11 +669,11 @@ def _validate(doc: Any, scan: _Scan) -> None:
                 raise _Bad(f"{where} is marked as a late entry but gives no reason")
         else:
             target = c.int_(e["amends"], f"{where}.amends", 1, i)
-            if kinds.get(target) != e["table_kind"]:  # type: ignore[arg-type]
+            if kinds.get(target) != e["table_kind"]:
                 raise _Bad(f"{where} amends an entry of another table")
             if target in amended:
                 raise _Bad(f"{where} amends entry {target}, which was already amended")
-            amended.add(target)  # type: ignore[arg-type]
+            amended.add(target)
             c.text(e["reason"], f"{where}.reason", 2000, empty=False)
         kinds[i + 1] = e["table_kind"]
 
@@ -666,7 +694,7 @@ def _validate(doc: Any, scan: _Scan) -> None:
             raise _Bad(f"{where}.max_priority is below its priority")
         start = c.time(a["started_at"], f"{where}.started_at")
         end = c.time(a["ended_at"], f"{where}.ended_at", none=True)
-        if end is not None and end < start:  # type: ignore[operator]
+        if end is not None and end < start:
             raise _Bad(f"{where} ends before it starts")
         c.num(a["limit"], f"{where}.limit", none=True)
         c.num(a["value"], f"{where}.value", none=True)
@@ -684,7 +712,7 @@ def _validate(doc: Any, scan: _Scan) -> None:
         g = c.obj(g, where, ("start", "end", "reason"))
         start = c.time(g["start"], f"{where}.start")
         end = c.time(g["end"], f"{where}.end")
-        if end < start:  # type: ignore[operator]
+        if end < start:
             raise _Bad(f"{where} ends before it starts")
         c.text(g["reason"], f"{where}.reason", 2000, empty=False)
 

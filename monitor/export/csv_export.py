@@ -319,6 +319,6 @@ def _wide(view: SessionView, interval_s: float) -> tuple[list[str], list[list[st
     rows = []
     texts = {k: [("" if x != x else repr(float(x))) for x in columns[k].tolist()] for k in vitals}
     for i in range(n):
-        t = start + i * interval_s
-        rows.append([iso(t), repr(float(i * interval_s))] + [texts[k][i] for k in vitals])
+        at = start + i * interval_s
+        rows.append([iso(at), repr(float(i * interval_s))] + [texts[k][i] for k in vitals])
     return header, rows

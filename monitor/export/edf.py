@@ -210,17 +210,17 @@ def _annotations(view: SessionView) -> list[tuple[float, float | None, str]]:
         add(r.t, text + (f" ({r.reason})" if r.reason else "") + f", {r.by}")
     for d in view.devices:
         add(d.t, f"Nasal device {d.number} ({d.dose_mg:g} mg), {d.by}")
-    for r in view.nibp:
-        mean = f" ({r.mean:.0f})" if r.mean is not None else ""
-        status = "" if r.status == "current" else f" [{r.status}]"
-        add(r.t, f"NIBP {r.sys:.0f}/{r.dia:.0f}{mean} mmHg{status}")
-    for r in view.chart():
-        text = r.summary + (f" - {r.detail}" if r.detail else "") + f", {r.by}"
-        if r.status != "current":
-            text += f" [{r.status}]"
-        if r.late:
-            text += f" [{view.late_text(r)}]"
-        add(r.t, text)
+    for reading in view.nibp:
+        mean = f" ({reading.mean:.0f})" if reading.mean is not None else ""
+        status = "" if reading.status == "current" else f" [{reading.status}]"
+        add(reading.t, f"NIBP {reading.sys:.0f}/{reading.dia:.0f}{mean} mmHg{status}")
+    for row in view.chart():
+        text = row.summary + (f" - {row.detail}" if row.detail else "") + f", {row.by}"
+        if row.status != "current":
+            text += f" [{row.status}]"
+        if row.late:
+            text += f" [{view.late_text(row)}]"
+        add(row.t, text)
     for n in view.notes:
         if n.kind in ("session_opened",):
             continue
@@ -345,7 +345,7 @@ def write_edf(view: SessionView, path: Path, *, edf_gaps: str = "fill", **_: Any
 
     rec_starts = [i * duration for i in range(n_records)]
     keep = np.ones(n_records, dtype=bool)
-    for gs, ge, _ in (view.gaps if edf_gaps == "drop" else ()):
+    for gs, ge, _reason in (view.gaps if edf_gaps == "drop" else ()):
         a, b = gs.timestamp() - start, ge.timestamp() - start
         inside = np.array([(s >= a and s + duration <= b) for s in rec_starts])
         keep &= ~inside

@@ -90,7 +90,10 @@ def _code(vital: str) -> dict[str, Any]:
     if not coding:
         coding.append({"system": LOCAL, "code": vital, "display": spec.label})
     if spec.mdc_code is not None:
-        coding.append({"system": MDC, "code": str(spec.mdc_code), "display": spec.mdc_ref})
+        mdc = {"system": MDC, "code": str(spec.mdc_code)}
+        if spec.mdc_ref is not None:
+            mdc["display"] = spec.mdc_ref
+        coding.append(mdc)
     return {"coding": coding, "text": spec.label}
 
 

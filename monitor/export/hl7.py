@@ -137,18 +137,18 @@ def message(view: SessionView, interval_s: float = 60) -> str:
     for r in view.nibp:
         if r.status == "entered in error":
             continue
-        values = [("nibp_sys", _value(r.sys, "nibp_sys")), ("nibp_dia", _value(r.dia, "nibp_dia"))]
+        cuff = [("nibp_sys", _value(r.sys, "nibp_sys")), ("nibp_dia", _value(r.dia, "nibp_dia"))]
         if r.mean is not None:
-            values.append(("nibp_mean", _value(r.mean, "nibp_mean")))
-        t = r.t.timestamp()
-        groups.append((t, 1, "", numerics([(vital, value, _ts(t)) for vital, value in values])))
+            cuff.append(("nibp_mean", _value(r.mean, "nibp_mean")))
+        at = r.t.timestamp()
+        groups.append((at, 1, "", numerics([(vital, text, _ts(at)) for vital, text in cuff])))
     for row in view.chart():
         groups.append((row.t.timestamp(), 2, "", _charted(view, row)))
     groups.sort(key=lambda g: (g[0], g[1]))
 
-    for n, (t0, _, end, obxs) in enumerate(groups, start=1):
+    for n, (t0, _order, obr8, obxs) in enumerate(groups, start=1):
         filler = f"{control}-{n}^VIGIL^{eui}^EUI-64"
-        segs.append(f"OBR|{n}||{filler}|{OBR4}|||{_ts(t0)}|{end}")
+        segs.append(f"OBR|{n}||{filler}|{OBR4}|||{_ts(t0)}|{obr8}")
         segs += obxs
     return "\r".join(segs) + "\r"
 
@@ -165,7 +165,7 @@ def _charted(view: SessionView, row: ChartRow) -> list[str]:
     code = f"VGL_{row.kind.upper()}^{escape(row.title)}^99VGL"
     status = _CHART_STATUS.get(row.status, "R")
     when = _ts(row.t)
-    segs = []
+    segs: list[str] = []
     if row.category == "assessment" and row.score is not None:
         segs.append(f"OBX|{len(segs) + 1}|NM|{code}|1|{row.score:g}||||||{status}|||{when}")
     segs.append(f"OBX|{len(segs) + 1}|TX|{code}|{len(segs) + 1}|{escape(row.summary)}||||||{status}|||{when}")

@@ -15,6 +15,7 @@ de-identified.
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import datetime
 from pathlib import Path
@@ -141,7 +142,7 @@ class _Charts:
         minutes = (self.t1 - self.t0) / 60
         tick = next((m for m in (1, 2, 5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 720) if minutes / m <= 9), 1440)
         first = math.ceil(self.t0 / (tick * 60)) * tick * 60
-        t = first
+        t: float = first
         while t <= self.t1:
             x = tx(t)
             p.setPen(QPen(QColor("#d0d0d0"), mm(0.1)))
@@ -203,9 +204,9 @@ class _Charts:
         # markers: assessments (teal) and events (orange) along the top edge
         for t, category in self.markers:
             x = tx(t)
-            colour = QColor("#138d90" if category == "assessment" else "#e67e22")
+            marker = QColor("#138d90" if category == "assessment" else "#e67e22")
             p.setPen(Qt.PenStyle.NoPen)
-            p.setBrush(QBrush(colour))
+            p.setBrush(QBrush(marker))
             p.drawPolygon(QPolygonF([QPointF(x - mm(0.8), plot.top()), QPointF(x + mm(0.8), plot.top()),
                                      QPointF(x, plot.top() + mm(1.4))]))
         # frame, title, legend
@@ -330,7 +331,7 @@ def build_report(view: SessionView, path: Path, paper: str = "A4") -> Document:
     charts = _Charts(view, doc)
     doc.drawing(5, charts.legend)
     for i in range(len(CHART_GROUPS)):
-        doc.drawing(44, lambda painter, rect, i=i: charts.draw(i, painter, rect))
+        doc.drawing(44, functools.partial(charts.draw, i))
 
     # ---------------------------------------------------------------- NIBP flowsheet
     doc.heading("NIBP flowsheet")

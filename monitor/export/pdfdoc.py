@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from PySide6.QtCore import QCoreApplication, QMarginsF, QRectF, Qt
+from PySide6.QtCore import QCoreApplication, QMarginsF, QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QGuiApplication, QPageLayout, QPageSize, QPainter, QPdfWriter, QPen
 
 from monitor.export.errors import ExportError
@@ -129,8 +129,12 @@ class Document:
         rect = QRectF(self.left, self.y, self.width, h)
         font, _ = self.font(points, bold)
         flags = int(_ALIGN[align] | Qt.TextFlag.TextWordWrap)
-        self.page.append(lambda p, r=rect, f=font, t=text, c=color: (p.setFont(f), p.setPen(QColor(c)),
-                                                                     p.drawText(r, flags, t)))
+
+        def op(p: QPainter) -> None:
+            p.setFont(font)
+            p.setPen(QColor(color))
+            p.drawText(rect, flags, text)
+        self.page.append(op)
         self.y += h
 
     def heading(self, text: str) -> None:
@@ -149,7 +153,7 @@ class Document:
             p.setPen(QColor("#1a3a5a"))
             p.drawText(rect, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), text)
             p.setPen(QPen(QColor("#1a3a5a"), self.mm(0.3)))
-            p.drawLine(left, y_rule, right, y_rule)
+            p.drawLine(QPointF(left, y_rule), QPointF(right, y_rule))
         self.page.append(op)
         self.y += h + self.mm(1.8)
 
@@ -169,10 +173,16 @@ class Document:
                 kf, _ = self.font(points, True)
                 vf, _ = self.font(points, False)
                 flags = int(Qt.AlignmentFlag.AlignLeft | Qt.TextFlag.TextWordWrap)
-                self.page.append(lambda p, x=x, y=y, h=h, k=key, v=value, kf=kf, vf=vf, flags=flags: (
-                    p.setPen(QColor("#333333")), p.setFont(kf), p.drawText(QRectF(x, y, label_w, h), flags, k),
-                    p.setPen(QColor("#000000")), p.setFont(vf),
-                    p.drawText(QRectF(x + label_w + self.mm(1), y, value_w, h), flags, v)))
+
+                def op(p: QPainter, x: float = x, y: float = y, h: float = h, k: str = key, v: str = value,
+                       kf: QFont = kf, vf: QFont = vf, flags: int = flags) -> None:
+                    p.setPen(QColor("#333333"))
+                    p.setFont(kf)
+                    p.drawText(QRectF(x, y, label_w, h), flags, k)
+                    p.setPen(QColor("#000000"))
+                    p.setFont(vf)
+                    p.drawText(QRectF(x + label_w + self.mm(1), y, value_w, h), flags, v)
+                self.page.append(op)
             self.y += h
 
     def table(self, columns: Sequence[Column], rows: Sequence[Sequence[str]], *, points: float = 8,
@@ -224,7 +234,7 @@ class Document:
                     p.drawText(QRectF(x + pad, y + pad, w - 2 * pad, h - 2 * pad),
                                int(_ALIGN[c.align] | Qt.TextFlag.TextWordWrap), t)
                 p.setPen(QPen(QColor("#c8c8c8"), self.mm(0.15)))
-                p.drawLine(self.left, line_y, self.left + self.width, line_y)
+                p.drawLine(QPointF(self.left, line_y), QPointF(self.left + self.width, line_y))
             self.page.append(op)
             self.y += h
 
@@ -233,7 +243,7 @@ class Document:
         h = self.mm(height_mm)
         self.ensure(h)
         rect = QRectF(self.left, self.y, self.width, h)
-        self.page.append(lambda p, r=rect: draw(p, r))
+        self.page.append(lambda p: draw(p, rect))
         self.y += h
 
     # ------------------------------------------------------------------ output
@@ -256,7 +266,8 @@ class Document:
                 painter.drawText(head, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), self.header)
                 painter.drawText(head, int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter), self.header_right)
                 painter.setPen(QPen(QColor("#1a3a5a"), self.mm(0.2)))
-                painter.drawLine(self.left, self.margin + self.mm(6.5), self.left + self.width, self.margin + self.mm(6.5))
+                rule_y = self.margin + self.mm(6.5)
+                painter.drawLine(QPointF(self.left, rule_y), QPointF(self.left + self.width, rule_y))
                 for op in ops:
                     painter.save()
                     op(painter)

@@ -214,26 +214,26 @@ def rems_answers(view: SessionView) -> list[tuple[str, str, str]]:
     sedation = [r for r in current if (r.kind == "moaas" and r.score is not None and r.score <= 4)
                 or (r.kind == "rass" and r.score is not None and r.score <= -1)]
     sedation_alarms = [a for a in view.alarms if a.condition == "moaas_low"]
-    basis = [f"{r.summary.split(':')[0]} at {clock(r.t, False)}" for r in sedation[:4]]
-    basis += [f"{a.label} alarm at {clock(a.start, False)}" for a in sedation_alarms[:2]]
+    signs = [f"{r.summary.split(':')[0]} at {clock(r.t, False)}" for r in sedation[:4]]
+    signs += [f"{a.label} alarm at {clock(a.start, False)}" for a in sedation_alarms[:2]]
     charted = any(r.kind in ("moaas", "rass") for r in current)
     # Never "No" for what nobody assessed: "not assessed" says the record cannot answer.
-    add(("Adverse effects", "Sedation", f"{_yn(bool(basis))} ({'; '.join(basis)})" if basis else
+    add(("Adverse effects", "Sedation", f"{_yn(bool(signs))} ({'; '.join(signs)})" if signs else
          ("No (MOAA/S 5 / RASS ≥ 0 throughout the charted assessments)" if charted else
           "Not assessed (no MOAA/S or RASS was charted)")))
     events = [r for r in view.events if r.kind == "dissociation" and r.status != "entered in error"]
     cadss_charted = [r for r in current if r.kind in ("cadss", "cadss6")]
     cadss = [r for r in cadss_charted if r.score]
-    basis = [f"dissociation event at {clock(r.t, False)}" + (" (late entry)" if r.late else "") for r in events[:3]]
-    basis += [f"{r.title} {r.score:.0f} at {clock(r.t, False)}" for r in cadss[:3]]
-    add(("Adverse effects", "Dissociation", f"Yes ({'; '.join(basis)})" if basis else
+    signs = [f"dissociation event at {clock(r.t, False)}" + (" (late entry)" if r.late else "") for r in events[:3]]
+    signs += [f"{r.title} {r.score:.0f} at {clock(r.t, False)}" for r in cadss[:3]]
+    add(("Adverse effects", "Dissociation", f"Yes ({'; '.join(signs)})" if signs else
          ("No (no dissociation event; every charted CADSS item 0)" if cadss_charted else
           "Not assessed (no CADSS / CADSS-6 was charted and no dissociation event recorded)")))
     resp = [a for a in view.alarms if a.condition in _RESPIRATORY_ALARMS]
     aldrete = [r for r in current if r.kind == "aldrete" and int(r.fields.get("respiration", 2)) < 2]
-    basis = [f"{a.label} alarm at {clock(a.start, False)} ({a.max_priority})" for a in resp[:3]]
-    basis += [f"Aldrete respiration {r.fields.get('respiration')} at {clock(r.t, False)}" for r in aldrete[:2]]
-    add(("Adverse effects", "Respiratory depression", f"Yes ({'; '.join(basis)})" if basis else
+    signs = [f"{a.label} alarm at {clock(a.start, False)} ({a.max_priority})" for a in resp[:3]]
+    signs += [f"Aldrete respiration {r.fields.get('respiration')} at {clock(r.t, False)}" for r in aldrete[:2]]
+    add(("Adverse effects", "Respiratory depression", f"Yes ({'; '.join(signs)})" if signs else
          "No (no SpO2, respiratory-rate, no-breath or EtCO2 alarm; no Aldrete respiration below 2)"))
     return rows
 

@@ -107,8 +107,8 @@ def build_long_session(store: SessionStore, hours: float = 12, seed: int = 0, *,
     actions.sort(key=lambda a: (a[0], a[1]))
 
     new_entries: list[EntryBase] = list(state.entries)
-    for s, _, kind, arg in actions:
-        t = t0 + timedelta(seconds=s)
+    for at_s, _, kind, arg in actions:
+        t = t0 + timedelta(seconds=at_s)
         if kind == "nibp":
             sys_, dia_ = arg
             new_entries += state.record_nibp(t, sys_, dia_, mean=round((sys_ + 2 * dia_) / 3), source="device")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from pydantic import BaseModel, ConfigDict
 
 from drivers.model import NumericObservation
-from monitor.protocols import ProtocolKind
+from monitor.protocols import EsketaminePlan, ProtocolKind
 from monitor.staff import clock, ensure_utc
 
 if TYPE_CHECKING:
@@ -182,7 +182,9 @@ def discharge_check(state: "SessionState", now: datetime,
             criteria.append(DischargeCriterion(key="time", label=label, met=ok, detail=detail))
     else:
         devices = state.devices
-        need = state.plan.monitoring_min  # type: ignore[union-attr]
+        plan = state.plan
+        assert isinstance(plan, EsketaminePlan), "the session's plan is of its protocol (SessionState opens them so)"
+        need = plan.monitoring_min
         label = f"≥ {need} min from the first device (no exception)"
         first = devices.first_device_at if devices else None
         if first is None or first > now:

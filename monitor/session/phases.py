@@ -5,11 +5,14 @@ Phases::
     baseline ──▶ infusion ──▶ recovery ──▶ discharged
         └────────────┴────────────┴──────▶ aborted
 
-"infusion" is the dosing phase of either protocol (its label is "dosing")."""
+"infusion" is the dosing phase of either protocol (its label is "dosing").
+
+:func:`clean_text` checks the free text a session action records (a reason, a name)."""
 
 from __future__ import annotations
 
 import enum
+from typing import Any, Literal, overload
 
 from monitor.staff import RefusedAction
 
@@ -62,3 +65,23 @@ def check_transition(current: Phase, target: Phase) -> None:
             raise PhaseError(f"The session is already in {current.label}")
         allowed = " or ".join(sorted(p.label for p in ALLOWED_TRANSITIONS[current]))
         raise PhaseError(f"A session in {current.label} cannot go to {target.label} (only to {allowed})")
+
+
+@overload
+def clean_text(value: Any, limit: int, what: str, required: Literal[True]) -> str: ...
+@overload
+def clean_text(value: Any, limit: int, what: str, required: bool) -> str | None: ...
+
+
+def clean_text(value: Any, limit: int, what: str, required: bool) -> str | None:
+    """``value`` as one line of text (runs of whitespace become one space, ends trimmed), or None
+    when empty and not ``required``. :class:`SessionError` naming ``what`` when it is required and
+    empty, or longer than ``limit`` characters."""
+    text = " ".join(str(value).split()) if value is not None else ""
+    if not text:
+        if required:
+            raise SessionError(f"{what} is required")
+        return None
+    if len(text) > limit:
+        raise SessionError(f"{what} may have at most {limit} characters")
+    return text

@@ -40,7 +40,8 @@ __all__ = [
     "RECORD_VERSION", "EntryType", "EntryBase", "Entry", "STORE_TABLE", "parse_entry", "entry_kind",
     "SessionOpened", "NibpEntry", "BaselineEntry", "BpDecisionEntry", "PreDoseWaiver", "InfusionStepEntry",
     "NasalDeviceEntry", "ClinicallyStableEntry", "DosingEnded", "AssessmentEntry", "EventEntry", "Correction",
-    "ConcomitantMedications", "EscortEntry", "SessionAborted", "SessionClosed", "AlarmLimitsEntry", "RecordError",
+    "ConcomitantMedications", "EscortEntry", "SessionAborted", "SessionClosed", "AlarmLimitsEntry", "ClockJumpEntry",
+    "DeviceStatsEntry", "RecordError",
 ]
 
 #: Version of the record's shape (1: the entry types below, as first recorded).
@@ -71,6 +72,8 @@ class EntryType(str, enum.Enum):
     SESSION_ABORTED = "session_aborted"
     SESSION_CLOSED = "session_closed"
     ALARM_LIMITS = "alarm_limits"
+    CLOCK_JUMP = "clock_jump"
+    DEVICE_STATS = "device_stats"
 
 
 #: Times as the record has always written them (``datetime.isoformat()`` of the UTC time).
@@ -262,10 +265,39 @@ class AlarmLimitsEntry(EntryBase):
     changes: dict[str, float] | None = None
 
 
+class ClockJumpEntry(EntryBase):
+    """The computer's wall clock jumped (recorded by Vigil, ``by`` None): the wall clock minus the
+    record's timeline went from ``offset_before_s`` to ``offset_after_s`` seconds at ``t``. The
+    record's times stay on the monotonic timeline (``drivers.timebase``); what the wall clock said
+    for a later time is that time plus the offset in force. Recorded at the start of a session
+    too when the offset is already not zero (``offset_before_s`` 0: the timeline's start)."""
+
+    type: Literal[EntryType.CLOCK_JUMP] = EntryType.CLOCK_JUMP
+    offset_before_s: float
+    offset_after_s: float
+
+
+class DeviceStatsEntry(EntryBase):
+    """What the device's decoder did with its input since the session started (recorded by Vigil,
+    ``by`` None, when the counts of rejected input change): ``source`` names the device; counts
+    of bytes received, frames decoded, frames rejected (failed a check: line noise, a wrong
+    setting), bytes skipped (belonging to no frame) and decoder errors (a fault in Vigil's own
+    decoding, the link was restarted)."""
+
+    type: Literal[EntryType.DEVICE_STATS] = EntryType.DEVICE_STATS
+    source: str
+    bytes_in: int = Field(ge=0)
+    frames_decoded: int = Field(ge=0)
+    frames_rejected: int = Field(ge=0)
+    bytes_skipped: int = Field(ge=0)
+    decoder_errors: int = Field(default=0, ge=0)
+
+
 Entry = Annotated[
     Union[SessionOpened, NibpEntry, BaselineEntry, BpDecisionEntry, PreDoseWaiver, InfusionStepEntry,
           NasalDeviceEntry, ClinicallyStableEntry, DosingEnded, AssessmentEntry, EventEntry, Correction,
-          ConcomitantMedications, EscortEntry, SessionAborted, SessionClosed, AlarmLimitsEntry],
+          ConcomitantMedications, EscortEntry, SessionAborted, SessionClosed, AlarmLimitsEntry, ClockJumpEntry,
+          DeviceStatsEntry],
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(cast(Any, Entry))  # (a discriminated union, not a class)

@@ -17,11 +17,8 @@ nasal device enters *infusion*; stopping the infusion, logging the last planned 
 dosing early enters *recovery*; closing with sign-off enters *discharged*; :meth:`SessionState.abort`
 enters *aborted*.
 
-Entry envelope: ``{"seq": 1, "type": "...", "t": ISO-8601 UTC, "by": actor dict or null, ...}``;
-``by`` is null only for readings taken by a device. Types: ``session_opened``, ``nibp``,
-``baseline``, ``bp_decision``, ``infusion_step``, ``nasal_device``, ``clinically_stable``,
-``dosing_ended``, ``assessment``, ``event``, ``correction``, ``escort``, ``session_aborted``,
-``session_closed``, ``alarm_limits`` (the alarm profile in force, at the start and at each change).
+Entries are the typed models of :mod:`monitor.session.record`, the record's one schema (envelope,
+entry types, version); :attr:`SessionState._HANDLERS` says how each type changes the session.
 
 Continuous vitals are not entries (the store keeps numerics); :meth:`SessionState.observe` uses them
 for the pre-dose baseline window and turns device NIBP readings into ``nibp`` entries. After a
@@ -55,6 +52,7 @@ from monitor.session.phases import (
     Phase,
     SessionError,
     check_transition,
+    clean_text,
 )
 from monitor.session.readings import (
     Baseline,
@@ -67,9 +65,10 @@ from monitor.session.readings import (
     pre_dose_bp,
 )
 from monitor.session.record import (
-    AlarmLimitsEntry, AssessmentEntry, BaselineEntry, BpDecisionEntry, ClinicallyStableEntry, ConcomitantMedications,
-    Correction, DosingEnded, EntryBase, EntryType, EscortEntry, EventEntry, InfusionStepEntry, NasalDeviceEntry,
-    NibpEntry, PreDoseWaiver, RecordError, SessionAborted, SessionClosed, SessionOpened, parse_entry,
+    AlarmLimitsEntry, AssessmentEntry, BaselineEntry, BpDecisionEntry, ClinicallyStableEntry, ClockJumpEntry,
+    ConcomitantMedications, Correction, DeviceStatsEntry, DosingEnded, EntryBase, EntryType, EscortEntry, EventEntry,
+    InfusionStepEntry, NasalDeviceEntry, NibpEntry, PreDoseWaiver, RecordError, SessionAborted, SessionClosed,
+    SessionOpened, parse_entry,
 )
 from monitor.settings import ClinicSettings
 from monitor.staff import (
@@ -91,21 +90,6 @@ CONCOMITANT_KEYS = ("benzodiazepines", "non_benzodiazepine_hypnotics", "psychost
 _KEEP_WINDOW = timedelta(minutes=10)
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _E = TypeVar("_E", bound=EntryBase)
-
-
-
-
-
-def _text(value: Any, limit: int, what: str, required: bool) -> str | None:
-    text = " ".join(str(value).split()) if value is not None else ""
-    if not text:
-        if required:
-            raise SessionError(f"{what} is required")
-        return None
-    if len(text) > limit:
-        raise SessionError(f"{what} may have at most {limit} characters")
-    return text
-
 
 
 def _numbered(entry: EntryBase) -> int:
@@ -411,17 +395,32 @@ class SessionState:
                                mean=None if mean is None else float(mean), source=source)
         return self._commit(entry)
 
+    def record_clock_jump(self, t: datetime, offset_before_s: float, offset_after_s: float) -> list[EntryBase]:
+        """Record that the computer's wall clock jumped (see :class:`ClockJumpEntry`; by Vigil)."""
+        entry = self._envelope(ClockJumpEntry, t, None, offset_before_s=round(float(offset_before_s), 3),
+                               offset_after_s=round(float(offset_after_s), 3))
+        return self._commit(entry)
+
+    def record_device_stats(self, t: datetime, source: str, counts: Mapping[str, int]) -> list[EntryBase]:
+        """Record the device decoder's counts since the session started (see :class:`DeviceStatsEntry`;
+        by Vigil). ``counts``: bytes_in, frames_decoded, frames_rejected, bytes_skipped, decoder_errors
+        (others ignored; a negative count is refused)."""
+        fields = ("bytes_in", "frames_decoded", "frames_rejected", "bytes_skipped", "decoder_errors")
+        entry = self._envelope(DeviceStatsEntry, t, None, source=clean_text(source, 200, "Source", required=True),
+                               **{k: int(counts.get(k, 0)) for k in fields})
+        return self._commit(entry)
+
     def set_baseline(self, t: datetime, by: Actor, values: Mapping[str, float], note: str | None = None) -> list[EntryBase]:
         """Enter baseline values by hand (vital key → value in catalogue units); they override the
         computed ones and record the user. Unknown keys and implausible values are refused."""
         entry = self._envelope(BaselineEntry, t, by, values={k: v for k, v in values.items()}, manual=True,
-                               note=_text(note, 200, "Note", required=False))
+                               note=clean_text(note, 200, "Note", required=False))
         return self._commit(entry)
 
     def decide_bp(self, decision: Literal["proceed", "defer"], t: datetime, by: Actor,
                   note: str | None = None) -> list[EntryBase]:
         """Record the decision on a pre-dose BP advisory (proceed or defer) with the user."""
-        entry = self._envelope(BpDecisionEntry, t, by, decision=decision, note=_text(note, 500, "Note", required=False))
+        entry = self._envelope(BpDecisionEntry, t, by, decision=decision, note=clean_text(note, 500, "Note", required=False))
         return self._commit(entry)
 
     # ------------------------------------------------------------------ dosing
@@ -506,7 +505,7 @@ class SessionState:
 
     def end_dosing(self, t: datetime, by: Actor, reason: str) -> list[EntryBase]:
         """End esketamine dosing before all planned devices were taken (reason required); recovery follows."""
-        entry = self._envelope(DosingEnded, t, by, reason=_text(reason, 200, "Reason", required=True))
+        entry = self._envelope(DosingEnded, t, by, reason=clean_text(reason, 200, "Reason", required=True))
         return self._commit(entry)
 
     def waive_pre_dose_check(self, t: datetime, by: Actor, reason: str) -> list[EntryBase]:
@@ -514,7 +513,7 @@ class SessionState:
         decision), with the reason and the user — for unattended recording (``vigil record``), where
         the baseline is then taken from the first minute after the start
         (:meth:`record_baseline_from_start`). Only before dosing."""
-        entry = self._envelope(PreDoseWaiver, t, by, reason=_text(reason, 300, "Reason", required=True))
+        entry = self._envelope(PreDoseWaiver, t, by, reason=clean_text(reason, 300, "Reason", required=True))
         return self._commit(entry)
 
     def record_baseline_from_start(self, t: datetime, by: Actor, window_s: float = 60.0) -> list[EntryBase]:
@@ -560,7 +559,7 @@ class SessionState:
         if unknown:
             raise SessionError(f"Unknown concomitant medication field {sorted(unknown)[0]!r}")
         entry = self._envelope(ConcomitantMedications, t, by, medications=flags,
-                               other=_text(medications.get("other"), 300, "Other medications", required=False))
+                               other=clean_text(medications.get("other"), 300, "Other medications", required=False))
         return self._commit(entry)
 
     def correct(self, seq: int, reason: str, t: datetime, by: Actor,
@@ -570,7 +569,7 @@ class SessionState:
         ``correction`` entry with ``reason``; ``replacement`` (same kind of record; for a BP a dict
         with ``sys``/``dia`` recorded as a manual reading by the corrector) takes its place at the
         original clinical time. ``t`` is when the correction is made."""
-        body: dict[str, Any] = {"refers_to": seq, "reason": _text(reason, 200, "Reason", required=True)}
+        body: dict[str, Any] = {"refers_to": seq, "reason": clean_text(reason, 200, "Reason", required=True)}
         if replacement is not None:
             if isinstance(replacement, (Assessment, Event)):
                 body["replacement"] = replacement.to_payload()
@@ -580,7 +579,7 @@ class SessionState:
 
     def confirm_escort(self, t: datetime, by: Actor, escort_name: str | None = None) -> list[EntryBase]:
         """Record that an adult escort is present to take the patient home."""
-        return self._commit(self._envelope(EscortEntry, t, by, escort_name=_text(escort_name, 80, "Escort name", required=False)))
+        return self._commit(self._envelope(EscortEntry, t, by, escort_name=clean_text(escort_name, 80, "Escort name", required=False)))
 
     def record_alarm_limits(self, t: datetime, by: Actor, profile: Mapping[str, Any], *,
                             source: Literal["clinic default", "changed at the chair"],
@@ -624,13 +623,13 @@ class SessionState:
         check = self.discharge_check(ensure_utc(t), latest_vitals, active_alarms)
         entry = self._envelope(SessionClosed, t, by, meaning=meaning, printed_name=by.display_name,
                                discharge=check.to_payload(),
-                               override_reason=_text(override_reason, 300, "Override reason", required=False))
+                               override_reason=clean_text(override_reason, 300, "Override reason", required=False))
         return self._commit(entry)
 
     def abort(self, t: datetime, by: Actor, reason: str) -> list[EntryBase]:
         """End the session without discharge (deferred treatment, transfer of care …; reason required).
         Refused while the infusion is running or paused: stop it first."""
-        entry = self._envelope(SessionAborted, t, by, reason=_text(reason, 300, "Reason", required=True))
+        entry = self._envelope(SessionAborted, t, by, reason=clean_text(reason, 300, "Reason", required=True))
         return self._commit(entry)
 
     # ------------------------------------------------------------------ entry handlers (also replay)
@@ -782,10 +781,11 @@ class SessionState:
         devices = self._need_devices()
         if self.phase is not Phase.INFUSION:
             raise SessionError("Dosing can only be ended early while devices are being taken")
-        if t < (devices.last_device_at or t):
-            raise SessionError(f"Time {clock(t)} is before the last device at {clock(devices.last_device_at)}")  # type: ignore[arg-type]
-        reason = _text(entry.reason, 200, "Reason", required=True)
-        self.dosing_ended_early = (t, by, reason)  # type: ignore[assignment]
+        last = devices.last_device_at
+        if last is not None and t < last:
+            raise SessionError(f"Time {clock(t)} is before the last device at {clock(last)}")
+        reason = clean_text(entry.reason, 200, "Reason", required=True)
+        self.dosing_ended_early = (t, by, reason)
         self.phase = Phase.RECOVERY
 
     def _apply_assessment(self, entry: AssessmentEntry, t: datetime, by: Actor | None) -> None:
@@ -799,7 +799,7 @@ class SessionState:
     def _apply_correction(self, entry: Correction, t: datetime, by: Actor | None) -> None:
         by = self._need_by(by)
         target = entry.refers_to
-        reason = _text(entry.reason, 200, "Reason", required=True)
+        reason = clean_text(entry.reason, 200, "Reason", required=True)
         if target in self._retracted:
             raise SessionError(f"Entry {target} was already corrected")
         replacement = entry.replacement
@@ -840,8 +840,13 @@ class SessionState:
         self.concomitant = {key: bool(meds.get(key, False)) for key in CONCOMITANT_KEYS}
         self.concomitant_other = entry.other
 
+    def _apply_vigil_note(self, entry: EntryBase, t: datetime, by: Actor | None) -> None:
+        """Clock jumps and device counts are recorded by Vigil itself: no user, no change of state."""
+        if by is not None:
+            raise SessionError(f"A {entry.entry_type.value} entry is recorded by Vigil, not by a user")
+
     def _apply_escort(self, entry: EscortEntry, t: datetime, by: Actor | None) -> None:
-        self.escort = (t, self._need_by(by), _text(entry.escort_name, 80, "Escort name", required=False))
+        self.escort = (t, self._need_by(by), clean_text(entry.escort_name, 80, "Escort name", required=False))
 
     def _apply_alarm_limits(self, entry: AlarmLimitsEntry, t: datetime, by: Actor | None) -> None:
         self._need_by(by)
@@ -854,8 +859,8 @@ class SessionState:
         check_transition(self.phase, Phase.ABORTED)
         if self.infusion is not None and self.infusion.status.value in ("running", "paused"):
             raise SessionError("Stop the infusion before ending the session")
-        reason = _text(entry.reason, 300, "Reason", required=True)
-        self.aborted = (t, by, reason)  # type: ignore[assignment]
+        reason = clean_text(entry.reason, 300, "Reason", required=True)
+        self.aborted = (t, by, reason)
         self.phase = Phase.ABORTED
 
     def _apply_session_closed(self, entry: SessionClosed, t: datetime, by: Actor | None) -> None:
@@ -865,7 +870,7 @@ class SessionState:
             raise SessionError("The printed name must be the signing user's")
         sig = Signature(by=by, t=t, meaning=entry.meaning)
         check = DischargeCheck.model_validate(entry.discharge or {"at": t, "criteria": ()})
-        override = _text(entry.override_reason, 300, "Override reason", required=False)
+        override = clean_text(entry.override_reason, 300, "Override reason", required=False)
         if check.unmet_hard:
             unmet = "; ".join(f"{c.label} ({c.detail})" for c in check.unmet_hard)
             raise SessionError(f"Discharge refused: {unmet}")
@@ -887,4 +892,5 @@ class SessionState:
         EntryType.CONCOMITANT_MEDICATIONS: _apply_concomitant_medications, EntryType.ESCORT: _apply_escort,
         EntryType.SESSION_ABORTED: _apply_session_aborted, EntryType.SESSION_CLOSED: _apply_session_closed,
         EntryType.ALARM_LIMITS: _apply_alarm_limits,
+        EntryType.CLOCK_JUMP: _apply_vigil_note, EntryType.DEVICE_STATS: _apply_vigil_note,
     }

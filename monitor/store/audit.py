@@ -11,8 +11,8 @@ from typing import Any
 
 from monitor.store.codec import (
     _GENESIS,
+    _at,
     _dict_arg,
-    _dt,
     _sid,
     _text,
     audit_digest,
@@ -65,7 +65,7 @@ class AuditMixin(StoreCore):
             args = (session_id,)
         with self._read() as conn:
             rows = conn.execute(sql + " ORDER BY seq", args).fetchall()
-        return [AuditRow(r[0], _dt(r[1]), r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
+        return [AuditRow(r[0], _at(r[1]), r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
 
     def _key(self, kid: str) -> bytes | None:
         """The audit key ``kid`` if it is on this computer (this database's, or another's key file)."""

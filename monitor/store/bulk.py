@@ -12,7 +12,7 @@ from drivers.catalogue import CATALOGUE
 from drivers.model import WAVE_CHANNELS
 
 
-from monitor.store.codec import _sid, canonical_json
+from monitor.store.codec import _rowid, _sid, canonical_json
 from monitor.store.database import StoreCore
 from monitor.store.records import Block, Envelope, ObservationRows
 
@@ -234,12 +234,14 @@ class BulkMixin(StoreCore):
                  canonical_json(s["patient"]), canonical_json(s["plan"]),
                  None if s["baseline"] is None else canonical_json(s["baseline"]), s["device"], s["created_by"],
                  s["last_seen"], s["n_observations"], s["n_alarms"]))
-            sid = int(cur.lastrowid)  # type: ignore[arg-type]
-            sources: dict[str | None, int | None] = {None: None}
+            sid = _rowid(cur)
+            sources: dict[str, int] = {}
 
             def source(name: str | None) -> int | None:
+                if name is None:
+                    return None
                 if name not in sources:
-                    sources[name] = self._source_id(conn, name)  # type: ignore[arg-type]
+                    sources[name] = self._source_id(conn, name)
                 return sources[name]
 
             conn.executemany(
@@ -262,7 +264,7 @@ class BulkMixin(StoreCore):
                     "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (sid, e["t"], e["table_kind"], e["kind"], canonical_json(e["payload"]), e["user"],
                      entry_ids.get(e["amends"]) if e["amends"] is not None else None, e["reason"], e["recorded_at"]))
-                entry_ids[e["id"]] = int(cur.lastrowid)  # type: ignore[arg-type]
+                entry_ids[e["id"]] = _rowid(cur)
             alarm_ids: dict[int, int] = {}
             for a in alarms:
                 cur = conn.execute(
@@ -270,7 +272,7 @@ class BulkMixin(StoreCore):
                     "limit_value, trigger_value, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (sid, a["condition"], a["kind"], a["priority"], a["max_priority"], a["started_at"], a["ended_at"],
                      a["limit"], a["value"], a["message"]))
-                alarm_ids[a["id"]] = int(cur.lastrowid)  # type: ignore[arg-type]
+                alarm_ids[a["id"]] = _rowid(cur)
             conn.executemany(
                 "INSERT INTO alarm_actions (session_id, alarm_id, t, action, user_login, detail) VALUES (?, ?, ?, ?, ?, ?)",
                 ((sid, alarm_ids.get(x["alarm"]) if x["alarm"] is not None else None, x["t"], x["action"], x["user"],

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 log = logging.getLogger("monitor.store")
 
@@ -30,15 +30,16 @@ from drivers.model import Quality
 try:  # POSIX
     import fcntl
 except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # no POSIX locks here: msvcrt is used
 try:  # Windows
     import msvcrt
 except ImportError:
-    msvcrt = None  # type: ignore[assignment]
+    msvcrt = None  # type: ignore[assignment]  # not Windows: fcntl is used
 
 from monitor.store.codec import (
     _GENESIS,
     _Block,
+    _rowid,
     _sid,
     _to_json,
     _ts,
@@ -416,6 +417,14 @@ class StoreCore:
     def _now(self) -> float:
         return _ts(self._clock(), "clock()")
 
+    if TYPE_CHECKING:  # waveform blocks: written by DeviceDataMixin, which every SessionStore has
+        def flush_waveforms(self, session_id: int | None = None) -> None:
+            """Write every unfinished waveform block (see DeviceDataMixin.flush_waveforms)."""
+
+        def _persist_tails(self, conn: sqlite3.Connection) -> None: ...
+
+        def _flush_blocks(self, conn: sqlite3.Connection, keys: list[tuple[int, str]]) -> None: ...
+
     def close(self) -> None:
         """Write pending waveform blocks, close every connection and release the write lock.
         Idempotent. Do not call while another thread is writing (stop the StoreWriter first)."""
@@ -583,7 +592,7 @@ class StoreCore:
             if not isinstance(name, str):
                 raise TypeError("source must be a string")
             row = conn.execute("SELECT id FROM sources WHERE name = ?", (name,)).fetchone()
-            sid = row[0] if row else conn.execute("INSERT INTO sources (name) VALUES (?)", (name,)).lastrowid
+            sid = int(row[0]) if row else _rowid(conn.execute("INSERT INTO sources (name) VALUES (?)", (name,)))
             self._sources[name] = sid
         return sid
 

@@ -25,7 +25,7 @@ from drivers.model import (
 from monitor.store.codec import (
     ENC_F32_SHUFFLE_ZLIB,
     _Block,
-    _dt,
+    _at,
     _sid,
     _ts,
     bits_to_quality,
@@ -297,7 +297,8 @@ class DeviceDataMixin(StoreCore):
                      end: datetime | None = None) -> list[NumericObservation]:
         """The stored observations (all vitals, or one) with ``start <= t < end`` as model objects,
         in time order: value, quality flags, source, device time and unit round-trip."""
-        where, args = ["o.session_id = ?"], [_sid(session_id)]
+        where: list[str] = ["o.session_id = ?"]
+        args: list[int | str | float] = [_sid(session_id)]
         if vital is not None:
             where.append("o.vital = ?")
             args.append(vital)
@@ -307,7 +308,7 @@ class DeviceDataMixin(StoreCore):
                                 f"observations o JOIN sources s ON s.id = o.source_id WHERE {' AND '.join(where)} "
                                 "ORDER BY o.t, o.rowid", args).fetchall()
         return [NumericObservation(vital=r[1], value=r[2], unit=r[5] if r[5] is not None else CATALOGUE[r[1]].unit,
-                                   source=r[6], sample_time=_dt(r[0]),
+                                   source=r[6], sample_time=_at(r[0]),
                                    device_time=datetime.fromisoformat(r[4]) if r[4] else None,
                                    quality=bits_to_quality(r[3])) for r in rows]
 
@@ -320,7 +321,7 @@ class DeviceDataMixin(StoreCore):
             rows = conn.execute("SELECT c.t, c.code, c.active, c.text, s.name FROM conditions c "
                                 f"LEFT JOIN sources s ON s.id = c.source_id WHERE {' AND '.join(where)} "
                                 "ORDER BY c.t, c.id", args).fetchall()
-        return [DeviceCondition(code=r[1], active=bool(r[2]), text=r[3], source=r[4] or "", time=_dt(r[0]))
+        return [DeviceCondition(code=r[1], active=bool(r[2]), text=r[3], source=r[4] or "", time=_at(r[0]))
                 for r in rows]
 
     def waveform_channels(self, session_id: int) -> list[str]:
@@ -377,7 +378,7 @@ class DeviceDataMixin(StoreCore):
                 {"m": mask, "s": _sid(session_id)}).fetchall()
         order = {k: i for i, k in enumerate(VITAL_KEYS)}
         rows.sort(key=lambda r: order.get(r[0], len(order)))
-        return {r[0]: VitalSummary(int(r[1]), r[2], r[3], r[4], _dt(r[5]), _dt(r[6]), int(r[7]), int(r[8]))
+        return {r[0]: VitalSummary(int(r[1]), r[2], r[3], r[4], _at(r[5]), _at(r[6]), int(r[7]), int(r[8]))
                 for r in rows}
 
     def last_data_time(self, session_id: int) -> datetime | None:
@@ -403,4 +404,4 @@ class DeviceDataMixin(StoreCore):
                 row = conn.execute(f"SELECT max(t) FROM {table} WHERE session_id = ?", (sid,)).fetchone()
                 if row[0] is not None:
                     latest.append(row[0])
-        return _dt(max(latest)) if latest else None
+        return _at(max(latest)) if latest else None

@@ -16,7 +16,6 @@ session was recorded and under which id.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,7 +40,7 @@ from monitor.store.records import (
     WaveformSlice,
 )
 
-__all__ = ["StoreReader", "ChairSessionSummary", "SessionOrigin", "is_postgres_url"]
+__all__ = ["StoreReader", "RecordPath", "ChairSessionSummary", "SessionOrigin", "is_postgres_url"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +57,15 @@ class ChairSessionSummary(SessionSummary):
     flag: str | None
 
 
+class RecordPath(Protocol):
+    """Where a record is: a file's :class:`~pathlib.Path`, or the clinic record's
+    :class:`~monitor.store.postgres.reader.Location` (its URL without the password)."""
+
+    @property
+    def name(self) -> str:
+        """The file's name, or the database's."""
+
+
 @runtime_checkable
 class StoreReader(Protocol):
     """The read methods of a session record (see the module docstring). Times are aware UTC
@@ -66,7 +74,7 @@ class StoreReader(Protocol):
     :class:`~monitor.store.StoreError`."""
 
     @property
-    def path(self) -> os.PathLike[str] | str:
+    def path(self) -> RecordPath:
         """Where the record is, for messages (a file; a server and database, never a password)."""
 
     @property

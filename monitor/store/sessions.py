@@ -8,10 +8,12 @@ from typing import Any
 
 
 from monitor.store.codec import (
+    _at,
     _dict_arg,
     _dt,
     _patient_name,
     _patient_ref,
+    _rowid,
     _sid,
     _text,
     _to_json,
@@ -38,7 +40,7 @@ class SessionsMixin(StoreCore):
     @staticmethod
     def _session(r: tuple[Any, ...]) -> SessionRecord:
         return SessionRecord(
-            id=r[0], created_at=_dt(r[1]), started_at=_dt(r[2]), ended_at=_dt(r[3]), status=r[4], phase=r[5],
+            id=r[0], created_at=_at(r[1]), started_at=_at(r[2]), ended_at=_dt(r[3]), status=r[4], phase=r[5],
             protocol=r[6], patient=json.loads(r[7]), patient_name=r[8], patient_ref=r[9],
             plan=json.loads(r[10]), baseline=json.loads(r[11]) if r[11] is not None else None, device=r[12],
             created_by=r[13], closed_by=r[14], close_meaning=r[15], signed_name=r[16], last_seen=_dt(r[17]),
@@ -70,7 +72,7 @@ class SessionsMixin(StoreCore):
                 "patient_json, plan_json, device, created_by) VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?)",
                 (self._now(), start, phase, protocol, _patient_name(patient), _patient_ref(patient),
                  patient_json, plan_json, device, user))
-            session_id = int(cur.lastrowid)
+            session_id = _rowid(cur)
             self._audit(conn, user, "session_created", session_id,
                         {"started_at": start, "protocol": protocol, "device": device, "phase": phase,
                          "patient": patient, "plan": plan})
@@ -102,7 +104,8 @@ class SessionsMixin(StoreCore):
         ``protocol``/``status``: exact. ``had_alarms``: True = at least one alarm, False = none.
         Counts come from counters kept in the sessions row (no table scans).
         """
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | float] = []
         if patient is not None:
             escaped = patient.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             where.append("(patient_ref = ? OR patient_name LIKE ? ESCAPE '\\')")
@@ -129,7 +132,7 @@ class SessionsMixin(StoreCore):
             sql += " WHERE " + " AND ".join(where)
         with self._read() as conn:
             rows = conn.execute(sql + " ORDER BY started_at DESC, id DESC", args).fetchall()
-        return [SessionSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _dt(r[7]), _dt(r[8]), r[9], r[10])
+        return [SessionSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _at(r[7]), _dt(r[8]), r[9], r[10])
                 for r in rows]
 
     def _update_session(self, session_id: int, column: str, value: Any, action: str, user: str,
@@ -210,11 +213,11 @@ class SessionsMixin(StoreCore):
             cur = conn.execute("INSERT INTO gaps (session_id, start_t, end_t, reason) VALUES (?, ?, ?, ?)",
                                (session_id, s, e, reason))
             self._audit(conn, None, "gap_recorded", session_id, {"start": s, "end": e, "reason": reason})
-            return int(cur.lastrowid)
+            return _rowid(cur)
 
     def gaps(self, session_id: int) -> list[Gap]:
         """The session's recording gaps in time order."""
         with self._read() as conn:
             rows = conn.execute("SELECT id, session_id, start_t, end_t, reason FROM gaps WHERE session_id = ? "
                                 "ORDER BY start_t, id", (_sid(session_id),)).fetchall()
-        return [Gap(r[0], r[1], _dt(r[2]), _dt(r[3]), r[4]) for r in rows]
+        return [Gap(r[0], r[1], _at(r[2]), _at(r[3]), r[4]) for r in rows]

@@ -13,7 +13,9 @@ from typing import Any
 
 
 from monitor.store.codec import (
+    _at,
     _dt,
+    _rowid,
     _text,
     _ts,
 )
@@ -46,7 +48,7 @@ record's account copy (``monitor.clinic.accounts``, audited as ``clinic-record``
                                "VALUES (?, ?, ?, ?, ?, 1)", (login, display_name, role, pin_hash, self._now()))
             self._audit(conn, by, "user_added", None,
                         {"login": login, "display_name": display_name, "role": role, "pin_sha256": _pin_digest(pin_hash)})
-            return int(cur.lastrowid)
+            return _rowid(cur)
 
     def get_user(self, login: str) -> UserRecord | None:
         """The account with this login, or None."""
@@ -64,7 +66,7 @@ record's account copy (``monitor.clinic.accounts``, audited as ``clinic-record``
 
     @staticmethod
     def _user(r: tuple[Any, ...]) -> UserRecord:
-        return UserRecord(r[0], r[1], r[2], r[3], r[4], _dt(r[5]), bool(r[6]))
+        return UserRecord(r[0], r[1], r[2], r[3], r[4], _at(r[5]), bool(r[6]))
 
     def set_user_active(self, login: str, active: bool, by: str | None) -> None:
         """Activate or deactivate an account (accounts are never deleted). Unknown login raises
@@ -143,7 +145,7 @@ record's account copy (``monitor.clinic.accounts``, audited as ``clinic-record``
         """Every settings version: ``(version, saved_at, by, json_text)``, oldest first."""
         with self._read() as conn:
             rows = conn.execute("SELECT version, t, user_login, json FROM settings ORDER BY version").fetchall()
-        return [(r[0], _dt(r[1]), r[2], r[3]) for r in rows]
+        return [(r[0], _at(r[1]), r[2], r[3]) for r in rows]
 
 
 def _pin_digest(pin_hash: str | None) -> str | None:

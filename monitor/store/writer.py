@@ -367,18 +367,21 @@ class StoreWriter(threading.Thread):
         """Apply consecutive data items of one kind and session in one store call; if the store
         refuses the group for good, apply them one by one so only the bad ones are dropped."""
         store = self.store
-        method = {"obs": store.add_observations, "wave": store.add_waveforms,
-                  "cond": store.add_conditions}[ops[0].kind]
+        methods: dict[str, Callable[[int, list[Any]], int]] = {
+            "obs": store.add_observations, "wave": store.add_waveforms, "cond": store.add_conditions}
+        method = methods[ops[0].kind]
+        session_id = ops[0].session_id
+        assert session_id is not None, "data items are queued with their session (add_observations …)"
         if len(ops) > 1:
             try:
-                method(ops[0].session_id, [x for o in ops for x in o.items])
+                method(session_id, [x for o in ops for x in o.items])
                 return
             except Exception as exc:
                 if _is_transient(exc):
                     raise
         for op in ops:
             try:
-                method(op.session_id, op.items)
+                method(session_id, op.items)
             except Exception as exc:
                 if _is_transient(exc):
                     raise
@@ -416,15 +419,15 @@ class StoreWriter(threading.Thread):
             self._callback(self.on_error, exc)
             return False
         self._tail_committed()
-        for op, result, exc in outcomes:
+        for op, result, error in outcomes:
             if op.future is not None:
                 if op.future.done():  # cancelled by the caller meanwhile
                     continue
-                if exc is None:
+                if error is None:
                     op.future.set_result(result)
                 else:
-                    op.future.set_exception(exc)
-            elif exc is not None:
-                log.error("store refused %s for session %s: %s", op.kind, op.session_id, exc)
-                self._callback(self.on_rejected, op.kind, exc)
+                    op.future.set_exception(error)
+            elif error is not None:
+                log.error("store refused %s for session %s: %s", op.kind, op.session_id, error)
+                self._callback(self.on_rejected, op.kind, error)
         return True

@@ -144,8 +144,9 @@ def test_vigil_export_in_a_real_process_refuses_a_link_to_dev_null(db, tmp_path)
 def test_the_review_windows_save_dialog_confirms_before_replacing(qtbot, db, tmp_path, monkeypatch):
     """The window's export replaces an existing file only when it came from the save dialog, which asks
     first (Qt's overwrite confirmation is left on); the database is refused there too."""
-    from PySide6.QtWidgets import QFileDialog
+    from PySide6.QtWidgets import QDialog, QFileDialog
 
+    import ui.review.window as review_window
     from tests.factories import make_context
     from ui.review import ReviewWindow
 
@@ -154,20 +155,30 @@ def test_the_review_windows_save_dialog_confirms_before_replacing(qtbot, db, tmp
     qtbot.addWidget(win)
     target = tmp_path / "chosen.zip"
     target.write_bytes(b"an earlier export")
-    assert win.export("csv", target) is None and "already exists" in win.error.text()
+
+    def export(*args):   # the export runs on a worker thread: wait for its end
+        job = win.export(*args)
+        assert job is not None
+        qtbot.waitUntil(lambda: win.export_job is None, timeout=30000)
+        return job.result
+
+    assert export("csv", target) is None and "already exists" in win.error.text()
     assert target.read_bytes() == b"an earlier export"
     asked = []
 
-    def save_dialog(parent, caption, directory, filter="", selectedFilter="", options=QFileDialog.Option(0)):
-        asked.append(options)
-        return str(target), ""
+    def save_dialog(picked):
+        def run(dialog):
+            asked.append(dialog.testOption(QFileDialog.Option.DontConfirmOverwrite))
+            dialog.selectFile(str(picked))
+            dialog.setResult(QDialog.DialogCode.Accepted)
+        return run
 
-    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_dialog)
-    assert win.export("csv") == target and zipfile.is_zipfile(target)
-    assert not asked[0] & QFileDialog.Option.DontConfirmOverwrite    # the dialog asked before choosing it
-    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(db), ""))
+    monkeypatch.setattr(review_window, "run_modal", save_dialog(target))
+    assert export("csv") == target and zipfile.is_zipfile(target)
+    assert asked == [False]    # the dialog asks before choosing an existing file
+    monkeypatch.setattr(review_window, "run_modal", save_dialog(db))
     before = snapshot(db)
-    assert win.export("csv") is None and "the database Vigil has open" in win.error.text()
+    assert export("csv") is None and "the database Vigil has open" in win.error.text()
     assert snapshot(db) == before
     win.close()
     store.close()

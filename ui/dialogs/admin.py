@@ -396,7 +396,8 @@ class UsersDialog(FormDialog):
         actions.addWidget(self.toggle_button)
         self.new_pin = QLineEdit()
         self.new_pin.setEchoMode(QLineEdit.EchoMode.Password)
-        self.new_pin.setPlaceholderText(f"new PIN ({context.clinic.settings.pin_min_length}–{PIN_MAX_LENGTH} digits)")
+        self.new_pin.setPlaceholderText("new PIN")   # the rule in its tooltip: the field stays short in a busy row
+        self.new_pin.setToolTip(f"A PIN has {context.clinic.settings.pin_min_length}–{PIN_MAX_LENGTH} digits")
         self.new_pin_again = QLineEdit()
         self.new_pin_again.setEchoMode(QLineEdit.EchoMode.Password)
         self.new_pin_again.setPlaceholderText("new PIN again")
