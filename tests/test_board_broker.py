@@ -267,7 +267,7 @@ def test_a_recording_chair_publishes_its_status_session_vitals_and_high_alarm_an
 @pytest.mark.slow
 def test_the_chair_records_and_alarms_through_a_broker_stopped_killed_and_restarted(
         broker, tmp_path, chair_config):
-    chair = RecordingChair(broker, tmp_path, "chair-4", "sim://?scenario=desaturation&speed=30&waves=0&seed=3")
+    chair = RecordingChair(broker, tmp_path, "chair-4", "sim://?scenario=desaturation&speed=60&waves=0&seed=3")
     publisher = chair.publisher
 
     def down(kill: bool) -> None:
