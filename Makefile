@@ -3,6 +3,7 @@
 #   make test   same environment: the import rules, the type-check baseline, every test headless
 #   make test-fast  the tests that need no real time, subprocess or service (a quick loop)
 #   make bench  benchmarks: prints figures, writes bench/results.json
+#   make soak   24 simulated hours in the monitoring window (SOAK_HOURS=2 for a short run): memory, threads, refcount
 #   make sessions     the sessions make run recorded (vigil sessions on its database)
 #   make screenshots  the screenshots of docs/screenshots at 1366x768, 1920x1080, 2560x1440 (needs xvfb, openbox)
 
@@ -14,8 +15,9 @@ SCENARIO ?= normal
 SPEED ?= 1
 DB ?= var/vigil-dev.sqlite
 PYTEST_ARGS ?=
+SOAK_HOURS ?= 24
 
-.PHONY: run sessions test test-fast check bench screenshots venv clean
+.PHONY: run sessions test test-fast check bench soak screenshots venv clean
 
 venv: $(STAMP)
 
@@ -47,6 +49,10 @@ check: $(STAMP)
 
 bench: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m bench
+
+# not part of make test: about 6 minutes for 24 h (docs/reliability.md#soak)
+soak: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m bench.soak --hours $(SOAK_HOURS)
 
 screenshots: $(STAMP)
 	for size in 1366x768 1920x1080 2560x1440; do \

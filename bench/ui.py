@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -204,72 +205,22 @@ def banner_latency(rounds: int = 2000) -> dict[str, float]:
     return figures
 
 
-_MEMORY = r"""
-import os, sys, time
-from pathlib import Path
-from PySide6.QtWidgets import QApplication
-from PySide6.QtCore import QTimer
-from monitor.alarms.profile import default_profile
-from monitor.app.clinic import Clinic
-from monitor.app.pipeline import open_pipeline
-from monitor.app.records import Records
-from monitor.qt.service import QtSessionService
-from monitor.settings import ClinicSettings
-from monitor.store import SessionStore
-from monitor.patient import Patient
-from monitor.protocols import KetamineIVPlan
-from monitor.staff import Actor, Role
-from ui.audio import AlarmAudio
-from ui.context import UiContext
-from ui.main_window import MainWindow
-
-speed, hours = float(sys.argv[2]), float(sys.argv[3])
-app = QApplication([])
-store = SessionStore(Path(sys.argv[1]))
-service = QtSessionService(open_pipeline(f"sim://?scenario=normal&speed={speed:g}", store, ClinicSettings(), default_profile()))
-context = UiContext(service, Records(store), Clinic(store), ClinicSettings(), default_profile())
-window = MainWindow(context, audio=AlarmAudio(enabled=False)); window.resize(1366, 768); window.show()
-service.start()
-nurse = Actor(username="bench", display_name="Bench", role=Role.NURSE)
-def rss():
-    for line in open(f"/proc/{os.getpid()}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-start = None
-def begin():
-    global start
-    service.start_session(Patient(display_name="Bench", weight_kg=70), KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), nurse)
-    service.waive_pre_dose_check(nurse, "benchmark")
-    service.start_infusion(nurse)
-    start = service.now()
-def sample():
-    if start is None:
-        return
-    simulated = (service.now() - start).total_seconds() / 3600
-    print(f"{simulated:.3f} {rss():.1f}", flush=True)
-    if simulated >= hours:
-        window.force_close = True; window.close(); app.quit()
-QTimer.singleShot(500, begin)
-timer = QTimer(); timer.timeout.connect(sample); timer.start(2000)
-app.exec()
-service.shutdown(); store.close()
-"""
-
-
 def memory(hours: float = 12.0, speed: float = 360.0) -> dict[str, float]:
-    """RSS of a recording app over ``hours`` simulated hours at ``speed``."""
+    """RSS of a recording app over ``hours`` simulated hours at ``speed``: the soak
+    (bench/soak.py, ``make soak``) in a process of its own."""
     with tempfile.TemporaryDirectory() as folder:
-        result = subprocess.run([sys.executable, "-c", _MEMORY, str(Path(folder) / "m.sqlite"), str(speed), str(hours)],
-                                capture_output=True, text=True, cwd=ROOT, timeout=hours * 3600 / speed * 3 + 120,
-                                env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
-    points = [tuple(map(float, line.split())) for line in result.stdout.splitlines() if line.strip()]
-    if not points:
-        raise RuntimeError(result.stderr[-2000:])
-    after_first_hour = [rss for h, rss in points if h >= 1.0]
-    figures = {"rss_mb_at_1h": round(after_first_hour[0], 1) if after_first_hour else None,
-               "rss_mb_at_end": round(points[-1][1], 1), "simulated_hours": round(points[-1][0], 2),
-               "rss_mb_max": round(max(r for _, r in points), 1),
-               "growth_after_1h_mb": round(points[-1][1] - after_first_hour[0], 1) if after_first_hour else None}
+        out = Path(folder) / "soak.json"
+        result = subprocess.run([sys.executable, "-m", "bench.soak", "--hours", str(hours), "--speed", str(speed),
+                                 "--out", str(out)], capture_output=True, text=True, cwd=ROOT,
+                                timeout=hours * 3600 / speed * 3 + 120, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+        if not out.exists():
+            raise RuntimeError(result.stderr[-2000:])
+        samples = json.loads(out.read_text())["samples"]
+    after_first_hour = [s["rss_mb"] for s in samples if s["hour"] >= 1.0]
+    figures = {"rss_mb_at_1h": after_first_hour[0] if after_first_hour else None,
+               "rss_mb_at_end": samples[-1]["rss_mb"], "simulated_hours": samples[-1]["hour"],
+               "rss_mb_max": max(s["rss_mb"] for s in samples),
+               "growth_after_1h_mb": round(samples[-1]["rss_mb"] - after_first_hour[0], 1) if after_first_hour else None}
     print(f"resident memory over {figures['simulated_hours']} accelerated hours: {figures['rss_mb_at_1h']} MB at 1 h, "
           f"{figures['rss_mb_at_end']} MB at the end (max {figures['rss_mb_max']} MB)")
     return figures

@@ -1,7 +1,10 @@
 """Clinic board through a real Mosquitto (TLS, passwords, the shipped ACL) on a loopback port:
-a chair's alarm reaches the board model and window, the last will marks a killed chair offline,
-a chair cannot publish as another, and a chair records and alarms unchanged while the broker is
-stopped, killed and restarted (the board catching up from the retained state)."""
+a chair's alarm reaches the board model and window; a chair assembled as ``vigil run --publish``
+does it (the real pipeline on the simulated monitor) puts its status, session, vitals and a HIGH
+desaturation alarm on the board and says goodbye when it stops; the last will marks a killed
+chair offline; a chair cannot publish as another; and such a chair records every second and raises
+its alarms while the broker is stopped, killed and restarted (the board catching up from the
+retained state)."""
 
 from __future__ import annotations
 
@@ -11,34 +14,28 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from drivers.base import ConditionTracker
 from drivers.model import numeric
-from drivers.simulator.device import step_items
-from drivers.simulator.physiology import PhysiologyModel
 from monitor.alarms.engine import AlarmEngine
 from monitor.alarms.profile import default_profile
 from monitor.board.model import BoardModel
 from monitor.board.publisher import ChairPublisher
-from monitor.board.setup import PollingLink, board_actor
+from monitor.board.setup import board_actor
 from monitor.board.subscriber import BoardClient
 from monitor.patient import Patient
 from monitor.protocols import KetamineIVPlan
-from monitor.app.recorder import SessionRecorder
-from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
-from monitor.store import SessionStore, StoreWriter
-from tests.factories import act
+from monitor.store import SessionStore
 
 #: Starts a real server on loopback (make test-fast leaves it out).
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
 NURSE = Actor(username="ann", display_name="Ann Lee", role=Role.NURSE)
 BOARD_USER = Actor(username="cn.board", display_name="Carla Nunes", role=Role.CHARGE_NURSE)
 
@@ -184,83 +181,131 @@ def test_the_last_will_marks_a_killed_chair_offline(broker, tmp_path):
         board.stop()
 
 
-def _record(tmp_path: Path, name: str, broker=None, events: dict | None = None):
-    """A desaturation session of 25 simulated minutes, driven step by step; with ``broker``, published
-    through the chair publisher while ``events`` (sim second → action) stop, kill and restart it."""
-    store = SessionStore(tmp_path / f"{name}.sqlite")
-    writer = StoreWriter(store)
-    writer.start()
-    model = PhysiologyModel("desaturation", seed=3, start=T0, waves=False)
-    settings = ClinicSettings()
-    recorder = SessionRecorder.start(store, writer, patient=Patient(display_name="Jo Doe", weight_kg=70),
-                                     plan=KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), device="sim://",
-                                     actor=NURSE, t=T0, settings=settings, profile=default_profile())
-    act(recorder, "waive_pre_dose_check", T0, NURSE, "test")
-    act(recorder, "start_infusion", T0, NURSE)
-    link = None
-    if broker is not None:
-        publisher = ChairPublisher(broker.options("chair-4"), "clinic", "chair-4", profile=default_profile(),
-                                   unreachable_after_s=0.5, backoff_max_s=1.0)
-        link = PollingLink(publisher, settings)
-        recorder.on_alarm_event = publisher.on_alarm_event
-        publisher.start()
-        wait_for(lambda: publisher.connected, what="chair-4 to connect")
-    tracker = ConditionTracker("sim")
-    events = dict(events or {})
-    while model.t < 25 * 60:
-        step = model.advance(1.0)
-        now = model.now()
-        items = step_items(step, "sim", tracker)
-        recorder.on_items(items)
-        recorder.tick(now)
-        if link is not None:
-            link.publisher.on_batch(items)
-            link.poll(recorder, now)
-            action = events.pop(int(model.t), None)
-            if action is not None:
-                action(link.publisher)
-            time.sleep(0.001)
-    recorder.finish(model.now(), signed_name="Ann Lee", meaning="reviewed and closed")
-    assert writer.stop(30)
-    alarms = [(a.condition, a.priority, a.max_priority, a.started_at, a.ended_at) for a in store.alarms(recorder.session_id)]
-    counts = {v: len(store.numerics(recorder.session_id, v)[0]) for v in ("spo2", "hr", "rr", "nibp_sys")}
-    store.close()
-    return alarms, counts, link
+class RecordingChair:
+    """A chair as ``vigil run --publish URL --chair NAME`` assembles it (monitor/app/chair.py: the real
+    pipeline on the simulated monitor, the publisher as its listener), recording an IV ketamine
+    session with the infusion running."""
+
+    def __init__(self, broker, tmp_path: Path, name: str, device: str) -> None:
+        from monitor.app.chair import Chair
+        from monitor.cli import _parser
+
+        self.db = tmp_path / f"{name}.sqlite"
+        args = _parser().parse_args(["run", "--device", device, "--db", str(self.db), "--publish", broker.url,
+                                     "--chair", name, "--mqtt-password-file", broker.password_file(name),
+                                     "--mqtt-ca", str(broker.folder / "ca.crt")])
+        self.chair = Chair(args.device, args.db, board_args=args)
+        assert self.chair.publisher is not None
+        self.publisher = self.chair.publisher
+        self.service = self.chair.service
+        self.chair.start()
+        wait_for(lambda: self.publisher.connected, what=f"{name} to connect")
+        self.service.start_session(Patient(display_name="Jo Doe", weight_kg=70),
+                                   KetamineIVPlan(dose_mg_per_kg=0.5, weight_kg=70), NURSE)
+        self.service.waive_pre_dose_check(NURSE, "test")
+        self.service.start_infusion(NURSE)
+        self.session_id = self.chair.pipeline.recorder.session_id
+        self.closed = False
+
+    def simulated_s(self) -> float:
+        """Simulated seconds since the simulated monitor started."""
+        return self.chair.pipeline.link.model.t
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.chair.close()
+
+    def record(self) -> tuple[list, np.ndarray, list]:
+        """After :meth:`close`: the session's alarms, SpO2 times and gaps, read back from the file."""
+        store = SessionStore(self.db)
+        try:
+            return (store.alarms(self.session_id), store.numerics(self.session_id, "spo2")[0],
+                    store.gaps(self.session_id))
+        finally:
+            store.close()
+
+
+@pytest.fixture
+def chair_config(tmp_path, monkeypatch):
+    """The shipped clinic settings, the broker unreachable after 2 s (the least allowed)."""
+    monkeypatch.setenv("VIGIL_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("VIGIL_SETTING_BOARD__UNREACHABLE_AFTER_S", "2")
 
 
 @pytest.mark.slow
-def test_the_chair_records_and_alarms_unchanged_through_a_broker_stopped_killed_and_restarted(broker, tmp_path):
-    expected_alarms, expected_counts, _ = _record(tmp_path, "alone")
+def test_a_recording_chair_publishes_its_status_session_vitals_and_high_alarm_and_goes_offline(
+        broker, tmp_path, chair_config):
+    board = Board(broker)
+    # desaturation: SpO2 below 88 % from about 13 simulated minutes (6.5 s here)
+    chair = RecordingChair(broker, tmp_path, "chair-4", "sim://?scenario=desaturation&speed=120&waves=0&seed=3")
+    try:
+        model = board.until(lambda m: "chair-4" in m.chairs and m.chairs["chair-4"].session is not None
+                            and m.chairs["chair-4"].session.phase == "infusion" and m.chairs["chair-4"].vitals is not None
+                            and "spo2" in m.chairs["chair-4"].vitals.numerics, "the chair's session and vitals")
+        seen = model.chairs["chair-4"]
+        assert seen.status.state == "online" and seen.session.patient_initials == "J.D."
+        assert seen.session.session_id == chair.session_id
+        model = board.until(lambda m: m.chairs["chair-4"].alarms is not None
+                            and any(a.condition == "spo2_low" and a.priority == "HIGH" and a.active
+                                    for a in m.chairs["chair-4"].alarms.alarms), "the HIGH SpO2 alarm", timeout=60)
+        assert model.chairs["chair-4"].alarms.visual_priority == "HIGH"
+        assert model.tile("chair-4", datetime.now(UTC)).priority == "HIGH"
+        board.until(lambda m: m.chairs["chair-4"].vitals.numerics["spo2"].value < 88, "the low SpO2 on the board")
+        chair.close()
+        model = board.until(lambda m: m.chairs["chair-4"].status.state == "offline", "the chair's goodbye")
+        assert model.chairs["chair-4"].status.reason == "closed"
+        [alarm] = model.board_alarms(datetime.now(UTC))
+        assert alarm.chair == "chair-4" and alarm.condition == "chair_offline"
+    finally:
+        chair.close()
+        board.stop()
+    alarms, _, _ = chair.record()
+    assert any(a.condition == "spo2_low" and a.max_priority == "HIGH" for a in alarms)
 
-    def down(kill: bool):
-        def act(publisher):
-            broker.kill() if kill else broker.stop()
-            wait_for(lambda: not publisher.connected, what="the chair to notice")
-            time.sleep(1.0)                     # long enough for "unreachable" (0.5 s here)
-        return act
 
-    def up(publisher):
+@pytest.mark.slow
+def test_the_chair_records_and_alarms_through_a_broker_stopped_killed_and_restarted(
+        broker, tmp_path, chair_config):
+    chair = RecordingChair(broker, tmp_path, "chair-4", "sim://?scenario=desaturation&speed=60&waves=0&seed=3")
+    publisher = chair.publisher
+
+    def down(kill: bool) -> None:
+        broker.kill() if kill else broker.stop()
+        wait_for(lambda: not publisher.connected, what="the chair to notice")
+        wait_for(lambda: chair.service.alarm_state().alarms and any(
+            a.condition == "board_unreachable" for a in chair.service.alarm_state().alarms),
+            what="the chair's board-unreachable alarm")
+
+    def up() -> None:
         broker.start()
         wait_for(lambda: publisher.connected, what="the chair to reconnect")
 
-    events = {5 * 60: down(False), 8 * 60: up, 12 * 60 + 30: down(True), 16 * 60: up}
-    alarms, counts, link = _record(tmp_path, "published", broker, events)
+    # simulated seconds → what happens to the broker (the desaturation is at 12–17 min)
+    events = {5 * 60: lambda: down(False), 8 * 60: up, 12 * 60 + 30: lambda: down(True), 15 * 60: up}
     try:
-        assert counts == expected_counts                              # nothing lost in the record
-        chair_alarms = [a for a in alarms if a[0] != "board_unreachable"]
-        assert chair_alarms == expected_alarms                         # the same alarms, at the same times
-        assert any(a[0] == "spo2_low" and a[2] == "HIGH" for a in chair_alarms)
-        board_down = [a for a in alarms if a[0] == "board_unreachable"]
-        assert len(board_down) == 2 and all(a[1] == "LOW" and a[4] is not None for a in board_down)
-        # a board that connects now catches up from the retained state
-        board = Board(broker)
-        try:
-            model = board.until(lambda m: "chair-4" in m.chairs and m.chairs["chair-4"].alarms is not None
-                                and m.chairs["chair-4"].alarms.seq == link.publisher.alarm_seq
-                                and m.chairs["chair-4"].session is not None, "the retained state")
-            assert model.chairs["chair-4"].status.state == "online"
-            assert model.chairs["chair-4"].session.patient_initials == "J.D."
-        finally:
-            board.stop()
+        for at, action in sorted(events.items()):
+            wait_for(lambda: chair.simulated_s() >= at, timeout=60, what=f"simulated second {at}")
+            action()
+        wait_for(lambda: chair.simulated_s() >= 17 * 60, timeout=60, what="the end of the desaturation")
+        seq = publisher.alarm_seq
+        chair.close()
     finally:
-        link.publisher.close()
+        chair.close()
+    alarms, spo2_times, gaps = chair.record()
+    # nothing lost in the record: SpO2 every simulated second, no gap, the HIGH alarm
+    assert not gaps and len(spo2_times) >= 16 * 60
+    assert np.diff(spo2_times).max() <= 1.0 + 1e-6
+    assert any(a.condition == "spo2_low" and a.max_priority == "HIGH" for a in alarms)
+    board_down = [a for a in alarms if a.condition == "board_unreachable"]
+    assert len(board_down) == 2 and all(a.priority == "LOW" and a.ended_at is not None for a in board_down)
+    # a board that connects now catches up from the retained state: the chair's last alarms, then its goodbye
+    board = Board(broker)
+    try:
+        model = board.until(lambda m: "chair-4" in m.chairs and m.chairs["chair-4"].alarms is not None
+                            and m.chairs["chair-4"].alarms.seq == seq and m.chairs["chair-4"].session is not None,
+                            "the retained state")
+        assert model.chairs["chair-4"].session.patient_initials == "J.D."
+        assert model.chairs["chair-4"].status.state == "offline" and model.chairs["chair-4"].status.reason == "closed"
+    finally:
+        board.stop()

@@ -79,6 +79,22 @@ def test_growing_ring_keeps_everything():
     np.testing.assert_array_equal(ring.view(len(ring)), np.arange(105))
 
 
+def test_growing_ring_keeps_no_mirror_copy():
+    # a 24-hour trend: 86 400 samples a vital; a growing ring never wraps, so it needs no second
+    # copy of its samples, only the doubling's slack (at most twice their bytes)
+    ring = TimedRing(4096)
+    for start in range(0, 86_400, 600):
+        ring.extend(np.arange(start, start + 600, dtype=np.float64), np.full(600, 97.0))
+    assert len(ring) == 86_400
+    assert ring.nbytes <= 2 * 86_400 * (8 + 4)
+    t, v = ring.view()
+    np.testing.assert_array_equal(t, np.arange(86_400))
+    np.testing.assert_array_equal(v, np.full(86_400, 97.0, dtype=np.float32))
+    assert ring.last_time() == 86_399
+    fixed = RingBuffer(1000)
+    assert fixed.nbytes == 2 * 1000 * 4          # a fixed ring keeps its mirror: contiguous views when wrapped
+
+
 def test_timed_ring_views_only_what_was_written():
     ring = TimedRing(2)
     assert ring.last_time() is None

@@ -4,7 +4,8 @@ numpy view, without copying.
 :class:`RingBuffer` writes every sample twice, at slot ``i`` and ``i + capacity`` of an array of
 twice the capacity, so that the last ``capacity`` samples always lie side by side somewhere in it
 (the trick of Friture's and pyacq's ring buffers). Unwritten slots hold NaN, which a curve drawn
-with ``connect='finite'`` shows as a gap.
+with ``connect='finite'`` shows as a gap. A growing buffer never wraps, so it keeps a single copy
+(a 24-hour trend would otherwise hold every sample twice: docs/reliability.md#soak).
 
 :class:`TimedRing` pairs a float64 time ring with a value ring for trends; it can grow instead of
 dropping its oldest samples, so that a whole session stays plottable.
@@ -26,7 +27,8 @@ class RingBuffer:
     (valid until the next ``extend``: copy it to keep it). Unwritten slots are NaN for floating
     dtypes and 0 otherwise. ``len()`` is the number of samples written so far, at most
     ``capacity``. With ``grow=True`` the buffer doubles its capacity instead of overwriting
-    its oldest samples (a growing array, for data that must all stay on screen).
+    its oldest samples (a growing array, for data that must all stay on screen): it keeps one
+    copy of its samples, not two, and ``view`` returns only samples written (no NaN before them).
     """
 
     def __init__(self, capacity: int, dtype: DTypeLike = np.float32, grow: bool = False) -> None:
@@ -35,8 +37,12 @@ class RingBuffer:
         self.dtype = np.dtype(dtype)
         self.grow = grow
         self._capacity = int(capacity)
-        self._buffer = self._empty(2 * self._capacity)
+        self._buffer = self._empty(self._storage(self._capacity))
         self._written = 0  # samples written since the last clear
+
+    def _storage(self, capacity: int) -> int:
+        """Slots for ``capacity`` samples: twice as many (the mirror) unless growing."""
+        return capacity if self.grow else 2 * capacity
 
     def _empty(self, size: int) -> np.ndarray:
         fill = np.nan if np.issubdtype(self.dtype, np.floating) else 0
@@ -46,6 +52,11 @@ class RingBuffer:
     def capacity(self) -> int:
         """The number of samples the buffer holds (may rise when ``grow`` is set)."""
         return self._capacity
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of sample storage held."""
+        return self._buffer.nbytes
 
     @property
     def written(self) -> int:
@@ -70,8 +81,12 @@ class RingBuffer:
         count = len(data)
         if count == 0:
             return
-        if self.grow and self._written + count > self._capacity:
-            self._grow_to(self._written + count)
+        if self.grow:
+            if self._written + count > self._capacity:
+                self._grow_to(self._written + count)
+            self._buffer[self._written:self._written + count] = data
+            self._written += count
+            return
         capacity = self._capacity
         if count > capacity:
             self._written += count - capacity
@@ -94,18 +109,20 @@ class RingBuffer:
         while capacity < needed:
             capacity *= 2
         current = self.view(len(self))
-        buffer = self._empty(2 * capacity)
+        buffer = self._empty(self._storage(capacity))
         buffer[:len(current)] = current
-        buffer[capacity:capacity + len(current)] = current
         self._buffer = buffer
         self._capacity = capacity
         self._written = len(current)
 
     def view(self, count: int | None = None) -> np.ndarray:
-        """The newest ``count`` samples (default: ``capacity``, NaN where never written), oldest
-        first, as a contiguous view without copying."""
+        """The newest ``count`` samples (default: ``capacity``, NaN where never written; a growing
+        buffer: at most those written), oldest first, as a contiguous view without copying."""
         capacity = self._capacity
         count = capacity if count is None else max(0, min(int(count), capacity))
+        if self.grow:   # one copy, never wrapped: the samples are slots 0 .. written
+            count = min(count, self._written)
+            return self._buffer[self._written - count:self._written]
         end = self._written % capacity + capacity
         return self._buffer[end - count:end]
 
@@ -143,6 +160,11 @@ class TimedRing:
             raise ValueError(f"{len(times)} times for {len(values)} values")
         self._times.extend(times)
         self._values.extend(values)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of sample storage held (times and values)."""
+        return self._times.nbytes + self._values.nbytes
 
     def last_time(self) -> float | None:
         """Time of the newest sample, or None when empty."""

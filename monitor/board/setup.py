@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import queue
 from collections.abc import Callable
-from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
 from drivers.errors import ConfigError
 from monitor.alarms.profile import AlarmProfile
-from monitor.app.snapshot import snapshot_from_state
 from monitor.board.config import BoardSettings, BrokerOptions, BrokerUrlError, broker_options
 from monitor.board.messages import AckCommand, MessageError, check_name
 from monitor.board.publisher import ChairPublisher
@@ -94,45 +91,3 @@ def board_actor(command: AckCommand) -> Actor | None:
     except ValidationError:
         log.warning("clinic board: acknowledge with an invalid staff name ignored")
         return None
-
-
-class PollingLink:
-    """The chair publisher for a loop that polls (``vigil record``), until the pipeline lands.
-
-    Call :meth:`poll` from the recording loop after each batch or tick: it applies what the
-    publisher's thread reported (the broker's reachability becomes the LOW technical alarm
-    ``board_unreachable``; an acknowledge from the board is acknowledged with the board user's
-    name), sends the alarm state (identical states are not re-sent) and, on a change of phase and
-    every ``session_every_s`` of record time, the session."""
-
-    def __init__(self, publisher: ChairPublisher, settings: ClinicSettings, session_every_s: float = 10.0) -> None:
-        self.publisher = publisher
-        self.settings = settings
-        self.every = timedelta(seconds=session_every_s)
-        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
-        publisher.on_broker_state = lambda reachable, detail: self._inbox.put(("state", reachable, detail))
-        publisher.on_acknowledge = lambda command: self._inbox.put(("ack", command, None))
-        self._next_session: datetime | None = None
-        self._phase = ""
-
-    def poll(self, recorder, now: datetime) -> None:
-        """Apply the publisher's reports to ``recorder`` (a SessionRecorder) and publish its state."""
-        while True:
-            try:
-                what, value, detail = self._inbox.get_nowait()
-            except queue.Empty:
-                break
-            if what == "state":
-                log.info("clinic board %s: %s", "reachable" if value else "unreachable", detail)
-                recorder.set_technical(UNREACHABLE_CODE, not value, now, UNREACHABLE_TEXT)
-            elif (actor := board_actor(value)) is not None:
-                log.info("alarms acknowledged from the clinic board %r by %s", value.board, actor.username)
-                recorder.acknowledge(actor, now)
-        try:
-            self.publisher.on_alarm_state(recorder.alarm_state())
-            phase = recorder.state.phase.value
-            if self._next_session is None or now >= self._next_session or phase != self._phase:
-                self._phase, self._next_session = phase, now + self.every
-                self.publisher.on_session(snapshot_from_state(recorder.state, now, self.settings))
-        except Exception:  # publishing must never stop recording
-            log.exception("clinic board: the state could not be published")
