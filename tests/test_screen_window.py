@@ -212,6 +212,8 @@ def test_a_lost_connection_shows_no_signal_quality(make_window):
     assert "signal: Good" in panel.label.full_text
     panel._on_link("lost", "cable pulled")
     assert "CONNECTION LOST" in panel.label.full_text and "signal:" not in panel.label.full_text
+    panel._on_link("lost", "could not open port /dev/ttyUSB9: no such file; retry 3 in 1 s")
+    assert "(could not open port /dev/ttyUSB9: no such file)" in panel.label.full_text   # why, not only that
 
 
 def test_after_the_infusion_stops_the_panel_shows_no_rate(make_window):

@@ -267,3 +267,23 @@ def test_sign_in_cancelled_starts_nothing(qtbot, ctx, runner):
     assert runner.seen == ["SignInDialog"] and ctx.service.pipeline.recorder is None and panel.error.text() == ""
     presets = [cls.kind for cls in EVENTS.values() if issubclass(cls, PresetEvent)]
     assert sorted(bar.event_buttons) == sorted(presets)
+
+
+def test_a_session_button_clicked_never_keeps_the_focus(qtbot, ctx, runner):
+    """Found on a fresh clone: after a dialog the focus sat on *Pause infusion* or *Discharge…*, where
+    a stray Space would press it. A click (or Tab) reaches them; the focus never stays on them."""
+    from ui.dialogs import ManualNibpDialog
+
+    panel = SessionPanel(ctx)
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.activateWindow()
+    runner.on(SignInDialog, pin_in)
+    runner.on(StartSessionDialog, start_form(ProtocolKind.KETAMINE_IV, ("124", "78")))
+    click(qtbot, panel.start_session_button)
+    runner.on(ManualNibpDialog, lambda d: d.reject())
+    for key in ("nibp", "discharge"):
+        if panel.buttons[key].isVisible():
+            click(qtbot, panel.buttons[key])
+            assert QApplication.focusWidget() is not panel.buttons[key], key
+    assert all(not b.hasFocus() for b in panel.buttons.values())

@@ -12,6 +12,7 @@ panel suggests it.
 
 from __future__ import annotations
 
+import html
 import os
 import threading
 import time
@@ -165,14 +166,18 @@ class DevicePanel(QFrame):
         signal = f" &nbsp; signal: {quality}" if self.state == "connected" else ""  # no signal without a link
         tip = f" · stable name: by-id/{os.path.basename(self.stable)}" if self.stable else ""
         state = f"<span style='color:{colour}'>{_STATE_TEXT.get(self.state, self.state)}{retry}</span>"
+        why = html.escape(self.detail.split("; retry")[0]) if lost and self.detail else ""   # e.g. no such port
+        reason = f" ({why})" if why else ""
         name = f"<b>{service.device_label}</b> &nbsp; "
-        text = f"{name}{state}{signal}{stale}{counts}{tip}"
-        self.label.set_forms(text, f"{name}{state}{signal}{stale}{counts}", f"{name}{state}{stale}",
-                             f"{state}{stale}")
+        text = f"{name}{state}{reason}{signal}{stale}{counts}{tip}"
+        self.label.set_forms(text, f"{name}{state}{reason}{signal}{stale}{counts}", f"{name}{state}{reason}{stale}",
+                             f"{name}{state}{stale}", f"{state}{stale}")
         self.label.setToolTip(text + (f"<br>{self.stable} leads to the same port and stays the same when the USB "
                                       "adapter is plugged in again: choose it with Device…" if self.stable else ""))
         self.scenario.setEnabled(not service.recording)
         self.connect_button.setEnabled(not service.recording and self._probe_cancel is None)
+        self.connect_button.setToolTip("A session is being recorded from this device: end it before connecting "
+                                       "another" if service.recording else "Use this port or device URL")
 
     def _scenario_chosen(self, index: int) -> None:
         name = self.scenario.itemData(index)

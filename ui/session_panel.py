@@ -203,6 +203,10 @@ class SessionPanel(QFrame):
             button = QPushButton(text)
             button.setFont(theme.font(10.5, bold=key in ("start", "device", "pause", "resume")))
             button.clicked.connect(slot)
+            # a click or Tab reaches it, but it never takes the focus by itself: after a dialog closes
+            # a stray Space or Enter must not pause the infusion or open the discharge
+            button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+            button.setAutoDefault(False)
             button.hide()
             controls.addWidget(button)
             self.buttons[key] = button
