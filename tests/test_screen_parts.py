@@ -217,3 +217,19 @@ def test_dialogs_have_a_visible_frame(qtbot):
     assert QColor(image.pixel(0, dialog.height() // 2)) == edge and QColor(image.pixel(dialog.width() // 2, 0)) == edge
     inside = QColor(image.pixel(dialog.width() // 2, dialog.height() - 4))
     assert inside != QColor(theme.BACKGROUND)   # not black on black: the dialog stands out of the window
+
+
+def test_a_message_too_long_for_its_line_gives_way_in_the_middle_never_at_its_end(qtbot):
+    """Found on a fresh clone: the message line read "…in normal tone 19:17:4" — the time cut."""
+    from ui.layout import FitLabel  # noqa: PLC0415
+
+    label = FitLabel(theme.font(10), min_ratio=0.85)
+    qtbot.addWidget(label)
+    label.resize(220, 30)
+    label.show()
+    text = "Charted MOAA/S 5 (responds readily to name spoken in normal tone) at 19:17:42 (Ann Lee)"
+    label.set_forms(text, "MOAA/S 5 (responds readily to name spoken in normal tone) 19:17:42")
+    shown = label.text()
+    assert shown.endswith("19:17:42") and "…" in shown
+    assert label.fontMetrics().horizontalAdvance(shown) <= label.contentsRect().width()
+    assert label.toolTip() == text

@@ -277,6 +277,10 @@ class FitLabel(QLabel):
                 font.setPointSizeF(size)
             else:
                 font.setPixelSize(max(1, int(size)))
+        if not fits and not self.rich:   # even the shortest form, at the smallest type, is too long: its
+            metrics = QFontMetricsF(font)  # middle gives way ("Charted MOAA/S 5 (… tone) at 19:17:42"),
+            chosen = [metrics.elidedText(text, Qt.TextElideMode.ElideMiddle, width)   # never its end
+                      if text_width(text, font, False) > width else text for text in chosen]
         self.setFont(font)
         self.shown_forms = chosen
         self.setText(("<br>" if self.rich else "\n").join(chosen))
