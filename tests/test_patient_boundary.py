@@ -156,3 +156,33 @@ def test_a_cuff_reading_from_the_monitor_counts_in_the_live_session(service):
     assert view.pre_dose_bp()[:2] == (124, 78)
     service.start_infusion(ANN, t=sec(90))      # no manual BP needed: the monitor's reading is the pre-dose BP
     assert service.pipeline.session_view().infusion is not None
+
+
+def test_dosing_cannot_start_during_a_high_alarm_without_a_recorded_reason(service):
+    """Found on a fresh clone: the infusion started at SpO2 85 % during a HIGH alarm with no word.
+    The safer reading of the pre-dose rules: like the BP advisory, it needs a decision, recorded."""
+    from monitor.session import DosingDuringAlarm
+
+    t0 = service.now()
+    sec = lambda s: t0 + timedelta(seconds=s)  # noqa: E731
+    open_session(service, "Patient A", sec(0))
+    for s in range(1, 30):
+        feed(service, sec(s))
+    cuff(service, sec(30), 124, 78)
+    for s in range(31, 40):
+        feed(service, sec(s), spo2=84)                  # HIGH: SpO2 < 88 %, no delay
+    assert any(a.condition == "spo2_low" and a.priority.name == "HIGH" for a in service.alarm_state().alarms)
+    with pytest.raises(DosingDuringAlarm, match="SpO2 low 84"):
+        service.start_infusion(ANN, t=sec(40))
+    view = service.pipeline.session_view()
+    assert view.dosing_started_at is None and not view.events()          # nothing recorded
+    service.start_infusion(ANN, alarm_reason="probe off the finger, SpO2 98 % on the spot check", t=sec(41))
+    view = service.pipeline.session_view()
+    assert view.dosing_started_at == sec(41)
+    [note] = view.events()
+    assert note.event.text.startswith("Dosing started during a HIGH alarm (SpO2 low 84")
+    assert note.event.text.endswith("probe off the finger, SpO2 98 % on the spot check")
+    for s in range(42, 50):
+        feed(service, sec(s), spo2=84)
+    service.pause_infusion(ANN, "desaturation", t=sec(50))
+    service.resume_infusion(ANN, t=sec(60))             # not the start of dosing: no reason asked

@@ -623,3 +623,23 @@ def test_resume_dialog_lists_open_sessions(qtbot, ctx):
     qtbot.mouseClick(later.cancel_button, Qt.MouseButton.LeftButton)
     assert later.result() == QDialog.DialogCode.Rejected and later.cancel_button.text() == "Not now"
     assert later.session_id is None
+
+
+def test_starting_dosing_during_a_high_alarm_asks_for_the_reason_and_records_it(qtbot, ctx, monkeypatch):
+    from types import SimpleNamespace
+
+    from monitor.alarms.profile import Priority
+
+    recorder = open_iv(ctx)
+    spo2 = SimpleNamespace(active=True, kind="physiological", priority=Priority.HIGH, condition="spo2_low",
+                           label="SpO2 low", value=85.0, limit=88.0)
+    monkeypatch.setattr(ctx.service.pipeline, "alarm_state", lambda: SimpleNamespace(alarms=[spo2]))
+    start = InfusionStartDialog(ctx)
+    qtbot.addWidget(start)
+    start.accept()
+    assert "HIGH alarm active: SpO2 low 85% (limit 88)" in start.error.text() and start.outcome is None
+    assert not start.during_alarm.box.isHidden() and recorder.state.phase is Phase.BASELINE
+    start.during_alarm.reason.setText("spot check 97 %, probe was loose")
+    start.accept()
+    assert start.outcome == "started" and recorder.state.phase is Phase.INFUSION
+    assert recorder.state.events()[-1].event.text.endswith("spot check 97 %, probe was loose")

@@ -32,14 +32,15 @@ from drivers.acquisition import Link
 from drivers.base import DecoderStats
 from drivers.transport import DeviceSpec, open_link, parse_device_url
 from monitor.alarms.engine import AlarmState
-from monitor.alarms.profile import AlarmProfile, migrate_profile_data
+from monitor.alarms.profile import AlarmProfile, Priority, migrate_profile_data
 from monitor.alarms.safety import check_profile
 from monitor.app.pipeline import Pipeline
 from monitor.app.recorder import SessionRecorder
 from monitor.assessments import Assessment, Event
+from monitor.display import alarm_text
 from monitor.patient import Patient
 from monitor.protocols import EsketaminePlan, KetamineIVPlan
-from monitor.session import CLOSE_MEANING, SessionError, SessionState
+from monitor.session import CLOSE_MEANING, DosingDuringAlarm, SessionError, SessionState
 from monitor.session.record import EntryBase
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role, SignIns, nurse_message, require_role
@@ -337,9 +338,33 @@ class SessionService:
 
     # ------------------------------------------------------------------ dosing
     def start_infusion(self, by: Actor, rate_mg_per_h: float | None = None, *, high_rate_reason: str | None = None,
-                       t: datetime | None = None) -> list[EntryBase]:
-        """Start the IV infusion (the plan's rate unless given; far above it needs ``high_rate_reason``)."""
-        return self._record(lambda s, t_: s.start_infusion(t_, by, rate_mg_per_h, high_rate_reason=high_rate_reason), t)
+                       alarm_reason: str | None = None, t: datetime | None = None) -> list[EntryBase]:
+        """Start the IV infusion (the plan's rate unless given; far above it needs ``high_rate_reason``;
+        during a HIGH physiological alarm it needs ``alarm_reason``, see :meth:`_dosing_start`)."""
+        return self._dosing_start(lambda s, t_: s.start_infusion(t_, by, rate_mg_per_h,
+                                                                  high_rate_reason=high_rate_reason),
+                                  by, alarm_reason, t)
+
+    def _dosing_start(self, action: Callable[[SessionState, datetime], list[EntryBase]], by: Actor,
+                      alarm_reason: str | None, t: datetime | None) -> list[EntryBase]:
+        """Run ``action`` (starting the infusion, logging a nasal device). When it is the start of
+        dosing and a HIGH physiological alarm is active, :class:`DosingDuringAlarm` unless
+        ``alarm_reason`` is given; then the start is recorded with a note naming the alarms and the
+        reason (a refused start records neither)."""
+        def guarded(state: SessionState, t_: datetime) -> list[EntryBase]:
+            starting = state.dosing_started_at is None
+            high = [a for a in self.pipeline.alarm_state().alarms
+                    if a.active and a.kind == "physiological" and a.priority is Priority.HIGH]
+            if not starting or not high:
+                return action(state, t_)
+            lines = tuple(alarm_text(a, self.session_profile) for a in high)
+            reason = " ".join((alarm_reason or "").split())
+            if not reason:
+                raise DosingDuringAlarm(lines)
+            entries = action(state, t_)
+            return entries + state.record_event(
+                {"kind": "note", "text": f"Dosing started during a HIGH alarm ({'; '.join(lines)}): {reason}"}, t_, by)
+        return self._record(guarded, t)
 
     def pause_infusion(self, by: Actor, reason: str, t: datetime | None = None) -> list[EntryBase]:
         """Pause the infusion (reason required)."""
@@ -359,9 +384,10 @@ class SessionService:
         """Stop the infusion; recovery starts."""
         return self._record(lambda s, t_: s.stop_infusion(t_, by, reason), t)
 
-    def log_nasal_device(self, by: Actor, t: datetime | None = None) -> list[EntryBase]:
-        """Log the next esketamine nasal device."""
-        return self._record(lambda s, t_: s.log_nasal_device(t_, by), t)
+    def log_nasal_device(self, by: Actor, t: datetime | None = None, *, alarm_reason: str | None = None) -> list[EntryBase]:
+        """Log the next esketamine nasal device (the first during a HIGH physiological alarm needs
+        ``alarm_reason``, see :meth:`_dosing_start`)."""
+        return self._dosing_start(lambda s, t_: s.log_nasal_device(t_, by), by, alarm_reason, t)
 
     def end_dosing(self, by: Actor, reason: str, t: datetime | None = None) -> list[EntryBase]:
         """End esketamine dosing before every planned device (reason required)."""

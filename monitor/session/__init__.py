@@ -19,6 +19,7 @@ from monitor.session.discharge import (
 from monitor.session.phases import (
     ALLOWED_TRANSITIONS,
     Phase,
+    DosingDuringAlarm,
     PhaseError,
     SessionError,
     check_transition,
@@ -38,7 +39,7 @@ from monitor.session.readings import (
 from monitor.session.state import CLOSE_MEANING, CONCOMITANT_KEYS, SessionState
 
 __all__ = [
-    "Phase", "ALLOWED_TRANSITIONS", "check_transition", "SessionError", "PhaseError",
+    "Phase", "ALLOWED_TRANSITIONS", "check_transition", "SessionError", "PhaseError", "DosingDuringAlarm",
     "NibpReading", "Baseline", "compute_baseline", "pre_dose_bp", "BpAdvisory", "BpDecision",
     "Charted", "ChartedEvent", "DischargeCriterion", "DischargeCheck", "discharge_check", "post_dose_bp",
     "SessionState", "CLOSE_MEANING", "CONCOMITANT_KEYS", "BASELINE_WINDOW_S", "NIBP_PAIR_WITHIN_MIN",

@@ -25,6 +25,17 @@ class PhaseError(SessionError):
     """A phase transition that is not allowed."""
 
 
+class DosingDuringAlarm(SessionError):
+    """Dosing would start while a HIGH physiological alarm is active (``alarms``: each one's line,
+    "SpO2 low 85 % (limit 88)"): allowed only when the nurse gives a reason, which is recorded —
+    the safer reading of the pre-dose rules, like the pre-dose BP advisory's decision to proceed."""
+
+    def __init__(self, alarms: tuple[str, ...]) -> None:
+        super().__init__(f"HIGH alarm active: {'; '.join(alarms)}. To start dosing now, give the reason "
+                         "(it is recorded)")
+        self.alarms = alarms
+
+
 class Phase(str, enum.Enum):
     """Session phase (see the module docstring for the transitions)."""
 

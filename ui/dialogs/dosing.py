@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from monitor.protocols import RateNeedsConfirmation
+from monitor.session import DosingDuringAlarm
 from monitor.staff import Actor, Role, clock
 from ui import theme
 from ui.context import UiContext
@@ -53,20 +54,24 @@ _END_REASONS = ("Side effects", "Patient request", "Prescriber's order")
 _TRIAL_ACTOR = Actor(username="trial", display_name="Trial", role=Role.NURSE)
 
 
-class _HighRateConfirmation:
-    """A reason field that appears when monitor says a rate is far above the plan's
-    (:class:`~monitor.protocols.RateNeedsConfirmation`): the nurse reads the message, checks the
-    number, and confirms by typing the reason (recorded with the step) and pressing OK again."""
+class _ReasonToProceed:
+    """A reason field that appears when monitor refuses until the nurse confirms — by default a
+    rate far above the plan's (:class:`~monitor.protocols.RateNeedsConfirmation`): the nurse
+    reads the message, checks it, and confirms by typing the reason (recorded) and pressing OK
+    again."""
 
-    def __init__(self, dialog: SessionDialog) -> None:
-        self.box = QGroupBox("Confirm a rate far above the plan")
+    def __init__(self, dialog: SessionDialog, title: str = "Confirm a rate far above the plan",
+                 hint: str = "reason for this rate (required)",
+                 refusal: type[Exception] = RateNeedsConfirmation) -> None:
+        self.refusal = refusal
+        self.box = QGroupBox(title)
         layout = QVBoxLayout(self.box)
         self.message = QLabel("")
         self.message.setWordWrap(True)
         self.message.setFont(theme.font(12, bold=True))
         layout.addWidget(self.message)
         self.reason = QLineEdit()
-        self.reason.setPlaceholderText("reason for this rate (required)")
+        self.reason.setPlaceholderText(hint)
         layout.addWidget(self.reason)
         self.box.hide()
         dialog.body.addWidget(self.box)
@@ -79,7 +84,7 @@ class _HighRateConfirmation:
         """Run ``work(reason)``; a rate needing confirmation reveals the field and refuses."""
         try:
             work(self.value())
-        except RateNeedsConfirmation as exc:
+        except self.refusal as exc:
             self.message.setText(str(exc))
             self.box.show()
             self.reason.setFocus()
@@ -168,7 +173,9 @@ class InfusionStartDialog(SessionDialog):
         self.note.setPlaceholderText("optional note, e.g. prescriber informed")
         box.addWidget(self.note)
         self.body.addWidget(self.advisory_box)
-        self.high_rate = _HighRateConfirmation(self)
+        self.high_rate = _ReasonToProceed(self)
+        self.during_alarm = _ReasonToProceed(self, "Dosing during a HIGH alarm",
+                                                  "reason to start dosing now (required, recorded)", DosingDuringAlarm)
         self.refresh()
         self.setMinimumWidth(theme.px(760))
 
@@ -214,9 +221,11 @@ class InfusionStartDialog(SessionDialog):
                 return
             self.refresh()
         if self.iv:
-            self.high_rate.run(lambda confirmed: self.service.start_infusion(actor, rate, high_rate_reason=confirmed, t=now))
+            self.during_alarm.run(lambda why: self.high_rate.run(
+                lambda confirmed: self.service.start_infusion(actor, rate, high_rate_reason=confirmed, alarm_reason=why,
+                                                              t=now)))
         else:
-            self.service.log_nasal_device(actor, t=now)
+            self.during_alarm.run(lambda why: self.service.log_nasal_device(actor, t=now, alarm_reason=why))
         self.outcome = "started"
 
 
@@ -279,7 +288,7 @@ class RateChangeDialog(_ReasonDialog):
             log = state.infusion
             self.info.setText(f"Current rate {log.rate_at(now):.1f} mg/h (plan {state.plan.rate_mg_per_h:.1f} mg/h); "
                               f"delivered {log.delivered_mg(now):.1f} of {state.plan.dose_mg:.1f} mg.")
-        self.high_rate = _HighRateConfirmation(self)
+        self.high_rate = _ReasonToProceed(self)
         self.new_rate.setFocus()
 
     def submit(self) -> None:
