@@ -121,7 +121,7 @@ class SessionPanel(QFrame):
         self.start_session_button.setFont(theme.font(18, bold=True))
         self.start_session_button.clicked.connect(self.start_session)
         il.addWidget(self.start_session_button)
-        il.addWidget(hint("Sign in, then enter the patient, the protocol and the dose."))
+        il.addWidget(hint("Enter the patient, the protocol and the dose (after signing in, if nobody is)."))
         il.addStretch(2)
         self.stack.addWidget(idle)
 
