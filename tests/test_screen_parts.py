@@ -233,3 +233,19 @@ def test_a_message_too_long_for_its_line_gives_way_in_the_middle_never_at_its_en
     assert shown.endswith("19:17:42") and "…" in shown
     assert label.fontMetrics().horizontalAdvance(shown) <= label.contentsRect().width()
     assert label.toolTip() == text
+
+
+def test_the_message_log_never_runs_past_the_screen(qtbot):
+    """Found on a fresh clone: a long note's line in *Log* ran off the screen's edge."""
+    from ui.status_line import StatusLine  # noqa: PLC0415
+
+    line = StatusLine()
+    qtbot.addWidget(line)
+    line.show()
+    note = "Recorded note: " + "the patient asked for the lights dimmed and music; " * 12 + "at 10:02:03 (Ann Lee)"
+    line.show_message(note)
+    line._fill_log()
+    [action] = line.log_menu.actions()
+    width = line.screen().availableGeometry().width()
+    assert line.log_menu.fontMetrics().horizontalAdvance(action.text()) < width * 0.9
+    assert action.text().endswith("(Ann Lee)") and action.toolTip() == note

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QHBoxLayout, QMenu, QPushButton, QSizePolicy, QToolButton, QWidget
 
 from ui import theme
@@ -149,7 +149,12 @@ class StatusLine(QWidget):
 
     def _fill_log(self) -> None:
         self.log_menu.clear()
+        screen = self.screen()
+        room = int((screen.availableGeometry().width() if screen is not None else 1366) * 0.9) - theme.px(60)
+        metrics = self.log_menu.fontMetrics()
         for at, text, refused in reversed(self.log):
-            action = self.log_menu.addAction(f"{at:%H:%M:%S}  {'NOT DONE: ' if refused else ''}{text}")
+            line = f"{at:%H:%M:%S}  {'NOT DONE: ' if refused else ''}{text}"
+            # a long line gives way in its middle (never past the screen's edge); whole in its tool tip
+            action = self.log_menu.addAction(metrics.elidedText(line, Qt.TextElideMode.ElideMiddle, room))
             action.setToolTip(text)
         self.log_menu.setToolTipsVisible(True)
