@@ -215,3 +215,34 @@ def test_vigil_record_copies_its_session_to_the_clinic_record(tmp_path, clinic):
     assert (row["chair"], row["chair_session"], row["status"], row["complete"]) == ("recorder", closed["session"],
                                                                                    "closed", True)
     assert row["n_observations"] > 100
+
+
+@pytest.mark.slow  # a real-time recording for 20 s
+def test_an_open_session_reaches_the_clinic_record_within_five_seconds(tmp_path, clinic):
+    """Issue 15: open sessions are copied continuously, within 5 s. The chair commits device data every
+    30 s on its own (the rest waits in the tail file); with the clinic record it commits every few seconds,
+    since the worker copies what is committed."""
+    db = tmp_path / "live.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), "record", "--device", "sim://?scenario=normal&speed=1&waves=0",
+         "--duration", "40", "--db", str(db), "--clinic-db", clinic.replication, "--chair", "live"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "VIGIL_CONFIG_DIR": str(tmp_path)})
+    lags = []
+    try:
+        reader = PostgresReader(clinic.review)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(lags) < 8:
+            time.sleep(1.5)
+            sessions = reader.list_sessions()
+            if not sessions:
+                continue
+            started = sessions[0].started_at.timestamp()
+            if time.time() - started < 6:
+                continue
+            t, _ = reader.numerics(sessions[0].id, "hr")   # how old the newest heart rate there is
+            lags.append(time.time() - (float(t[-1]) if len(t) else started))
+        reader.close()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert len(lags) == 8 and max(lags) <= 5.0, lags
