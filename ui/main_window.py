@@ -555,11 +555,11 @@ class MainWindow(QMainWindow):
         self.showNormal() if self.isFullScreen() else self.showFullScreen()
 
     def lock(self) -> None:
-        """F12: lock the screen (sign out). Monitoring, recording and alarms carry on."""
+        """Lock the screen (sign out; F12 when someone is signed in). Monitoring, recording and alarms carry on."""
         self.context.set_user(None)
 
     def toggle_sign_in(self) -> None:
-        """Sign in, or lock when someone is signed in."""
+        """F12: sign in, or lock when someone is signed in."""
         if self.context.user is not None:
             self.lock()
             return
