@@ -178,6 +178,7 @@ def test_a_worker_thread_that_dies_raises_no_data_and_is_restarted(flaky):
     assert not first.is_alive() and pipe._worker is not first and pipe._worker.is_alive() and link.opens == 2
 
 
+@pytest.mark.slow  # waits in real time for the watchdog
 def test_a_worker_that_hangs_raises_no_data_until_it_reports_again(flaky, monkeypatch):
     monkeypatch.setattr(acquisition, "REPORT_EVERY_S", 0.2)
     monkeypatch.setattr(pipeline_module, "WATCHDOG_GRACE_S", 0.3)

@@ -163,6 +163,7 @@ def test_bytes_that_never_make_a_frame_are_unreadable():
     assert change is True
 
 
+@pytest.mark.slow  # a real pty, real time (about 11 s)
 def test_line_noise_on_a_pty_raises_data_unreadable_and_clean_lines_end_it(monkeypatch):
     from drivers import acquisition
 
