@@ -152,6 +152,17 @@ def vigil(*args: str, timeout: float = 120, env: dict | None = None) -> subproce
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def assert_served_desaturation_recorded(result: subprocess.CompletedProcess) -> None:
+    """``vigil record`` from a served monitor's desaturation: it ended well, raised SpO2 low, never lost
+    the link, and closed the session."""
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    started = [x for x in lines if x["event"] == "alarm_started"]
+    assert any(x["condition"] == "spo2_low" for x in started), lines
+    assert not any(x["condition"] in ("connection_lost", "stale_data") for x in started)
+    assert lines[-1]["event"] == "session_closed"
+
+
 @pytest.mark.slow
 def test_vigil_record_prints_alarms_and_closes(tmp_path):
     db = tmp_path / "v.sqlite"

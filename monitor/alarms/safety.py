@@ -138,18 +138,14 @@ def _limit_failures(floor: LimitFloor, level: Level) -> list[str]:
             out.append(f"limit {_g(level.threshold)}{unit} is above the hard ceiling {_g(floor.limit)}{unit}")
     else:
         rel = level.relative
-        if floor.relative_percent is not None:
-            if rel is None or rel.percent is None:
-                out.append(f"it has no limit relative to baseline (at most {_g(floor.relative_percent)} %)")
-            elif rel.percent > floor.relative_percent:
-                out.append(f"{_g(rel.percent)} % above baseline is more than the most allowed "
-                           f"{_g(floor.relative_percent)} %")
-        if floor.relative_points is not None:
-            if rel is None or rel.points is None:
-                out.append(f"it has no limit relative to baseline (at most {_g(floor.relative_points)}{unit})")
-            elif rel.points > floor.relative_points:
-                out.append(f"{_g(rel.points)}{unit} above baseline is more than the most allowed "
-                           f"{_g(floor.relative_points)}{unit}")
+        for most, given, suffix in ((floor.relative_percent, None if rel is None else rel.percent, " %"),
+                                    (floor.relative_points, None if rel is None else rel.points, unit)):
+            if most is None:
+                continue
+            if given is None:
+                out.append(f"it has no limit relative to baseline (at most {_g(most)}{suffix})")
+            elif given > most:
+                out.append(f"{_g(given)}{suffix} above baseline is more than the most allowed {_g(most)}{suffix}")
     if level.satseconds is not None:
         if floor.max_satseconds is None:
             out.append("SatSeconds are not allowed here (a fixed delay is)")

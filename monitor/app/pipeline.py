@@ -291,10 +291,8 @@ class Pipeline:
             items = recorder.rebase(items)
             before = len(recorder.state.entries)
             recorder.on_items(items)   # its alarm events reach the listeners through on_recorder_event
-            if len(recorder.state.entries) > before:   # a device NIBP reading, a computed baseline: the
-                self.entries_recorded(recorder.state.entries[before:])   # replica and the screens learn it
-            elif self._session_view is not None:  # the replica's latest vitals (the discharge check reads them)
-                self._session_view.latest = dict(recorder.state.latest)
+            if not self._entries_since(recorder, before) and self._session_view is not None:
+                self._session_view.latest = dict(recorder.state.latest)   # the discharge check reads them
             events: list[AlarmEvent] = []
         else:
             events = self.engine.process(items)
@@ -309,8 +307,7 @@ class Pipeline:
         if recorder is not None:
             before = len(recorder.state.entries)
             recorder.tick(now)
-            if len(recorder.state.entries) > before:
-                self.entries_recorded(recorder.state.entries[before:])
+            self._entries_since(recorder, before)
             events: list[AlarmEvent] = []
         else:
             events = self.engine.tick(now)
@@ -319,6 +316,15 @@ class Pipeline:
             self._publish_session()
         if recorder is not None and self.link.timeline.monotonic() >= self._stats_due:
             self.record_device_stats()
+
+    def _entries_since(self, recorder: SessionRecorder, before: int) -> bool:
+        """Entries the recorder made on its own from device data or time (a device NIBP reading, a
+        computed baseline) since it had ``before``: the replica and the screens learn them as they
+        learn a command's. True when there were any."""
+        entries = recorder.state.entries[before:]
+        if entries:
+            self.entries_recorded(entries)
+        return bool(entries)
 
     def on_recorder_event(self, event: AlarmEvent) -> None:
         """The recorder's alarm events (logged in the session): to the listeners; the state is

@@ -27,6 +27,15 @@ def parse_interval(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2) or ""]
 
 
+def open_store(command: str, path: Path, *, readonly: bool = False) -> SessionStore:
+    """The SQLite record at ``path`` for ``vigil COMMAND``; a file that cannot be opened is the
+    command's one-line error (exit status 1)."""
+    try:
+        return SessionStore(path, readonly=readonly)
+    except (StoreError, OSError) as exc:
+        raise CliError(f"vigil {command}: {exc}", status=1) from None
+
+
 def _open_reader(args: argparse.Namespace, command: str) -> StoreReader:
     """The record ``--db`` names, read-only: an SQLite file or the clinic record (postgresql://…)."""
     try:
@@ -76,11 +85,7 @@ def cmd_import(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     """Restore a session archive; prints the new session id."""
     from monitor.export import ExportError, import_archive  # noqa: PLC0415
 
-    path = db_path(args.db)
-    try:
-        store = SessionStore(path)
-    except (StoreError, OSError) as exc:
-        raise CliError(f"vigil import: {exc}", status=1) from None
+    store = open_store("import", db_path(args.db))
     try:
         session_id = import_archive(store, args.file)
     except ExportError as exc:
@@ -94,10 +99,7 @@ def cmd_import(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 def cmd_sessions(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     """List sessions, one line (or JSON object) each; from the clinic record (``--db postgresql://…``)
     every chair's, with the chair's name (and ``chair_session``, its id there; ``complete``; ``flag``)."""
-    try:
-        store = open_reader(args.db)
-    except (StoreError, OSError) as exc:
-        raise CliError(f"vigil sessions: {exc}", status=1) from None
+    store = _open_reader(args, "sessions")
     try:
         chair = args.chair
         if chair is not None and chair not in store.chairs():

@@ -24,8 +24,9 @@ import sqlite3
 from typing import IO
 
 from monitor.cli import CliError
+from monitor.cli.records import open_store
 from monitor.config import db_path
-from monitor.store import NotFoundError, SessionStore, StoreError
+from monitor.store import NotFoundError, StoreError
 
 __all__ = ["cmd_verify", "cmd_salvage", "cmd_recover", "add_parsers"]
 
@@ -55,10 +56,7 @@ def cmd_verify(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     path = db_path(args.db)
     if not path.exists():
         raise CliError(f"vigil verify: no database at {path}", status=1)
-    try:
-        store = SessionStore(path, readonly=True)
-    except (StoreError, OSError) as exc:
-        raise CliError(f"vigil verify: {exc}", status=1) from None
+    store = open_store("verify", path, readonly=True)
     bad = False
 
     def say(ok: bool, what: str, text: str) -> None:
@@ -124,10 +122,7 @@ def cmd_recover(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from monitor.store.recovery import RecoveryError, replay  # noqa: PLC0415
 
     path = db_path(args.db)
-    try:
-        store = SessionStore(path)
-    except (StoreError, OSError) as exc:
-        raise CliError(f"vigil recover: {exc}", status=1) from None
+    store = open_store("recover", path)
     try:
         result = replay(store, args.file)
     except RecoveryError as exc:
