@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QDialog
 
 from drivers.base import ConditionTracker
@@ -36,6 +36,7 @@ from monitor.app.review import (
 )
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
+from monitor.errors import StoreError
 from monitor.store import SessionStore, StoreWriter
 from tests.factories import TEST_PIN, act, ensure_account, make_context, sign_in
 from ui.context import UiContext
@@ -291,6 +292,7 @@ def test_a_late_entry_on_a_closed_session_reaches_the_store_and_the_table(qtbot,
     ctx = context(store)
     win = ReviewWindow(ctx, sid)
     qtbot.addWidget(win)
+    win.finish_opening()
     at = T0 + timedelta(minutes=4, seconds=30)
     win.plots.set_cursor(at.timestamp())
 
@@ -338,6 +340,60 @@ def test_a_late_entry_on_a_closed_session_reaches_the_store_and_the_table(qtbot,
 
 
 # ------------------------------------------------------------------------------ browser and live
+@pytest.mark.qt_log_ignore("This plugin does not support raise")  # the offscreen platform, when a window is raised
+def test_the_review_opens_a_piece_per_event_loop_turn(qtbot, desat):
+    """Opening a 12-hour review built every plot, read the record and sized the table in one go on
+    the window's thread: the monitoring window it opens from stood still for about a second. Now
+    the constructor only makes the frame and each strip, the record, the table and the trends
+    follow on their own event-loop turns, so a timer of the monitoring window fires in between."""
+    store, sid = desat
+    seen: list[tuple[bool, int, int]] = []
+    beat = QTimer()
+    beat.setInterval(0)
+    win = None
+
+    def note() -> None:
+        if win is not None and not win.ready:
+            seen.append((win.ready, len(win.plots.__dict__.get("trend_strips", {})), win.model.rowCount()))
+
+    beat.timeout.connect(note)
+    beat.start()
+    win = ReviewWindow(context(store), sid)
+    qtbot.addWidget(win)
+    assert not win.ready and win.model.rowCount() == 0 and not win.plots.built
+    assert not win.export_button.isEnabled() and "Opening session" in win.header.text()
+    win.show()
+    qtbot.waitUntil(lambda: win.ready, timeout=10000)
+    beat.stop()
+    strips = 1 + len(win.plots.trend_strips) + len(win.plots.wave_strips)
+    assert len(seen) >= strips                                   # the loop ran between the pieces …
+    assert [n for _, n, _ in seen] == sorted(n for _, n, _ in seen)   # … while the strips came one by one
+    assert win.model.rowCount() == len(win.rows) > 0 and win.plots.marker_count() > 0
+    assert win.export_button.isEnabled() and win.view.patient.display in win.header.text()
+    win.load_all_vitals()
+    assert win.summary_panel.isVisible() or win.tabs.count() == 2
+
+
+def test_a_session_that_cannot_be_read_is_said_in_the_browser(qtbot, tmp_path):
+    store = SessionStore(tmp_path / "damaged.sqlite")
+    sid = record(store, "normal", 120, waves=False)
+    ctx = context(store)
+    browser = SessionBrowser(ctx)
+    qtbot.addWidget(browser)
+
+    def unreadable(session_id: int):
+        raise StoreError(f"entry 7 of session {session_id} cannot be read")
+
+    ctx.records.session_view = unreadable  # the record is read once the window is up
+    win = browser.open_session(sid)
+    assert isinstance(win, ReviewWindow)
+    qtbot.waitUntil(lambda: not browser.windows, timeout=10000)
+    assert not browser.error.isHidden()
+    assert browser.error.text() == f"Session {sid} cannot be opened: entry 7 of session {sid} cannot be read"
+    browser.close()
+    store.close()
+
+
 @pytest.mark.qt_log_ignore("This plugin does not support raise")  # the offscreen platform, when a window is raised
 def test_browser_filters_and_opens_sessions_including_the_live_one(qtbot, desat, tmp_path):
     store = SessionStore(tmp_path / "browse.sqlite")

@@ -111,4 +111,5 @@ def open_review(window):
     """The session browser and a review window of the live session, from the monitoring window."""
     browser = window.open_review()
     review = browser.open_session(window.service.pipeline.recorder.session_id)
+    review.finish_opening()
     return browser, review

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
@@ -42,7 +42,7 @@ from monitor.store.reader import StoreReader
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CURSOR_TOLERANCE_S", "GAP_S", "TREND_VITALS", "REVIEW_VITALS", "Series", "Reading", "Envelope", "NumericsLoader",
+    "CURSOR_TOLERANCE_S", "GAP_S", "TREND_VITALS", "REVIEW_VITALS", "Series", "Reading", "Envelope", "ReviewLoader",
     "load_numerics", "value_at", "reading_before", "with_gaps", "TimelineRow", "timeline_rows", "ReviewSummary", "summarize", "add_late_entry",
     "LateEntryError", "late_entry_events", "check_late_entry", "duration_text", "elapsed_text",
 ]
@@ -97,43 +97,53 @@ def load_numerics(store: SessionStore, session_id: int, vital: str, after: float
     return series
 
 
-class NumericsLoader:
-    """Reads the vitals of a session on a background thread, each once.
+class ReviewLoader:
+    """Reads what the review of a session shows, on a background thread, each part once.
 
-    Order: the NIBP keys among ``vitals`` (a few readings), then the min/max :meth:`SessionStore.numerics_envelope`
-    of each of ``envelopes`` over ``span`` (epoch s) in ``bins`` bins, then the other ``vitals`` in
-    the order given. Most of a read is SQLite walking its index and table, which runs without the
-    GIL, so the UI thread can build its widgets meanwhile. :meth:`get` and :meth:`envelope` wait for
-    one result; :meth:`done` says whether all are read. A vital that cannot be read comes back
-    empty (the error is logged).
+    Order: ``record()`` when given (the caller's read of the session's record: the read model and
+    its table rows, which the first frame needs), the NIBP keys among ``vitals`` (a few readings),
+    the min/max :meth:`SessionStore.numerics_envelope` of each of ``envelopes`` over ``span``
+    (epoch s) in ``bins`` bins, then the other ``vitals`` in the order given. Most of a read is
+    SQLite walking its index and table, which runs without the GIL, so the UI thread stays free.
+    :meth:`get`, :meth:`envelope` and :meth:`record` wait for one result (:meth:`has` says whether
+    it is in); :meth:`done` says whether all are read. A vital that cannot be read comes back empty
+    (the error is logged); an error reading the record is raised again by :meth:`record`.
     """
 
     def __init__(self, store: SessionStore, session_id: int, vitals: Iterable[str], *,
-                 envelopes: Iterable[str] = (), span: tuple[float, float] | None = None, bins: int = 2000) -> None:
+                 record: Callable[[], Any] | None = None, envelopes: Iterable[str] = (),
+                 span: tuple[float, float] | None = None, bins: int = 2000) -> None:
         self._store, self._sid = store, session_id
+        self._record = record
         self.vitals = list(dict.fromkeys(vitals))
         self.envelopes = list(dict.fromkeys(envelopes)) if span is not None and span[1] > span[0] else []
         first = [v for v in self.vitals if v in NIBP_KEYS]
-        self._tasks: list[tuple[str, str]] = ([("series", v) for v in first] + [("envelope", v) for v in self.envelopes]
-                                              + [("series", v) for v in self.vitals if v not in first])
+        self._tasks: list[tuple[str, str]] = ([("record", "")] if record is not None else []) + (
+            [("series", v) for v in first] + [("envelope", v) for v in self.envelopes]
+            + [("series", v) for v in self.vitals if v not in first])
         self._span, self._bins = span, bins
         self._results: dict[tuple[str, str], Any] = {}
         self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name=f"review-numerics-{session_id}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"review-loader-{session_id}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         for kind, vital in self._tasks:
+            result: Any
             try:
-                if kind == "envelope":
+                if kind == "record":
+                    assert self._record is not None
+                    result = self._record()
+                elif kind == "envelope":
                     assert self._span is not None
-                    result: Any = self._store.numerics_envelope(self._sid, vital, *self._span, self._bins)
+                    result = self._store.numerics_envelope(self._sid, vital, *self._span, self._bins)
                 else:
                     result = load_numerics(self._store, self._sid, vital)
             except Exception as exc:  # a closed store, a damaged row: the review shows the vital empty
-                log.warning("reading %s of session %s failed: %s", vital, self._sid, exc)
+                log.warning("reading %s of session %s failed: %s", vital or "the record", self._sid, exc)
                 empty = np.empty(0)
-                result = (Envelope(empty, empty.copy(), empty.copy()) if kind == "envelope"
+                result = (_Failed(exc) if kind == "record"
+                          else Envelope(empty, empty.copy(), empty.copy()) if kind == "envelope"
                           else Series(empty, empty.copy(), np.empty(0, dtype=np.int64)))
             with self._cond:
                 self._results[(kind, vital)] = result
@@ -144,8 +154,20 @@ class NumericsLoader:
             raise KeyError(key[1])
         with self._cond:
             if not self._cond.wait_for(lambda: key in self._results, timeout):
-                raise TimeoutError(f"{key[1]} of session {self._sid} is still being read")
+                raise TimeoutError(f"{key[1] or 'the record'} of session {self._sid} is still being read")
             return self._results[key]
+
+    def has(self, kind: str, vital: str = "") -> bool:
+        """Whether the ``kind`` ("record", "series", "envelope") read of ``vital`` is in."""
+        with self._cond:
+            return (kind, vital) in self._results
+
+    def record(self, timeout: float | None = None) -> Any:
+        """What ``record()`` returned (waiting like :meth:`get`), or the error it raised, raised here."""
+        result = self._wait(("record", ""), timeout)
+        if isinstance(result, _Failed):
+            raise result.error
+        return result
 
     def get(self, vital: str, timeout: float | None = None) -> Series:
         """The vital's series, waiting for it if it is still being read (``TimeoutError`` after
@@ -169,6 +191,13 @@ class NumericsLoader:
     def join(self, timeout: float | None = None) -> None:
         """Wait for the thread to finish."""
         self._thread.join(timeout)
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A read that raised (kept to be raised again on the thread that asks)."""
+
+    error: Exception
 
 
 class Reading(NamedTuple):

@@ -153,6 +153,7 @@ def test_the_review_windows_save_dialog_confirms_before_replacing(qtbot, db, tmp
     store = SessionStore(db, readonly=True)
     win = ReviewWindow(make_context(None, store), 1)
     qtbot.addWidget(win)
+    win.finish_opening()
     target = tmp_path / "chosen.zip"
     target.write_bytes(b"an earlier export")
 

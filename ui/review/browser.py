@@ -10,8 +10,10 @@ field searches after a short pause. Opening a session (double-click, Enter or "O
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime, time, timedelta, timezone
+from functools import partial
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QDate, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
@@ -41,6 +43,8 @@ from ui.alarm_strip import AlarmStrip
 from ui.context import UiContext
 from ui.dialogs.base import describe_error, dialog_style
 from ui.review.window import ReviewWindow, close_on_keys, live_session_id
+
+log = logging.getLogger(__name__)
 
 __all__ = ["SessionBrowser", "SessionListModel"]
 
@@ -313,6 +317,7 @@ class SessionBrowser(QWidget):
             return None
         window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         window.closed_window.connect(self._window_closed)
+        window.failed.connect(partial(self._open_failed, session_id))
         self.windows[session_id] = window
         window.show()
         self.opened.emit(window)
@@ -320,6 +325,16 @@ class SessionBrowser(QWidget):
 
     def _window_closed(self, session_id: int) -> None:
         self.windows.pop(session_id, None)
+
+    def _open_failed(self, session_id: int, text: str) -> None:
+        """Review window ``session_id`` could not read its session (it reads once shown): say so
+        here and close it."""
+        log.warning("%s", text)
+        self.error.setText(text)
+        self.error.show()
+        window = self.windows.get(session_id)
+        if window is not None:
+            window.close()
 
     def closeEvent(self, event) -> None:  # noqa: N802
         for window in list(self.windows.values()):

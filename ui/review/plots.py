@@ -28,7 +28,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -225,7 +225,7 @@ class ReviewPlots(QWidget):
     cursor_moved = Signal(float)
 
     def __init__(self, store: Records, session_id: int, start: float, end: float,
-                 channels: Sequence[str], parent: QWidget | None = None) -> None:
+                 channels: Sequence[str], parent: QWidget | None = None, *, deferred: bool = False) -> None:
         super().__init__(parent)
         self.store = store
         self.session_id = session_id
@@ -254,7 +254,43 @@ class ReviewPlots(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.graphics)
         self._tick_font = QFont(theme.font(8))
+        self.painted = False  # no waveform is read before the first frame is on screen
+        self._pending: tuple[int, list[tuple[str, float, float, int]]] | None = None
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(DEBOUNCE_MS)
+        self._debounce.timeout.connect(self.redraw)
+        self._fetcher = _WaveFetcher(store, session_id, self)
+        self._fetcher.fetched.connect(self._fetched)
+        #: The strips still to be made (:meth:`build_steps`); None once all are.
+        self._building: Iterator[None] | None = self._build(start)
+        if not deferred:
+            self.finish_building()
 
+    # ------------------------------------------------------------------ construction
+    @property
+    def built(self) -> bool:
+        """True once every strip is made (see :meth:`build_steps`)."""
+        return self._building is None
+
+    def build_steps(self) -> Iterator[None]:
+        """Make the strips one at a time, a step per ``next()`` (about 10–20 ms each), so that a
+        window built with ``deferred=True`` can make them across event-loop turns and never hold
+        its thread for the whole construction."""
+        while self._building is not None:
+            try:
+                next(self._building)
+            except StopIteration:
+                self._building = None
+                return
+            yield
+
+    def finish_building(self) -> None:
+        """Make every strip not yet made, now."""
+        for _ in self.build_steps():
+            pass
+
+    def _build(self, start: float) -> Iterator[None]:
         # ------------------------------------------------------------ strips
         self.lane = self._strip("lane", (0.0, 1.0), {"top": ClockAxis("top", start)}, row=0)
         lane = self.lane.plot
@@ -264,6 +300,7 @@ class ReviewPlots(QWidget):
         self._lane_symbols = pg.ScatterPlotItem(size=12, pxMode=True, hoverable=True, tip=_marker_tip, hoverSize=16)
         self._lane_symbols.setZValue(5)
         lane.addItem(self._lane_symbols)
+        yield
         self.trend_strips: dict[str, _Strip] = {}
         self.curves: dict[str, pg.PlotDataItem] = {}
         row = 1
@@ -278,6 +315,7 @@ class ReviewPlots(QWidget):
                     self.curves[vital] = self._trend_curve(strip.plot, colour, width)
             self._labels(strip.plot, labels)
             row += 1
+            yield
         white = theme.colour("nibp")
         nibp = self.trend_strips["nibp"].plot
         self._nibp_bars = pg.PlotDataItem(pen=pg.mkPen(white, width=2), connect="pairs", antialias=False)
@@ -298,6 +336,7 @@ class ReviewPlots(QWidget):
             strip.box.sigResized.connect(self._place_messages)
             self.wave_strips[channel] = strip
             row += 1
+            yield
         self.main_strips = [self.lane, *self.trend_strips.values(), *self.wave_strips.values()]
         last = self.main_strips[-1]
         bottom = ClockAxis("bottom", start)
@@ -326,20 +365,13 @@ class ReviewPlots(QWidget):
         ov.addItem(self.region, ignoreBounds=True)
         self._labels(ov, [("Whole session", QColor(theme.TEXT_DIM))])
         layout_.setRowStretchFactor(row, 0)
+        yield
 
         # ------------------------------------------------------------ behaviour
-        self._debounce = QTimer(self)
-        self._debounce.setSingleShot(True)
-        self._debounce.setInterval(DEBOUNCE_MS)
-        self._debounce.timeout.connect(self.redraw)
-        self.painted = False  # no waveform is read before the first frame is on screen
-        self._pending: tuple[int, list[tuple[str, float, float, int]]] | None = None
         self.graphics.viewport().installEventFilter(self)
         lane.getViewBox().sigXRangeChanged.connect(self._x_changed)
         self.region.sigRegionChanged.connect(self._region_moved)
         self.graphics.scene().sigMouseClicked.connect(self._clicked)
-        self._fetcher = _WaveFetcher(store, session_id, self)
-        self._fetcher.fetched.connect(self._fetched)
         self._apply_limits()
         self._draw_overview_extent()
         self.fit_all()
@@ -368,7 +400,9 @@ class ReviewPlots(QWidget):
 
     def _strip(self, key: str, span: tuple[float, float], axes: dict[str, pg.AxisItem], row: int,
                linked: bool = True) -> _Strip:
-        plot = self.graphics.addPlot(row=row, col=0, axisItems={"left": ValueAxis(), **axes})
+        # no context menus (a view box builds its menu's widgets unless told not to: a third of a strip's cost)
+        plot = self.graphics.addPlot(row=row, col=0, axisItems={"left": ValueAxis(), **axes},
+                                     viewBox=pg.ViewBox(enableMenu=False, defaultPadding=0.0))
         plot.setMenuEnabled(False)
         plot.hideButtons()
         plot.setMouseEnabled(x=linked, y=False)

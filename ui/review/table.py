@@ -41,8 +41,8 @@ class TimelineModel(QAbstractTableModel):
         super().__init__(parent)
         self._rows: list[TimelineRow] = []
         self._epochs: list[float] = []
-        self._cells: list[tuple[str, ...]] = []
-        self._colours: list[tuple[QBrush | None, ...]] = []
+        self._cells: list[tuple[str, ...] | None] = []
+        self._colours: list[tuple[QBrush | None, ...] | None] = []
         self._visible = (0, 0)
         self.set_rows(rows)
 
@@ -52,10 +52,11 @@ class TimelineModel(QAbstractTableModel):
         self.beginResetModel()
         self._rows = list(rows)
         self._epochs = [r.epoch for r in self._rows]
-        # A table repaints on every pan (its highlight follows the plot): the cells are worked out
-        # once here, so that painting one is a lookup.
-        self._cells = [_cells(r) for r in self._rows]
-        self._colours = [_colours(r) for r in self._rows]
+        # A table repaints on every pan (its highlight follows the plot): a row's cells are worked
+        # out the first time one is shown and kept, so that painting one is a lookup (and setting
+        # thousands of rows costs nothing for the rows never shown).
+        self._cells = [None] * len(self._rows)
+        self._colours = [None] * len(self._rows)
         self._visible = (0, 0)
         self.endResetModel()
 
@@ -66,6 +67,15 @@ class TimelineModel(QAbstractTableModel):
     def rows(self) -> list[TimelineRow]:
         """All rows."""
         return list(self._rows)
+
+    def column_texts(self, column: int) -> set[str]:
+        """The different texts of ``column`` (for sizing it; the time column: one, all times being
+        as wide)."""
+        if column == 0:
+            return {_cells(self._rows[0])[0]} if self._rows else set()
+        if column == 1:
+            return {_kind(r) for r in self._rows}
+        return {(r.text, r.by, r.mark)[column - 2] for r in self._rows}
 
     def set_visible(self, start: float, end: float) -> tuple[int, int]:
         """Highlight the rows with ``start <= t <= end`` (epoch s); return their index range."""
@@ -101,11 +111,17 @@ class TimelineModel(QAbstractTableModel):
             return None
         i, column = index.row(), index.column()
         if role == Qt.ItemDataRole.DisplayRole:
-            return self._cells[i][column]
+            cells = self._cells[i]
+            if cells is None:
+                cells = self._cells[i] = _cells(self._rows[i])
+            return cells[column]
         if role == Qt.ItemDataRole.BackgroundRole:
             return _VISIBLE if self._visible[0] <= i < self._visible[1] else None
         if role == Qt.ItemDataRole.ForegroundRole:
-            return self._colours[i][column]
+            colours = self._colours[i]
+            if colours is None:
+                colours = self._colours[i] = _colours(self._rows[i])
+            return colours[column]
         row = self._rows[i]
         if role == Qt.ItemDataRole.ToolTipRole:
             lines = [f"{row.t.astimezone().strftime('%Y-%m-%d %H:%M:%S')}  {row.text}"]
@@ -125,10 +141,13 @@ class TimelineModel(QAbstractTableModel):
         return None
 
 
-def _cells(row: TimelineRow) -> tuple[str, ...]:
+def _kind(row: TimelineRow) -> str:
     label = CATEGORY_LABELS.get(row.category, row.category)
-    return (row.t.astimezone().strftime("%H:%M:%S"), f"{label} {row.priority}" if row.priority else label,
-            row.text, row.by, row.mark)
+    return f"{label} {row.priority}" if row.priority else label
+
+
+def _cells(row: TimelineRow) -> tuple[str, ...]:
+    return (row.t.astimezone().strftime("%H:%M:%S"), _kind(row), row.text, row.by, row.mark)
 
 
 def _colours(row: TimelineRow) -> tuple[QBrush | None, ...]:

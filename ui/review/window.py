@@ -6,9 +6,13 @@ the record (a table of events, assessments, dosing, notes and alarms in step wit
 summary. The toolbar zooms, adds a late entry to a closed session, exports, and refreshes an open
 one.
 
-Opening reads the record once (:func:`monitor.app.readmodel.load_session`: markers, table, summary)
-and the trend vitals once as numpy arrays; the other vitals (for the cursor and the summary) are
-read one per event-loop turn after the first frame; waveforms only ever for the visible range.
+Opening never holds the window's thread (the monitoring window this one opens from keeps its frames
+and alarms): a thread (:class:`~monitor.app.review.ReviewLoader`) reads the record once
+(:func:`monitor.app.readmodel.load_session`: markers, table, summary), then the NIBP readings and a
+min/max envelope of each trend (the first frame), then every vital in full (the cursor, the summary,
+zooming in), while the window makes its strips, fills its table and draws a piece per event-loop
+turn (:attr:`ReviewWindow.ready` when done; :meth:`ReviewWindow.finish_opening` does the rest at
+once). Waveforms are read only ever for the visible range.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import ctypes
 import gc
 import html
 import logging
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,6 +40,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSplitter,
+    QStyle,
     QTableView,
     QTabWidget,
     QToolBar,
@@ -50,8 +56,9 @@ from monitor.protocols import ProtocolKind
 from monitor.app.review import (
     REVIEW_VITALS,
     TREND_VITALS,
-    NumericsLoader,
+    ReviewLoader,
     Series,
+    TimelineRow,
     duration_text,
     load_numerics,
     reading_before,
@@ -134,6 +141,10 @@ class ReviewWindow(QMainWindow):
     """
 
     closed_window = Signal(int)
+    #: Opening is done (:attr:`ready`).
+    opened = Signal()
+    #: Opening failed: the message (also shown in the window).
+    failed = Signal(str)
 
     def __init__(self, context: UiContext, session_id: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -144,22 +155,26 @@ class ReviewWindow(QMainWindow):
         start = self.record.started_at.timestamp()
         end = max((self.record.ended_at or self.records.last_data_time(session_id) or self.record.started_at).timestamp(),
                   start + 1.0)
-        # The vitals are read on a thread while the record is read and the widgets are built: first
-        # the NIBP readings and a min/max envelope of each continuous trend (what the first frame
-        # draws), then every vital in full (what the cursor, the summary and zooming in use).
-        self._loader = NumericsLoader(self.records, session_id, REVIEW_VITALS,
-                                      envelopes=[v for v in TREND_VITALS if v not in NIBP_KEYS], span=(start, end),
-                                      bins=ENVELOPE_BINS)
-        self.view: SessionView = self.records.session_view(session_id)
+        # Everything the window shows is read on a thread (the record and its table rows, the NIBP
+        # readings and a min/max envelope of each continuous trend: what the first frame draws; then
+        # every vital in full: what the cursor, the summary and zooming in use), while the widgets
+        # are made a piece per event-loop turn (:meth:`_opening`): the monitoring window this one
+        # opens from keeps its frames and alarms meanwhile.
+        self._loader: ReviewLoader | None = ReviewLoader(
+            self.records, session_id, REVIEW_VITALS, record=self._read_record,
+            envelopes=[v for v in TREND_VITALS if v not in NIBP_KEYS], span=(start, end), bins=ENVELOPE_BINS)
+        #: The session as the read model gives it (set once opened: see :attr:`ready`).
+        self.view: SessionView
+        self.rows: list[TimelineRow] = []
         self.numerics: dict[str, Series] = {}
         self._from_table = False
         self.setWindowTitle(self._title())
         self.setFont(theme.font(9))
         self.setStyleSheet(theme.STYLE + dialog_style() + _STYLE)
 
-        self.plots = ReviewPlots(self.records, session_id, start, self.view.end.timestamp(),
-                                 self.records.waveform_channels(session_id))
-        self.cursor_panel = CursorPanel(self._present_vitals())
+        self.plots = ReviewPlots(self.records, session_id, start, end, self.records.waveform_channels(session_id),
+                                 deferred=True)
+        self.cursor_panel = CursorPanel([])
         self.summary_panel = SummaryPanel()
         self.model = TimelineModel()
         self.filter = CategoryFilter(self)
@@ -170,11 +185,12 @@ class ReviewWindow(QMainWindow):
             self.filter_box.addItem(label, key)
         self.filter_box.currentIndexChanged.connect(
             lambda _=0: self.filter.set_category(self.filter_box.currentData()))
-        self.header = QLabel()
+        self.header = QLabel(f"Opening session {session_id}: {html.escape(self.record.patient_name)}…")
         self.header.setFont(theme.font(9.5))
         self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.banner = QLabel()
         self.banner.setObjectName("banner")
+        self.banner.hide()
         self.error = QLabel("")
         self.error.setObjectName("error")
         self.error.setWordWrap(True)
@@ -185,31 +201,121 @@ class ReviewWindow(QMainWindow):
             self.setMenuWidget(self.alarm_strip)  # above the tool bar, as the alarm area tops the monitoring window
         self._build_toolbar()
         self._build_layout()
+        for action in (self.fit_action, self.zoom_in_action, self.zoom_out_action, self.refresh_action):
+            action.setEnabled(False)
+        self.export_button.setEnabled(False)
 
-        self.plots.cursor_moved.connect(self._cursor_moved)
-        self.plots.range_changed.connect(self._range_changed)
-        self.table.clicked.connect(self._row_clicked)
         self.auto_timer = QTimer(self)
         self.auto_timer.setInterval(AUTO_REFRESH_MS)
         self.auto_timer.timeout.connect(self.refresh)
+        self._apply_state()
         self._load_timer = QTimer(self)
         self._load_timer.setInterval(50)
         self._load_timer.timeout.connect(self._collect_vitals)
-
-        self.numerics = {v: self._loader.get(v) for v in TREND_VITALS if v in NIBP_KEYS}
-        envelopes = {v: self._loader.envelope(v) for v in self._loader.envelopes}
-        self._show_record()
-        self.plots.set_numerics(self.numerics, envelopes)
-        drawn = {v for v, e in envelopes.items() if np.isfinite(e.hi).any()}
-        self.cursor_panel.set_vitals([v for v in TREND_VITALS if v in drawn] + self._present_vitals())
-        self.plots.set_cursor(start)
-        self._apply_state()
-        self._load_timer.start()
+        #: The steps of opening still to run (None once :attr:`ready`).
+        self._steps: Iterator[int] | None = self._opening(start)
+        self._step_timer = QTimer(self)
+        self._step_timer.setSingleShot(True)
+        self._step_timer.timeout.connect(self._step)
+        self._step_timer.start(0)
         screen = QGuiApplication.primaryScreen()
         if screen is not None:
             area = screen.availableGeometry()
             self.resize(min(theme.px(1340), area.width()), min(theme.px(700), area.height()))
         close_on_keys(self)   # Esc, Ctrl+W: back to the browser
+
+    # ------------------------------------------------------------------ opening
+    @property
+    def ready(self) -> bool:
+        """True once the record, the markers, the table and the trends are shown (the other vitals
+        may still be read: :attr:`loading`)."""
+        return self._steps is None
+
+    def _read_record(self) -> tuple[SessionView, list[TimelineRow]]:
+        """The read model and the table rows (on the loader's thread)."""
+        view = self.records.session_view(self.session_id)
+        return view, timeline_rows(view, self.records.entries(self.session_id))
+
+    def _opening(self, start: float) -> Iterator[int]:
+        """Open the window a piece at a time; each ``yield`` gives back the event loop for the
+        milliseconds it says (0: the next turn; more: waiting for the loader's thread)."""
+        for _ in self.plots.build_steps():   # a strip per turn
+            yield 0
+        loader = self._loader
+        assert loader is not None
+        while not loader.has("record"):
+            yield 10
+        self.view, self.rows = loader.record()
+        self.plots.set_extent(self.view.end.timestamp())
+        self.plots.set_phases(self.view.phases)
+        self.plots.set_markers(self.rows)
+        yield 0
+        self.model.set_rows(self.rows)
+        self._fit_columns()
+        yield 0
+        waits = [("series", v) for v in TREND_VITALS if v in NIBP_KEYS] + [("envelope", v) for v in loader.envelopes]
+        while not all(loader.has(kind, vital) for kind, vital in waits):
+            yield 10
+        self.numerics = {v: loader.get(v) for v in TREND_VITALS if v in NIBP_KEYS}
+        envelopes = {v: loader.envelope(v) for v in loader.envelopes}
+        self.plots.set_numerics(self.numerics, envelopes)
+        drawn = {v for v, e in envelopes.items() if np.isfinite(e.hi).any()}
+        self.cursor_panel.set_vitals([v for v in TREND_VITALS if v in drawn] + self._present_vitals())
+        self.plots.set_cursor(start)
+        start_, end_ = self.plots.x_range()
+        self.model.set_visible(start_, end_)
+        yield 0
+        self._show_summary()
+        for action in (self.fit_action, self.zoom_in_action, self.zoom_out_action, self.refresh_action):
+            action.setEnabled(True)
+        for fmt, action in self.export_actions.items():
+            action.setEnabled(not FORMATS[fmt].esketamine_only or self.view.protocol is ProtocolKind.ESKETAMINE)
+        self.export_button.setEnabled(self.export_job is None)
+        self._show_header()
+        self.plots.cursor_moved.connect(self._cursor_moved)
+        self.plots.range_changed.connect(self._range_changed)
+        self.table.clicked.connect(self._row_clicked)
+        self._load_timer.start()
+
+    def _step(self) -> None:
+        if self._steps is None:
+            return
+        try:
+            delay = next(self._steps)
+        except StopIteration:
+            self._steps = None
+            self.opened.emit()
+            return
+        except (StoreError, ExportError, ValueError, LookupError, TimeoutError) as exc:
+            self._open_failed(exc)
+            return
+        self._step_timer.start(delay)
+
+    def _open_failed(self, exc: Exception) -> None:
+        self._steps = None
+        self._step_timer.stop()
+        text = f"Session {self.session_id} cannot be opened: {describe_error(exc)}"
+        self.header.setText(html.escape(text))
+        self.show_error(text)
+        self.failed.emit(text)
+
+    def finish_opening(self, timeout: float = 30.0) -> None:
+        """Run what is left of opening now, waiting for the reads it needs (at most ``timeout``
+        seconds each; tests, benchmarks, and an action that needs the whole window). A session that
+        cannot be read leaves the window not ready, with the error shown."""
+        while self._steps is not None:
+            self._step_timer.stop()
+            try:
+                delay = next(self._steps)
+            except StopIteration:
+                self._steps = None
+                self.opened.emit()
+                return
+            except (StoreError, ExportError, ValueError, LookupError, TimeoutError) as exc:
+                self._open_failed(exc)
+                return
+            if delay and self._loader is not None:
+                self._loader.join(min(delay / 1000, timeout))
 
     # ------------------------------------------------------------------ building
     def _title(self) -> str:
@@ -230,10 +336,26 @@ class ReviewWindow(QMainWindow):
         header = table.horizontalHeader()
         header.setStretchLastSection(False)
         header.setResizeContentsPrecision(200)   # the first rows are enough to size a column
-        for column in range(len(TimelineModel.COLUMNS)):  # every column as wide as its texts …
-            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)  # … but "What", which takes the rest
+        # Every column as wide as its texts (measured once per set of rows, :meth:`_fit_columns`:
+        # a column left to size itself to its contents is measured again at every layout, 0.3–0.5 s
+        # for a 12-hour record), but "What", which takes the rest.
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         return table
+
+    def _fit_columns(self) -> None:
+        """Size the columns but "What" to their widest text (the header's or any row's), measured
+        with the font (asking the view to size a column to its contents asks the style for every
+        cell: 80 ms for four columns of a few hundred rows)."""
+        metrics = self.table.fontMetrics()
+        header = self.table.horizontalHeader()
+        margin = 2 * (self.table.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, self.table) + 1)
+        for column in range(len(TimelineModel.COLUMNS)):
+            if column == 2:
+                continue
+            widest = max((metrics.horizontalAdvance(text) for text in self.model.column_texts(column)), default=0)
+            header.resizeSection(column, max(widest + margin + theme.px(6),
+                                             header.sectionSizeFromContents(column).width()))
 
     def _build_toolbar(self) -> None:
         bar = QToolBar("Review")
@@ -269,7 +391,6 @@ class ReviewWindow(QMainWindow):
         for fmt, row in FORMATS.items():
             action = self.export_menu.addAction(row.label + "…")
             action.triggered.connect(lambda _=False, f=fmt: self.export(f))
-            action.setEnabled(not row.esketamine_only or self.view.protocol is ProtocolKind.ESKETAMINE)
             self.export_actions[fmt] = action
         self.export_button = QToolButton()
         self.export_button.setText("Export…")
@@ -361,6 +482,8 @@ class ReviewWindow(QMainWindow):
             self.banner.setText("")
             self.auto_refresh.setChecked(False)
         self.banner.setVisible(bool(self.banner.text()))
+
+    def _show_header(self) -> None:
         v = self.view
         start = v.start.astimezone()
         end = v.end.astimezone()
@@ -381,6 +504,7 @@ class ReviewWindow(QMainWindow):
         self.plots.set_phases(self.view.phases)
         self.plots.set_markers(rows)
         self.model.set_rows(rows)
+        self._fit_columns()
         start, end = self.plots.x_range()
         self.model.set_visible(start, end)
         self._show_summary()
@@ -407,8 +531,9 @@ class ReviewWindow(QMainWindow):
         self._show_summary()
 
     def load_all_vitals(self, timeout: float = 30.0) -> None:
-        """Wait for every vital to be read and show them (tests and benchmarks)."""
-        if self._loader is not None:
+        """Finish opening, wait for every vital to be read and show them (tests and benchmarks)."""
+        self.finish_opening(timeout)
+        if self._loader is not None and self.ready:
             self._loader.join(timeout)
             self._collect_vitals()
 
@@ -452,6 +577,8 @@ class ReviewWindow(QMainWindow):
         """Read what the open session recorded since the last read (numerics appended, record,
         markers, table and summary re-read) and redraw."""
         self.load_all_vitals()
+        if not self.ready:
+            return
         try:
             self.record = self.records.get_session(self.session_id)
             self.view = self.records.session_view(self.session_id)
@@ -467,6 +594,7 @@ class ReviewWindow(QMainWindow):
         self.cursor_panel.set_vitals(self._present_vitals())
         self._cursor_moved(self.plots.cursor_t)
         self._apply_state()
+        self._show_header()
         self.plots.redraw()
         self.statusBar().showMessage(f"Refreshed at {datetime.now().strftime('%H:%M:%S')}", 5000)
 
@@ -478,6 +606,9 @@ class ReviewWindow(QMainWindow):
 
     def add_late_entry(self) -> int | None:
         """Ask for a late entry (closed sessions) and show it; return its id, or None if cancelled."""
+        self.finish_opening()
+        if not self.ready:
+            return None
         if self.record.is_open:
             self.show_error("This session is still open: chart it from the monitoring window")
             return None
@@ -503,6 +634,9 @@ class ReviewWindow(QMainWindow):
         export runs."""
         if self.export_job is not None:
             self.show_error("An export is running: wait for it or cancel it first")
+            return None
+        self.finish_opening()
+        if not self.ready:
             return None
         deid = self.deidentify.isChecked() if deidentify is None else deidentify
         if path is None:
@@ -560,6 +694,8 @@ class ReviewWindow(QMainWindow):
             self.export_job.wait(10.0)
         self.auto_timer.stop()
         self._load_timer.stop()
+        self._step_timer.stop()
+        self._steps = None
         if self._loader is not None:
             self._loader.join(5.0)
         self.plots.shutdown()
