@@ -11,6 +11,7 @@ and back into the table; an open session opens read-only and refreshes.
 from __future__ import annotations
 
 import math
+import threading
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
@@ -372,6 +373,35 @@ def test_the_review_opens_a_piece_per_event_loop_turn(qtbot, desat):
     assert win.export_button.isEnabled() and win.view.patient.display in win.header.text()
     win.load_all_vitals()
     assert win.summary_panel.isVisible() or win.tabs.count() == 2
+
+
+def test_closing_a_review_still_reading_does_not_wait_for_it(qtbot, desat):
+    """Closing a 12-hour review while its vitals were still being read waited for every one of them
+    (and for the waveform read in progress): the monitoring window stood still for up to 0.5 s.
+    A closed review reads nothing more and does not wait for the read it is doing."""
+    store, sid = desat
+    ctx = context(store)
+    first_read, release = threading.Event(), threading.Event()
+    reads: list[str] = []
+    numerics = ctx.records.numerics
+
+    def slow(session_id, vital, *args, **kwargs):
+        reads.append(vital)
+        if len(reads) == 1:
+            first_read.set()
+            release.wait(10)
+        return numerics(session_id, vital, *args, **kwargs)
+
+    ctx.records.numerics = slow
+    win = ReviewWindow(ctx, sid)
+    assert first_read.wait(10)
+    loader = win._loader
+    win.close()                      # returns with the read still blocked …
+    assert not release.is_set()
+    release.set()
+    loader.join(10)
+    assert reads == reads[:1]        # … and nothing more is read once it ends
+    assert not loader.done()
 
 
 def test_a_session_that_cannot_be_read_is_said_in_the_browser(qtbot, tmp_path):

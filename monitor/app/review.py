@@ -124,11 +124,14 @@ class ReviewLoader:
         self._span, self._bins = span, bins
         self._results: dict[tuple[str, str], Any] = {}
         self._cond = threading.Condition()
+        self._cancelled = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"review-loader-{session_id}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         for kind, vital in self._tasks:
+            if self._cancelled.is_set():
+                return
             result: Any
             try:
                 if kind == "record":
@@ -191,6 +194,10 @@ class ReviewLoader:
     def join(self, timeout: float | None = None) -> None:
         """Wait for the thread to finish."""
         self._thread.join(timeout)
+
+    def cancel(self) -> None:
+        """Read nothing more (the read in progress ends on its own; :meth:`done` stays False)."""
+        self._cancelled.set()
 
 
 @dataclass(frozen=True)

@@ -191,14 +191,24 @@ class _WaveFetcher(QObject):
                 except (StoreError, sqlite3.Error, ValueError) as exc:
                     log.warning("reading %s of session %s failed: %s", channel, self._sid, exc)
                     continue
-                self.fetched.emit((generation, _request(channel, start, end, points, piece, ms, True, generation),
-                                   piece))
+                with self._cond:
+                    if self._stopping:   # the window is gone (or going): nobody to draw it
+                        return
+                    try:
+                        self.fetched.emit((generation, _request(channel, start, end, points, piece, ms, True,
+                                                                generation), piece))
+                    except RuntimeError:   # deleted without a close (the application ending)
+                        return
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """End the thread (waits for the read in progress, at most ``timeout`` seconds)."""
+    def stop(self) -> None:
+        """End the thread: it reads nothing more, and what it is reading now (a channel of a
+        zoomed-out 12-hour session can take half a second) is dropped, without waiting for it."""
         with self._cond:
             self._stopping = True
             self._cond.notify()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the thread to end (after :meth:`stop`)."""
         self._thread.join(timeout)
 
 
@@ -865,7 +875,8 @@ class ReviewPlots(QWidget):
 
     # ------------------------------------------------------------------ lifetime
     def shutdown(self) -> None:
-        """Stop the background reader (call before the store closes)."""
+        """Stop the background reader without waiting for the read it may be doing (which ends on
+        its own and is dropped; a read the store's closing cuts short is logged)."""
         self._debounce.stop()
         self._pending = None
         self._fetcher.stop()

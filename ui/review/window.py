@@ -696,8 +696,8 @@ class ReviewWindow(QMainWindow):
         self._load_timer.stop()
         self._step_timer.stop()
         self._steps = None
-        if self._loader is not None:
-            self._loader.join(5.0)
+        if self._loader is not None:   # reads nothing more; the read it is doing ends on its own
+            self._loader.cancel()
         self.plots.shutdown()
         self.closed_window.emit(self.session_id)
         self.destroyed.connect(lambda: QTimer.singleShot(0, _return_freed_memory))
