@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import stat
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -783,3 +784,35 @@ def test_version_1_file_migrates_and_takes_late_entries_on_closed_sessions(db, m
     with raw(db) as c:
         assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == \
             str(len(store_mod.MIGRATIONS))
+
+
+def test_closing_the_store_while_another_thread_reads_never_crashes(tmp_path):
+    """A review window closed while its reader thread was in a query, then the store closed (the
+    program ending): SQLite freed the connection under the query and the process died (SIGSEGV).
+    Now closing interrupts a read in progress, waits for it to leave, and later reads are refused."""
+    from monitor.export.synthetic import build_long_session
+
+    path = tmp_path / "long.sqlite"
+    with SessionStore(path) as writer:
+        sid = build_long_session(writer, hours=2, waves=False, events=10)
+    for attempt in range(12):
+        store = SessionStore(path, readonly=True)
+        reading, outcome = threading.Event(), []
+
+        def read() -> None:
+            try:
+                while True:
+                    reading.set()
+                    store.numerics(sid, "hr", with_quality=True)
+            except (StoreError, sqlite3.Error) as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=read)
+        thread.start()
+        assert reading.wait(10)
+        time.sleep(attempt % 8 / 1000)   # the close lands at a different point of the read each time
+        store.close()
+        thread.join(10)
+        assert not thread.is_alive() and len(outcome) == 1
+        with pytest.raises(StoreError, match="closed"):
+            store.numerics(sid, "hr")

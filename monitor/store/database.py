@@ -91,7 +91,9 @@ class StoreCore:
         self._depth = 0
         self._tx_thread: int | None = None
         self._local = threading.local()
-        self._readers: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
+        #: Each reading thread's connection and the lock it holds while reading (so that
+        #: :meth:`close` never closes a connection under a read: SQLite would crash the process).
+        self._readers: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection, threading.RLock]] = []
         self._readers_lock = threading.Lock()
         self._closed = False
         self._conn: sqlite3.Connection | None = None
@@ -439,11 +441,13 @@ class StoreCore:
         finally:
             self._closed = True
             with self._readers_lock:
-                for _thread, reader in self._readers:
-                    try:
-                        reader.close()
-                    except sqlite3.Error:
-                        pass
+                for _thread, reader, in_use in self._readers:
+                    reader.interrupt()   # a read in progress on another thread stops at its next step …
+                    with in_use:         # … and is over before its connection closes
+                        try:
+                            reader.close()
+                        except sqlite3.Error:
+                            pass
                 self._readers.clear()
             if self._conn is not None:
                 with self._lock:
@@ -535,26 +539,33 @@ class StoreCore:
             return
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._connect_ro()
-            self._local.conn = conn
+            in_use = threading.RLock()
             with self._readers_lock:  # close the read connections of threads that have ended
+                if self._closed:
+                    raise StoreError("the store is closed")
+                conn = self._connect_ro()
                 alive = []
-                for ref, reader in self._readers:
+                for ref, reader, lock in self._readers:
                     thread = ref()
                     if thread is not None and thread.is_alive():
-                        alive.append((ref, reader))
+                        alive.append((ref, reader, lock))
                     else:
                         reader.close()
-                alive.append((weakref.ref(threading.current_thread()), conn))
+                alive.append((weakref.ref(threading.current_thread()), conn, in_use))
                 self._readers = alive
-        if conn.in_transaction:  # a read inside a read on this thread: same snapshot
-            yield conn
-            return
-        conn.execute("BEGIN")  # one snapshot for all the statements of the read
-        try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
+            self._local.conn, self._local.in_use = conn, in_use
+        with self._local.in_use:
+            if self._closed:   # closed while this thread waited for its own connection's lock
+                raise StoreError("the store is closed")
+            if conn.in_transaction:  # a read inside a read on this thread: same snapshot
+                yield conn
+                return
+            conn.execute("BEGIN")  # one snapshot for all the statements of the read
+            try:
+                yield conn
+            finally:
+                if not self._closed:
+                    conn.execute("COMMIT")
 
     def _audit(self, conn: sqlite3.Connection, user: str | None, action: str, session_id: int | None,
                payload: dict[str, Any]) -> int:
