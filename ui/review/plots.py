@@ -36,7 +36,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QPainterPath, QPen
-from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem, QLabel, QVBoxLayout, QWidget
 
 from drivers.model import WAVE_CHANNELS
 from monitor.app.readmodel import PhaseSpan
@@ -263,6 +263,14 @@ class ReviewPlots(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.graphics)
+        # While the strips are made the plots area says so (a layout filled row by row on screen
+        # showed half-made strips, and left them squeezed into the height the first ones needed).
+        self.placeholder = QLabel("Reading the session…")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setFont(theme.font(11))
+        self.placeholder.setStyleSheet(f"color: {theme.TEXT_DIM}; background: {theme.BACKGROUND};")
+        layout.addWidget(self.placeholder)
+        self.graphics.hide()
         self._tick_font = QFont(theme.font(8))
         self.painted = False  # no waveform is read before the first frame is on screen
         self._pending: tuple[int, list[tuple[str, float, float, int]]] | None = None
@@ -385,6 +393,8 @@ class ReviewPlots(QWidget):
         self._apply_limits()
         self._draw_overview_extent()
         self.fit_all()
+        self.placeholder.hide()
+        self.graphics.show()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
         if event.type() == QEvent.Type.Paint:
