@@ -21,6 +21,7 @@ import ctypes
 import gc
 import html
 import logging
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -277,19 +278,24 @@ class ReviewWindow(QMainWindow):
         self.table.clicked.connect(self._row_clicked)
         self._load_timer.start()
 
-    def _step(self) -> None:
-        if self._steps is None:
-            return
+    def _advance(self) -> int | None:
+        """Run the next piece of opening; the milliseconds to wait before the next one, or None when
+        opening is over (done, or failed: the error is shown)."""
+        assert self._steps is not None
         try:
-            delay = next(self._steps)
+            return next(self._steps)
         except StopIteration:
             self._steps = None
             self.opened.emit()
-            return
         except (StoreError, ExportError, ValueError, LookupError, TimeoutError) as exc:
             self._open_failed(exc)
-            return
-        self._step_timer.start(delay)
+        return None
+
+    def _step(self) -> None:
+        if self._steps is not None:
+            delay = self._advance()
+            if delay is not None:
+                self._step_timer.start(delay)
 
     def _open_failed(self, exc: Exception) -> None:
         self._steps = None
@@ -300,22 +306,18 @@ class ReviewWindow(QMainWindow):
         self.failed.emit(text)
 
     def finish_opening(self, timeout: float = 30.0) -> None:
-        """Run what is left of opening now, waiting for the reads it needs (at most ``timeout``
-        seconds each; tests, benchmarks, and an action that needs the whole window). A session that
-        cannot be read leaves the window not ready, with the error shown."""
+        """Run what is left of opening now, waiting for the reads it needs (tests, benchmarks, and an
+        action that needs the whole window). A session that cannot be read, or is still being read
+        after ``timeout`` seconds, leaves the window not ready, with the error shown."""
+        self._step_timer.stop()
+        deadline = time.monotonic() + timeout
         while self._steps is not None:
-            self._step_timer.stop()
-            try:
-                delay = next(self._steps)
-            except StopIteration:
-                self._steps = None
-                self.opened.emit()
-                return
-            except (StoreError, ExportError, ValueError, LookupError, TimeoutError) as exc:
-                self._open_failed(exc)
-                return
-            if delay and self._loader is not None:
-                self._loader.join(min(delay / 1000, timeout))
+            delay = self._advance()
+            if delay and self._steps is not None and self._loader is not None:
+                if time.monotonic() > deadline:
+                    self._open_failed(TimeoutError(f"still being read after {timeout:g} s"))
+                    return
+                self._loader.join(delay / 1000)   # returns early once everything is read
 
     # ------------------------------------------------------------------ building
     def _title(self) -> str:
