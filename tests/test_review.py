@@ -342,6 +342,35 @@ def test_a_late_entry_on_a_closed_session_reaches_the_store_and_the_table(qtbot,
 
 # ------------------------------------------------------------------------------ browser and live
 @pytest.mark.qt_log_ignore("This plugin does not support raise")  # the offscreen platform, when a window is raised
+def test_a_held_loader_reads_only_what_the_first_frame_needs_until_told(desat):
+    """While the window makes its widgets the loader reads the record, the NIBP readings and the
+    envelopes only: reading every vital in full meanwhile took the interpreter lock from the
+    window's thread (the monitoring window's frames with it)."""
+    from monitor.app.review import REVIEW_VITALS, ReviewLoader
+
+    store, sid = desat
+    records = context(store).records
+    asked: list[str] = []
+    numerics = records.numerics
+
+    def counting(session_id, vital, *args, **kwargs):
+        asked.append(vital)
+        return numerics(session_id, vital, *args, **kwargs)
+
+    records.numerics = counting
+    loader = ReviewLoader(records, sid, REVIEW_VITALS, record=lambda: "the record", envelopes=["hr", "spo2"],
+                          span=(T0.timestamp(), T0.timestamp() + 1500), hold=True)
+    assert loader.record(10) == "the record"
+    loader.envelope("spo2", 10)
+    loader.join(0.3)
+    assert set(asked) == {"nibp_sys", "nibp_dia", "nibp_mean"} and not loader.done()
+    loader.go()
+    loader.join(10)
+    assert loader.done() and set(asked) == set(REVIEW_VITALS)
+    held = ReviewLoader(records, sid, ["hr", "nibp_sys"], hold=True)
+    assert len(held.get("hr", 10).t) > 0        # asking for a vital in full lets the loader go on
+
+
 def test_the_review_opens_a_piece_per_event_loop_turn(qtbot, desat):
     """Opening a 12-hour review built every plot, read the record and sized the table in one go on
     the window's thread: the monitoring window it opens from stood still for about a second. Now

@@ -108,11 +108,14 @@ class ReviewLoader:
     :meth:`get`, :meth:`envelope` and :meth:`record` wait for one result (:meth:`has` says whether
     it is in); :meth:`done` says whether all are read. A vital that cannot be read comes back empty
     (the error is logged); an error reading the record is raised again by :meth:`record`.
+
+    With ``hold=True`` the thread stops before the vitals in full until :meth:`go`: a window still
+    making its widgets is not slowed by that reading (it and the window share one interpreter lock).
     """
 
     def __init__(self, store: SessionStore, session_id: int, vitals: Iterable[str], *,
                  record: Callable[[], Any] | None = None, envelopes: Iterable[str] = (),
-                 span: tuple[float, float] | None = None, bins: int = 2000) -> None:
+                 span: tuple[float, float] | None = None, bins: int = 2000, hold: bool = False) -> None:
         self._store, self._sid = store, session_id
         self._record = record
         self.vitals = list(dict.fromkeys(vitals))
@@ -125,11 +128,18 @@ class ReviewLoader:
         self._results: dict[tuple[str, str], Any] = {}
         self._cond = threading.Condition()
         self._cancelled = threading.Event()
+        self._go = threading.Event()
+        if not hold:
+            self._go.set()
+        #: The tasks before the vitals in full (those :meth:`go` lets through).
+        self._first = len(self._tasks) - len([v for v in self.vitals if v not in first])
         self._thread = threading.Thread(target=self._run, name=f"review-loader-{session_id}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        for kind, vital in self._tasks:
+        for number, (kind, vital) in enumerate(self._tasks):
+            if number == self._first:
+                self._go.wait()
             if self._cancelled.is_set():
                 return
             result: Any
@@ -174,7 +184,9 @@ class ReviewLoader:
 
     def get(self, vital: str, timeout: float | None = None) -> Series:
         """The vital's series, waiting for it if it is still being read (``TimeoutError`` after
-        ``timeout`` seconds); ``KeyError`` for a vital this loader does not read."""
+        ``timeout`` seconds; a held loader goes on); ``KeyError`` for a vital this loader does not read."""
+        if vital not in NIBP_KEYS:
+            self.go()
         return self._wait(("series", vital), timeout)
 
     def envelope(self, vital: str, timeout: float | None = None) -> Envelope:
@@ -192,12 +204,17 @@ class ReviewLoader:
             return len(self._results) == len(self._tasks)
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the thread to finish."""
+        """Wait for the thread to finish (a held loader waits for :meth:`go`)."""
         self._thread.join(timeout)
+
+    def go(self) -> None:
+        """Read the vitals in full now (see ``hold``)."""
+        self._go.set()
 
     def cancel(self) -> None:
         """Read nothing more (the read in progress ends on its own; :meth:`done` stays False)."""
         self._cancelled.set()
+        self._go.set()
 
 
 @dataclass(frozen=True)

@@ -163,7 +163,8 @@ class ReviewWindow(QMainWindow):
         # opens from keeps its frames and alarms meanwhile.
         self._loader: ReviewLoader | None = ReviewLoader(
             self.records, session_id, REVIEW_VITALS, record=self._read_record,
-            envelopes=[v for v in TREND_VITALS if v not in NIBP_KEYS], span=(start, end), bins=ENVELOPE_BINS)
+            envelopes=[v for v in TREND_VITALS if v not in NIBP_KEYS], span=(start, end), bins=ENVELOPE_BINS,
+            hold=True)
         #: The session as the read model gives it (set once opened: see :attr:`ready`).
         self.view: SessionView
         self.rows: list[TimelineRow] = []
@@ -276,6 +277,7 @@ class ReviewWindow(QMainWindow):
         self.plots.cursor_moved.connect(self._cursor_moved)
         self.plots.range_changed.connect(self._range_changed)
         self.table.clicked.connect(self._row_clicked)
+        loader.go()   # the vitals in full, now that the window is made
         self._load_timer.start()
 
     def _advance(self) -> int | None:
@@ -536,6 +538,7 @@ class ReviewWindow(QMainWindow):
         """Finish opening, wait for every vital to be read and show them (tests and benchmarks)."""
         self.finish_opening(timeout)
         if self._loader is not None and self.ready:
+            self._loader.go()
             self._loader.join(timeout)
             self._collect_vitals()
 
