@@ -1,8 +1,10 @@
 """Exports from the review window on a worker thread, with progress and cancel (issue 10 §4).
 
-:class:`ExportJob` runs :func:`monitor.export.export_session` on its own thread (the exporter reads
-the record through its own read connection, so the window, and the recording if this Vigil
-monitors, never wait for it) and reports through Qt signals, which reach the window on its thread:
+:class:`ExportJob` runs the export in a child process (:func:`monitor.export.child.export_in_child`:
+its own interpreter, so its work never takes the interpreter lock from the window's thread; the
+clinic record's exports run on the job's thread), watched from a thread of its own (so the window,
+and the recording if this Vigil monitors, never wait for it), and reports through Qt signals, which
+reach the window on its thread:
 ``progressed(fraction)`` as the writer reads the session, ``ended()`` once the file is written, the
 export refused or cancelled. :meth:`ExportJob.cancel` stops the writer at its next read; a cancelled
 or refused export leaves no file.
@@ -16,7 +18,8 @@ from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, Signal
 
-from monitor.export import ExportCancelled, ExportError, export_session
+from monitor.export import ExportCancelled, ExportError
+from monitor.export.child import export_in_child
 
 __all__ = ["ExportJob"]
 
@@ -59,8 +62,8 @@ class ExportJob(QObject):
     def _run(self) -> None:
         records, session_id, fmt, path, deidentify, overwrite = self._args
         try:
-            self.result = export_session(records, session_id, fmt, path, deidentify=deidentify, overwrite=overwrite,
-                                         progress=self.progressed.emit, cancel=self._cancel)
+            self.result = export_in_child(records, session_id, fmt, path, deidentify=deidentify, overwrite=overwrite,
+                                          progress=self.progressed.emit, cancel=self._cancel)
         except ExportError as exc:
             self.error = exc
         except Exception as exc:  # a bug must still end the job, with a message
