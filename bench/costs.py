@@ -6,6 +6,10 @@
   *session* time, as at real speed), measured from the process's ``/proc/self/io``
   ``write_bytes`` (what reached the block layer: database, WAL and checkpoints) after a
   warm-up; also the stored database size per hour, so the ratio is the write amplification.
+  A whole session-hour by default (90 s at 40×): the log is copied back into the database once
+  per 4 MiB (about every 20 session-minutes), so a shorter window can miss every checkpoint.
+  ``BENCH_DATA_COMMIT_S=3`` in the environment measures the cadence of a chair with the clinic
+  record on (``monitor.app.chair.CLINIC_DATA_COMMIT_S``).
 * Peak memory of every export format on a synthetic 24-hour session (tracemalloc peak, Python
   allocations incl. numpy, and the process's max RSS), each format in its own subprocess.
 * The review window opened (to fully loaded) and closed 10 times in one process, on a 2-hour and
@@ -83,7 +87,7 @@ print(json.dumps({"hours": span, "write_bytes": (b["write_bytes"] - a["write_byt
 """
 
 
-def write_cost(hours: float = 0.25, speed: float = 20.0, warmup: float = 0.02) -> dict[str, float]:
+def write_cost(hours: float = 1.0, speed: float = 40.0, warmup: float = 0.02) -> dict[str, float]:
     """Bytes written per session-hour by a recording (see the module docstring)."""
     with tempfile.TemporaryDirectory(dir=ROOT / "var" if (ROOT / "var").is_dir() else None) as folder:
         result = subprocess.run([sys.executable, "-c", _RECORD, str(Path(folder) / "w.sqlite"), str(speed), str(hours),

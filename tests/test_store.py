@@ -112,6 +112,8 @@ def test_files_owner_only_wal_and_pragmas(db):
                 assert stat.S_IMODE(f.stat().st_mode) == 0o600, suffix
             assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
             assert s._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+            assert s._conn.execute("PRAGMA page_size").fetchone()[0] == store_db.PAGE_SIZE == 1024
+            assert s._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 4096  # 4 MiB of pages
             with raw(db) as c:
                 assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
                 assert c.execute("PRAGMA application_id").fetchone()[0] == store_mod.APPLICATION_ID
@@ -173,6 +175,39 @@ def test_migrates_older_version_forward(db, monkeypatch):
     assert backup.exists() and stat.S_IMODE(backup.stat().st_mode) == 0o600
     with raw(backup) as c:
         assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(current)
+
+
+def test_a_schema_5_file_gets_the_arrival_order_index_and_keeps_its_pages(db, monkeypatch):
+    """Schema 6 indexes observations by (session, time, vital); a file of schema 5 (4 KiB pages,
+    the per-vital index) is backed up, migrated on opening, reads the same and keeps its page size."""
+    monkeypatch.setattr(store_db, "MIGRATIONS", store_mod.MIGRATIONS[:5])
+    monkeypatch.setattr(store_db, "PAGE_SIZE", 4096)
+    with SessionStore(db) as s:
+        sid = new_session(s)
+        s.add_observations(sid, [numeric(v, 60.0 + i, "sim", at(i)) for i in range(20) for v in ("hr", "spo2")])
+        s.add_observations(sid, [numeric("nibp_sys", 120.0, "sim", at(5))])
+        before = {v: s.numerics(sid, v) for v in ("hr", "spo2", "nibp_sys")}
+        last = s.last_data_time(sid)
+    monkeypatch.undo()
+    with SessionStore(db) as s:
+        for vital, (t, v) in before.items():
+            np.testing.assert_array_equal(s.numerics(sid, vital)[0], t)
+            np.testing.assert_array_equal(s.numerics(sid, vital)[1], v)
+        np.testing.assert_array_equal(s.numerics(sid, "hr", at(3), at(6))[1], [63, 64, 65])
+        assert s.last_data_time(sid) == last == at(19)
+        assert s.verify_audit().ok
+    with raw(db) as c:
+        indexes = {r[0]: r[1] for r in c.execute("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'observations' "
+                                                 "AND type = 'index'")}
+        assert list(indexes) == ["observations_stv"] and "(session_id, t, vital)" in indexes["observations_stv"]
+        assert c.execute("PRAGMA page_size").fetchone()[0] == 4096
+        plan = " ".join(r[3] for r in c.execute("EXPLAIN QUERY PLAN SELECT t FROM observations WHERE session_id = 1 "
+                                                "AND vital = 'hr' AND t >= 0 ORDER BY t"))
+        assert "observations_stv" in plan and "TEMP B-TREE" not in plan
+    c.close()
+    with raw(Path(f"{db}.v5.bak")) as c:
+        assert c.execute("SELECT count(*) FROM observations").fetchone()[0] == 41
+    c.close()
 
 
 def test_newer_version_refused_unchanged(db):

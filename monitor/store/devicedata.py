@@ -387,9 +387,8 @@ class DeviceDataMixin(StoreCore):
         sid = _sid(session_id)
         latest: list[float] = []
         with self._read() as conn:
-            for vital in VITAL_KEYS:
-                row = conn.execute("SELECT max(t) FROM observations WHERE session_id = ? AND vital = ?",
-                                   (sid, vital)).fetchone()
+            for table in ("observations", "conditions", "entries"):
+                row = conn.execute(f"SELECT max(t) FROM {table} WHERE session_id = ?", (sid,)).fetchone()
                 if row[0] is not None:
                     latest.append(row[0])
             channels = [r[0] for r in conn.execute(
@@ -400,8 +399,4 @@ class DeviceDataMixin(StoreCore):
                                        "ORDER BY t0 DESC LIMIT 1", (sid, channel)).fetchone()
                     if row is not None:
                         latest.append(row[0] + (row[1] - 1) / row[2])
-            for table in ("conditions", "entries"):
-                row = conn.execute(f"SELECT max(t) FROM {table} WHERE session_id = ?", (sid,)).fetchone()
-                if row[0] is not None:
-                    latest.append(row[0])
         return _at(max(latest)) if latest else None

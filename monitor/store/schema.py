@@ -312,12 +312,23 @@ def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE audit ADD COLUMN mac TEXT")
 
 
+def _migrate_5_to_6(conn: sqlite3.Connection) -> None:
+    """Version 6: observations are indexed in the order they arrive, ``(session_id, t, vital)``,
+    instead of ``(session_id, vital, t)``. Rows arrive a second at a time for every vital, so the
+    old index took each commit's rows at one end per vital, in the middle of the tree: a commit
+    rewrote ~25 of its pages (~12 MB per session-hour into the write-ahead log alone); the new one
+    takes them at its right-most leaf. A read of one vital scans the index in time order and skips
+    the other vitals inside the index (no row is read for them)."""
+    conn.execute("DROP INDEX observations_svt")
+    conn.execute("CREATE INDEX observations_stv ON observations (session_id, t, vital)")
+
+
 #: Forward migrations: ``MIGRATIONS[i](conn)`` upgrades schema version ``i`` to ``i + 1`` inside
 #: one transaction. The current version is ``len(MIGRATIONS)``.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3,
-                                                          _migrate_3_to_4, _migrate_4_to_5]
+                                                          _migrate_3_to_4, _migrate_4_to_5, _migrate_5_to_6]
 #: Trigger definitions of the current schema (used to restore triggers found missing or changed;
-#: versions 3 to 5 keep version 2's).
+#: versions 3 to 6 keep version 2's).
 _CURRENT_TRIGGERS = _v2_triggers
 
 

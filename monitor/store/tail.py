@@ -1,7 +1,7 @@
 """The tail file: device data received but not yet committed to the database, kept across a crash.
 
 A real-time recording commits to SQLite every ``StoreWriter.commit_interval`` seconds (30 s by
-default), not every second: each commit rewrites whole 4 KiB pages (the last page of every index
+default), not every second: each commit rewrites whole pages (the last page of every index
 a row lands in, the session row, the open waveform blocks) into the WAL and later into the file,
 so a commit a second wrote ~400 MB per session-hour to store ~6 MB. Between commits the writer
 appends what it received to ``<database>.tail`` about once a second: one small frame of just the
