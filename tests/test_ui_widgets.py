@@ -336,6 +336,34 @@ def test_many_sweep_frames_do_not_drain_none(qtbot):
     assert after >= before - 1000, f"sys.getrefcount(None) fell from {before} to {after}"
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="None is immortal from Python 3.12: its count never moves")
+def test_whole_strip_redraws_keep_no_reference_to_none(wave):
+    """A chunk longer than the window (every frame at the soak's 240x speed) redraws the whole strip.
+    Each redraw used to paint a new QPixmap, and PySide6 6.11 keeps, for good, one reference to None
+    per Qt virtual it looks up on a new wrapper: six a pixmap, the soak's refcount(None) climb."""
+    chunk = np.sin(np.linspace(0, 12, 250)).astype(np.float32)   # 2.5 s: more than the 2 s window
+    frames = 300
+    for _ in range(20):
+        wave.append(chunk)
+        wave.refresh()
+    drawn = wave.frames_drawn
+    gc.collect()
+    gc.disable()
+    try:
+        before = sys.getrefcount(None)
+        for _ in range(frames):
+            wave.append(chunk)
+            wave.refresh()
+        after = sys.getrefcount(None)
+    finally:
+        gc.enable()
+    assert wave.frames_drawn == drawn + frames                   # every frame redrew the whole strip
+    assert after - before < frames // 3, f"sys.getrefcount(None) rose from {before} to {after} in {frames} frames"
+    wave.resize(300, 80)                                         # a new size still gets a pixmap of that size
+    wave.refresh()
+    assert wave._pixmap.size() == wave.size() * wave.devicePixelRatioF()
+
+
 # --------------------------------------------------------------------------- trends
 def _four_hours(trends: SessionTrends, seconds: int = 4 * 3600) -> None:
     rng = np.random.default_rng(0)
