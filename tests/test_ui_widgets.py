@@ -465,6 +465,31 @@ def test_trends_time_axis_moves_on_in_steps(trends):
     assert len(ranges) < 30  # not 3600: about one step every 8 % of the span
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="None is immortal from Python 3.12: its count never moves")
+def test_trend_axes_redrawn_on_new_ranges_keep_no_reference_to_none(trends):
+    """pyqtgraph's AxisItem draws its ticks into a new QPicture whenever its range moves, and PySide6
+    6.11 keeps six references to None for good for each new QPicture painted: the axes reuse one."""
+    trends.show()
+    steps = 60
+    for step in range(5):
+        trends.lane.setXRange(step, step + 60, padding=0)
+        trends.grab()
+    gc.collect()
+    gc.disable()
+    try:
+        before = sys.getrefcount(None)
+        for step in range(steps):
+            trends.lane.setXRange(step, step + 60, padding=0)
+            trends.rows["spo2"].plot.setYRange(80 - step % 7, 100, padding=0)
+            trends.grab()
+        after = sys.getrefcount(None)
+    finally:
+        gc.enable()
+    assert after - before < steps, f"sys.getrefcount(None) rose from {before} to {after} in {steps} new ranges"
+    for axis in (trends.clock_axis, trends.rows["spo2"].plot.getAxis("left")):
+        assert axis.picture is not None and axis.picture.size() > 0   # the ticks are still drawn
+
+
 def test_trends_y_scale_widens_for_values_beyond_the_display_span(trends):
     trends.add_numeric("hr", START, 190)
     trends.refresh(START + timedelta(seconds=1))
