@@ -336,6 +336,34 @@ def test_many_sweep_frames_do_not_drain_none(qtbot):
     assert after >= before - 1000, f"sys.getrefcount(None) fell from {before} to {after}"
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="None is immortal from Python 3.12: its count never moves")
+def test_whole_strip_redraws_keep_no_reference_to_none(wave):
+    """A chunk longer than the window (every frame at the soak's 240x speed) redraws the whole strip.
+    Each redraw used to paint a new QPixmap, and PySide6 6.11 keeps, for good, one reference to None
+    per Qt virtual it looks up on a new wrapper: six a pixmap, the soak's refcount(None) climb."""
+    chunk = np.sin(np.linspace(0, 12, 250)).astype(np.float32)   # 2.5 s: more than the 2 s window
+    frames = 300
+    for _ in range(20):
+        wave.append(chunk)
+        wave.refresh()
+    drawn = wave.frames_drawn
+    gc.collect()
+    gc.disable()
+    try:
+        before = sys.getrefcount(None)
+        for _ in range(frames):
+            wave.append(chunk)
+            wave.refresh()
+        after = sys.getrefcount(None)
+    finally:
+        gc.enable()
+    assert wave.frames_drawn == drawn + frames                   # every frame redrew the whole strip
+    assert after - before < frames // 3, f"sys.getrefcount(None) rose from {before} to {after} in {frames} frames"
+    wave.resize(300, 80)                                         # a new size still gets a pixmap of that size
+    wave.refresh()
+    assert wave._pixmap.size() == wave.size() * wave.devicePixelRatioF()
+
+
 # --------------------------------------------------------------------------- trends
 def _four_hours(trends: SessionTrends, seconds: int = 4 * 3600) -> None:
     rng = np.random.default_rng(0)
@@ -435,6 +463,31 @@ def test_trends_time_axis_moves_on_in_steps(trends):
         assert left < 0 and second / 60 <= right  # the start and now always in view
         ranges.add((left, right))
     assert len(ranges) < 30  # not 3600: about one step every 8 % of the span
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="None is immortal from Python 3.12: its count never moves")
+def test_trend_axes_redrawn_on_new_ranges_keep_no_reference_to_none(trends):
+    """pyqtgraph's AxisItem draws its ticks into a new QPicture whenever its range moves, and PySide6
+    6.11 keeps six references to None for good for each new QPicture painted: the axes reuse one."""
+    trends.show()
+    steps = 60
+    for step in range(5):
+        trends.lane.setXRange(step, step + 60, padding=0)
+        trends.grab()
+    gc.collect()
+    gc.disable()
+    try:
+        before = sys.getrefcount(None)
+        for step in range(steps):
+            trends.lane.setXRange(step, step + 60, padding=0)
+            trends.rows["spo2"].plot.setYRange(80 - step % 7, 100, padding=0)
+            trends.grab()
+        after = sys.getrefcount(None)
+    finally:
+        gc.enable()
+    assert after - before < steps, f"sys.getrefcount(None) rose from {before} to {after} in {steps} new ranges"
+    for axis in (trends.clock_axis, trends.rows["spo2"].plot.getAxis("left")):
+        assert axis.picture is not None and axis.picture.size() > 0   # the ticks are still drawn
 
 
 def test_trends_y_scale_widens_for_values_beyond_the_display_span(trends):

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QPainterPath, QPen
+from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen, QPicture
 from PySide6.QtWidgets import (
     QGraphicsItem,
     QGraphicsPathItem,
@@ -142,7 +142,36 @@ def phase_regions(plot: pg.PlotItem, regions: list[QGraphicsRectItem], count: in
         regions.append(region)
 
 
-class ValueAxis(pg.AxisItem):
+class _Axis(pg.AxisItem):
+    """pyqtgraph's axis, drawing its ticks into one QPicture for its whole life.
+
+    ``AxisItem.paint`` draws into a new QPicture whenever the range or the size moves, and PySide6
+    (6.11 on Python 3.11) keeps for good a reference to None for each Qt virtual its wrapper of a
+    new paint device is first asked about: six a picture, a climb of ``sys.getrefcount(None)`` with
+    every new range (docs/reliability.md, "Soak"). ``QPainter.begin`` empties the picture it is
+    given, so painting the same one again draws the new ticks alone.
+    """
+
+    def __init__(self, orientation: str) -> None:
+        super().__init__(orientation)
+        self._canvas = QPicture()
+
+    def paint(self, p: QPainter, opt: object, widget: object) -> None:  # noqa: D102 (pg.AxisItem)
+        if self.picture is None:
+            painter = QPainter(self._canvas)
+            try:
+                if self.style["tickFont"]:
+                    painter.setFont(self.style["tickFont"])
+                specs = self.generateDrawSpecs(painter)
+                if specs is not None:
+                    self.drawPicture(painter, *specs)
+            finally:
+                painter.end()
+            self.picture = self._canvas
+        self.picture.play(p)
+
+
+class ValueAxis(_Axis):
     """A vertical axis with 1-2-5 steps and at least :data:`_VALUE_TICK_PX` pixels between labels;
     labels that would stick out of the strip are hidden."""
 
@@ -162,7 +191,7 @@ class ValueAxis(pg.AxisItem):
         return [(10 * power, 0.0)]
 
 
-class MinutesAxis(pg.AxisItem):
+class MinutesAxis(_Axis):
     """Minutes from the origin (the start of the infusion): "−10", "0 min", "30" …"""
 
     def __init__(self, orientation: str = "bottom") -> None:
@@ -177,7 +206,7 @@ class MinutesAxis(pg.AxisItem):
         return [f"{round(v):d}".replace("-", "−") + (" min" if round(v) == 0 else "") for v in values]
 
 
-class ClockAxis(pg.AxisItem):
+class ClockAxis(_Axis):
     """Local clock time (HH:MM) of positions given in minutes from an origin (POSIX seconds), with
     ticks on round clock minutes."""
 

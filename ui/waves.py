@@ -259,8 +259,14 @@ class SweepWave(QWidget):
 
     def _redraw_all(self) -> None:
         ratio = self.devicePixelRatioF()
-        self._pixmap = QPixmap(self.size() * ratio)
-        self._pixmap.setDevicePixelRatio(ratio)
+        size = self.size() * ratio
+        # A new pixmap only for a new size or pixel ratio. Besides saving the allocation, PySide6
+        # (6.11 on Python 3.11) keeps for good a reference to None for each Qt virtual its shiboken
+        # wrapper is first asked about, six when a QPainter first paints a pixmap: a pixmap a frame
+        # was the soak's sys.getrefcount(None) climb (docs/reliability.md, "Soak").
+        if self._pixmap is None or self._pixmap.size() != size or self._pixmap.devicePixelRatio() != ratio:
+            self._pixmap = QPixmap(size)
+            self._pixmap.setDevicePixelRatio(ratio)
         self._pixmap.fill(self._background)
         painter = QPainter(self._pixmap)
         painter.setPen(self._pen)
