@@ -92,8 +92,9 @@ def test_a_silent_port_is_reopened_and_follows_its_by_id_link(tmp_path):
         link_path.unlink()
         link_path.symlink_to(os.ttyname(new_slave))
         assert rec.wait(lambda: worker.reopens == 1)
-        assert any(s is LinkState.CONNECTED and "reopened (no byte from the device for 1 s)" in d
-                   for s, d, _ in rec.states)
+        # the listeners hear of the reopening just after the count goes up: wait for it, do not race it
+        assert rec.wait(lambda: any(s is LinkState.CONNECTED and "reopened (no byte from the device for 1 s)" in d
+                                    for s, d, _ in rec.states))
         for second in range(3, 6):
             os.write(new_master, masimo(second, 96.0))
         assert rec.wait(lambda: [o.value for o in spo2(rec)][3:] == [96.0] * 3)

@@ -72,13 +72,15 @@ def _vigil(*args: str) -> list[str]:
 
 
 def _wait_for_session(db: Path, timeout: float = 60) -> int:
+    """The id of the session a ``vigil record`` writing ``db`` opened, once it is committed (its
+    opening is committed at once; its device data only every 30 s, so they are not waited for)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if db.exists():
             try:
                 with SessionStore(db, readonly=True) as ro:
                     sessions = ro.list_sessions()
-                if sessions and sessions[0].n_observations > 5:
+                if sessions:
                     return sessions[0].id
             except StoreError:
                 pass
