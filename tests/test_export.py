@@ -671,13 +671,22 @@ def _original_times(store: SessionStore, sid: int) -> list[str]:
     return sorted(out)
 
 
+def _holds(text: str, identifier: str) -> bool:
+    """``identifier`` in ``text``; one of digits only as a number of its own (the MRN's six digits
+    turned up by chance inside a longer number of a de-identified JSON export, whose times are
+    shifted by a random offset: a failure of one full run)."""
+    if identifier.isdigit():
+        return re.search(rf"(?<![0-9]){identifier}(?![0-9])", text) is not None
+    return identifier in text
+
+
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_deidentified_exports_hold_no_identifier(fmt, iv, esk, out, qapp):
     store, sid = esk if fmt == "rems" else iv
     path = export_session(store, sid, fmt, out / f"d{FORMATS[fmt].suffix}", deidentify=True)
     text, binary = _texts(fmt, path)
     lower, binary_lower = text.lower(), binary.lower()
-    leaks = [x for x in IDENTIFIERS if x.lower() in lower or (len(x) >= 8 and x.lower() in binary_lower)]
+    leaks = [x for x in IDENTIFIERS if _holds(lower, x.lower()) or (len(x) >= 8 and _holds(binary_lower, x.lower()))]
     assert not leaks, f"{fmt} export leaks {leaks}"
     leaked_times = [x for x in _original_times(store, sid) if x in text or (len(x) >= 10 and x in binary)]
     assert not leaked_times, f"{fmt} export leaks the times {leaked_times}"
