@@ -290,6 +290,8 @@ context = UiContext(service, Records(store), Clinic(store), settings, profile)
 window = MainWindow(context, audio=AlarmAudio(enabled=False))
 window.resize(1366, 768)
 window.show()
+from ui.app import settle_heap
+settle_heap()                          # as `vigil run` does after the first frame
 service.start()
 nurse = Actor(username="bench", display_name="Bench", role=Role.NURSE)
 heartbeat = QTimer()

@@ -36,7 +36,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QPainterPath, QPen
-from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem, QVBoxLayout, QWidget
 
 from drivers.model import WAVE_CHANNELS
 from monitor.app.readmodel import PhaseSpan
@@ -263,14 +263,6 @@ class ReviewPlots(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.graphics)
-        # While the strips are made the plots area says so (a layout filled row by row on screen
-        # showed half-made strips, and left them squeezed into the height the first ones needed).
-        self.placeholder = QLabel("Reading the session…")
-        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.placeholder.setFont(theme.font(11))
-        self.placeholder.setStyleSheet(f"color: {theme.TEXT_DIM}; background: {theme.BACKGROUND};")
-        layout.addWidget(self.placeholder)
-        self.graphics.hide()
         self._tick_font = QFont(theme.font(8))
         self.painted = False  # no waveform is read before the first frame is on screen
         self._pending: tuple[int, list[tuple[str, float, float, int]]] | None = None
@@ -393,8 +385,15 @@ class ReviewPlots(QWidget):
         self._apply_limits()
         self._draw_overview_extent()
         self.fit_all()
-        self.placeholder.hide()
-        self.graphics.show()
+        # Laid out one strip per turn while on screen, the rows kept the height the first one
+        # allowed (the marker lane's fixed 48 px: the whole session squeezed into the top of the
+        # window, seen under a window manager): fill the view again, as a resize does.
+        self.graphics.resizeEvent(None)
+        # The strips appear one per turn: each turn paints one strip (its axes, curves and marks),
+        # not the whole area at once (the first paint of all of them took 60–80 ms).
+        for strip in (*self.main_strips, self.overview):
+            yield
+            strip.plot.setOpacity(1.0)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
         if event.type() == QEvent.Type.Paint:
@@ -423,6 +422,7 @@ class ReviewPlots(QWidget):
         # no context menus (a view box builds its menu's widgets unless told not to: a third of a strip's cost)
         plot = self.graphics.addPlot(row=row, col=0, axisItems={"left": ValueAxis(), **axes},
                                      viewBox=pg.ViewBox(enableMenu=False, defaultPadding=0.0))
+        plot.setOpacity(0.0)   # laid out with the others (a hidden item takes no room), painted at the end of :meth:`_build`
         plot.setMenuEnabled(False)
         plot.hideButtons()
         plot.setMouseEnabled(x=linked, y=False)
