@@ -371,6 +371,40 @@ def test_a_held_loader_reads_only_what_the_first_frame_needs_until_told(desat):
     assert len(held.get("hr", 10).t) > 0        # asking for a vital in full lets the loader go on
 
 
+def test_the_vitals_in_full_wait_for_the_first_waveforms(qtbot, desat, monkeypatch):
+    """The whole session's waveforms and every vital read at once took the interpreter lock from the
+    window's thread (100–120 ms still frames): the vitals in full wait for the first view's
+    waveforms (or, at most, WAVES_FIRST_S)."""
+    from ui.review import window as review_window
+
+    monkeypatch.setattr(review_window, "WAVES_FIRST_S", 60.0)
+    store, sid = desat
+    ctx = context(store)
+    release = threading.Event()
+    asked: list[str] = []
+    numerics, waveform = ctx.records.numerics, ctx.records.waveform
+
+    def counting(session_id, vital, *args, **kwargs):
+        asked.append(vital)
+        return numerics(session_id, vital, *args, **kwargs)
+
+    def slow(*args, **kwargs):
+        release.wait(20)
+        return waveform(*args, **kwargs)
+
+    ctx.records.numerics, ctx.records.waveform = counting, slow
+    win = ReviewWindow(ctx, sid)
+    qtbot.addWidget(win)
+    win.resize(1366, 768)
+    win.show()
+    qtbot.waitUntil(lambda: win.ready and win.plots.painted, timeout=10000)
+    qtbot.wait(300)
+    assert set(asked) <= {"nibp_sys", "nibp_dia", "nibp_mean"} and win.loading
+    release.set()
+    qtbot.waitUntil(lambda: not win.loading, timeout=20000)
+    assert "hr" in asked and len(win.numerics["hr"].t) > 0
+
+
 def test_the_review_opens_a_piece_per_event_loop_turn(qtbot, desat):
     """Opening a 12-hour review built every plot, read the record and sized the table in one go on
     the window's thread: the monitoring window it opens from stood still for about a second. Now

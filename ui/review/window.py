@@ -87,6 +87,8 @@ __all__ = ["ReviewWindow", "close_on_keys", "live_session_id"]
 ENVELOPE_BINS = 2000
 #: How often an open session refreshes itself when auto-refresh is on (ms).
 AUTO_REFRESH_MS = 10_000
+#: The longest the vitals in full wait for the first view's waveforms to be drawn (s).
+WAVES_FIRST_S = 3.0
 _FILTERS = (("All", None), ("Alarms", "alarm"), ("Events", "event"), ("Assessments", "assessment"),
             ("Dosing", "infusion"), ("Notes", "note"), ("Late / amended", "marked"))
 _STYLE = f"""
@@ -170,6 +172,7 @@ class ReviewWindow(QMainWindow):
         self.rows: list[TimelineRow] = []
         self.numerics: dict[str, Series] = {}
         self._from_table = False
+        self._ready_at = 0.0
         self.setWindowTitle(self._title())
         self.setFont(theme.font(9))
         self.setStyleSheet(theme.STYLE + dialog_style() + _STYLE)
@@ -241,6 +244,9 @@ class ReviewWindow(QMainWindow):
     def _opening(self, start: float) -> Iterator[int]:
         """Open the window a piece at a time; each ``yield`` gives back the event loop for the
         milliseconds it says (0: the next turn; more: waiting for the loader's thread)."""
+        yield 0
+        self.right_column.show()
+        yield 0
         for _ in self.plots.build_steps():   # a strip per turn
             yield 0
         loader = self._loader
@@ -277,8 +283,8 @@ class ReviewWindow(QMainWindow):
         self.plots.cursor_moved.connect(self._cursor_moved)
         self.plots.range_changed.connect(self._range_changed)
         self.table.clicked.connect(self._row_clicked)
-        loader.go()   # the vitals in full, now that the window is made
-        self._load_timer.start()
+        self._ready_at = time.monotonic()
+        self._load_timer.start()   # the vitals in full once the first waveforms are drawn (_collect_vitals)
 
     def _advance(self) -> int | None:
         """Run the next piece of opening; the milliseconds to wait before the next one, or None when
@@ -444,6 +450,10 @@ class ReviewWindow(QMainWindow):
         splitter.setChildrenCollapsible(False)
         right.setMinimumWidth(theme.px(420))
         self.splitter = splitter
+        # shown on the first turn of opening: the window's first frame and this column's (a table,
+        # tabs, a read-out: the slowest widgets to paint the first time) are then two frames
+        self.right_column = right
+        right.hide()
         central = QWidget()
         outer = QVBoxLayout(central)
         outer.setContentsMargins(4, 4, 4, 2)
@@ -523,8 +533,14 @@ class ReviewWindow(QMainWindow):
 
     def _collect_vitals(self) -> None:
         """Take the vitals the loader has read (the trend vitals came first, before the first
-        frame); when all are in, update the cursor read-out and the summary."""
-        if self._loader is None or not self._loader.done():
+        frame); when all are in, update the cursor read-out and the summary. The loader reads them
+        once the first view's waveforms are drawn (or after :data:`WAVES_FIRST_S`): the two reads
+        at once took the interpreter lock from the window's thread, 100–120 ms still frames."""
+        if self._loader is None:
+            return
+        if self.plots.waves_drawn() or time.monotonic() - self._ready_at > WAVES_FIRST_S:
+            self._loader.go()
+        if not self._loader.done():
             return
         self._load_timer.stop()
         self.numerics.update(self._loader.ready())
