@@ -293,3 +293,41 @@ def test_the_heap_built_to_start_is_frozen_after_the_first_frame():
         assert not any(isinstance(o, Cycle) for o in gc.get_objects())
     finally:
         gc.unfreeze()
+
+
+def test_garbage_cycles_are_collected_on_the_window_thread(qtbot, monkeypatch):
+    """Left automatic, Python's cyclic collection ran on whichever thread allocated (the pipeline's,
+    the writer's): a Qt object in a garbage cycle was destroyed off its own thread while the event
+    loop ran, and the process died (SIGSEGV/SIGBUS in about one run in five of the session panel's
+    tests at 150×). `vigil run`, `review` and `board` collect on the window's thread only."""
+    import gc
+    import threading
+
+    import ui.app as app_module
+
+    monkeypatch.setattr(app_module, "_collector", None)
+    where: list[str] = []
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+        def __del__(self) -> None:
+            where.append(threading.current_thread().name)
+
+    kept: list[list[object]] = []
+
+    def worker() -> None:   # makes a garbage cycle, then allocates as a busy pipeline does
+        Cycle()
+        kept.extend([] for _ in range(5_000))
+
+    try:
+        app_module.collect_on_gui_thread()
+        thread = threading.Thread(target=worker, name="pipeline")
+        thread.start()
+        thread.join()
+        qtbot.waitUntil(lambda: bool(where), timeout=5000)
+        assert where == [threading.main_thread().name]
+    finally:
+        app_module._collector.timer.stop()
+        gc.enable()

@@ -27,6 +27,8 @@ def run_board(args: argparse.Namespace, fail: Callable[[str, str], int]) -> int:
     from ui.dialogs import SignInDialog, run_modal  # noqa: PLC0415
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    from ui.app import collect_on_gui_thread  # noqa: PLC0415
+    collect_on_gui_thread()
     app.setApplicationName("Vigil clinic board")
     try:
         settings, profile = load_clinic_settings(), load_clinic_profile()
