@@ -290,7 +290,8 @@ context = UiContext(service, Records(store), Clinic(store), settings, profile)
 window = MainWindow(context, audio=AlarmAudio(enabled=False))
 window.resize(1366, 768)
 window.show()
-from ui.app import settle_heap
+from ui.app import collect_on_gui_thread, settle_heap
+collect_on_gui_thread()                # as `vigil run` does
 settle_heap()                          # as `vigil run` does after the first frame
 service.start()
 nurse = Actor(username="bench", display_name="Bench", role=Role.NURSE)
