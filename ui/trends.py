@@ -142,7 +142,7 @@ def phase_regions(plot: pg.PlotItem, regions: list[QGraphicsRectItem], count: in
         regions.append(region)
 
 
-class _Axis(pg.AxisItem):
+class PictureAxis(pg.AxisItem):
     """pyqtgraph's axis, drawing its ticks into one QPicture for its whole life.
 
     ``AxisItem.paint`` draws into a new QPicture whenever the range or the size moves, and PySide6
@@ -171,7 +171,7 @@ class _Axis(pg.AxisItem):
         self.picture.play(p)
 
 
-class ValueAxis(_Axis):
+class ValueAxis(PictureAxis):
     """A vertical axis with 1-2-5 steps and at least :data:`_VALUE_TICK_PX` pixels between labels;
     labels that would stick out of the strip are hidden."""
 
@@ -191,7 +191,7 @@ class ValueAxis(_Axis):
         return [(10 * power, 0.0)]
 
 
-class MinutesAxis(_Axis):
+class MinutesAxis(PictureAxis):
     """Minutes from the origin (the start of the infusion): "−10", "0 min", "30" …"""
 
     def __init__(self, orientation: str = "bottom") -> None:
@@ -206,7 +206,7 @@ class MinutesAxis(_Axis):
         return [f"{round(v):d}".replace("-", "−") + (" min" if round(v) == 0 else "") for v in values]
 
 
-class ClockAxis(_Axis):
+class ClockAxis(PictureAxis):
     """Local clock time (HH:MM) of positions given in minutes from an origin (POSIX seconds), with
     ticks on round clock minutes."""
 

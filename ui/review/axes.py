@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
-import pyqtgraph as pg
+from ui.trends import PictureAxis
 
 #: Tick steps (seconds) the clock axis may use.
 _STEPS_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200,
@@ -24,9 +24,10 @@ def clock_step(span: float, pixels: float) -> float:
     return float(_STEPS_S[-1] * math.ceil(span / most / _STEPS_S[-1]))
 
 
-class ClockAxis(pg.AxisItem):
+class ClockAxis(PictureAxis):
     """Local clock time of positions given in seconds from ``origin`` (epoch seconds), with ticks
-    on round clock times: "14:05", "14:05:30", "14:05:30.2"."""
+    on round clock times: "14:05", "14:05:30", "14:05:30.2" (drawn into one picture for its life,
+    as the live trends' axes: panning a review made a new one per range)."""
 
     def __init__(self, orientation: str = "bottom", origin: float = 0.0) -> None:
         super().__init__(orientation)
