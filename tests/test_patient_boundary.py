@@ -51,6 +51,18 @@ def open_session(service, name, t):
     return service.pipeline.recorder
 
 
+def cuffed_session(service, cuff_at: int):
+    """Patient A's session fed normal vitals each second up to ``cuff_at``, where the monitor's cuff
+    reads 124/78; returns ``sec(s)``, the time ``s`` seconds after the session opened."""
+    t0 = service.now()
+    sec = lambda s: t0 + timedelta(seconds=s)  # noqa: E731
+    open_session(service, "Patient A", sec(0))
+    for s in range(1, cuff_at):
+        feed(service, sec(s))
+    cuff(service, sec(cuff_at), 124, 78)
+    return sec
+
+
 def test_the_next_patient_inherits_no_alarm_baseline_or_confirmation(service, caplog):
     caplog.set_level(logging.WARNING, logger="monitor.app.recorder")
     t0 = service.now()
@@ -144,12 +156,7 @@ def test_a_cuff_reading_from_the_monitor_counts_in_the_live_session(service):
     """The session the screens see (the pipeline's replica) learns a device NIBP reading when it arrives:
     the pre-dose BP, the NIBP schedule and discharge read it (they saw none: "NIBP due" beside a
     reading taken just now, and a nurse re-typing the monitor's BP by hand)."""
-    t0 = service.now()
-    sec = lambda s: t0 + timedelta(seconds=s)  # noqa: E731
-    open_session(service, "Patient A", sec(0))
-    for s in range(1, 60):
-        feed(service, sec(s))
-    cuff(service, sec(60), 124, 78)
+    sec = cuffed_session(service, 60)
     feed(service, sec(61))
     view = service.pipeline.session_view()
     assert [(r.sys, r.dia, r.source) for r in view.nibp_readings] == [(124, 78, "device")]
@@ -163,12 +170,7 @@ def test_dosing_cannot_start_during_a_high_alarm_without_a_recorded_reason(servi
     The safer reading of the pre-dose rules: like the BP advisory, it needs a decision, recorded."""
     from monitor.session import DosingDuringAlarm
 
-    t0 = service.now()
-    sec = lambda s: t0 + timedelta(seconds=s)  # noqa: E731
-    open_session(service, "Patient A", sec(0))
-    for s in range(1, 30):
-        feed(service, sec(s))
-    cuff(service, sec(30), 124, 78)
+    sec = cuffed_session(service, 30)
     for s in range(31, 40):
         feed(service, sec(s), spo2=84)                  # HIGH: SpO2 < 88 %, no delay
     assert any(a.condition == "spo2_low" and a.priority.name == "HIGH" for a in service.alarm_state().alarms)

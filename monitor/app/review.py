@@ -121,9 +121,11 @@ class ReviewLoader:
         self.vitals = list(dict.fromkeys(vitals))
         self.envelopes = list(dict.fromkeys(envelopes)) if span is not None and span[1] > span[0] else []
         first = [v for v in self.vitals if v in NIBP_KEYS]
+        rest = [("series", v) for v in self.vitals if v not in first]   # the vitals in full
         self._tasks: list[tuple[str, str]] = ([("record", "")] if record is not None else []) + (
-            [("series", v) for v in first] + [("envelope", v) for v in self.envelopes]
-            + [("series", v) for v in self.vitals if v not in first])
+            [("series", v) for v in first] + [("envelope", v) for v in self.envelopes] + rest)
+        #: The index of the first task :meth:`go` lets through.
+        self._first = len(self._tasks) - len(rest)
         self._span, self._bins = span, bins
         self._results: dict[tuple[str, str], Any] = {}
         self._cond = threading.Condition()
@@ -131,8 +133,6 @@ class ReviewLoader:
         self._go = threading.Event()
         if not hold:
             self._go.set()
-        #: The tasks before the vitals in full (those :meth:`go` lets through).
-        self._first = len(self._tasks) - len([v for v in self.vitals if v not in first])
         self._thread = threading.Thread(target=self._run, name=f"review-loader-{session_id}", daemon=True)
         self._thread.start()
 

@@ -24,10 +24,10 @@ def run_board(args: argparse.Namespace, fail: Callable[[str, str], int]) -> int:
     from monitor.settings import SettingsError  # noqa: PLC0415
     from ui.board.window import BoardWindow  # noqa: PLC0415
     from ui.context import UiContext  # noqa: PLC0415
+    from ui.app import collect_on_gui_thread  # noqa: PLC0415
     from ui.dialogs import SignInDialog, run_modal  # noqa: PLC0415
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    from ui.app import collect_on_gui_thread  # noqa: PLC0415
     collect_on_gui_thread()
     app.setApplicationName("Vigil clinic board")
     try:

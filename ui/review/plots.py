@@ -207,10 +207,6 @@ class _WaveFetcher(QObject):
             self._stopping = True
             self._cond.notify()
 
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the thread to end (after :meth:`stop`)."""
-        self._thread.join(timeout)
-
 
 def _dt(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, timezone.utc)
@@ -227,7 +223,8 @@ class ReviewPlots(QWidget):
     """The plots of one session (see the module docstring).
 
     ``start``/``end``: the session's extent, epoch seconds (``end`` moves on with :meth:`set_extent`
-    for a live session). ``channels``: the waveform channels stored for it. Signals:
+    for a live session). ``channels``: the waveform channels stored for it. The strips are made by
+    :meth:`build_steps`, which the owner drives (:attr:`built` once done). Signals:
     ``range_changed(start, end)`` (epoch s, after the debounce) and ``cursor_moved(t)`` (epoch s).
     """
 
@@ -235,7 +232,7 @@ class ReviewPlots(QWidget):
     cursor_moved = Signal(float)
 
     def __init__(self, store: Records, session_id: int, start: float, end: float,
-                 channels: Sequence[str], parent: QWidget | None = None, *, deferred: bool = False) -> None:
+                 channels: Sequence[str], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.store = store
         self.session_id = session_id
@@ -274,8 +271,6 @@ class ReviewPlots(QWidget):
         self._fetcher.fetched.connect(self._fetched)
         #: The strips still to be made (:meth:`build_steps`); None once all are.
         self._building: Iterator[None] | None = self._build(start)
-        if not deferred:
-            self.finish_building()
 
     # ------------------------------------------------------------------ construction
     @property
@@ -284,9 +279,9 @@ class ReviewPlots(QWidget):
         return self._building is None
 
     def build_steps(self) -> Iterator[None]:
-        """Make the strips one at a time, a step per ``next()`` (about 10–20 ms each), so that a
-        window built with ``deferred=True`` can make them across event-loop turns and never hold
-        its thread for the whole construction."""
+        """Make the strips one at a time, a step per ``next()`` (about 10–20 ms each), so that the
+        window makes them across event-loop turns and never holds its thread for the whole
+        construction. Nothing is drawn, and no waveform read, until they are all made."""
         while self._building is not None:
             try:
                 next(self._building)
@@ -294,11 +289,6 @@ class ReviewPlots(QWidget):
                 self._building = None
                 return
             yield
-
-    def finish_building(self) -> None:
-        """Make every strip not yet made, now."""
-        for _ in self.build_steps():
-            pass
 
     def _build(self, start: float) -> Iterator[None]:
         # ------------------------------------------------------------ strips

@@ -177,8 +177,7 @@ class ReviewWindow(QMainWindow):
         self.setFont(theme.font(9))
         self.setStyleSheet(theme.STYLE + dialog_style() + _STYLE)
 
-        self.plots = ReviewPlots(self.records, session_id, start, end, self.records.waveform_channels(session_id),
-                                 deferred=True)
+        self.plots = ReviewPlots(self.records, session_id, start, end, self.records.waveform_channels(session_id))
         self.cursor_panel = CursorPanel([])
         self.summary_panel = SummaryPanel()
         self.model = TimelineModel()
@@ -237,7 +236,7 @@ class ReviewWindow(QMainWindow):
         return self._steps is None
 
     def _read_record(self) -> tuple[SessionView, list[TimelineRow]]:
-        """The read model and the table rows (on the loader's thread)."""
+        """The read model and the table rows (on the loader's thread when opening)."""
         view = self.records.session_view(self.session_id)
         return view, timeline_rows(view, self.records.entries(self.session_id))
 
@@ -255,11 +254,9 @@ class ReviewWindow(QMainWindow):
             yield 10
         self.view, self.rows = loader.record()
         self.plots.set_extent(self.view.end.timestamp())
-        self.plots.set_phases(self.view.phases)
-        self.plots.set_markers(self.rows)
+        self._show_markers()
         yield 0
-        self.model.set_rows(self.rows)
-        self._fit_columns()
+        self._show_table()
         yield 0
         waits = [("series", v) for v in TREND_VITALS if v in NIBP_KEYS] + [("envelope", v) for v in loader.envelopes]
         while not all(loader.has(kind, vital) for kind, vital in waits):
@@ -270,8 +267,6 @@ class ReviewWindow(QMainWindow):
         drawn = {v for v, e in envelopes.items() if np.isfinite(e.hi).any()}
         self.cursor_panel.set_vitals([v for v in TREND_VITALS if v in drawn] + self._present_vitals())
         self.plots.set_cursor(start)
-        start_, end_ = self.plots.x_range()
-        self.model.set_visible(start_, end_)
         yield 0
         self._show_summary()
         for action in (self.fit_action, self.zoom_in_action, self.zoom_out_action, self.refresh_action):
@@ -511,16 +506,22 @@ class ReviewWindow(QMainWindow):
     def _present_vitals(self) -> list[str]:
         return [k for k, s in self.numerics.items() if len(s.t)]
 
-    def _show_record(self) -> None:
-        """Markers, phases, table and summary from :attr:`view` (after opening, a refresh or a late entry)."""
-        rows = timeline_rows(self.view, self.records.entries(self.session_id))
-        self.rows = rows
+    def _show_markers(self) -> None:
+        """The phases of :attr:`view` and the markers of :attr:`rows` in the plots."""
         self.plots.set_phases(self.view.phases)
-        self.plots.set_markers(rows)
-        self.model.set_rows(rows)
+        self.plots.set_markers(self.rows)
+
+    def _show_table(self) -> None:
+        """The table of :attr:`rows`, its columns sized, the rows of the visible range highlighted."""
+        self.model.set_rows(self.rows)
         self._fit_columns()
-        start, end = self.plots.x_range()
-        self.model.set_visible(start, end)
+        self.model.set_visible(*self.plots.x_range())
+
+    def _show_record(self) -> None:
+        """Markers, phases, table and summary from :attr:`view` and :attr:`rows` (after a refresh or
+        a late entry; opening shows them a piece per turn)."""
+        self._show_markers()
+        self._show_table()
         self._show_summary()
 
     def _show_summary(self) -> None:
@@ -602,7 +603,7 @@ class ReviewWindow(QMainWindow):
             return
         try:
             self.record = self.records.get_session(self.session_id)
-            self.view = self.records.session_view(self.session_id)
+            self.view, self.rows = self._read_record()
             for vital, series in list(self.numerics.items()):
                 last = float(series.t[-1]) if len(series.t) else None
                 self.numerics[vital] = series.extended(load_numerics(self.records, self.session_id, vital, last))
@@ -639,7 +640,7 @@ class ReviewWindow(QMainWindow):
         run_modal(dialog)
         if dialog.entry_id is None:
             return None
-        self.view = self.records.session_view(self.session_id)
+        self.view, self.rows = self._read_record()
         self._show_record()
         self.show_error("")
         self.statusBar().showMessage("Late entry added to the record", 8000)
