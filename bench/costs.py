@@ -8,8 +8,12 @@
   warm-up; also the stored database size per hour, so the ratio is the write amplification.
   A whole session-hour by default (90 s at 40×): the log is copied back into the database once
   per 4 MiB (about every 20 session-minutes), so a shorter window can miss every checkpoint.
-  ``BENCH_DATA_COMMIT_S=3`` in the environment measures the cadence of a chair with the clinic
-  record on (``monitor.app.chair.CLINIC_DATA_COMMIT_S``).
+  ``BENCH_LIGHT_COMMIT_S=3`` in the environment measures the cadence of a chair with the clinic
+  record on (``monitor.app.chair.CLINIC_LIGHT_COMMIT_S``: numerics committed every 3 s);
+  ``BENCH_DATA_COMMIT_S=3`` commits everything every 3 s (how that chair recorded before light
+  commits). "Written" is what the process sent to the disk: ``write_bytes`` less
+  ``cancelled_write_bytes`` (pages of the tail file emptied before they were written back never
+  reach the disk; see proc(5)); the figure before that deduction is printed too.
 * Peak memory of every export format on a synthetic 24-hour session (tracemalloc peak, Python
   allocations incl. numpy, and the process's max RSS), each format in its own subprocess.
 * The review window opened (to fully loaded) and closed 10 times in one process, on a 2-hour and
@@ -51,8 +55,10 @@ store = SessionStore(path)
 pipeline = open_pipeline(f"sim://?scenario=normal&speed={speed:g}", store, ClinicSettings(), default_profile())
 # the commit cadence of a real-time recording: one commit per second of session time
 pipeline.writer.stop()
+light = os.environ.get("BENCH_LIGHT_COMMIT_S")
 pipeline.writer = StoreWriter(store, commit_interval=1.0 / speed, idle_commit=0.5 / speed,
-                              data_commit_interval=float(os.environ.get("BENCH_DATA_COMMIT_S", "30")) / speed)
+                              data_commit_interval=float(os.environ.get("BENCH_DATA_COMMIT_S", "30")) / speed,
+                              light_commit_interval=float(light) / speed if light else None)
 pipeline.writer.start()
 service = SessionService(pipeline)
 pipeline.start()
@@ -82,6 +88,7 @@ pipeline.stop()
 store.close()
 span = h1 - h0
 print(json.dumps({"hours": span, "write_bytes": (b["write_bytes"] - a["write_bytes"]) / span,
+                  "cancelled": (b["cancelled_write_bytes"] - a["cancelled_write_bytes"]) / span,
                   "wchar": (b["wchar"] - a["wchar"]) / span, "syscw": (b["syscw"] - a["syscw"]) / span,
                   "db_bytes_per_hour": size() / h1}))
 """
@@ -96,13 +103,16 @@ def write_cost(hours: float = 1.0, speed: float = 40.0, warmup: float = 0.02) ->
     if result.returncode:
         raise RuntimeError(result.stderr[-3000:])
     raw = json.loads(result.stdout.splitlines()[-1])
-    figures = {"written_mb_per_session_hour": round(raw["write_bytes"] / 1e6, 1),
+    written = raw["write_bytes"] - raw["cancelled"]
+    figures = {"written_mb_per_session_hour": round(written / 1e6, 1),
+               "dirtied_mb_per_session_hour": round(raw["write_bytes"] / 1e6, 1),
                "write_calls_mb_per_session_hour": round(raw["wchar"] / 1e6, 1),
                "stored_mb_per_session_hour": round(raw["db_bytes_per_hour"] / 1e6, 2),
-               "write_amplification": round(raw["write_bytes"] / max(raw["db_bytes_per_hour"], 1), 1),
+               "write_amplification": round(written / max(raw["db_bytes_per_hour"], 1), 1),
                "measured_session_hours": round(raw["hours"], 3), "speed": speed}
     print(f"recording writes {figures['written_mb_per_session_hour']} MB to disk per session-hour "
-          f"({figures['write_calls_mb_per_session_hour']} MB through write calls) to store "
+          f"({figures['dirtied_mb_per_session_hour']} MB before the emptied tail is deducted, "
+          f"{figures['write_calls_mb_per_session_hour']} MB through write calls) to store "
           f"{figures['stored_mb_per_session_hour']} MB (×{figures['write_amplification']}; measured over "
           f"{figures['measured_session_hours']} session-h at {speed:g}× with the writer's cadence scaled to session time; "
           "target ≤ 30 MB)")

@@ -162,3 +162,80 @@ def test_a_writer_without_the_tail_commits_every_second(tmp_path):
         second.stop(10)
         first.stop(10)
     assert not tail_path(db).exists()
+
+
+# ------------------------------------------------------------------------------------ light commits
+def test_a_light_commit_keeps_the_waveforms_in_the_tail_and_a_crash_loses_nothing(tmp_path):
+    """A chair of the clinic record commits numerics every few seconds; the waveform chunks wait for
+    the full commit in the tail file. After a crash, the numerics are stored once, the waveforms whole."""
+    db = tmp_path / "v.sqlite"
+    with SessionStore(db) as s:
+        sid = new_session(s)
+        w = StoreWriter(s, data_commit_interval=600, light_commit_interval=0.01)
+        w.start()
+        w.put_waveforms(sid, [ecg(0, 1.0), ecg(1.0, 1.0)])
+        w.put_observations(sid, [numeric("hr", 60 + i, "sim", at(i)) for i in range(3)])
+        wait_for(lambda: s.get_session(sid).n_observations == 3)       # the light commit
+        assert s.waveform_channels(sid) == []                           # the waveforms are not committed
+        w.put_waveforms(sid, [ecg(2.0, 1.0)])
+        w.put_conditions(sid, [DeviceCondition(code="artifact", active=True, source="sim", time=at(2))])
+        wait_for(lambda: [c.code for c in s.conditions(sid)] == ["artifact"])  # the next light commit
+        w.put_observations(sid, [numeric("hr", 70, "sim", at(3))])
+        wait_for(lambda: s.get_session(sid).n_observations == 4)
+        w.light_commit_interval = 600                                    # no more light commits
+        w.put_observations(sid, [numeric("hr", 71, "sim", at(4))])        # in the tail only
+        wait_for(lambda: any(o.value == 71 for kind, _, items in TailFile.read(tail_path(db))[1] if kind == "obs"
+                             for o in items))
+        assert w._light >= 3
+        crashed = copy_as_crashed(db, tmp_path / "crash")
+        w.stop(10)
+    with SessionStore(crashed) as r:
+        assert r.numerics(sid, "hr")[1].tolist() == [60, 61, 62, 70, 71]
+        assert [c.code for c in r.conditions(sid)] == ["artifact"]
+        wave = r.waveform(sid, "ecg", at(0), at(5))
+        np.testing.assert_array_equal(wave.values, np.concatenate([ecg(t, 1).samples for t in (0, 1, 2)]))
+    with SessionStore(crashed) as again:
+        assert again.get_session(sid).n_observations == 5
+
+
+@pytest.mark.parametrize("committed", [None, 1, 2])
+def test_only_the_light_commit_the_database_holds_is_left_out_of_the_recovery(tmp_path, committed):
+    """Marks 1 and 2 are in the tail; the database holds light commit ``committed`` (None: the
+    crash came before the first one reached it, or the commit after the mark failed)."""
+    db = tmp_path / "v.sqlite"
+    with SessionStore(db) as s:
+        sid = new_session(s)
+        with s.transaction():
+            for value in [70, 71][:committed or 0]:
+                s.add_observations(sid, [numeric("hr", value, "sim", at(value - 69))])
+            if committed:
+                s._mark_light(1, committed)
+    tail = TailFile(db, generation=1)
+    tail.append([("wave", sid, [ecg(0, 1.0)]), ("obs", sid, [numeric("hr", 70, "sim", at(1))])])
+    tail.mark(1)
+    tail.append([("wave", sid, [ecg(1.0, 1.0)]), ("obs", sid, [numeric("hr", 71, "sim", at(2))])])
+    tail.mark(2)
+    tail.append([("obs", sid, [numeric("hr", 72, "sim", at(3))])])
+    tail.close()
+    with SessionStore(db) as r:
+        assert r.numerics(sid, "hr")[1].tolist() == [70, 71, 72]
+        np.testing.assert_array_equal(r.waveform(sid, "ecg", at(0), at(5)).values,
+                                      np.concatenate([ecg(0, 1).samples, ecg(1, 1).samples]))
+
+
+def test_a_light_commit_of_everything_the_tail_holds_starts_its_next_generation(tmp_path):
+    """No waveforms (a monitor without them): a light commit takes everything, so the tail is emptied."""
+    db = tmp_path / "v.sqlite"
+    with SessionStore(db) as s:
+        sid = new_session(s)
+        w = StoreWriter(s, data_commit_interval=600, light_commit_interval=0.01)
+        w.start()
+        generation = None
+        for i in range(3):
+            w.put_observations(sid, [numeric("hr", 60 + i, "sim", at(i))])
+            wait_for(lambda: s.get_session(sid).n_observations == i + 1)
+            wait_for(lambda: w._tail is not None and w._tailed == 0)
+            assert w._tail.generation != generation
+            generation = w._tail.generation
+        assert s._tail_generation() == generation - 1
+        w.stop(10)

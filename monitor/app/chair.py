@@ -38,9 +38,11 @@ log = logging.getLogger(__name__)
 __all__ = ["Chair", "Desk", "ChairSetupError"]
 
 
-#: Seconds between commits of device data while the clinic record copies this chair (the worker
-#: reads committed rows every second: an open session reaches the clinic record within ~4 s).
-CLINIC_DATA_COMMIT_S = 3.0
+#: Seconds between light commits (numerics, conditions) while the clinic record copies this chair:
+#: the worker reads committed rows every second, so an open session's numerics reach the clinic
+#: record within ~4 s; its waveforms come with the full commits, every 30 s
+#: (:class:`monitor.store.StoreWriter`, ``light_commit_interval``).
+CLINIC_LIGHT_COMMIT_S = 3.0
 
 class ChairSetupError(VigilError):
     """The chair cannot start: the database or the clinic's settings cannot be used (the message
@@ -101,11 +103,11 @@ class Chair:
         try:
             self.settings, self.profile = _settings()
             self._start_clinic_link(board_args)
-            # the clinic record reads what the chair has committed: commit device data often enough
+            # the clinic record reads what the chair has committed: commit numerics often enough
             # for an open session to be there within 5 s (issue 15); without it, every 30 s
             self.pipeline = open_pipeline(device, self.store, self.settings, self.profile,
                                           on_writer_error=on_writer_error,
-                                          data_commit_s=CLINIC_DATA_COMMIT_S if self.clinic_link is not None else None)
+                                          light_commit_s=CLINIC_LIGHT_COMMIT_S if self.clinic_link is not None else None)
         except BaseException:
             if self.clinic_link is not None:
                 self.clinic_link.stop()

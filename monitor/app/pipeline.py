@@ -100,7 +100,7 @@ class Pipeline:
     def __init__(self, link: Link, store: SessionStore, settings: ClinicSettings, profile: AlarmProfile, *,
                  listeners: Iterable[PipelineListener] = (), tick_s: float = TICK_S, device_label: str = "",
                  on_writer_error: Callable[[BaseException], None] | None = None,
-                 data_commit_s: float | None = None) -> None:
+                 light_commit_s: float | None = None) -> None:
         self.link = link
         self.store = store
         self.settings = settings
@@ -110,9 +110,10 @@ class Pipeline:
         self.device_label = device_label or link.source
         self.tick_s = tick_s
         self.engine: AlarmEngine = make_engine(profile, settings)
-        # device data committed every data_commit_s (None: the writer's 30 s; what is not committed
-        # yet is safe in the tail file), shorter when a reader of the file must see it sooner
-        self.writer = StoreWriter(store, on_error=on_writer_error, data_commit_interval=data_commit_s)
+        # device data committed every 30 s (what is not committed yet is safe in the tail file);
+        # with light_commit_s, numerics and conditions also every light_commit_s seconds, for a
+        # reader of the file that must see them sooner (the waveforms still every 30 s)
+        self.writer = StoreWriter(store, on_error=on_writer_error, light_commit_interval=light_commit_s)
         self.writer.start()   # writes may be queued before the device starts; stop() ends it
         self.recorder: SessionRecorder | None = None
         self.link_state = LinkState.CONNECTING.value

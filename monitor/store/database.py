@@ -488,13 +488,15 @@ class StoreCore:
         self._pending, self._dirty, self._sources = snap
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
         self._check_writable()
         with self._lock:
             conn = self._conn
             assert conn is not None
             if self._depth == 0:
                 snap = self._snapshot()
+                if not durable:
+                    conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("BEGIN IMMEDIATE")
                 self._depth = 1
                 self._tx_thread = threading.get_ident()
@@ -512,6 +514,8 @@ class StoreCore:
                 finally:
                     self._depth = 0
                     self._tx_thread = None
+                    if not durable:
+                        conn.execute("PRAGMA synchronous = FULL")
             else:
                 name = f"sp{self._depth}"
                 snap = self._snapshot()
@@ -532,15 +536,20 @@ class StoreCore:
                     self._depth -= 1
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, *, durable: bool = True) -> Iterator[None]:
         """Group several write calls into one atomic transaction (all or nothing).
 
         Nesting is allowed (inner levels are savepoints, and every write method is itself atomic,
         also inside a group). The store's write lock is held for the whole block, so other
         threads' writes wait; keep it short. Reads on this thread inside the block see its
         uncommitted writes. Raises :class:`ReadOnlyError` on a read-only store.
+
+        ``durable=False`` (an outermost block only; ignored when nested) commits without waiting
+        for the disk (``synchronous=NORMAL``): a crash of the process loses nothing, but a power
+        cut may lose this commit until the next durable commit or checkpoint has reached the disk.
+        The writer uses it for device data that its tail file also holds (light commits).
         """
-        with self._tx():
+        with self._tx(durable):
             yield
 
     @contextmanager

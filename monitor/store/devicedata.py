@@ -88,6 +88,23 @@ class DeviceDataMixin(StoreCore):
         with self._tx() as conn:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('tail_generation', ?)", (str(generation),))
 
+    def _mark_light(self, generation: int, number: int) -> None:
+        """Record, in the current transaction, that light commit ``number`` of the tail of
+        ``generation`` is committed: its observations and conditions are in the database, its
+        waveform chunks are not (:mod:`monitor.store.tail`)."""
+        with self._tx() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('tail_light', ?)",
+                         (f"{generation}:{number}",))
+
+    def _tail_light(self) -> tuple[int, int] | None:
+        """The last light commit recorded: (generation, number), or None."""
+        with self._read() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'tail_light'").fetchone()
+        if row is None:
+            return None
+        generation, _, number = str(row[0]).partition(":")
+        return int(generation), int(number)
+
     def _claim_tail(self) -> TailFile | None:
         """The tail file for a writer, or None when the store is read-only or another writer has it."""
         if self.readonly:
@@ -112,9 +129,17 @@ class DeviceDataMixin(StoreCore):
         if generation <= self._tail_generation():  # committed just before the crash
             path.unlink(missing_ok=True)
             return
+        light = self._tail_light()
+        committed = 0  # ops before this index: their observations and conditions are in the database
+        if light is not None and light[0] == generation:
+            for i, (kind, _sid_, items) in enumerate(ops):
+                if kind == "mark" and items == [light[1]]:
+                    committed = i
         stored = refused = 0
         with self._tx() as conn:
-            for kind, session_id, items in ops:
+            for i, (kind, session_id, items) in enumerate(ops):
+                if kind == "mark" or (i < committed and kind != "wave"):
+                    continue
                 row = conn.execute("SELECT status FROM sessions WHERE id = ?", (session_id,)).fetchone()
                 if row is None or row[0] != "open":
                     refused += len(items)

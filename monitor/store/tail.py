@@ -10,21 +10,32 @@ operating system's cache, so nothing older than about a second is lost; the next
 opening of the store puts the tail's items into the database (:meth:`TailFile.recover`).
 
 The tail is not fsynced (that would cost a page write a second): after a power cut, device data
-younger than the last commit (≤ ``commit_interval``) can be missing; staff actions, alarms and
-everything committed are as durable as before (``synchronous=FULL``).
+younger than the last commit that waited for the disk (≤ ``data_commit_interval``, 30 s; light
+commits do not wait) can be missing; staff actions, alarms and everything committed by a full
+commit are as durable as before (``synchronous=FULL``).
 
 Format: a header ``VIGILTAIL1`` + the generation (uint64 LE), then frames ``b"TF"`` + payload
 length (uint32 LE) + CRC-32 of the payload (uint32 LE) + payload. A payload is
 ``zlib(uint32 LE json length + json + byte-shuffled float32 LE samples)``; the JSON lists the operations
 ``{"k": "obs"|"wave"|"cond", "s": session id, "i": [items]}`` (a waveform item names its samples
-by offset and count in the sample section). A frame cut short by the crash, or damaged, ends
-the file: it and anything after it are ignored.
+by offset and count in the sample section), or a light commit's mark ``{"k": "mark", "s": 0,
+"i": [number]}``. A frame cut short by the crash, or damaged, ends the file: it and anything after
+it are ignored.
 
 Generations tie the tail to the database: the writer records the generation it journalled under
 (``meta.tail_generation``) in the same transaction that commits those items, then starts a new,
 empty tail with the next generation. A tail whose generation the database already holds was
 committed (the crash fell between the commit and the reset) and is dropped, so nothing is stored
 twice.
+
+Light commits (a chair whose clinic record wants numerics within seconds commits device data every
+few seconds, ``StoreWriter(light_commit_interval=…)``) commit the observations and conditions but
+keep the waveform chunks for the next full commit, so the unfinished waveform blocks are not
+rewritten every few seconds. The tail is not reset at a light commit: the writer appends a mark
+(light commit number *k* of this generation) just before it, and records ``meta.tail_light =
+"<generation>:<k>"`` in the same transaction. On recovery, observations and conditions before the
+committed mark are left out (they are in the database); every waveform chunk of the generation is
+stored (none of it was committed). A mark whose commit failed is ignored.
 """
 
 from __future__ import annotations
@@ -55,7 +66,7 @@ _LEN = struct.Struct("<I")
 #: A frame larger than this is taken for damage (a second of any monitor is far smaller).
 _MAX_FRAME = 64 * 1024 * 1024
 
-#: One queued write: kind ("obs", "wave", "cond"), session id, items.
+#: One queued write: kind ("obs", "wave", "cond"; "mark" for a light commit's mark), session id, items.
 TailOp = tuple[str, int, list[Any]]
 
 
@@ -90,6 +101,10 @@ def _encode(ops: Iterable[TailOp]) -> bytes:
                 if not isinstance(item, DeviceCondition):
                     raise TypeError(f"expected DeviceCondition, got {type(item).__name__}")
                 rows.append(item.model_dump(mode="json"))
+            elif kind == "mark":
+                if type(item) is not int:
+                    raise TypeError(f"a mark is a light commit's number, not {type(item).__name__}")
+                rows.append(item)
             else:
                 raise TypeError(f"the tail keeps device data only, not {kind!r}")
         out.append({"k": kind, "s": session_id, "i": rows})
@@ -121,6 +136,8 @@ def _decode(payload: bytes) -> list[TailOp]:
                     quality=frozenset(Quality(q) for q in quality)))
             elif kind == "cond":
                 items.append(DeviceCondition.model_validate(row))
+            elif kind == "mark":
+                items.append(int(row))
         out.append((kind, int(op["s"]), items))
     return out
 
@@ -163,6 +180,11 @@ class TailFile:
             raise OSError(f"the tail file {self.path} took {written} of {len(frame)} bytes")
         self._size += written
         return written
+
+    def mark(self, number: int) -> int:
+        """Append the mark of light commit ``number`` of this generation (see the module docstring);
+        returns the bytes written."""
+        return self.append([("mark", 0, [number])])
 
     def reset(self, generation: int) -> None:
         """Start an empty tail for ``generation`` (after the items of the old one were committed)."""

@@ -84,11 +84,18 @@ class StoreWriter(threading.Thread):
     so a killed process loses at most about the last second. With ``tail=True`` (the default) it
     is made safe by appending it to the store's tail file (:mod:`monitor.store.tail`: a few
     hundred bytes a second, no page rewritten) and committed to the database only when the oldest
-    uncommitted item is ``data_commit_interval`` (:data:`DATA_COMMIT_INTERVAL`, 30 s) old — a commit rewrites whole pages, and a
-    commit a second wrote ~65× the data. Without the tail (``tail=False``, or while another
-    writer of the same store holds it) every safe point is a commit. A :meth:`put_call` (a staff
-    action, an alarm) is committed as soon as the queue drains, with everything before it;
-    :meth:`put_lazy_call` (a heartbeat) rides with the next commit.
+    uncommitted item is ``data_commit_interval`` (:data:`DATA_COMMIT_INTERVAL`, 30 s) old — a
+    commit rewrites whole pages, and a commit a second wrote ~65× the data. With
+    ``light_commit_interval`` (a chair whose clinic record reads its file wants numerics there
+    within seconds), observations, conditions and lazy calls are also committed once the oldest is
+    that old, in a *light commit*: the waveform chunks stay in the batch (and in the tail file) for
+    the next full commit, so the unfinished waveform blocks are not rewritten each time, and the
+    commit does not wait for the disk (the tail holds the same data; see
+    :meth:`SessionStore.transaction` ``durable`` and :mod:`monitor.store.tail`). Without the tail
+    (``tail=False``, or while another writer of the same store holds it) every safe point is a
+    full commit. A :meth:`put_call` (a staff action, an alarm) is committed as soon as the queue
+    drains, with everything before it; :meth:`put_lazy_call` (a heartbeat) rides with the next
+    commit.
 
     If a commit fails for a reason that may pass (disk full, I/O error, locked or read-only file)
     the batch is rolled back but kept in memory with everything queued since, and retried with
@@ -113,7 +120,8 @@ class StoreWriter(threading.Thread):
                  on_recovered: Callable[[], None] | None = None,
                  on_rejected: Callable[[str, BaseException], None] | None = None,
                  on_commit: Callable[[int], None] | None = None, name: str = "vigil-store-writer",
-                 tail: bool = True, data_commit_interval: float | None = None) -> None:
+                 tail: bool = True, data_commit_interval: float | None = None,
+                 light_commit_interval: float | None = None) -> None:
         super().__init__(name=name, daemon=True)
         if not 0 < idle_commit <= commit_interval:
             raise ValueError("need 0 < idle_commit <= commit_interval")
@@ -121,7 +129,14 @@ class StoreWriter(threading.Thread):
             data_commit_interval = max(DATA_COMMIT_INTERVAL, commit_interval)
         if data_commit_interval < commit_interval:
             raise ValueError("need data_commit_interval >= commit_interval")
+        if light_commit_interval is not None and not 0 < light_commit_interval < data_commit_interval:
+            raise ValueError("need 0 < light_commit_interval < data_commit_interval")
         self.data_commit_interval = data_commit_interval
+        self.light_commit_interval = light_commit_interval
+        #: Light commits made in the tail file's current generation (the number of the next mark - 1).
+        self._light = 0
+        #: When the last commit that waited for the disk was made (time.monotonic()).
+        self._durable_at = time.monotonic()
         self._want_tail = tail
         self._tail: TailFile | None = None
         #: Batch items already in the tail file (the first ones of the batch).
@@ -238,6 +253,8 @@ class StoreWriter(threading.Thread):
         batch: list[_Op] = []
         waiters: list[threading.Event] = []
         oldest: float | None = None     # the oldest uncommitted item arrived then
+        light_from: float | None = None  # the oldest uncommitted item a light commit would take
+        oldest_wave: float | None = None  # the oldest uncommitted waveform chunk (light commits keep them)
         unsafe: float | None = None     # the oldest device data neither committed nor in the tail
         urgent = False
         stopping = False
@@ -257,8 +274,9 @@ class StoreWriter(threading.Thread):
             elif urgent or stopping:
                 timeout = 0.0
             else:
-                deadlines = [t + d for t, d in ((unsafe, self.idle_commit), (oldest, self.data_commit_interval))
-                             if t is not None]
+                deadlines = [t + d for t, d in ((unsafe, self.idle_commit), (oldest, self.data_commit_interval),
+                                                (light_from, self.light_commit_interval))
+                             if t is not None and d is not None]
                 timeout = max(0.0, min(deadlines) - now) if deadlines else None
             try:
                 item = q.get(timeout=timeout) if timeout != 0.0 else q.get_nowait()
@@ -268,6 +286,10 @@ class StoreWriter(threading.Thread):
                         arrived = time.monotonic()
                         if oldest is None:
                             oldest = arrived
+                        if item.kind != "wave":
+                            light_from = arrived if light_from is None else light_from
+                        elif oldest_wave is None:
+                            oldest_wave = arrived
                         if unsafe is None and item.kind in _DATA:
                             unsafe = arrived
                         if item.kind == "call":
@@ -293,11 +315,21 @@ class StoreWriter(threading.Thread):
                 continue
             if not (self.failing or (stopping and drained) or (urgent and drained) or safe_due
                     or (oldest is not None and now - oldest >= self.data_commit_interval)):
-                continue
+                if not (self.light_commit_interval is not None and light_from is not None
+                        and now - light_from >= self.light_commit_interval and not urgent and not stopping):
+                    continue
+                kept = self._commit_light(batch)
+                if kept is not None:
+                    if self.on_commit is not None and len(batch) > len(kept):
+                        self._callback(self.on_commit, len(batch) - len(kept))
+                    batch, light_from, oldest, unsafe = kept, None, oldest_wave, None
+                    self._batch_len = len(batch)
+                    continue
+                # no light commit possible (no tail, or it cannot take the mark): a full one now
             finalize = stopping and drained
             if self._commit(batch, finalize):
                 n = len(batch)
-                batch, oldest, unsafe, urgent = [], None, None, False
+                batch, oldest, unsafe, urgent, light_from, oldest_wave = [], None, None, False, None, None
                 self._batch_len = 0
                 for w in waiters:
                     w.set()
@@ -342,6 +374,7 @@ class StoreWriter(threading.Thread):
         if tail is None or not self._tailed:
             return
         self._tailed = 0
+        self._light = 0
         try:
             tail.reset(tail.generation + 1)
         except OSError as exc:  # keep no tail whose generation the database already holds
@@ -387,38 +420,91 @@ class StoreWriter(threading.Thread):
                     raise
                 outcomes.append((op, None, exc))
 
+    def _apply(self, batch: list[_Op], outcomes: list[tuple[_Op, Any, BaseException | None]]) -> None:
+        """Apply ``batch`` in order inside the caller's transaction; refusals go to ``outcomes``,
+        transient failures propagate (the transaction is rolled back)."""
+        i = 0
+        while i < len(batch):
+            op = batch[i]
+            j = i + 1
+            if op.kind in _DATA:  # merge consecutive data items of the same kind and session
+                while j < len(batch) and batch[j].kind == op.kind and batch[j].session_id == op.session_id:
+                    j += 1
+            try:
+                if op.fn is not None:  # a call or a lazy call
+                    outcomes.append((op, op.fn(*op.args, **(op.kwargs or {})), None))
+                else:
+                    self._apply_data(batch[i:j], outcomes)
+            except Exception as exc:
+                if _is_transient(exc):
+                    raise
+                outcomes.append((op, None, exc))
+            i = j
+
+    def _failed(self, exc: Exception, n: int) -> None:
+        self.last_error = exc
+        log.warning("store write failed (%s); %d item(s) kept for retry", exc, n)
+        self._callback(self.on_error, exc)
+
+    def _commit_light(self, batch: list[_Op]) -> list[_Op] | None:
+        """A light commit (see the class docstring): commit everything but the waveform chunks,
+        which are returned (kept for the next full commit). None when no light commit can be made
+        (no tail file, or it cannot take the batch or the mark; the caller makes a full commit) or
+        when it failed (then :attr:`failing` is set)."""
+        if not self._append_tail(batch) or self._tail is None or any(op.kind == "call" for op in batch):
+            return None
+        tail = self._tail
+        kept = [op for op in batch if op.kind == "wave"]
+        number = self._light + 1
+        if kept:
+            try:
+                tail.mark(number)
+            except OSError as exc:
+                log.warning("the tail file could not take a mark (%s); a full commit instead", exc)
+                return None
+        durable = time.monotonic() - self._durable_at >= self.data_commit_interval
+        outcomes: list[tuple[_Op, Any, BaseException | None]] = []
+        try:
+            with self.store.transaction(durable=durable):
+                self._apply([op for op in batch if op.kind != "wave"], outcomes)
+                if kept:  # the tail still holds uncommitted chunks: only this mark is committed
+                    self.store._mark_light(tail.generation, number)
+                else:     # everything the tail holds is committed
+                    self.store._mark_tail(tail.generation)
+        except Exception as exc:
+            self._failed(exc, len(batch))
+            self.failing = True
+            return None
+        if durable:
+            self._durable_at = time.monotonic()
+        if kept:
+            self._light = number
+            self._tailed = len(kept)
+        else:
+            self._tail_committed()
+        self._settle(outcomes)
+        return kept
+
     def _commit(self, batch: list[_Op], finalize: bool) -> bool:
         store = self.store
         outcomes: list[tuple[_Op, Any, BaseException | None]] = []
         try:
             with store.transaction():
-                i = 0
-                while i < len(batch):
-                    op = batch[i]
-                    j = i + 1
-                    if op.kind in _DATA:  # merge consecutive data items of the same kind and session
-                        while j < len(batch) and batch[j].kind == op.kind and batch[j].session_id == op.session_id:
-                            j += 1
-                    try:
-                        if op.fn is not None:  # a call or a lazy call
-                            outcomes.append((op, op.fn(*op.args, **(op.kwargs or {})), None))
-                        else:
-                            self._apply_data(batch[i:j], outcomes)
-                    except Exception as exc:
-                        if _is_transient(exc):
-                            raise
-                        outcomes.append((op, None, exc))
-                    i = j
+                self._apply(batch, outcomes)
                 if finalize:
                     store.flush_waveforms()
                 if self._tail is not None and self._tailed:
                     store._mark_tail(self._tail.generation)
         except Exception as exc:
-            self.last_error = exc
-            log.warning("store write failed (%s); %d item(s) kept for retry", exc, len(batch))
-            self._callback(self.on_error, exc)
+            self._failed(exc, len(batch))
             return False
+        self._durable_at = time.monotonic()
         self._tail_committed()
+        self._settle(outcomes)
+        return True
+
+    def _settle(self, outcomes: list[tuple[_Op, Any, BaseException | None]]) -> None:
+        """After a commit: results and refusals to the futures; refused data logged and reported."""
         for op, result, error in outcomes:
             if op.future is not None:
                 if op.future.done():  # cancelled by the caller meanwhile
@@ -430,4 +516,3 @@ class StoreWriter(threading.Thread):
             elif error is not None:
                 log.error("store refused %s for session %s: %s", op.kind, op.session_id, error)
                 self._callback(self.on_rejected, op.kind, error)
-        return True
