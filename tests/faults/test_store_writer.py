@@ -118,3 +118,65 @@ def test_vigil_record_whose_disk_fails_says_what_was_not_written_and_where(tmp_p
         [session] = r.list_sessions()
         assert session.status == "closed"  # the closing waited in the recovery file too
         assert r.verify_session(session.id).ok
+
+
+_KILLED_WRITER = r"""
+import sys, time
+from datetime import datetime, timedelta, timezone
+import numpy as np
+from drivers.model import WaveformChunk, numeric
+from monitor.store import SessionStore, StoreWriter
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+store = SessionStore(sys.argv[1])               # a read-write opening stores what the last kill left in the tail
+[session] = store.list_sessions()
+last = store.last_data_time(session.id)       # a numeric, or a waveform chunk put just before it
+step = int((last - T0).total_seconds()) + 1 if last is not None else 0
+# the cadence of a chair of the clinic record, 20x faster: light commits every 0.15 s, full ones every 1.5 s
+writer = StoreWriter(store, commit_interval=0.05, idle_commit=0.025, data_commit_interval=1.5,
+                     light_commit_interval=0.15)
+writer.start()
+print(step, flush=True)
+while True:                                     # one second of session every 10 ms, until killed
+    when = T0 + timedelta(seconds=step)
+    writer.put_waveforms(session.id, [WaveformChunk(channel="ecg", rate=50, start_time=when, source="sim",
+                                                    samples=np.arange(step * 50, step * 50 + 50, dtype=np.float32))])
+    writer.put_observations(session.id, [numeric("hr", float(step), "sim", when)])
+    step += 1
+    time.sleep(0.01)
+"""
+
+
+@pytest.mark.slow  # eight real processes, killed
+def test_a_chair_with_light_commits_killed_again_and_again_stores_everything_once(tmp_path):
+    """SIGKILL at random moments while numerics are committed every few (scaled) seconds and the
+    waveforms wait in the tail for the full commits: after each restart nothing is stored twice,
+    the waveform samples continue their timeline, and only about the last moment before each kill
+    is missing."""
+    db = tmp_path / "vigil.sqlite"
+    with SessionStore(db) as s:
+        s.create_session(patient={"display_name": "Ann"}, protocol="iv_ketamine", plan={}, device="sim://",
+                         user="ann", started_at=T0)
+    rng = np.random.default_rng(7)
+    starts = []
+    for _ in range(8):
+        proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(db)], stdout=subprocess.PIPE, text=True,
+                                cwd=ROOT)
+        starts.append(int(proc.stdout.readline()))
+        time.sleep(float(rng.uniform(0.5, 3.0)))     # across light and full commits
+        proc.kill()
+        proc.wait(10)
+    with SessionStore(db) as r:                      # the last kill's tail is stored here
+        [session] = r.list_sessions()
+        _, hr = r.numerics(session.id, "hr")
+        wave = r.waveform(session.id, "ecg", T0, T0 + timedelta(seconds=float(hr[-1]) + 2))
+    assert np.all(np.diff(hr) > 0), "a numeric stored twice"
+    assert starts == sorted(starts) and len(set(starts)) == len(starts)
+    kept = wave.values[~np.isnan(wave.values)]
+    assert np.all(np.diff(kept) > 0), "a waveform sample stored twice or out of order"
+    # every sample is at its own time (value = 50 × seconds): the timeline was continued, not shifted
+    np.testing.assert_allclose(wave.t[~np.isnan(wave.values)] - T0.timestamp(), kept / 50, atol=1e-6)
+    # what a kill loses is the last few session-seconds it had not yet made safe (about 10 ms each)
+    lost = set(range(int(hr[-1]) + 1)) - set(hr.astype(int).tolist())
+    assert len(lost) <= 8 * 15, sorted(lost)
+    assert set(range(int(hr[-1]) + 1)) - set((kept // 50).astype(int).tolist()) <= lost
