@@ -35,7 +35,7 @@ from monitor.app.recorder import SessionRecorder
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
 from monitor.store import ReadOnlyError, SessionStore, StoreWriter
-from tests.factories import act
+from tests.factories import act, copy_into
 
 fhir_bundle = pytest.importorskip("fhir.resources.R4B.bundle")
 hl7_parser = pytest.importorskip("hl7apy.parser")
@@ -175,16 +175,28 @@ def _record_esketamine(path: Path) -> tuple[SessionStore, int]:
     return store, rec.session_id
 
 
+def recorded(made_once, record, folder: Path) -> tuple[SessionStore, int]:
+    """The store (open) and session id of a copy in ``folder`` of the session ``record``
+    (:func:`_record_iv`, :func:`_record_esketamine`) writes: recorded once per test run."""
+    def make(path: Path) -> None:
+        store, _ = record(path)
+        store.close()
+
+    store = SessionStore(copy_into(made_once(f"{record.__name__}.sqlite", make), folder))
+    [session] = store.list_sessions()
+    return store, session.id
+
+
 @pytest.fixture(scope="module")
-def iv(tmp_path_factory):
-    store, sid = _record_iv(tmp_path_factory.mktemp("iv") / "iv.sqlite")
+def iv(tmp_path_factory, made_once):
+    store, sid = recorded(made_once, _record_iv, tmp_path_factory.mktemp("iv"))
     yield store, sid
     store.close()
 
 
 @pytest.fixture(scope="module")
-def esk(tmp_path_factory):
-    store, sid = _record_esketamine(tmp_path_factory.mktemp("esk") / "esk.sqlite")
+def esk(tmp_path_factory, made_once):
+    store, sid = recorded(made_once, _record_esketamine, tmp_path_factory.mktemp("esk"))
     yield store, sid
     store.close()
 

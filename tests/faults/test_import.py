@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from monitor.cli import run_cli
-from monitor.export import ExportError, build_long_session, export_session, import_archive
+from monitor.export import ExportError, export_session, import_archive
 from monitor.export.archive import canonical_bytes
 from monitor.store import SessionStore, audit_digest
+from tests.factories import copy_into
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
@@ -27,11 +28,10 @@ def at(s: float) -> datetime:
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory):
+def archive(tmp_path_factory, long_session_db):
     folder = tmp_path_factory.mktemp("archive")
-    with SessionStore(folder / "chair.sqlite") as s:
-        sid = build_long_session(s, hours=2, waves=False)
-        path = export_session(s, sid, "json", folder / "session.json")
+    with SessionStore(copy_into(long_session_db, folder)) as s:
+        path = export_session(s, 1, "json", folder / "session.json")
     return path
 
 
@@ -92,7 +92,9 @@ def test_rows_and_blocks_are_refused_for_what_the_rest_is(archive, tmp_path, whe
     text = archive.read_bytes()
     if where == "a row":
         text = text.replace(b'"rows":[', b'"rows":[' + data + b",", 1)
-    else:
+    else:  # (without the rows before it: the block is refused as it is read)
+        start = text.index(b'"rows":[')
+        text = text[:start] + b'"rows":[]' + text[text.index(b"]]", start) + 2:]
         text = text.replace(b'"waveforms":[]', b'"waveforms":[' + data + b"]", 1)
     bad = tmp_path / "bad.json"
     bad.write_bytes(text)
