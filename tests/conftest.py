@@ -16,6 +16,7 @@ import pytest  # noqa: E402
 
 from tests.mosquitto_broker import MISSING, Broker, make_accounts, mosquitto_binary  # noqa: E402
 
+
 def pytest_collection_finish(session):
     """What the tests were collected with (modules, classes, the test items) lives as long as the run:
     the cyclic collector stops scanning it (:func:`gc.freeze` after one collection), as Vigil does once
@@ -84,17 +85,3 @@ def made_once(tmp_path_factory) -> Callable[[str, Callable[[Path], object]], Pat
         return path
 
     return get
-
-
-@pytest.fixture(scope="session")
-def long_session_db(made_once) -> Path:
-    """A database holding one closed synthetic 2-hour IV session without waveforms (session 1,
-    :func:`monitor.export.build_long_session`, seed 0, 300 charted events), made once per run: copy it."""
-    from monitor.export import build_long_session
-    from monitor.store import SessionStore
-
-    def make(path: Path) -> None:
-        with SessionStore(path) as store:
-            build_long_session(store, hours=2, seed=0, waves=False)
-
-    return made_once("long-session.sqlite", make)

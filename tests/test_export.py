@@ -175,14 +175,19 @@ def _record_esketamine(path: Path) -> tuple[SessionStore, int]:
     return store, rec.session_id
 
 
-def recorded(made_once, record, folder: Path) -> tuple[SessionStore, int]:
-    """The store (open) and session id of a copy in ``folder`` of the session ``record``
-    (:func:`_record_iv`, :func:`_record_esketamine`) writes: recorded once per test run."""
+def recorded_db(made_once, record) -> Path:
+    """The database of the session ``record`` (:func:`_record_iv`, :func:`_record_esketamine`) writes,
+    its only session, recorded once per test run (conftest's ``made_once``): copy it before use."""
     def make(path: Path) -> None:
         store, _ = record(path)
         store.close()
 
-    store = SessionStore(copy_into(made_once(f"{record.__name__}.sqlite", make), folder))
+    return made_once(f"{record.__name__}.sqlite", make)
+
+
+def recorded(made_once, record, folder: Path) -> tuple[SessionStore, int]:
+    """The store (open) and session id of a copy in ``folder`` of :func:`recorded_db`."""
+    store = SessionStore(copy_into(recorded_db(made_once, record), folder))
     [session] = store.list_sessions()
     return store, session.id
 

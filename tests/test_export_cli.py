@@ -12,11 +12,13 @@ from monitor.cli import run_cli
 from monitor.cli.records import parse_interval
 from monitor.store import SessionStore
 from tests.factories import copy_into
+from tests.test_export import _record_iv, recorded_db
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory, long_session_db):
-    return copy_into(long_session_db, tmp_path_factory.mktemp("export"))
+def db(tmp_path_factory, made_once):
+    """A recorded 20-minute IV session with waveforms, alarms and notes (session 1)."""
+    return copy_into(recorded_db(made_once, _record_iv), tmp_path_factory.mktemp("export"))
 
 
 def cli(*args: str) -> tuple[int, str, str]:

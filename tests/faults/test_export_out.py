@@ -23,13 +23,15 @@ from monitor.export import ExportError, export_session
 from monitor.export.atomic import DestinationExists
 from monitor.store import SessionStore
 from tests.factories import copy_into
+from tests.test_export import _record_iv, recorded_db
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory, long_session_db):
-    return copy_into(long_session_db, tmp_path_factory.mktemp("export-out"))
+def db(tmp_path_factory, made_once):
+    """A recorded 20-minute IV session with waveforms, alarms and notes (session 1)."""
+    return copy_into(recorded_db(made_once, _record_iv), tmp_path_factory.mktemp("export-out"))
 
 
 def cli(*args: str) -> tuple[int, str, str]:

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from monitor.cli import run_cli
-from monitor.export import ExportError, export_session, import_archive
+from monitor.export import ExportError, build_long_session, export_session, import_archive
 from monitor.export.archive import canonical_bytes
 from monitor.store import SessionStore, audit_digest
-from tests.factories import copy_into
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
@@ -28,10 +27,11 @@ def at(s: float) -> datetime:
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory, long_session_db):
+def archive(tmp_path_factory):
     folder = tmp_path_factory.mktemp("archive")
-    with SessionStore(copy_into(long_session_db, folder)) as s:
-        path = export_session(s, 1, "json", folder / "session.json")
+    with SessionStore(folder / "chair.sqlite") as s:
+        sid = build_long_session(s, hours=2, waves=False)
+        path = export_session(s, sid, "json", folder / "session.json")
     return path
 
 
@@ -81,7 +81,8 @@ def test_an_edited_archive_is_refused(archive, tmp_path, name, change, message):
     ("a row", b'{"a":1,"a":2}', "the key 'a' appears twice in one object"),
     ("a row", b"[" * 65 + b"]" * 65, "it is nested too deeply"),
     ("a row", b"[1.0," * 5 + b"[" * 60 + b"]" * 65, "it is nested too deeply"),
-    ("a row", b'[1772438400.0,"hr",-4611686018427387905,0,null,null,"x"]', r"the number -4611686018427387905… is too large"),
+    ("a row", b'[1772438400.0,"hr",-4611686018427387905,0,null,null,"x"]',
+     "the number -4611686018427387905… is too large"),
     ("a row", b'[1772438400.0,"hr",[{"v":1,"v":2}],0,null,null,"x"]', "the key 'v' appears twice in one object"),
     ("a block", b'{"channel":"ecg","n":1,"n":2}', "the key 'n' appears twice in one object"),
     ("a block", b'{"channel":"ecg","n":4611686018427387905}', "the number 4611686018427387905… is too large"),
