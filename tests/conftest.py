@@ -24,11 +24,6 @@ def pytest_collection_finish(session):
     fast tier's CPU time. Objects made by the tests are collected as before."""
     gc.collect()
     gc.freeze()
-    # The youngest generation is collected every 10,000 allocations rather than 700: a test makes tens of
-    # thousands of objects (rows, items, Qt wrappers), nearly all freed by reference counting, and each
-    # collection went over the survivors again. (Vigil itself collects at most once a second, on the
-    # window's thread: ui.app.collect_on_gui_thread.)
-    gc.set_threshold(10_000, 10, 10)
 
 
 #: Accounts every broker of the tests has (chairs, boards).
