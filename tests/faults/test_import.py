@@ -87,7 +87,7 @@ def test_an_edited_archive_is_refused(archive, tmp_path, name, change, message):
     ("a block", b'{"channel":"ecg","n":1,"n":2}', "the key 'n' appears twice in one object"),
     ("a block", b'{"channel":"ecg","n":4611686018427387905}', "the number 4611686018427387905… is too large"),
 ])
-def test_rows_and_blocks_are_refused_for_what_the_rest_is(archive, tmp_path, where, data, message):
+def test_rows_and_blocks_are_refused_like_the_rest_of_the_archive(archive, tmp_path, where, data, message):
     """The observation rows and waveform blocks (most of an archive, read by a shortcut) are refused
     for a key twice in one object, nesting deeper than 64 and numbers beyond 2**62 like any other part."""
     text = archive.read_bytes()
