@@ -4,6 +4,8 @@ staff in properly (privileged commands take the session token of a real sign-in)
 from __future__ import annotations
 
 import functools
+import shutil
+from pathlib import Path
 
 from monitor.alarms.profile import AlarmProfile, default_profile
 from monitor.app.clinic import Clinic
@@ -27,6 +29,11 @@ TEST_PIN_LOG2_N = 10
 def known_pin_hash() -> str:
     """The scrypt hash of :data:`TEST_PIN` at the test cost :data:`TEST_PIN_LOG2_N` (made once)."""
     return hash_pin(TEST_PIN, log2_n=TEST_PIN_LOG2_N)
+
+
+def copy_into(path: Path, folder: Path) -> Path:
+    """A copy of the file ``path`` (a closed database, e.g. one of conftest's ``made_once``) in ``folder``."""
+    return Path(shutil.copy(path, folder / path.name))
 
 
 def make_service(device: str, store: SessionStore, settings: ClinicSettings | None = None,

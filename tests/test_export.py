@@ -35,7 +35,7 @@ from monitor.app.recorder import SessionRecorder
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, Role
 from monitor.store import ReadOnlyError, SessionStore, StoreWriter
-from tests.factories import act
+from tests.factories import act, copy_into
 
 fhir_bundle = pytest.importorskip("fhir.resources.R4B.bundle")
 hl7_parser = pytest.importorskip("hl7apy.parser")
@@ -175,16 +175,33 @@ def _record_esketamine(path: Path) -> tuple[SessionStore, int]:
     return store, rec.session_id
 
 
+def recorded_db(made_once, record) -> Path:
+    """The database of the session ``record`` (:func:`_record_iv`, :func:`_record_esketamine`) writes,
+    its only session, recorded once per test run (conftest's ``made_once``): copy it before use."""
+    def make(path: Path) -> None:
+        store, _ = record(path)
+        store.close()
+
+    return made_once(f"{record.__name__}.sqlite", make)
+
+
+def recorded(made_once, record, folder: Path) -> tuple[SessionStore, int]:
+    """The store (open) and session id of a copy in ``folder`` of :func:`recorded_db`."""
+    store = SessionStore(copy_into(recorded_db(made_once, record), folder))
+    [session] = store.list_sessions()
+    return store, session.id
+
+
 @pytest.fixture(scope="module")
-def iv(tmp_path_factory):
-    store, sid = _record_iv(tmp_path_factory.mktemp("iv") / "iv.sqlite")
+def iv(tmp_path_factory, made_once):
+    store, sid = recorded(made_once, _record_iv, tmp_path_factory.mktemp("iv"))
     yield store, sid
     store.close()
 
 
 @pytest.fixture(scope="module")
-def esk(tmp_path_factory):
-    store, sid = _record_esketamine(tmp_path_factory.mktemp("esk") / "esk.sqlite")
+def esk(tmp_path_factory, made_once):
+    store, sid = recorded(made_once, _record_esketamine, tmp_path_factory.mktemp("esk"))
     yield store, sid
     store.close()
 
@@ -743,7 +760,7 @@ def test_pdf_alarm_bars_stay_inside_their_chart(tmp_path, qapp):
     """An alarm that started before the session (adopted at its start: "alarm audio unavailable" from
     the start-up) is drawn from the chart's left edge, not into the axis labels and the page margin."""
     from PySide6.QtCore import QSize
-    from PySide6.QtGui import QColor
+    from PySide6.QtGui import QColor, QImage
     from PySide6.QtPdf import QPdfDocument
 
     from tests.test_export_golden import T0, open_session_with_a_gap
@@ -759,9 +776,12 @@ def test_pdf_alarm_bars_stay_inside_their_chart(tmp_path, qapp):
     image = document.render(0, QSize(1240, 1754))      # A4 at 150 dpi
     medium, grid = QColor("#f0ad00"), QColor("#d0d0d0")
 
+    rgb = image.convertToFormat(QImage.Format.Format_RGB32)    # 0xffRRGGBB per pixel, one array for numpy
+    pixels = np.frombuffer(rgb.constBits(), np.uint32).reshape(rgb.height(), rgb.bytesPerLine() // 4)
+
     def xs(colour: QColor) -> list[int]:
-        return [x for y in range(0, image.height(), 2) for x in range(0, image.width() // 2)
-                if QColor(image.pixel(x, y)) == colour]
+        """The x of every pixel of ``colour`` in the left half, every other row."""
+        return np.nonzero(pixels[::2, :rgb.width() // 2] == colour.rgb())[1].tolist()
 
     bars, lines = xs(medium), xs(grid)
     assert bars and lines

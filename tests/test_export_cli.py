@@ -9,17 +9,16 @@ import zipfile
 import pytest
 
 from monitor.cli import run_cli
-from monitor.export import build_long_session
 from monitor.cli.records import parse_interval
 from monitor.store import SessionStore
+from tests.factories import copy_into
+from tests.test_export import _record_iv, recorded_db
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory):
-    path = tmp_path_factory.mktemp("export") / "v.sqlite"
-    with SessionStore(path) as store:
-        build_long_session(store, hours=2, seed=1, waves=False, events=5)
-    return path
+def db(tmp_path_factory, made_once):
+    """A recorded 20-minute IV session with waveforms, alarms and notes (session 1)."""
+    return copy_into(recorded_db(made_once, _record_iv), tmp_path_factory.mktemp("export"))
 
 
 def cli(*args: str) -> tuple[int, str, str]:

@@ -23,7 +23,7 @@ from monitor.store import SessionStore
 from tests.factories import act
 from tests.test_export import (
     CHARGE, NURSE, T_ESK, T_IV, _edf_annotations, _edf_parse, _pdf_text, _record_esketamine, _record_iv, _texts,
-    _zip_tables, fhir_bundle, hl7_parser, pyedflib,
+    _zip_tables, fhir_bundle, hl7_parser, pyedflib, recorded,
 )
 
 LATE_NOTE = "Escort phoned: patient home safely"
@@ -32,9 +32,9 @@ LATE_RESCUE_REASON = "dose given in the chair, found on the paper chart"
 
 
 @pytest.fixture(scope="module")
-def late_iv(tmp_path_factory):
+def late_iv(tmp_path_factory, made_once):
     """An IV session with two late entries: a note and a rescue medication."""
-    store, sid = _record_iv(tmp_path_factory.mktemp("late") / "iv.sqlite")
+    store, sid = recorded(made_once, _record_iv, tmp_path_factory.mktemp("late"))
     add_late_entry(store, sid, {"kind": "note", "text": LATE_NOTE}, T_IV + timedelta(minutes=19), CHARGE, LATE_REASON)
     add_late_entry(store, sid, {"kind": "rescue_medication", "drug": "midazolam", "dose": 1, "dose_unit": "mg",
                                 "route": "IV", "given_by": "J. Doe"}, T_IV + timedelta(minutes=12), NURSE,
@@ -44,9 +44,9 @@ def late_iv(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def late_esk(tmp_path_factory):
+def late_esk(tmp_path_factory, made_once):
     """An esketamine session whose only dissociation was charted late."""
-    store, sid = _record_esketamine(tmp_path_factory.mktemp("late_esk") / "esk.sqlite")
+    store, sid = recorded(made_once, _record_esketamine, tmp_path_factory.mktemp("late_esk"))
     add_late_entry(store, sid, {"kind": "dissociation", "severity": "mild"}, T_ESK + timedelta(minutes=30), NURSE,
                    "remembered at the end of the shift")
     yield store, sid

@@ -1,5 +1,5 @@
 """The session panel and the event bar, driven as the nurse would on the offscreen platform, with a
-real store and the recording service on the simulated monitor (60× real time).
+real store and the recording service on the simulated monitor (240× real time).
 
 Modal dialogs opened by the panel go through ``ui.dialogs.run_modal``; a stand-in fills and
 accepts them, so the whole flow runs without an event loop per dialog.
@@ -38,9 +38,10 @@ from ui.session_panel import SessionPanel
 # The offscreen platform cannot resize shown top-level widgets; it says so on every layout change.
 pytestmark = pytest.mark.qt_log_ignore(r"This plugin does not support propagateSizeHints")
 
-# A cuff reading every hour of simulated time: the first comes ~0.6 s after the start, the next
-# long after these tests, so it cannot be averaged with the manual pre-dose BP under test.
-DEVICE = "sim://?scenario=normal&speed=60&waves=0&nibp=3600"
+# A cuff reading every hour of simulated time: the first comes ~0.15 s after the start (the fixture
+# waits for it), the next 15 s later, long after each test, so it cannot be averaged with the manual
+# pre-dose BP under test. (At 60× the wait for the first was most of these tests' time.)
+DEVICE = "sim://?scenario=normal&speed=240&waves=0&nibp=3600"
 ANN = Actor(username="ann", display_name="Ann Lee", role=Role.NURSE)
 PIN = TEST_PIN
 

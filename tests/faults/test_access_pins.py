@@ -4,6 +4,7 @@ changed at the next sign-in — said to the user, never a lockout."""
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -16,11 +17,10 @@ from monitor.alarms.profile import default_profile
 from monitor.app.clinic import Clinic
 from monitor.settings import ClinicSettings, SettingsError, update_settings
 from monitor.staff import (
-    SCRYPT_LOG2_N, AccountLocked, Actor, AuthenticationFailed, PinChangeRequired, PinPolicyError, Role, _b64,
-    _scrypt,
+    AccountLocked, Actor, AuthenticationFailed, PinChangeRequired, PinPolicyError, Role, _b64, _scrypt,
 )
 from monitor.store import SessionStore
-from tests.factories import TEST_PIN, ensure_account, make_context, sign_in
+from tests.factories import TEST_PIN, TEST_PIN_LOG2_N, ensure_account, make_context, sign_in
 from ui.dialogs import SignInDialog
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,10 +29,14 @@ CHIEF = Actor(username="chief", display_name="Chris Chief", role=Role.CHARGE_NUR
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
 
 
+@functools.cache
 def legacy_hash(pin: str) -> str:
-    """A PIN hash as Vigil wrote it before PINs had 6 digits (hash_pin now refuses such a PIN)."""
+    """A PIN hash as Vigil wrote it before PINs had 6 digits (hash_pin now refuses such a PIN), at the
+    tests' scrypt cost (tests/factories.py: the stored string carries its cost; sign-in verifies it by the
+    same code as at the production cost)."""
     salt = b"legacy-salt-0001"
-    return f"$scrypt$ln={SCRYPT_LOG2_N},r=8,p=1${_b64(salt)}${_b64(_scrypt(pin, salt, SCRYPT_LOG2_N, 8, 1, 32))}"
+    ln = TEST_PIN_LOG2_N
+    return f"$scrypt$ln={ln},r=8,p=1${_b64(salt)}${_b64(_scrypt(pin, salt, ln, 8, 1, 32))}"
 
 
 @pytest.fixture

@@ -103,11 +103,11 @@ def test_repeated_faults_slow_the_restarts_down():
             pass
 
     link, rec = Buggy(), Recorder()
-    worker = AcquisitionWorker(link, [rec], backoff=(0.01, 0.2, 5.0))
+    worker = AcquisitionWorker(link, [rec], backoff=(0.01, 0.05, 5.0))
     worker.start()
     try:
         assert wait(lambda: link.opens >= 3)
-        assert not wait(lambda: link.opens >= 4, timeout=1.0)   # the third restart waits 5 s
+        assert not wait(lambda: link.opens >= 4, timeout=0.4)   # the third restart waits 5 s (the second 0.05 s)
         assert worker.is_alive() and worker.faults == 3
         assert any("a fault in Vigil (KeyError" in d and d.endswith("in 5 s") for _, d, _ in rec.states)
     finally:

@@ -19,19 +19,19 @@ from pathlib import Path
 import pytest
 
 from monitor.cli import run_cli
-from monitor.export import ExportError, build_long_session, export_session
+from monitor.export import ExportError, export_session
 from monitor.export.atomic import DestinationExists
 from monitor.store import SessionStore
+from tests.factories import copy_into
+from tests.test_export import _record_iv, recorded_db
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory):
-    path = tmp_path_factory.mktemp("export-out") / "vigil.sqlite"
-    with SessionStore(path) as store:
-        build_long_session(store, hours=2, seed=3, waves=False, events=3)
-    return path
+def db(tmp_path_factory, made_once):
+    """A recorded 20-minute IV session with waveforms, alarms and notes (session 1)."""
+    return copy_into(recorded_db(made_once, _record_iv), tmp_path_factory.mktemp("export-out"))
 
 
 def cli(*args: str) -> tuple[int, str, str]:

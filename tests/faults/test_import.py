@@ -77,6 +77,34 @@ def test_an_edited_archive_is_refused(archive, tmp_path, name, change, message):
         assert target.list_sessions() == []
 
 
+@pytest.mark.parametrize("where,data,message", [
+    ("a row", b'{"a":1,"a":2}', "the key 'a' appears twice in one object"),
+    ("a row", b"[" * 65 + b"]" * 65, "it is nested too deeply"),
+    ("a row", b"[1.0," * 5 + b"[" * 60 + b"]" * 65, "it is nested too deeply"),
+    ("a row", b'[1772438400.0,"hr",-4611686018427387905,0,null,null,"x"]',
+     "the number -4611686018427387905… is too large"),
+    ("a row", b'[1772438400.0,"hr",[{"v":1,"v":2}],0,null,null,"x"]', "the key 'v' appears twice in one object"),
+    ("a block", b'{"channel":"ecg","n":1,"n":2}', "the key 'n' appears twice in one object"),
+    ("a block", b'{"channel":"ecg","n":4611686018427387905}', "the number 4611686018427387905… is too large"),
+])
+def test_rows_and_blocks_are_refused_like_the_rest_of_the_archive(archive, tmp_path, where, data, message):
+    """The observation rows and waveform blocks (most of an archive, read by a shortcut) are refused
+    for a key twice in one object, nesting deeper than 64 and numbers beyond 2**62 like any other part."""
+    text = archive.read_bytes()
+    if where == "a row":
+        text = text.replace(b'"rows":[', b'"rows":[' + data + b",", 1)
+    else:  # (without the rows before it: the block is refused as it is read)
+        start = text.index(b'"rows":[')
+        text = text[:start] + b'"rows":[]' + text[text.index(b"]]", start) + 2:]
+        text = text.replace(b'"waveforms":[]', b'"waveforms":[' + data + b"]", 1)
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(text)
+    with SessionStore(tmp_path / "target.sqlite") as target:
+        with pytest.raises(ExportError, match=f"the archive is refused: {message}"):
+            import_archive(target, bad)
+        assert target.list_sessions() == []
+
+
 def test_the_import_is_marked_everywhere_and_verifies(archive, tmp_path):
     db = tmp_path / "clinic.sqlite"
     out, err = io.StringIO(), io.StringIO()

@@ -73,6 +73,7 @@ def spo2(rec):
         return [i for b in rec.batches for i in b if isinstance(i, NumericObservation) and i.vital == "spo2"]
 
 
+@pytest.mark.slow  # real time: a second of silence on a serial port, through the acquisition worker
 def test_a_silent_port_is_reopened_and_follows_its_by_id_link(tmp_path):
     old_master, old_slave = pty.openpty()
     new_master, new_slave = pty.openpty()
@@ -169,6 +170,7 @@ def test_the_device_panel_suggests_the_stable_name_of_the_port_in_use(qtbot, tmp
     assert panel.port.currentText() == f"{by_id / 'usb-Masimo_Rad-8-if00-port0'}?protocol=masimo"
 
 
+@pytest.mark.slow  # real time: the probe listens at least a second (ProbePlan.listen_at_least) to a line every 0.2 s
 def test_find_my_monitor_probes_off_the_screen_and_fills_the_url(qtbot, pty_pair):
     import threading
     import time

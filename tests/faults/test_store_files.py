@@ -225,6 +225,7 @@ def _readonly_media_check(folder: str) -> None:
         print("refused:", exc)
 
 
+@pytest.mark.slow  # a Python process of its own (in a mount namespace when run as root)
 def test_a_database_on_read_only_media_can_be_reviewed(tmp_path):
     folder = tmp_path / "media"
     folder.mkdir()
