@@ -696,7 +696,8 @@ def test_commit_policy():
     assert due(10.1, 10.0, True, True, 1.0, 0.5)  # a staff action commits when drained
 
 
-@pytest.mark.parametrize("options", [{"tail": False}, {"data_commit_interval": 2.0}])
+@pytest.mark.parametrize("options", [{"tail": False, "commit_interval": 0.2, "idle_commit": 0.1},
+                                     {"data_commit_interval": 0.4, "commit_interval": 0.2, "idle_commit": 0.1}])
 def test_writer_commits_without_being_asked(db, options):
     committed = threading.Event()
     with SessionStore(db) as s:

@@ -92,7 +92,8 @@ def test_uncommitted_data_survive_a_crash_through_the_tail(tmp_path):
     db = tmp_path / "v.sqlite"
     with SessionStore(db) as s:
         sid = new_session(s)
-        w = StoreWriter(s, data_commit_interval=600)   # nothing committed while the test runs
+        # nothing committed while the test runs; the tail taken within 0.1 s
+        w = StoreWriter(s, commit_interval=0.1, idle_commit=0.05, data_commit_interval=600)
         w.start()
         w.put_waveforms(sid, [ecg(0, 1.0), ecg(1.0, 1.0)])
         w.put_observations(sid, [numeric("hr", 60 + i, "sim", at(i)) for i in range(3)])
@@ -115,7 +116,7 @@ def test_a_tail_already_committed_is_not_stored_twice(tmp_path):
     db = tmp_path / "v.sqlite"
     with SessionStore(db) as s:
         sid = new_session(s)
-        w = StoreWriter(s, data_commit_interval=600)
+        w = StoreWriter(s, commit_interval=0.1, idle_commit=0.05, data_commit_interval=600)
         w.start()
         w.put_observations(sid, [numeric("hr", 70, "sim", at(1))])
         wait_for(lambda: w._tailed == 1)
@@ -150,11 +151,12 @@ def test_a_writer_without_the_tail_commits_every_second(tmp_path):
     db = tmp_path / "v.sqlite"
     with SessionStore(db) as s:
         sid = new_session(s)
-        first = StoreWriter(s, data_commit_interval=600)
+        first = StoreWriter(s, commit_interval=0.1, idle_commit=0.05, data_commit_interval=600)
         first.start()
         first.put_observations(sid, [numeric("hr", 70, "sim", at(1))])
         wait_for(lambda: first._tailed == 1)
-        second = StoreWriter(s, data_commit_interval=600)  # the tail is taken: it commits instead
+        # the tail is taken: it commits instead
+        second = StoreWriter(s, commit_interval=0.1, idle_commit=0.05, data_commit_interval=600)
         second.start()
         second.put_observations(sid, [numeric("hr", 71, "sim", at(2))])
         wait_for(lambda: s.get_session(sid).n_observations == 1)
@@ -171,7 +173,7 @@ def test_a_light_commit_keeps_the_waveforms_in_the_tail_and_a_crash_loses_nothin
     db = tmp_path / "v.sqlite"
     with SessionStore(db) as s:
         sid = new_session(s)
-        w = StoreWriter(s, data_commit_interval=600, light_commit_interval=0.01)
+        w = StoreWriter(s, commit_interval=0.1, idle_commit=0.05, data_commit_interval=600, light_commit_interval=0.01)
         w.start()
         w.put_waveforms(sid, [ecg(0, 1.0), ecg(1.0, 1.0)])
         w.put_observations(sid, [numeric("hr", 60 + i, "sim", at(i)) for i in range(3)])
@@ -228,7 +230,7 @@ def test_a_light_commit_of_everything_the_tail_holds_starts_its_next_generation(
     db = tmp_path / "v.sqlite"
     with SessionStore(db) as s:
         sid = new_session(s)
-        w = StoreWriter(s, data_commit_interval=600, light_commit_interval=0.01)
+        w = StoreWriter(s, commit_interval=0.1, idle_commit=0.05, data_commit_interval=600, light_commit_interval=0.01)
         w.start()
         generation = None
         for i in range(3):
