@@ -241,3 +241,17 @@ def test_a_light_commit_of_everything_the_tail_holds_starts_its_next_generation(
             generation = w._tail.generation
         assert s._tail_generation() == generation - 1
         w.stop(10)
+
+
+def test_a_light_commit_does_not_wait_for_the_disk_and_the_next_full_one_does(tmp_path):
+    db = tmp_path / "v.sqlite"
+    with SessionStore(db) as s:
+        sid = new_session(s)
+        seen = []
+        with s.transaction(durable=False):
+            seen.append(s._conn.execute("PRAGMA synchronous").fetchone()[0])
+            s.add_observations(sid, [numeric("hr", 70, "sim", at(1))])
+        with s.transaction():
+            seen.append(s._conn.execute("PRAGMA synchronous").fetchone()[0])
+        assert seen == [1, 2]  # NORMAL, FULL
+        assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 2

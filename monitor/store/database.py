@@ -101,6 +101,8 @@ class StoreCore:
         self._lock = threading.RLock()
         self._depth = 0
         self._tx_thread: int | None = None
+        #: The write connection's ``PRAGMA synchronous`` (FULL; NORMAL during a light commit).
+        self._synchronous = "FULL"
         self._local = threading.local()
         #: Each reading thread's connection and the lock it holds while reading (so that
         #: :meth:`close` never closes a connection under a read: SQLite would crash the process).
@@ -495,8 +497,9 @@ class StoreCore:
             assert conn is not None
             if self._depth == 0:
                 snap = self._snapshot()
-                if not durable:
-                    conn.execute("PRAGMA synchronous = NORMAL")
+                if self._synchronous != ("FULL" if durable else "NORMAL"):
+                    self._synchronous = "FULL" if durable else "NORMAL"
+                    conn.execute(f"PRAGMA synchronous = {self._synchronous}")
                 conn.execute("BEGIN IMMEDIATE")
                 self._depth = 1
                 self._tx_thread = threading.get_ident()
@@ -515,7 +518,11 @@ class StoreCore:
                     self._depth = 0
                     self._tx_thread = None
                     if not durable:
-                        conn.execute("PRAGMA synchronous = FULL")
+                        try:
+                            conn.execute("PRAGMA synchronous = FULL")
+                            self._synchronous = "FULL"
+                        except sqlite3.Error:  # the next durable transaction sets it again
+                            log.warning("could not set synchronous = FULL again on %s", self.path)
             else:
                 name = f"sp{self._depth}"
                 snap = self._snapshot()
