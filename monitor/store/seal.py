@@ -109,15 +109,12 @@ def content_digest(conn: sqlite3.Connection, session_id: int) -> dict[str, Any]:
     """The seal of session ``session_id`` from the store's rows on ``conn`` (see the module docstring)."""
     d = ContentDigest()
     d.part("observations")
-    lo, hi = conn.execute("SELECT min(rowid), max(rowid) FROM observations WHERE session_id = ?",
-                          (session_id,)).fetchone()
-    if lo is not None:  # the session's rows lie together: read them in order, sort by time (stable) here
-        names = dict(conn.execute("SELECT id, name FROM sources").fetchall())
-        rows = conn.execute("SELECT t, vital, value, quality, device_time, unit, source_id FROM observations "
-                            "NOT INDEXED WHERE rowid BETWEEN ? AND ? AND session_id = ?", (lo, hi, session_id)).fetchall()
-        rows.sort(key=lambda r: r[0])
-        d.add_all((*r[:6], names.get(r[6])) for r in rows)
-        del rows
+    # by time, then arrival: streamed from the (session_id, t, vital) index, SQLite sorting only the
+    # rows of one time by rowid (reading them all to sort here held 143 MB for a 24-hour session)
+    names = dict(conn.execute("SELECT id, name FROM sources").fetchall())
+    d.add_all((*r[:6], names.get(r[6])) for r in conn.execute(
+        "SELECT t, vital, value, quality, device_time, unit, source_id FROM observations WHERE session_id = ? "
+        "ORDER BY t, rowid", (session_id,)))
     d.part("waveforms")
     blocks = [(waveform_order(r[0], r[1]), r[7], waveform_row(*r[:7])) for r in conn.execute(
         "SELECT w.channel, w.t0, w.rate, w.n, w.enc, s.name, w.data, w.id FROM waveforms w "
