@@ -102,8 +102,8 @@ def run(kills: int = 8, seed: int = 11) -> dict[str, object]:
             verified = store.verify_audit().ok
             gaps = len(store.gaps(next(iter(sessions))))
     figures: dict[str, object] = {
-        "kills": kills, "lost_s_max": max(lost), "lost_s_median": statistics.median(lost),
-        "resume_to_data_s_median": statistics.median(resumed) if resumed else None,
+        "kills": kills, "lost_s_max": max(lost), "lost_s_median": round(statistics.median(lost), 2),
+        "resume_to_data_s_median": round(statistics.median(resumed), 2) if resumed else None,
         "resume_to_data_s_max": max(resumed) if resumed else None,
         "one_session": len(sessions) == 1, "gaps_marked": gaps, "audit_verifies": verified,
     }
