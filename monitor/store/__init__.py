@@ -96,9 +96,9 @@ file makes *light commits* in between (``StoreWriter(light_commit_interval=3)``)
 device conditions are committed every 3 s without waiting for the disk, while the waveform chunks
 stay in the tail file until the next full commit, so the unfinished waveform blocks are not
 rewritten every 3 s (the tail's marks say which numerics a light commit took; see
-:mod:`monitor.store.tail`). What is still rewritten at every commit is kept small: new files have 1 KiB pages (:data:`monitor.store.database.PAGE_SIZE`),
-observations are indexed in the order they arrive (``(session_id, t, vital)``, schema 6), and the
-log is copied back once per 4 MiB. A recording writes ~17 MB to disk per session-hour (WAL ~11,
+:mod:`monitor.store.tail`). What is still rewritten at every commit is kept small: new files
+have 1 KiB pages (:data:`monitor.store.database.PAGE_SIZE`), observations are indexed in the order
+they arrive (``(session_id, t, vital)``, schema 6), and the log is copied back once per 4 MiB. A recording writes ~17 MB to disk per session-hour (WAL ~11,
 checkpoints ~6; the tail file is emptied before most of it is written back) to store ~6 MB, and
 ~26 MB with light commits every 3 s; ``python -c "from bench.costs import write_cost; write_cost()"``
 measures it.
