@@ -95,11 +95,14 @@ print(json.dumps({"hours": span, "write_bytes": (b["write_bytes"] - a["write_byt
 """
 
 
-def write_cost(hours: float = 1.0, speed: float = 40.0, warmup: float = 0.02) -> dict[str, float]:
-    """Bytes written per session-hour by a recording (see the module docstring)."""
+def write_cost(hours: float = 1.0, speed: float = 40.0, warmup: float = 0.02,
+               light_commit_s: float | None = None) -> dict[str, float]:
+    """Bytes written per session-hour by a recording (see the module docstring); ``light_commit_s``:
+    the light commits of a chair of the clinic record (as ``BENCH_LIGHT_COMMIT_S``)."""
+    env = {**os.environ, **({"BENCH_LIGHT_COMMIT_S": str(light_commit_s)} if light_commit_s else {})}
     with tempfile.TemporaryDirectory(dir=ROOT / "var" if (ROOT / "var").is_dir() else None) as folder:
         result = subprocess.run([sys.executable, "-c", _RECORD, str(Path(folder) / "w.sqlite"), str(speed), str(hours),
-                                 str(warmup)], capture_output=True, text=True, cwd=ROOT,
+                                 str(warmup)], capture_output=True, text=True, cwd=ROOT, env=env,
                                 timeout=(hours + warmup) * 3600 / speed * 3 + 120)
     if result.returncode:
         raise RuntimeError(result.stderr[-3000:])
@@ -111,7 +114,9 @@ def write_cost(hours: float = 1.0, speed: float = 40.0, warmup: float = 0.02) ->
                "stored_mb_per_session_hour": round(raw["db_bytes_per_hour"] / 1e6, 2),
                "write_amplification": round(written / max(raw["db_bytes_per_hour"], 1), 1),
                "measured_session_hours": round(raw["hours"], 3), "speed": speed}
-    print(f"recording writes {figures['written_mb_per_session_hour']} MB to disk per session-hour "
+    light = env.get("BENCH_LIGHT_COMMIT_S")
+    print(f"recording{f' with light commits every {float(light):g} s' if light else ''} "
+          f"writes {figures['written_mb_per_session_hour']} MB to disk per session-hour "
           f"({figures['dirtied_mb_per_session_hour']} MB before the emptied tail is deducted, "
           f"{figures['write_calls_mb_per_session_hour']} MB through write calls) to store "
           f"{figures['stored_mb_per_session_hour']} MB (×{figures['write_amplification']}; measured over "
@@ -425,7 +430,10 @@ def live_while_busy(hours: float = 12.0, minimum_s: float = 15.0, xvfb: bool = F
 
 def run() -> dict:
     """All cost figures."""
-    return {"write": write_cost(), "export_memory_24h": export_memory(),
+    from monitor.app.chair import CLINIC_LIGHT_COMMIT_S
+
+    return {"write": write_cost(), "write_clinic_record": write_cost(light_commit_s=CLINIC_LIGHT_COMMIT_S),
+            "export_memory_24h": export_memory(),
             "review_cycles_2h": review_cycles(2), "review_cycles_24h": review_cycles(24),
             "live_while_busy": live_while_busy()}
 
