@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from monitor.alarms.profile import AlarmProfile, default_profile
@@ -15,6 +17,14 @@ from monitor.qt.service import QtSessionService
 from monitor.settings import ClinicSettings
 from monitor.staff import Actor, SessionToken, hash_pin
 from monitor.store import SessionStore
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, step: float = 0.01) -> None:
+    """Poll ``predicate`` every ``step`` seconds until it is true; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(step)
+
 
 #: The PIN of every account the helpers below create.
 TEST_PIN = "246813"

@@ -4,7 +4,6 @@ commit a second (issue 10 §8)."""
 from __future__ import annotations
 
 import shutil
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from drivers.model import DeviceCondition, Quality, WaveformChunk, numeric
 from monitor.store import SessionStore, StoreWriter
 from monitor.store.tail import TailFile, tail_path
+from tests.factories import wait_for
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 
@@ -42,13 +42,6 @@ def copy_as_crashed(db: Path, folder: Path) -> Path:
         if src.exists():
             shutil.copy(src, folder / (db.name + suffix))
     return folder / db.name
-
-
-def wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def test_items_round_trip_through_the_tail_file(tmp_path):

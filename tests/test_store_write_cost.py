@@ -8,7 +8,6 @@ bytes are the same on every run."""
 from __future__ import annotations
 
 import sqlite3
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from drivers.model import WaveformChunk, numeric
 from monitor.store import SessionStore, StoreWriter
 from monitor.store import database as store_db
 from monitor.store import schema as store_schema
+from tests.factories import wait_for
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 VITALS = {"hr": 72.0, "spo2": 98.0, "pr": 72.0, "pi": 3.1, "rr": 14.0, "etco2": 38.0, "temp": 36.8}
@@ -56,6 +56,7 @@ def record(db: Path, minutes: int, every: int = 30, light: bool = False) -> tupl
         rng = np.random.default_rng(0)
         held: list = []
         n = 0
+        full_every = 30 if light else every
         for s in range(minutes * 60):
             obs, waves = _second(s, rng)
             writer.put_waveforms(sid, waves)
@@ -64,8 +65,8 @@ def record(db: Path, minutes: int, every: int = 30, light: bool = False) -> tupl
                 writer.put_observations(sid, held)
                 n, held = n + len(held), []
                 if light:  # the light commit of these numerics (the waveforms stay in the tail)
-                    wait_until(lambda: store.get_session(sid).n_observations == n)
-            if s % (30 if light else every) == 29 % (30 if light else every):
+                    wait_for(lambda: store.get_session(sid).n_observations == n, timeout=30, step=0.0005)
+            if s % full_every == full_every - 1:
                 assert writer.flush(30)
         assert writer.stop(30)
         wal = Path(f"{db}-wal").stat().st_size
@@ -73,13 +74,6 @@ def record(db: Path, minutes: int, every: int = 30, light: bool = False) -> tupl
         stored = (conn.execute("PRAGMA page_count").fetchone()[0] - before_pages) * page
     conn.close()
     return wal, stored
-
-
-def wait_until(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.0005)
 
 
 @pytest.fixture

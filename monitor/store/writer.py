@@ -46,6 +46,11 @@ def _commit_due(now: float, oldest: float | None, queue_empty: bool, urgent: boo
     return age >= interval or (queue_empty and (urgent or age >= idle))
 
 
+def _earliest(a: float | None, b: float | None) -> float | None:
+    """The earlier of two arrival times (None: nothing arrived)."""
+    return b if a is None else a if b is None else min(a, b)
+
+
 class _Op(NamedTuple):
     kind: str  # 'obs' | 'wave' | 'cond' | 'call' | 'lazy' (a call that waits for the next commit)
     session_id: int | None
@@ -252,9 +257,10 @@ class StoreWriter(threading.Thread):
     def run(self) -> None:
         batch: list[_Op] = []
         waiters: list[threading.Event] = []
-        oldest: float | None = None     # the oldest uncommitted item arrived then
-        light_from: float | None = None  # the oldest uncommitted item a light commit would take
-        oldest_wave: float | None = None  # the oldest uncommitted waveform chunk (light commits keep them)
+        # when the oldest uncommitted item arrived: of those a light commit would take, and of the
+        # waveform chunks (light commits keep them); the oldest of all is the earlier of the two
+        light_from: float | None = None
+        oldest_wave: float | None = None
         unsafe: float | None = None     # the oldest device data neither committed nor in the tail
         urgent = False
         stopping = False
@@ -274,7 +280,8 @@ class StoreWriter(threading.Thread):
             elif urgent or stopping:
                 timeout = 0.0
             else:
-                deadlines = [t + d for t, d in ((unsafe, self.idle_commit), (oldest, self.data_commit_interval),
+                deadlines = [t + d for t, d in ((unsafe, self.idle_commit),
+                                                (_earliest(light_from, oldest_wave), self.data_commit_interval),
                                                 (light_from, self.light_commit_interval))
                              if t is not None and d is not None]
                 timeout = max(0.0, min(deadlines) - now) if deadlines else None
@@ -284,8 +291,6 @@ class StoreWriter(threading.Thread):
                     if isinstance(item, _Op):
                         batch.append(item)
                         arrived = time.monotonic()
-                        if oldest is None:
-                            oldest = arrived
                         if item.kind != "wave":
                             light_from = arrived if light_from is None else light_from
                         elif oldest_wave is None:
@@ -313,6 +318,7 @@ class StoreWriter(threading.Thread):
                 unsafe, safe_due = None, False
             if self.failing and now < retry_at:
                 continue
+            oldest = _earliest(light_from, oldest_wave)
             if not (self.failing or (stopping and drained) or (urgent and drained) or safe_due
                     or (oldest is not None and now - oldest >= self.data_commit_interval)):
                 if not (self.light_commit_interval is not None and light_from is not None
@@ -322,14 +328,14 @@ class StoreWriter(threading.Thread):
                 if kept is not None:
                     if self.on_commit is not None and len(batch) > len(kept):
                         self._callback(self.on_commit, len(batch) - len(kept))
-                    batch, light_from, oldest, unsafe = kept, None, oldest_wave, None
+                    batch, light_from, unsafe = kept, None, None
                     self._batch_len = len(batch)
                     continue
                 # no light commit possible (no tail, or it cannot take the mark): a full one now
             finalize = stopping and drained
             if self._commit(batch, finalize):
                 n = len(batch)
-                batch, oldest, unsafe, urgent, light_from, oldest_wave = [], None, None, False, None, None
+                batch, unsafe, urgent, light_from, oldest_wave = [], None, False, None, None
                 self._batch_len = 0
                 for w in waiters:
                     w.set()
